@@ -91,6 +91,22 @@ def seed_ssm_parameters() -> None:
     ssm.ParameterDict._check_loading_status = check_loading_status
 
 
+def delete_primary_interfaces_on_termination() -> None:
+    """On AWS an instance's primary network interface, created at launch, goes with the instance
+    (DeleteOnTermination=true); moto keeps it forever, attached to the terminated instance."""
+    from moto.ec2.models import instances
+
+    original = instances.Instance.terminate
+
+    def terminate(self):  # type: ignore[no-untyped-def]
+        primary = self.nics.get(0)
+        if primary is not None:
+            primary.delete_on_termination = True
+        return original(self)
+
+    instances.Instance.terminate = terminate
+
+
 def exit_with_parent(parent: int) -> None:
     while True:
         if os.getppid() != parent:
@@ -106,6 +122,7 @@ def main() -> None:
 
     seed_ec2_images()
     seed_ssm_parameters()
+    delete_primary_interfaces_on_termination()
 
     from moto.server import ThreadedMotoServer
 

@@ -1,7 +1,5 @@
 //! The command line: `up`, `down`, `plan`, `status`.
 
-#![allow(clippy::print_stdout)] // the binary's own output
-
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,6 +13,14 @@ use provisioner::config::{ConfigError, Overrides, StackFile};
 use provisioner::plan::{Context, Plan, humanize};
 use provisioner::progress::{Action, PlainProgress, Progress, TerminalProgress};
 use provisioner::{Aws, remaining};
+
+/// Prints a line to stdout; a closed pipe (`provisioner status | head`) is not an error.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
 
 pub const EXIT_FAILED: u8 = 1;
 pub const EXIT_CONFIG: u8 = 2;
@@ -141,7 +147,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     match cli.command {
         Command::Up => {
-            println!("Bringing up stack `{}` on {where_}", cx.stack.name);
+            say!("Bringing up stack `{}` on {where_}", cx.stack.name);
             let result = plan.up(&cx).await;
             let counts = calls.counts();
             let changed = cx
@@ -151,7 +157,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .count();
             match result {
                 Ok(()) => {
-                    println!(
+                    say!(
                         "\nStack `{}` is up ({}, {} AWS calls of which {} changed something; {changed} resources created or updated)",
                         cx.stack.name,
                         humanize(started.elapsed()),
@@ -171,7 +177,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Down => {
-            println!("Tearing down stack `{}` on {where_}", cx.stack.name);
+            say!("Tearing down stack `{}` on {where_}", cx.stack.name);
             let result = plan.down(&cx).await;
             let left = remaining(&plan, &cx)
                 .await
@@ -181,16 +187,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 eprintln!("\nerror: {err}");
             }
             if left.is_empty() {
-                println!(
+                say!(
                     "\nNothing of stack `{}` is left ({}, {} AWS calls).",
                     cx.stack.name,
                     humanize(started.elapsed()),
                     counts.total
                 );
             } else {
-                println!("\nStill there:");
+                say!("\nStill there:");
                 for (step, r) in &left {
-                    println!(
+                    say!(
                         "  {step:<16} {:<22} {:<28} {} {}",
                         r.kind,
                         r.name,
@@ -198,7 +204,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         r.state
                     );
                 }
-                println!("Run `provisioner down` again; if something stays, it is named above.");
+                say!("Run `provisioner down` again; if something stays, it is named above.");
             }
             Ok(match (result, left.is_empty()) {
                 (Ok(()), true) => ExitCode::SUCCESS,
@@ -207,7 +213,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Plan => {
-            println!(
+            say!(
                 "Plan for stack `{}` on {where_} (nothing is changed):",
                 cx.stack.name
             );
@@ -222,20 +228,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .find(|s| s.name() == name)
                     .map(|s| s.title())
                     .unwrap_or_default();
-                println!("\n{name}: {title}");
+                say!("\n{name}: {title}");
                 match found {
-                    Ok(resources) if resources.is_empty() => println!("  (nothing to create)"),
+                    Ok(resources) if resources.is_empty() => say!("  (nothing to create)"),
                     Ok(resources) => {
-                        for r in resources {
+                        for r in resources.iter().filter(|r| r.managed) {
                             match &r.id {
                                 Some(id) => {
-                                    println!("  = keep   {:<22} {:<30} {id}", r.kind, r.name)
+                                    say!("  = keep   {:<22} {:<30} {id}", r.kind, r.name)
                                 }
-                                None => println!("  + create {:<22} {}", r.kind, r.name),
+                                None => say!("  + create {:<22} {}", r.kind, r.name),
                             }
                         }
                     }
-                    Err(err) => println!("  ! cannot tell: {err}"),
+                    Err(err) => say!("  ! cannot tell: {err}"),
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -257,14 +263,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         Err(err) => vec![serde_json::json!({ "step": step, "error": err.to_string() })],
                     })
                     .collect();
-                println!("{}", serde_json::to_string_pretty(&doc)?);
+                say!("{}", serde_json::to_string_pretty(&doc)?);
             } else {
-                println!("Stack `{}` on {where_}:", cx.stack.name);
+                say!("Stack `{}` on {where_}:", cx.stack.name);
                 for (step, found) in &inspected {
                     match found {
                         Ok(resources) => {
                             for r in resources {
-                                println!(
+                                say!(
                                     "  {step:<16} {:<22} {:<30} {:<24} {}",
                                     r.kind,
                                     r.name,
@@ -273,7 +279,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                                 );
                             }
                         }
-                        Err(err) => println!("  {step:<16} error: {err}"),
+                        Err(err) => say!("  {step:<16} error: {err}"),
                     }
                 }
             }
@@ -284,9 +290,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 fn print_outputs(cx: &Context) {
     if let Some(cluster) = cx.outputs.cluster.get() {
-        println!(
+        say!(
             "  cluster   {} (Kubernetes {}) {}",
-            cluster.name, cluster.version, cluster.endpoint
+            cluster.name,
+            cluster.version,
+            cluster.endpoint
         );
     }
     if let Some(nodes) = cx.outputs.nodes.get() {
@@ -295,9 +303,9 @@ fn print_outputs(cx: &Context) {
             .iter()
             .map(|n| format!("{} ({})", n.private_ip, n.zone))
             .collect();
-        println!("  nodes     {}", ips.join(", "));
+        say!("  nodes     {}", ips.join(", "));
     }
     if let Some(lb) = cx.outputs.load_balancer.get() {
-        println!("  NLB       http://{}/", lb.dns_name);
+        say!("  NLB       http://{}/", lb.dns_name);
     }
 }

@@ -41,6 +41,9 @@ pub struct Resource {
     /// `None`: it does not exist (yet).
     pub id: Option<String>,
     pub state: String,
+    /// Whether `up` creates it; `false` for what is only observed (instances the Auto Scaling
+    /// group launched, network interfaces, registered targets).
+    pub managed: bool,
 }
 
 impl Resource {
@@ -55,6 +58,20 @@ impl Resource {
             name: name.into(),
             id: Some(id.into()),
             state: state.into(),
+            managed: true,
+        }
+    }
+
+    /// Something that exists because of the stack but that `up` does not create itself.
+    pub fn observed(
+        kind: &'static str,
+        name: impl Into<String>,
+        id: impl Into<String>,
+        state: impl Into<String>,
+    ) -> Self {
+        Self {
+            managed: false,
+            ..Self::found(kind, name, id, state)
         }
     }
 
@@ -64,6 +81,7 @@ impl Resource {
             name: name.into(),
             id: None,
             state: "missing".into(),
+            managed: true,
         }
     }
 }
@@ -423,7 +441,12 @@ impl Plan {
                     state[i] = State::Running;
                     let step = &self.steps[i];
                     let scope = &scopes[i];
-                    cx.progress.started(step.name(), step.title());
+                    match direction {
+                        Direction::Up => cx.progress.started(step.name(), step.title()),
+                        Direction::Down => cx
+                            .progress
+                            .started(step.name(), &format!("remove {}", step.title())),
+                    }
                     running.push(async move {
                         let start = Instant::now();
                         let result = match direction {

@@ -92,8 +92,10 @@ impl Step for IamStep {
         Box::pin(async move {
             destroy_instance_profile(s, &s.stack.node_instance_profile()).await?;
             let (cluster_role, node_role) = (s.stack.cluster_role(), s.stack.node_role());
-            tokio::try_join!(destroy_role(s, &cluster_role), destroy_role(s, &node_role))?;
-            Ok(())
+            // Both, even when one fails: teardown removes as much as it can.
+            let (cluster, node) =
+                tokio::join!(destroy_role(s, &cluster_role), destroy_role(s, &node_role));
+            cluster.and(node)
         })
     }
 

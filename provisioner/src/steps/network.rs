@@ -317,7 +317,7 @@ impl Step for NetworkStep {
             }
             for vpc in &vpcs {
                 for eni in network_interfaces(s, vpc).await? {
-                    found.push(Resource::found(
+                    found.push(Resource::observed(
                         "network interface",
                         eni.description().unwrap_or_default().to_owned(),
                         eni.network_interface_id().unwrap_or_default(),

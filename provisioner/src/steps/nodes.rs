@@ -157,7 +157,7 @@ impl Step for NodesStep {
                 None => found.push(Resource::missing("Auto Scaling group", &group)),
             }
             for instance in stack_instances(s).await? {
-                found.push(Resource::found(
+                found.push(Resource::observed(
                     "instance",
                     instance.private_ip_address().unwrap_or("-"),
                     instance.instance_id().unwrap_or_default(),

@@ -130,7 +130,7 @@ impl Step for TargetsStep {
                 .await?
                 .into_iter()
                 .map(|(ip, port, health)| {
-                    Resource::found(
+                    Resource::observed(
                         "target",
                         format!("{ip}:{port}"),
                         format!("{ip}:{port}"),

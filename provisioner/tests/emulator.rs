@@ -1,0 +1,711 @@
+//! `up`, `down`, re-runs, kills and neighbouring stacks against the local AWS emulator (moto),
+//! checked through AWS's own describe calls rather than through the provisioner's outputs.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use aws_sdk_ec2::types::Filter;
+use base64::Engine;
+use common::{config, down, emulator, left, run, up};
+use provisioner::ingress::{HEALTH_NODE_PORT, HEALTH_PATH, HTTP_NODE_PORT};
+use provisioner::plan::{Plan, StepError};
+use provisioner::progress::{Event, Outcome};
+use provisioner::stack::STACK_TAG;
+
+fn tag(name: &str) -> Filter {
+    Filter::builder()
+        .name(format!("tag:{STACK_TAG}"))
+        .values(name)
+        .build()
+}
+
+#[tokio::test]
+async fn up_builds_the_papers_stack_with_every_relationship() {
+    let emu = emulator().await;
+    let run = up(&emu, "paper").await;
+    let aws = &run.cx.aws;
+
+    // Network: VPC with DNS, two public subnets in 2a and 2c, IGW, default route, associations.
+    let vpcs = aws
+        .ec2
+        .describe_vpcs()
+        .filters(tag("paper"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(vpcs.vpcs().len(), 1);
+    let vpc = &vpcs.vpcs()[0];
+    let vpc_id = vpc.vpc_id().unwrap();
+    assert_eq!(vpc.cidr_block(), Some("10.0.0.0/16"));
+    for attribute in [
+        aws_sdk_ec2::types::VpcAttributeName::EnableDnsSupport,
+        aws_sdk_ec2::types::VpcAttributeName::EnableDnsHostnames,
+    ] {
+        let a = aws
+            .ec2
+            .describe_vpc_attribute()
+            .vpc_id(vpc_id)
+            .attribute(attribute.clone())
+            .send()
+            .await
+            .unwrap();
+        let on = a
+            .enable_dns_support()
+            .or(a.enable_dns_hostnames())
+            .and_then(|v| v.value());
+        assert_eq!(on, Some(true), "{attribute:?}");
+    }
+    let subnets = aws
+        .ec2
+        .describe_subnets()
+        .filters(tag("paper"))
+        .send()
+        .await
+        .unwrap();
+    let zones: BTreeSet<_> = subnets
+        .subnets()
+        .iter()
+        .filter_map(|s| s.availability_zone())
+        .collect();
+    assert_eq!(
+        zones,
+        BTreeSet::from(["ap-northeast-2a", "ap-northeast-2c"])
+    );
+    let subnet_ids: BTreeSet<&str> = subnets
+        .subnets()
+        .iter()
+        .filter_map(|s| s.subnet_id())
+        .collect();
+    for subnet in subnets.subnets() {
+        assert_eq!(subnet.vpc_id(), Some(vpc_id));
+        assert_eq!(subnet.map_public_ip_on_launch(), Some(true));
+        let tags: Vec<(&str, &str)> = subnet
+            .tags()
+            .iter()
+            .map(|t| (t.key().unwrap(), t.value().unwrap()))
+            .collect();
+        assert!(
+            tags.contains(&("kubernetes.io/cluster/paper", "shared")),
+            "{tags:?}"
+        );
+        assert!(tags.contains(&("kubernetes.io/role/elb", "1")), "{tags:?}");
+    }
+    let igws = aws
+        .ec2
+        .describe_internet_gateways()
+        .filters(tag("paper"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(igws.internet_gateways().len(), 1);
+    let igw = &igws.internet_gateways()[0];
+    assert_eq!(igw.attachments()[0].vpc_id(), Some(vpc_id));
+    let tables = aws
+        .ec2
+        .describe_route_tables()
+        .filters(tag("paper"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tables.route_tables().len(), 1);
+    let table = &tables.route_tables()[0];
+    assert!(
+        table
+            .routes()
+            .iter()
+            .any(|r| r.destination_cidr_block() == Some("0.0.0.0/0")
+                && r.gateway_id() == igw.internet_gateway_id())
+    );
+    let associated: BTreeSet<&str> = table
+        .associations()
+        .iter()
+        .filter_map(|a| a.subnet_id())
+        .collect();
+    assert_eq!(associated, subnet_ids);
+
+    // Security groups: rules name group ids; NodePorts open to the VPC CIDR.
+    let groups = aws
+        .ec2
+        .describe_security_groups()
+        .filters(tag("paper"))
+        .send()
+        .await
+        .unwrap();
+    let group = |name: &str| {
+        groups
+            .security_groups()
+            .iter()
+            .find(|g| g.group_name() == Some(name))
+            .unwrap_or_else(|| panic!("security group {name}"))
+            .clone()
+    };
+    let cluster_sg = group("paper-cluster-sg");
+    let node_sg = group("paper-node-sg");
+    let (cluster_id, node_id) = (cluster_sg.group_id().unwrap(), node_sg.group_id().unwrap());
+    let from_group = |g: &aws_sdk_ec2::types::SecurityGroup, src: &str, port: Option<i32>| {
+        g.ip_permissions().iter().any(|p| {
+            p.user_id_group_pairs()
+                .iter()
+                .any(|u| u.group_id() == Some(src))
+                && port.is_none_or(|port| p.from_port() == Some(port))
+        })
+    };
+    assert!(
+        from_group(&cluster_sg, node_id, Some(443)),
+        "cluster SG admits nodes on 443"
+    );
+    assert!(
+        from_group(&node_sg, node_id, None),
+        "nodes admit each other"
+    );
+    assert!(
+        from_group(&node_sg, cluster_id, Some(1025)),
+        "nodes admit the control plane"
+    );
+    for port in [HTTP_NODE_PORT, HEALTH_NODE_PORT] {
+        assert!(
+            node_sg
+                .ip_permissions()
+                .iter()
+                .any(|p| p.from_port() == Some(port)
+                    && p.ip_ranges()
+                        .iter()
+                        .any(|r| r.cidr_ip() == Some("10.0.0.0/16"))),
+            "NodePort {port} open to the VPC"
+        );
+    }
+    for g in [&cluster_sg, &node_sg] {
+        assert!(g.ip_permissions_egress().iter().any(|p| {
+            p.ip_protocol() == Some("-1")
+                && p.ip_ranges()
+                    .iter()
+                    .any(|r| r.cidr_ip() == Some("0.0.0.0/0"))
+        }));
+    }
+
+    // IAM: roles, trust, managed policies, instance profile.
+    let cluster_role = run.cx.stack.cluster_role();
+    let node_role = run.cx.stack.node_role();
+    let attached = |role: String| async move {
+        aws.iam
+            .list_attached_role_policies()
+            .role_name(role)
+            .send()
+            .await
+            .unwrap()
+            .attached_policies()
+            .iter()
+            .filter_map(|p| p.policy_name().map(str::to_owned))
+            .collect::<BTreeSet<_>>()
+    };
+    assert_eq!(
+        attached(cluster_role.clone()).await,
+        BTreeSet::from(["AmazonEKSClusterPolicy".to_owned()])
+    );
+    assert_eq!(
+        attached(node_role.clone()).await,
+        BTreeSet::from([
+            "AmazonEKSWorkerNodePolicy".to_owned(),
+            "AmazonEKS_CNI_Policy".to_owned(),
+            "AmazonEC2ContainerRegistryReadOnly".to_owned()
+        ])
+    );
+    let role = aws
+        .iam
+        .get_role()
+        .role_name(&cluster_role)
+        .send()
+        .await
+        .unwrap();
+    let trust = role.role().unwrap().assume_role_policy_document().unwrap();
+    let trust = urlencoding_decode(trust);
+    assert!(trust.contains("eks.amazonaws.com"), "{trust}");
+    let profile = aws
+        .iam
+        .get_instance_profile()
+        .instance_profile_name(run.cx.stack.node_instance_profile())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        profile.instance_profile().unwrap().roles()[0].role_name(),
+        node_role
+    );
+
+    // EKS: subnets, security group, role, both endpoints.
+    let cluster = aws
+        .eks
+        .describe_cluster()
+        .name("paper")
+        .send()
+        .await
+        .unwrap();
+    let cluster = cluster.cluster().unwrap();
+    assert_eq!(
+        cluster.version(),
+        Some(run.cx.config.kubernetes_version.as_str())
+    );
+    assert_eq!(cluster.role_arn(), role.role().map(|r| r.arn()));
+    let vpc_config = cluster.resources_vpc_config().unwrap();
+    assert!(vpc_config.endpoint_public_access() && vpc_config.endpoint_private_access());
+    assert_eq!(
+        vpc_config
+            .subnet_ids()
+            .iter()
+            .map(String::as_str)
+            .collect::<BTreeSet<_>>(),
+        subnet_ids
+    );
+    assert_eq!(vpc_config.security_group_ids(), [cluster_id]);
+
+    // Nodes: launch template from the SSM AMI with nodeadm user data; ASG of three over both subnets.
+    let ami = aws
+        .ssm
+        .get_parameter()
+        .name(provisioner::steps::nodes::ami_parameter(
+            &run.cx.config.kubernetes_version,
+        ))
+        .send()
+        .await
+        .unwrap();
+    let ami = ami.parameter().unwrap().value().unwrap();
+    let versions = aws
+        .ec2
+        .describe_launch_template_versions()
+        .launch_template_name("paper-nodes")
+        .versions("$Latest")
+        .send()
+        .await
+        .unwrap();
+    let data = versions.launch_template_versions()[0]
+        .launch_template_data()
+        .unwrap();
+    assert_eq!(data.image_id(), Some(ami));
+    assert_eq!(data.security_group_ids(), [node_id]);
+    assert_eq!(
+        data.iam_instance_profile().and_then(|p| p.arn()),
+        profile.instance_profile().map(|p| p.arn())
+    );
+    let user_data = base64::engine::general_purpose::STANDARD
+        .decode(data.user_data().unwrap())
+        .unwrap();
+    let user_data = String::from_utf8(user_data).unwrap();
+    assert!(user_data.contains("Content-Type: application/node.eks.aws"));
+    assert!(user_data.contains("kind: NodeConfig"));
+    assert!(user_data.contains(&format!(
+        "apiServerEndpoint: \"{}\"",
+        cluster.endpoint().unwrap()
+    )));
+    let groups = aws
+        .autoscaling
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names("paper-nodes")
+        .send()
+        .await
+        .unwrap();
+    let asg = &groups.auto_scaling_groups()[0];
+    assert_eq!(
+        (asg.min_size(), asg.desired_capacity(), asg.max_size()),
+        (Some(3), Some(3), Some(3))
+    );
+    let asg_subnets: BTreeSet<&str> = asg.vpc_zone_identifier().unwrap().split(',').collect();
+    assert_eq!(asg_subnets, subnet_ids);
+    assert_eq!(asg.instances().len(), 3);
+    let instance_ids: Vec<String> = asg
+        .instances()
+        .iter()
+        .map(|i| i.instance_id().unwrap().to_owned())
+        .collect();
+    let instances = aws
+        .ec2
+        .describe_instances()
+        .set_instance_ids(Some(instance_ids))
+        .send()
+        .await
+        .unwrap();
+    let node_ips: BTreeSet<String> = instances
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .map(|i| i.private_ip_address().unwrap().to_owned())
+        .collect();
+    assert_eq!(node_ips.len(), 3);
+
+    // NLB: internet-facing network LB over both subnets; ip target group with the node IPs; TCP :80.
+    let lbs = aws
+        .elbv2
+        .describe_load_balancers()
+        .names("paper-nlb")
+        .send()
+        .await
+        .unwrap();
+    let lb = &lbs.load_balancers()[0];
+    assert_eq!(lb.r#type().map(|t| t.as_str()), Some("network"));
+    assert_eq!(lb.scheme().map(|s| s.as_str()), Some("internet-facing"));
+    let lb_zones: BTreeSet<&str> = lb
+        .availability_zones()
+        .iter()
+        .filter_map(|z| z.subnet_id())
+        .collect();
+    assert_eq!(lb_zones, subnet_ids);
+    let tgs = aws
+        .elbv2
+        .describe_target_groups()
+        .names("paper-http")
+        .send()
+        .await
+        .unwrap();
+    let tg = &tgs.target_groups()[0];
+    assert_eq!(tg.target_type().map(|t| t.as_str()), Some("ip"));
+    assert_eq!(tg.protocol().map(|p| p.as_str()), Some("TCP"));
+    assert_eq!(tg.port(), Some(HTTP_NODE_PORT));
+    assert_eq!(
+        tg.health_check_port(),
+        Some(HEALTH_NODE_PORT.to_string().as_str())
+    );
+    assert_eq!(tg.health_check_path(), Some(HEALTH_PATH));
+    let health = aws
+        .elbv2
+        .describe_target_health()
+        .target_group_arn(tg.target_group_arn().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let targets: BTreeSet<String> = health
+        .target_health_descriptions()
+        .iter()
+        .map(|d| d.target().unwrap().id().unwrap().to_owned())
+        .collect();
+    assert_eq!(targets, node_ips, "the nodes are registered by private IP");
+    let listeners = aws
+        .elbv2
+        .describe_listeners()
+        .load_balancer_arn(lb.load_balancer_arn().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let listener = &listeners.listeners()[0];
+    assert_eq!(
+        (listener.port(), listener.protocol().map(|p| p.as_str())),
+        (Some(80), Some("TCP"))
+    );
+    assert_eq!(
+        listener.default_actions()[0].target_group_arn(),
+        tg.target_group_arn()
+    );
+    assert_eq!(
+        run.cx.outputs.load_balancer.get().unwrap().dns_name,
+        lb.dns_name().unwrap()
+    );
+
+    // Progress: every step started and finished successfully.
+    let events = run.progress.events();
+    for step in Plan::infrastructure().steps() {
+        assert!(
+            events.contains(&Event::Started(step.name())),
+            "{} started",
+            step.name()
+        );
+        assert!(
+            events.contains(&Event::Finished(step.name(), Outcome::Done)),
+            "{} done",
+            step.name()
+        );
+    }
+}
+
+/// IAM returns policy documents URL-encoded.
+fn urlencoding_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn up_again_changes_nothing_and_down_twice_leaves_nothing() {
+    let emu = emulator().await;
+    let first = up(&emu, "rerun").await;
+    let vpc_id = first.cx.outputs.network.get().unwrap().vpc_id.clone();
+
+    let again = up(&emu, "rerun").await;
+    let counts = again.calls.counts();
+    assert_eq!(
+        counts.mutating,
+        0,
+        "a re-run of up made changes: {:?}",
+        counts.mutating_operations()
+    );
+    assert!(counts.total > 0);
+
+    down(&emu, "rerun").await;
+    assert_eq!(left(&emu, "rerun").await, Vec::<String>::new());
+    // Nothing orphaned: no instance or interface of the stack anywhere.
+    let aws = &first.cx.aws;
+    let instances = aws
+        .ec2
+        .describe_instances()
+        .filters(tag("rerun"))
+        .send()
+        .await
+        .unwrap();
+    let alive: Vec<_> = instances
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .filter(|i| i.state().and_then(|s| s.name()).map(|n| n.as_str()) != Some("terminated"))
+        .collect();
+    assert!(alive.is_empty(), "instances left: {alive:?}");
+    let enis = aws
+        .ec2
+        .describe_network_interfaces()
+        .filters(Filter::builder().name("vpc-id").values(&vpc_id).build())
+        .send()
+        .await
+        .unwrap();
+    assert!(enis.network_interfaces().is_empty());
+
+    let second = down(&emu, "rerun").await;
+    assert_eq!(
+        second.calls.counts().mutating,
+        0,
+        "{:?}",
+        second.calls.counts().mutating_operations()
+    );
+}
+
+#[tokio::test]
+async fn a_run_killed_mid_way_converges_when_run_again() {
+    let emu = emulator().await;
+    // Kill at every mutating call a full `up` makes, in turn.
+    let full = up(&emu, "killfull").await.calls.counts().mutating;
+    assert!(full >= 25, "a full up makes {full} mutating calls");
+    for kill_at in 1..=full {
+        let name = format!("kill{kill_at}");
+        let killed = run(&emu, config(&name)).await;
+        killed.calls.kill_after_mutating(kill_at);
+        let result = Plan::infrastructure().up(&killed.cx).await;
+        assert!(
+            killed.calls.killed(),
+            "kill point {kill_at} of {full} was reached: {:?}",
+            killed.calls.counts()
+        );
+        assert!(result.is_err(), "a killed run reports failure");
+
+        let resumed = up(&emu, &name).await;
+        let aws = &resumed.cx.aws;
+        assert_eq!(
+            aws.ec2
+                .describe_vpcs()
+                .filters(tag(&name))
+                .send()
+                .await
+                .unwrap()
+                .vpcs()
+                .len(),
+            1,
+            "{name}: one VPC"
+        );
+        assert_eq!(
+            aws.ec2
+                .describe_subnets()
+                .filters(tag(&name))
+                .send()
+                .await
+                .unwrap()
+                .subnets()
+                .len(),
+            2,
+            "{name}: two subnets"
+        );
+        assert_eq!(
+            aws.ec2
+                .describe_internet_gateways()
+                .filters(tag(&name))
+                .send()
+                .await
+                .unwrap()
+                .internet_gateways()
+                .len(),
+            1,
+            "{name}: one internet gateway"
+        );
+        assert_eq!(
+            aws.ec2
+                .describe_route_tables()
+                .filters(tag(&name))
+                .send()
+                .await
+                .unwrap()
+                .route_tables()
+                .len(),
+            1
+        );
+        assert_eq!(
+            aws.ec2
+                .describe_security_groups()
+                .filters(tag(&name))
+                .send()
+                .await
+                .unwrap()
+                .security_groups()
+                .len(),
+            2
+        );
+        let nodes = resumed.cx.outputs.nodes.get().unwrap();
+        assert_eq!(nodes.instances.len(), 3, "{name}: three nodes");
+        let tg = resumed
+            .cx
+            .outputs
+            .load_balancer
+            .get()
+            .unwrap()
+            .target_group_arn
+            .clone();
+        let health = aws
+            .elbv2
+            .describe_target_health()
+            .target_group_arn(tg)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            health.target_health_descriptions().len(),
+            3,
+            "{name}: three targets"
+        );
+        let listeners = aws
+            .elbv2
+            .describe_listeners()
+            .load_balancer_arn(&resumed.cx.outputs.load_balancer.get().unwrap().arn)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(listeners.listeners().len(), 1, "{name}: one listener");
+        let policies = aws
+            .iam
+            .list_attached_role_policies()
+            .role_name(resumed.cx.stack.node_role())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            policies.attached_policies().len(),
+            3,
+            "{name}: node policies"
+        );
+
+        down(&emu, &name).await;
+        assert_eq!(
+            left(&emu, &name).await,
+            Vec::<String>::new(),
+            "{name}: down after a killed up"
+        );
+    }
+}
+
+#[tokio::test]
+async fn down_after_a_partial_up_leaves_nothing() {
+    let emu = emulator().await;
+    for (i, kill_at) in [5, 25, 45].into_iter().enumerate() {
+        let name = format!("partial{i}");
+        let killed = run(&emu, config(&name)).await;
+        killed.calls.kill_after_mutating(kill_at);
+        let _ = Plan::infrastructure().up(&killed.cx).await;
+        down(&emu, &name).await;
+        assert_eq!(left(&emu, &name).await, Vec::<String>::new(), "{name}");
+    }
+}
+
+#[tokio::test]
+async fn two_stacks_do_not_touch_each_other() {
+    let emu = emulator().await;
+    up(&emu, "alpha").await;
+    up(&emu, "beta").await;
+    let beta_before = left(&emu, "beta").await;
+    down(&emu, "alpha").await;
+    assert_eq!(left(&emu, "alpha").await, Vec::<String>::new());
+    assert_eq!(
+        left(&emu, "beta").await,
+        beta_before,
+        "alpha's down left beta intact"
+    );
+    let again = up(&emu, "beta").await;
+    assert_eq!(again.calls.counts().mutating, 0, "beta still complete");
+}
+
+#[tokio::test]
+async fn plan_and_status_change_nothing() {
+    let emu = emulator().await;
+    let fresh = run(&emu, config("lookonly")).await;
+    let inspected = Plan::infrastructure().inspect(&fresh.cx).await;
+    for (step, found) in &inspected {
+        let found = found.as_ref().unwrap_or_else(|e| panic!("{step}: {e}"));
+        assert!(found.iter().all(|r| r.id.is_none()), "{step}: {found:?}");
+    }
+    assert_eq!(fresh.calls.counts().mutating, 0);
+}
+
+#[tokio::test]
+async fn a_foreign_resource_with_our_name_stops_up_with_the_step_and_resource() {
+    let emu = emulator().await;
+    let probe = run(&emu, config("clash")).await;
+    // Someone else's role under the name the stack would use: never adopt it.
+    probe
+        .cx
+        .aws
+        .iam
+        .create_role()
+        .role_name(probe.cx.stack.cluster_role())
+        .assume_role_policy_document(provisioner::steps::iam::trust_policy("eks.amazonaws.com"))
+        .send()
+        .await
+        .unwrap();
+    let err = Plan::infrastructure().up(&probe.cx).await.unwrap_err();
+    let (step, error) = &err.failed[0];
+    assert_eq!(*step, "iam");
+    assert!(matches!(error, StepError::NotOwned { .. }), "{error}");
+    assert!(
+        err.to_string().contains(&probe.cx.stack.cluster_role()),
+        "{err}"
+    );
+    assert!(
+        err.skipped.contains(&"cluster") && err.skipped.contains(&"nodes"),
+        "{:?}",
+        err.skipped
+    );
+    // And down refuses to delete it too, but removes the rest.
+    let result = Plan::infrastructure().down(&probe.cx).await;
+    assert!(result.is_err());
+    let role = probe
+        .cx
+        .aws
+        .iam
+        .get_role()
+        .role_name(probe.cx.stack.cluster_role())
+        .send()
+        .await;
+    assert!(role.is_ok(), "the foreign role is untouched");
+    let vpcs = probe
+        .cx
+        .aws
+        .ec2
+        .describe_vpcs()
+        .filters(tag("clash"))
+        .send()
+        .await
+        .unwrap();
+    assert!(vpcs.vpcs().is_empty(), "the stack's own VPC was removed");
+}
