@@ -19,7 +19,6 @@ use aws_smithy_runtime_api::client::orchestrator::{HttpResponse, Metadata};
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
-use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use aws_types::region::Region;
 
@@ -192,7 +191,7 @@ where
             let code = err.code().map(str::to_owned);
             let message = match (&err, err.message()) {
                 (SdkError::ServiceError(_), Some(message)) => message.to_owned(),
-                _ => DisplayErrorContext(&err).to_string(),
+                _ => error_chain(&err),
             };
             AwsError {
                 operation,
@@ -201,6 +200,20 @@ where
             }
         })
     }
+}
+
+/// "dispatch failure: io error: ... Connection refused": each cause once, without Debug dumps.
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(err);
+    while let Some(e) = next {
+        let text = e.to_string();
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    parts.join(": ")
 }
 
 /// Every AWS request the process makes, counted per operation; also the test hook that "kills"

@@ -1,7 +1,7 @@
 //! Shared set-up for tests against the local AWS emulator: each test starts its own moto on a
 //! free port (stopped when the test ends) and uses its own stack names.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::expect_used)]
 
 use std::sync::Arc;
 use std::time::Duration;
