@@ -508,3 +508,198 @@ pub fn recorded(scope: &Scope<'_>, created: bool, kind: &'static str, id: &str) 
         id,
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aws::Target;
+    use crate::progress::{Event, RecordedProgress};
+
+    /// A step that only writes down when it ran.
+    struct Fake {
+        name: &'static str,
+        needs: &'static [&'static str],
+        fail: bool,
+        log: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl Fake {
+        fn go(&self, what: &str) -> StepFuture<'_, ()> {
+            let entry = format!("{what} {}", self.name);
+            Box::pin(async move {
+                self.log.lock().unwrap().push(format!("start {entry}"));
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                self.log.lock().unwrap().push(format!("end {entry}"));
+                if self.fail {
+                    Err(StepError::Failed {
+                        resource: self.name.into(),
+                        reason: "boom".into(),
+                    })
+                } else {
+                    Ok(())
+                }
+            })
+        }
+    }
+
+    impl Step for Fake {
+        fn name(&self) -> &'static str {
+            self.name
+        }
+        fn title(&self) -> &'static str {
+            "fake"
+        }
+        fn needs(&self) -> &'static [&'static str] {
+            self.needs
+        }
+        fn ensure<'a>(&'a self, _: &'a Scope<'a>) -> StepFuture<'a, ()> {
+            self.go("up")
+        }
+        fn destroy<'a>(&'a self, _: &'a Scope<'a>) -> StepFuture<'a, ()> {
+            self.go("down")
+        }
+        fn inspect<'a>(&'a self, _: &'a Scope<'a>) -> StepFuture<'a, Vec<Resource>> {
+            Box::pin(async { Ok(vec![]) })
+        }
+    }
+
+    struct Fixture {
+        log: Arc<Mutex<Vec<String>>>,
+        plan: Plan,
+    }
+
+    /// network and iam are independent; cluster needs both; nodes and lb follow.
+    fn fixture(failing: &str) -> Fixture {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let step = |name, needs| Fake {
+            name,
+            needs,
+            fail: name == failing,
+            log: log.clone(),
+        };
+        let plan = Plan::default()
+            .with(step("network", &[]))
+            .with(step("iam", &[]))
+            .with(step("cluster", &["network", "iam"]))
+            .with(step("lb", &["network"]))
+            .with(step("nodes", &["cluster"]));
+        Fixture { log, plan }
+    }
+
+    async fn context() -> (Context, Arc<RecordedProgress>) {
+        let progress = Arc::new(RecordedProgress::default());
+        let aws = Aws::connect(
+            &Target::Local {
+                endpoint: "http://127.0.0.1:9".into(),
+            },
+            "ap-northeast-2",
+            crate::aws::CallLog::default(),
+        )
+        .await;
+        let config = StackConfig::default_for("unit").unwrap();
+        (Context::new(config, aws, progress.clone()), progress)
+    }
+
+    fn position(log: &[String], entry: &str) -> usize {
+        log.iter()
+            .position(|l| l == entry)
+            .unwrap_or_else(|| panic!("{entry} not in {log:?}"))
+    }
+
+    #[test]
+    fn order_puts_every_step_after_what_it_needs() {
+        let order = Plan::infrastructure().order().unwrap();
+        let at = |n: &str| order.iter().position(|o| *o == n).unwrap();
+        for step in Plan::infrastructure().steps() {
+            for need in step.needs() {
+                assert!(at(need) < at(step.name()), "{need} before {}", step.name());
+            }
+        }
+        assert_eq!(order.first(), Some(&"network"));
+        assert_eq!(order.last(), Some(&"targets"));
+    }
+
+    #[test]
+    fn cycles_unknown_and_duplicate_steps_are_rejected() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let fake = |name, needs| Fake {
+            name,
+            needs,
+            fail: false,
+            log: log.clone(),
+        };
+        let cyclic = Plan::default()
+            .with(fake("a", &["b"]))
+            .with(fake("b", &["a"]));
+        assert!(matches!(cyclic.order(), Err(PlanError::Cycle(_))));
+        let unknown = Plan::default().with(fake("a", &["nope"]));
+        assert!(matches!(
+            unknown.order(),
+            Err(PlanError::UnknownStep { .. })
+        ));
+        let twice = Plan::default().with(fake("a", &[])).with(fake("a", &[]));
+        assert!(matches!(twice.order(), Err(PlanError::Duplicate("a"))));
+    }
+
+    #[tokio::test]
+    async fn up_runs_independent_steps_together_and_each_after_its_needs() {
+        let f = fixture("");
+        let (cx, _) = context().await;
+        f.plan.up(&cx).await.unwrap();
+        let log = f.log.lock().unwrap().clone();
+        // network and iam overlap: both start before either ends.
+        assert!(position(&log, "start up iam") < position(&log, "end up network"));
+        assert!(position(&log, "start up network") < position(&log, "end up iam"));
+        assert!(position(&log, "end up iam") < position(&log, "start up cluster"));
+        assert!(position(&log, "end up network") < position(&log, "start up lb"));
+        // The load balancer does not wait for the cluster.
+        assert!(position(&log, "start up lb") < position(&log, "end up cluster"));
+        assert!(position(&log, "end up cluster") < position(&log, "start up nodes"));
+    }
+
+    #[tokio::test]
+    async fn down_runs_in_reverse_dependency_order() {
+        let f = fixture("");
+        let (cx, _) = context().await;
+        f.plan.down(&cx).await.unwrap();
+        let log = f.log.lock().unwrap().clone();
+        assert!(position(&log, "end down nodes") < position(&log, "start down cluster"));
+        assert!(position(&log, "end down cluster") < position(&log, "start down iam"));
+        assert!(position(&log, "end down cluster") < position(&log, "start down network"));
+        assert!(position(&log, "end down lb") < position(&log, "start down network"));
+    }
+
+    #[tokio::test]
+    async fn a_failure_in_up_skips_what_depends_on_it() {
+        let f = fixture("iam");
+        let (cx, progress) = context().await;
+        let err = f.plan.up(&cx).await.unwrap_err();
+        assert_eq!(err.failed.len(), 1);
+        assert_eq!(err.failed[0].0, "iam");
+        assert!(err.skipped.contains(&"cluster") && err.skipped.contains(&"nodes"));
+        assert!(
+            err.to_string().contains("step `iam` failed: iam: boom"),
+            "{err}"
+        );
+        let log = f.log.lock().unwrap().clone();
+        assert!(!log.iter().any(|l| l.contains("cluster")));
+        assert!(
+            progress
+                .events()
+                .iter()
+                .any(|e| matches!(e, Event::Finished("cluster", Outcome::Skipped(_))))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failure_in_down_does_not_stop_unrelated_steps() {
+        let f = fixture("lb");
+        let (cx, _) = context().await;
+        let err = f.plan.down(&cx).await.unwrap_err();
+        let log = f.log.lock().unwrap().clone();
+        // iam does not depend on lb, so it is still removed; network waits for lb, so it is not.
+        assert!(log.contains(&"end down iam".to_owned()));
+        assert!(!log.iter().any(|l| l.contains("down network")));
+        assert_eq!(err.skipped, ["network"]);
+    }
+}
