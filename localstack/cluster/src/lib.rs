@@ -1,0 +1,1 @@
+//! Local Kubernetes cluster simulator (see issue 4). Work in progress.
