@@ -94,6 +94,8 @@ pub struct TimeoutsFile {
     pub cluster: Option<String>,
     /// How long instances may take to be InService, load balancers active, deletions finished.
     pub resources: Option<String>,
+    /// The longest pause between two polls of something that is not ready yet.
+    pub poll: Option<String>,
 }
 
 /// Overrides from the command line; they win over the file.
@@ -136,15 +138,43 @@ pub struct NodeCounts {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
-    pub cluster: Duration,
-    pub resources: Duration,
+    pub cluster_limit: Duration,
+    pub resources_limit: Duration,
+    /// Polls start after half a second and back off up to this.
+    pub poll: Duration,
 }
 
 impl Default for Timeouts {
     fn default() -> Self {
         Self {
-            cluster: Duration::from_secs(30 * 60),
-            resources: Duration::from_secs(15 * 60),
+            cluster_limit: Duration::from_secs(30 * 60),
+            resources_limit: Duration::from_secs(15 * 60),
+            poll: Duration::from_secs(15),
+        }
+    }
+}
+
+/// How a wait proceeds: until when, and how often it looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pace {
+    pub limit: Duration,
+    pub max_poll: Duration,
+}
+
+impl Timeouts {
+    /// Waits on EKS itself (create, update, delete).
+    pub fn cluster(&self) -> Pace {
+        Pace {
+            limit: self.cluster_limit,
+            max_poll: self.poll,
+        }
+    }
+
+    /// Waits on everything else.
+    pub fn resources(&self) -> Pace {
+        Pace {
+            limit: self.resources_limit,
+            max_poll: self.poll,
         }
     }
 }
@@ -400,12 +430,17 @@ impl StackFile {
         };
         let defaults = Timeouts::default();
         let timeouts = Timeouts {
-            cluster: parse_timeout("timeouts.cluster", self.timeouts.cluster, defaults.cluster),
-            resources: parse_timeout(
+            cluster_limit: parse_timeout(
+                "timeouts.cluster",
+                self.timeouts.cluster,
+                defaults.cluster_limit,
+            ),
+            resources_limit: parse_timeout(
                 "timeouts.resources",
                 self.timeouts.resources,
-                defaults.resources,
+                defaults.resources_limit,
             ),
+            poll: parse_timeout("timeouts.poll", self.timeouts.poll, defaults.poll),
         };
 
         match (vpc_cidr, subnets, counts) {
@@ -589,8 +624,8 @@ mod tests {
         assert_eq!(cfg.kubernetes_version, "1.35");
         assert_eq!(cfg.zones[1].cidr.to_string(), "172.20.2.0/24");
         assert_eq!(cfg.nodes.max, 5);
-        assert_eq!(cfg.timeouts.cluster, Duration::from_secs(2400));
-        assert_eq!(cfg.timeouts.resources, Duration::from_secs(90));
+        assert_eq!(cfg.timeouts.cluster_limit, Duration::from_secs(2400));
+        assert_eq!(cfg.timeouts.resources_limit, Duration::from_secs(90));
     }
 
     #[test]

@@ -9,6 +9,7 @@ use rand::Rng;
 use tokio::time::Instant;
 
 use crate::aws::AwsError;
+use crate::config::Pace;
 
 /// Why an AWS error means "try again shortly", or `None` when it is a real failure.
 ///
@@ -59,8 +60,8 @@ pub fn backoff(attempt: u32, max: Duration) -> Duration {
     base.mul_f64(jitter)
 }
 
-/// How often to poll at most: AWS resources take minutes, but the local emulator answers at once,
-/// so polls start fast and slow down.
+/// The default longest pause between polls: AWS resources take minutes, but the local emulator
+/// answers at once, so polls start fast and slow down to this.
 pub const MAX_POLL: Duration = Duration::from_secs(15);
 
 /// The outcome of one poll.
@@ -82,7 +83,7 @@ pub enum WaitError<E> {
 /// Polls `poll` until it is ready, fails, or `deadline` passes. `on_pending` sees each pending
 /// state (for progress).
 pub async fn wait_for<T, E, F, Fut>(
-    deadline: Duration,
+    pace: Pace,
     mut on_pending: impl FnMut(&str),
     mut poll: F,
 ) -> Result<T, WaitError<E>>
@@ -90,6 +91,7 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<Poll<T>, E>>,
 {
+    let deadline = pace.limit;
     let start = Instant::now();
     let mut last = String::from("nothing yet");
     for attempt in 0u32.. {
@@ -104,7 +106,7 @@ where
         if elapsed >= deadline {
             break;
         }
-        let pause = backoff(attempt, MAX_POLL).min(deadline - elapsed);
+        let pause = backoff(attempt, pace.max_poll).min(deadline - elapsed);
         tokio::time::sleep(pause).await;
     }
     Err(WaitError::Timeout {
@@ -115,7 +117,7 @@ where
 
 /// Runs `call` until it succeeds, retrying only errors that [`not_yet`] names, until `deadline`.
 pub async fn retry_not_yet<T, F, Fut>(
-    deadline: Duration,
+    pace: Pace,
     mut on_retry: impl FnMut(&str),
     mut call: F,
 ) -> Result<T, AwsError>
@@ -123,6 +125,7 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, AwsError>>,
 {
+    let deadline = pace.limit;
     let start = Instant::now();
     for attempt in 0u32.. {
         match call().await {
@@ -142,7 +145,7 @@ where
                     "retrying"
                 );
                 on_retry(reason);
-                tokio::time::sleep(backoff(attempt, MAX_POLL).min(deadline - elapsed)).await;
+                tokio::time::sleep(backoff(attempt, pace.max_poll).min(deadline - elapsed)).await;
             }
         }
     }
@@ -153,6 +156,11 @@ where
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicU32, Ordering};
+
+    const PACE: Pace = Pace {
+        limit: Duration::from_secs(60),
+        max_poll: MAX_POLL,
+    };
 
     #[test]
     fn only_not_yet_errors_are_retried() {
@@ -187,7 +195,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn wait_for_times_out_with_the_last_state() {
         let err = wait_for::<(), AwsError, _, _>(
-            Duration::from_secs(60),
+            PACE,
             |_| {},
             || async { Ok(Poll::Pending("CREATING".into())) },
         )
@@ -203,7 +211,7 @@ mod tests {
     async fn retry_stops_at_a_real_error_and_retries_not_yet_ones() {
         let calls = AtomicU32::new(0);
         let result = retry_not_yet(
-            Duration::from_secs(60),
+            PACE,
             |_| {},
             || async {
                 match calls.fetch_add(1, Ordering::SeqCst) {
@@ -218,7 +226,7 @@ mod tests {
 
         let calls = AtomicU32::new(0);
         let result: Result<(), _> = retry_not_yet(
-            Duration::from_secs(60),
+            PACE,
             |_| {},
             || async {
                 calls.fetch_add(1, Ordering::SeqCst);

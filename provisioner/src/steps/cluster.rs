@@ -122,7 +122,7 @@ impl Step for ClusterStep {
             }
             if cluster.status() != Some(&ClusterStatus::Deleting) {
                 let result = retry_not_yet(
-                    s.config.timeouts.cluster,
+                    s.config.timeouts.cluster(),
                     |why| s.waiting(why),
                     || async {
                         s.aws
@@ -142,7 +142,7 @@ impl Step for ClusterStep {
                 }
             }
             wait_for(
-                s.config.timeouts.cluster,
+                s.config.timeouts.cluster(),
                 |state| s.waiting(state),
                 || async {
                     Ok(match describe(s, &name).await? {
@@ -226,7 +226,7 @@ async fn create(s: &Scope<'_>, name: &str) -> Result<(), StepError> {
     // The same token on every retry: EKS then treats a repeated create as the same request.
     let token = format!("{}-{}", s.stack.name, s.stack.region);
     let result = retry_not_yet(
-        s.config.timeouts.resources,
+        s.config.timeouts.resources(),
         |why| s.waiting(why),
         || async {
             s.aws
@@ -257,7 +257,7 @@ async fn create(s: &Scope<'_>, name: &str) -> Result<(), StepError> {
 
 async fn wait_active(s: &Scope<'_>, name: &str) -> Result<aws_sdk_eks::types::Cluster, StepError> {
     wait_for(
-        s.config.timeouts.cluster,
+        s.config.timeouts.cluster(),
         |state| s.waiting(state),
         || async {
             let Some(cluster) = describe(s, name).await? else {

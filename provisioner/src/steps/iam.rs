@@ -255,7 +255,7 @@ async fn ensure_role(
         }
         let arn_policy = managed_policy_arn(policy);
         retry_not_yet(
-            s.config.timeouts.resources,
+            s.config.timeouts.resources(),
             |why| s.waiting(why),
             || async {
                 s.aws
@@ -314,7 +314,7 @@ async fn ensure_instance_profile(s: &Scope<'_>, role: &str) -> Result<(String, S
     };
     if !profile.roles().iter().any(|r| r.role_name() == role) {
         retry_not_yet(
-            s.config.timeouts.resources,
+            s.config.timeouts.resources(),
             |why| s.waiting(why),
             || async {
                 s.aws
@@ -456,7 +456,7 @@ async fn destroy_role(s: &Scope<'_>, name: &str) -> Result<(), StepError> {
         .on(&resource)?;
     }
     let deleted = retry_not_yet(
-        s.config.timeouts.resources,
+        s.config.timeouts.resources(),
         |why| s.waiting(why),
         || async {
             ignore_not_found(

@@ -103,7 +103,7 @@ impl Step for LeftoversStep {
             }
             if !lbs.is_empty() {
                 wait_for(
-                    s.config.timeouts.resources,
+                    s.config.timeouts.resources(),
                     |state| s.waiting(state),
                     || async {
                         let (left, _) = find(s).await?;
@@ -119,7 +119,7 @@ impl Step for LeftoversStep {
             }
             for arn in &tgs {
                 retry_not_yet(
-                    s.config.timeouts.resources,
+                    s.config.timeouts.resources(),
                     |why| s.waiting(why),
                     || async {
                         s.aws

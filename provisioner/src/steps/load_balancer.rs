@@ -78,7 +78,7 @@ impl Step for LoadBalancerStep {
                     )
                     .on(&resource)?;
                     wait_for(
-                        s.config.timeouts.resources,
+                        s.config.timeouts.resources(),
                         |state| s.waiting(state),
                         || async {
                             Ok(match describe_lb(s, &name).await? {
@@ -105,7 +105,7 @@ impl Step for LoadBalancerStep {
                     }
                     // ResourceInUse while the load balancer is still letting go of it.
                     let deleted = retry_not_yet(
-                        s.config.timeouts.resources,
+                        s.config.timeouts.resources(),
                         |why| s.waiting(why),
                         || async {
                             ignore_not_found(
@@ -440,7 +440,7 @@ async fn wait_active(
 ) -> Result<aws_sdk_elasticloadbalancingv2::types::LoadBalancer, StepError> {
     let resource = format!("load balancer {}", s.stack.load_balancer());
     wait_for(
-        s.config.timeouts.resources,
+        s.config.timeouts.resources(),
         |state| s.waiting(state),
         || async {
             let out = s

@@ -75,7 +75,7 @@ impl Step for NetworkStep {
 
     fn destroy<'a>(&'a self, s: &'a Scope<'a>) -> StepFuture<'a, ()> {
         Box::pin(async move {
-            let deadline = s.config.timeouts.resources;
+            let deadline = s.config.timeouts.resources();
             let ec2 = &s.aws.ec2;
             let vpcs = find_vpcs(s, None).await?;
             for vpc in &vpcs {

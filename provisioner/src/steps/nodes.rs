@@ -78,7 +78,7 @@ impl Step for NodesStep {
                         return Err(StepError::NotOwned { resource });
                     }
                     let result = retry_not_yet(
-                        s.config.timeouts.resources,
+                        s.config.timeouts.resources(),
                         |why| s.waiting(why),
                         || async {
                             s.aws
@@ -98,7 +98,7 @@ impl Step for NodesStep {
                         Err(e) => return Err(e).on(&resource),
                     }
                     wait_for(
-                        s.config.timeouts.resources,
+                        s.config.timeouts.resources(),
                         |state| s.waiting(state),
                         || async {
                             Ok(match describe_group(s, &group).await? {
@@ -451,7 +451,7 @@ async fn ensure_group(s: &Scope<'_>, template: &str) -> Result<(), StepError> {
                 })
                 .collect::<Vec<_>>();
             let result = retry_not_yet(
-                s.config.timeouts.resources,
+                s.config.timeouts.resources(),
                 |why| s.waiting(why),
                 || async {
                     s.aws
@@ -491,7 +491,7 @@ async fn wait_in_service(s: &Scope<'_>, name: &str) -> Result<Vec<Node>, StepErr
     let want = s.config.nodes.desired as usize;
     let resource = format!("Auto Scaling group {name}");
     let ids = wait_for(
-        s.config.timeouts.resources,
+        s.config.timeouts.resources(),
         |state| s.waiting(state),
         || async {
             let Some(group) = describe_group(s, name).await? else {
@@ -583,7 +583,7 @@ async fn terminate_stragglers(s: &Scope<'_>) -> Result<(), StepError> {
         }
     }
     wait_for(
-        s.config.timeouts.resources,
+        s.config.timeouts.resources(),
         |state| s.waiting(state),
         || async {
             let left = stack_instances(s).await?.len();

@@ -223,7 +223,7 @@ impl Step for SecurityGroupsStep {
             for group in &groups {
                 let id = group.group_id().unwrap_or_default();
                 let deleted = retry_not_yet(
-                    s.config.timeouts.resources,
+                    s.config.timeouts.resources(),
                     |why| s.waiting(&format!("security group {id}: {why}")),
                     || async {
                         ignore_not_found(

@@ -27,8 +27,9 @@ pub fn config(name: &str) -> StackConfig {
             ..Overrides::default()
         })
         .expect("valid test configuration");
-    config.timeouts.cluster = Duration::from_secs(60);
-    config.timeouts.resources = Duration::from_secs(60);
+    config.timeouts.cluster_limit = Duration::from_secs(60);
+    config.timeouts.resources_limit = Duration::from_secs(60);
+    config.timeouts.poll = Duration::from_millis(500);
     config
 }
 
