@@ -4,6 +4,7 @@
 //! 127.0.0.1, seeded with the public AWS data moto lacks (see `moto_server.py`). Tests start their
 //! own emulator on a free port; dropping the handle stops it.
 
+pub mod front;
 mod venv;
 
 use std::path::PathBuf;
@@ -13,6 +14,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+pub use front::{Front, FrontStats, Profile};
 pub use venv::{Venv, VenvError};
 
 /// How long a cold moto start (imports plus managed IAM policies) may take before we give up.

@@ -56,7 +56,7 @@ impl Aws {
             ))
             .build_https();
         // Throttling and 5xx are retried by the SDK itself; "not yet" errors by `retry`.
-        let retry = RetryConfig::adaptive()
+        let retry = RetryConfig::standard()
             .with_max_attempts(8)
             .with_initial_backoff(std::time::Duration::from_millis(200));
         let mut loader = aws_config::defaults(BehaviorVersion::latest())

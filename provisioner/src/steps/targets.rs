@@ -35,7 +35,7 @@ impl Step for TargetsStep {
     }
 
     fn title(&self) -> &'static str {
-        "register the nodes' IPs with the load balancer"
+        "the nodes' IPs as load balancer targets"
     }
 
     fn needs(&self) -> &'static [&'static str] {

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use localstack::{AwsEmulator, Port};
+use localstack::{AwsEmulator, Front, Port};
 use provisioner::aws::{CallLog, Target};
 use provisioner::config::{Overrides, StackConfig, StackFile};
 use provisioner::plan::{Context, Plan};
@@ -29,7 +29,7 @@ pub fn config(name: &str) -> StackConfig {
         .expect("valid test configuration");
     config.timeouts.cluster_limit = Duration::from_secs(60);
     config.timeouts.resources_limit = Duration::from_secs(60);
-    config.timeouts.poll = Duration::from_millis(500);
+    config.timeouts.poll = Duration::from_millis(250);
     config
 }
 
@@ -40,10 +40,27 @@ pub struct Run {
     pub progress: Arc<RecordedProgress>,
 }
 
-pub async fn run(emulator: &AwsEmulator, config: StackConfig) -> Run {
+/// Where a test's AWS calls go: the emulator itself, or a realistic front before it.
+pub trait Endpoint {
+    fn url(&self) -> String;
+}
+
+impl Endpoint for AwsEmulator {
+    fn url(&self) -> String {
+        self.endpoint().to_owned()
+    }
+}
+
+impl Endpoint for Front {
+    fn url(&self) -> String {
+        self.endpoint()
+    }
+}
+
+pub async fn run(emulator: &impl Endpoint, config: StackConfig) -> Run {
     let calls = CallLog::default();
     let target = Target::Local {
-        endpoint: emulator.endpoint().to_owned(),
+        endpoint: emulator.url(),
     };
     let aws = Aws::connect(&target, &config.region, calls.clone()).await;
     let progress = Arc::new(RecordedProgress::default());
@@ -54,7 +71,7 @@ pub async fn run(emulator: &AwsEmulator, config: StackConfig) -> Run {
     }
 }
 
-pub async fn up(emulator: &AwsEmulator, name: &str) -> Run {
+pub async fn up(emulator: &impl Endpoint, name: &str) -> Run {
     let run = run(emulator, config(name)).await;
     Plan::infrastructure()
         .up(&run.cx)
@@ -63,7 +80,7 @@ pub async fn up(emulator: &AwsEmulator, name: &str) -> Run {
     run
 }
 
-pub async fn down(emulator: &AwsEmulator, name: &str) -> Run {
+pub async fn down(emulator: &impl Endpoint, name: &str) -> Run {
     let run = run(emulator, config(name)).await;
     Plan::infrastructure()
         .down(&run.cx)
@@ -73,7 +90,7 @@ pub async fn down(emulator: &AwsEmulator, name: &str) -> Run {
 }
 
 /// Everything of the stack still in AWS, as `kind name` lines (empty when all is gone).
-pub async fn left(emulator: &AwsEmulator, name: &str) -> Vec<String> {
+pub async fn left(emulator: &impl Endpoint, name: &str) -> Vec<String> {
     let run = run(emulator, config(name)).await;
     remaining(&Plan::infrastructure(), &run.cx)
         .await

@@ -1,0 +1,512 @@
+//! The realistic front: an HTTP proxy before moto that makes it behave like AWS in time and in
+//! failure. Every SDK client reaches it through the same single endpoint setting.
+//!
+//! - Latency on every call.
+//! - Asynchronous resources: EKS `CREATING`/`DELETING`, Auto Scaling instances `Pending`, load
+//!   balancers `provisioning`, targets `initial`, for as long as the [`Profile`] says.
+//! - Eventual consistency and dependency errors as AWS returns them: a new IAM role that EKS cannot
+//!   assume yet; `DependencyViolation` while interfaces of deleted instances, load balancers or
+//!   clusters linger; `ResourceInUse` for a target group whose load balancer is still going.
+//! - Throttling and 5xx on a configurable fraction of calls (rejected before reaching moto).
+//! - A kill switch: after the N-th mutating call reaches moto, that call's answer and every later
+//!   call are dropped, as if the caller had died right then.
+
+pub mod profile;
+pub mod protocol;
+pub mod rewrite;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rand::Rng;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+pub use profile::Profile;
+use protocol::{Call, Fault, error_response, fault_code, identify};
+
+/// What the front did, for tests and the benchmark.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FrontStats {
+    /// `service:Operation` → calls that reached moto.
+    pub forwarded: BTreeMap<String, usize>,
+    /// Mutating calls that reached moto.
+    pub mutating: usize,
+    /// Error code → how many times the front answered with it instead of moto.
+    pub injected: BTreeMap<String, usize>,
+}
+
+/// Times at which things happened, from which the states AWS would show are derived.
+#[derive(Default)]
+struct Timeline {
+    roles_created: HashMap<String, Instant>,
+    clusters_created: HashMap<String, Instant>,
+    /// Cluster → (deletion started, its last DescribeCluster body).
+    clusters_deleting: HashMap<String, (Instant, Bytes)>,
+    cluster_bodies: HashMap<String, Bytes>,
+    instances_seen: HashMap<String, Instant>,
+    load_balancers_created: HashMap<String, Instant>,
+    targets_registered: HashMap<String, Instant>,
+    /// Until then, deleting security groups, subnets or VPCs meets lingering interfaces.
+    interfaces_until: Option<Instant>,
+    /// Until then, target groups are still held by a load balancer being deleted.
+    target_groups_held_until: Option<Instant>,
+}
+
+struct Shared {
+    upstream: String,
+    profile: Profile,
+    client: Client<HttpConnector, Full<Bytes>>,
+    timeline: Mutex<Timeline>,
+    stats: Mutex<FrontStats>,
+    kill_after: Mutex<Option<usize>>,
+    killed: watch::Sender<bool>,
+}
+
+/// A running front; it stops when dropped.
+pub struct Front {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Front {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The connection is dropped without an answer (the kill switch).
+#[derive(Debug, thiserror::Error)]
+#[error("dropped by the kill switch")]
+pub struct Dropped;
+
+impl Front {
+    /// Listens on 127.0.0.1 (`port` 0 picks a free one) and forwards to `upstream` (moto).
+    pub async fn start(upstream: &str, profile: Profile, port: u16) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(("127.0.0.1", port)).await?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            upstream: upstream.trim_end_matches('/').to_owned(),
+            profile,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+            timeline: Mutex::new(Timeline::default()),
+            stats: Mutex::new(FrontStats::default()),
+            kill_after: Mutex::new(None),
+            killed: watch::channel(false).0,
+        });
+        let serving = shared.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let shared = serving.clone();
+                tokio::spawn(async move {
+                    let service =
+                        hyper::service::service_fn(move |req| handle(shared.clone(), req));
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Ok(Self { addr, shared, task })
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn profile(&self) -> &Profile {
+        &self.shared.profile
+    }
+
+    pub fn stats(&self) -> FrontStats {
+        self.shared
+            .stats
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default()
+    }
+
+    /// Arms the kill switch: the `n`-th mutating call from now on reaches moto, then the caller
+    /// hears nothing more.
+    pub fn kill_after_mutating(&self, n: usize) {
+        let done = self.stats().mutating;
+        if let Ok(mut kill) = self.shared.kill_after.lock() {
+            *kill = Some(done + n);
+        }
+        self.shared.killed.send_replace(false);
+    }
+
+    /// Resolves once the kill switch has fired.
+    pub async fn killed(&self) {
+        let mut rx = self.shared.killed.subscribe();
+        let _ = rx.wait_for(|fired| *fired).await;
+    }
+
+    pub fn has_killed(&self) -> bool {
+        *self.shared.killed.borrow()
+    }
+
+    /// Disarms the kill switch and serves again (the caller was "restarted").
+    pub fn revive(&self) {
+        if let Ok(mut kill) = self.shared.kill_after.lock() {
+            *kill = None;
+        }
+        self.shared.killed.send_replace(false);
+    }
+}
+
+async fn handle(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Dropped> {
+    let (parts, body) = req.into_parts();
+    let body = body.collect().await.map_err(|_| Dropped)?.to_bytes();
+    let path = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/")
+        .to_owned();
+    let call = identify(&parts.method, &path, &parts.headers, &body);
+
+    let (low, high) = shared.profile.latency;
+    if high > Duration::ZERO {
+        let pause = rand::rng().random_range(low.as_secs_f64()..=high.as_secs_f64());
+        tokio::time::sleep(Duration::from_secs_f64(pause)).await;
+    }
+    if *shared.killed.borrow() {
+        return Err(Dropped);
+    }
+    if let Some(response) = shared.inject_fault(&call) {
+        return Ok(response);
+    }
+    if let Some(response) = shared.before(&call) {
+        return Ok(response);
+    }
+
+    let mut forward = Request::builder()
+        .method(parts.method.clone())
+        .uri(format!("{}{path}", shared.upstream));
+    for (name, value) in &parts.headers {
+        if name != http::header::HOST {
+            forward = forward.header(name, value);
+        }
+    }
+    let forward = forward.body(Full::new(body)).map_err(|_| Dropped)?;
+    let response = match shared.client.request(forward).await {
+        Ok(response) => response,
+        Err(err) => {
+            tracing::warn!(%err, "the emulator did not answer");
+            return Ok(error_response(
+                &call.service,
+                StatusCode::BAD_GATEWAY,
+                "InternalFailure",
+                "emulator unreachable",
+            ));
+        }
+    };
+    let (mut head, body) = response.into_parts();
+    let body = body.collect().await.map_err(|_| Dropped)?.to_bytes();
+    let body = if head.status.is_success() {
+        shared.after(&call, body)
+    } else {
+        body
+    };
+    head.headers.remove(http::header::CONTENT_LENGTH);
+    head.headers.remove(http::header::TRANSFER_ENCODING);
+
+    let fire = shared.count(&call);
+    if fire {
+        shared.killed.send_replace(true);
+        return Err(Dropped);
+    }
+    Ok(Response::from_parts(head, Full::new(body)))
+}
+
+impl Shared {
+    /// Counts a call that reached moto; true when it trips the kill switch.
+    fn count(&self, call: &Call) -> bool {
+        let Ok(mut stats) = self.stats.lock() else {
+            return false;
+        };
+        *stats
+            .forwarded
+            .entry(format!("{}:{}", call.service, call.operation))
+            .or_default() += 1;
+        if !call.is_mutating() {
+            return false;
+        }
+        stats.mutating += 1;
+        let kill_after = self.kill_after.lock().ok().and_then(|k| *k);
+        kill_after == Some(stats.mutating)
+    }
+
+    fn injected(&self, code: &str) {
+        if let Ok(mut stats) = self.stats.lock() {
+            *stats.injected.entry(code.to_owned()).or_default() += 1;
+        }
+    }
+
+    fn inject_fault(&self, call: &Call) -> Option<Response<Full<Bytes>>> {
+        let (throttle, server) = (self.profile.throttle_rate, self.profile.server_error_rate);
+        if throttle <= 0.0 && server <= 0.0 {
+            return None;
+        }
+        let roll: f64 = rand::rng().random();
+        let fault = if roll < throttle {
+            Fault::Throttle
+        } else if roll < throttle + server {
+            Fault::ServerError
+        } else {
+            return None;
+        };
+        let (code, status) = fault_code(&call.service, fault);
+        self.injected(code);
+        Some(error_response(
+            &call.service,
+            status,
+            code,
+            "injected by the local realistic front",
+        ))
+    }
+
+    /// Answers AWS would give without doing the work: "not yet" and "still in use".
+    fn before(&self, call: &Call) -> Option<Response<Full<Bytes>>> {
+        let now = Instant::now();
+        let Ok(mut timeline) = self.timeline.lock() else {
+            return None;
+        };
+        match (call.service.as_str(), call.operation.as_str()) {
+            ("eks", "CreateCluster") => {
+                let arn = call.params.get("roleArn")?;
+                let role = arn.rsplit('/').next()?;
+                let created = timeline.roles_created.get(role)?;
+                if now.duration_since(*created) < self.profile.iam_propagation {
+                    let code = "InvalidParameterException";
+                    drop(timeline);
+                    self.injected(code);
+                    return Some(error_response(
+                        "eks",
+                        StatusCode::BAD_REQUEST,
+                        code,
+                        &format!(
+                            "Role with arn: {arn}, could not be assumed because it does not exist or the trusted entity is not correct"
+                        ),
+                    ));
+                }
+                None
+            }
+            ("eks", "DescribeCluster") => {
+                let name = call.cluster.as_deref()?;
+                let (started, body) = timeline.clusters_deleting.get(name)?.clone();
+                if now.duration_since(started) >= self.profile.cluster_delete {
+                    timeline.clusters_deleting.remove(name);
+                    return None;
+                }
+                let body = rewrite::cluster_status(&body, "DELETING")?;
+                let mut response = Response::new(Full::new(Bytes::from(body)));
+                response.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("application/json"),
+                );
+                Some(response)
+            }
+            ("ec2", "DeleteSecurityGroup" | "DeleteSubnet" | "DeleteVpc") => {
+                if timeline.interfaces_until.is_none_or(|until| now >= until) {
+                    return None;
+                }
+                let id = ["GroupId", "SubnetId", "VpcId"]
+                    .iter()
+                    .find_map(|k| call.params.get(*k))
+                    .cloned()
+                    .unwrap_or_default();
+                drop(timeline);
+                self.injected("DependencyViolation");
+                Some(error_response(
+                    "ec2",
+                    StatusCode::BAD_REQUEST,
+                    "DependencyViolation",
+                    &format!("resource {id} has a dependent object"),
+                ))
+            }
+            ("elasticloadbalancing", "DeleteTargetGroup") => {
+                if timeline
+                    .target_groups_held_until
+                    .is_none_or(|until| now >= until)
+                {
+                    return None;
+                }
+                drop(timeline);
+                self.injected("ResourceInUse");
+                Some(error_response(
+                    "elasticloadbalancing",
+                    StatusCode::BAD_REQUEST,
+                    "ResourceInUse",
+                    "Target group is currently in use by a listener or a rule",
+                ))
+            }
+            _ => None,
+        }
+    }
+
+    /// Records what a successful call started, and shows states that are not final yet.
+    fn after(&self, call: &Call, body: Bytes) -> Bytes {
+        let now = Instant::now();
+        let p = &self.profile;
+        let Ok(mut timeline) = self.timeline.lock() else {
+            return body;
+        };
+        let text = || String::from_utf8_lossy(&body).into_owned();
+        let linger = |until: &mut Option<Instant>, d: Duration| {
+            let end = now + d;
+            *until = Some(until.map_or(end, |u| u.max(end)));
+        };
+        match (call.service.as_str(), call.operation.as_str()) {
+            ("iam", "CreateRole") => {
+                if let Some(role) = call.params.get("RoleName") {
+                    timeline.roles_created.insert(role.clone(), now);
+                }
+                body
+            }
+            ("eks", "CreateCluster") => {
+                if let Some(name) = call.params.get("name") {
+                    timeline.clusters_created.insert(name.clone(), now);
+                }
+                body
+            }
+            ("eks", "DescribeCluster") => {
+                let Some(name) = call.cluster.clone() else {
+                    return body;
+                };
+                timeline.cluster_bodies.insert(name.clone(), body.clone());
+                let creating = timeline
+                    .clusters_created
+                    .get(&name)
+                    .is_some_and(|t| now.duration_since(*t) < p.cluster_create);
+                if creating {
+                    rewrite::cluster_status(&body, "CREATING")
+                        .map(Bytes::from)
+                        .unwrap_or(body)
+                } else {
+                    body
+                }
+            }
+            ("eks", "DeleteCluster") => {
+                if let Some(name) = call.cluster.clone() {
+                    let last = timeline
+                        .cluster_bodies
+                        .get(&name)
+                        .cloned()
+                        .unwrap_or_else(|| body.clone());
+                    timeline.clusters_deleting.insert(name, (now, last));
+                    linger(
+                        &mut timeline.interfaces_until,
+                        p.cluster_delete + p.interfaces_linger,
+                    );
+                }
+                body
+            }
+            ("autoscaling", "DescribeAutoScalingGroups") => {
+                let xml = text();
+                for id in rewrite::values(&xml, "InstanceId") {
+                    timeline.instances_seen.entry(id.to_owned()).or_insert(now);
+                }
+                let seen = &timeline.instances_seen;
+                let out = rewrite::rewrite_states(
+                    &xml,
+                    "InstanceId",
+                    "LifecycleState",
+                    "InService",
+                    "Pending",
+                    |id| {
+                        seen.get(id)
+                            .is_some_and(|t| now.duration_since(*t) < p.instance_start)
+                    },
+                );
+                Bytes::from(out)
+            }
+            ("autoscaling", "DeleteAutoScalingGroup") | ("ec2", "TerminateInstances") => {
+                linger(&mut timeline.interfaces_until, p.interfaces_linger);
+                body
+            }
+            ("elasticloadbalancing", "CreateLoadBalancer") => {
+                for arn in rewrite::values(&text(), "LoadBalancerArn") {
+                    timeline
+                        .load_balancers_created
+                        .entry(arn.to_owned())
+                        .or_insert(now);
+                }
+                body
+            }
+            ("elasticloadbalancing", "DescribeLoadBalancers") => {
+                let created = &timeline.load_balancers_created;
+                let out = rewrite::rewrite_states(
+                    &text(),
+                    "LoadBalancerArn",
+                    "Code",
+                    "active",
+                    "provisioning",
+                    |arn| {
+                        created
+                            .get(arn)
+                            .is_some_and(|t| now.duration_since(*t) < p.load_balancer_start)
+                    },
+                );
+                Bytes::from(out)
+            }
+            ("elasticloadbalancing", "DeleteLoadBalancer") => {
+                linger(&mut timeline.interfaces_until, p.interfaces_linger);
+                linger(
+                    &mut timeline.target_groups_held_until,
+                    p.interfaces_linger / 2,
+                );
+                body
+            }
+            ("elasticloadbalancing", "RegisterTargets") => {
+                let group = call
+                    .params
+                    .get("TargetGroupArn")
+                    .cloned()
+                    .unwrap_or_default();
+                for (key, value) in &call.params {
+                    if key.starts_with("Targets.member.") && key.ends_with(".Id") {
+                        timeline
+                            .targets_registered
+                            .insert(format!("{group} {value}"), now);
+                    }
+                }
+                body
+            }
+            ("elasticloadbalancing", "DescribeTargetHealth") => {
+                let group = call
+                    .params
+                    .get("TargetGroupArn")
+                    .cloned()
+                    .unwrap_or_default();
+                let registered = &timeline.targets_registered;
+                let out =
+                    rewrite::rewrite_states(&text(), "Id", "State", "healthy", "initial", |id| {
+                        registered
+                            .get(&format!("{group} {id}"))
+                            .is_some_and(|t| now.duration_since(*t) < p.target_registration)
+                    });
+                Bytes::from(out)
+            }
+            _ => body,
+        }
+    }
+}

@@ -1,0 +1,320 @@
+//! Just enough of the AWS wire protocols to know which call a request is, and to answer with an
+//! error exactly as that service would (EC2's XML, the query services' XML, EKS's REST JSON,
+//! SSM's JSON), so that the SDK parses it into the right error code.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Response, StatusCode};
+use http_body_util::Full;
+
+/// One AWS call as the front sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Call {
+    /// The SigV4 signing name: `ec2`, `iam`, `eks`, `autoscaling`, `elasticloadbalancing`, `ssm`, `sts`.
+    pub service: String,
+    pub operation: String,
+    /// Form parameters of query-protocol calls (`RoleName`, `GroupId`, ...).
+    pub params: HashMap<String, String>,
+    /// The EKS cluster a REST call is about, from its path.
+    pub cluster: Option<String>,
+}
+
+impl Call {
+    /// Read-only calls by AWS's naming convention; the rest change something.
+    pub fn is_mutating(&self) -> bool {
+        !["Describe", "List", "Get"]
+            .iter()
+            .any(|p| self.operation.starts_with(p))
+    }
+}
+
+/// Works out service and operation from the signature, the target header, the form body or
+/// (for EKS) the REST path.
+pub fn identify(method: &Method, path: &str, headers: &HeaderMap, body: &[u8]) -> Call {
+    let service = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|auth| auth.split("Credential=").nth(1))
+        .and_then(|cred| cred.split('/').nth(3))
+        .unwrap_or("unknown")
+        .to_owned();
+    let mut call = Call {
+        service,
+        operation: "Unknown".to_owned(),
+        params: HashMap::new(),
+        cluster: None,
+    };
+    if let Some(target) = headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
+        call.operation = target.rsplit('.').next().unwrap_or(target).to_owned();
+        return call;
+    }
+    if call.service == "eks" {
+        let path = path.split('?').next().unwrap_or(path);
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        call.cluster = segments.get(1).map(|s| (*s).to_owned());
+        call.operation = match (method, segments.as_slice()) {
+            (&Method::POST, ["clusters"]) => "CreateCluster",
+            (&Method::GET, ["clusters"]) => "ListClusters",
+            (&Method::GET, ["clusters", _]) => "DescribeCluster",
+            (&Method::DELETE, ["clusters", _]) => "DeleteCluster",
+            (&Method::POST, ["clusters", _, "update-config"]) => "UpdateClusterConfig",
+            (&Method::GET, ["clusters", _, "access-entries", ..]) => "ListAccessEntries",
+            (&Method::POST, ["clusters", _, "access-entries"]) => "CreateAccessEntry",
+            (&Method::GET, _) => "GetOther",
+            _ => "ChangeOther",
+        }
+        .to_owned();
+        if call.operation == "CreateCluster" {
+            call.params = json_strings(body);
+        }
+        return call;
+    }
+    call.params = form(body);
+    if let Some(action) = call.params.get("Action") {
+        call.operation = action.clone();
+    }
+    call
+}
+
+/// Top-level string fields of a JSON body (EKS CreateCluster's `name`, `roleArn`).
+fn json_strings(body: &[u8]) -> HashMap<String, String> {
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(serde_json::Value::Object(map)) => map
+            .into_iter()
+            .filter_map(|(k, v)| v.as_str().map(|s| (k, s.to_owned())))
+            .collect(),
+        _ => HashMap::new(),
+    }
+}
+
+/// `application/x-www-form-urlencoded`, as the query protocols send it.
+pub fn form(body: &[u8]) -> HashMap<String, String> {
+    String::from_utf8_lossy(body)
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = (bytes[i] == b'%' && i + 2 < bytes.len())
+            .then(|| std::str::from_utf8(&bytes[i + 1..i + 3]).ok())
+            .flatten()
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (_, Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b'+', None) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (b, None) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Kinds of error the front injects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    Throttle,
+    ServerError,
+}
+
+/// The code AWS uses for a fault, per service.
+pub fn fault_code(service: &str, fault: Fault) -> (&'static str, StatusCode) {
+    match (service, fault) {
+        ("ec2", Fault::Throttle) => ("RequestLimitExceeded", StatusCode::SERVICE_UNAVAILABLE),
+        ("eks", Fault::Throttle) => ("ThrottlingException", StatusCode::TOO_MANY_REQUESTS),
+        ("ssm", Fault::Throttle) => ("ThrottlingException", StatusCode::BAD_REQUEST),
+        (_, Fault::Throttle) => ("Throttling", StatusCode::BAD_REQUEST),
+        ("ec2", Fault::ServerError) => ("InternalError", StatusCode::INTERNAL_SERVER_ERROR),
+        ("eks", Fault::ServerError) => ("ServerException", StatusCode::INTERNAL_SERVER_ERROR),
+        ("ssm", Fault::ServerError) => ("InternalServerError", StatusCode::INTERNAL_SERVER_ERROR),
+        (_, Fault::ServerError) => ("ServiceUnavailable", StatusCode::SERVICE_UNAVAILABLE),
+    }
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// An error response in the service's own format.
+pub fn error_response(
+    service: &str,
+    status: StatusCode,
+    code: &str,
+    message: &str,
+) -> Response<Full<Bytes>> {
+    let request_id = "00000000-0000-4000-8000-front0000000";
+    let (content_type, body) = match service {
+        "ec2" => (
+            "text/xml",
+            format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{}</Code><Message>{}</Message></Error></Errors><RequestID>{request_id}</RequestID></Response>",
+                xml_escape(code),
+                xml_escape(message)
+            ),
+        ),
+        "eks" => (
+            "application/json",
+            serde_json::json!({ "message": message }).to_string(),
+        ),
+        "ssm" => (
+            "application/x-amz-json-1.1",
+            serde_json::json!({ "__type": code, "message": message }).to_string(),
+        ),
+        _ => (
+            "text/xml",
+            format!(
+                "<ErrorResponse><Error><Type>{}</Type><Code>{}</Code><Message>{}</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>",
+                if status.is_server_error() {
+                    "Receiver"
+                } else {
+                    "Sender"
+                },
+                xml_escape(code),
+                xml_escape(message)
+            ),
+        ),
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(content_type),
+    );
+    if service == "eks"
+        && let Ok(value) = http::HeaderValue::from_str(code)
+    {
+        headers.insert("x-amzn-errortype", value);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signed(service: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            http::header::AUTHORIZATION,
+            format!("AWS4-HMAC-SHA256 Credential=test/20261125/ap-northeast-2/{service}/aws4_request, SignedHeaders=host, Signature=x")
+                .parse()
+                .unwrap(),
+        );
+        h
+    }
+
+    #[test]
+    fn query_calls_are_named_by_their_action() {
+        let call = identify(
+            &Method::POST,
+            "/",
+            &signed("iam"),
+            b"Action=CreateRole&RoleName=my-role&Version=2010-05-08",
+        );
+        assert_eq!(call.service, "iam");
+        assert_eq!(call.operation, "CreateRole");
+        assert_eq!(call.params["RoleName"], "my-role");
+        assert!(call.is_mutating());
+        let call = identify(
+            &Method::POST,
+            "/",
+            &signed("ec2"),
+            b"Action=DescribeVpcs&Filter.1.Name=tag%3Akdeploy.io%2Fstack",
+        );
+        assert!(!call.is_mutating());
+        assert_eq!(call.params["Filter.1.Name"], "tag:kdeploy.io/stack");
+    }
+
+    #[test]
+    fn eks_rest_calls_are_named_by_method_and_path() {
+        let create = identify(
+            &Method::POST,
+            "/clusters",
+            &signed("eks"),
+            br#"{"name":"c1","roleArn":"arn:aws:iam::1:role/r"}"#,
+        );
+        assert_eq!(create.operation, "CreateCluster");
+        assert_eq!(create.params["roleArn"], "arn:aws:iam::1:role/r");
+        let describe = identify(&Method::GET, "/clusters/c1", &signed("eks"), b"");
+        assert_eq!(
+            (describe.operation.as_str(), describe.cluster.as_deref()),
+            ("DescribeCluster", Some("c1"))
+        );
+        assert_eq!(
+            identify(&Method::DELETE, "/clusters/c1", &signed("eks"), b"").operation,
+            "DeleteCluster"
+        );
+    }
+
+    #[test]
+    fn json_calls_are_named_by_their_target() {
+        let mut h = signed("ssm");
+        h.insert("x-amz-target", "AmazonSSM.GetParameter".parse().unwrap());
+        assert_eq!(
+            identify(&Method::POST, "/", &h, b"{}").operation,
+            "GetParameter"
+        );
+    }
+
+    #[test]
+    fn errors_use_each_services_format() {
+        let r = error_response(
+            "ec2",
+            StatusCode::BAD_REQUEST,
+            "DependencyViolation",
+            "has <dependent> object",
+        );
+        let body = String::from_utf8(r.into_body().into_inner_for_test()).unwrap();
+        assert!(
+            body.contains("<Code>DependencyViolation</Code>") && body.contains("&lt;dependent&gt;")
+        );
+        let r = error_response(
+            "eks",
+            StatusCode::BAD_REQUEST,
+            "InvalidParameterException",
+            "m",
+        );
+        assert_eq!(r.headers()["x-amzn-errortype"], "InvalidParameterException");
+    }
+
+    trait IntoInner {
+        fn into_inner_for_test(self) -> Vec<u8>;
+    }
+
+    impl IntoInner for Full<Bytes> {
+        fn into_inner_for_test(self) -> Vec<u8> {
+            use http_body_util::BodyExt;
+            futures_lite_block_on(self.collect())
+                .map(|c| c.to_bytes().to_vec())
+                .unwrap_or_default()
+        }
+    }
+
+    fn futures_lite_block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+}
