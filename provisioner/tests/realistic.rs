@@ -2,6 +2,8 @@
 //! that take time, IAM that is eventually consistent, lingering interfaces, throttling, 5xx, and
 //! processes killed at a mutating call.
 
+#![allow(clippy::expect_used)] // test helpers outside #[test] functions
+
 mod common;
 
 use std::time::Duration;
