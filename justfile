@@ -7,6 +7,9 @@ set export
 AWS_EC2_METADATA_DISABLED := "true"
 CARGO_TARGET_DIR := env_var_or_default("CARGO_TARGET_DIR", env_var("HOME") / ".cache/kdeploy-target")
 aws_port := env_var_or_default("LOCAL_AWS_PORT", "5000")
+# Empty: moto answers at once. `fast` or `realistic`: the realistic front (see localstack/src/front).
+aws_profile := env_var_or_default("LOCAL_AWS_PROFILE", "")
+profile_flag := if aws_profile == "" { "" } else { "--profile " + aws_profile }
 bin := CARGO_TARGET_DIR / "debug"
 
 # List the recipes.
@@ -30,15 +33,15 @@ lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
 
-# Run the local AWS emulator in the foreground on 127.0.0.1:5000 (or $LOCAL_AWS_PORT).
+# Run the local AWS emulator in the foreground on 127.0.0.1:5000 ($LOCAL_AWS_PORT, $LOCAL_AWS_PROFILE).
 aws: build
-    "{{bin}}/localstack" aws --port {{aws_port}}
+    "{{bin}}/localstack" aws --port {{aws_port}} {{profile_flag}}
 
 # Bring the whole stack up locally: the AWS emulator, then `provisioner up` against it. Stays up until Ctrl-C.
 up: build
     #!/usr/bin/env bash
     set -euo pipefail
-    "{{bin}}/localstack" aws --port {{aws_port}} &
+    "{{bin}}/localstack" aws --port {{aws_port}} {{profile_flag}} &
     emulator=$!
     trap 'kill $emulator 2>/dev/null || true' EXIT INT TERM
     for _ in $(seq 1 120); do
@@ -56,3 +59,7 @@ up: build
 # `provisioner` against the running local emulator, e.g. `just local status` or `just local down`.
 local *args: build
     "{{bin}}/provisioner" --endpoint http://127.0.0.1:{{aws_port}} {{args}}
+
+# Benchmarks (figures, not pass/fail): provisioner `up` against the realistic front.
+bench:
+    cargo run --quiet -p provisioner --example bench_up
