@@ -1,0 +1,1 @@
+//! The deploy site (issue 5). Work in progress.
