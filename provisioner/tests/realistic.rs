@@ -254,3 +254,34 @@ async fn plan_against_a_slow_aws_changes_nothing() {
     let _ = Plan::infrastructure().inspect(&probe.cx).await;
     assert_eq!(front.stats().mutating, 0);
 }
+
+#[tokio::test]
+async fn a_real_error_stops_up_naming_step_resource_and_aws_code() {
+    let emu = emulator().await;
+    let front = front(&emu, fast()).await;
+    front.fail(
+        "CreateLoadBalancer",
+        "TooManyLoadBalancers",
+        "The quota for the number of load balancers has been reached",
+    );
+    let probe = run(&front, config("quota")).await;
+    let err = Plan::infrastructure().up(&probe.cx).await.unwrap_err();
+    let (step, error) = &err.failed[0];
+    assert_eq!(*step, "load-balancer");
+    assert_eq!(error.aws_code(), Some("TooManyLoadBalancers"));
+    let text = err.to_string();
+    assert!(text.contains("load balancer quota-nlb"), "{text}");
+    assert!(
+        text.contains("CreateLoadBalancer failed: TooManyLoadBalancers: The quota"),
+        "{text}"
+    );
+    // Not retried: a quota does not lift by waiting.
+    let creates = probe
+        .calls
+        .counts()
+        .by_operation
+        .get("Elastic Load Balancing v2:CreateLoadBalancer")
+        .copied();
+    assert_eq!(creates, Some(1));
+    assert!(err.skipped.contains(&"targets"));
+}

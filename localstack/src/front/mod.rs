@@ -71,6 +71,8 @@ struct Shared {
     stats: Mutex<FrontStats>,
     kill_after: Mutex<Option<usize>>,
     killed: watch::Sender<bool>,
+    /// Operation → (code, message) it always fails with: for tests of real (not "not yet") errors.
+    failures: Mutex<HashMap<String, (String, String)>>,
 }
 
 /// A running front; it stops when dropped.
@@ -104,6 +106,7 @@ impl Front {
             stats: Mutex::new(FrontStats::default()),
             kill_after: Mutex::new(None),
             killed: watch::channel(false).0,
+            failures: Mutex::new(HashMap::new()),
         });
         let serving = shared.clone();
         let task = tokio::spawn(async move {
@@ -158,6 +161,14 @@ impl Front {
 
     pub fn has_killed(&self) -> bool {
         *self.shared.killed.borrow()
+    }
+
+    /// Makes every call of `operation` (e.g. `CreateLoadBalancer`) fail with this AWS error code,
+    /// before it reaches moto.
+    pub fn fail(&self, operation: &str, code: &str, message: &str) {
+        if let Ok(mut failures) = self.shared.failures.lock() {
+            failures.insert(operation.to_owned(), (code.to_owned(), message.to_owned()));
+        }
     }
 
     /// Disarms the kill switch and serves again (the caller was "restarted").
@@ -286,6 +297,20 @@ impl Shared {
 
     /// Answers AWS would give without doing the work: "not yet" and "still in use".
     fn before(&self, call: &Call) -> Option<Response<Full<Bytes>>> {
+        let failure = self
+            .failures
+            .lock()
+            .ok()
+            .and_then(|f| f.get(&call.operation).cloned());
+        if let Some((code, message)) = failure {
+            self.injected(&code);
+            return Some(error_response(
+                &call.service,
+                StatusCode::BAD_REQUEST,
+                &code,
+                &message,
+            ));
+        }
         let now = Instant::now();
         let Ok(mut timeline) = self.timeline.lock() else {
             return None;
