@@ -1,1 +1,242 @@
-//! Local Kubernetes cluster simulator (see issue 4). Work in progress.
+//! Local Kubernetes cluster simulator: an in-process API server with real API semantics, the
+//! controllers that make Deployments run, and an ingress data path, so tests and the local demo
+//! can use kube-rs and `kubectl` without a real cluster.
+
+pub mod api;
+pub mod apply;
+pub mod auth;
+pub mod controllers;
+pub mod defaults;
+pub mod error;
+pub mod ingress;
+pub mod meta;
+pub mod registry;
+pub mod resources;
+pub mod selectors;
+pub mod store;
+pub mod validation;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+pub use auth::AwsIdentity;
+pub use error::ApiError;
+
+/// How the simulated cluster behaves.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// API server port on 127.0.0.1; 0 picks a free one.
+    pub api_port: u16,
+    /// Ingress (NLB + NGINX) port on 127.0.0.1; 0 picks a free one.
+    pub ingress_port: u16,
+    /// Admin bearer token (group `system:masters`); random when None.
+    pub admin_token: Option<String>,
+    /// How long a started pod takes to become Ready.
+    pub readiness_delay: Duration,
+    /// Images containing one of these substrings fail to pull (ErrImagePull / ImagePullBackOff).
+    pub missing_image_patterns: Vec<String>,
+    /// Images containing one of these substrings crash on start (CrashLoopBackOff).
+    pub crashing_image_patterns: Vec<String>,
+    /// Number of changes kept for resuming watches; older resourceVersions get 410 Expired.
+    pub watch_history: usize,
+    /// How often watches with `allowWatchBookmarks` receive a BOOKMARK.
+    pub bookmark_interval: Duration,
+    /// IAM identities EKS-style tokens map to.
+    pub aws_identities: Vec<AwsIdentity>,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            api_port: 0,
+            ingress_port: 0,
+            admin_token: None,
+            readiness_delay: Duration::from_millis(500),
+            missing_image_patterns: vec!["does-not-exist".into(), "missing".into()],
+            crashing_image_patterns: vec!["crash".into()],
+            watch_history: 10_000,
+            bookmark_interval: Duration::from_secs(10),
+            aws_identities: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("cannot bind {what} on 127.0.0.1:{port}: {source}")]
+    Bind {
+        what: &'static str,
+        port: u16,
+        source: std::io::Error,
+    },
+    #[error("cannot build a kube client for the simulator: {0}")]
+    Client(#[from] kube::Error),
+    #[error("cannot build a kubeconfig for the simulator: {0}")]
+    Kubeconfig(#[from] kube::config::KubeconfigError),
+    #[error("cannot render the kubeconfig: {0}")]
+    Yaml(#[from] serde_yaml::Error),
+}
+
+pub struct ClusterSim;
+
+impl ClusterSim {
+    /// Starts the API server, the controllers and the ingress listener on 127.0.0.1.
+    pub async fn start(config: SimConfig) -> Result<RunningSim, SimError> {
+        let api_listener = TcpListener::bind(("127.0.0.1", config.api_port))
+            .await
+            .map_err(|source| SimError::Bind {
+                what: "the API server",
+                port: config.api_port,
+                source,
+            })?;
+        let ingress_listener = TcpListener::bind(("127.0.0.1", config.ingress_port))
+            .await
+            .map_err(|source| SimError::Bind {
+                what: "the ingress",
+                port: config.ingress_port,
+                source,
+            })?;
+        let api_addr = api_listener.local_addr().map_err(|source| SimError::Bind {
+            what: "the API server",
+            port: config.api_port,
+            source,
+        })?;
+        let ingress_addr = ingress_listener
+            .local_addr()
+            .map_err(|source| SimError::Bind {
+                what: "the ingress",
+                port: config.ingress_port,
+                source,
+            })?;
+
+        let admin_token = config
+            .admin_token
+            .clone()
+            .unwrap_or_else(|| format!("sim-admin.{}", meta::random_suffix(24)));
+        let registry = Arc::new(registry::Registry::new(config.watch_history));
+        let authenticator = Arc::new(auth::Authenticator::new(
+            admin_token.clone(),
+            config.aws_identities.clone(),
+        ));
+        controllers::bootstrap(&registry);
+
+        let state = Arc::new(api::ApiState {
+            registry: registry.clone(),
+            authenticator: authenticator.clone(),
+            server_address: api_addr.to_string(),
+            bookmark_interval: config.bookmark_interval,
+        });
+        let mut tasks = Vec::new();
+        let app = api::router(state);
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = axum::serve(api_listener, app).await {
+                tracing::error!(error = %e, "API server stopped");
+            }
+        }));
+        tasks.push(tokio::spawn(controllers::run(
+            registry.clone(),
+            Arc::new(config.clone()),
+        )));
+        let ingress_app = ingress::router(registry.clone());
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = axum::serve(ingress_listener, ingress_app).await {
+                tracing::error!(error = %e, "ingress stopped");
+            }
+        }));
+        tracing::info!(api = %api_addr, ingress = %ingress_addr, "cluster simulator started");
+        Ok(RunningSim {
+            api_addr,
+            ingress_addr,
+            admin_token,
+            registry,
+            authenticator,
+            tasks,
+        })
+    }
+}
+
+/// A started simulator; everything stops when it is dropped.
+pub struct RunningSim {
+    api_addr: SocketAddr,
+    ingress_addr: SocketAddr,
+    admin_token: String,
+    registry: Arc<registry::Registry>,
+    authenticator: Arc<auth::Authenticator>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl RunningSim {
+    pub fn api_url(&self) -> String {
+        format!("http://{}", self.api_addr)
+    }
+
+    /// Base URL of the ingress data path (what the NLB's DNS name points at).
+    pub fn ingress_url(&self) -> String {
+        format!("http://{}", self.ingress_addr)
+    }
+
+    pub fn ingress_addr(&self) -> SocketAddr {
+        self.ingress_addr
+    }
+
+    pub fn admin_token(&self) -> &str {
+        &self.admin_token
+    }
+
+    /// Direct access to the stored objects, for tests that check state without HTTP.
+    pub fn registry(&self) -> &Arc<registry::Registry> {
+        &self.registry
+    }
+
+    /// A bearer token for a ServiceAccount, subject to RBAC like any other user.
+    pub fn service_account_token(&self, namespace: &str, name: &str) -> String {
+        self.authenticator
+            .issue_service_account_token(namespace, name)
+    }
+
+    /// A kubeconfig for `kubectl` with one context `sim` and the admin token.
+    pub fn kubeconfig_yaml(&self) -> Result<String, SimError> {
+        self.kubeconfig_for_token(&self.admin_token)
+    }
+
+    pub fn kubeconfig_for_token(&self, token: &str) -> Result<String, SimError> {
+        let config = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "sim", "cluster": {"server": self.api_url()}}],
+            "users": [{"name": "sim-admin", "user": {"token": token}}],
+            "contexts": [{"name": "sim", "context": {"cluster": "sim", "user": "sim-admin", "namespace": "default"}}],
+            "current-context": "sim",
+            "preferences": {},
+        });
+        Ok(serde_yaml::to_string(&config)?)
+    }
+
+    /// A kube-rs client authenticated as the admin.
+    pub async fn client(&self) -> Result<kube::Client, SimError> {
+        self.client_with_token(&self.admin_token).await
+    }
+
+    pub async fn client_with_token(&self, token: &str) -> Result<kube::Client, SimError> {
+        let kubeconfig: kube::config::Kubeconfig =
+            serde_yaml::from_str(&self.kubeconfig_for_token(token)?)?;
+        let config = kube::Config::from_custom_kubeconfig(
+            kubeconfig,
+            &kube::config::KubeConfigOptions::default(),
+        )
+        .await?;
+        Ok(kube::Client::try_from(config)?)
+    }
+}
+
+impl Drop for RunningSim {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}

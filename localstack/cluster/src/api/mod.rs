@@ -1,0 +1,601 @@
+//! The Kubernetes REST API over HTTP: routing, authentication, authorization and the verbs.
+
+mod discovery;
+mod protobuf;
+mod table;
+mod watch;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::{Value, json};
+
+use crate::auth::{self, Attributes, Authenticator, User};
+use crate::error::{ApiError, ApiResult};
+use crate::meta;
+use crate::registry::{
+    DeleteOptions, Deletion, ListOptions, PatchKind, Propagation, Registry, WriteOptions,
+};
+use crate::resources::{self, ResourceType, known};
+use crate::selectors::{FieldSelector, LabelSelector};
+
+/// Everything a request handler needs.
+pub struct ApiState {
+    pub registry: Arc<Registry>,
+    pub authenticator: Arc<Authenticator>,
+    pub server_address: String,
+    pub bookmark_interval: std::time::Duration,
+}
+
+pub fn router(state: Arc<ApiState>) -> Router {
+    Router::new()
+        .route(
+            "/version",
+            get(|| async { json_response(StatusCode::OK, &discovery::version()) }),
+        )
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(|| async { "ok" }))
+        .route("/livez", get(|| async { "ok" }))
+        .fallback(dispatch)
+        .with_state(state)
+}
+
+fn json_response(code: StatusCode, body: &Value) -> Response {
+    (
+        code,
+        [(http::header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// The object a request addresses, parsed from the path.
+#[derive(Debug)]
+struct Target {
+    rt: &'static ResourceType,
+    namespace: String,
+    name: Option<String>,
+    subresource: Option<String>,
+}
+
+enum Route {
+    CoreVersions,
+    Groups,
+    Group(String),
+    ResourceList(String, String),
+    Resource(Target),
+}
+
+fn parse_route(path: &str) -> ApiResult<Route> {
+    let not_found = || ApiError::not_found_path(path);
+    let segs: Vec<&str> = path
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
+    let (group, version, rest) = match segs.as_slice() {
+        ["api"] => return Ok(Route::CoreVersions),
+        ["apis"] => return Ok(Route::Groups),
+        ["apis", g] => {
+            return if resources::groups().contains(g) {
+                Ok(Route::Group((*g).to_string()))
+            } else {
+                Err(not_found())
+            };
+        }
+        ["api", v, rest @ ..] => ("", *v, rest),
+        ["apis", g, v, rest @ ..] => (*g, *v, rest),
+        _ => return Err(not_found()),
+    };
+    if rest.is_empty() {
+        return Ok(Route::ResourceList(group.to_string(), version.to_string()));
+    }
+    let (namespace, rest) = match rest {
+        ["namespaces", ns, plural, tail @ ..]
+            if !matches!(*plural, "status" | "finalize") || !tail.is_empty() =>
+        {
+            (ns.to_string(), {
+                let mut v = vec![*plural];
+                v.extend_from_slice(tail);
+                v
+            })
+        }
+        other => (String::new(), other.to_vec()),
+    };
+    let rt = resources::find(group, version, rest[0]).ok_or_else(not_found)?;
+    if !namespace.is_empty() && !rt.namespaced {
+        return Err(not_found());
+    }
+    let name = rest.get(1).map(|s| s.to_string());
+    let subresource = rest.get(2).map(|s| s.to_string());
+    if rest.len() > 3
+        || subresource
+            .as_deref()
+            .is_some_and(|s| !rt.subresources.contains(&s))
+    {
+        return Err(not_found());
+    }
+    Ok(Route::Resource(Target {
+        rt,
+        namespace,
+        name,
+        subresource,
+    }))
+}
+
+async fn dispatch(
+    State(state): State<Arc<ApiState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let started = std::time::Instant::now();
+    let result = handle(&state, &method, &uri, &headers, body).await;
+    let response = result.unwrap_or_else(IntoResponse::into_response);
+    tracing::debug!(%method, %uri, status = response.status().as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "api request");
+    response
+}
+
+type Params = HashMap<String, String>;
+
+fn params(uri: &Uri) -> Params {
+    Query::<Vec<(String, String)>>::try_from_uri(uri)
+        .map(|q| q.0.into_iter().collect())
+        .unwrap_or_default()
+}
+
+fn flag(params: &Params, key: &str) -> bool {
+    params
+        .get(key)
+        .is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
+}
+
+fn content_type(headers: &HeaderMap) -> String {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// The default field manager: the client's user agent up to the first `/`, as the real server derives it.
+fn field_manager(params: &Params, headers: &HeaderMap) -> String {
+    if let Some(m) = params.get("fieldManager") {
+        return m.clone();
+    }
+    headers
+        .get(http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|ua| ua.split('/').next())
+        .filter(|s| !s.is_empty())
+        .unwrap_or("unknown")
+        .to_string()
+}
+
+fn decode_object(headers: &HeaderMap, body: &[u8], rt: &ResourceType) -> ApiResult<Value> {
+    match content_type(headers).as_str() {
+        "application/json" | "" => serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding JSON body: {e}"))),
+        "application/yaml" => serde_yaml::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding YAML body: {e}"))),
+        "application/vnd.kubernetes.protobuf" => protobuf::decode(body, rt),
+        other => Err(ApiError::unsupported_media_type(other)),
+    }
+}
+
+async fn handle(
+    state: &Arc<ApiState>,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let authorization = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let user = state
+        .authenticator
+        .authenticate(authorization)
+        .ok_or_else(ApiError::unauthorized)?;
+    let route = parse_route(uri.path())?;
+    let target = match route {
+        Route::CoreVersions => {
+            return Ok(json_response(
+                StatusCode::OK,
+                &discovery::core_versions(&state.server_address),
+            ));
+        }
+        Route::Groups => return Ok(json_response(StatusCode::OK, &discovery::group_list())),
+        Route::Group(g) => return Ok(json_response(StatusCode::OK, &discovery::group(&g))),
+        Route::ResourceList(g, v) => {
+            return discovery::resource_list(&g, &v)
+                .map(|l| json_response(StatusCode::OK, &l))
+                .ok_or_else(|| ApiError::not_found_path(uri.path()));
+        }
+        Route::Resource(t) => t,
+    };
+    let params = params(uri);
+    let verb = match (method.as_str(), target.name.is_some()) {
+        ("GET", true) => "get",
+        ("GET", false) if flag(&params, "watch") => "watch",
+        ("GET", false) => "list",
+        ("POST", false) => "create",
+        ("POST", true) if target.subresource.is_some() => "create",
+        ("PUT", true) => "update",
+        ("PATCH", true) => "patch",
+        ("DELETE", true) => "delete",
+        ("DELETE", false) => "deletecollection",
+        _ => {
+            return Err(ApiError::method_not_allowed(format!(
+                "the server does not allow this method on the requested resource ({method})"
+            )));
+        }
+    };
+    let rt = target.rt;
+    if !rt.verbs.contains(&verb) && target.subresource.is_none() {
+        return Err(ApiError::method_not_allowed(format!(
+            "the server does not allow this method on the requested resource ({} {})",
+            method,
+            rt.qualified()
+        )));
+    }
+    let name = target.name.clone().unwrap_or_default();
+    let attrs = Attributes {
+        verb,
+        group: rt.group,
+        resource: rt.plural,
+        subresource: target.subresource.as_deref(),
+        namespace: &target.namespace,
+        name: &name,
+    };
+    if !auth::authorize(&state.registry, &user, &attrs) {
+        return Err(forbidden(&user, &attrs, rt));
+    }
+    let accept = headers
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let wants_table = accept.contains("as=Table");
+    let opts = WriteOptions {
+        manager: field_manager(&params, headers),
+        dry_run: params.get("dryRun").is_some_and(|v| v == "All"),
+    };
+    let ns = target.namespace.as_str();
+    let registry = &state.registry;
+    let sub = target.subresource.as_deref();
+    match verb {
+        "get" => {
+            let obj = registry.get(rt, ns, &name)?;
+            let obj = match sub {
+                Some("scale") => scale_of(rt, &obj),
+                Some("log") => return Ok(pod_log(&obj)),
+                _ => obj,
+            };
+            Ok(if wants_table && sub.is_none() {
+                json_response(StatusCode::OK, &table::table(rt, &[obj], None))
+            } else {
+                json_response(StatusCode::OK, &obj)
+            })
+        }
+        "list" => {
+            let list = registry.list(rt, non_empty(ns), &list_options(&params, rt)?)?;
+            if wants_table {
+                let items = list["items"].as_array().cloned().unwrap_or_default();
+                return Ok(json_response(
+                    StatusCode::OK,
+                    &table::table(rt, &items, Some(&list["metadata"])),
+                ));
+            }
+            Ok(json_response(StatusCode::OK, &list))
+        }
+        "watch" => watch::watch(state, rt, non_empty(ns), &params, wants_table),
+        "create" if sub == Some("token") => {
+            registry.get(rt, ns, &name)?;
+            let token = state.authenticator.issue_service_account_token(ns, &name);
+            let expiry = meta::format_rfc3339(meta::unix_now() + 3600);
+            Ok(json_response(
+                StatusCode::CREATED,
+                &json!({"kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1", "metadata": {"name": name, "namespace": ns}, "spec": {"audiences": ["https://kubernetes.default.svc"], "expirationSeconds": 3600}, "status": {"token": token, "expirationTimestamp": expiry}}),
+            ))
+        }
+        "create" => {
+            let obj = decode_object(headers, &body, rt)?;
+            if rt.is("authorization.k8s.io", "selfsubjectaccessreviews") {
+                return Ok(json_response(
+                    StatusCode::CREATED,
+                    &self_subject_access_review(registry, &user, obj),
+                ));
+            }
+            let created = registry.create(rt, ns, obj, &opts)?;
+            Ok(json_response(StatusCode::CREATED, &created))
+        }
+        "update" => {
+            let obj = decode_object(headers, &body, rt)?;
+            if sub == Some("scale") {
+                let replicas = obj.pointer("/spec/replicas").cloned().unwrap_or(json!(0));
+                let patch = json!({"spec": {"replicas": replicas}}).to_string();
+                let updated = registry.patch(
+                    rt,
+                    ns,
+                    &name,
+                    PatchKind::Merge,
+                    patch.as_bytes(),
+                    None,
+                    &opts,
+                )?;
+                return Ok(json_response(StatusCode::OK, &scale_of(rt, &updated)));
+            }
+            Ok(json_response(
+                StatusCode::OK,
+                &registry.update(rt, ns, &name, obj, sub, &opts)?,
+            ))
+        }
+        "patch" => {
+            let kind = match content_type(headers).as_str() {
+                "application/merge-patch+json" => PatchKind::Merge,
+                "application/json-patch+json" => PatchKind::Json,
+                "application/strategic-merge-patch+json" => PatchKind::Strategic,
+                "application/apply-patch+yaml" | "application/apply-patch+cbor" => {
+                    if !params.contains_key("fieldManager") {
+                        return Err(ApiError::bad_request(
+                            "PATCH, application/apply-patch+yaml requires fieldManager to be set",
+                        ));
+                    }
+                    PatchKind::Apply {
+                        force: flag(&params, "force"),
+                    }
+                }
+                other => return Err(ApiError::unsupported_media_type(other)),
+            };
+            if sub == Some("scale") {
+                let current = scale_of(rt, &registry.get(rt, ns, &name)?);
+                let mut scaled = current;
+                let patch: Value = serde_json::from_slice(&body)
+                    .map_err(|e| ApiError::bad_request(e.to_string()))?;
+                json_patch::merge(&mut scaled, &patch);
+                let replicas = scaled
+                    .pointer("/spec/replicas")
+                    .cloned()
+                    .unwrap_or(json!(0));
+                let p = json!({"spec": {"replicas": replicas}}).to_string();
+                let updated =
+                    registry.patch(rt, ns, &name, PatchKind::Merge, p.as_bytes(), None, &opts)?;
+                return Ok(json_response(StatusCode::OK, &scale_of(rt, &updated)));
+            }
+            let existed = registry.try_get(rt, ns, &name).is_some();
+            let patched = registry.patch(rt, ns, &name, kind, &body, sub, &opts)?;
+            let code = if existed {
+                StatusCode::OK
+            } else {
+                StatusCode::CREATED
+            };
+            Ok(json_response(code, &patched))
+        }
+        "delete" => {
+            let delete_opts = delete_options(&params, &body, rt)?;
+            match registry.delete(rt, ns, &name, &delete_opts)? {
+                Deletion::Pending(obj) => Ok(json_response(StatusCode::OK, &obj)),
+                Deletion::Removed(obj) => {
+                    Ok(json_response(StatusCode::OK, &success_status(rt, &obj)))
+                }
+            }
+        }
+        "deletecollection" => {
+            let delete_opts = delete_options(&params, &body, rt)?;
+            let list = registry.list(rt, non_empty(ns), &list_options(&params, rt)?)?;
+            let mut deleted = Vec::new();
+            for item in list["items"].as_array().into_iter().flatten() {
+                match registry.delete(rt, meta::namespace(item), meta::name(item), &delete_opts) {
+                    Ok(Deletion::Removed(o) | Deletion::Pending(o)) => deleted.push(o),
+                    Err(e) if e.code == 404 => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(json_response(
+                StatusCode::OK,
+                &json!({"kind": format!("{}List", rt.kind), "apiVersion": rt.api_version(), "metadata": {"resourceVersion": registry.store.revision().to_string()}, "items": deleted}),
+            ))
+        }
+        _ => Err(ApiError::method_not_allowed(format!(
+            "{verb} is not supported"
+        ))),
+    }
+}
+
+fn non_empty(ns: &str) -> Option<&str> {
+    (!ns.is_empty()).then_some(ns)
+}
+
+fn forbidden(user: &User, attrs: &Attributes, rt: &ResourceType) -> ApiError {
+    let resource = match attrs.subresource {
+        Some(s) => format!("{}/{s}", rt.plural),
+        None => rt.plural.to_string(),
+    };
+    let scope = if attrs.namespace.is_empty() {
+        "at the cluster scope".to_string()
+    } else {
+        format!("in the namespace {:?}", attrs.namespace)
+    };
+    let what = if attrs.name.is_empty() {
+        rt.qualified()
+    } else {
+        format!("{} {:?}", rt.qualified(), attrs.name)
+    };
+    let mut err = ApiError::forbidden(format!(
+        "{what} is forbidden: User {:?} cannot {} resource {resource:?} in API group {:?} {scope}",
+        user.name, attrs.verb, rt.group
+    ));
+    err.details = Some(json!({"name": attrs.name, "group": rt.group, "kind": rt.plural}));
+    err
+}
+
+fn list_options(params: &Params, rt: &ResourceType) -> ApiResult<ListOptions> {
+    Ok(ListOptions {
+        label_selector: params
+            .get("labelSelector")
+            .map(|s| LabelSelector::parse(s))
+            .transpose()?,
+        field_selector: params
+            .get("fieldSelector")
+            .map(|s| FieldSelector::parse(s, rt.kind))
+            .transpose()?,
+        limit: params.get("limit").and_then(|l| l.parse().ok()),
+        continue_token: params.get("continue").filter(|c| !c.is_empty()).cloned(),
+    })
+}
+
+fn delete_options(params: &Params, body: &[u8], rt: &ResourceType) -> ApiResult<DeleteOptions> {
+    let body: Value = if body.is_empty() {
+        json!({})
+    } else if body.starts_with(b"k8s\0") {
+        protobuf::decode_delete_options(body)?
+    } else {
+        serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding DeleteOptions: {e}")))?
+    };
+    let policy = params.get("propagationPolicy").cloned().or_else(|| {
+        body.get("propagationPolicy")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    });
+    let orphan = body
+        .get("orphanDependents")
+        .and_then(Value::as_bool)
+        .or_else(|| params.get("orphanDependents").map(|v| v == "true"));
+    let propagation = match (policy.as_deref(), orphan) {
+        (Some("Orphan"), _) | (None, Some(true)) => Propagation::Orphan,
+        (Some("Foreground"), _) => Propagation::Foreground,
+        (Some("Background"), _) | (None, _) => Propagation::Background,
+        (Some(other), _) => {
+            let _ = rt;
+            return Err(ApiError::bad_request(format!(
+                "propagationPolicy: Unsupported value: {other:?}: supported values: \"Foreground\", \"Background\", \"Orphan\""
+            )));
+        }
+    };
+    let dry_run = params.get("dryRun").is_some_and(|v| v == "All")
+        || body
+            .get("dryRun")
+            .and_then(Value::as_array)
+            .is_some_and(|v| v.iter().any(|d| d == "All"));
+    Ok(DeleteOptions {
+        propagation,
+        dry_run,
+        precondition_uid: body
+            .pointer("/preconditions/uid")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        precondition_rv: body
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse().ok()),
+    })
+}
+
+fn success_status(rt: &ResourceType, obj: &Value) -> Value {
+    json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Success",
+        "details": {"name": meta::name(obj), "group": rt.group, "kind": rt.plural, "uid": meta::uid(obj)}
+    })
+}
+
+fn scale_of(rt: &ResourceType, obj: &Value) -> Value {
+    let selector = obj
+        .pointer("/spec/selector/matchLabels")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default();
+    let _ = rt;
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": meta::name(obj),
+            "namespace": meta::namespace(obj),
+            "uid": meta::uid(obj),
+            "resourceVersion": obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null),
+            "creationTimestamp": obj.pointer("/metadata/creationTimestamp").cloned().unwrap_or(Value::Null),
+        },
+        "spec": {"replicas": obj.pointer("/spec/replicas").cloned().unwrap_or(json!(0))},
+        "status": {"replicas": obj.pointer("/status/replicas").cloned().unwrap_or(json!(0)), "selector": selector}
+    })
+}
+
+/// Simulated containers write one line when they start; that is their whole log.
+fn pod_log(pod: &Value) -> Response {
+    let image = pod
+        .pointer("/spec/containers/0/image")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let text = format!(
+        "simulated container started from image {image} on pod {}\n",
+        meta::name(pod)
+    );
+    (
+        StatusCode::OK,
+        [(http::header::CONTENT_TYPE, "text/plain")],
+        text,
+    )
+        .into_response()
+}
+
+fn self_subject_access_review(registry: &Registry, user: &User, mut review: Value) -> Value {
+    let ra = review
+        .pointer("/spec/resourceAttributes")
+        .cloned()
+        .unwrap_or_default();
+    let s = |k: &str| {
+        ra.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let (verb, group, resource, subresource, namespace, name) = (
+        s("verb"),
+        s("group"),
+        s("resource"),
+        s("subresource"),
+        s("namespace"),
+        s("name"),
+    );
+    let attrs = Attributes {
+        verb: &verb,
+        group: &group,
+        resource: &resource,
+        subresource: (!subresource.is_empty()).then_some(subresource.as_str()),
+        namespace: &namespace,
+        name: &name,
+    };
+    let allowed = review.pointer("/spec/resourceAttributes").is_some()
+        && auth::authorize(registry, user, &attrs);
+    review["apiVersion"] = json!("authorization.k8s.io/v1");
+    review["kind"] = json!("SelfSubjectAccessReview");
+    meta::metadata_mut(&mut review).insert("creationTimestamp".into(), Value::Null);
+    review["status"] = if allowed {
+        json!({"allowed": true, "reason": "allowed by RBAC"})
+    } else {
+        json!({"allowed": false})
+    };
+    let _ = known::pods();
+    review
+}

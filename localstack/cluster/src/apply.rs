@@ -1,0 +1,556 @@
+//! Field ownership (`metadata.managedFields`) and server-side apply.
+//!
+//! Field sets use the real `FieldsV1` vocabulary (`f:name` for map fields, `k:{...}` for items of
+//! associative lists). Simplification: a list is associative when its items carry a known key
+//! (`uid`, `containerPort`+`protocol`, `port`+`protocol`, `mountPath`, `name`); every other list is atomic
+//! and owned as a whole, and lists of scalars are atomic too (the real server treats some as sets).
+
+use std::collections::BTreeSet;
+
+use serde_json::{Map, Value, json};
+
+use crate::meta;
+
+/// A path of `FieldsV1` keys from the object root to an owned field or list item.
+pub type FieldPath = Vec<String>;
+pub type FieldSet = BTreeSet<FieldPath>;
+
+/// Metadata fields that have owners; the rest of metadata is server-controlled.
+const OWNED_METADATA: &[&str] = &["labels", "annotations", "finalizers", "ownerReferences"];
+
+fn key_fields(item: &Value) -> Option<&'static [&'static str]> {
+    let obj = item.as_object()?;
+    if obj.contains_key("uid") && obj.contains_key("kind") {
+        Some(&["uid"])
+    } else if obj.contains_key("containerPort") {
+        Some(&["containerPort", "protocol"])
+    } else if obj.contains_key("port") && !obj.contains_key("path") {
+        Some(&["port", "protocol"])
+    } else if obj.contains_key("mountPath") {
+        Some(&["mountPath"])
+    } else if obj.get("name").is_some_and(Value::is_string) {
+        Some(&["name"])
+    } else {
+        None
+    }
+}
+
+/// The `k:{...}` key of a list item, with `protocol` defaulted to TCP like the schema does.
+fn item_key(item: &Value) -> Option<String> {
+    let fields = key_fields(item)?;
+    let mut key = Map::new();
+    for f in fields {
+        match item.get(*f) {
+            Some(v) => {
+                key.insert((*f).to_string(), v.clone());
+            }
+            None if *f == "protocol" => {
+                key.insert("protocol".into(), json!("TCP"));
+            }
+            None => return None,
+        }
+    }
+    Some(format!("k:{}", Value::Object(key)))
+}
+
+/// A list is associative when every item has a key of the same shape.
+fn is_associative(list: &[Value]) -> bool {
+    let first = list.first().and_then(key_fields);
+    first.is_some() && list.iter().all(|i| key_fields(i) == first)
+}
+
+fn item_matches(item: &Value, key: &str) -> bool {
+    item_key(item).as_deref() == Some(key)
+}
+
+/// Every owned leaf and list item of `obj`.
+pub fn fields_of(obj: &Value, include_status: bool) -> FieldSet {
+    let mut set = FieldSet::new();
+    let Some(root) = obj.as_object() else {
+        return set;
+    };
+    for (k, v) in root {
+        match k.as_str() {
+            "apiVersion" | "kind" => {}
+            "status" if !include_status => {}
+            "metadata" => {
+                if let Some(m) = v.as_object() {
+                    for f in OWNED_METADATA {
+                        if let Some(val) = m.get(*f) {
+                            collect(val, vec!["f:metadata".into(), format!("f:{f}")], &mut set);
+                        }
+                    }
+                }
+            }
+            _ => collect(v, vec![format!("f:{k}")], &mut set),
+        }
+    }
+    set
+}
+
+fn collect(v: &Value, path: FieldPath, set: &mut FieldSet) {
+    match v {
+        // An empty map in a configuration claims nothing (the real server would own the empty map
+        // itself; merging it would then still keep other managers' entries).
+        Value::Null => {}
+        Value::Object(m) if m.is_empty() => {}
+        Value::Object(m) => {
+            for (k, child) in m {
+                let mut p = path.clone();
+                p.push(format!("f:{k}"));
+                collect(child, p, set);
+            }
+        }
+        Value::Array(items) if !items.is_empty() && is_associative(items) => {
+            for item in items {
+                if let Some(key) = item_key(item) {
+                    let mut p = path.clone();
+                    p.push(key);
+                    set.insert(p.clone());
+                    collect(item, p, set);
+                }
+            }
+        }
+        _ => {
+            set.insert(path);
+        }
+    }
+}
+
+pub fn value_at<'a>(obj: &'a Value, path: &[String]) -> Option<&'a Value> {
+    let mut cur = obj;
+    for seg in path {
+        cur = if let Some(f) = seg.strip_prefix("f:") {
+            cur.get(f)?
+        } else {
+            cur.as_array()?.iter().find(|i| item_matches(i, seg))?
+        };
+    }
+    Some(cur)
+}
+
+fn set_at(obj: &mut Value, path: &[String], value: Value) {
+    let Some((first, rest)) = path.split_first() else {
+        *obj = value;
+        return;
+    };
+    if let Some(f) = first.strip_prefix("f:") {
+        if !obj.is_object() {
+            *obj = Value::Object(Map::new());
+        }
+        if let Some(m) = obj.as_object_mut() {
+            let child = m.entry(f.to_string()).or_insert(Value::Null);
+            set_at(child, rest, value);
+        }
+    } else if let Some(key_json) = first.strip_prefix("k:") {
+        if !obj.is_array() {
+            *obj = Value::Array(Vec::new());
+        }
+        if let Some(items) = obj.as_array_mut() {
+            let pos = match items.iter().position(|i| item_matches(i, first)) {
+                Some(p) => p,
+                None => {
+                    items.push(serde_json::from_str(key_json).unwrap_or(Value::Object(Map::new())));
+                    items.len() - 1
+                }
+            };
+            set_at(&mut items[pos], rest, value);
+        }
+    }
+}
+
+fn remove_at(obj: &mut Value, path: &[String]) {
+    let Some((last, parent_path)) = path.split_last() else {
+        return;
+    };
+    let mut cur = obj;
+    for seg in parent_path {
+        let next = if let Some(f) = seg.strip_prefix("f:") {
+            cur.get_mut(f)
+        } else {
+            cur.as_array_mut()
+                .and_then(|items| items.iter_mut().find(|i| item_matches(i, seg)))
+        };
+        match next {
+            Some(n) => cur = n,
+            None => return,
+        }
+    }
+    if let Some(f) = last.strip_prefix("f:") {
+        if let Some(m) = cur.as_object_mut() {
+            m.remove(f);
+        }
+    } else if let Some(items) = cur.as_array_mut() {
+        items.retain(|i| !item_matches(i, last));
+    }
+}
+
+/// `.spec.template.spec.containers[name="app"].image`, the way conflicts are reported.
+pub fn display_path(path: &[String]) -> String {
+    let mut out = String::new();
+    for seg in path {
+        if let Some(f) = seg.strip_prefix("f:") {
+            out.push('.');
+            out.push_str(f);
+        } else if let Some(k) = seg.strip_prefix("k:") {
+            let key: Map<String, Value> = serde_json::from_str(k).unwrap_or_default();
+            let parts: Vec<String> = key.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            out.push_str(&format!("[{}]", parts.join(",")));
+        }
+    }
+    out
+}
+
+pub fn to_fields_v1(set: &FieldSet) -> Value {
+    let mut root = Map::new();
+    for path in set {
+        let mut cur = &mut root;
+        for seg in path {
+            cur = meta::object_entry(cur, seg);
+        }
+        if path.last().is_some_and(|s| s.starts_with("k:")) {
+            cur.insert(".".into(), json!({}));
+        }
+    }
+    Value::Object(root)
+}
+
+pub fn from_fields_v1(v: &Value) -> FieldSet {
+    let mut set = FieldSet::new();
+    fn walk(v: &Value, path: &mut FieldPath, set: &mut FieldSet) {
+        let Some(m) = v.as_object() else { return };
+        if m.is_empty() {
+            if !path.is_empty() {
+                set.insert(path.clone());
+            }
+            return;
+        }
+        for (k, child) in m {
+            if k == "." {
+                set.insert(path.clone());
+                continue;
+            }
+            path.push(k.clone());
+            walk(child, path, set);
+            path.pop();
+        }
+    }
+    walk(v, &mut Vec::new(), &mut set);
+    set
+}
+
+/// One `managedFields` entry.
+#[derive(Debug, Clone)]
+pub struct ManagedEntry {
+    pub manager: String,
+    pub operation: String,
+    pub api_version: String,
+    pub time: String,
+    pub subresource: Option<String>,
+    pub fields: FieldSet,
+}
+
+pub fn read_managed(obj: &Value) -> Vec<ManagedEntry> {
+    obj.pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
+        .map(|entries| {
+            entries
+                .iter()
+                .map(|e| ManagedEntry {
+                    manager: e
+                        .get("manager")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string(),
+                    operation: e
+                        .get("operation")
+                        .and_then(Value::as_str)
+                        .unwrap_or("Update")
+                        .to_string(),
+                    api_version: e
+                        .get("apiVersion")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string(),
+                    time: e
+                        .get("time")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string(),
+                    subresource: e
+                        .get("subresource")
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
+                    fields: e.get("fieldsV1").map(from_fields_v1).unwrap_or_default(),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub fn write_managed(obj: &mut Value, entries: &[ManagedEntry]) {
+    let list: Vec<Value> = entries
+        .iter()
+        .filter(|e| !e.fields.is_empty())
+        .map(|e| {
+            let mut v = json!({
+                "manager": e.manager,
+                "operation": e.operation,
+                "apiVersion": e.api_version,
+                "time": e.time,
+                "fieldsType": "FieldsV1",
+                "fieldsV1": to_fields_v1(&e.fields),
+            });
+            if let Some(s) = &e.subresource {
+                v["subresource"] = json!(s);
+            }
+            v
+        })
+        .collect();
+    let metadata = meta::metadata_mut(obj);
+    if list.is_empty() {
+        metadata.remove("managedFields");
+    } else {
+        metadata.insert("managedFields".into(), Value::Array(list));
+    }
+}
+
+fn is_item(path: &[String]) -> bool {
+    path.last().is_some_and(|s| s.starts_with("k:"))
+}
+
+/// Records a non-apply write (create, update, patch): the writer owns what it changed, others lose it.
+pub fn record_update(
+    old: Option<&Value>,
+    new: &mut Value,
+    manager: &str,
+    api_version: &str,
+    subresource: Option<&str>,
+) {
+    let mut entries = old.map(read_managed).unwrap_or_default();
+    let include_status = subresource == Some("status");
+    let new_fields = fields_of(new, include_status);
+    let changed: FieldSet = new_fields
+        .iter()
+        .filter(|p| !is_item(p))
+        .filter(|p| old.and_then(|o| value_at(o, p)) != value_at(new, p))
+        .cloned()
+        .collect();
+    let all_now = fields_of(new, true);
+    for e in &mut entries {
+        e.fields.retain(|p| all_now.contains(p));
+        if e.manager != manager {
+            e.fields.retain(|p| !changed.contains(p));
+        }
+    }
+    if !changed.is_empty() {
+        let subresource = subresource.map(str::to_string);
+        let pos = entries.iter().position(|e| {
+            e.manager == manager && e.operation == "Update" && e.subresource == subresource
+        });
+        let entry = match pos {
+            Some(p) => &mut entries[p],
+            None => {
+                entries.push(ManagedEntry {
+                    manager: manager.to_string(),
+                    operation: "Update".into(),
+                    api_version: api_version.to_string(),
+                    time: String::new(),
+                    subresource,
+                    fields: FieldSet::new(),
+                });
+                let last = entries.len() - 1;
+                &mut entries[last]
+            }
+        };
+        entry.time = meta::now_rfc3339();
+        for p in &changed {
+            entry.fields.insert(p.clone());
+            // Owning a field inside a list item implies owning the item.
+            for i in 1..p.len() {
+                if p[i - 1].starts_with("k:") {
+                    entry.fields.insert(p[..i].to_vec());
+                }
+            }
+        }
+    }
+    write_managed(new, &entries);
+}
+
+/// Contested fields: (other manager, field path) pairs.
+pub type Conflicts = Vec<(String, String)>;
+
+/// Applies `config` as `manager` over `live` (None when the object does not exist yet).
+pub fn apply(
+    live: Option<&Value>,
+    config: &Value,
+    manager: &str,
+    force: bool,
+    api_version: &str,
+) -> Result<Value, Conflicts> {
+    let mut result = live.cloned().unwrap_or_else(|| json!({}));
+    let mut entries = live.map(read_managed).unwrap_or_default();
+    let applied = fields_of(config, false);
+
+    let mut conflicts = Conflicts::new();
+    let mut contested = FieldSet::new();
+    for e in entries.iter().filter(|e| e.manager != manager) {
+        for p in e.fields.intersection(&applied).filter(|p| !is_item(p)) {
+            if value_at(&result, p) != value_at(config, p) {
+                conflicts.push((e.manager.clone(), display_path(p)));
+                contested.insert(p.clone());
+            }
+        }
+    }
+    if !conflicts.is_empty() && !force {
+        return Err(conflicts);
+    }
+    for e in entries.iter_mut().filter(|e| e.manager != manager) {
+        e.fields.retain(|p| !contested.contains(p));
+    }
+
+    let previous: FieldSet = entries
+        .iter()
+        .find(|e| e.manager == manager && e.operation == "Apply")
+        .map(|e| e.fields.clone())
+        .unwrap_or_default();
+    let owned_by_others = |p: &FieldPath| {
+        entries
+            .iter()
+            .filter(|e| !(e.manager == manager && e.operation == "Apply"))
+            .any(|e| e.fields.iter().any(|q| q.starts_with(p)))
+    };
+    let mut dropped: Vec<&FieldPath> = previous
+        .difference(&applied)
+        .filter(|p| !owned_by_others(p))
+        .collect();
+    // Remove leaves before the items that hold them.
+    dropped.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for p in dropped {
+        remove_at(&mut result, p);
+    }
+
+    for p in applied.iter().filter(|p| !is_item(p)) {
+        if let Some(v) = value_at(config, p) {
+            set_at(&mut result, p, v.clone());
+        }
+    }
+    // Items given with only their key produce no leaves; make sure they exist.
+    for p in applied.iter().filter(|p| is_item(p)) {
+        if value_at(&result, p).is_none() {
+            set_at(
+                &mut result,
+                p,
+                value_at(config, p).cloned().unwrap_or(Value::Null),
+            );
+        }
+    }
+    for top in ["apiVersion", "kind"] {
+        if let Some(v) = config.get(top) {
+            result[top] = v.clone();
+        }
+    }
+    if let Some(name) = config.pointer("/metadata/name") {
+        meta::metadata_mut(&mut result).insert("name".into(), name.clone());
+    }
+
+    entries.retain(|e| !(e.manager == manager && e.operation == "Apply"));
+    entries.push(ManagedEntry {
+        manager: manager.to_string(),
+        operation: "Apply".into(),
+        api_version: api_version.to_string(),
+        time: meta::now_rfc3339(),
+        subresource: None,
+        fields: applied,
+    });
+    write_managed(&mut result, &entries);
+    Ok(result)
+}
+
+/// Strategic merge patch, simplified: a JSON merge patch, except that lists whose items carry a
+/// known key (containers and volumes by `name`, ports by port number) are merged item by item.
+/// `$patch`/`$setElementOrder` directives are ignored.
+pub fn strategic_merge(target: &mut Value, patch: &Value) {
+    let Some(patch_map) = patch.as_object() else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = Value::Object(Map::new());
+    }
+    let Some(target_map) = target.as_object_mut() else {
+        return;
+    };
+    for (k, pv) in patch_map {
+        if k.starts_with('$') {
+            continue;
+        }
+        if pv.is_null() {
+            target_map.remove(k);
+            continue;
+        }
+        let tv = target_map.entry(k.clone()).or_insert(Value::Null);
+        match (tv.as_array_mut(), pv.as_array()) {
+            (Some(items), Some(patch_items))
+                if is_associative(patch_items) && items.iter().all(|i| item_key(i).is_some()) =>
+            {
+                for pi in patch_items {
+                    let key = item_key(pi);
+                    match items.iter_mut().find(|i| item_key(i) == key) {
+                        Some(existing) => strategic_merge(existing, pi),
+                        None => {
+                            let mut fresh = Value::Object(Map::new());
+                            strategic_merge(&mut fresh, pi);
+                            items.push(fresh);
+                        }
+                    }
+                }
+            }
+            _ if pv.is_object() => strategic_merge(tv, pv),
+            _ => *tv = pv.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_v1_round_trip() {
+        let obj = json!({"metadata": {"labels": {"a": "b"}}, "spec": {"replicas": 2, "template": {"spec": {"containers": [{"name": "app", "image": "x"}]}}}});
+        let set = fields_of(&obj, false);
+        assert!(set.contains(&vec!["f:spec".to_string(), "f:replicas".to_string()]));
+        assert_eq!(from_fields_v1(&to_fields_v1(&set)), set);
+    }
+
+    #[test]
+    fn apply_conflicts_force_and_removal() {
+        let first = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "1", "b": "2"}});
+        let live = apply(None, &first, "one", false, "v1").unwrap();
+        let other = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "9"}});
+        let conflicts = apply(Some(&live), &other, "two", false, "v1").unwrap_err();
+        assert_eq!(conflicts, vec![("one".to_string(), ".data.a".to_string())]);
+        let forced = apply(Some(&live), &other, "two", true, "v1").unwrap();
+        assert_eq!(forced["data"], json!({"a": "9", "b": "2"}));
+        // "one" drops b; a now belongs to "two" and stays.
+        let shrink =
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {}});
+        let after = apply(Some(&forced), &shrink, "one", false, "v1").unwrap();
+        assert_eq!(after["data"], json!({"a": "9"}));
+    }
+
+    #[test]
+    fn strategic_merge_merges_containers_by_name() {
+        let mut target =
+            json!({"containers": [{"name": "a", "image": "1"}, {"name": "b", "image": "2"}]});
+        strategic_merge(
+            &mut target,
+            &json!({"containers": [{"name": "b", "image": "3"}]}),
+        );
+        assert_eq!(
+            target,
+            json!({"containers": [{"name": "a", "image": "1"}, {"name": "b", "image": "3"}]})
+        );
+    }
+}

@@ -1,0 +1,475 @@
+//! The Deployment controller: one ReplicaSet per pod template, rolling updates bounded by
+//! maxSurge/maxUnavailable, and the status `kubectl rollout status` reads.
+
+use serde_json::{Value, json};
+
+use super::{controller_ref, log_write, owned_by, pod_ready};
+use crate::meta;
+use crate::registry::{Registry, WriteOptions};
+use crate::resources::known;
+use crate::selectors::LabelSelector;
+
+const MANAGER: &str = "kube-controller-manager";
+const REVISION: &str = "deployment.kubernetes.io/revision";
+
+/// `pod-template-hash` of a template, FNV-32 of its JSON encoded like `rand.SafeEncodeString`.
+pub fn template_hash(template: &Value) -> String {
+    meta::safe_encode(meta::fnv32(template.to_string().as_bytes()))
+}
+
+/// Resolves an int-or-percent against `total`, rounding up (surge) or down (unavailable).
+fn scaled_value(v: Option<&Value>, total: i64, round_up: bool) -> i64 {
+    match v {
+        Some(Value::Number(n)) => n.as_i64().unwrap_or(0),
+        Some(Value::String(s)) => {
+            let pct: i64 = s.trim_end_matches('%').parse().unwrap_or(0);
+            let x = pct * total;
+            if round_up { (x + 99) / 100 } else { x / 100 }
+        }
+        _ => 0,
+    }
+}
+
+fn replicas(obj: &Value, pointer: &str) -> i64 {
+    obj.pointer(pointer).and_then(Value::as_i64).unwrap_or(0)
+}
+
+fn revision_of(rs: &Value) -> i64 {
+    meta::annotation(rs, REVISION)
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(0)
+}
+
+pub(super) fn reconcile(registry: &Registry) {
+    for deployment in registry.select(known::deployments(), None, None) {
+        if meta::is_deleting(&deployment) {
+            continue;
+        }
+        reconcile_one(registry, &deployment);
+    }
+}
+
+fn set_rs_replicas(registry: &Registry, rs: &Value, n: i64) {
+    if replicas(rs, "/spec/replicas") == n {
+        return;
+    }
+    let patch = json!({"spec": {"replicas": n}}).to_string();
+    log_write(
+        "scale replicaset",
+        registry.patch(
+            known::replicasets(),
+            meta::namespace(rs),
+            meta::name(rs),
+            crate::registry::PatchKind::Merge,
+            patch.as_bytes(),
+            None,
+            &WriteOptions::controller(MANAGER),
+        ),
+    );
+}
+
+fn reconcile_one(registry: &Registry, deployment: &Value) {
+    let ns = meta::namespace(deployment);
+    let name = meta::name(deployment);
+    let Some(template) = deployment.pointer("/spec/template").cloned() else {
+        return;
+    };
+    let hash = template_hash(&template);
+    let desired = replicas(deployment, "/spec/replicas");
+    let all_rs = owned_by(registry, known::replicasets(), deployment);
+    let max_revision = all_rs.iter().map(revision_of).max().unwrap_or(0);
+    let new_name = format!("{name}-{hash}");
+
+    let new_rs = match all_rs.iter().find(|rs| meta::name(rs) == new_name) {
+        Some(rs) if revision_of(rs) < max_revision || revision_of(rs) == 0 => {
+            // Rolling back to an older template makes its ReplicaSet the newest revision again.
+            let patch =
+                json!({"metadata": {"annotations": {REVISION: (max_revision + 1).to_string()}}})
+                    .to_string();
+            log_write(
+                "bump revision",
+                registry.patch(
+                    known::replicasets(),
+                    ns,
+                    &new_name,
+                    crate::registry::PatchKind::Merge,
+                    patch.as_bytes(),
+                    None,
+                    &WriteOptions::controller(MANAGER),
+                ),
+            )
+        }
+        Some(rs) => Some(rs.clone()),
+        None => {
+            let mut pod_template = template.clone();
+            meta::object_entry(
+                meta::object_entry(
+                    pod_template
+                        .as_object_mut()
+                        .map_or(&mut serde_json::Map::new(), |m| m),
+                    "metadata",
+                ),
+                "labels",
+            );
+            pod_template["metadata"]["labels"]["pod-template-hash"] = json!(hash);
+            let mut selector = deployment
+                .pointer("/spec/selector")
+                .cloned()
+                .unwrap_or(json!({}));
+            selector["matchLabels"]["pod-template-hash"] = json!(hash);
+            let mut labels = template
+                .pointer("/metadata/labels")
+                .cloned()
+                .unwrap_or(json!({}));
+            labels["pod-template-hash"] = json!(hash);
+            let is_first = all_rs.is_empty();
+            let recreate = deployment
+                .pointer("/spec/strategy/type")
+                .and_then(Value::as_str)
+                == Some("Recreate");
+            let initial = if is_first && !recreate { desired } else { 0 };
+            let rs = json!({
+                "metadata": {
+                    "name": new_name,
+                    "labels": labels,
+                    "annotations": {
+                        REVISION: (max_revision + 1).to_string(),
+                        "deployment.kubernetes.io/desired-replicas": desired.to_string(),
+                        "deployment.kubernetes.io/max-replicas": (desired + scaled_value(deployment.pointer("/spec/strategy/rollingUpdate/maxSurge"), desired, true)).to_string(),
+                    },
+                    "ownerReferences": [controller_ref(deployment)],
+                },
+                "spec": {"replicas": initial, "selector": selector, "template": pod_template, "minReadySeconds": deployment.pointer("/spec/minReadySeconds").cloned().unwrap_or(json!(0))},
+            });
+            let created = log_write(
+                "create replicaset",
+                registry.create(
+                    known::replicasets(),
+                    ns,
+                    rs,
+                    &WriteOptions::controller(MANAGER),
+                ),
+            );
+            if created.is_some() {
+                record_event(
+                    registry,
+                    deployment,
+                    "ScalingReplicaSet",
+                    &format!("Scaled up replica set {new_name} from 0 to {initial}"),
+                );
+            }
+            created
+        }
+    };
+    let Some(new_rs) = new_rs else { return };
+    let old_rs: Vec<&Value> = all_rs
+        .iter()
+        .filter(|rs| meta::name(rs) != new_name)
+        .collect();
+
+    let selector = deployment
+        .pointer("/spec/selector")
+        .and_then(|s| LabelSelector::from_object(s).ok())
+        .unwrap_or_default();
+    let pods: Vec<Value> = registry
+        .select(known::pods(), Some(ns), Some(&selector))
+        .into_iter()
+        .filter(|p| !meta::is_deleting(p))
+        .collect();
+    let pods_of = |rs: &Value| -> Vec<Value> {
+        pods.iter()
+            .filter(|p| meta::controller_uid(p) == Some(meta::uid(rs)))
+            .cloned()
+            .collect()
+    };
+    let available_of = |rs: &Value| pods_of(rs).into_iter().filter(pod_ready).count() as i64;
+
+    let paused = deployment.pointer("/spec/paused").and_then(Value::as_bool) == Some(true);
+    if !paused {
+        if deployment
+            .pointer("/spec/strategy/type")
+            .and_then(Value::as_str)
+            == Some("Recreate")
+        {
+            let old_pods: usize = old_rs.iter().map(|rs| pods_of(rs).len()).sum();
+            for rs in &old_rs {
+                set_rs_replicas(registry, rs, 0);
+            }
+            if old_pods == 0 {
+                set_rs_replicas(registry, &new_rs, desired);
+            }
+        } else {
+            rolling_update(
+                registry,
+                deployment,
+                &new_rs,
+                &old_rs,
+                desired,
+                &available_of,
+            );
+        }
+    }
+    update_status(registry, deployment, &new_rs, &all_rs, &pods_of, desired);
+}
+
+fn rolling_update(
+    registry: &Registry,
+    deployment: &Value,
+    new_rs: &Value,
+    old_rs: &[&Value],
+    desired: i64,
+    available_of: &dyn Fn(&Value) -> i64,
+) {
+    let max_surge = scaled_value(
+        deployment.pointer("/spec/strategy/rollingUpdate/maxSurge"),
+        desired,
+        true,
+    );
+    let mut max_unavailable = scaled_value(
+        deployment.pointer("/spec/strategy/rollingUpdate/maxUnavailable"),
+        desired,
+        false,
+    );
+    if max_surge == 0 && max_unavailable == 0 {
+        max_unavailable = 1;
+    }
+    let new_replicas = replicas(new_rs, "/spec/replicas");
+    let old_total: i64 = old_rs.iter().map(|rs| replicas(rs, "/spec/replicas")).sum();
+
+    // Scale up the new ReplicaSet within the surge budget.
+    if new_replicas < desired {
+        let room = desired + max_surge - (new_replicas + old_total);
+        if room > 0 {
+            set_rs_replicas(registry, new_rs, desired.min(new_replicas + room));
+        }
+    } else if new_replicas > desired {
+        set_rs_replicas(registry, new_rs, desired);
+    }
+
+    // Scale down old ReplicaSets while keeping desired - maxUnavailable pods available.
+    let min_available = desired - max_unavailable;
+    let new_unavailable = (new_replicas - available_of(new_rs)).max(0);
+    let all_total = new_replicas + old_total;
+    let mut budget = all_total - min_available - new_unavailable;
+    // Old pods that are not available can always go: they do not count towards availability.
+    for rs in old_rs {
+        let unhealthy = replicas(rs, "/spec/replicas") - available_of(rs);
+        if unhealthy > 0 {
+            set_rs_replicas(registry, rs, replicas(rs, "/spec/replicas") - unhealthy);
+        }
+    }
+    for rs in old_rs {
+        if budget <= 0 {
+            break;
+        }
+        let current = replicas(rs, "/spec/replicas").min(available_of(rs));
+        let cut = current.min(budget);
+        if cut > 0 {
+            set_rs_replicas(registry, rs, current - cut);
+            budget -= cut;
+            record_event(
+                registry,
+                deployment,
+                "ScalingReplicaSet",
+                &format!(
+                    "Scaled down replica set {} from {current} to {}",
+                    meta::name(rs),
+                    current - cut
+                ),
+            );
+        }
+    }
+}
+
+fn condition(
+    kind: &str,
+    status: bool,
+    reason: &str,
+    message: &str,
+    previous: Option<&Value>,
+) -> Value {
+    let now = meta::now_rfc3339();
+    let status = if status { "True" } else { "False" };
+    let same = previous.is_some_and(|p| p["status"] == status && p["reason"] == reason);
+    let transition = if previous.is_some_and(|p| p["status"] == status) {
+        previous
+            .and_then(|p| p.get("lastTransitionTime").cloned())
+            .unwrap_or(json!(now))
+    } else {
+        json!(now)
+    };
+    let update = if same {
+        previous
+            .and_then(|p| p.get("lastUpdateTime").cloned())
+            .unwrap_or(json!(now))
+    } else {
+        json!(now)
+    };
+    json!({"type": kind, "status": status, "lastUpdateTime": update, "lastTransitionTime": transition, "reason": reason, "message": message})
+}
+
+fn update_status(
+    registry: &Registry,
+    deployment: &Value,
+    new_rs: &Value,
+    all_rs: &[Value],
+    pods_of: &dyn Fn(&Value) -> Vec<Value>,
+    desired: i64,
+) {
+    let all_pods: Vec<Value> = all_rs.iter().flat_map(pods_of).collect();
+    let updated = pods_of(new_rs).len() as i64;
+    let total = all_pods.len() as i64;
+    let ready = all_pods.iter().filter(|p| pod_ready(p)).count() as i64;
+    let available = ready;
+    let max_unavailable = scaled_value(
+        deployment.pointer("/spec/strategy/rollingUpdate/maxUnavailable"),
+        desired,
+        false,
+    );
+    let previous = |kind: &str| {
+        deployment
+            .pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .and_then(|cs| cs.iter().find(|c| c["type"] == kind))
+            .cloned()
+    };
+    let prev_available = previous("Available");
+    let prev_progressing = previous("Progressing");
+    let rs_name = meta::name(new_rs);
+    let available_cond = if available >= desired - max_unavailable {
+        condition(
+            "Available",
+            true,
+            "MinimumReplicasAvailable",
+            "Deployment has minimum availability.",
+            prev_available.as_ref(),
+        )
+    } else {
+        condition(
+            "Available",
+            false,
+            "MinimumReplicasUnavailable",
+            "Deployment does not have minimum availability.",
+            prev_available.as_ref(),
+        )
+    };
+    let complete = updated == desired && total == desired && available == desired;
+    let deadline = deployment
+        .pointer("/spec/progressDeadlineSeconds")
+        .and_then(Value::as_u64)
+        .unwrap_or(600);
+    let last_progress = prev_progressing
+        .as_ref()
+        .and_then(|p| p["lastUpdateTime"].as_str())
+        .and_then(meta::parse_rfc3339);
+    let stalled = !complete
+        && prev_progressing
+            .as_ref()
+            .is_some_and(|p| p["reason"] != "NewReplicaSetAvailable")
+        && last_progress.is_some_and(|t| meta::unix_now().saturating_sub(t) > deadline);
+    let progressing_cond = if complete {
+        condition(
+            "Progressing",
+            true,
+            "NewReplicaSetAvailable",
+            &format!("ReplicaSet {rs_name:?} has successfully progressed."),
+            prev_progressing.as_ref(),
+        )
+    } else if stalled {
+        condition(
+            "Progressing",
+            false,
+            "ProgressDeadlineExceeded",
+            &format!("ReplicaSet {rs_name:?} has timed out progressing."),
+            prev_progressing.as_ref(),
+        )
+    } else {
+        let reason = if prev_progressing.is_none() {
+            "NewReplicaSetCreated"
+        } else {
+            "ReplicaSetUpdated"
+        };
+        let progressed = prev_progressing.as_ref().is_none_or(|p| {
+            deployment
+                .pointer("/status/updatedReplicas")
+                .and_then(Value::as_i64)
+                != Some(updated)
+                || deployment
+                    .pointer("/status/availableReplicas")
+                    .and_then(Value::as_i64)
+                    != Some(available)
+                || p["reason"] == "NewReplicaSetAvailable"
+        });
+        let mut c = condition(
+            "Progressing",
+            true,
+            reason,
+            &format!("ReplicaSet {rs_name:?} is progressing."),
+            if progressed {
+                None
+            } else {
+                prev_progressing.as_ref()
+            },
+        );
+        if let (false, Some(p)) = (progressed, prev_progressing.as_ref()) {
+            c["lastUpdateTime"] = p["lastUpdateTime"].clone();
+            c["reason"] = p["reason"].clone();
+        } else if let Some(p) = prev_progressing.as_ref().filter(|p| p["status"] == "True") {
+            c["lastTransitionTime"] = p["lastTransitionTime"].clone();
+        }
+        c
+    };
+    let mut status = json!({
+        "observedGeneration": deployment.pointer("/metadata/generation").cloned().unwrap_or(json!(1)),
+        "replicas": total,
+        "updatedReplicas": updated,
+        "readyReplicas": ready,
+        "availableReplicas": available,
+        "conditions": [available_cond, progressing_cond],
+    });
+    let unavailable = (desired - available).max(0);
+    if unavailable > 0 {
+        status["unavailableReplicas"] = json!(unavailable);
+    }
+    // Zero counts are omitted on the wire, as the real API's `omitempty` does.
+    for k in [
+        "replicas",
+        "updatedReplicas",
+        "readyReplicas",
+        "availableReplicas",
+    ] {
+        if status[k] == 0
+            && let Some(m) = status.as_object_mut()
+        {
+            m.remove(k);
+        }
+    }
+    if deployment.get("status") == Some(&status) {
+        return;
+    }
+    let mut next = deployment.clone();
+    next["status"] = status;
+    log_write(
+        "deployment status",
+        registry.update(
+            known::deployments(),
+            meta::namespace(deployment),
+            meta::name(deployment),
+            next,
+            Some("status"),
+            &WriteOptions::controller(MANAGER),
+        ),
+    );
+}
+
+/// Records an Event about `obj`, folding repeats into one object with a count, like the event recorder.
+pub(super) fn record_event(registry: &Registry, obj: &Value, reason: &str, message: &str) {
+    super::pods::event(
+        registry,
+        obj,
+        "Normal",
+        reason,
+        message,
+        "deployment-controller",
+    );
+}

@@ -1,0 +1,139 @@
+//! Controllers that run inside the simulator: nodes, Deployments → ReplicaSets → Pods, the kubelet's
+//! view of pods, Service endpoints, garbage collection and namespace cleanup.
+//!
+//! They run as one loop that reconciles everything every tick; writes go through the same
+//! [`Registry`] as API calls, so watchers see them like writes from a real controller manager.
+
+mod deployments;
+mod endpoints;
+mod lifecycle;
+mod pods;
+mod replicasets;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::SimConfig;
+use crate::meta;
+use crate::registry::{Registry, WriteOptions};
+use crate::resources::{ResourceType, find, known};
+
+pub use pods::NODE_NAMES;
+
+const TICK: Duration = Duration::from_millis(50);
+
+/// Objects every cluster has before anyone writes: namespaces, nodes, the nginx IngressClass.
+pub fn bootstrap(registry: &Registry) {
+    let opts = WriteOptions::controller("cluster-bootstrap");
+    for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        create_quietly(
+            registry,
+            known::namespaces(),
+            "",
+            json!({"metadata": {"name": ns}}),
+            &opts,
+        );
+    }
+    for (i, node) in NODE_NAMES.iter().enumerate() {
+        create_quietly(
+            registry,
+            known::nodes(),
+            "",
+            pods::node_object(node, i),
+            &opts,
+        );
+    }
+    if let Some(class) = find("networking.k8s.io", "v1", "ingressclasses") {
+        create_quietly(
+            registry,
+            class,
+            "",
+            json!({"metadata": {"name": "nginx"}, "spec": {"controller": "nginx.org/ingress-controller"}}),
+            &opts,
+        );
+    }
+    create_quietly(
+        registry,
+        known::services(),
+        "default",
+        json!({"metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}}, "spec": {"ports": [{"name": "https", "port": 443, "targetPort": 6443}]}}),
+        &opts,
+    );
+}
+
+fn create_quietly(
+    registry: &Registry,
+    rt: &ResourceType,
+    ns: &str,
+    obj: Value,
+    opts: &WriteOptions,
+) {
+    if let Err(e) = registry.create(rt, ns, obj, opts) {
+        tracing::warn!(kind = rt.kind, error = %e, "bootstrap object not created");
+    }
+}
+
+/// Logs a failed controller write; the next tick retries from fresh state.
+fn log_write<T>(what: &str, result: Result<T, crate::error::ApiError>) -> Option<T> {
+    match result {
+        Ok(v) => Some(v),
+        Err(e) if e.code == 409 || e.code == 404 => {
+            tracing::debug!(what, error = %e, "controller write raced; retrying next tick");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(what, error = %e, "controller write failed");
+            None
+        }
+    }
+}
+
+/// Reconciles the whole cluster every tick until the simulator stops.
+pub async fn run(registry: Arc<Registry>, config: Arc<SimConfig>) {
+    let mut kubelet = pods::Kubelet::new(config.clone());
+    let mut ticker = tokio::time::interval(TICK);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        lifecycle::namespaces(&registry);
+        lifecycle::garbage_collect(&registry);
+        deployments::reconcile(&registry);
+        replicasets::reconcile(&registry);
+        kubelet.reconcile(&registry);
+        endpoints::reconcile(&registry);
+    }
+}
+
+/// An ownerReference marking `owner` as the managing controller.
+fn controller_ref(owner: &Value) -> Value {
+    json!({
+        "apiVersion": owner.get("apiVersion").cloned().unwrap_or(Value::Null),
+        "kind": owner.get("kind").cloned().unwrap_or(Value::Null),
+        "name": meta::name(owner),
+        "uid": meta::uid(owner),
+        "controller": true,
+        "blockOwnerDeletion": true,
+    })
+}
+
+/// Objects in `ns` whose controller is `owner`.
+fn owned_by(registry: &Registry, rt: &ResourceType, owner: &Value) -> Vec<Value> {
+    let uid = meta::uid(owner);
+    registry
+        .select(rt, Some(meta::namespace(owner)), None)
+        .into_iter()
+        .filter(|o| meta::controller_uid(o) == Some(uid))
+        .collect()
+}
+
+fn pod_ready(pod: &Value) -> bool {
+    pod.pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
+        && !meta::is_deleting(pod)
+}

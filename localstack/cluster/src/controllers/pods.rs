@@ -1,0 +1,471 @@
+//! The scheduler and the kubelets of the simulated nodes: bind pods, "run" their containers and
+//! report status, steered by the image name (missing images fail to pull, crashing ones restart).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::log_write;
+use crate::SimConfig;
+use crate::meta;
+use crate::registry::{PatchKind, Registry, WriteOptions};
+use crate::resources::known;
+
+pub const NODE_NAMES: [&str; 3] = ["sim-node-1", "sim-node-2", "sim-node-3"];
+const KUBELET_VERSION: &str = "v1.34.0-eks-sim";
+const CRASH_INTERVAL: Duration = Duration::from_secs(1);
+const PULL_BACKOFF_AFTER: Duration = Duration::from_secs(1);
+
+pub(super) fn node_object(name: &str, index: usize) -> Value {
+    let now = meta::now_rfc3339();
+    let condition = |t: &str, s: &str, reason: &str, msg: &str| json!({"type": t, "status": s, "reason": reason, "message": msg, "lastHeartbeatTime": now, "lastTransitionTime": now});
+    json!({
+        "metadata": {"name": name, "labels": {
+            "kubernetes.io/hostname": name,
+            "kubernetes.io/os": "linux",
+            "kubernetes.io/arch": "amd64",
+            "topology.kubernetes.io/zone": format!("sim-zone-{}", (b'a' + index as u8) as char),
+            "node.kubernetes.io/instance-type": "t3.medium",
+            "eks.amazonaws.com/nodegroup": "sim",
+        }},
+        "spec": {"providerID": format!("aws:///sim-zone/i-sim{index:012}"), "podCIDR": format!("192.168.{index}.0/24")},
+        "status": {
+            "conditions": [
+                condition("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+                condition("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+                condition("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+                condition("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
+            ],
+            "addresses": [{"type": "InternalIP", "address": format!("10.0.0.{}", index + 11)}, {"type": "Hostname", "address": name}],
+            "capacity": {"cpu": "2", "memory": "3900Mi", "pods": "17"},
+            "allocatable": {"cpu": "1930m", "memory": "3300Mi", "pods": "17"},
+            "nodeInfo": {"kubeletVersion": KUBELET_VERSION, "kubeProxyVersion": KUBELET_VERSION, "containerRuntimeVersion": "containerd://1.7.27", "operatingSystem": "linux", "architecture": "amd64", "osImage": "Amazon Linux 2023", "kernelVersion": "6.1.0", "machineID": "", "systemUUID": "", "bootID": ""},
+        },
+    })
+}
+
+/// What the kubelet remembers about a pod it runs.
+struct Running {
+    started: Instant,
+    restarts: i64,
+    last_crash: Instant,
+}
+
+pub(super) struct Kubelet {
+    config: Arc<SimConfig>,
+    running: HashMap<String, Running>,
+    next_ip: u32,
+    next_node: usize,
+}
+
+/// Current and last state of one container, given its spec.
+type ContainerStateFn = Box<dyn Fn(&Value) -> (Value, Option<Value>)>;
+
+enum ImageBehaviour {
+    Runs,
+    Missing,
+    Crashes,
+}
+
+impl Kubelet {
+    pub(super) fn new(config: Arc<SimConfig>) -> Self {
+        Self {
+            config,
+            running: HashMap::new(),
+            next_ip: 10,
+            next_node: 0,
+        }
+    }
+
+    fn behaviour(&self, pod: &Value) -> ImageBehaviour {
+        let images: Vec<&str> = pod
+            .pointer("/spec/containers")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.get("image").and_then(Value::as_str))
+            .collect();
+        let any = |patterns: &[String]| {
+            images.iter().any(|i| {
+                patterns
+                    .iter()
+                    .any(|p| !p.is_empty() && i.contains(p.as_str()))
+            })
+        };
+        if any(&self.config.missing_image_patterns) {
+            ImageBehaviour::Missing
+        } else if any(&self.config.crashing_image_patterns) {
+            ImageBehaviour::Crashes
+        } else {
+            ImageBehaviour::Runs
+        }
+    }
+
+    pub(super) fn reconcile(&mut self, registry: &Registry) {
+        let pods = registry.select(known::pods(), None, None);
+        let live: std::collections::HashSet<String> =
+            pods.iter().map(|p| meta::uid(p).to_string()).collect();
+        self.running.retain(|uid, _| live.contains(uid));
+        for pod in pods {
+            if meta::is_deleting(&pod) {
+                continue;
+            }
+            if pod
+                .pointer("/spec/nodeName")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+            {
+                self.schedule(registry, &pod);
+                continue;
+            }
+            self.report_status(registry, &pod);
+        }
+    }
+
+    /// Binds a pod to a node, round-robin, like a scheduler with an empty cluster would spread them.
+    fn schedule(&mut self, registry: &Registry, pod: &Value) {
+        let node = NODE_NAMES[self.next_node % NODE_NAMES.len()];
+        self.next_node += 1;
+        let patch = json!({"spec": {"nodeName": node}}).to_string();
+        if log_write(
+            "bind pod",
+            registry.patch(
+                known::pods(),
+                meta::namespace(pod),
+                meta::name(pod),
+                PatchKind::Merge,
+                patch.as_bytes(),
+                None,
+                &WriteOptions::controller("default-scheduler"),
+            ),
+        )
+        .is_some()
+        {
+            event(
+                registry,
+                pod,
+                "Normal",
+                "Scheduled",
+                &format!(
+                    "Successfully assigned {}/{} to {node}",
+                    meta::namespace(pod),
+                    meta::name(pod)
+                ),
+                "default-scheduler",
+            );
+        }
+    }
+
+    fn report_status(&mut self, registry: &Registry, pod: &Value) {
+        let uid = meta::uid(pod).to_string();
+        let now = Instant::now();
+        let first_seen = !self.running.contains_key(&uid);
+        let behaviour = self.behaviour(pod);
+        let entry = self.running.entry(uid).or_insert(Running {
+            started: now,
+            restarts: 0,
+            last_crash: now,
+        });
+        let node = pod
+            .pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let node_index = NODE_NAMES.iter().position(|n| *n == node).unwrap_or(0);
+        let host_ip = format!("10.0.0.{}", node_index + 11);
+        let pod_ip = match pod.pointer("/status/podIP").and_then(Value::as_str) {
+            Some(ip) => ip.to_string(),
+            None => {
+                self.next_ip += 1;
+                format!(
+                    "192.168.{}.{}",
+                    self.next_ip / 250 % 250,
+                    self.next_ip % 250 + 2
+                )
+            }
+        };
+        let previous = pod.get("status").cloned().unwrap_or(json!({}));
+        let start_time = previous
+            .get("startTime")
+            .cloned()
+            .unwrap_or(json!(meta::now_rfc3339()));
+        let containers: Vec<Value> = pod
+            .pointer("/spec/containers")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let age = now.duration_since(entry.started);
+
+        let (phase, ready, state_of): (&str, bool, ContainerStateFn) = match behaviour {
+            ImageBehaviour::Runs => {
+                let ready = age >= self.config.readiness_delay;
+                let started_at = start_time.clone();
+                (
+                    "Running",
+                    ready,
+                    Box::new(move |_c| (json!({"running": {"startedAt": started_at}}), None)),
+                )
+            }
+            ImageBehaviour::Missing => {
+                let reason = if age < PULL_BACKOFF_AFTER {
+                    "ErrImagePull"
+                } else {
+                    "ImagePullBackOff"
+                };
+                (
+                    "Pending",
+                    false,
+                    Box::new(move |c| {
+                        let image = c.get("image").and_then(Value::as_str).unwrap_or_default();
+                        let message = if reason == "ErrImagePull" {
+                            format!("failed to pull and unpack image {image:?}: not found")
+                        } else {
+                            format!("Back-off pulling image {image:?}")
+                        };
+                        (
+                            json!({"waiting": {"reason": reason, "message": message}}),
+                            None,
+                        )
+                    }),
+                )
+            }
+            ImageBehaviour::Crashes => {
+                if now.duration_since(entry.last_crash) >= CRASH_INTERVAL {
+                    entry.restarts += 1;
+                    entry.last_crash = now;
+                }
+                let finished = meta::now_rfc3339();
+                (
+                    "Running",
+                    false,
+                    Box::new(move |c| {
+                        let name = c.get("name").and_then(Value::as_str).unwrap_or_default();
+                        (
+                            json!({"waiting": {"reason": "CrashLoopBackOff", "message": format!("back-off restarting failed container {name}")}}),
+                            Some(
+                                json!({"terminated": {"exitCode": 1, "reason": "Error", "startedAt": finished, "finishedAt": finished}}),
+                            ),
+                        )
+                    }),
+                )
+            }
+        };
+        let restarts = entry.restarts;
+        let statuses: Vec<Value> = containers
+            .iter()
+            .map(|c| {
+                let (state, last) = state_of(c);
+                let image = c.get("image").cloned().unwrap_or(Value::Null);
+                let mut s = json!({
+                    "name": c.get("name").cloned().unwrap_or(Value::Null),
+                    "image": image,
+                    "imageID": "",
+                    "ready": ready,
+                    "started": state.get("running").is_some(),
+                    "restartCount": restarts,
+                    "state": state,
+                    "lastState": last.unwrap_or(json!({})),
+                });
+                if matches!(behaviour, ImageBehaviour::Runs) {
+                    s["containerID"] = json!(format!(
+                        "containerd://{}",
+                        meta::fnv32(meta::uid(pod).as_bytes())
+                    ));
+                }
+                s
+            })
+            .collect();
+        let transition = |t: &str, status: bool| {
+            let status = if status { "True" } else { "False" };
+            let prev = previous
+                .get("conditions")
+                .and_then(Value::as_array)
+                .and_then(|cs| cs.iter().find(|c| c["type"] == t).cloned());
+            let time = prev
+                .filter(|p| p["status"] == status)
+                .and_then(|p| p.get("lastTransitionTime").cloned())
+                .unwrap_or(json!(meta::now_rfc3339()));
+            json!({"type": t, "status": status, "lastProbeTime": null, "lastTransitionTime": time})
+        };
+        let mut status = json!({
+            "phase": phase,
+            "conditions": [
+                transition("PodReadyToStartContainers", true),
+                transition("Initialized", true),
+                transition("Ready", ready),
+                transition("ContainersReady", ready),
+                transition("PodScheduled", true),
+            ],
+            "hostIP": host_ip,
+            "hostIPs": [{"ip": host_ip}],
+            "podIP": pod_ip,
+            "podIPs": [{"ip": pod_ip}],
+            "startTime": start_time,
+            "containerStatuses": statuses,
+            "qosClass": "BestEffort",
+        });
+        if !ready {
+            let reason = "ContainersNotReady";
+            for c in status["conditions"].as_array_mut().into_iter().flatten() {
+                if c["type"] == "Ready" || c["type"] == "ContainersReady" {
+                    c["reason"] = json!(reason);
+                    let names: Vec<&str> = containers
+                        .iter()
+                        .filter_map(|c| c.get("name").and_then(Value::as_str))
+                        .collect();
+                    c["message"] = json!(format!(
+                        "containers with unready status: [{}]",
+                        names.join(" ")
+                    ));
+                }
+            }
+        }
+        if status == previous {
+            return;
+        }
+        let became_ready = ready && !crate::controllers::pod_ready(pod);
+        let mut next = pod.clone();
+        next["status"] = status;
+        if log_write(
+            "pod status",
+            registry.update(
+                known::pods(),
+                meta::namespace(pod),
+                meta::name(pod),
+                next,
+                Some("status"),
+                &WriteOptions::controller("kubelet"),
+            ),
+        )
+        .is_none()
+        {
+            return;
+        }
+        let image = containers
+            .first()
+            .and_then(|c| c.get("image"))
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        match behaviour {
+            ImageBehaviour::Runs if first_seen => {
+                event(
+                    registry,
+                    pod,
+                    "Normal",
+                    "Pulled",
+                    &format!("Container image {image:?} already present on machine"),
+                    "kubelet",
+                );
+                event(
+                    registry,
+                    pod,
+                    "Normal",
+                    "Started",
+                    "Started container",
+                    "kubelet",
+                );
+            }
+            ImageBehaviour::Missing => {
+                if first_seen {
+                    event(
+                        registry,
+                        pod,
+                        "Normal",
+                        "Pulling",
+                        &format!("Pulling image {image:?}"),
+                        "kubelet",
+                    );
+                    event(
+                        registry,
+                        pod,
+                        "Warning",
+                        "Failed",
+                        &format!("Failed to pull image {image:?}: not found"),
+                        "kubelet",
+                    );
+                } else {
+                    event(
+                        registry,
+                        pod,
+                        "Warning",
+                        "BackOff",
+                        &format!("Back-off pulling image {image:?}"),
+                        "kubelet",
+                    );
+                }
+            }
+            ImageBehaviour::Crashes => event(
+                registry,
+                pod,
+                "Warning",
+                "BackOff",
+                "Back-off restarting failed container",
+                "kubelet",
+            ),
+            _ => {}
+        }
+        let _ = became_ready;
+    }
+}
+
+/// Records an Event about `obj`; repeats of the same reason update one Event and bump its count.
+pub(super) fn event(
+    registry: &Registry,
+    obj: &Value,
+    kind: &str,
+    reason: &str,
+    message: &str,
+    component: &str,
+) {
+    let ns = match meta::namespace(obj) {
+        "" => "default",
+        ns => ns,
+    };
+    let name = format!("{}.{}", meta::name(obj), reason.to_ascii_lowercase());
+    let now = meta::now_rfc3339();
+    let opts = WriteOptions::controller(component);
+    match registry.try_get(known::events(), ns, &name) {
+        Some(mut existing) => {
+            let count = existing.get("count").and_then(Value::as_i64).unwrap_or(1);
+            if existing.get("message").and_then(Value::as_str) == Some(message)
+                && existing.get("lastTimestamp").and_then(Value::as_str) == Some(now.as_str())
+            {
+                return;
+            }
+            existing["count"] = json!(count + 1);
+            existing["lastTimestamp"] = json!(now);
+            existing["message"] = json!(message);
+            log_write(
+                "update event",
+                registry.update(known::events(), ns, &name, existing, None, &opts),
+            );
+        }
+        None => {
+            let event = json!({
+                "metadata": {"name": name},
+                "involvedObject": {
+                    "kind": obj.get("kind").cloned().unwrap_or(Value::Null),
+                    "apiVersion": obj.get("apiVersion").cloned().unwrap_or(Value::Null),
+                    "namespace": meta::namespace(obj),
+                    "name": meta::name(obj),
+                    "uid": meta::uid(obj),
+                },
+                "reason": reason,
+                "message": message,
+                "type": kind,
+                "count": 1,
+                "firstTimestamp": now,
+                "lastTimestamp": now,
+                "source": {"component": component},
+                "reportingComponent": component,
+                "reportingInstance": "",
+            });
+            log_write(
+                "create event",
+                registry.create(known::events(), ns, event, &opts),
+            );
+        }
+    }
+}

@@ -1,0 +1,58 @@
+//! `cluster-sim`: runs the simulator on fixed ports and writes a kubeconfig for kubectl.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use cluster_sim::{ClusterSim, SimConfig};
+
+#[derive(Parser, Debug)]
+#[command(about = "Local Kubernetes cluster simulator (API server, controllers, ingress)")]
+struct Args {
+    /// API server port on 127.0.0.1.
+    #[arg(long, default_value_t = 6443, env = "CLUSTER_SIM_PORT")]
+    port: u16,
+    /// Ingress port on 127.0.0.1.
+    #[arg(long, default_value_t = 8080, env = "CLUSTER_SIM_INGRESS_PORT")]
+    ingress_port: u16,
+    /// Where to write the kubeconfig.
+    #[arg(long, default_value = "cluster-sim.kubeconfig")]
+    kubeconfig: PathBuf,
+    /// Admin bearer token (random when omitted).
+    #[arg(long, env = "CLUSTER_SIM_ADMIN_TOKEN")]
+    admin_token: Option<String>,
+    /// Milliseconds a pod takes to become Ready.
+    #[arg(long, default_value_t = 1000)]
+    readiness_delay_ms: u64,
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let config = SimConfig {
+        api_port: args.port,
+        ingress_port: args.ingress_port,
+        admin_token: args.admin_token,
+        readiness_delay: Duration::from_millis(args.readiness_delay_ms),
+        ..SimConfig::default()
+    };
+    let sim = ClusterSim::start(config).await?;
+    tokio::fs::write(&args.kubeconfig, sim.kubeconfig_yaml()?).await?;
+    tracing::info!(api = %sim.api_url(), ingress = %sim.ingress_url(), kubeconfig = %args.kubeconfig.display(), "ready; Ctrl-C stops");
+    tokio::signal::ctrl_c().await?;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    match run(Args::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,316 @@
+//! In-memory object storage with one global resourceVersion and a bounded watch history,
+//! playing the part etcd plays for the real API server.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+/// Where an object lives: resource type key, namespace ("" for cluster-scoped) and name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjectKey {
+    pub resource: &'static str,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ObjectKey {
+    pub fn new(resource: &'static str, namespace: &str, name: &str) -> Self {
+        Self {
+            resource,
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind {
+    Added,
+    Modified,
+    Deleted,
+}
+
+impl ChangeKind {
+    pub fn watch_type(self) -> &'static str {
+        match self {
+            ChangeKind::Added => "ADDED",
+            ChangeKind::Modified => "MODIFIED",
+            ChangeKind::Deleted => "DELETED",
+        }
+    }
+}
+
+/// One committed write, as watchers see it.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub kind: ChangeKind,
+    pub key: ObjectKey,
+    pub object: Value,
+    pub revision: u64,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum StoreError {
+    #[error("object already exists")]
+    AlreadyExists,
+    #[error("object not found")]
+    NotFound,
+    #[error("resourceVersion {0} is stale")]
+    Stale(u64),
+    #[error("resourceVersion {requested} is older than the retained history (oldest {oldest})")]
+    Expired { requested: u64, oldest: u64 },
+}
+
+struct State {
+    objects: BTreeMap<ObjectKey, Value>,
+    revision: u64,
+    history: VecDeque<Arc<Change>>,
+    /// The revision of the oldest change a watch can still resume after.
+    compacted: u64,
+}
+
+/// What a watch starts from: the changes since the requested revision and a live feed after them.
+pub struct WatchStart {
+    pub backlog: Vec<Arc<Change>>,
+    pub feed: broadcast::Receiver<Arc<Change>>,
+    pub revision: u64,
+}
+
+pub struct Store {
+    state: Mutex<State>,
+    feed: broadcast::Sender<Arc<Change>>,
+    history_limit: usize,
+}
+
+impl Store {
+    pub fn new(history_limit: usize) -> Self {
+        let (feed, _) = broadcast::channel(4096);
+        Self {
+            state: Mutex::new(State {
+                objects: BTreeMap::new(),
+                revision: 1,
+                history: VecDeque::new(),
+                compacted: 1,
+            }),
+            feed,
+            history_limit: history_limit.max(1),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves consistent data (writes are single statements), so recover.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn revision(&self) -> u64 {
+        self.lock().revision
+    }
+
+    pub fn get(&self, key: &ObjectKey) -> Option<Value> {
+        self.lock().objects.get(key).cloned()
+    }
+
+    /// Objects of one resource type, optionally within one namespace, in key order.
+    pub fn list(&self, resource: &'static str, namespace: Option<&str>) -> (Vec<Value>, u64) {
+        let state = self.lock();
+        let items = state
+            .objects
+            .iter()
+            .filter(|(k, _)| k.resource == resource && namespace.is_none_or(|ns| k.namespace == ns))
+            .map(|(_, v)| v.clone())
+            .collect();
+        (items, state.revision)
+    }
+
+    /// Namespaced objects of every type in one namespace (for namespace deletion).
+    pub fn keys_in_namespace(&self, namespace: &str) -> Vec<ObjectKey> {
+        self.lock()
+            .objects
+            .keys()
+            .filter(|k| k.namespace == namespace)
+            .cloned()
+            .collect()
+    }
+
+    pub fn all_objects(&self) -> Vec<(ObjectKey, Value)> {
+        self.lock()
+            .objects
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    pub fn create(&self, key: ObjectKey, mut object: Value) -> Result<Value, StoreError> {
+        let mut state = self.lock();
+        if state.objects.contains_key(&key) {
+            return Err(StoreError::AlreadyExists);
+        }
+        let rev = state.revision + 1;
+        set_revision(&mut object, rev);
+        state.objects.insert(key.clone(), object.clone());
+        self.commit(&mut state, ChangeKind::Added, key, object.clone(), rev);
+        Ok(object)
+    }
+
+    /// Replaces an object; `expected` is the resourceVersion the writer read, if it cares.
+    pub fn update(
+        &self,
+        key: &ObjectKey,
+        mut object: Value,
+        expected: Option<u64>,
+    ) -> Result<Value, StoreError> {
+        let mut state = self.lock();
+        let current = state.objects.get(key).ok_or(StoreError::NotFound)?;
+        let current_rev = crate::meta::resource_version(current).unwrap_or(0);
+        if let Some(expected) = expected
+            && expected != current_rev
+        {
+            return Err(StoreError::Stale(expected));
+        }
+        if *current == with_revision(&object, current_rev) {
+            // A no-op write keeps the resourceVersion and sends no event, as etcd3 storage does.
+            return Ok(current.clone());
+        }
+        let rev = state.revision + 1;
+        set_revision(&mut object, rev);
+        state.objects.insert(key.clone(), object.clone());
+        self.commit(
+            &mut state,
+            ChangeKind::Modified,
+            key.clone(),
+            object.clone(),
+            rev,
+        );
+        Ok(object)
+    }
+
+    pub fn delete(&self, key: &ObjectKey, expected: Option<u64>) -> Result<Value, StoreError> {
+        let mut state = self.lock();
+        let current = state.objects.get(key).ok_or(StoreError::NotFound)?;
+        if let Some(expected) = expected
+            && crate::meta::resource_version(current) != Some(expected)
+        {
+            return Err(StoreError::Stale(expected));
+        }
+        let mut object = state.objects.remove(key).ok_or(StoreError::NotFound)?;
+        let rev = state.revision + 1;
+        set_revision(&mut object, rev);
+        self.commit(
+            &mut state,
+            ChangeKind::Deleted,
+            key.clone(),
+            object.clone(),
+            rev,
+        );
+        Ok(object)
+    }
+
+    fn commit(&self, state: &mut State, kind: ChangeKind, key: ObjectKey, object: Value, rev: u64) {
+        state.revision = rev;
+        let change = Arc::new(Change {
+            kind,
+            key,
+            object,
+            revision: rev,
+        });
+        state.history.push_back(change.clone());
+        while state.history.len() > self.history_limit {
+            if let Some(old) = state.history.pop_front() {
+                state.compacted = old.revision;
+            }
+        }
+        // No receivers is fine: nobody is watching.
+        let _ = self.feed.send(change);
+    }
+
+    /// Starts a watch after `since`; fails with `Expired` when that revision fell out of the history.
+    pub fn watch_from(&self, since: u64) -> Result<WatchStart, StoreError> {
+        let state = self.lock();
+        if since < state.compacted {
+            return Err(StoreError::Expired {
+                requested: since,
+                oldest: state.compacted,
+            });
+        }
+        let backlog = state
+            .history
+            .iter()
+            .filter(|c| c.revision > since)
+            .cloned()
+            .collect();
+        Ok(WatchStart {
+            backlog,
+            feed: self.feed.subscribe(),
+            revision: state.revision,
+        })
+    }
+
+    /// A live feed of every change, for the controllers.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Change>> {
+        self.feed.subscribe()
+    }
+}
+
+fn set_revision(object: &mut Value, rev: u64) {
+    crate::meta::metadata_mut(object)
+        .insert("resourceVersion".into(), Value::String(rev.to_string()));
+}
+
+fn with_revision(object: &Value, rev: u64) -> Value {
+    let mut copy = object.clone();
+    set_revision(&mut copy, rev);
+    copy
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn key(name: &str) -> ObjectKey {
+        ObjectKey::new("configmaps", "default", name)
+    }
+
+    #[test]
+    fn revisions_increase_and_stale_updates_fail() {
+        let store = Store::new(100);
+        let a = store
+            .create(key("a"), json!({"metadata": {"name": "a"}}))
+            .unwrap();
+        let rv = crate::meta::resource_version(&a).unwrap();
+        let b = store
+            .update(
+                &key("a"),
+                json!({"metadata": {"name": "a"}, "data": {"x": "1"}}),
+                Some(rv),
+            )
+            .unwrap();
+        assert!(crate::meta::resource_version(&b).unwrap() > rv);
+        assert_eq!(
+            store.update(&key("a"), json!({"metadata": {"name": "a"}}), Some(rv)),
+            Err(StoreError::Stale(rv))
+        );
+        assert_eq!(
+            store.create(key("a"), json!({})),
+            Err(StoreError::AlreadyExists)
+        );
+    }
+
+    #[test]
+    fn watch_history_is_bounded() {
+        let store = Store::new(2);
+        for i in 0..5 {
+            store.create(key(&format!("o{i}")), json!({})).unwrap();
+        }
+        assert!(matches!(
+            store.watch_from(1),
+            Err(StoreError::Expired { .. })
+        ));
+        let start = store.watch_from(store.revision() - 1).unwrap();
+        assert_eq!(start.backlog.len(), 1);
+    }
+}
