@@ -47,6 +47,9 @@ pub struct SimConfig {
     pub bookmark_interval: Duration,
     /// IAM identities EKS-style tokens map to.
     pub aws_identities: Vec<AwsIdentity>,
+    /// Treat requests without credentials as the admin. kubectl (client-go) does not send bearer
+    /// tokens to a plain-HTTP server, and the simulator serves no TLS, so kubectl needs this.
+    pub anonymous_is_admin: bool,
 }
 
 impl Default for SimConfig {
@@ -61,6 +64,7 @@ impl Default for SimConfig {
             watch_history: 10_000,
             bookmark_interval: Duration::from_secs(10),
             aws_identities: Vec::new(),
+            anonymous_is_admin: false,
         }
     }
 }
@@ -121,6 +125,7 @@ impl ClusterSim {
         let authenticator = Arc::new(auth::Authenticator::new(
             admin_token.clone(),
             config.aws_identities.clone(),
+            config.anonymous_is_admin,
         ));
         controllers::bootstrap(&registry);
 

@@ -24,6 +24,9 @@ struct Args {
     /// Milliseconds a pod takes to become Ready.
     #[arg(long, default_value_t = 1000)]
     readiness_delay_ms: u64,
+    /// Require a bearer token on every request (kubectl sends none over plain HTTP, so off by default).
+    #[arg(long)]
+    require_token: bool,
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
@@ -32,6 +35,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ingress_port: args.ingress_port,
         admin_token: args.admin_token,
         readiness_delay: Duration::from_millis(args.readiness_delay_ms),
+        anonymous_is_admin: !args.require_token,
         ..SimConfig::default()
     };
     let sim = ClusterSim::start(config).await?;

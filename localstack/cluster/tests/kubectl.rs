@@ -1,0 +1,193 @@
+//! The real `kubectl` against the simulator, through a generated kubeconfig (127.0.0.1 only).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test helpers, like #[test] bodies, may panic.
+
+mod common;
+
+use std::time::Duration;
+
+use cluster_sim::SimConfig;
+use tokio::process::Command;
+
+struct Kubectl {
+    kubeconfig: std::path::PathBuf,
+    _dir: TempDir,
+}
+
+/// A scratch directory removed on drop.
+struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Kubectl {
+    fn new(sim: &cluster_sim::RunningSim) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "cluster-sim-kubectl-{}",
+            cluster_sim::meta::random_suffix(8)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let kubeconfig = dir.join("kubeconfig");
+        let yaml = sim.kubeconfig_yaml().unwrap();
+        assert!(yaml.contains("server: http://127.0.0.1:"), "{yaml}");
+        std::fs::write(&kubeconfig, yaml).unwrap();
+        std::fs::write(dir.join("web.yaml"), WEB).unwrap();
+        Self {
+            kubeconfig,
+            _dir: TempDir(dir),
+        }
+    }
+
+    fn manifest(&self) -> String {
+        self.kubeconfig
+            .with_file_name("web.yaml")
+            .display()
+            .to_string()
+    }
+
+    /// Runs kubectl with a hard timeout; returns (success, stdout, stderr).
+    async fn run(&self, args: &[&str], timeout: Duration) -> (bool, String, String) {
+        let mut cmd = Command::new("kubectl");
+        cmd.arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .env_remove("KUBECONFIG")
+            .kill_on_drop(true);
+        match tokio::time::timeout(timeout, cmd.output()).await {
+            Ok(out) => {
+                let out = out.expect("kubectl runs");
+                (
+                    out.status.success(),
+                    String::from_utf8_lossy(&out.stdout).into_owned(),
+                    String::from_utf8_lossy(&out.stderr).into_owned(),
+                )
+            }
+            Err(_) => (false, String::new(), "timed out".into()),
+        }
+    }
+
+    async fn ok(&self, args: &[&str]) -> String {
+        let (ok, out, err) = self.run(args, Duration::from_secs(40)).await;
+        assert!(ok, "kubectl {args:?} failed: {err}\n{out}");
+        out
+    }
+}
+
+const WEB: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  labels: {app: web}
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: app
+        image: nginx:1.27
+";
+
+#[tokio::test]
+async fn kubectl_get_apply_rollout_restart_watch_and_delete() {
+    // kubectl sends no bearer token to a plain-HTTP server, so the simulator must accept anonymous calls.
+    let sim = common::sim_with(SimConfig {
+        anonymous_is_admin: true,
+        readiness_delay: Duration::from_millis(200),
+        ..SimConfig::default()
+    })
+    .await;
+    let k = Kubectl::new(&sim);
+
+    let nodes = k.ok(&["get", "nodes"]).await;
+    assert!(
+        nodes.contains("sim-node-1") && nodes.contains("Ready"),
+        "{nodes}"
+    );
+    let ns = k.ok(&["get", "ns", "default", "-o", "yaml"]).await;
+    assert!(
+        ns.contains("kind: Namespace") && ns.contains("phase: Active"),
+        "{ns}"
+    );
+
+    // Client-side schema validation needs /openapi/v2, which the simulator does not serve.
+    let applied = k
+        .ok(&[
+            "apply",
+            "--server-side",
+            "--validate=false",
+            "-f",
+            &k.manifest(),
+        ])
+        .await;
+    assert!(
+        applied.contains("deployment.apps/web serverside-applied"),
+        "{applied}"
+    );
+    let rolled = k
+        .ok(&["rollout", "status", "deployment/web", "--timeout=30s"])
+        .await;
+    assert!(rolled.contains("successfully rolled out"), "{rolled}");
+    let yaml = k
+        .ok(&[
+            "get",
+            "deployment",
+            "web",
+            "-o",
+            "yaml",
+            "--show-managed-fields",
+        ])
+        .await;
+    assert!(
+        yaml.contains("manager: kubectl") && yaml.contains("operation: Apply"),
+        "{yaml}"
+    );
+
+    let restarted = k.ok(&["rollout", "restart", "deployment/web"]).await;
+    assert!(restarted.contains("restarted"), "{restarted}");
+    let rolled = k
+        .ok(&["rollout", "status", "deployment/web", "--timeout=30s"])
+        .await;
+    assert!(rolled.contains("successfully rolled out"), "{rolled}");
+    let rs = k.ok(&["get", "rs", "-o", "name"]).await;
+    assert_eq!(
+        rs.lines().count(),
+        2,
+        "a restart makes a second ReplicaSet: {rs}"
+    );
+
+    // `get -w` streams until kubectl's own timeout ends it.
+    let (_, watched, _) = k
+        .run(
+            &["get", "deploy", "-w", "--request-timeout=2s"],
+            Duration::from_secs(10),
+        )
+        .await;
+    assert!(
+        watched.contains("web") && watched.contains("2/2"),
+        "{watched}"
+    );
+
+    let deleted = k.ok(&["delete", "deployment", "web"]).await;
+    assert!(deleted.contains("deleted"), "{deleted}");
+    common::eventually(
+        "pods garbage-collected",
+        Duration::from_secs(10),
+        || async {
+            let (_, out, _) = k
+                .run(&["get", "pods", "-o", "name"], Duration::from_secs(10))
+                .await;
+            out.trim().is_empty().then_some(())
+        },
+    )
+    .await;
+    let (ok, _, err) = k
+        .run(&["get", "deployment", "web"], Duration::from_secs(10))
+        .await;
+    assert!(!ok && err.contains("NotFound"), "{err}");
+}

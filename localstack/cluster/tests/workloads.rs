@@ -1,0 +1,403 @@
+//! Controllers and the ingress data path: rollouts, pod failure modes, endpoints, routing.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test helpers, like #[test] bodies, may panic.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{deployment, eventually, sim};
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::{Endpoints, Event, Pod, Service};
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::wait::{Condition, await_condition, conditions};
+use serde_json::{Value, json};
+
+async fn expose(
+    client: &kube::Client,
+    name: &str,
+    ingress_annotations: Value,
+    path: &str,
+    path_type: &str,
+) {
+    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    let svc = json!({"metadata": {"name": name}, "spec": {"selector": {"app": name}, "ports": [{"port": 80, "targetPort": 8080}]}});
+    services
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(svc).unwrap(),
+        )
+        .await
+        .unwrap();
+    let ingresses: Api<Ingress> = Api::namespaced(client.clone(), "default");
+    let ing = json!({"metadata": {"name": name, "annotations": ingress_annotations}, "spec": {"ingressClassName": "nginx", "rules": [{"host": "apps.example.com", "http": {"paths": [{"path": path, "pathType": path_type, "backend": {"service": {"name": name, "port": {"number": 80}}}}]}}]}});
+    ingresses
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(ing).unwrap(),
+        )
+        .await
+        .unwrap();
+}
+
+async fn get(sim: &cluster_sim::RunningSim, host: &str, path: &str) -> (u16, String) {
+    use http_body_util::BodyExt;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    let req = http::Request::get(format!("{}{path}", sim.ingress_url()))
+        .header("Host", host)
+        .header("X-Test", "1")
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    let res = client.request(req).await.unwrap();
+    let status = res.status().as_u16();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test]
+async fn deployment_becomes_available_with_kubectl_visible_status() {
+    let sim = sim().await;
+    let client = sim.client().await.unwrap();
+    let deploys: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    deploys
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(deployment("web", "nginx:1.27", 3)).unwrap(),
+        )
+        .await
+        .unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(15),
+        await_condition(
+            deploys.clone(),
+            "web",
+            conditions::is_deployment_completed(),
+        ),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let d = deploys.get("web").await.unwrap();
+    let status = d.status.unwrap();
+    assert_eq!(
+        (
+            status.replicas,
+            status.updated_replicas,
+            status.ready_replicas,
+            status.available_replicas
+        ),
+        (Some(3), Some(3), Some(3), Some(3))
+    );
+    assert_eq!(status.observed_generation, d.metadata.generation);
+    let progressing = status
+        .conditions
+        .unwrap()
+        .into_iter()
+        .find(|c| c.type_ == "Progressing")
+        .unwrap();
+    assert_eq!(
+        progressing.reason.as_deref(),
+        Some("NewReplicaSetAvailable")
+    );
+
+    let rss: Api<ReplicaSet> = Api::namespaced(client.clone(), "default");
+    let rs = rss
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .remove(0);
+    let hash = rs.metadata.labels.as_ref().unwrap()["pod-template-hash"].clone();
+    assert_eq!(
+        rs.metadata.name.as_deref(),
+        Some(format!("web-{hash}").as_str())
+    );
+    assert_eq!(
+        rs.metadata.annotations.as_ref().unwrap()["deployment.kubernetes.io/revision"],
+        "1"
+    );
+    assert_eq!(
+        rs.metadata.owner_references.as_ref().unwrap()[0].name,
+        "web"
+    );
+
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let list = pods
+        .list(&ListParams::default().labels("app=web"))
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(list.len(), 3);
+    for p in &list {
+        let status = p.status.as_ref().unwrap();
+        assert_eq!(status.phase.as_deref(), Some("Running"));
+        assert!(status.pod_ip.is_some());
+        assert!(
+            p.spec
+                .as_ref()
+                .unwrap()
+                .node_name
+                .as_ref()
+                .unwrap()
+                .starts_with("sim-node-")
+        );
+    }
+}
+
+#[tokio::test]
+async fn missing_and_crashing_images_are_reported_like_a_kubelet() {
+    let sim = sim().await;
+    let client = sim.client().await.unwrap();
+    let deploys: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    deploys
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(deployment("ghost", "registry.local/does-not-exist:1", 1))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    deploys
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(deployment("boom", "registry.local/crash:1", 1)).unwrap(),
+        )
+        .await
+        .unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let waiting = |app: &'static str, reason: &'static str| {
+        let pods = pods.clone();
+        async move {
+            let list = pods
+                .list(&ListParams::default().labels(&format!("app={app}")))
+                .await
+                .unwrap()
+                .items;
+            let cs = list
+                .first()?
+                .status
+                .as_ref()?
+                .container_statuses
+                .as_ref()?
+                .first()?
+                .clone();
+            (cs.state.as_ref()?.waiting.as_ref()?.reason.as_deref() == Some(reason)).then_some(cs)
+        }
+    };
+    eventually("ImagePullBackOff", Duration::from_secs(10), || {
+        waiting("ghost", "ImagePullBackOff")
+    })
+    .await;
+    let crashing = eventually("restarts", Duration::from_secs(10), || async {
+        waiting("boom", "CrashLoopBackOff")
+            .await
+            .filter(|cs| cs.restart_count >= 2)
+    })
+    .await;
+    assert!(!crashing.ready);
+    let events: Api<Event> = Api::namespaced(client, "default");
+    let reasons: Vec<String> = events
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|e| e.reason)
+        .collect();
+    assert!(
+        reasons.iter().any(|r| r == "Failed") && reasons.iter().any(|r| r == "BackOff"),
+        "{reasons:?}"
+    );
+    let d = deploys.get("ghost").await.unwrap();
+    assert_eq!(d.status.unwrap().unavailable_replicas, Some(1));
+}
+
+#[tokio::test]
+async fn ingress_routes_by_host_and_path_with_rewrites_404_and_503() {
+    let sim = sim().await;
+    let client = sim.client().await.unwrap();
+    let deploys: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    deploys
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(deployment("echo", "echo:1", 2)).unwrap(),
+        )
+        .await
+        .unwrap();
+    expose(
+        &client,
+        "echo",
+        json!({"nginx.org/path-regex": "case_sensitive", "nginx.org/rewrite-target": "/$2"}),
+        "/team/echo(/|$)(.*)",
+        "ImplementationSpecific",
+    )
+    .await;
+    deploys
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(deployment("plain", "echo:1", 1)).unwrap(),
+        )
+        .await
+        .unwrap();
+    expose(
+        &client,
+        "plain",
+        json!({"nginx.org/rewrites": "serviceName=plain rewrite=/"}),
+        "/team/plain/",
+        "Prefix",
+    )
+    .await;
+    deploys
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(deployment("down", "does-not-exist:1", 1)).unwrap(),
+        )
+        .await
+        .unwrap();
+    expose(&client, "down", json!({}), "/down", "Prefix").await;
+    tokio::time::timeout(
+        Duration::from_secs(15),
+        await_condition(
+            deploys.clone(),
+            "echo",
+            conditions::is_deployment_completed(),
+        ),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(15),
+        await_condition(
+            deploys.clone(),
+            "plain",
+            conditions::is_deployment_completed(),
+        ),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+
+    let (code, body) = eventually("echo routed", Duration::from_secs(5), || async {
+        let r = get(&sim, "apps.example.com", "/team/echo/hello/world?x=1&y=2").await;
+        (r.0 == 200).then_some(r)
+    })
+    .await;
+    assert_eq!(code, 200);
+    let echo: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(echo["path"], "/hello/world");
+    assert_eq!(echo["query"], "x=1&y=2");
+    assert_eq!(echo["method"], "GET");
+    assert_eq!(echo["headers"]["x-test"], "1");
+    // Round-robin over both ready pods.
+    let mut pods_seen = std::collections::BTreeSet::new();
+    for _ in 0..4 {
+        let (_, body) = get(&sim, "apps.example.com", "/team/echo").await;
+        let echo: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(echo["path"], "/");
+        pods_seen.insert(echo["pod"].as_str().unwrap().to_string());
+    }
+    assert_eq!(pods_seen.len(), 2);
+
+    let (code, body) = get(&sim, "apps.example.com", "/team/plain/abc?q=1").await;
+    assert_eq!(code, 200, "{body}");
+    let echo: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (echo["path"].as_str(), echo["query"].as_str()),
+        (Some("/abc"), Some("q=1"))
+    );
+    assert_eq!(get(&sim, "apps.example.com", "/team/plain").await.0, 301);
+
+    assert_eq!(get(&sim, "other.example.com", "/team/echo/").await.0, 404);
+    assert_eq!(get(&sim, "apps.example.com", "/nothing-here").await.0, 404);
+    assert_eq!(get(&sim, "apps.example.com", "/down/x").await.0, 503);
+
+    let endpoints: Api<Endpoints> = Api::namespaced(client, "default");
+    let ep = endpoints.get("echo").await.unwrap();
+    let subset = &ep.subsets.unwrap()[0];
+    assert_eq!(subset.addresses.as_ref().unwrap().len(), 2);
+    assert_eq!(subset.ports.as_ref().unwrap()[0].port, 8080);
+}
+
+#[tokio::test]
+async fn rolling_update_keeps_serving_through_the_ingress() {
+    let sim = common::sim_with(cluster_sim::SimConfig {
+        readiness_delay: Duration::from_millis(400),
+        ..Default::default()
+    })
+    .await;
+    let client = sim.client().await.unwrap();
+    let deploys: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    deploys
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(deployment("roll", "app:1", 2)).unwrap(),
+        )
+        .await
+        .unwrap();
+    expose(&client, "roll", json!({}), "/", "Prefix").await;
+    tokio::time::timeout(
+        Duration::from_secs(15),
+        await_condition(
+            deploys.clone(),
+            "roll",
+            conditions::is_deployment_completed(),
+        ),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    eventually("serving", Duration::from_secs(5), || async {
+        (get(&sim, "apps.example.com", "/").await.0 == 200).then_some(())
+    })
+    .await;
+
+    let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "app:2"}]}}}});
+    deploys
+        .patch("roll", &PatchParams::default(), &Patch::Strategic(patch))
+        .await
+        .unwrap();
+    let mut failures = Vec::new();
+    let mut served_by = std::collections::BTreeSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut requests = 0;
+    loop {
+        let (code, body) = get(&sim, "apps.example.com", "/ping").await;
+        requests += 1;
+        if code == 200 {
+            let echo: Value = serde_json::from_str(&body).unwrap();
+            served_by.insert(echo["pod"].as_str().unwrap().to_string());
+        } else {
+            failures.push(code);
+        }
+        let d = deploys.get("roll").await.unwrap();
+        let done = conditions::is_deployment_completed().matches_object(Some(&d))
+            && d.metadata.generation == d.status.as_ref().and_then(|s| s.observed_generation)
+            && d.status.as_ref().and_then(|s| s.replicas) == Some(2);
+        if done || tokio::time::Instant::now() > deadline {
+            assert!(done, "rollout did not finish");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {requests} requests failed: {failures:?}",
+        failures.len()
+    );
+    assert!(
+        served_by.len() >= 3,
+        "old and new pods served: {served_by:?}"
+    );
+    let rss: Api<ReplicaSet> = Api::namespaced(client, "default");
+    let sets = rss.list(&ListParams::default()).await.unwrap().items;
+    assert_eq!(sets.len(), 2);
+    let newest = sets
+        .iter()
+        .find(|rs| {
+            rs.metadata.annotations.as_ref().unwrap()["deployment.kubernetes.io/revision"] == "2"
+        })
+        .unwrap();
+    assert_eq!(newest.spec.as_ref().unwrap().replicas, Some(2));
+}
