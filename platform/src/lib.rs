@@ -2,4 +2,6 @@
 //! server, the worker nodes' permission to join, the manifests under `manifests/`, and the waits.
 
 pub mod auth;
+pub mod cluster;
+pub mod join;
 pub mod kubeconfig;
