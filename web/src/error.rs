@@ -1,0 +1,119 @@
+//! One error type for every user-facing outcome; the rendering middleware turns it into a page or JSON.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::validation::FieldError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{0} was not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Forbidden(&'static str),
+    #[error("sign in to continue")]
+    Unauthenticated,
+    #[error("this form has expired or did not come from this site: reload the page and try again")]
+    Csrf,
+    #[error("{}", .0.first().map_or("invalid input", |e| e.message.as_str()))]
+    Invalid(Vec<FieldError>),
+    #[error("{}", .0.message)]
+    Conflict(FieldError),
+    #[error("wrong username or password")]
+    BadCredentials,
+    #[error("too many failed sign-ins: wait {} minutes and try again", retry_after_secs.div_ceil(60))]
+    TooManyAttempts { retry_after_secs: u64 },
+    #[error("{step} failed, so nothing was created: {source}")]
+    Deploy {
+        step: &'static str,
+        source: kube::Error,
+    },
+    #[error("the cluster did not answer as expected: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("password hashing failed: {0}")]
+    PasswordHash(argon2::password_hash::Error),
+    #[error("a background task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// What the rendering middleware needs to describe an error, kept in the response's extensions.
+#[derive(Debug, Clone, Serialize)]
+pub struct ErrorBody {
+    pub field: Option<String>,
+    pub message: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+    #[serde(skip)]
+    pub redirect_to_login: bool,
+    #[serde(skip)]
+    pub internal: bool,
+}
+
+impl AppError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Forbidden(_) | Self::Csrf => StatusCode::FORBIDDEN,
+            Self::Unauthenticated | Self::BadCredentials => StatusCode::UNAUTHORIZED,
+            Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Deploy { source, .. } | Self::Kube(source) => match source {
+                kube::Error::Api(s) if s.is_forbidden() => StatusCode::BAD_GATEWAY,
+                kube::Error::Api(s) if s.code == 422 => StatusCode::UNPROCESSABLE_ENTITY,
+                _ => StatusCode::BAD_GATEWAY,
+            },
+            Self::PasswordHash(_) | Self::Task(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn body(&self) -> ErrorBody {
+        let errors = match self {
+            Self::Invalid(errors) => errors.clone(),
+            Self::Conflict(e) => vec![e.clone()],
+            _ => Vec::new(),
+        };
+        let internal = self.status().is_server_error();
+        let message = if matches!(self, Self::PasswordHash(_) | Self::Task(_)) {
+            "Something went wrong on our side; try again, and tell the operator if it keeps happening."
+                .to_string()
+        } else {
+            self.to_string()
+        };
+        ErrorBody {
+            field: errors.first().map(|e| e.field.clone()),
+            message,
+            errors,
+            redirect_to_login: matches!(self, Self::Unauthenticated),
+            internal,
+        }
+    }
+
+    /// True when the cluster said the object already exists (the atomic duplicate check).
+    pub fn is_already_exists(error: &kube::Error) -> bool {
+        matches!(error, kube::Error::Api(s) if s.is_already_exists())
+    }
+
+    pub fn is_not_found(error: &kube::Error) -> bool {
+        matches!(error, kube::Error::Api(s) if s.is_not_found())
+    }
+
+    pub fn is_conflict(error: &kube::Error) -> bool {
+        matches!(error, kube::Error::Api(s) if s.is_conflict())
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let body = self.body();
+        let mut response = (self.status(), body.message.clone()).into_response();
+        response.extensions_mut().insert(body);
+        if let Self::TooManyAttempts { retry_after_secs } = self
+            && let Ok(v) = http::HeaderValue::from_str(&retry_after_secs.to_string())
+        {
+            response.headers_mut().insert(http::header::RETRY_AFTER, v);
+        }
+        response
+    }
+}

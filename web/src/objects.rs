@@ -1,0 +1,444 @@
+//! Pure builders for the Kubernetes objects a repository and a user namespace own.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
+};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort, LimitRange, LimitRangeItem, LimitRangeSpec, Namespace, PodSpec,
+    PodTemplateSpec, Probe, ResourceQuota, ResourceQuotaSpec, ResourceRequirements, Service,
+    ServicePort, ServiceSpec, TCPSocketAction,
+};
+use k8s_openapi::api::networking::v1::{
+    HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
+    IngressServiceBackend, IngressSpec, ServiceBackendPort,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use crate::config::{MANAGED_BY, QuotaPolicy};
+use crate::validation::RepositorySpec;
+
+pub const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
+pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+pub const LABEL_NAME: &str = "app.kubernetes.io/name";
+pub const LABEL_PART_OF: &str = "app.kubernetes.io/part-of";
+pub const INGRESS_CLASS: &str = "nginx";
+
+const CPU_REQUEST: &str = "50m";
+const MEMORY_REQUEST: &str = "64Mi";
+const CPU_LIMIT: &str = "500m";
+const MEMORY_LIMIT: &str = "256Mi";
+
+fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+        .collect()
+}
+
+fn quantities(pairs: &[(&str, &str)]) -> BTreeMap<String, Quantity> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_string(), Quantity((*v).to_string())))
+        .collect()
+}
+
+/// `app: <repo>` (the selector, as in the paper) plus the recommended labels.
+pub fn repository_labels(repo: &str) -> BTreeMap<String, String> {
+    map(&[
+        ("app", repo),
+        (LABEL_NAME, repo),
+        (LABEL_MANAGED_BY, MANAGED_BY),
+        (LABEL_PART_OF, MANAGED_BY),
+    ])
+}
+
+/// Selector of every object the site manages (repositories' Deployments, Pods, ReplicaSets).
+pub fn managed_selector() -> String {
+    format!("{LABEL_MANAGED_BY}={MANAGED_BY}")
+}
+
+fn repository_meta(namespace: &str, repo: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(repo.to_string()),
+        namespace: Some(namespace.to_string()),
+        labels: Some(repository_labels(repo)),
+        ..ObjectMeta::default()
+    }
+}
+
+/// The user's namespace, labelled so the platform can tell it from its own.
+pub fn namespace(name: &str) -> Namespace {
+    Namespace {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            labels: Some(map(&[
+                (LABEL_MANAGED_BY, MANAGED_BY),
+                (LABEL_PART_OF, MANAGED_BY),
+                ("kdeploy.dev/owner", name),
+            ])),
+            ..ObjectMeta::default()
+        },
+        ..Namespace::default()
+    }
+}
+
+pub fn resource_quota(namespace: &str, policy: &QuotaPolicy) -> ResourceQuota {
+    let pods = policy.pods.to_string();
+    ResourceQuota {
+        metadata: ObjectMeta {
+            name: Some("kdeploy".into()),
+            namespace: Some(namespace.to_string()),
+            labels: Some(map(&[(LABEL_MANAGED_BY, MANAGED_BY)])),
+            ..ObjectMeta::default()
+        },
+        spec: Some(ResourceQuotaSpec {
+            hard: Some(quantities(&[
+                ("pods", &pods),
+                ("requests.cpu", &policy.requests_cpu),
+                ("requests.memory", &policy.requests_memory),
+                ("limits.cpu", &policy.limits_cpu),
+                ("limits.memory", &policy.limits_memory),
+            ])),
+            ..ResourceQuotaSpec::default()
+        }),
+        ..ResourceQuota::default()
+    }
+}
+
+/// Defaults for containers that do not say what they need, so the quota can account for them.
+pub fn limit_range(namespace: &str) -> LimitRange {
+    LimitRange {
+        metadata: ObjectMeta {
+            name: Some("kdeploy".into()),
+            namespace: Some(namespace.to_string()),
+            labels: Some(map(&[(LABEL_MANAGED_BY, MANAGED_BY)])),
+            ..ObjectMeta::default()
+        },
+        spec: Some(LimitRangeSpec {
+            limits: vec![LimitRangeItem {
+                type_: "Container".into(),
+                default: Some(quantities(&[("cpu", CPU_LIMIT), ("memory", MEMORY_LIMIT)])),
+                default_request: Some(quantities(&[
+                    ("cpu", CPU_REQUEST),
+                    ("memory", MEMORY_REQUEST),
+                ])),
+                ..LimitRangeItem::default()
+            }],
+        }),
+    }
+}
+
+/// The Deployment of a repository; `restarted_at` is kept across edits so they do not restart pods.
+pub fn deployment(
+    namespace: &str,
+    spec: &RepositorySpec,
+    restarted_at: Option<&str>,
+) -> Deployment {
+    let labels = repository_labels(&spec.name);
+    Deployment {
+        metadata: repository_meta(namespace, &spec.name),
+        spec: Some(DeploymentSpec {
+            replicas: Some(spec.replicas),
+            revision_history_limit: Some(10),
+            selector: LabelSelector {
+                match_labels: Some(map(&[("app", &spec.name)])),
+                ..LabelSelector::default()
+            },
+            strategy: Some(DeploymentStrategy {
+                type_: Some("RollingUpdate".into()),
+                rolling_update: Some(RollingUpdateDeployment {
+                    max_unavailable: Some(IntOrString::Int(0)),
+                    max_surge: Some(IntOrString::Int(1)),
+                }),
+            }),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels),
+                    annotations: restarted_at.map(|at| map(&[(RESTARTED_AT, at)])),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![Container {
+                        name: spec.name.clone(),
+                        image: Some(spec.image.clone()),
+                        image_pull_policy: Some(
+                            if spec.pulls_always() {
+                                "Always"
+                            } else {
+                                "IfNotPresent"
+                            }
+                            .into(),
+                        ),
+                        ports: Some(vec![ContainerPort {
+                            container_port: spec.port,
+                            name: Some("http".into()),
+                            protocol: Some("TCP".into()),
+                            ..ContainerPort::default()
+                        }]),
+                        readiness_probe: Some(Probe {
+                            tcp_socket: Some(TCPSocketAction {
+                                port: IntOrString::Int(spec.port),
+                                ..TCPSocketAction::default()
+                            }),
+                            period_seconds: Some(5),
+                            failure_threshold: Some(3),
+                            ..Probe::default()
+                        }),
+                        resources: Some(ResourceRequirements {
+                            requests: Some(quantities(&[
+                                ("cpu", CPU_REQUEST),
+                                ("memory", MEMORY_REQUEST),
+                            ])),
+                            limits: Some(quantities(&[
+                                ("cpu", CPU_LIMIT),
+                                ("memory", MEMORY_LIMIT),
+                            ])),
+                            ..ResourceRequirements::default()
+                        }),
+                        ..Container::default()
+                    }],
+                    ..PodSpec::default()
+                }),
+            },
+            ..DeploymentSpec::default()
+        }),
+        ..Deployment::default()
+    }
+}
+
+/// Makes the Service and Ingress garbage when their Deployment goes, so a delete never leaves them.
+pub fn owned_by(deployment_name: &str, uid: &str) -> OwnerReference {
+    OwnerReference {
+        api_version: "apps/v1".into(),
+        kind: "Deployment".into(),
+        name: deployment_name.to_string(),
+        uid: uid.to_string(),
+        controller: Some(false),
+        block_owner_deletion: Some(false),
+    }
+}
+
+pub fn service(namespace: &str, spec: &RepositorySpec, owner: Option<OwnerReference>) -> Service {
+    let mut metadata = repository_meta(namespace, &spec.name);
+    metadata.owner_references = owner.map(|o| vec![o]);
+    Service {
+        metadata,
+        spec: Some(ServiceSpec {
+            type_: Some("ClusterIP".into()),
+            selector: Some(map(&[("app", &spec.name)])),
+            ports: Some(vec![ServicePort {
+                name: Some("http".into()),
+                port: spec.port,
+                target_port: Some(IntOrString::Int(spec.port)),
+                protocol: Some("TCP".into()),
+                ..ServicePort::default()
+            }]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    }
+}
+
+/// The path the F5 NGINX controller matches; `$2` is what the service sees.
+pub fn ingress_path(namespace: &str, repo: &str) -> String {
+    format!("/{namespace}/{repo}(/|$)(.*)")
+}
+
+pub fn ingress(
+    namespace: &str,
+    spec: &RepositorySpec,
+    host: &str,
+    owner: Option<OwnerReference>,
+) -> Ingress {
+    let mut metadata = repository_meta(namespace, &spec.name);
+    metadata.owner_references = owner.map(|o| vec![o]);
+    metadata.annotations = Some(map(&[
+        ("nginx.org/path-regex", "case_sensitive"),
+        ("nginx.org/rewrite-target", "/$2"),
+    ]));
+    Ingress {
+        metadata,
+        spec: Some(IngressSpec {
+            ingress_class_name: Some(INGRESS_CLASS.into()),
+            rules: Some(vec![IngressRule {
+                host: Some(host.to_string()),
+                http: Some(HTTPIngressRuleValue {
+                    paths: vec![HTTPIngressPath {
+                        path: Some(ingress_path(namespace, &spec.name)),
+                        path_type: "ImplementationSpecific".into(),
+                        backend: IngressBackend {
+                            service: Some(IngressServiceBackend {
+                                name: spec.name.clone(),
+                                port: Some(ServiceBackendPort {
+                                    number: Some(spec.port),
+                                    ..ServiceBackendPort::default()
+                                }),
+                            }),
+                            ..IngressBackend::default()
+                        },
+                    }],
+                }),
+            }]),
+            ..IngressSpec::default()
+        }),
+        ..Ingress::default()
+    }
+}
+
+/// The URL a developer calls, shown once the repository is ready.
+pub fn endpoint(host: &str, namespace: &str, repo: &str) -> String {
+    format!("http://{host}/{namespace}/{repo}/")
+}
+
+#[cfg(test)]
+pub mod fixtures {
+    use crate::validation::RepositorySpec;
+
+    /// `repo("hello").image("nginx:1.27").replicas(3)`
+    pub fn repo(name: &str) -> RepositorySpec {
+        RepositorySpec {
+            name: name.into(),
+            image: "nginx:latest".into(),
+            port: 80,
+            replicas: 1,
+        }
+    }
+
+    pub trait RepositorySpecExt {
+        fn image(self, image: &str) -> Self;
+        fn port(self, port: i32) -> Self;
+        fn replicas(self, replicas: i32) -> Self;
+    }
+
+    impl RepositorySpecExt for RepositorySpec {
+        fn image(mut self, image: &str) -> Self {
+            self.image = image.into();
+            self
+        }
+        fn port(mut self, port: i32) -> Self {
+            self.port = port;
+            self
+        }
+        fn replicas(mut self, replicas: i32) -> Self {
+            self.replicas = replicas;
+            self
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{RepositorySpecExt, repo};
+    use super::*;
+
+    #[test]
+    fn deployment_has_labels_probe_strategy_and_resources() {
+        let d = deployment("alice", &repo("hello").port(8080).replicas(3), None);
+        assert_eq!(d.metadata.name.as_deref(), Some("hello"));
+        assert_eq!(d.metadata.namespace.as_deref(), Some("alice"));
+        let labels = d.metadata.labels.clone().unwrap();
+        assert_eq!(labels["app"], "hello");
+        assert_eq!(labels[LABEL_NAME], "hello");
+        assert_eq!(labels[LABEL_MANAGED_BY], "kdeploy");
+        assert_eq!(labels[LABEL_PART_OF], "kdeploy");
+        let spec = d.spec.unwrap();
+        assert_eq!(spec.replicas, Some(3));
+        assert_eq!(spec.selector.match_labels.unwrap()["app"], "hello");
+        let strategy = spec.strategy.unwrap();
+        assert_eq!(strategy.type_.as_deref(), Some("RollingUpdate"));
+        let rolling = strategy.rolling_update.unwrap();
+        assert_eq!(rolling.max_unavailable, Some(IntOrString::Int(0)));
+        assert_eq!(rolling.max_surge, Some(IntOrString::Int(1)));
+        let template = spec.template;
+        assert_eq!(
+            template.metadata.clone().unwrap().labels.unwrap()["app"],
+            "hello"
+        );
+        assert!(template.metadata.unwrap().annotations.is_none());
+        let container = &template.spec.unwrap().containers[0];
+        assert_eq!(container.name, "hello");
+        assert_eq!(container.image.as_deref(), Some("nginx:latest"));
+        assert_eq!(container.image_pull_policy.as_deref(), Some("Always"));
+        assert_eq!(container.ports.as_ref().unwrap()[0].container_port, 8080);
+        let probe = container.readiness_probe.as_ref().unwrap();
+        assert_eq!(
+            probe.tcp_socket.as_ref().unwrap().port,
+            IntOrString::Int(8080)
+        );
+        let requests = container
+            .resources
+            .as_ref()
+            .unwrap()
+            .requests
+            .as_ref()
+            .unwrap();
+        assert!(requests.contains_key("cpu") && requests.contains_key("memory"));
+    }
+
+    #[test]
+    fn pinned_tags_are_not_pulled_always_and_restarts_are_kept() {
+        let d = deployment(
+            "alice",
+            &repo("hello").image("nginx:1.27"),
+            Some("2026-01-01T00:00:00Z"),
+        );
+        let template = d.spec.unwrap().template;
+        let container = &template.spec.unwrap().containers[0];
+        assert_eq!(container.image_pull_policy.as_deref(), Some("IfNotPresent"));
+        assert_eq!(
+            template.metadata.unwrap().annotations.unwrap()[RESTARTED_AT],
+            "2026-01-01T00:00:00Z"
+        );
+    }
+
+    #[test]
+    fn service_targets_the_container_port() {
+        let s = service(
+            "alice",
+            &repo("hello").port(3000),
+            Some(owned_by("hello", "uid-1")),
+        );
+        let spec = s.spec.unwrap();
+        assert_eq!(spec.type_.as_deref(), Some("ClusterIP"));
+        assert_eq!(spec.selector.unwrap()["app"], "hello");
+        let port = &spec.ports.unwrap()[0];
+        assert_eq!(port.port, 3000);
+        assert_eq!(port.target_port, Some(IntOrString::Int(3000)));
+        assert_eq!(s.metadata.owner_references.unwrap()[0].uid, "uid-1");
+        assert_eq!(s.metadata.labels.unwrap()[LABEL_MANAGED_BY], "kdeploy");
+    }
+
+    #[test]
+    fn ingress_routes_the_namespaced_path_with_the_regex_rewrite() {
+        let i = ingress("alice", &repo("hello").port(3000), "lb.example.com", None);
+        let annotations = i.metadata.annotations.unwrap();
+        assert_eq!(annotations["nginx.org/path-regex"], "case_sensitive");
+        assert_eq!(annotations["nginx.org/rewrite-target"], "/$2");
+        assert_eq!(i.metadata.labels.unwrap()["app"], "hello");
+        let spec = i.spec.unwrap();
+        assert_eq!(spec.ingress_class_name.as_deref(), Some("nginx"));
+        let rule = &spec.rules.unwrap()[0];
+        assert_eq!(rule.host.as_deref(), Some("lb.example.com"));
+        let path = &rule.http.as_ref().unwrap().paths[0];
+        assert_eq!(path.path.as_deref(), Some("/alice/hello(/|$)(.*)"));
+        assert_eq!(path.path_type, "ImplementationSpecific");
+        let backend = path.backend.service.as_ref().unwrap();
+        assert_eq!(backend.name, "hello");
+        assert_eq!(backend.port.as_ref().unwrap().number, Some(3000));
+    }
+
+    #[test]
+    fn namespace_quota_and_limits() {
+        let ns = namespace("alice");
+        assert_eq!(ns.metadata.labels.unwrap()[LABEL_MANAGED_BY], "kdeploy");
+        let q = resource_quota("alice", &QuotaPolicy::default());
+        assert_eq!(q.spec.unwrap().hard.unwrap()["pods"], Quantity("20".into()));
+        let l = limit_range("alice");
+        assert_eq!(l.spec.unwrap().limits[0].type_, "Container");
+        assert_eq!(endpoint("lb", "alice", "hello"), "http://lb/alice/hello/");
+    }
+}

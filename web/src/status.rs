@@ -1,0 +1,274 @@
+//! What a repository's objects say about it, in the developer's words.
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
+use serde::Serialize;
+
+/// Container waiting reasons that will not fix themselves.
+const FAILING_REASONS: &[&str] = &[
+    "ImagePullBackOff",
+    "ErrImagePull",
+    "InvalidImageName",
+    "CrashLoopBackOff",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "RunContainerError",
+];
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state")]
+pub enum RepositoryState {
+    /// First rollout, nothing ready yet.
+    Deploying,
+    Ready,
+    /// A new version is rolling out (or replicas change) while the old one serves.
+    Updating,
+    Failing {
+        reason: String,
+        message: String,
+    },
+}
+
+impl RepositoryState {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Deploying => "Deploying",
+            Self::Ready => "Ready",
+            Self::Updating => "Updating",
+            Self::Failing { .. } => "Failing",
+        }
+    }
+
+    /// What to do about it, in a sentence.
+    pub fn advice(&self) -> Option<String> {
+        let Self::Failing { reason, .. } = self else {
+            return None;
+        };
+        Some(match reason.as_str() {
+            "ImagePullBackOff" | "ErrImagePull" | "InvalidImageName" => {
+                "The image could not be pulled: check the image name and tag, and that the image is public.".into()
+            }
+            "CrashLoopBackOff" => {
+                "The container keeps exiting: check that it runs a server and listens on the port you gave.".into()
+            }
+            "ProgressDeadlineExceeded" => {
+                "The rollout is stuck: check the pods and events below.".into()
+            }
+            _ => "Check the pods and events below.".into(),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Replicas {
+    pub desired: i32,
+    pub ready: i32,
+    pub updated: i32,
+    pub total: i32,
+}
+
+pub fn replicas(deployment: &Deployment) -> Replicas {
+    let desired = deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.replicas)
+        .unwrap_or(1);
+    let status = deployment.status.clone().unwrap_or_default();
+    Replicas {
+        desired,
+        ready: status.ready_replicas.unwrap_or(0),
+        updated: status.updated_replicas.unwrap_or(0),
+        total: status.replicas.unwrap_or(0),
+    }
+}
+
+/// The first failing reason among the pods' containers, with its message.
+pub fn pod_failure(pods: &[Pod]) -> Option<(String, String)> {
+    pods.iter()
+        .filter_map(|p| p.status.as_ref()?.container_statuses.as_ref())
+        .flatten()
+        .filter_map(|c| c.state.as_ref()?.waiting.as_ref())
+        .find_map(|w| {
+            let reason = w.reason.clone()?;
+            FAILING_REASONS
+                .contains(&reason.as_str())
+                .then(|| (reason, w.message.clone().unwrap_or_default()))
+        })
+}
+
+fn revision(deployment: &Deployment) -> i64 {
+    deployment
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get("deployment.kubernetes.io/revision"))
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Derives the state from the Deployment and its pods (pods of any revision).
+pub fn derive_state(deployment: &Deployment, pods: &[Pod]) -> RepositoryState {
+    if let Some((reason, message)) = pod_failure(pods) {
+        return RepositoryState::Failing { reason, message };
+    }
+    let status = deployment.status.clone().unwrap_or_default();
+    let stuck = status.conditions.iter().flatten().find(|c| {
+        c.type_ == "Progressing" && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
+    });
+    if let Some(c) = stuck {
+        return RepositoryState::Failing {
+            reason: "ProgressDeadlineExceeded".into(),
+            message: c.message.clone().unwrap_or_default(),
+        };
+    }
+    let r = replicas(deployment);
+    let generation = deployment.metadata.generation.unwrap_or(0);
+    let observed = status.observed_generation.unwrap_or(0);
+    let settled = observed >= generation
+        && r.updated >= r.desired
+        && r.ready >= r.desired
+        && r.total <= r.desired;
+    if settled {
+        RepositoryState::Ready
+    } else if revision(deployment) <= 1 && r.ready == 0 {
+        RepositoryState::Deploying
+    } else {
+        RepositoryState::Updating
+    }
+}
+
+/// "3m", "2h", "5d": how long ago, as a list shows it.
+pub fn age(created: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>) -> String {
+    let Some(created) = created else {
+        return String::new();
+    };
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let seconds = now.as_second().saturating_sub(created.0.as_second()).max(0);
+    match seconds {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m", s / 60),
+        s if s < 86_400 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::apps::v1::{DeploymentCondition, DeploymentSpec, DeploymentStatus};
+    use k8s_openapi::api::core::v1::{
+        ContainerState, ContainerStateWaiting, ContainerStatus, PodStatus,
+    };
+    use std::collections::BTreeMap;
+
+    /// `deployment(3).ready(1).updated(3).revision(2)`
+    struct D(Deployment);
+    fn deployment(desired: i32) -> D {
+        let mut d = Deployment {
+            spec: Some(DeploymentSpec {
+                replicas: Some(desired),
+                ..DeploymentSpec::default()
+            }),
+            status: Some(DeploymentStatus::default()),
+            ..Deployment::default()
+        };
+        d.metadata.generation = Some(1);
+        D(d).observed(1)
+    }
+    impl D {
+        fn status(mut self, f: impl FnOnce(&mut DeploymentStatus)) -> Self {
+            f(self.0.status.get_or_insert_with(Default::default));
+            self
+        }
+        fn ready(self, n: i32) -> Self {
+            self.status(|s| s.ready_replicas = Some(n))
+        }
+        fn updated(self, n: i32) -> Self {
+            self.status(|s| s.updated_replicas = Some(n))
+        }
+        fn total(self, n: i32) -> Self {
+            self.status(|s| s.replicas = Some(n))
+        }
+        fn observed(self, n: i64) -> Self {
+            self.status(|s| s.observed_generation = Some(n))
+        }
+        fn revision(mut self, n: i64) -> Self {
+            self.0.metadata.annotations = Some(BTreeMap::from([(
+                "deployment.kubernetes.io/revision".to_string(),
+                n.to_string(),
+            )]));
+            self
+        }
+    }
+
+    fn waiting_pod(reason: &str) -> Pod {
+        Pod {
+            status: Some(PodStatus {
+                container_statuses: Some(vec![ContainerStatus {
+                    name: "c".into(),
+                    state: Some(ContainerState {
+                        waiting: Some(ContainerStateWaiting {
+                            reason: Some(reason.into()),
+                            message: Some(format!("{reason} message")),
+                        }),
+                        ..ContainerState::default()
+                    }),
+                    ..ContainerStatus::default()
+                }]),
+                ..PodStatus::default()
+            }),
+            ..Pod::default()
+        }
+    }
+
+    #[test]
+    fn states() {
+        let ready = deployment(2).ready(2).updated(2).total(2).revision(1).0;
+        assert_eq!(derive_state(&ready, &[]), RepositoryState::Ready);
+
+        let first = deployment(2).updated(2).total(2).revision(1).0;
+        assert_eq!(derive_state(&first, &[]), RepositoryState::Deploying);
+
+        let rolling = deployment(2).ready(2).updated(1).total(3).revision(2).0;
+        assert_eq!(derive_state(&rolling, &[]), RepositoryState::Updating);
+
+        let unobserved = deployment(2)
+            .ready(2)
+            .updated(2)
+            .total(2)
+            .revision(1)
+            .observed(0)
+            .0;
+        assert_eq!(derive_state(&unobserved, &[]), RepositoryState::Updating);
+
+        let failing = derive_state(
+            &first,
+            &[
+                waiting_pod("ContainerCreating"),
+                waiting_pod("ImagePullBackOff"),
+            ],
+        );
+        assert_eq!(failing.label(), "Failing");
+        assert!(
+            matches!(&failing, RepositoryState::Failing { reason, .. } if reason == "ImagePullBackOff")
+        );
+        assert!(failing.advice().unwrap().contains("image"));
+
+        let crash = derive_state(&ready, &[waiting_pod("CrashLoopBackOff")]);
+        assert!(
+            matches!(&crash, RepositoryState::Failing { reason, .. } if reason == "CrashLoopBackOff")
+        );
+
+        let stuck = deployment(1)
+            .status(|s| {
+                s.conditions = Some(vec![DeploymentCondition {
+                    type_: "Progressing".into(),
+                    status: "False".into(),
+                    reason: Some("ProgressDeadlineExceeded".into()),
+                    ..DeploymentCondition::default()
+                }])
+            })
+            .0;
+        assert_eq!(derive_state(&stuck, &[]).label(), "Failing");
+    }
+}

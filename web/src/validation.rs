@@ -1,0 +1,610 @@
+//! Rules for what users type, shared by the pages and the JSON API.
+
+use serde::Serialize;
+
+/// One rejected field, as shown next to the field and returned by the API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: &str, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// First path segments the site serves; a namespace with one of these names would shadow a page.
+pub const SITE_PATHS: &[&str] = &[
+    "api", "static", "login", "logout", "register", "healthz", "readyz", "repos", "admin",
+    "openapi",
+];
+
+/// Namespaces Kubernetes itself uses.
+pub const KUBERNETES_NAMESPACES: &[&str] =
+    &["kube-system", "kube-public", "kube-node-lease", "default"];
+
+/// What the create form and API accept, as typed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize, Serialize)]
+pub struct RepositoryInput {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub image: String,
+    #[serde(default)]
+    pub port: String,
+    #[serde(default)]
+    pub replicas: String,
+}
+
+/// A validated repository: what the Kubernetes objects are built from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepositorySpec {
+    pub name: String,
+    /// Normalised image reference, with `:latest` added when no tag or digest was given.
+    pub image: String,
+    pub port: i32,
+    pub replicas: i32,
+}
+
+impl RepositorySpec {
+    /// `latest` images are pulled on every start so a redeploy picks up a new push.
+    pub fn pulls_always(&self) -> bool {
+        image_uses_latest(&self.image)
+    }
+}
+
+pub const NAME_RULE: &str = "Lowercase letters, digits and '-', starting with a letter, ending with a letter or digit, at most 63 characters.";
+pub const IMAGE_RULE: &str = "A public image such as nginx, nginx:1.27 or ghcr.io/org/app@sha256:…; the tag latest is used when none is given.";
+pub const PORT_RULE: &str = "The port your container listens on, 1 to 65535.";
+
+pub fn replicas_rule(max: i32) -> String {
+    format!("How many copies run at once, 1 to {max}.")
+}
+
+/// Validates every field and returns all errors at once, so the form can show each next to its field.
+pub fn validate_repository(
+    input: &RepositoryInput,
+    max_replicas: i32,
+) -> Result<RepositorySpec, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let name = input.name.trim();
+    if let Err(m) = check_dns1035_label(name) {
+        errors.push(FieldError::new("name", m));
+    }
+    let image = match normalise_image(input.image.trim()) {
+        Ok(i) => i,
+        Err(m) => {
+            errors.push(FieldError::new("image", m));
+            String::new()
+        }
+    };
+    let port = match parse_port(input.port.trim()) {
+        Ok(p) => p,
+        Err(m) => {
+            errors.push(FieldError::new("port", m));
+            0
+        }
+    };
+    let replicas = match parse_replicas(input.replicas.trim(), max_replicas) {
+        Ok(r) => r,
+        Err(m) => {
+            errors.push(FieldError::new("replicas", m));
+            0
+        }
+    };
+    if errors.is_empty() {
+        Ok(RepositorySpec {
+            name: name.to_string(),
+            image,
+            port,
+            replicas,
+        })
+    } else {
+        Err(errors)
+    }
+}
+
+/// Repository names become Deployment, Service and Ingress names, so they follow DNS-1035.
+pub fn check_dns1035_label(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("Enter a name.".into());
+    }
+    if name.len() > 63 {
+        return Err(format!(
+            "Use at most 63 characters (this has {}).",
+            name.len()
+        ));
+    }
+    if name.chars().any(|c| c.is_ascii_uppercase()) {
+        return Err("Use lowercase letters only.".into());
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+    {
+        return Err(format!(
+            "'{c}' is not allowed: use lowercase letters, digits and '-'."
+        ));
+    }
+    if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
+        return Err("Start with a letter.".into());
+    }
+    if name.ends_with('-') {
+        return Err("End with a letter or digit.".into());
+    }
+    Ok(())
+}
+
+/// Usernames are namespace names (DNS-1123 labels) and must not collide with the platform's own.
+pub fn check_username(name: &str, platform_namespaces: &[String]) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("Enter a username.".into());
+    }
+    if name.len() > 63 {
+        return Err("Use at most 63 characters.".into());
+    }
+    let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
+    if !name.chars().all(allowed) {
+        return Err("Use lowercase letters, digits and '-' only.".into());
+    }
+    if name.starts_with('-') || name.ends_with('-') {
+        return Err("Start and end with a letter or digit.".into());
+    }
+    let reserved = KUBERNETES_NAMESPACES.contains(&name)
+        || SITE_PATHS.contains(&name)
+        || platform_namespaces.iter().any(|n| n == name)
+        || name.starts_with("kube-")
+        || name.starts_with("kdeploy");
+    if reserved {
+        return Err(format!("'{name}' is reserved; choose another username."));
+    }
+    Ok(())
+}
+
+pub const PASSWORD_RULE: &str = "At least 10 characters.";
+
+pub fn check_password(password: &str) -> Result<(), String> {
+    let n = password.chars().count();
+    if n < 10 {
+        return Err("Use at least 10 characters.".into());
+    }
+    if n > 256 {
+        return Err("Use at most 256 characters.".into());
+    }
+    Ok(())
+}
+
+pub fn parse_port(raw: &str) -> Result<i32, String> {
+    if raw.is_empty() {
+        return Err("Enter the port your container listens on.".into());
+    }
+    match raw.parse::<i64>() {
+        Ok(p) if (1..=65535).contains(&p) => Ok(p as i32),
+        Ok(p) => Err(format!("{p} is not a port: use 1 to 65535.")),
+        Err(_) => Err("Enter a whole number from 1 to 65535.".into()),
+    }
+}
+
+pub fn parse_replicas(raw: &str, max: i32) -> Result<i32, String> {
+    if raw.is_empty() {
+        return Ok(1);
+    }
+    match raw.parse::<i64>() {
+        Ok(r) if r >= 1 && r <= i64::from(max) => Ok(r as i32),
+        Ok(r) => Err(format!("{r} is out of range: use 1 to {max}.")),
+        Err(_) => Err(format!("Enter a whole number from 1 to {max}.")),
+    }
+}
+
+fn image_uses_latest(image: &str) -> bool {
+    !image.contains('@') && split_tag(image).1 == Some("latest")
+}
+
+/// Splits `repo[:tag]`, minding that a registry host may carry a port (`host:5000/app`).
+fn split_tag(reference: &str) -> (&str, Option<&str>) {
+    let last_slash = reference.rfind('/').map_or(0, |i| i + 1);
+    match reference[last_slash..].rfind(':') {
+        Some(i) => (
+            &reference[..last_slash + i],
+            Some(&reference[last_slash + i + 1..]),
+        ),
+        None => (reference, None),
+    }
+}
+
+/// Checks the Docker reference grammar and adds `:latest` when neither tag nor digest is given.
+pub fn normalise_image(image: &str) -> Result<String, String> {
+    if image.is_empty() {
+        return Err("Enter an image, for example nginx or ghcr.io/org/app:1.0.".into());
+    }
+    if image.chars().any(char::is_whitespace) {
+        return Err("Remove the spaces: an image reference has none.".into());
+    }
+    if image.len() > 255 {
+        return Err("Use at most 255 characters.".into());
+    }
+    let (name_and_tag, digest) = match image.split_once('@') {
+        Some((n, d)) => (n, Some(d)),
+        None => (image, None),
+    };
+    if let Some(d) = digest {
+        check_digest(d)?;
+    }
+    let (name, tag) = split_tag(name_and_tag);
+    if let Some(t) = tag {
+        check_tag(t)?;
+    }
+    check_repository_path(name)?;
+    if tag.is_none() && digest.is_none() {
+        Ok(format!("{image}:latest"))
+    } else {
+        Ok(image.to_string())
+    }
+}
+
+fn check_digest(digest: &str) -> Result<(), String> {
+    let Some((algorithm, hex)) = digest.split_once(':') else {
+        return Err("A digest looks like sha256: followed by 64 hex digits.".into());
+    };
+    let hex_ok = hex
+        .chars()
+        .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase());
+    let valid = match algorithm {
+        "sha256" => hex.len() == 64 && hex_ok,
+        "sha512" => hex.len() == 128 && hex_ok,
+        _ => false,
+    };
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "'{digest}' is not a valid digest: use sha256: followed by 64 lowercase hex digits."
+        ))
+    }
+}
+
+fn check_tag(tag: &str) -> Result<(), String> {
+    let valid = !tag.is_empty()
+        && tag.len() <= 128
+        && tag
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+        && tag
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "'{tag}' is not a valid tag: use letters, digits, '_', '.' and '-', at most 128."
+        ))
+    }
+}
+
+fn check_repository_path(name: &str) -> Result<(), String> {
+    let mut components: Vec<&str> = name.split('/').collect();
+    let first = components.first().copied().unwrap_or_default();
+    let has_registry = components.len() > 1
+        && (first.contains('.') || first.contains(':') || first == "localhost");
+    if has_registry {
+        check_registry_host(first)?;
+        components.remove(0);
+    }
+    for component in components {
+        check_path_component(component)?;
+    }
+    Ok(())
+}
+
+fn check_registry_host(host: &str) -> Result<(), String> {
+    let (hostname, port) = match host.split_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (host, None),
+    };
+    let host_ok = !hostname.is_empty()
+        && hostname.split('.').all(|label| {
+            !label.is_empty()
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        });
+    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0));
+    if host_ok && port_ok {
+        Ok(())
+    } else {
+        Err(format!("'{host}' is not a valid registry host."))
+    }
+}
+
+/// A path component: lowercase alphanumerics separated by '.', '_', '__' or runs of '-'.
+fn check_path_component(component: &str) -> Result<(), String> {
+    if component.is_empty() {
+        return Err("The image name has an empty part (check the '/').".into());
+    }
+    if component.chars().any(|c| c.is_ascii_uppercase()) {
+        return Err("Image names are lowercase.".into());
+    }
+    let chars: Vec<char> = component.chars().collect();
+    let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    let first_last_ok =
+        chars.first().is_some_and(|c| alnum(*c)) && chars.last().is_some_and(|c| alnum(*c));
+    let chars_ok = chars
+        .iter()
+        .all(|c| alnum(*c) || matches!(c, '.' | '_' | '-'));
+    let separators_ok = !component.contains("..")
+        && !component.contains("___")
+        && !component.contains("._")
+        && !component.contains("_.")
+        && !component.contains(".-")
+        && !component.contains("-.")
+        && !component.contains("_-")
+        && !component.contains("-_");
+    if first_last_ok && chars_ok && separators_ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "'{component}' is not a valid image name part: use lowercase letters and digits separated by '.', '_' or '-'."
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(name: &str, image: &str, port: &str, replicas: &str) -> RepositoryInput {
+        RepositoryInput {
+            name: name.into(),
+            image: image.into(),
+            port: port.into(),
+            replicas: replicas.into(),
+        }
+    }
+
+    fn fields(result: Result<RepositorySpec, Vec<FieldError>>) -> Vec<String> {
+        result
+            .err()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| e.field)
+            .collect()
+    }
+
+    #[test]
+    fn accepts_a_plain_repository_and_adds_latest() {
+        let spec = validate_repository(&input("hello", "nginx", "80", ""), 5).unwrap();
+        assert_eq!(spec.image, "nginx:latest");
+        assert_eq!(spec.port, 80);
+        assert_eq!(spec.replicas, 1);
+        assert!(spec.pulls_always());
+    }
+
+    #[test]
+    fn repository_name_table() {
+        let long = "a".repeat(64);
+        let cases: &[(&str, bool)] = &[
+            ("api-v2", true),
+            ("a", true),
+            (&long[..63], true),
+            ("Hello", false),
+            ("my.app", false),
+            ("1app", false),
+            ("app-", false),
+            ("-app", false),
+            ("my_app", false),
+            (&long, false),
+            ("", false),
+        ];
+        for (name, ok) in cases {
+            assert_eq!(check_dns1035_label(name).is_ok(), *ok, "name {name:?}");
+        }
+    }
+
+    #[test]
+    fn image_table() {
+        let digest = format!("nginx@sha256:{}", "a".repeat(64));
+        let cases: Vec<(&str, Option<&str>)> = vec![
+            ("nginx", Some("nginx:latest")),
+            ("nginx:1.27", Some("nginx:1.27")),
+            ("library/nginx", Some("library/nginx:latest")),
+            ("ghcr.io/org/app:v1.0", Some("ghcr.io/org/app:v1.0")),
+            ("localhost:5000/app", Some("localhost:5000/app:latest")),
+            (&digest, Some(&digest)),
+            ("nginx :1", None),
+            ("ngi nx", None),
+            ("Nginx", None),
+            ("nginx@sha256:abc", None),
+            (
+                "nginx@md5:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+                None,
+            ),
+            ("nginx:", None),
+            ("nginx:-bad", None),
+            ("org//app", None),
+            ("app-", None),
+            ("", None),
+        ];
+        for (image, expected) in cases {
+            let got = normalise_image(image);
+            match expected {
+                Some(e) => assert_eq!(got.as_deref(), Ok(e), "image {image:?}"),
+                None => assert!(got.is_err(), "image {image:?} should be rejected"),
+            }
+        }
+        let pinned = |image: &str| {
+            validate_repository(&input("a", image, "80", "1"), 5)
+                .unwrap()
+                .pulls_always()
+        };
+        assert!(!pinned(&digest));
+        assert!(!pinned("nginx:1.27"));
+        assert!(pinned("nginx:latest"));
+    }
+
+    #[test]
+    fn port_and_replicas_table() {
+        for (port, ok) in [
+            ("1", true),
+            ("65535", true),
+            ("0", false),
+            ("70000", false),
+            ("-1", false),
+            ("eighty", false),
+            ("", false),
+        ] {
+            assert_eq!(parse_port(port).is_ok(), ok, "port {port:?}");
+        }
+        for (replicas, ok) in [
+            ("1", true),
+            ("5", true),
+            ("", true),
+            ("0", false),
+            ("6", false),
+            ("two", false),
+        ] {
+            assert_eq!(
+                parse_replicas(replicas, 5).is_ok(),
+                ok,
+                "replicas {replicas:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn reports_every_bad_field_at_once() {
+        let got = fields(validate_repository(
+            &input("Bad.Name", "ngi nx", "0", "9"),
+            5,
+        ));
+        assert_eq!(got, ["name", "image", "port", "replicas"]);
+    }
+
+    #[test]
+    fn username_table() {
+        let platform = vec!["kdeploy-system".to_string(), "nginx-ingress".to_string()];
+        for (name, ok) in [
+            ("alice", true),
+            ("team-7", true),
+            ("7team", true),
+            ("Alice", false),
+            ("al.ice", false),
+            ("kube-system", false),
+            ("kube-anything", false),
+            ("default", false),
+            ("kdeploy-system", false),
+            ("nginx-ingress", false),
+            ("api", false),
+            ("static", false),
+            ("login", false),
+            ("logout", false),
+            ("healthz", false),
+            ("readyz", false),
+            ("repos", false),
+            ("admin", false),
+            ("-x", false),
+        ] {
+            assert_eq!(
+                check_username(name, &platform).is_ok(),
+                ok,
+                "username {name:?}"
+            );
+        }
+        assert!(check_username(&"a".repeat(64), &platform).is_err());
+    }
+}
+
+/// A change typed on the detail page or sent to the API; absent fields stay as they are.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+pub struct ChangeInput {
+    pub image: Option<String>,
+    pub port: Option<String>,
+    pub replicas: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ValidChange {
+    pub image: Option<String>,
+    pub port: Option<i32>,
+    pub replicas: Option<i32>,
+}
+
+pub fn validate_change(
+    input: &ChangeInput,
+    max_replicas: i32,
+) -> Result<ValidChange, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let mut change = ValidChange::default();
+    if let Some(image) = &input.image {
+        match normalise_image(image.trim()) {
+            Ok(i) => change.image = Some(i),
+            Err(m) => errors.push(FieldError::new("image", m)),
+        }
+    }
+    if let Some(port) = &input.port {
+        match parse_port(port.trim()) {
+            Ok(p) => change.port = Some(p),
+            Err(m) => errors.push(FieldError::new("port", m)),
+        }
+    }
+    if let Some(replicas) = &input.replicas {
+        if replicas.trim().is_empty() {
+            errors.push(FieldError::new(
+                "replicas",
+                format!("Enter a whole number from 1 to {max_replicas}."),
+            ));
+        } else {
+            match parse_replicas(replicas.trim(), max_replicas) {
+                Ok(r) => change.replicas = Some(r),
+                Err(m) => errors.push(FieldError::new("replicas", m)),
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(change)
+    } else {
+        Err(errors)
+    }
+}
+
+#[cfg(test)]
+mod change_tests {
+    use super::*;
+
+    #[test]
+    fn change_validates_only_given_fields() {
+        let ok = validate_change(
+            &ChangeInput {
+                image: Some("nginx:1.27".into()),
+                port: None,
+                replicas: Some("3".into()),
+            },
+            5,
+        )
+        .unwrap();
+        assert_eq!(
+            ok,
+            ValidChange {
+                image: Some("nginx:1.27".into()),
+                port: None,
+                replicas: Some(3)
+            }
+        );
+        let errors = validate_change(
+            &ChangeInput {
+                image: Some("bad image".into()),
+                port: Some("0".into()),
+                replicas: Some("0".into()),
+            },
+            5,
+        )
+        .unwrap_err();
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["image", "port", "replicas"]);
+    }
+}

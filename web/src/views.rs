@@ -1,0 +1,417 @@
+//! Server-rendered pages (maud templates, checked at compile time).
+
+use maud::{DOCTYPE, Markup, html};
+
+use crate::auth::{CurrentUser, UserRow};
+use crate::cluster::{RepositoryDetail, RepositorySummary};
+use crate::status::RepositoryState;
+use crate::validation::{
+    FieldError, IMAGE_RULE, NAME_RULE, PASSWORD_RULE, PORT_RULE, RepositoryInput, replicas_rule,
+};
+
+/// What every page needs: who is signed in and the form token.
+pub struct Frame<'a> {
+    pub user: Option<&'a CurrentUser>,
+    pub csrf: &'a str,
+}
+
+fn pill_class(state: &RepositoryState) -> &'static str {
+    match state {
+        RepositoryState::Ready => "pill ready",
+        RepositoryState::Deploying => "pill deploying",
+        RepositoryState::Updating => "pill updating",
+        RepositoryState::Failing { .. } => "pill failing",
+    }
+}
+
+pub fn page(frame: &Frame, title: &str, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · kdeploy" }
+                link rel="stylesheet" href="/static/style.css";
+                script src="/static/app.js" defer {}
+            }
+            body data-csrf=(frame.csrf) {
+                header.topbar {
+                    a.brand href="/" { "kdeploy" }
+                    @if let Some(user) = frame.user {
+                        nav {
+                            a href="/repos" { "Repositories" }
+                            @if user.admin { a href="/admin" { "Admin" } }
+                        }
+                        span.who {
+                            span { "Signed in as " strong { (user.name) } }
+                            span.ns { "namespace " code { (user.namespace()) } }
+                            form method="post" action="/logout" {
+                                (csrf_field(frame.csrf))
+                                button.link type="submit" { "Sign out" }
+                            }
+                        }
+                    }
+                }
+                main { (body) }
+            }
+        }
+    }
+}
+
+fn csrf_field(token: &str) -> Markup {
+    html! { input type="hidden" name="csrf" value=(token); }
+}
+
+fn field_error(errors: &[FieldError], field: &str) -> Markup {
+    html! {
+        @for e in errors.iter().filter(|e| e.field == field) {
+            p.error id={ (field) "-error" } role="alert" { (e.message) }
+        }
+    }
+}
+
+fn general_error(message: Option<&str>) -> Markup {
+    html! {
+        @if let Some(m) = message { div.banner.error role="alert" { (m) } }
+    }
+}
+
+pub fn error_page(frame: &Frame, status: u16, message: &str) -> Markup {
+    let advice = match status {
+        403 => "If you followed a link, it may belong to another account.",
+        404 => "It may have been deleted, or the address is mistyped.",
+        429 => "Wait a little before trying again.",
+        s if s >= 500 => {
+            "Try again in a moment; if it keeps happening, tell the platform operator."
+        }
+        _ => "Go back and try again.",
+    };
+    page(
+        frame,
+        "Something went wrong",
+        html! {
+            h1 { "Something went wrong" }
+            div.banner.error role="alert" { (message) }
+            p { (advice) }
+            p { a href="/repos" { "Back to your repositories" } }
+        },
+    )
+}
+
+pub fn login(frame: &Frame, username: &str, error: Option<&str>, registration: bool) -> Markup {
+    page(
+        frame,
+        "Sign in",
+        html! {
+            section.narrow {
+                h1 { "Sign in" }
+                (general_error(error))
+                form.stack method="post" action="/login" data-busy {
+                    (csrf_field(frame.csrf))
+                    label for="username" { "Username" }
+                    input #username name="username" autocomplete="username" required value=(username);
+                    label for="password" { "Password" }
+                    input #password name="password" type="password" autocomplete="current-password" required;
+                    button.primary type="submit" { "Sign in" }
+                }
+                @if registration { p { "No account yet? " a href="/register" { "Create one" } "." } }
+            }
+        },
+    )
+}
+
+pub fn register(frame: &Frame, username: &str, errors: &[FieldError]) -> Markup {
+    page(
+        frame,
+        "Create an account",
+        html! {
+            section.narrow {
+                h1 { "Create an account" }
+                form.stack method="post" action="/register" data-busy {
+                    (csrf_field(frame.csrf))
+                    label for="username" { "Username" }
+                    p.rule { "Becomes your namespace: lowercase letters, digits and '-', at most 63 characters." }
+                    input #username name="username" autocomplete="username" required value=(username);
+                    (field_error(errors, "username"))
+                    label for="password" { "Password" }
+                    p.rule { (PASSWORD_RULE) }
+                    input #password name="password" type="password" autocomplete="new-password" required;
+                    (field_error(errors, "password"))
+                    button.primary type="submit" { "Create account" }
+                }
+            }
+        },
+    )
+}
+
+pub fn repositories(frame: &Frame, rows: &[RepositorySummary]) -> Markup {
+    page(
+        frame,
+        "Repositories",
+        html! {
+            div.heading {
+                h1 { "Your repositories" }
+                a.button.primary href="/repos/new" { "New repository" }
+            }
+            @if rows.is_empty() {
+                p.empty { "Nothing deployed yet. Choose " strong { "New repository" } " to deploy a public image; you get an address to call it." }
+            } @else {
+                div.scroll {
+                    table.repos data-poll="/api/v1/repos" {
+                        thead { tr { th { "Name" } th { "Image" } th { "Replicas" } th { "State" } th { "Age" } th { "Endpoint" } } }
+                        tbody {
+                            @for r in rows {
+                                tr data-repo=(r.name) {
+                                    td { a href={ "/repos/" (r.name) } { (r.name) } }
+                                    td { code { (r.image) } }
+                                    td data-field="replicas" { (r.replicas.ready) " / " (r.replicas.desired) }
+                                    td data-field="state" {
+                                        span class=(pill_class(&r.state)) { (r.state.label()) }
+                                        @if let RepositoryState::Failing { reason, .. } = &r.state { " " small { (reason) } }
+                                    }
+                                    td { (r.age) }
+                                    td data-field="endpoint" { (endpoint(r.endpoint.as_deref())) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+fn endpoint(url: Option<&str>) -> Markup {
+    html! {
+        @match url {
+            Some(u) => { a href=(u) { (u) } " " button.copy type="button" data-copy=(u) { "Copy" } }
+            None => { span.muted { "available when ready" } }
+        }
+    }
+}
+
+pub fn new_repository(
+    frame: &Frame,
+    input: &RepositoryInput,
+    errors: &[FieldError],
+    general: Option<&str>,
+    max_replicas: i32,
+) -> Markup {
+    let replicas = if input.replicas.is_empty() {
+        "1"
+    } else {
+        input.replicas.as_str()
+    };
+    page(
+        frame,
+        "New repository",
+        html! {
+            section.narrow {
+                h1 { "New repository" }
+                p { "Deploy a public container image. You get an address you can call once it is running." }
+                (general_error(general))
+                form.stack method="post" action="/repos" data-busy data-validate novalidate {
+                    (csrf_field(frame.csrf))
+                    label for="name" { "Repository name" }
+                    p.rule id="name-rule" { (NAME_RULE) }
+                    input #name name="name" required maxlength="63" value=(input.name) aria-describedby="name-rule name-error" data-rule="dns1035";
+                    (field_error(errors, "name"))
+                    label for="image" { "Image" }
+                    p.rule id="image-rule" { (IMAGE_RULE) }
+                    input #image name="image" required value=(input.image) aria-describedby="image-rule image-error" data-rule="image";
+                    (field_error(errors, "image"))
+                    label for="port" { "Container port" }
+                    p.rule id="port-rule" { (PORT_RULE) }
+                    input #port name="port" type="number" min="1" max="65535" required value=(input.port) aria-describedby="port-rule port-error" data-rule="port";
+                    (field_error(errors, "port"))
+                    label for="replicas" { "Replicas" }
+                    p.rule id="replicas-rule" { (replicas_rule(max_replicas)) }
+                    input #replicas name="replicas" type="number" min="1" max=(max_replicas) value=(replicas) aria-describedby="replicas-rule replicas-error" data-rule="replicas";
+                    (field_error(errors, "replicas"))
+                    button.primary type="submit" { "Deploy" }
+                }
+            }
+        },
+    )
+}
+
+pub struct ChangeValues<'a> {
+    pub image: &'a str,
+    pub port: &'a str,
+    pub replicas: &'a str,
+}
+
+pub fn repository(
+    frame: &Frame,
+    d: &RepositoryDetail,
+    values: &ChangeValues,
+    errors: &[FieldError],
+    notice: Option<&str>,
+    max_replicas: i32,
+) -> Markup {
+    let s = &d.summary;
+    let r = s.replicas;
+    page(
+        frame,
+        &s.name,
+        html! {
+            p { a href="/repos" { "← All repositories" } }
+            div.heading {
+                h1 { (s.name) " " span class=(pill_class(&s.state)) data-field="state" { (s.state.label()) } }
+            }
+            @if let Some(n) = notice { div.banner.ok role="status" { (n) } }
+            (general_error(errors.iter().find(|e| e.field == "repository").map(|e| e.message.as_str())))
+            @if let RepositoryState::Failing { reason, message } = &s.state {
+                div.banner.error role="alert" {
+                    strong { (reason) } ": " (message)
+                    @if let Some(a) = &s.advice { br; (a) }
+                }
+            }
+            section {
+                h2 { "Overview" }
+                dl.facts {
+                    dt { "Endpoint" } dd { (endpoint(s.endpoint.as_deref())) }
+                    dt { "Image" } dd { code { (s.image) } }
+                    dt { "Port" } dd { (s.port) }
+                    dt { "Replicas" } dd { (r.ready) " ready of " (r.desired) }
+                    dt { "Rollout" } dd {
+                        progress max=(r.desired.max(1)) value=(r.updated.min(r.desired)) {}
+                        " " (r.updated) " of " (r.desired) " updated"
+                    }
+                    dt { "Age" } dd { (s.age) }
+                }
+            }
+            section {
+                h2 { "Change" }
+                div.actions {
+                    form method="post" action={ "/repos/" (s.name) "/redeploy" } data-busy {
+                        (csrf_field(frame.csrf))
+                        button.primary type="submit" { "Redeploy" }
+                        span.rule { " Replaces every pod, pulling the image again, without downtime." }
+                    }
+                }
+                form.stack method="post" action={ "/repos/" (s.name) "/change" } data-busy data-validate novalidate {
+                    (csrf_field(frame.csrf))
+                    label for="image" { "Image" }
+                    p.rule { (IMAGE_RULE) }
+                    input #image name="image" required value=(values.image) data-rule="image";
+                    (field_error(errors, "image"))
+                    label for="port" { "Container port" }
+                    p.rule { (PORT_RULE) }
+                    input #port name="port" type="number" min="1" max="65535" required value=(values.port) data-rule="port";
+                    (field_error(errors, "port"))
+                    label for="replicas" { "Replicas" }
+                    p.rule { (replicas_rule(max_replicas)) }
+                    input #replicas name="replicas" type="number" min="1" max=(max_replicas) required value=(values.replicas) data-rule="replicas";
+                    (field_error(errors, "replicas"))
+                    button type="submit" { "Apply changes" }
+                }
+            }
+            section {
+                h2 { "Pods" }
+                div.scroll { table {
+                    thead { tr { th { "Pod" } th { "State" } th { "Ready" } th { "Restarts" } th { "Age" } } }
+                    tbody { @for p in &d.pods { tr {
+                        td { code { (p.name) } }
+                        td { (p.reason.as_deref().unwrap_or(&p.phase)) }
+                        td { @if p.ready { "yes" } @else { "no" } }
+                        td { (p.restarts) }
+                        td { (p.age) }
+                    } } }
+                } }
+            }
+            section {
+                h2 { "Recent events" }
+                @if d.events.is_empty() { p.muted { "No events." } } @else {
+                    div.scroll { table {
+                        thead { tr { th { "Type" } th { "Reason" } th { "Object" } th { "Message" } th { "Count" } th { "Age" } } }
+                        tbody { @for e in &d.events { tr {
+                            td { (e.kind) } td { (e.reason) } td { code { (e.object) } } td { (e.message) } td { (e.count) } td { (e.age) }
+                        } } }
+                    } }
+                }
+            }
+            section {
+                h2 { "Rollout history" }
+                div.scroll { table {
+                    thead { tr { th { "Revision" } th { "Image" } th { "Pods" } th { "Age" } } }
+                    tbody { @for h in &d.history { tr {
+                        td { (h.revision) @if h.current { " (current)" } }
+                        td { code { (h.image) } }
+                        td { (h.ready) " ready of " (h.replicas) }
+                        td { (h.age) }
+                    } } }
+                } }
+            }
+            section {
+                h2 { "Kubernetes objects" }
+                p.muted { "In namespace " code { (d.namespace) } ", for those who want the details." }
+                div.scroll { table {
+                    thead { tr { th { "Kind" } th { "Name" } th { "Status" } } }
+                    tbody { @for o in &d.objects { tr { td { (o.kind) } td { code { (o.name) } } td { (o.status) } } } }
+                } }
+            }
+            section.danger {
+                h2 { "Delete" }
+                form method="post" action={ "/repos/" (s.name) "/delete" } data-confirm={ "Delete " (s.name) "? Its endpoint stops working." } {
+                    (csrf_field(frame.csrf))
+                    button.danger type="submit" { "Delete repository" }
+                    span.rule { " Removes its Deployment, Service and Ingress; other repositories are not touched." }
+                }
+            }
+        },
+    )
+}
+
+pub fn admin(
+    frame: &Frame,
+    users: &[UserRow],
+    registration: bool,
+    username: &str,
+    errors: &[FieldError],
+    notice: Option<&str>,
+) -> Markup {
+    page(
+        frame,
+        "Admin",
+        html! {
+            h1 { "Administration" }
+            @if let Some(n) = notice { div.banner.ok role="status" { (n) } }
+            section {
+                h2 { "Self-registration" }
+                form method="post" action="/admin/registration" {
+                    (csrf_field(frame.csrf))
+                    input type="hidden" name="enabled" value=(if registration { "false" } else { "true" });
+                    p { "Anyone who can reach the site "
+                        @if registration { strong { "can" } } @else { strong { "cannot" } }
+                        " create an account. " }
+                    button type="submit" { @if registration { "Turn off" } @else { "Turn on" } }
+                }
+            }
+            section {
+                h2 { "Users" }
+                div.scroll { table {
+                    thead { tr { th { "Username (namespace)" } th { "Role" } } }
+                    tbody { @for u in users { tr { td { code { (u.name) } } td { @if u.admin { "administrator" } @else { "developer" } } } } }
+                } }
+            }
+            section.narrow {
+                h2 { "Create a user" }
+                form.stack method="post" action="/admin/users" data-busy {
+                    (csrf_field(frame.csrf))
+                    label for="username" { "Username" }
+                    p.rule { "Becomes the user's namespace: lowercase letters, digits and '-'." }
+                    input #username name="username" required value=(username);
+                    (field_error(errors, "username"))
+                    label for="password" { "Password" }
+                    p.rule { (PASSWORD_RULE) }
+                    input #password name="password" type="password" autocomplete="new-password" required;
+                    (field_error(errors, "password"))
+                    label.check { input type="checkbox" name="admin" value="true"; " Administrator" }
+                    button.primary type="submit" { "Create user" }
+                }
+            }
+        },
+    )
+}

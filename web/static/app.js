@@ -1,0 +1,166 @@
+// kdeploy: small enhancements; every page works without this file.
+"use strict";
+
+// The same rules the server applies (validation.rs); the server checks again.
+const rules = {
+  dns1035(v) {
+    if (!v) return "Enter a name.";
+    if (v.length > 63) return "Use at most 63 characters (this has " + v.length + ").";
+    if (/[A-Z]/.test(v)) return "Use lowercase letters only.";
+    if (/[^a-z0-9-]/.test(v)) return "Use lowercase letters, digits and '-'.";
+    if (!/^[a-z]/.test(v)) return "Start with a letter.";
+    if (v.endsWith("-")) return "End with a letter or digit.";
+    return "";
+  },
+  image(v) {
+    if (!v) return "Enter an image, for example nginx or ghcr.io/org/app:1.0.";
+    if (/\s/.test(v)) return "Remove the spaces: an image reference has none.";
+    const at = v.indexOf("@");
+    if (at >= 0 && !/^(sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$/.test(v.slice(at + 1)))
+      return "A digest looks like sha256: followed by 64 lowercase hex digits.";
+    const name = at >= 0 ? v.slice(0, at) : v;
+    const slash = name.lastIndexOf("/");
+    const colon = name.lastIndexOf(":");
+    const path = colon > slash ? name.slice(0, colon) : name;
+    if (colon > slash && !/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/.test(name.slice(colon + 1)))
+      return "The tag may use letters, digits, '_', '.' and '-'.";
+    const parts = path.split("/");
+    if (parts.length > 1 && /[.:]|^localhost$/.test(parts[0])) parts.shift();
+    for (const p of parts) {
+      if (!/^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/.test(p))
+        return "'" + p + "' is not a valid image name part: lowercase letters and digits separated by '.', '_' or '-'.";
+    }
+    return "";
+  },
+  port(v) {
+    if (!/^\d+$/.test(v)) return "Enter a whole number from 1 to 65535.";
+    const n = Number(v);
+    return n >= 1 && n <= 65535 ? "" : n + " is not a port: use 1 to 65535.";
+  },
+  replicas(v, input) {
+    const max = Number(input.max || 5);
+    if (v === "") return "";
+    if (!/^\d+$/.test(v)) return "Enter a whole number from 1 to " + max + ".";
+    const n = Number(v);
+    return n >= 1 && n <= max ? "" : n + " is out of range: use 1 to " + max + ".";
+  },
+};
+
+function showError(input, message) {
+  const id = input.name + "-error";
+  let p = document.getElementById(id);
+  if (!message) {
+    if (p) p.remove();
+    input.removeAttribute("aria-invalid");
+    return;
+  }
+  if (!p) {
+    p = document.createElement("p");
+    p.className = "error";
+    p.id = id;
+    p.setAttribute("role", "alert");
+    input.insertAdjacentElement("afterend", p);
+  }
+  p.textContent = message;
+  input.setAttribute("aria-invalid", "true");
+}
+
+function check(input) {
+  const rule = rules[input.dataset.rule];
+  if (!rule) return true;
+  const message = rule(input.value.trim(), input);
+  showError(input, message);
+  return !message;
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  for (const form of document.querySelectorAll("form[data-validate]")) {
+    for (const input of form.querySelectorAll("[data-rule]")) {
+      input.addEventListener("input", () => check(input));
+      input.addEventListener("blur", () => check(input));
+    }
+  }
+
+  for (const form of document.querySelectorAll("form")) {
+    form.addEventListener("submit", (event) => {
+      if (form.dataset.confirm && !window.confirm(form.dataset.confirm)) {
+        event.preventDefault();
+        return;
+      }
+      if (form.hasAttribute("data-validate")) {
+        const inputs = [...form.querySelectorAll("[data-rule]")];
+        const ok = inputs.map(check).every(Boolean);
+        if (!ok) {
+          event.preventDefault();
+          form.querySelector("[aria-invalid=true]")?.focus();
+          return;
+        }
+      }
+      // The request is in flight: no double submit.
+      for (const b of form.querySelectorAll("button[type=submit]")) b.disabled = true;
+    });
+  }
+  // A page restored from the back/forward cache must not keep disabled buttons.
+  window.addEventListener("pageshow", () => {
+    for (const b of document.querySelectorAll("button[type=submit]")) b.disabled = false;
+  });
+
+  document.addEventListener("click", async (event) => {
+    const button = event.target.closest("button[data-copy]");
+    if (!button) return;
+    try {
+      await navigator.clipboard.writeText(button.dataset.copy);
+      button.textContent = "Copied";
+    } catch {
+      button.textContent = "Select and copy";
+    }
+    setTimeout(() => { button.textContent = "Copy"; }, 2000);
+  });
+
+  const table = document.querySelector("table[data-poll]");
+  if (table) setInterval(() => refresh(table), 3000);
+});
+
+const pill = { Ready: "ready", Deploying: "deploying", Updating: "updating", Failing: "failing" };
+
+function cell(text, tag) {
+  const el = document.createElement(tag || "span");
+  el.textContent = text;
+  return el;
+}
+
+// States refresh without a reload: the list polls the same data the API serves.
+async function refresh(table) {
+  let rows;
+  try {
+    const response = await fetch(table.dataset.poll, { headers: { Accept: "application/json" } });
+    if (!response.ok) return;
+    rows = await response.json();
+  } catch {
+    return;
+  }
+  for (const repo of rows) {
+    const tr = table.querySelector('tr[data-repo="' + CSS.escape(repo.name) + '"]');
+    if (!tr) continue;
+    tr.querySelector('[data-field="replicas"]').textContent = repo.replicas.ready + " / " + repo.replicas.desired;
+    const state = tr.querySelector('[data-field="state"]');
+    const p = cell(repo.state);
+    p.className = "pill " + (pill[repo.state] || "");
+    state.replaceChildren(p);
+    if (repo.reason) state.append(" ", cell(repo.reason, "small"));
+    const endpoint = tr.querySelector('[data-field="endpoint"]');
+    if (repo.endpoint) {
+      const a = cell(repo.endpoint, "a");
+      a.href = repo.endpoint;
+      const b = cell("Copy", "button");
+      b.type = "button";
+      b.className = "copy";
+      b.dataset.copy = repo.endpoint;
+      endpoint.replaceChildren(a, " ", b);
+    } else {
+      const s = cell("available when ready");
+      s.className = "muted";
+      endpoint.replaceChildren(s);
+    }
+  }
+}
