@@ -545,41 +545,46 @@ impl Cluster {
         name: &str,
         change: &Change,
     ) -> Result<RepositorySpec, AppError> {
-        let current = self.managed_deployment(namespace, name).await?;
-        let Some(mut spec) = spec_of(&current) else {
-            return Err(AppError::NotFound(format!("Repository {name}")));
-        };
-        if let Some(image) = &change.image {
-            spec.image.clone_from(image);
-        }
-        if let Some(port) = change.port {
-            spec.port = port;
-        }
-        if let Some(replicas) = change.replicas {
-            spec.replicas = replicas;
-        }
-        let restarted = if change.restart {
-            Some(k8s_openapi::jiff::Timestamp::now().to_string())
-        } else {
-            restarted_at(&current)
-        };
-        let mut desired = objects::deployment(namespace, &spec, restarted.as_deref());
-        // Optimistic lock: a concurrent change in between makes this apply fail instead of undoing it.
-        desired.metadata.resource_version = current.metadata.resource_version.clone();
-        let result = self
-            .api::<Deployment>(namespace)
-            .patch(name, &apply_params(), &Patch::Apply(desired))
-            .await;
-        match result {
-            Ok(_) => {}
-            Err(e) if AppError::is_conflict(&e) => {
-                return Err(AppError::Conflict(FieldError::new(
-                    "repository",
-                    "The repository changed while you were editing it: reload the page and try again.",
-                )));
+        let restart_at = change
+            .restart
+            .then(|| k8s_openapi::jiff::Timestamp::now().to_string());
+        // Read, change, apply with the read resourceVersion; controllers update status all the
+        // time, so a conflict means "read again", as client-go's RetryOnConflict does.
+        let mut attempts = 0;
+        let (current, spec) = loop {
+            attempts += 1;
+            let current = self.managed_deployment(namespace, name).await?;
+            let Some(mut spec) = spec_of(&current) else {
+                return Err(AppError::NotFound(format!("Repository {name}")));
+            };
+            if let Some(image) = &change.image {
+                spec.image.clone_from(image);
             }
-            Err(e) => return Err(e.into()),
-        }
+            if let Some(port) = change.port {
+                spec.port = port;
+            }
+            if let Some(replicas) = change.replicas {
+                spec.replicas = replicas;
+            }
+            let restarted = restart_at.clone().or_else(|| restarted_at(&current));
+            let mut desired = objects::deployment(namespace, &spec, restarted.as_deref());
+            desired.metadata.resource_version = current.metadata.resource_version.clone();
+            match self
+                .api::<Deployment>(namespace)
+                .patch(name, &apply_params(), &Patch::Apply(desired))
+                .await
+            {
+                Ok(_) => break (current, spec),
+                Err(e) if AppError::is_conflict(&e) && attempts < 10 => continue,
+                Err(e) if AppError::is_conflict(&e) => {
+                    return Err(AppError::Conflict(FieldError::new(
+                        "repository",
+                        "The repository is changing too often to apply this: try again in a moment.",
+                    )));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         let owner = objects::owned_by(name, current.metadata.uid.as_deref().unwrap_or_default());
         self.api::<Service>(namespace)
             .patch(

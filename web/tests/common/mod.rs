@@ -1,0 +1,306 @@
+//! Test harness: a simulated cluster, the site's router over it, and a cookie-keeping browser.
+#![allow(dead_code)]
+// Test helpers: a failed set-up step should panic with its message, like the tests themselves.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use cluster_sim::{ClusterSim, RunningSim, SimConfig};
+use http_body_util::BodyExt;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+use tower::ServiceExt;
+use web::config::{LoginLimit, PasswordCost};
+use web::{AppState, Config};
+
+pub const HOST: &str = "lb.test";
+pub const PASSWORD: &str = "correct horse battery";
+
+pub struct Site {
+    pub sim: RunningSim,
+    pub state: AppState,
+    pub admin: kube::Client,
+}
+
+pub fn config() -> Config {
+    let mut config = Config::new(HOST);
+    config.secure_cookies = false;
+    // The simulator serves no ResourceQuota or LimitRange (yet).
+    config.quota = None;
+    // Cheap hashes keep debug-build tests fast; verification reads the cost from the hash.
+    config.password_cost = PasswordCost {
+        memory_kib: 64,
+        iterations: 1,
+        lanes: 1,
+    };
+    config.login_limit = LoginLimit {
+        max_failures: 3,
+        window: Duration::from_secs(600),
+    };
+    config
+}
+
+pub async fn site() -> Site {
+    site_with(config(), None).await
+}
+
+/// Starts the simulator and the site; `token` makes the site talk to the cluster as someone else.
+pub async fn site_with(config: Config, token: Option<&str>) -> Site {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+    let sim = ClusterSim::start(SimConfig {
+        readiness_delay: Duration::from_millis(200),
+        ..SimConfig::default()
+    })
+    .await
+    .expect("simulator starts");
+    let admin = sim.client().await.unwrap();
+    system_namespace(&admin, &config.system_namespace).await;
+    let client = match token {
+        Some(t) => sim.client_with_token(t).await.unwrap(),
+        None => admin.clone(),
+    };
+    let state = AppState::connect(client, config).await.unwrap();
+    Site { sim, state, admin }
+}
+
+pub async fn system_namespace(client: &kube::Client, name: &str) {
+    let ns: Namespace = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}
+    }))
+    .unwrap();
+    Api::<Namespace>::all(client.clone())
+        .patch(name, &PatchParams::apply("test").force(), &Patch::Apply(ns))
+        .await
+        .unwrap();
+}
+
+impl Site {
+    pub fn app(&self) -> Router {
+        web::app(self.state.clone())
+    }
+
+    pub fn browser(&self) -> Browser {
+        Browser {
+            app: self.app(),
+            cookies: HashMap::new(),
+            csrf: None,
+        }
+    }
+
+    pub async fn user(&self, name: &str) -> Browser {
+        self.state
+            .accounts
+            .create_user(name, PASSWORD, false)
+            .await
+            .unwrap();
+        let mut b = self.browser();
+        let r = b.sign_in(name, PASSWORD).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+        b
+    }
+}
+
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn location(&self) -> &str {
+        self.headers
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+}
+
+/// Keeps cookies between requests and the CSRF token pages hand out, like a browser would.
+#[derive(Clone)]
+pub struct Browser {
+    pub app: Router,
+    pub cookies: HashMap<String, String>,
+    pub csrf: Option<String>,
+}
+
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            b' ' => "+".into(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+impl Browser {
+    pub async fn send(&mut self, request: Request<Body>) -> Reply {
+        let mut request = request;
+        if !self.cookies.is_empty() {
+            let cookie = self
+                .cookies
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            request
+                .headers_mut()
+                .insert(header::COOKIE, cookie.parse().unwrap());
+        }
+        let response = self.app.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        for set in headers.get_all(header::SET_COOKIE) {
+            let set = set.to_str().unwrap();
+            let pair = set.split(';').next().unwrap();
+            let (k, v) = pair.split_once('=').unwrap();
+            if v.is_empty() || set.contains("Max-Age=0") {
+                self.cookies.remove(k);
+            } else {
+                self.cookies.insert(k.to_string(), v.to_string());
+            }
+        }
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let body = String::from_utf8_lossy(&bytes).to_string();
+        if let Some(token) = body
+            .split("data-csrf=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+        {
+            self.csrf = Some(token.to_string());
+        }
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn get(&mut self, path: &str) -> Reply {
+        self.send(Request::get(path).body(Body::empty()).unwrap())
+            .await
+    }
+
+    /// Posts a form the way the page would, with the CSRF token it was given.
+    pub async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Reply {
+        if self.csrf.is_none() {
+            self.get("/login").await;
+        }
+        let token = self.csrf.clone().unwrap_or_default();
+        let mut all: Vec<(&str, &str)> = vec![("csrf", token.as_str())];
+        all.extend_from_slice(fields);
+        self.post_raw(path, &all).await
+    }
+
+    pub async fn post_raw(&mut self, path: &str, fields: &[(&str, &str)]) -> Reply {
+        let body = fields
+            .iter()
+            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        self.send(
+            Request::post(path)
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(Body::from(body))
+                .unwrap(),
+        )
+        .await
+    }
+
+    pub async fn api(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Reply {
+        if self.csrf.is_none() {
+            self.get("/login").await;
+        }
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("x-csrf-token", self.csrf.clone().unwrap_or_default());
+        if body.is_some() {
+            request = request.header(header::CONTENT_TYPE, "application/json");
+        }
+        let body = body.map_or(Body::empty(), |b| Body::from(b.to_string()));
+        self.send(request.body(body).unwrap()).await
+    }
+
+    pub async fn sign_in(&mut self, username: &str, password: &str) -> Reply {
+        self.get("/login").await;
+        self.post("/login", &[("username", username), ("password", password)])
+            .await
+    }
+
+    pub async fn create(&mut self, name: &str, image: &str, port: &str, replicas: &str) -> Reply {
+        self.post(
+            "/repos",
+            &[
+                ("name", name),
+                ("image", image),
+                ("port", port),
+                ("replicas", replicas),
+            ],
+        )
+        .await
+    }
+}
+
+/// Polls `check` until it returns Some or the deadline passes.
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// One plain HTTP/1.1 request to the simulated load balancer.
+pub async fn through_ingress(sim: &RunningSim, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(sim.ingress_addr())
+        .await
+        .unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).await.unwrap();
+    let status = raw
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = raw
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
