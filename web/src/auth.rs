@@ -459,8 +459,7 @@ pub async fn session_key(client: &kube::Client, config: &Config) -> Result<Key, 
 }
 
 fn key_from(bytes: &[u8]) -> Result<Key, AppError> {
-    Key::try_from(bytes)
-        .map_err(|_| AppError::Forbidden("the session signing key must have at least 64 bytes"))
+    Key::try_from(bytes).map_err(|_| AppError::SessionKey)
 }
 
 /// What the session cookie says: who, which session generation, until when.

@@ -294,8 +294,14 @@ impl Cluster {
         Ok(())
     }
 
-    /// Deletes what a failed create made, logging each failure and going on.
-    async fn roll_back(&self, namespace: &str, name: &str, kinds: &[&str]) {
+    /// Deletes the named objects of one repository, going on after a failure; absent counts as done.
+    async fn delete_objects(
+        &self,
+        namespace: &str,
+        name: &str,
+        kinds: &[&str],
+    ) -> Result<(), kube::Error> {
+        let mut first_error = None;
         for kind in kinds {
             let result = match *kind {
                 "Service" => self
@@ -315,11 +321,21 @@ impl Cluster {
                     .map(|_| ()),
             };
             match result {
-                Ok(()) => tracing::info!(namespace, name, kind, "rolled back"),
+                Ok(()) => tracing::info!(namespace, name, kind, "deleted"),
                 Err(e) if AppError::is_not_found(&e) => {}
-                Err(e) => tracing::error!(namespace, name, kind, error = %e, "rollback failed"),
+                Err(e) => {
+                    tracing::error!(namespace, name, kind, error = %e, "delete failed");
+                    first_error.get_or_insert(e);
+                }
             }
         }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Deletes what a failed create made; failures are logged by `delete_objects`, and the
+    /// original error is what the user needs to see.
+    async fn roll_back(&self, namespace: &str, name: &str, kinds: &[&str]) {
+        let _ = self.delete_objects(namespace, name, kinds).await;
     }
 
     async fn managed_deployment(
@@ -612,8 +628,8 @@ impl Cluster {
     /// Deletes the repository's own three objects (its pods and ReplicaSets follow the Deployment).
     pub async fn delete_repository(&self, namespace: &str, name: &str) -> Result<(), AppError> {
         self.managed_deployment(namespace, name).await?;
-        self.roll_back(namespace, name, &["Ingress", "Service", "Deployment"])
-            .await;
+        self.delete_objects(namespace, name, &["Ingress", "Service", "Deployment"])
+            .await?;
         tracing::info!(namespace, repository = name, "repository deleted");
         Ok(())
     }

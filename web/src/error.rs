@@ -31,6 +31,8 @@ pub enum AppError {
     },
     #[error("the cluster did not answer as expected: {0}")]
     Kube(#[from] kube::Error),
+    #[error("the cookie signing key is too short: it needs at least 64 bytes")]
+    SessionKey,
     #[error("password hashing failed: {0}")]
     PasswordHash(argon2::password_hash::Error),
     #[error("a background task failed: {0}")]
@@ -64,7 +66,9 @@ impl AppError {
                 kube::Error::Api(s) if s.code == 422 => StatusCode::UNPROCESSABLE_ENTITY,
                 _ => StatusCode::BAD_GATEWAY,
             },
-            Self::PasswordHash(_) | Self::Task(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::SessionKey | Self::PasswordHash(_) | Self::Task(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         }
     }
 
