@@ -46,6 +46,8 @@ pub struct Aws {
     pub sts: aws_sdk_sts::Client,
     pub calls: CallLog,
     pub region: String,
+    /// The shared configuration, for what is not a client call (signing EKS tokens).
+    pub sdk: aws_types::SdkConfig,
 }
 
 impl Aws {
@@ -83,44 +85,46 @@ impl Aws {
         }
         let shared = loader.load().await;
         let interceptor = calls.clone();
+        let shared_ref = &shared;
         Self {
             ec2: aws_sdk_ec2::Client::from_conf(
-                aws_sdk_ec2::config::Builder::from(&shared)
+                aws_sdk_ec2::config::Builder::from(shared_ref)
                     .interceptor(interceptor.clone())
                     .build(),
             ),
             eks: aws_sdk_eks::Client::from_conf(
-                aws_sdk_eks::config::Builder::from(&shared)
+                aws_sdk_eks::config::Builder::from(shared_ref)
                     .interceptor(interceptor.clone())
                     .build(),
             ),
             iam: aws_sdk_iam::Client::from_conf(
-                aws_sdk_iam::config::Builder::from(&shared)
+                aws_sdk_iam::config::Builder::from(shared_ref)
                     .interceptor(interceptor.clone())
                     .build(),
             ),
             autoscaling: aws_sdk_autoscaling::Client::from_conf(
-                aws_sdk_autoscaling::config::Builder::from(&shared)
+                aws_sdk_autoscaling::config::Builder::from(shared_ref)
                     .interceptor(interceptor.clone())
                     .build(),
             ),
             elbv2: aws_sdk_elasticloadbalancingv2::Client::from_conf(
-                aws_sdk_elasticloadbalancingv2::config::Builder::from(&shared)
+                aws_sdk_elasticloadbalancingv2::config::Builder::from(shared_ref)
                     .interceptor(interceptor.clone())
                     .build(),
             ),
             ssm: aws_sdk_ssm::Client::from_conf(
-                aws_sdk_ssm::config::Builder::from(&shared)
+                aws_sdk_ssm::config::Builder::from(shared_ref)
                     .interceptor(interceptor.clone())
                     .build(),
             ),
             sts: aws_sdk_sts::Client::from_conf(
-                aws_sdk_sts::config::Builder::from(&shared)
+                aws_sdk_sts::config::Builder::from(shared_ref)
                     .interceptor(interceptor)
                     .build(),
             ),
             calls,
             region: region.to_owned(),
+            sdk: shared,
         }
     }
 }

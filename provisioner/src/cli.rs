@@ -80,6 +80,14 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print an EKS bearer token as a kubectl ExecCredential (the kubeconfig's credential plugin).
+    Token,
+    /// Write or merge a kubeconfig entry for the stack's cluster (default: $KUBECONFIG or ~/.kube/config).
+    Kubeconfig {
+        /// The kubeconfig file to write.
+        #[arg(long)]
+        kubeconfig: Option<PathBuf>,
+    },
 }
 
 pub fn init_tracing(verbose: bool) {
@@ -244,6 +252,55 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Err(err) => say!("  ! cannot tell: {err}"),
                 }
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Token => {
+            let credentials = cx
+                .aws
+                .sdk
+                .credentials_provider()
+                .context("no AWS credentials are configured")?;
+            let credentials = aws_credential_types::provider::ProvideCredentials::provide_credentials(&credentials)
+                .await
+                .context("loading AWS credentials")?;
+            let now = std::time::SystemTime::now();
+            let token = platform::auth::eks_token(&credentials, &cx.stack.region, cx.stack.cluster_name(), now)?;
+            let credential = platform::auth::exec_credential(&token, now + platform::auth::TOKEN_LIFETIME);
+            say!("{credential}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Kubeconfig { kubeconfig } => {
+            let name = cx.stack.cluster_name().to_owned();
+            let cluster = cx
+                .aws
+                .eks
+                .describe_cluster()
+                .name(&name)
+                .send()
+                .await
+                .with_context(|| format!("describing EKS cluster {name} (run `provisioner up` first)"))?;
+            let cluster = cluster.cluster().context("EKS returned no cluster")?;
+            let exe = std::env::current_exe().context("locating this program")?;
+            let mut args = vec![
+                "token".to_owned(),
+                "--name".to_owned(),
+                cx.stack.name.clone(),
+                "--region".to_owned(),
+                cx.stack.region.clone(),
+            ];
+            if let Some(profile) = &cli.profile {
+                args.extend(["--profile".to_owned(), profile.clone()]);
+            }
+            let entry = platform::kubeconfig::Entry {
+                name: format!("kdeploy-{}", cx.stack.name),
+                server: cluster.endpoint().unwrap_or_default().to_owned(),
+                certificate_authority: cluster.certificate_authority().and_then(|c| c.data()).map(str::to_owned),
+                exec_command: exe.display().to_string(),
+                exec_args: args,
+            };
+            let path = kubeconfig.unwrap_or_else(platform::kubeconfig::default_path);
+            platform::kubeconfig::write(&path, &entry)?;
+            say!("Wrote context `{}` to {} and made it current; try `kubectl get nodes`.", entry.name, path.display());
             Ok(ExitCode::SUCCESS)
         }
         Command::Status { json } => {
