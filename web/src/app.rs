@@ -132,6 +132,13 @@ async fn readyz(State(state): State<AppState>) -> Result<&'static str, AppError>
     Ok("ok")
 }
 
+/// The signed-in user of a request, if any; used only to decorate error pages.
+async fn signed_in(state: &AppState, headers: &axum::http::HeaderMap) -> Option<auth::CurrentUser> {
+    let jar = SignedCookieJar::from_headers(headers, state.key.clone());
+    let claims = auth::SessionClaims::decode(jar.get(auth::SESSION_COOKIE)?.value())?;
+    state.accounts.resolve(&claims).await.ok()
+}
+
 fn is_api(path: &str) -> bool {
     path.starts_with("/api/")
 }
@@ -147,6 +154,7 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
         .and_then(|jar| jar.get(CSRF_COOKIE))
         .map(|c| c.value().to_string())
         .unwrap_or_default();
+    let headers = request.headers().clone();
     let started = Instant::now();
     let response = next.run(request).await;
     let status = response.status();
@@ -172,8 +180,10 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
     } else if error.redirect_to_login {
         Redirect::to("/login").into_response()
     } else {
+        // The top bar still says who is signed in, so the way back is obvious.
+        let user = signed_in(&state, &headers).await;
         let frame = views::Frame {
-            user: None,
+            user: user.as_ref(),
             csrf: &csrf,
         };
         (

@@ -362,7 +362,7 @@ impl Accounts {
     }
 
     /// Resolves a session cookie's claims against the stored user.
-    async fn resolve(&self, session: &SessionClaims) -> Result<CurrentUser, AppError> {
+    pub async fn resolve(&self, session: &SessionClaims) -> Result<CurrentUser, AppError> {
         if session.expires < now() {
             return Err(AppError::Unauthenticated);
         }

@@ -335,11 +335,28 @@ pub async fn change(
         }
         Err(errors) => errors,
     };
+    // The scale control sends only `replicas`: its errors belong next to it, not the change form.
+    let scale_only = form.image.is_none() && form.port.is_none();
+    let errors: Vec<FieldError> = errors
+        .into_iter()
+        .map(|mut e| {
+            if scale_only && e.field == "replicas" {
+                e.field = "scale".into();
+            }
+            e
+        })
+        .collect();
     let detail = state.cluster.repository(user.namespace(), &name).await?;
+    let port = detail.summary.port.to_string();
+    let replicas = detail.summary.replicas.desired.to_string();
     let values = ChangeValues {
-        image: form.image.as_deref().unwrap_or_default(),
-        port: form.port.as_deref().unwrap_or_default(),
-        replicas: form.replicas.as_deref().unwrap_or_default(),
+        image: form.image.as_deref().unwrap_or(&detail.summary.image),
+        port: form.port.as_deref().unwrap_or(&port),
+        replicas: if scale_only {
+            &replicas
+        } else {
+            form.replicas.as_deref().unwrap_or(&replicas)
+        },
     };
     let page = views::repository(
         &Frame {

@@ -257,8 +257,8 @@ pub fn repository(
         &s.name,
         html! {
             p { a href="/repos" { "← All repositories" } }
-            div.heading {
-                h1 { (s.name) " " span class=(pill_class(&s.state)) data-field="state" { (s.state.label()) } }
+            div.heading data-poll={ "/api/v1/repos/" (s.name) } {
+                h1 { (s.name) " " span data-field="state" { span class=(pill_class(&s.state)) { (s.state.label()) } } }
             }
             @if let Some(n) = notice { div.banner.ok role="status" { (n) } }
             (general_error(errors.iter().find(|e| e.field == "repository").map(|e| e.message.as_str())))
@@ -271,16 +271,28 @@ pub fn repository(
             section {
                 h2 { "Overview" }
                 dl.facts {
-                    dt { "Endpoint" } dd { (endpoint(s.endpoint.as_deref())) }
-                    dt { "Image" } dd { code { (s.image) } }
+                    dt { "Endpoint" } dd data-field="endpoint" { (endpoint(s.endpoint.as_deref())) }
+                    dt { "Image" } dd { code data-field="image" { (s.image) } }
                     dt { "Port" } dd { (s.port) }
-                    dt { "Replicas" } dd { (r.ready) " ready of " (r.desired) }
+                    dt { "Replicas" } dd data-field="replicas" { (r.ready) " ready of " (r.desired) }
                     dt { "Rollout" } dd {
-                        progress max=(r.desired.max(1)) value=(r.updated.min(r.desired)) {}
-                        " " (r.updated) " of " (r.desired) " updated"
+                        progress data-field="progress" max=(r.desired.max(1)) value=(r.updated.min(r.desired)) {}
+                        " " span data-field="rollout" { (r.updated) " of " (r.desired) " updated" }
                     }
                     dt { "Age" } dd { (s.age) }
                 }
+                p.muted.small { "This section refreshes by itself every few seconds." }
+            }
+            section {
+                h2 { "Scale" }
+                form.inline method="post" action={ "/repos/" (s.name) "/change" } data-busy data-validate novalidate {
+                    (csrf_field(frame.csrf))
+                    label for="scale-replicas" { "Replicas" }
+                    input #scale-replicas name="replicas" type="number" min="1" max=(max_replicas) required value=(r.desired) aria-describedby="scale-rule" data-rule="replicas";
+                    button.primary type="submit" { "Scale" }
+                    span.rule id="scale-rule" { " " (replicas_rule(max_replicas)) " Pods are added or removed without a redeploy." }
+                }
+                (field_error(errors, "scale"))
             }
             section {
                 h2 { "Change" }

@@ -119,6 +119,8 @@ document.addEventListener("DOMContentLoaded", () => {
 
   const table = document.querySelector("table[data-poll]");
   if (table) setInterval(() => refresh(table), 3000);
+  const detail = document.querySelector("div.heading[data-poll]");
+  if (detail) setInterval(() => refreshDetail(detail.dataset.poll), 2000);
 });
 
 const pill = { Ready: "ready", Deploying: "deploying", Updating: "updating", Failing: "failing" };
@@ -148,19 +150,54 @@ async function refresh(table) {
     p.className = "pill " + (pill[repo.state] || "");
     state.replaceChildren(p);
     if (repo.reason) state.append(" ", cell(repo.reason, "small"));
-    const endpoint = tr.querySelector('[data-field="endpoint"]');
-    if (repo.endpoint) {
-      const a = cell(repo.endpoint, "a");
-      a.href = repo.endpoint;
-      const b = cell("Copy", "button");
-      b.type = "button";
-      b.className = "copy";
-      b.dataset.copy = repo.endpoint;
-      endpoint.replaceChildren(a, " ", b);
-    } else {
-      const s = cell("available when ready");
-      s.className = "muted";
-      endpoint.replaceChildren(s);
-    }
+    renderEndpoint(tr.querySelector('[data-field="endpoint"]'), repo.endpoint);
+  }
+}
+
+function renderState(el, repo) {
+  const p = cell(repo.state);
+  p.className = "pill " + (pill[repo.state] || "");
+  el.replaceChildren(p);
+}
+
+function renderEndpoint(el, url) {
+  if (!el) return;
+  if (url) {
+    const a = cell(url, "a");
+    a.href = url;
+    const b = cell("Copy", "button");
+    b.type = "button";
+    b.className = "copy";
+    b.dataset.copy = url;
+    el.replaceChildren(a, " ", b);
+  } else {
+    const s = cell("available when ready");
+    s.className = "muted";
+    el.replaceChildren(s);
+  }
+}
+
+// The detail page's overview follows the rollout through the same JSON the API serves.
+async function refreshDetail(url) {
+  let repo;
+  try {
+    const response = await fetch(url, { headers: { Accept: "application/json" } });
+    if (!response.ok) return;
+    repo = await response.json();
+  } catch {
+    return;
+  }
+  const field = (name) => document.querySelector('[data-field="' + name + '"]');
+  const r = repo.replicas;
+  renderState(field("state"), repo);
+  field("replicas").textContent = r.ready + " ready of " + r.desired;
+  const progress = field("progress");
+  progress.max = Math.max(r.desired, 1);
+  progress.value = Math.min(r.updated, r.desired);
+  field("rollout").textContent = r.updated + " of " + r.desired + " updated";
+  field("image").textContent = repo.image;
+  if (field("endpoint").dataset.url !== (repo.endpoint || "")) {
+    renderEndpoint(field("endpoint"), repo.endpoint);
+    field("endpoint").dataset.url = repo.endpoint || "";
   }
 }

@@ -844,3 +844,61 @@ async fn changing_the_port_moves_service_and_ingress() {
         .unwrap();
     assert_eq!(backend.port.unwrap().number, Some(8080));
 }
+
+#[tokio::test]
+async fn detail_page_polls_and_scales_and_error_pages_keep_the_top_bar() {
+    let site = site().await;
+    let mut alice = site.user("alice").await;
+    assert_eq!(
+        alice.create("hello", "nginx", "80", "1").await.status,
+        StatusCode::SEE_OTHER
+    );
+    let page = alice.get("/repos/hello").await;
+    assert!(page.body.contains(r#"data-poll="/api/v1/repos/hello""#));
+    assert!(page.body.contains(r#"data-field="progress""#));
+    // The JSON the page polls carries what it redraws.
+    let j = alice
+        .api(Method::GET, "/api/v1/repos/hello", None)
+        .await
+        .json();
+    assert_eq!(j["replicas"]["desired"], 1);
+    assert!(j["state"].is_string());
+
+    // The scale control sends only `replicas`; image and port stay.
+    let r = alice
+        .post("/repos/hello/change", &[("replicas", "3")])
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let d = deployments(&site, "alice").get("hello").await.unwrap();
+    assert_eq!(d.spec.as_ref().unwrap().replicas, Some(3));
+    let c = &d.spec.unwrap().template.spec.unwrap().containers[0];
+    assert_eq!(c.image.as_deref(), Some("nginx:latest"));
+
+    // A bad count is shown next to the scale control, and the change form keeps the real values.
+    let r = alice
+        .post("/repos/hello/change", &[("replicas", "99")])
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.body.contains(r#"id="scale-error""#), "{}", r.body);
+    assert!(!r.body.contains(r#"id="replicas-error""#));
+    assert!(r.body.contains(r#"value="nginx:latest""#));
+    assert_eq!(
+        deployments(&site, "alice")
+            .get("hello")
+            .await
+            .unwrap()
+            .spec
+            .unwrap()
+            .replicas,
+        Some(3)
+    );
+
+    // A missing page still shows who is signed in.
+    let r = alice.get("/repos/nothere").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(r.body.contains("Signed in as"), "{}", r.body);
+    let mut anonymous = site.browser();
+    let r = anonymous.get("/no-such-page").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(!r.body.contains("Signed in as"));
+}
