@@ -3,5 +3,7 @@
 
 pub mod auth;
 pub mod cluster;
+pub mod ingress;
 pub mod join;
 pub mod kubeconfig;
+pub mod manifests;

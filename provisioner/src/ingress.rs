@@ -1,9 +1,4 @@
-//! The ingress controller's fixed NodePorts: the NLB's target group (provisioner) and the
-//! controller's NodePort Service (platform) must agree on them, so they are pinned here once.
+//! The ingress controller's fixed NodePorts, pinned once in the platform crate (which installs the
+//! controller's NodePort Service) and used here for the NLB's target group and the node rules.
 
-/// NodePort of the controller's HTTP listener (container port 80): the NLB forwards here.
-pub const HTTP_NODE_PORT: i32 = 30080;
-/// NodePort of the controller's readiness endpoint (container port 8081): the NLB health check.
-pub const HEALTH_NODE_PORT: i32 = 30081;
-/// The readiness path the NGINX Ingress Controller serves on its readiness port.
-pub const HEALTH_PATH: &str = "/nginx-ready";
+pub use platform::ingress::{HEALTH_NODE_PORT, HEALTH_PATH, HTTP_NODE_PORT};
