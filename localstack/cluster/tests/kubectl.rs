@@ -191,3 +191,143 @@ async fn kubectl_get_apply_rollout_restart_watch_and_delete() {
         .await;
     assert!(!ok && err.contains("NotFound"), "{err}");
 }
+
+/// kubectl's typed commands send protobuf bodies and do not fall back to JSON after a 415.
+#[tokio::test]
+async fn kubectl_typed_create_commands_send_protobuf() {
+    let sim = common::sim_with(SimConfig {
+        anonymous_is_admin: true,
+        readiness_delay: Duration::from_millis(200),
+        ..SimConfig::default()
+    })
+    .await;
+    let k = Kubectl::new(&sim);
+
+    let out = k.ok(&["create", "namespace", "team-a"]).await;
+    assert!(out.contains("namespace/team-a created"), "{out}");
+    let ns = k.ok(&["get", "ns", "team-a", "-o", "json"]).await;
+    let ns: serde_json::Value = serde_json::from_str(&ns).unwrap();
+    assert_eq!(ns["status"]["phase"], "Active");
+    assert!(ns["metadata"].get("generation").is_none(), "{ns}");
+
+    let out = k
+        .ok(&[
+            "create",
+            "configmap",
+            "settings",
+            "-n",
+            "team-a",
+            "--from-literal=a=b",
+            "--from-literal=c=d",
+        ])
+        .await;
+    assert!(out.contains("configmap/settings created"), "{out}");
+    let data = k
+        .ok(&[
+            "get",
+            "cm",
+            "settings",
+            "-n",
+            "team-a",
+            "-o",
+            "jsonpath={.data}",
+        ])
+        .await;
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&data).unwrap(),
+        serde_json::json!({"a": "b", "c": "d"})
+    );
+
+    let out = k
+        .ok(&[
+            "create",
+            "secret",
+            "generic",
+            "creds",
+            "-n",
+            "team-a",
+            "--from-literal=password=s3cret",
+        ])
+        .await;
+    assert!(out.contains("secret/creds created"), "{out}");
+    let password = k
+        .ok(&[
+            "get",
+            "secret",
+            "creds",
+            "-n",
+            "team-a",
+            "-o",
+            "jsonpath={.data.password}",
+        ])
+        .await;
+    assert_eq!(password, "czNjcmV0"); // base64("s3cret")
+
+    let out = k
+        .ok(&[
+            "create",
+            "deployment",
+            "api",
+            "-n",
+            "team-a",
+            "--image=nginx:1.27",
+            "--port=80",
+            "--replicas=2",
+        ])
+        .await;
+    assert!(out.contains("deployment.apps/api created"), "{out}");
+    let spec = k
+        .ok(&[
+            "get",
+            "deploy",
+            "api",
+            "-n",
+            "team-a",
+            "-o",
+            "jsonpath={.spec.replicas} {.spec.template.spec.containers[0].image} {.spec.template.spec.containers[0].ports[0].containerPort}",
+        ])
+        .await;
+    assert_eq!(spec, "2 nginx:1.27 80");
+    let rolled = k
+        .ok(&[
+            "rollout",
+            "status",
+            "deployment/api",
+            "-n",
+            "team-a",
+            "--timeout=30s",
+        ])
+        .await;
+    assert!(rolled.contains("successfully rolled out"), "{rolled}");
+    // An explicit zero in a pointer field survives decoding.
+    k.ok(&[
+        "create",
+        "deployment",
+        "idle",
+        "-n",
+        "team-a",
+        "--image=nginx",
+        "--replicas=0",
+    ])
+    .await;
+    let replicas = k
+        .ok(&[
+            "get",
+            "deploy",
+            "idle",
+            "-n",
+            "team-a",
+            "-o",
+            "jsonpath={.spec.replicas}",
+        ])
+        .await;
+    assert_eq!(replicas, "0");
+
+    // SelfSubjectAccessReview: the anonymous admin may do anything.
+    let (ok, out, err) = k
+        .run(&["auth", "can-i", "get", "pods"], Duration::from_secs(20))
+        .await;
+    assert!(ok && out.trim() == "yes", "{out} {err}");
+    let out = k.ok(&["delete", "cm", "settings", "-n", "team-a"]).await;
+    assert!(out.contains("deleted"), "{out}");
+}
