@@ -17,7 +17,7 @@ use crate::auth::{self, Accounts, CSRF_COOKIE, SessionSource};
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::error::{AppError, ErrorBody};
-use crate::{api, pages, views};
+use crate::{api, console, pages, views};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -25,14 +25,18 @@ pub struct AppState {
     pub cluster: Cluster,
     pub accounts: Accounts,
     pub key: Key,
+    pub sender: crate::console::send::Sender,
 }
 
 impl AppState {
     /// Builds the state from a client; reads (or creates) the cookie signing key in the cluster.
     pub async fn connect(client: kube::Client, config: Config) -> Result<Self, AppError> {
         let key = auth::session_key(&client, &config).await?;
+        let sender =
+            crate::console::send::Sender::new(config.console.clone(), config.public_host.clone());
         let config = Arc::new(config);
         Ok(Self {
+            sender,
             cluster: Cluster::new(client.clone(), config.clone()),
             accounts: Accounts::new(client, config.clone()),
             config,
@@ -101,6 +105,38 @@ pub fn app(state: AppState) -> Router {
             get(api::get).patch(api::change).delete(api::delete),
         )
         .route("/api/v1/repos/{name}/redeploy", post(api::redeploy))
+        .route(
+            "/api/v1/repos/{name}/endpoints",
+            get(console::api::list).post(console::api::create),
+        )
+        .route(
+            "/api/v1/repos/{name}/endpoints/{id}",
+            get(console::api::get)
+                .put(console::api::update)
+                .delete(console::api::delete),
+        )
+        .route(
+            "/api/v1/repos/{name}/endpoints/{id}/duplicate",
+            post(console::api::duplicate),
+        )
+        .route(
+            "/api/v1/repos/{name}/endpoints/{id}/send",
+            post(console::api::send_endpoint),
+        )
+        .route(
+            "/api/v1/repos/{name}/endpoint-order",
+            axum::routing::put(console::api::reorder),
+        )
+        .route(
+            "/api/v1/repos/{name}/endpoint-import",
+            post(console::api::import),
+        )
+        .route("/api/v1/repos/{name}/send", post(console::api::send))
+        .route("/api/v1/console/history", get(console::api::history))
+        .route(
+            "/api/v1/console/history/{index}/rerun",
+            post(console::api::rerun),
+        )
         .route(
             "/api/v1/openapi.yaml",
             get(|| async { ([(header::CONTENT_TYPE, "application/yaml")], OPENAPI) }),

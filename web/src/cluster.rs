@@ -350,6 +350,13 @@ impl Cluster {
         }
     }
 
+    /// The uid of a repository's Deployment (what its other objects are owned by); also the
+    /// check that `name` is a repository of this namespace.
+    pub async fn repository_uid(&self, namespace: &str, name: &str) -> Result<String, AppError> {
+        let d = self.managed_deployment(namespace, name).await?;
+        Ok(d.metadata.uid.unwrap_or_default())
+    }
+
     fn summary(&self, namespace: &str, deployment: &Deployment, pods: &[Pod]) -> RepositorySummary {
         let name = deployment.metadata.name.clone().unwrap_or_default();
         let spec = spec_of(deployment);

@@ -29,6 +29,7 @@ pub struct Config {
     pub session_key: Option<Vec<u8>>,
     /// How long a sign-in lasts.
     pub session_ttl: Duration,
+    pub console: ConsoleLimits,
 }
 
 impl Config {
@@ -44,6 +45,35 @@ impl Config {
             platform_namespaces: vec!["kdeploy-system".into(), "nginx-ingress".into()],
             session_key: None,
             session_ttl: Duration::from_secs(12 * 3600),
+            console: ConsoleLimits::default(),
+        }
+    }
+}
+
+/// Where and how the API console sends requests; each limit is shown to the user as such.
+#[derive(Debug, Clone)]
+pub struct ConsoleLimits {
+    /// Base URL of the ingress (`http://host:port`): in the cluster the ingress controller's
+    /// Service, locally the simulator's ingress. The Host header is always `public_host`.
+    pub upstream: String,
+    pub timeout: Duration,
+    pub max_response_bytes: usize,
+    /// Requests per user per `window`.
+    pub max_calls: u32,
+    pub window: Duration,
+    /// Calls kept in each user's history.
+    pub history_len: usize,
+}
+
+impl Default for ConsoleLimits {
+    fn default() -> Self {
+        Self {
+            upstream: "http://ingress-nginx-controller.nginx-ingress.svc".into(),
+            timeout: Duration::from_secs(10),
+            max_response_bytes: 256 * 1024,
+            max_calls: 30,
+            window: Duration::from_secs(60),
+            history_len: 20,
         }
     }
 }

@@ -35,6 +35,24 @@ pub enum AppError {
     SessionKey,
     #[error("password hashing failed: {0}")]
     PasswordHash(argon2::password_hash::Error),
+    #[error(
+        "the console sends at most {max} requests a minute per user (window {window_secs} s): wait {retry_after_secs} s and try again"
+    )]
+    ConsoleRateLimited {
+        max: u32,
+        window_secs: u64,
+        retry_after_secs: u64,
+    },
+    #[error(
+        "your service did not answer within {secs} seconds, the console's time limit: check that it is Ready and responds on this path"
+    )]
+    ConsoleTimeout { secs: u64 },
+    #[error(
+        "your service could not be reached through the ingress: check that the repository is Ready"
+    )]
+    ConsoleUnreachable,
+    #[error("the OpenAPI document could not be imported: {0}")]
+    Import(#[from] crate::console::openapi::ImportError),
     #[error("a background task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
 }
@@ -60,7 +78,12 @@ impl AppError {
             Self::Unauthenticated | Self::BadCredentials => StatusCode::UNAUTHORIZED,
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Conflict(_) => StatusCode::CONFLICT,
-            Self::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::TooManyAttempts { .. } | Self::ConsoleRateLimited { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            Self::ConsoleTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Self::ConsoleUnreachable => StatusCode::BAD_GATEWAY,
+            Self::Import(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Deploy { source, .. } | Self::Kube(source) => match source {
                 kube::Error::Api(s) if s.is_forbidden() => StatusCode::BAD_GATEWAY,
                 kube::Error::Api(s) if s.code == 422 => StatusCode::UNPROCESSABLE_ENTITY,
@@ -78,7 +101,9 @@ impl AppError {
             Self::Conflict(e) => vec![e.clone()],
             _ => Vec::new(),
         };
-        let internal = self.status().is_server_error();
+        // The developer's own service failing is their outcome to see, not the site's fault.
+        let internal = self.status().is_server_error()
+            && !matches!(self, Self::ConsoleTimeout { .. } | Self::ConsoleUnreachable);
         let message = if matches!(self, Self::PasswordHash(_) | Self::Task(_)) {
             "Something went wrong on our side; try again, and tell the operator if it keeps happening."
                 .to_string()
@@ -113,7 +138,10 @@ impl IntoResponse for AppError {
         let body = self.body();
         let mut response = (self.status(), body.message.clone()).into_response();
         response.extensions_mut().insert(body);
-        if let Self::TooManyAttempts { retry_after_secs } = self
+        if let Self::TooManyAttempts { retry_after_secs }
+        | Self::ConsoleRateLimited {
+            retry_after_secs, ..
+        } = self
             && let Ok(v) = http::HeaderValue::from_str(&retry_after_secs.to_string())
         {
             response.headers_mut().insert(http::header::RETRY_AFTER, v);

@@ -50,7 +50,7 @@ pub async fn site() -> Site {
 }
 
 /// Starts the simulator and the site; `token` makes the site talk to the cluster as someone else.
-pub async fn site_with(config: Config, token: Option<&str>) -> Site {
+pub async fn site_with(mut config: Config, token: Option<&str>) -> Site {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
@@ -63,6 +63,8 @@ pub async fn site_with(config: Config, token: Option<&str>) -> Site {
     })
     .await
     .expect("simulator starts");
+    // The console goes through the simulated ingress, as it would through the real one.
+    config.console.upstream = sim.ingress_url();
     let admin = sim.client().await.unwrap();
     system_namespace(&admin, &config.system_namespace).await;
     let client = match token {

@@ -1,0 +1,197 @@
+//! Endpoints and call history kept in ConfigMaps, written with resourceVersion so two tabs or
+//! two site replicas never overwrite each other's change.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::Api;
+use kube::api::PostParams;
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+use super::model::{Endpoint, Pair};
+use crate::cluster::Cluster;
+use crate::config::{FIELD_MANAGER, MANAGED_BY};
+use crate::error::AppError;
+use crate::objects::{self, LABEL_MANAGED_BY, LABEL_NAME, LABEL_PART_OF};
+use crate::validation::FieldError;
+
+const ENDPOINTS_KEY: &str = "endpoints.json";
+const HISTORY_KEY: &str = "history.json";
+pub const HISTORY_NAME: &str = "kdeploy-console-history";
+const LABEL_COMPONENT: &str = "app.kubernetes.io/component";
+/// Most endpoints one repository can hold (a ConfigMap holds at most 1 MiB).
+pub const MAX_ENDPOINTS: usize = 100;
+
+/// The ConfigMap of a repository's endpoints; the suffix keeps it apart from anything the
+/// repository itself could be called.
+pub fn endpoints_name(repo: &str) -> String {
+    format!("{repo}-kdeploy-endpoints")
+}
+
+/// One past call, enough to show it and send it again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Call {
+    pub at: String,
+    pub repo: String,
+    pub endpoint: Option<String>,
+    pub method: String,
+    pub path: String,
+    #[serde(default)]
+    pub query: Vec<Pair>,
+    #[serde(default)]
+    pub headers: Vec<Pair>,
+    #[serde(default)]
+    pub body_kind: super::model::BodyKind,
+    #[serde(default)]
+    pub body: String,
+    /// Status, or None when the call failed before an answer (the error is in `outcome`).
+    pub status: Option<u16>,
+    pub elapsed_ms: Option<u64>,
+    pub outcome: String,
+}
+
+fn post_params() -> PostParams {
+    PostParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..PostParams::default()
+    }
+}
+
+fn labels(name: &str, component: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (LABEL_NAME.to_string(), name.to_string()),
+        (LABEL_MANAGED_BY.to_string(), MANAGED_BY.to_string()),
+        (LABEL_PART_OF.to_string(), MANAGED_BY.to_string()),
+        (LABEL_COMPONENT.to_string(), component.to_string()),
+    ])
+}
+
+fn read<T: DeserializeOwned>(cm: &ConfigMap, key: &str) -> Vec<T> {
+    cm.data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or_default()
+}
+
+/// Read-modify-write of one JSON list in a ConfigMap, retried on conflicts; `template` builds
+/// the ConfigMap when it does not exist yet.
+async fn update_list<T, R>(
+    api: &Api<ConfigMap>,
+    name: &str,
+    key: &str,
+    template: impl Fn() -> ConfigMap,
+    mut change: impl FnMut(&mut Vec<T>) -> Result<R, AppError>,
+) -> Result<R, AppError>
+where
+    T: Serialize + DeserializeOwned,
+{
+    for _ in 0..10 {
+        let existing = api.get_opt(name).await?;
+        let (mut cm, mut list) = match existing {
+            Some(cm) => {
+                let list = read(&cm, key);
+                (cm, list)
+            }
+            None => (template(), Vec::new()),
+        };
+        let result = change(&mut list)?;
+        let text = serde_json::to_string(&list).unwrap_or_else(|_| "[]".into());
+        cm.data
+            .get_or_insert_with(BTreeMap::new)
+            .insert(key.to_string(), text);
+        let written = if cm.metadata.resource_version.is_some() {
+            api.replace(name, &post_params(), &cm).await
+        } else {
+            api.create(&post_params(), &cm).await
+        };
+        match written {
+            Ok(_) => return Ok(result),
+            Err(e) if AppError::is_conflict(&e) || AppError::is_already_exists(&e) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(AppError::Conflict(FieldError::new(
+        "endpoint",
+        "The endpoints were changed elsewhere at the same time: reload and try again.",
+    )))
+}
+
+pub async fn endpoints(
+    cluster: &Cluster,
+    namespace: &str,
+    repo: &str,
+) -> Result<Vec<Endpoint>, AppError> {
+    cluster.repository_uid(namespace, repo).await?;
+    let api: Api<ConfigMap> = Api::namespaced(cluster.client.clone(), namespace);
+    Ok(api
+        .get_opt(&endpoints_name(repo))
+        .await?
+        .map(|cm| read(&cm, ENDPOINTS_KEY))
+        .unwrap_or_default())
+}
+
+/// Changes a repository's endpoint list; the ConfigMap is created on first use, owned by the
+/// repository's Deployment so deleting the repository removes it.
+pub async fn update_endpoints<R>(
+    cluster: &Cluster,
+    namespace: &str,
+    repo: &str,
+    change: impl FnMut(&mut Vec<Endpoint>) -> Result<R, AppError>,
+) -> Result<R, AppError> {
+    let uid = cluster.repository_uid(namespace, repo).await?;
+    let api: Api<ConfigMap> = Api::namespaced(cluster.client.clone(), namespace);
+    let name = endpoints_name(repo);
+    let template = || ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            namespace: Some(namespace.to_string()),
+            labels: Some(labels(repo, "api-endpoints")),
+            owner_references: Some(vec![objects::owned_by(repo, &uid)]),
+            ..ObjectMeta::default()
+        },
+        ..ConfigMap::default()
+    };
+    update_list(&api, &name, ENDPOINTS_KEY, template, change).await
+}
+
+pub async fn history(cluster: &Cluster, namespace: &str) -> Result<Vec<Call>, AppError> {
+    let api: Api<ConfigMap> = Api::namespaced(cluster.client.clone(), namespace);
+    Ok(api
+        .get_opt(HISTORY_NAME)
+        .await?
+        .map(|cm| read(&cm, HISTORY_KEY))
+        .unwrap_or_default())
+}
+
+/// Adds a call at the front of the user's history, keeping at most `keep`.
+pub async fn record(
+    cluster: &Cluster,
+    namespace: &str,
+    call: Call,
+    keep: usize,
+) -> Result<(), AppError> {
+    let api: Api<ConfigMap> = Api::namespaced(cluster.client.clone(), namespace);
+    let template = || ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(HISTORY_NAME.into()),
+            namespace: Some(namespace.to_string()),
+            labels: Some(labels("console", "console-history")),
+            ..ObjectMeta::default()
+        },
+        ..ConfigMap::default()
+    };
+    update_list(
+        &api,
+        HISTORY_NAME,
+        HISTORY_KEY,
+        template,
+        |list: &mut Vec<Call>| {
+            list.insert(0, call.clone());
+            list.truncate(keep);
+            Ok(())
+        },
+    )
+    .await
+}

@@ -1,0 +1,438 @@
+//! The API console (issue 7) through `app(state)` against the cluster simulator, whose ingress
+//! answers every request with a JSON echo of what reached the pod.
+
+mod common;
+
+use axum::http::{Method, StatusCode};
+use common::{Browser, eventually, site};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::Api;
+use serde_json::{Value, json};
+
+async fn ready_repo(b: &mut Browser, name: &str) {
+    assert_eq!(
+        b.create(name, "nginx", "80", "1").await.status,
+        StatusCode::SEE_OTHER
+    );
+    let path = format!("/api/v1/repos/{name}");
+    eventually("the repository to be ready", || {
+        let mut b = b.clone();
+        let path = path.clone();
+        async move {
+            let j = b.api(Method::GET, &path, None).await.json();
+            (j["state"] == "Ready").then_some(())
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn registered_endpoint_is_sent_through_the_ingress_and_recorded() {
+    let site = site().await;
+    let mut alice = site.user("alice").await;
+    ready_repo(&mut alice, "hello").await;
+
+    let r = alice
+        .api(
+            Method::POST,
+            "/api/v1/repos/hello/endpoints",
+            Some(json!({
+                "name": "Create user",
+                "method": "post",
+                "path": "/users/{team}",
+                "query": [{"name": "dry run", "value": "a&b"}],
+                "headers": [{"name": "X-Trace", "value": "t-1"}],
+                "body_kind": "json",
+                "body": {"name": "Ana", "age": 3},
+                "description": "Adds a user",
+            })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let id = r.json()["id"].as_str().unwrap().to_string();
+
+    // Stored next to the repository, labelled and owned by its Deployment.
+    let cm = Api::<ConfigMap>::namespaced(site.admin.clone(), "alice")
+        .get("hello-kdeploy-endpoints")
+        .await
+        .unwrap();
+    let owner = &cm.metadata.owner_references.unwrap()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str()),
+        ("Deployment", "hello")
+    );
+    assert_eq!(
+        cm.metadata.labels.unwrap()["app.kubernetes.io/managed-by"],
+        "kdeploy"
+    );
+
+    // A missing path parameter is refused with its field.
+    let r = alice
+        .api(
+            Method::POST,
+            &format!("/api/v1/repos/hello/endpoints/{id}/send"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(r.json()["field"], "params");
+
+    let r = alice
+        .api(
+            Method::POST,
+            &format!("/api/v1/repos/hello/endpoints/{id}/send"),
+            Some(json!({"params": [{"name": "team", "value": "blue team"}]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let sent = r.json();
+    let outcome = &sent["outcome"];
+    assert_eq!(outcome["status"], 200, "{sent}");
+    assert_eq!(outcome["body"]["kind"], "json");
+    let echo: Value = serde_json::from_str(outcome["body"]["text"].as_str().unwrap()).unwrap();
+    // The whole trip: the repository's prefix was stripped by the ingress, the query and the
+    // JSON body arrived as sent, with the public Host.
+    assert_eq!(echo["method"], "POST");
+    assert_eq!(echo["path"], "/users/blue%20team");
+    assert_eq!(echo["query"], "dry%20run=a%26b");
+    assert_eq!(echo["namespace"], "alice");
+    assert_eq!(echo["service"], "hello");
+    assert_eq!(echo["headers"]["x-trace"], "t-1");
+    assert_eq!(echo["headers"]["host"], common::HOST);
+    assert_eq!(echo["headers"]["content-type"], "application/json");
+    let body: Value = serde_json::from_str(echo["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body, json!({"name": "Ana", "age": 3}));
+    assert!(outcome["elapsed_ms"].is_u64());
+    assert_eq!(
+        outcome["url"],
+        "http://lb.test/alice/hello/users/blue%20team?dry%20run=a%26b"
+    );
+    let curl = sent["curl"].as_str().unwrap();
+    assert!(
+        curl.starts_with(
+            "curl -i -X POST 'http://lb.test/alice/hello/users/blue%20team?dry%20run=a%26b'"
+        ),
+        "{curl}"
+    );
+    assert!(curl.contains("--data-raw"), "{curl}");
+
+    // The call is in the history and can be sent again.
+    let h = alice
+        .api(Method::GET, "/api/v1/console/history", None)
+        .await
+        .json();
+    assert_eq!(h.as_array().unwrap().len(), 1);
+    assert_eq!(h[0]["status"], 200);
+    assert_eq!(h[0]["endpoint"], id.as_str());
+    let r = alice
+        .api(Method::POST, "/api/v1/console/history/0/rerun", None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let echo: Value =
+        serde_json::from_str(r.json()["outcome"]["body"]["text"].as_str().unwrap()).unwrap();
+    assert_eq!(echo["query"], "dry%20run=a%26b");
+    let h = alice
+        .api(Method::GET, "/api/v1/console/history", None)
+        .await
+        .json();
+    assert_eq!(h.as_array().unwrap().len(), 2);
+
+    // Deleting the repository takes its endpoints with it (owner reference).
+    let r = alice.api(Method::DELETE, "/api/v1/repos/hello", None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    eventually("the endpoints ConfigMap to be collected", || {
+        let admin = site.admin.clone();
+        async move {
+            Api::<ConfigMap>::namespaced(admin, "alice")
+                .get_opt("hello-kdeploy-endpoints")
+                .await
+                .unwrap()
+                .is_none()
+                .then_some(())
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn edit_duplicate_reorder_delete_and_import() {
+    let site = site().await;
+    let mut alice = site.user("alice").await;
+    ready_repo(&mut alice, "hello").await;
+    let base = "/api/v1/repos/hello/endpoints";
+    let a = alice
+        .api(
+            Method::POST,
+            base,
+            Some(json!({"name": "A", "method": "GET", "path": "/a"})),
+        )
+        .await
+        .json();
+    let b = alice
+        .api(
+            Method::POST,
+            base,
+            Some(json!({"name": "B", "method": "GET", "path": "/b"})),
+        )
+        .await
+        .json();
+    let (a, b) = (
+        a["id"].as_str().unwrap().to_string(),
+        b["id"].as_str().unwrap().to_string(),
+    );
+
+    let r = alice
+        .api(
+            Method::PUT,
+            &format!("{base}/{a}"),
+            Some(
+                json!({"name": "A2", "method": "DELETE", "path": "/a/{id}", "description": "gone"}),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.json()["method"], "DELETE");
+    let copy = alice
+        .api(Method::POST, &format!("{base}/{a}/duplicate"), None)
+        .await
+        .json();
+    assert_eq!(copy["name"], "A2 (copy)");
+    let c = copy["id"].as_str().unwrap().to_string();
+    let list = alice.api(Method::GET, base, None).await.json();
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["A2", "A2 (copy)", "B"]);
+
+    let r = alice
+        .api(
+            Method::PUT,
+            "/api/v1/repos/hello/endpoint-order",
+            Some(json!({"ids": [b, c, a]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = alice
+        .api(
+            Method::PUT,
+            "/api/v1/repos/hello/endpoint-order",
+            Some(json!({"ids": [b]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        alice
+            .api(Method::DELETE, &format!("{base}/{c}"), None)
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        alice
+            .api(Method::DELETE, &format!("{base}/{c}"), None)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    let list = alice.api(Method::GET, base, None).await.json();
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["B", "A2"]);
+
+    let doc = json!({
+        "openapi": "3.0.0",
+        "paths": {
+            "/b": {"get": {"operationId": "again"}},
+            "/items": {"post": {"operationId": "addItem", "requestBody": {"content": {"application/json": {"example": {"x": 1}}}}}},
+            "/../escape": {"get": {}}
+        }
+    });
+    let r = alice
+        .api(
+            Method::POST,
+            "/api/v1/repos/hello/endpoint-import",
+            Some(json!({"document": doc.to_string()})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let report = r.json();
+    assert_eq!(report["added"], 1);
+    assert_eq!(report["already_there"], 1);
+    assert_eq!(report["skipped"].as_array().unwrap().len(), 1);
+    let r = alice
+        .api(
+            Method::POST,
+            "/api/v1/repos/hello/endpoint-import",
+            Some(json!({"document": "swagger: '2.0'"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.json()["message"].as_str().unwrap().contains("OpenAPI 3"));
+}
+
+#[tokio::test]
+async fn the_console_cannot_leave_the_users_own_routes() {
+    let site = site().await;
+    let mut alice = site.user("alice").await;
+    ready_repo(&mut alice, "hello").await;
+    let mut bob = site.user("bob").await;
+    ready_repo(&mut bob, "secret").await;
+    let send = "/api/v1/repos/hello/send";
+    for (field, body) in [
+        (
+            "path",
+            json!({"method": "GET", "path": "/../../bob/secret/"}),
+        ),
+        (
+            "path",
+            json!({"method": "GET", "path": "/%2e%2e/%2e%2e/bob/secret/"}),
+        ),
+        (
+            "path",
+            json!({"method": "GET", "path": "http://evil.example/"}),
+        ),
+        ("path", json!({"method": "GET", "path": "//evil.example/"})),
+        (
+            "headers",
+            json!({"method": "GET", "path": "/", "headers": [{"name": "Host", "value": "evil"}]}),
+        ),
+        (
+            "headers",
+            json!({"method": "GET", "path": "/", "headers": [{"name": "X-A", "value": "a\r\nHost: evil"}]}),
+        ),
+        ("method", json!({"method": "CONNECT", "path": "/"})),
+    ] {
+        let r = alice.api(Method::POST, send, Some(body.clone())).await;
+        assert_eq!(
+            r.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{body}: {}",
+            r.body
+        );
+        assert_eq!(r.json()["field"], field, "{body}");
+    }
+    // Another user's repository is not found for alice, through any console route.
+    let r = alice
+        .api(
+            Method::POST,
+            "/api/v1/repos/secret/send",
+            Some(json!({"method": "GET", "path": "/"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = alice
+        .api(Method::GET, "/api/v1/repos/secret/endpoints", None)
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    // Nothing refused above reached the history.
+    let h = alice
+        .api(Method::GET, "/api/v1/console/history", None)
+        .await
+        .json();
+    assert_eq!(h.as_array().unwrap().len(), 0);
+}
+
+#[tokio::test]
+async fn limits_are_shown_as_limits() {
+    let mut config = common::config();
+    config.console.max_calls = 2;
+    config.console.max_response_bytes = 100;
+    let site = common::site_with(config, None).await;
+    let mut alice = site.user("alice").await;
+    ready_repo(&mut alice, "hello").await;
+    let send = "/api/v1/repos/hello/send";
+    let r = alice
+        .api(
+            Method::POST,
+            send,
+            Some(json!({"method": "GET", "path": "/", "query": [{"name": "q", "value": "x"}]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let o = &r.json()["outcome"];
+    // The echo is longer than 100 bytes: cut at the cap and said so.
+    assert_eq!(o["truncated"], true);
+    assert_eq!(o["size"], 100);
+    assert_eq!(
+        alice
+            .api(
+                Method::POST,
+                send,
+                Some(json!({"method": "GET", "path": "/"}))
+            )
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let r = alice
+        .api(
+            Method::POST,
+            send,
+            Some(json!({"method": "GET", "path": "/"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.headers.get("retry-after").is_some());
+    assert!(
+        r.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("at most 2 requests")
+    );
+    // Other users have their own allowance.
+    let mut bob = site.user("bob").await;
+    ready_repo(&mut bob, "web").await;
+    let r = bob
+        .api(
+            Method::POST,
+            "/api/v1/repos/web/send",
+            Some(json!({"method": "GET", "path": "/"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn an_unreachable_ingress_is_reported_and_recorded() {
+    let mut config = common::config();
+    config.console.timeout = std::time::Duration::from_secs(2);
+    let mut site = common::site_with(config.clone(), None).await;
+    // Point the console at a closed port on 127.0.0.1.
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = closed.local_addr().unwrap();
+    drop(closed);
+    config.console.upstream = format!("http://{addr}");
+    site.state.sender =
+        web::console::send::Sender::new(config.console.clone(), config.public_host.clone());
+    let mut alice = site.user("alice").await;
+    ready_repo(&mut alice, "hello").await;
+    let r = alice
+        .api(
+            Method::POST,
+            "/api/v1/repos/hello/send",
+            Some(json!({"method": "GET", "path": "/"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let j = r.json();
+    assert!(j["outcome"].is_null());
+    assert!(
+        j["error"]
+            .as_str()
+            .unwrap()
+            .contains("could not be reached"),
+        "{j}"
+    );
+    let h = alice
+        .api(Method::GET, "/api/v1/console/history", None)
+        .await
+        .json();
+    assert!(h[0]["status"].is_null());
+}
