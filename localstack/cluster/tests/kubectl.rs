@@ -75,6 +75,70 @@ impl Kubectl {
     }
 }
 
+/// Client-side `kubectl apply` with validation: create, then a patch, then a typo the server rejects.
+#[tokio::test]
+async fn kubectl_client_side_apply_validates_against_the_server() {
+    let sim = common::sim_with(SimConfig {
+        anonymous_is_admin: true,
+        readiness_delay: Duration::from_millis(100),
+        ..SimConfig::default()
+    })
+    .await;
+    let k = Kubectl::new(&sim);
+    let out = k.ok(&["apply", "-f", &k.manifest()]).await;
+    assert!(out.contains("deployment.apps/web created"), "{out}");
+    let changed = k.kubeconfig.with_file_name("changed.yaml");
+    std::fs::write(
+        &changed,
+        WEB.replace("replicas: 2", "replicas: 3")
+            .replace("nginx:1.27", "nginx:1.28"),
+    )
+    .unwrap();
+    let out = k.ok(&["apply", "-f", &changed.display().to_string()]).await;
+    assert!(out.contains("deployment.apps/web configured"), "{out}");
+    let spec = k
+        .ok(&[
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.spec.replicas} {.spec.template.spec.containers[0].image}",
+        ])
+        .await;
+    assert_eq!(spec, "3 nginx:1.28");
+
+    let typo = k.kubeconfig.with_file_name("typo.yaml");
+    std::fs::write(
+        &typo,
+        WEB.replace(
+            "image: nginx:1.27",
+            "image: nginx:1.27\n        imagePullPolicyy: Always",
+        ),
+    )
+    .unwrap();
+    let typo = typo.display().to_string();
+    for args in [vec!["apply", "-f", &typo], vec!["create", "-f", &typo]] {
+        let (ok, _, err) = k.run(&args, Duration::from_secs(20)).await;
+        assert!(
+            !ok && err.contains(
+                "strict decoding error: unknown field \"spec.template.spec.containers[0].imagePullPolicyy\""
+            ),
+            "{args:?}: {err}"
+        );
+    }
+    // `--validate=false` sends fieldValidation=Ignore: the unknown field is dropped.
+    let out = k.ok(&["apply", "--validate=false", "-f", &typo]).await;
+    assert!(
+        out.contains("unchanged") || out.contains("configured"),
+        "{out}"
+    );
+    let explain = k.ok(&["explain", "deployment.spec.replicas"]).await;
+    assert!(
+        explain.contains("replicas") && explain.contains("integer"),
+        "{explain}"
+    );
+}
+
 const WEB: &str = "apiVersion: apps/v1
 kind: Deployment
 metadata:
@@ -115,16 +179,9 @@ async fn kubectl_get_apply_rollout_restart_watch_and_delete() {
         "{ns}"
     );
 
-    // Client-side schema validation needs /openapi/v2, which the simulator does not serve.
-    let applied = k
-        .ok(&[
-            "apply",
-            "--server-side",
-            "--validate=false",
-            "-f",
-            &k.manifest(),
-        ])
-        .await;
+    // Validation on (kubectl's default, `--validate=strict`): kubectl finds `fieldValidation` in
+    // /openapi/v3 and lets the server check the fields.
+    let applied = k.ok(&["apply", "--server-side", "-f", &k.manifest()]).await;
     assert!(
         applied.contains("deployment.apps/web serverside-applied"),
         "{applied}"
@@ -146,6 +203,20 @@ async fn kubectl_get_apply_rollout_restart_watch_and_delete() {
     assert!(
         yaml.contains("manager: kubectl") && yaml.contains("operation: Apply"),
         "{yaml}"
+    );
+
+    let typo = k.kubeconfig.with_file_name("typo.yaml");
+    std::fs::write(&typo, WEB.replace("replicas: 2", "replicaz: 2")).unwrap();
+    let typo = typo.display().to_string();
+    let (ok, _, err) = k
+        .run(
+            &["apply", "--server-side", "-f", &typo],
+            Duration::from_secs(20),
+        )
+        .await;
+    assert!(
+        !ok && err.contains(".spec.replicaz: field not declared in schema"),
+        "{err}"
     );
 
     let restarted = k.ok(&["rollout", "restart", "deployment/web"]).await;

@@ -1,6 +1,7 @@
 //! The Kubernetes REST API over HTTP: routing, authentication, authorization and the verbs.
 
 mod discovery;
+mod openapi;
 mod protobuf;
 mod table;
 mod watch;
@@ -39,11 +40,79 @@ pub fn router(state: Arc<ApiState>) -> Router {
             "/version",
             get(|| async { json_response(StatusCode::OK, &discovery::version()) }),
         )
+        .route(
+            "/openapi/v3",
+            get(|| async { json_response(StatusCode::OK, &openapi::root()) }),
+        )
+        .route("/openapi/v3/{*group_version}", get(openapi_document))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(|| async { "ok" }))
         .route("/livez", get(|| async { "ok" }))
         .fallback(dispatch)
         .with_state(state)
+}
+
+async fn openapi_document(
+    axum::extract::Path(group_version): axum::extract::Path<String>,
+) -> Response {
+    match openapi::document(&group_version) {
+        Some(doc) => json_response(StatusCode::OK, &doc),
+        None => ApiError::not_found_path(&format!("/openapi/v3/{group_version}")).into_response(),
+    }
+}
+
+/// `?fieldValidation=`: Strict rejects bodies with undeclared fields, Warn (the server default)
+/// drops them and says so in `Warning` headers, Ignore drops them silently.
+fn validate_fields(
+    params: &Params,
+    rt: &ResourceType,
+    obj: &mut Value,
+    apply: bool,
+) -> ApiResult<Vec<String>> {
+    let directive = params
+        .get("fieldValidation")
+        .map(String::as_str)
+        .unwrap_or("Warn");
+    if !matches!(directive, "Strict" | "Warn" | "Ignore") {
+        return Err(ApiError::bad_request(format!(
+            "fieldValidation: Unsupported value: {directive:?}: supported values: \"Ignore\", \"Warn\", \"Strict\""
+        )));
+    }
+    let unknown = protobuf::prune_unknown_fields(&rt.api_version(), rt.kind, obj);
+    if unknown.is_empty() || directive == "Ignore" {
+        return Ok(Vec::new());
+    }
+    let described: Vec<String> = unknown
+        .iter()
+        .map(|p| format!("unknown field {p:?}"))
+        .collect();
+    if directive == "Warn" {
+        return Ok(described);
+    }
+    Err(ApiError::bad_request(if apply {
+        unknown
+            .iter()
+            .map(|p| format!(".{p}: field not declared in schema"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    } else {
+        format!(
+            "{kind} in version {version:?} cannot be handled as a {kind}: strict decoding error: {}",
+            described.join(", "),
+            kind = rt.kind,
+            version = rt.version,
+        )
+    }))
+}
+
+/// Adds one `Warning: 299 - "..."` header per warning, as the API server reports dropped fields.
+fn with_warnings(mut response: Response, warnings: &[String]) -> Response {
+    for w in warnings {
+        if let Ok(v) = http::HeaderValue::from_str(&format!("299 - {w:?}")) {
+            response.headers_mut().append(http::header::WARNING, v);
+        }
+    }
+    response
 }
 
 fn json_response(code: StatusCode, body: &Value) -> Response {
@@ -311,7 +380,8 @@ async fn handle(
             ))
         }
         "create" => {
-            let obj = decode_object(headers, &body, rt)?;
+            let mut obj = decode_object(headers, &body, rt)?;
+            let warnings = validate_fields(&params, rt, &mut obj, false)?;
             if rt.is("authorization.k8s.io", "selfsubjectaccessreviews") {
                 return Ok(json_response(
                     StatusCode::CREATED,
@@ -319,10 +389,13 @@ async fn handle(
                 ));
             }
             let created = registry.create(rt, ns, obj, &opts)?;
-            Ok(json_response(StatusCode::CREATED, &created))
+            Ok(with_warnings(
+                json_response(StatusCode::CREATED, &created),
+                &warnings,
+            ))
         }
         "update" => {
-            let obj = decode_object(headers, &body, rt)?;
+            let mut obj = decode_object(headers, &body, rt)?;
             if sub == Some("scale") {
                 let replicas = obj.pointer("/spec/replicas").cloned().unwrap_or(json!(0));
                 let patch = json!({"spec": {"replicas": replicas}}).to_string();
@@ -337,9 +410,16 @@ async fn handle(
                 )?;
                 return Ok(json_response(StatusCode::OK, &scale_of(rt, &updated)));
             }
-            Ok(json_response(
-                StatusCode::OK,
-                &registry.update(rt, ns, &name, obj, sub, &opts)?,
+            let warnings = match sub {
+                None => validate_fields(&params, rt, &mut obj, false)?,
+                Some(_) => Vec::new(),
+            };
+            Ok(with_warnings(
+                json_response(
+                    StatusCode::OK,
+                    &registry.update(rt, ns, &name, obj, sub, &opts)?,
+                ),
+                &warnings,
             ))
         }
         "patch" => {
@@ -374,6 +454,23 @@ async fn handle(
                     registry.patch(rt, ns, &name, PatchKind::Merge, p.as_bytes(), None, &opts)?;
                 return Ok(json_response(StatusCode::OK, &scale_of(rt, &updated)));
             }
+            let mut body = body;
+            let mut warnings = Vec::new();
+            let parsed: Option<Value> = match kind {
+                PatchKind::Merge | PatchKind::Strategic if sub.is_none() => {
+                    serde_json::from_slice(&body).ok()
+                }
+                PatchKind::Apply { .. } if sub.is_none() => serde_yaml::from_slice(&body).ok(),
+                _ => None,
+            };
+            if let Some(original) = parsed.filter(Value::is_object) {
+                let apply = matches!(kind, PatchKind::Apply { .. });
+                let mut patch = original.clone();
+                warnings = validate_fields(&params, rt, &mut patch, apply)?;
+                if patch != original {
+                    body = Bytes::from(patch.to_string());
+                }
+            }
             let existed = registry.try_get(rt, ns, &name).is_some();
             let patched = registry.patch(rt, ns, &name, kind, &body, sub, &opts)?;
             let code = if existed {
@@ -381,7 +478,7 @@ async fn handle(
             } else {
                 StatusCode::CREATED
             };
-            Ok(json_response(code, &patched))
+            Ok(with_warnings(json_response(code, &patched), &warnings))
         }
         "delete" => {
             let delete_opts = delete_options(&params, &body, rt)?;

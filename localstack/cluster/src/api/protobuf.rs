@@ -439,6 +439,156 @@ pub(crate) fn decode_delete_options(body: &[u8]) -> ApiResult<Value> {
     message(&format!("{META}.DeleteOptions"), &raw)
 }
 
+/// JSON keys of an object body that its kind does not declare, as `spec.replicaz` paths (the
+/// check behind `?fieldValidation=Strict|Warn`), removed from the body like the real server's
+/// decoding into typed structs drops them. Patch directives (`$patch`, `$setElementOrder/…`)
+/// are not fields and stay.
+pub(crate) fn prune_unknown_fields(api_version: &str, kind: &str, obj: &mut Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let name = format!("{}.{kind}", package_of(api_version));
+    if schema().contains_key(name.as_str()) {
+        walk_unknown(&name, obj, "", true, &mut out);
+    }
+    out
+}
+
+/// Field name → field, including the fields of embedded (inlined) messages.
+fn declared(name: &str) -> HashMap<&'static str, &'static Field> {
+    let mut out = HashMap::new();
+    if let Some(fields) = schema().get(name) {
+        for f in fields.values() {
+            match (f.json, f.kind) {
+                ("-", Kind::Message(inner)) => out.extend(declared(inner)),
+                _ => {
+                    out.insert(f.json, f);
+                }
+            }
+        }
+    }
+    out
+}
+
+fn walk_unknown(name: &str, v: &mut Value, prefix: &str, top: bool, out: &mut Vec<String>) {
+    let opaque = ["Time", "MicroTime", "FieldsV1", "Duration"]
+        .iter()
+        .any(|t| name == format!("{META}.{t}"))
+        || matches!(
+            name,
+            "apimachinery/pkg/util/intstr.IntOrString"
+                | "apimachinery/pkg/api/resource.Quantity"
+                | "apimachinery/pkg/runtime.RawExtension"
+        );
+    if opaque {
+        return;
+    }
+    let Some(obj) = v.as_object_mut() else {
+        return;
+    };
+    let fields = declared(name);
+    let mut unknown = Vec::new();
+    for (key, child) in obj.iter_mut() {
+        if key.starts_with('$') || (top && (key == "apiVersion" || key == "kind")) {
+            continue;
+        }
+        let path = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        let Some(field) = fields.get(key.as_str()) else {
+            out.push(path);
+            unknown.push(key.clone());
+            continue;
+        };
+        match field.kind {
+            Kind::Message(m) if field.repeated => {
+                for (i, item) in child.as_array_mut().into_iter().flatten().enumerate() {
+                    walk_unknown(m, item, &format!("{path}[{i}]"), false, out);
+                }
+            }
+            Kind::Message(m) => walk_unknown(m, child, &path, false, out),
+            Kind::MapMessage(m) => {
+                for (k, item) in child.as_object_mut().into_iter().flatten() {
+                    walk_unknown(m, item, &format!("{path}.{k}"), false, out);
+                }
+            }
+            _ => {}
+        }
+    }
+    for key in unknown {
+        obj.remove(&key);
+    }
+}
+
+/// `io.k8s.api.apps.v1.Deployment`: the OpenAPI definition name of a schema message.
+pub(crate) fn definition_name(message: &str) -> String {
+    format!("io.k8s.{}", message.replace('/', "."))
+}
+
+/// OpenAPI v3 component schemas for a kind and every message it references, keyed by definition name.
+pub(crate) fn openapi_schemas(api_version: &str, kind: &str, out: &mut Map<String, Value>) {
+    let root = format!("{}.{kind}", package_of(api_version));
+    let mut pending = vec![root.clone()];
+    while let Some(name) = pending.pop() {
+        let def = definition_name(&name);
+        if out.contains_key(&def) || !schema().contains_key(name.as_str()) {
+            continue;
+        }
+        let mut properties = Map::new();
+        for (json_name, field) in declared(&name) {
+            let item = |kind: Kind, pending: &mut Vec<String>| match kind {
+                Kind::Str | Kind::MapString => json!({"type": "string"}),
+                Kind::Int32 => json!({"type": "integer", "format": "int32"}),
+                Kind::Int64 => json!({"type": "integer", "format": "int64"}),
+                Kind::Bool => json!({"type": "boolean"}),
+                Kind::Double => json!({"type": "number", "format": "double"}),
+                Kind::Bytes | Kind::MapBytes => json!({"type": "string", "format": "byte"}),
+                Kind::Message(m) | Kind::MapMessage(m) => {
+                    pending.push(m.to_string());
+                    json!({"allOf": [{"$ref": format!("#/components/schemas/{}", definition_name(m))}]})
+                }
+            };
+            let value = item(field.kind, &mut pending);
+            let prop = match field.kind {
+                Kind::MapString | Kind::MapBytes | Kind::MapMessage(_) => {
+                    json!({"type": "object", "additionalProperties": value})
+                }
+                _ if field.repeated => json!({"type": "array", "items": value}),
+                _ => value,
+            };
+            properties.insert(json_name.to_string(), prop);
+        }
+        let mut schema_obj = match name.as_str() {
+            n if n == format!("{META}.Time") || n == format!("{META}.MicroTime") => {
+                json!({"type": "string", "format": "date-time"})
+            }
+            "apimachinery/pkg/util/intstr.IntOrString" => {
+                json!({"type": "string", "format": "int-or-string", "x-kubernetes-int-or-string": true})
+            }
+            "apimachinery/pkg/api/resource.Quantity" => {
+                json!({"type": "string", "x-kubernetes-int-or-string": true})
+            }
+            "apimachinery/pkg/runtime.RawExtension" | "apimachinery/pkg/apis/meta/v1.FieldsV1" => {
+                json!({"type": "object"})
+            }
+            _ => json!({"type": "object", "properties": properties}),
+        };
+        if name == root {
+            if let Some(props) = schema_obj
+                .get_mut("properties")
+                .and_then(Value::as_object_mut)
+            {
+                props.insert("apiVersion".into(), json!({"type": "string"}));
+                props.insert("kind".into(), json!({"type": "string"}));
+            }
+            let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+            schema_obj["x-kubernetes-group-version-kind"] =
+                json!([{"group": group, "version": version, "kind": kind}]);
+        }
+        out.insert(def, schema_obj);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -593,6 +743,36 @@ mod tests {
         let err = decode(b"k8s\0\x12\xff", known::secrets()).unwrap_err();
         assert_eq!(err.code, 400);
         assert_eq!(decode(b"{}", known::secrets()).unwrap_err().code, 400);
+    }
+
+    #[test]
+    fn unknown_fields_are_found_through_lists_maps_and_embedded_structs() {
+        let mut obj = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "x", "labelz": {}},
+            "spec": {"replicaz": 1, "template": {"spec": {"containers": [
+                {"name": "a", "image": "i", "env": [{"name": "E", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k", "bogus": 1}}}]},
+                {"name": "b", "imag": "i", "resources": {"limits": {"cpu": "1"}},
+                 "readinessProbe": {"httpGet": {"port": 80}, "periodSeconds": 1}}
+            ]}}, "$setElementOrder/x": []}
+        });
+        assert_eq!(
+            prune_unknown_fields("apps/v1", "Deployment", &mut obj),
+            [
+                "metadata.labelz",
+                "spec.replicaz",
+                "spec.template.spec.containers[0].env[0].valueFrom.secretKeyRef.bogus",
+                "spec.template.spec.containers[1].imag",
+            ]
+        );
+        assert!(prune_unknown_fields("apps/v1", "Deployment", &mut obj).is_empty());
+        assert_eq!(
+            obj["spec"]["template"]["spec"]["containers"][1]["name"],
+            "b"
+        );
+        assert!(obj["spec"].get("$setElementOrder/x").is_some());
+        let mut cm = json!({"data": {"a": "b"}});
+        assert!(prune_unknown_fields("v1", "ConfigMap", &mut cm).is_empty());
     }
 
     #[test]
