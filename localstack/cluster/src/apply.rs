@@ -315,6 +315,19 @@ pub fn write_managed(obj: &mut Value, entries: &[ManagedEntry]) {
     }
 }
 
+/// A key field of a list item (`port` in `k:{"port":80,...}`): it goes with the item, never alone.
+fn is_key_field(path: &[String]) -> bool {
+    let [.., item, leaf] = path else {
+        return false;
+    };
+    match (item.strip_prefix("k:"), leaf.strip_prefix("f:")) {
+        (Some(key), Some(field)) => {
+            serde_json::from_str::<Map<String, Value>>(key).is_ok_and(|k| k.contains_key(field))
+        }
+        _ => false,
+    }
+}
+
 fn is_item(path: &[String]) -> bool {
     path.last().is_some_and(|s| s.starts_with("k:"))
 }
@@ -422,10 +435,11 @@ pub fn apply(
     };
     let mut dropped: Vec<&FieldPath> = previous
         .difference(&applied)
-        .filter(|p| !owned_by_others(p))
+        .filter(|p| !owned_by_others(p) && !is_key_field(p))
         .collect();
-    // Remove leaves before the items that hold them.
-    dropped.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    // Whole items go first: their leaves then no longer resolve, and removing a key leaf first
+    // would leave an item its key no longer finds (an old port without `port`, then a 422).
+    dropped.sort_by_key(|p| p.len());
     for p in dropped {
         remove_at(&mut result, p);
     }
@@ -538,6 +552,47 @@ mod tests {
             json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {}});
         let after = apply(Some(&forced), &shrink, "one", false, "v1").unwrap();
         assert_eq!(after["data"], json!({"a": "9"}));
+    }
+
+    #[test]
+    fn reapplying_a_changed_list_key_replaces_the_item() {
+        let svc = |port: i64| {
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
+                   "spec": {"ports": [{"name": "http", "port": port, "targetPort": 8080}]}})
+        };
+        let live = apply(None, &svc(80), "a", false, "v1").unwrap();
+        let next = apply(Some(&live), &svc(8080), "a", false, "v1").unwrap();
+        assert_eq!(
+            next["spec"]["ports"],
+            json!([{"name": "http", "port": 8080, "protocol": "TCP", "targetPort": 8080}])
+        );
+        // Another manager's field in the old item keeps the item, with its key intact.
+        let mut shared = live.clone();
+        let mut entries = read_managed(&shared);
+        entries.push(ManagedEntry {
+            manager: "b".into(),
+            operation: "Update".into(),
+            api_version: "v1".into(),
+            time: String::new(),
+            subresource: None,
+            fields: [vec![
+                "f:spec".to_string(),
+                "f:ports".to_string(),
+                "k:{\"port\":80,\"protocol\":\"TCP\"}".to_string(),
+                "f:nodePort".to_string(),
+            ]]
+            .into(),
+        });
+        shared["spec"]["ports"][0]["nodePort"] = json!(30080);
+        write_managed(&mut shared, &entries);
+        let next = apply(Some(&shared), &svc(8080), "a", false, "v1").unwrap();
+        assert_eq!(
+            next["spec"]["ports"],
+            json!([
+                {"port": 80, "protocol": "TCP", "nodePort": 30080},
+                {"name": "http", "port": 8080, "protocol": "TCP", "targetPort": 8080}
+            ])
+        );
     }
 
     #[test]

@@ -791,3 +791,29 @@ async fn discovery_lists_resources_with_short_names() {
     let version = client.apiserver_version().await.unwrap();
     assert_eq!(version.minor, "34");
 }
+
+/// Re-applying a Service whose only port changed its number replaces the item the manager owned.
+#[tokio::test]
+async fn server_side_apply_replaces_a_list_item_whose_key_changed() {
+    let sim = sim().await;
+    let services: Api<Service> = Api::namespaced(sim.client().await.unwrap(), "default");
+    let svc = |port: i32| {
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+               "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": port, "targetPort": 8080}]}})
+    };
+    let params = PatchParams::apply("deployer");
+    services
+        .patch("web", &params, &Patch::Apply(svc(80)))
+        .await
+        .unwrap();
+    let updated = services
+        .patch("web", &params, &Patch::Apply(svc(8080)))
+        .await
+        .unwrap();
+    let ports = updated.spec.unwrap().ports.unwrap();
+    assert_eq!(ports.len(), 1, "{ports:?}");
+    assert_eq!(
+        (ports[0].port, ports[0].name.as_deref()),
+        (8080, Some("http"))
+    );
+}
