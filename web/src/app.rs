@@ -95,6 +95,41 @@ pub fn app(state: AppState) -> Router {
         .route("/repos/{name}/redeploy", post(pages::redeploy))
         .route("/repos/{name}/change", post(pages::change))
         .route("/repos/{name}/delete", post(pages::delete))
+        .route("/repos/{name}/endpoints", post(console::pages::create))
+        .route("/repos/{name}/endpoints/new", get(console::pages::new_form))
+        .route(
+            "/repos/{name}/endpoints/{id}",
+            get(console::pages::console).post(console::pages::update),
+        )
+        .route(
+            "/repos/{name}/endpoints/{id}/edit",
+            get(console::pages::edit_form),
+        )
+        .route(
+            "/repos/{name}/endpoints/{id}/send",
+            post(console::pages::send),
+        )
+        .route(
+            "/repos/{name}/endpoints/{id}/duplicate",
+            post(console::pages::duplicate),
+        )
+        .route("/repos/{name}/endpoints/{id}/up", post(console::pages::up))
+        .route(
+            "/repos/{name}/endpoints/{id}/down",
+            post(console::pages::down),
+        )
+        .route(
+            "/repos/{name}/endpoints/{id}/delete",
+            post(console::pages::delete),
+        )
+        .route(
+            "/repos/{name}/endpoint-import",
+            post(console::pages::import),
+        )
+        .route(
+            "/console/history/{index}/rerun",
+            post(console::pages::rerun),
+        )
         .route("/admin", get(pages::admin))
         .route("/admin/users", post(pages::admin_create_user))
         .route("/admin/registration", post(pages::admin_registration))

@@ -51,6 +51,10 @@ struct ServeArgs {
     /// Do not create a ResourceQuota and LimitRange in user namespaces.
     #[arg(long)]
     no_quota: bool,
+    /// Base URL of the ingress the API console sends through (the ingress controller's Service
+    /// in the cluster); requests carry the public host as their Host header.
+    #[arg(long, env = "KDEPLOY_CONSOLE_UPSTREAM")]
+    console_upstream: Option<String>,
 }
 
 #[tokio::main]
@@ -95,6 +99,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             config.secure_cookies = !args.insecure_cookies;
             if args.no_quota {
                 config.quota = None;
+            }
+            if let Some(upstream) = args.console_upstream {
+                config.console.upstream = upstream;
             }
             if let Some(key) = args.session_key {
                 use base64::Engine;

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use crate::app::{AppState, CsrfToken};
 use crate::auth::{self, Admin, CurrentUser, SESSION_COOKIE};
 use crate::cluster::Change;
+use crate::console;
 use crate::error::AppError;
 use crate::validation::{
     ChangeInput, FieldError, RepositoryInput, validate_change, validate_repository,
@@ -249,6 +250,15 @@ fn notice_text(done: Option<&str>) -> Option<&'static str> {
     }
 }
 
+/// "imported-3-1-0": added, already there, skipped.
+fn import_notice(done: Option<&str>) -> Option<String> {
+    let mut n = done?.strip_prefix("imported-")?.split('-');
+    let (added, there, skipped) = (n.next()?, n.next()?, n.next()?);
+    Some(format!(
+        "Import done: {added} endpoints added, {there} already registered, {skipped} skipped for breaking a rule."
+    ))
+}
+
 pub async fn repository(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -257,6 +267,45 @@ pub async fn repository(
     Query(notice): Query<Notice>,
 ) -> Result<impl IntoResponse, AppError> {
     let detail = state.cluster.repository(user.namespace(), &name).await?;
+    let endpoints = console::store::endpoints(&state.cluster, user.namespace(), &name).await?;
+    let port = detail.summary.port.to_string();
+    let replicas = detail.summary.replicas.desired.to_string();
+    let values = ChangeValues {
+        image: &detail.summary.image,
+        port: &port,
+        replicas: &replicas,
+    };
+    let imported = import_notice(notice.done.as_deref());
+    Ok(views::repository(
+        &Frame {
+            user: Some(&user),
+            csrf: &csrf,
+        },
+        &detail,
+        &values,
+        &[],
+        notice_text(notice.done.as_deref()).or(imported.as_deref()),
+        state.config.max_replicas,
+        &console::views::Section {
+            endpoints: &endpoints,
+            document: "",
+            fetch: "",
+            errors: &[],
+        },
+    ))
+}
+
+/// The detail page with the import form's values and errors (a failed import).
+pub async fn repository_page(
+    state: &AppState,
+    user: &CurrentUser,
+    csrf: &str,
+    name: &str,
+    errors: &[FieldError],
+    form: &console::pages::ImportForm,
+) -> Result<maud::Markup, AppError> {
+    let detail = state.cluster.repository(user.namespace(), name).await?;
+    let endpoints = console::store::endpoints(&state.cluster, user.namespace(), name).await?;
     let port = detail.summary.port.to_string();
     let replicas = detail.summary.replicas.desired.to_string();
     let values = ChangeValues {
@@ -266,14 +315,20 @@ pub async fn repository(
     };
     Ok(views::repository(
         &Frame {
-            user: Some(&user),
-            csrf: &csrf,
+            user: Some(user),
+            csrf,
         },
         &detail,
         &values,
         &[],
-        notice_text(notice.done.as_deref()),
+        None,
         state.config.max_replicas,
+        &console::views::Section {
+            endpoints: &endpoints,
+            document: &form.document,
+            fetch: &form.fetch,
+            errors,
+        },
     ))
 }
 
@@ -358,6 +413,7 @@ pub async fn change(
             form.replicas.as_deref().unwrap_or(&replicas)
         },
     };
+    let endpoints = console::store::endpoints(&state.cluster, user.namespace(), &name).await?;
     let page = views::repository(
         &Frame {
             user: Some(&user),
@@ -368,6 +424,12 @@ pub async fn change(
         &errors,
         None,
         state.config.max_replicas,
+        &console::views::Section {
+            endpoints: &endpoints,
+            document: "",
+            fetch: "",
+            errors: &[],
+        },
     );
     Ok(form_failed(page))
 }

@@ -59,11 +59,11 @@ pub fn page(frame: &Frame, title: &str, body: Markup) -> Markup {
     }
 }
 
-fn csrf_field(token: &str) -> Markup {
+pub(crate) fn csrf_field(token: &str) -> Markup {
     html! { input type="hidden" name="csrf" value=(token); }
 }
 
-fn field_error(errors: &[FieldError], field: &str) -> Markup {
+pub(crate) fn field_error(errors: &[FieldError], field: &str) -> Markup {
     html! {
         @for e in errors.iter().filter(|e| e.field == field) {
             p.error id={ (field) "-error" } role="alert" { (e.message) }
@@ -71,7 +71,7 @@ fn field_error(errors: &[FieldError], field: &str) -> Markup {
     }
 }
 
-fn general_error(message: Option<&str>) -> Markup {
+pub(crate) fn general_error(message: Option<&str>) -> Markup {
     html! {
         @if let Some(m) = message { div.banner.error role="alert" { (m) } }
     }
@@ -249,6 +249,7 @@ pub fn repository(
     errors: &[FieldError],
     notice: Option<&str>,
     max_replicas: i32,
+    console: &crate::console::views::Section,
 ) -> Markup {
     let s = &d.summary;
     let r = s.replicas;
@@ -294,6 +295,7 @@ pub fn repository(
                 }
                 (field_error(errors, "scale"))
             }
+            (crate::console::views::section(frame, &s.name, console))
             section {
                 h2 { "Change" }
                 div.actions {

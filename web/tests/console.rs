@@ -436,3 +436,151 @@ async fn an_unreachable_ingress_is_reported_and_recorded() {
         .json();
     assert!(h[0]["status"].is_null());
 }
+
+#[tokio::test]
+async fn the_pages_register_send_and_rerun() {
+    let site = site().await;
+    let mut alice = site.user("alice").await;
+    ready_repo(&mut alice, "hello").await;
+    let page = alice.get("/repos/hello").await;
+    assert!(page.body.contains("API endpoints and request console"));
+    assert!(page.body.contains("No endpoints yet"));
+
+    // A bad path comes back next to the field, with everything typed kept.
+    let fields = [
+        ("name", "Search"),
+        ("method", "POST"),
+        ("path", "/../bob/"),
+        ("query", "q=first"),
+        ("headers", ""),
+        ("body_kind", "json"),
+        ("body", r#"{"term": "cats"}"#),
+        ("description", "Finds things"),
+    ];
+    let r = alice.post("/repos/hello/endpoints", &fields).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.body.contains(r#"id="path-error""#), "{}", r.body);
+    assert!(r.body.contains("Finds things"));
+    assert!(r.body.contains("{&quot;term&quot;: &quot;cats&quot;}"));
+
+    let mut fields = fields;
+    fields[2] = ("path", "/search");
+    let r = alice.post("/repos/hello/endpoints", &fields).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let console = r.location().to_string();
+    let page = alice.get(&console).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("Send request"));
+    assert!(page.body.contains("requests per 60 s per user"));
+
+    let r = alice
+        .post(
+            &format!("{console}/send"),
+            &[
+                ("query", "q=second\nlimit=5"),
+                ("headers", "X-Trace: page"),
+                ("body_kind", "json"),
+                ("body", r#"{"term": "dogs"}"#),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    // The echo, pretty-printed, shows what reached the pod.
+    assert!(r.body.contains("200 OK"), "{}", r.body);
+    assert!(
+        r.body
+            .contains("&quot;query&quot;: &quot;q=second&amp;limit=5&quot;"),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.body.contains(r#"\&quot;term\&quot;: \&quot;dogs\&quot;"#),
+        "{}",
+        r.body
+    );
+    assert!(r.body.contains("curl -i -X POST"));
+
+    // A body that is not JSON is refused next to the field, nothing sent.
+    let r = alice
+        .post(
+            &format!("{console}/send"),
+            &[("body_kind", "json"), ("body", "{oops")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.body.contains(r#"id="body-error""#));
+
+    let r = alice.post("/console/history/0/rerun", &[]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(r.body.contains("q=second&amp;limit=5"));
+    let h = alice
+        .api(Method::GET, "/api/v1/console/history", None)
+        .await
+        .json();
+    assert_eq!(h.as_array().unwrap().len(), 2);
+
+    // Duplicate, move and delete from the detail page.
+    let id = console.rsplit('/').next().unwrap().to_string();
+    assert_eq!(
+        alice
+            .post(&format!("{console}/duplicate"), &[])
+            .await
+            .status,
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(
+        alice.post(&format!("{console}/down"), &[]).await.status,
+        StatusCode::SEE_OTHER
+    );
+    let list = alice
+        .api(Method::GET, "/api/v1/repos/hello/endpoints", None)
+        .await
+        .json();
+    assert_eq!(list[1]["id"], id.as_str());
+    assert_eq!(list[0]["name"], "Search (copy)");
+    assert_eq!(
+        alice.post(&format!("{console}/delete"), &[]).await.status,
+        StatusCode::SEE_OTHER
+    );
+    let list = alice
+        .api(Method::GET, "/api/v1/repos/hello/endpoints", None)
+        .await
+        .json();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+
+    // A bad import is shown next to its field on the detail page.
+    let r = alice
+        .post(
+            "/repos/hello/endpoint-import",
+            &[("document", "not: [openapi"), ("fetch", "")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.body.contains(r#"id="document-error""#), "{}", r.body);
+    let r = alice
+        .post(
+            "/repos/hello/endpoint-import",
+            &[
+                (
+                    "document",
+                    r#"{"openapi":"3.0.0","paths":{"/ping":{"get":{}}}}"#,
+                ),
+                ("fetch", ""),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let page = alice.get(r.location()).await;
+    assert!(page.body.contains("1 endpoints added"), "{}", page.body);
+    assert!(page.body.contains("GET /ping"));
+    // Fetching from the service goes through the route: the echo is JSON but not OpenAPI.
+    let r = alice
+        .post(
+            "/repos/hello/endpoint-import",
+            &[("document", ""), ("fetch", "/openapi.json")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.body.contains(r#"id="fetch-error""#), "{}", r.body);
+    assert!(r.body.contains("OpenAPI 3"));
+}

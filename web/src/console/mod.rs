@@ -4,8 +4,10 @@
 pub mod api;
 pub mod model;
 pub mod openapi;
+pub mod pages;
 pub mod send;
 pub mod store;
+pub mod views;
 
 use serde::{Deserialize, Serialize};
 
