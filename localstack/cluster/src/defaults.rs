@@ -36,6 +36,7 @@ pub fn apply_defaults(rt: &ResourceType, obj: &mut Value) {
                 pod_spec(spec);
             }
         }
+        ("", "limitranges") => limit_range(obj),
         ("apps", "deployments") => {
             if let Some(spec) = object_at(obj, "/spec") {
                 set_default(spec, "replicas", json!(1));
@@ -135,6 +136,46 @@ fn secret(obj: &mut Value) {
                 k,
                 json!(base64::engine::general_purpose::STANDARD.encode(plain)),
             );
+        }
+    }
+}
+
+/// `SetDefaults_LimitRangeItem`: for containers, `default` falls back to `max`, and
+/// `defaultRequest` to `default`, then to `min`.
+fn limit_range(obj: &mut Value) {
+    let Some(items) = obj
+        .pointer_mut("/spec/limits")
+        .and_then(Value::as_array_mut)
+    else {
+        return;
+    };
+    for item in items {
+        if item.get("type").and_then(Value::as_str) != Some("Container") {
+            continue;
+        }
+        let Some(item) = item.as_object_mut() else {
+            continue;
+        };
+        let part = |item: &serde_json::Map<String, Value>, k: &str| {
+            item.get(k)
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default()
+        };
+        let (max, min) = (part(item, "max"), part(item, "min"));
+        let mut default = part(item, "default");
+        for (k, v) in max {
+            default.entry(k).or_insert(v);
+        }
+        let mut request = part(item, "defaultRequest");
+        for (k, v) in default.clone().into_iter().chain(min) {
+            request.entry(k).or_insert(v);
+        }
+        if !default.is_empty() {
+            item.insert("default".into(), Value::Object(default));
+        }
+        if !request.is_empty() {
+            item.insert("defaultRequest".into(), Value::Object(request));
         }
     }
 }

@@ -338,6 +338,7 @@ impl Registry {
         }
         self.check_namespace_for_create(rt, ns)?;
         self.prepare(rt, &mut obj, None)?;
+        crate::quota::admit_create(self, rt, ns, &mut obj)?;
         apply::record_update(None, &mut obj, &opts.manager, &rt.api_version(), None);
         let name = meta::name(&obj).to_string();
         let key = key_of(rt, ns, &name);

@@ -141,6 +141,26 @@ pub static RESOURCES: &[ResourceType] = &[
     resource!("", "secrets", "secret", "Secret", true, [], CRUD, []),
     resource!(
         "",
+        "resourcequotas",
+        "resourcequota",
+        "ResourceQuota",
+        true,
+        ["quota"],
+        CRUD,
+        ["status"]
+    ),
+    resource!(
+        "",
+        "limitranges",
+        "limitrange",
+        "LimitRange",
+        true,
+        ["limits"],
+        CRUD,
+        []
+    ),
+    resource!(
+        "",
         "serviceaccounts",
         "serviceaccount",
         "ServiceAccount",
@@ -327,5 +347,11 @@ pub mod known {
     }
     pub fn secrets() -> &'static ResourceType {
         get("", "secrets")
+    }
+    pub fn resourcequotas() -> &'static ResourceType {
+        get("", "resourcequotas")
+    }
+    pub fn limitranges() -> &'static ResourceType {
+        get("", "limitranges")
     }
 }

@@ -392,6 +392,8 @@ pub fn validate(rt: &ResourceType, obj: &Value, old: Option<&Value>) -> Vec<Caus
         }
         ("", "services") => validate_service(obj, old, &mut causes),
         ("networking.k8s.io", "ingresses") => validate_ingress(obj, &mut causes),
+        ("", "resourcequotas") => crate::quota::validate_resource_quota(obj, &mut causes),
+        ("", "limitranges") => crate::quota::validate_limit_range(obj, &mut causes),
         ("", "configmaps") | ("", "secrets") => {
             for field in ["data", "binaryData", "stringData"] {
                 for key in obj

@@ -401,3 +401,116 @@ async fn rolling_update_keeps_serving_through_the_ingress() {
         .unwrap();
     assert_eq!(newest.spec.as_ref().unwrap().replicas, Some(2));
 }
+
+/// A pod-count and CPU quota with LimitRange defaults: the ReplicaSet stops at the quota and
+/// reports FailedCreate; pods without requests are refused when no default fills them in.
+#[tokio::test]
+async fn resource_quota_and_limit_range_bound_what_a_replicaset_creates() {
+    use k8s_openapi::api::core::v1::{LimitRange, ResourceQuota};
+    let sim = sim().await;
+    let client = sim.client().await.unwrap();
+    let quotas: Api<ResourceQuota> = Api::namespaced(client.clone(), "default");
+    let limits: Api<LimitRange> = Api::namespaced(client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+
+    let bad: ResourceQuota = serde_json::from_value(
+        json!({"metadata": {"name": "bad"}, "spec": {"hard": {"pods": "lots"}}}),
+    )
+    .unwrap();
+    match quotas.create(&PostParams::default(), &bad).await {
+        Err(kube::Error::Api(s)) => assert_eq!((s.code, s.reason.as_str()), (422, "Invalid")),
+        other => panic!("expected 422, got {other:?}"),
+    }
+    let quota: ResourceQuota = serde_json::from_value(
+        json!({"metadata": {"name": "compute"}, "spec": {"hard": {"pods": "2", "requests.cpu": "2"}}}),
+    )
+    .unwrap();
+    quotas.create(&PostParams::default(), &quota).await.unwrap();
+
+    // No LimitRange yet: a pod without a CPU request cannot be charged against the quota.
+    let bare: Pod = serde_json::from_value(json!({"metadata": {"name": "bare"}, "spec": {"containers": [{"name": "app", "image": "nginx"}]}})).unwrap();
+    match pods.create(&PostParams::default(), &bare).await {
+        Err(kube::Error::Api(s)) => {
+            assert_eq!(s.code, 403);
+            assert_eq!(
+                s.message,
+                "pods \"bare\" is forbidden: failed quota: compute: must specify requests.cpu for: app"
+            );
+        }
+        other => panic!("expected 403, got {other:?}"),
+    }
+
+    let range: LimitRange = serde_json::from_value(json!({"metadata": {"name": "defaults"}, "spec": {"limits": [{"type": "Container", "default": {"cpu": "400m"}, "max": {"cpu": "2"}}]}})).unwrap();
+    let stored = limits.create(&PostParams::default(), &range).await.unwrap();
+    let item = &stored.spec.unwrap().limits[0];
+    assert_eq!(item.default_request.as_ref().unwrap()["cpu"].0, "400m");
+
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    deployments
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(deployment("web", "nginx:1.27", 3)).unwrap(),
+        )
+        .await
+        .unwrap();
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    let failed = eventually("a FailedCreate event", Duration::from_secs(10), || async {
+        events
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .find(|e| e.reason.as_deref() == Some("FailedCreate"))
+    })
+    .await;
+    let message = failed.message.unwrap();
+    assert!(
+        message.starts_with("Error creating: pods \"web-")
+            && message.ends_with(
+                "is forbidden: exceeded quota: compute, requested: pods=1, used: pods=2, limited: pods=2"
+            ),
+        "{message}"
+    );
+    assert_eq!(failed.type_.as_deref(), Some("Warning"));
+    let created = pods.list(&ListParams::default()).await.unwrap().items;
+    assert_eq!(created.len(), 2);
+    let requests = created[0].spec.as_ref().unwrap().containers[0]
+        .resources
+        .as_ref()
+        .unwrap()
+        .requests
+        .clone()
+        .unwrap();
+    assert_eq!(
+        requests["cpu"].0, "400m",
+        "LimitRange default request applied"
+    );
+
+    let status = eventually("quota usage", Duration::from_secs(5), || async {
+        let q = quotas.get("compute").await.unwrap();
+        q.status
+            .and_then(|s| s.used)
+            .filter(|u| u.get("pods").is_some_and(|p| p.0 == "2"))
+    })
+    .await;
+    assert_eq!(status["requests.cpu"].0, "800m");
+    let rs: Api<ReplicaSet> = Api::namespaced(client.clone(), "default");
+    let rs = rs.list(&ListParams::default()).await.unwrap().items;
+    let conditions = rs[0].status.as_ref().unwrap().conditions.clone().unwrap();
+    assert_eq!(conditions[0].type_, "ReplicaFailure");
+
+    // Raising the quota lets the controller finish.
+    quotas
+        .patch(
+            "compute",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"hard": {"pods": "3", "requests.cpu": "2"}}})),
+        )
+        .await
+        .unwrap();
+    eventually("third pod", Duration::from_secs(10), || async {
+        (pods.list(&ListParams::default()).await.unwrap().items.len() == 3).then_some(())
+    })
+    .await;
+}

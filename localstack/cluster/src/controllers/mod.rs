@@ -8,6 +8,7 @@ mod deployments;
 mod endpoints;
 mod lifecycle;
 mod pods;
+mod quotas;
 mod replicasets;
 
 use std::sync::Arc;
@@ -103,6 +104,7 @@ pub async fn run(registry: Arc<Registry>, config: Arc<SimConfig>) {
         replicasets::reconcile(&registry);
         kubelet.reconcile(&registry);
         endpoints::reconcile(&registry);
+        quotas::reconcile(&registry);
     }
 }
 

@@ -23,9 +23,13 @@ pub(super) fn reconcile(registry: &Registry) {
             .filter(|p| !meta::is_deleting(p))
             .collect();
         let current = pods.len() as i64;
+        let mut failure = None;
         if current < desired {
             for _ in current..desired {
-                create_pod(registry, &rs);
+                if let Err(e) = create_pod(registry, &rs) {
+                    failure = Some(e);
+                    break;
+                }
             }
         } else if current > desired {
             // Delete the least useful pods first: not ready, then the youngest.
@@ -61,6 +65,13 @@ pub(super) fn reconcile(registry: &Registry) {
             "availableReplicas": ready,
             "observedGeneration": rs.pointer("/metadata/generation").cloned().unwrap_or(json!(1)),
         });
+        if let Some(message) = &failure {
+            let previous = rs
+                .pointer("/status/conditions/0/lastTransitionTime")
+                .cloned()
+                .unwrap_or_else(|| json!(meta::now_rfc3339()));
+            status["conditions"] = json!([{"type": "ReplicaFailure", "status": "True", "lastTransitionTime": previous, "reason": "FailedCreate", "message": message}]);
+        }
         for k in ["fullyLabeledReplicas", "readyReplicas", "availableReplicas"] {
             if status[k] == 0
                 && let Some(m) = status.as_object_mut()
@@ -86,7 +97,9 @@ pub(super) fn reconcile(registry: &Registry) {
     }
 }
 
-fn create_pod(registry: &Registry, rs: &Value) {
+/// Creates one pod from the template; a rejected create (quota, LimitRange) becomes a
+/// `FailedCreate` event and the error message, as the real controller reports it.
+fn create_pod(registry: &Registry, rs: &Value) -> Result<(), String> {
     let template = rs.pointer("/spec/template").cloned().unwrap_or(json!({}));
     let mut metadata = template.get("metadata").cloned().unwrap_or(json!({}));
     metadata["generateName"] = json!(format!("{}-", meta::name(rs)));
@@ -97,22 +110,38 @@ fn create_pod(registry: &Registry, rs: &Value) {
     }
     let pod =
         json!({"metadata": metadata, "spec": template.get("spec").cloned().unwrap_or(json!({}))});
-    if let Some(created) = log_write(
-        "create pod",
-        registry.create(
-            known::pods(),
-            meta::namespace(rs),
-            pod,
-            &WriteOptions::controller(MANAGER),
-        ),
+    match registry.create(
+        known::pods(),
+        meta::namespace(rs),
+        pod,
+        &WriteOptions::controller(MANAGER),
     ) {
-        super::pods::event(
-            registry,
-            rs,
-            "Normal",
-            "SuccessfulCreate",
-            &format!("Created pod: {}", meta::name(&created)),
-            "replicaset-controller",
-        );
+        Ok(created) => {
+            super::pods::event(
+                registry,
+                rs,
+                "Normal",
+                "SuccessfulCreate",
+                &format!("Created pod: {}", meta::name(&created)),
+                "replicaset-controller",
+            );
+            Ok(())
+        }
+        Err(e) if e.code == 403 => {
+            let message = format!("Error creating: {}", e.message);
+            super::pods::event(
+                registry,
+                rs,
+                "Warning",
+                "FailedCreate",
+                &message,
+                "replicaset-controller",
+            );
+            Err(message)
+        }
+        Err(e) => {
+            log_write::<()>("create pod", Err(e));
+            Err("pod creation failed".into())
+        }
     }
 }
