@@ -402,3 +402,71 @@ async fn kubectl_typed_create_commands_send_protobuf() {
     let out = k.ok(&["delete", "cm", "settings", "-n", "team-a"]).await;
     assert!(out.contains("deleted"), "{out}");
 }
+
+/// The Deployment carries its newest revision; `rollout history` lists revisions with their
+/// change-cause, and `rollout undo` makes the old template the newest revision.
+#[tokio::test]
+async fn kubectl_rollout_history_and_undo() {
+    let sim = common::sim_with(SimConfig {
+        anonymous_is_admin: true,
+        readiness_delay: Duration::from_millis(100),
+        ..SimConfig::default()
+    })
+    .await;
+    let k = Kubectl::new(&sim);
+    let revision = || async {
+        k.ok(&[
+            "get",
+            "deploy",
+            "h",
+            "-o",
+            "jsonpath={.metadata.annotations.deployment\\.kubernetes\\.io/revision}",
+        ])
+        .await
+    };
+    k.ok(&["create", "deployment", "h", "--image=nginx:1.26"])
+        .await;
+    k.ok(&["rollout", "status", "deployment/h", "--timeout=30s"])
+        .await;
+    assert_eq!(revision().await, "1");
+    k.ok(&["set", "image", "deployment/h", "nginx=nginx:1.27"])
+        .await;
+    k.ok(&[
+        "annotate",
+        "deployment",
+        "h",
+        "kubernetes.io/change-cause=upgrade to 1.27",
+    ])
+    .await;
+    k.ok(&["rollout", "status", "deployment/h", "--timeout=30s"])
+        .await;
+    common::eventually("revision 2", Duration::from_secs(10), || async {
+        let history = k.ok(&["rollout", "history", "deployment/h"]).await;
+        (revision().await == "2" && history.contains("2         upgrade to 1.27")).then_some(())
+    })
+    .await;
+    let history = k.ok(&["rollout", "history", "deployment/h"]).await;
+    assert!(history.contains("1         <none>"), "{history}");
+    let one = k
+        .ok(&["rollout", "history", "deployment/h", "--revision=1"])
+        .await;
+    assert!(one.contains("nginx:1.26"), "{one}");
+
+    k.ok(&["rollout", "undo", "deployment/h"]).await;
+    k.ok(&["rollout", "status", "deployment/h", "--timeout=30s"])
+        .await;
+    common::eventually("revision 3", Duration::from_secs(10), || async {
+        (revision().await == "3").then_some(())
+    })
+    .await;
+    let image = k
+        .ok(&[
+            "get",
+            "deploy",
+            "h",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].image}",
+        ])
+        .await;
+    assert_eq!(image, "nginx:1.26");
+}

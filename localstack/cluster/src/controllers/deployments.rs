@@ -162,6 +162,7 @@ fn reconcile_one(registry: &Registry, deployment: &Value) {
         }
     };
     let Some(new_rs) = new_rs else { return };
+    sync_revision_annotations(registry, deployment, &new_rs);
     let old_rs: Vec<&Value> = all_rs
         .iter()
         .filter(|rs| meta::name(rs) != new_name)
@@ -210,6 +211,64 @@ fn reconcile_one(registry: &Registry, deployment: &Value) {
         }
     }
     update_status(registry, deployment, &new_rs, &all_rs, &pods_of, desired);
+}
+
+/// Deployment annotations the controller does not copy to its ReplicaSets (`skipCopyAnnotation`).
+fn copied_annotation(key: &str) -> bool {
+    !matches!(
+        key,
+        "kubectl.kubernetes.io/last-applied-configuration"
+            | REVISION
+            | "deployment.kubernetes.io/revision-history"
+            | "deployment.kubernetes.io/desired-replicas"
+            | "deployment.kubernetes.io/max-replicas"
+            | "deprecated.deployment.rollback.to"
+    )
+}
+
+/// The newest ReplicaSet carries the Deployment's annotations (so `kubernetes.io/change-cause`
+/// shows in `kubectl rollout history`), and the Deployment carries the newest revision number.
+fn sync_revision_annotations(registry: &Registry, deployment: &Value, new_rs: &Value) {
+    let opts = WriteOptions::controller(MANAGER);
+    let missing: serde_json::Map<String, Value> = deployment
+        .pointer("/metadata/annotations")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter(|(k, v)| copied_annotation(k) && meta::annotation(new_rs, k) != v.as_str())
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    if !missing.is_empty() {
+        let patch = json!({"metadata": {"annotations": missing}}).to_string();
+        log_write(
+            "copy annotations to replicaset",
+            registry.patch(
+                known::replicasets(),
+                meta::namespace(new_rs),
+                meta::name(new_rs),
+                crate::registry::PatchKind::Merge,
+                patch.as_bytes(),
+                None,
+                &opts,
+            ),
+        );
+    }
+    let revision = revision_of(new_rs).to_string();
+    if revision != "0" && meta::annotation(deployment, REVISION) != Some(revision.as_str()) {
+        let patch = json!({"metadata": {"annotations": {REVISION: revision}}}).to_string();
+        log_write(
+            "deployment revision",
+            registry.patch(
+                known::deployments(),
+                meta::namespace(deployment),
+                meta::name(deployment),
+                crate::registry::PatchKind::Merge,
+                patch.as_bytes(),
+                None,
+                &opts,
+            ),
+        );
+    }
 }
 
 fn rolling_update(
