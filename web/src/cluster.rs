@@ -430,7 +430,26 @@ impl Cluster {
         let service = self.api::<Service>(namespace).get_opt(name).await?;
         let ingress = self.api::<Ingress>(namespace).get_opt(name).await?;
 
-        let summary = self.summary(namespace, &deployment, &pods);
+        let mut summary = self.summary(namespace, &deployment, &pods);
+        // Kubernetes copies a ReplicaSet's ReplicaFailure to its Deployment, but not every
+        // cluster (or simulator) does: the newest ReplicaSet says it first-hand.
+        if !matches!(summary.state, RepositoryState::Failing { .. })
+            && let Some(c) = replica_sets.first().and_then(|rs| {
+                rs.status
+                    .as_ref()?
+                    .conditions
+                    .iter()
+                    .flatten()
+                    .find(|c| c.type_ == "ReplicaFailure" && c.status == "True")
+                    .cloned()
+            })
+        {
+            summary.state = RepositoryState::Failing {
+                reason: c.reason.unwrap_or_else(|| "FailedCreate".into()),
+                message: c.message.unwrap_or_default(),
+            };
+            summary.advice = summary.state.advice();
+        }
         let current_revision = replica_sets.first().map(rs_revision);
         let history = replica_sets
             .iter()

@@ -68,7 +68,7 @@ pub struct ConsoleLimits {
 impl Default for ConsoleLimits {
     fn default() -> Self {
         Self {
-            upstream: "http://ingress-nginx-controller.nginx-ingress.svc".into(),
+            upstream: "http://nginx-ingress.nginx-ingress.svc".into(),
             timeout: Duration::from_secs(10),
             max_response_bytes: 256 * 1024,
             max_calls: 30,

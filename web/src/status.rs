@@ -51,6 +51,9 @@ impl RepositoryState {
             "CrashLoopBackOff" => {
                 "The container keeps exiting: check that it runs a server and listens on the port you gave.".into()
             }
+            "FailedCreate" => {
+                "Kubernetes refused to start more pods, usually because your namespace's quota (pods, CPU or memory) is used up: lower the replicas or delete a repository you no longer need.".into()
+            }
             "ProgressDeadlineExceeded" => {
                 "The rollout is stuck: check the pods and events below.".into()
             }
@@ -118,6 +121,17 @@ pub fn derive_state(deployment: &Deployment, pods: &[Pod]) -> RepositoryState {
     if let Some(c) = stuck {
         return RepositoryState::Failing {
             reason: "ProgressDeadlineExceeded".into(),
+            message: c.message.clone().unwrap_or_default(),
+        };
+    }
+    let refused = status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "ReplicaFailure" && c.status == "True");
+    if let Some(c) = refused {
+        return RepositoryState::Failing {
+            reason: c.reason.clone().unwrap_or_else(|| "FailedCreate".into()),
             message: c.message.clone().unwrap_or_default(),
         };
     }
@@ -270,5 +284,23 @@ mod tests {
             })
             .0;
         assert_eq!(derive_state(&stuck, &[]).label(), "Failing");
+
+        let over_quota = deployment(4)
+            .ready(2)
+            .status(|s| {
+                s.conditions = Some(vec![DeploymentCondition {
+                    type_: "ReplicaFailure".into(),
+                    status: "True".into(),
+                    reason: Some("FailedCreate".into()),
+                    message: Some("exceeded quota: kdeploy".into()),
+                    ..DeploymentCondition::default()
+                }])
+            })
+            .0;
+        let state = derive_state(&over_quota, &[]);
+        assert!(
+            matches!(&state, RepositoryState::Failing { reason, message } if reason == "FailedCreate" && message.contains("quota"))
+        );
+        assert!(state.advice().unwrap().contains("quota"));
     }
 }

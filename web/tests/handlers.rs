@@ -382,7 +382,7 @@ async fn a_failed_step_rolls_back_the_earlier_objects() {
     let mut bootstrap = common::site().await;
     let rbac = json!([
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "web-no-ingress"}, "rules": [
-            {"apiGroups": [""], "resources": ["namespaces", "secrets", "configmaps", "services", "pods", "events"], "verbs": ["*"]},
+            {"apiGroups": [""], "resources": ["namespaces", "secrets", "configmaps", "services", "pods", "events", "resourcequotas", "limitranges"], "verbs": ["*"]},
             {"apiGroups": ["apps"], "resources": ["deployments", "replicasets"], "verbs": ["*"]},
             {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"], "verbs": ["get", "list", "delete"]}
         ]},
@@ -806,7 +806,6 @@ async fn health_openapi_and_api_sign_in() {
 }
 
 #[tokio::test]
-#[ignore = "cluster-sim: a server-side apply that changes a Service port leaves the old ports item behind without port/name (422)"]
 async fn changing_the_port_moves_service_and_ingress() {
     let site = site().await;
     let mut alice = site.user("alice").await;
@@ -901,4 +900,57 @@ async fn detail_page_polls_and_scales_and_error_pages_keep_the_top_bar() {
     let r = anonymous.get("/no-such-page").await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert!(!r.body.contains("Signed in as"));
+}
+
+#[tokio::test]
+async fn quota_and_limit_range_are_created_and_a_scale_beyond_the_quota_is_explained() {
+    let mut config = common::config();
+    config.quota = Some(web::config::QuotaPolicy {
+        pods: 2,
+        ..web::config::QuotaPolicy::default()
+    });
+    let site = common::site_with(config, None).await;
+    let mut alice = site.user("alice").await;
+    let r = alice.create("hello", "nginx", "80", "2").await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let quota =
+        Api::<k8s_openapi::api::core::v1::ResourceQuota>::namespaced(site.admin.clone(), "alice")
+            .get("kdeploy")
+            .await
+            .unwrap();
+    assert_eq!(quota.spec.unwrap().hard.unwrap()["pods"].0, "2");
+    Api::<k8s_openapi::api::core::v1::LimitRange>::namespaced(site.admin.clone(), "alice")
+        .get("kdeploy")
+        .await
+        .unwrap();
+    eventually("two ready pods", || {
+        let mut alice = alice.clone();
+        async move {
+            let j = alice
+                .api(Method::GET, "/api/v1/repos/hello", None)
+                .await
+                .json();
+            (j["state"] == "Ready" && j["replicas"]["ready"] == 2).then_some(())
+        }
+    })
+    .await;
+    let r = alice
+        .post("/repos/hello/change", &[("replicas", "4")])
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let j = eventually("the quota failure to show", || {
+        let mut alice = alice.clone();
+        async move {
+            let j = alice
+                .api(Method::GET, "/api/v1/repos/hello", None)
+                .await
+                .json();
+            (j["state"] == "Failing").then_some(j)
+        }
+    })
+    .await;
+    assert_eq!(j["reason"], "FailedCreate", "{j}");
+    assert!(j["advice"].as_str().unwrap().contains("quota"), "{j}");
+    let page = alice.get("/repos/hello").await;
+    assert!(page.body.contains("FailedCreate"));
 }

@@ -30,8 +30,6 @@ pub struct Site {
 pub fn config() -> Config {
     let mut config = Config::new(HOST);
     config.secure_cookies = false;
-    // The simulator serves no ResourceQuota or LimitRange (yet).
-    config.quota = None;
     // Cheap hashes keep debug-build tests fast; verification reads the cost from the hash.
     config.password_cost = PasswordCost {
         memory_kib: 64,
