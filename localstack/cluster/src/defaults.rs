@@ -34,6 +34,7 @@ pub fn apply_defaults(rt: &ResourceType, obj: &mut Value) {
         ("", "pods") => {
             if let Some(spec) = object_at(obj, "/spec") {
                 pod_spec(spec);
+                requests_from_limits(spec);
             }
         }
         ("", "limitranges") => limit_range(obj),
@@ -117,6 +118,33 @@ fn pod_spec(spec: &mut Map<String, Value>) {
                         set_default(port, "protocol", json!("TCP"));
                     }
                 }
+            }
+        }
+    }
+}
+
+/// `SetDefaults_Pod`: a container that sets a limit but no request requests its limit.
+fn requests_from_limits(spec: &mut Map<String, Value>) {
+    for list in ["containers", "initContainers"] {
+        for c in spec
+            .get_mut(list)
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_object_mut)
+        {
+            let resources = meta::object_entry(c, "resources");
+            let limits = resources
+                .get("limits")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default();
+            if limits.is_empty() {
+                continue;
+            }
+            let requests = meta::object_entry(resources, "requests");
+            for (k, v) in limits {
+                requests.entry(k).or_insert(v);
             }
         }
     }

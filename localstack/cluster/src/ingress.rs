@@ -19,15 +19,23 @@ use crate::resources::known;
 
 const CLASS: &str = "nginx";
 
+type Upstream = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    http_body_util::Full<Bytes>,
+>;
+
 pub struct IngressState {
     registry: Arc<Registry>,
     round_robin: Mutex<HashMap<String, usize>>,
+    upstream: Upstream,
 }
 
 pub fn router(registry: Arc<Registry>) -> Router {
     let state = Arc::new(IngressState {
         registry,
         round_robin: Mutex::new(HashMap::new()),
+        upstream: hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http(),
     });
     Router::new().fallback(serve).with_state(state)
 }
@@ -273,12 +281,16 @@ async fn serve(
         }
         Routed::Backend(m) => m,
     };
-    let Some(pod) = pick_endpoint(&state, &target) else {
+    let Some(picked) = pick_endpoint(&state, &target) else {
         return nginx_page(
             StatusCode::SERVICE_UNAVAILABLE,
             "503 Service Temporarily Unavailable",
         );
     };
+    if let Some(addr) = picked.local {
+        return proxy(&state, addr, &method, &uri, &target, &headers, body).await;
+    }
+    let pod = picked.pod;
     let header_map: serde_json::Map<String, Value> = headers
         .iter()
         .map(|(k, v)| {
@@ -306,27 +318,112 @@ async fn serve(
         .into_response()
 }
 
+/// Headers that describe one connection, not the message (RFC 9110 §7.6.1); a proxy drops them.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "content-length",
+];
+
+/// Forwards the request to a local process, like NGINX's `proxy_pass` (Host kept, X-Forwarded-* added).
+async fn proxy(
+    state: &IngressState,
+    addr: std::net::SocketAddr,
+    method: &Method,
+    uri: &Uri,
+    target: &RouteMatch,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Response {
+    let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
+    let mut request = http::Request::builder()
+        .method(method.clone())
+        .uri(format!("http://{addr}{}{query}", target.upstream_path));
+    for (k, v) in headers {
+        if !HOP_BY_HOP.contains(&k.as_str()) {
+            request = request.header(k, v);
+        }
+    }
+    request = request
+        .header("x-forwarded-proto", "http")
+        .header("x-real-ip", "127.0.0.1");
+    let request = match request.body(http_body_util::Full::new(body)) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot build the upstream request");
+            return nginx_page(StatusCode::BAD_GATEWAY, "502 Bad Gateway");
+        }
+    };
+    let response = match state.upstream.request(request).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::debug!(%addr, error = %e, "upstream request failed");
+            return nginx_page(StatusCode::BAD_GATEWAY, "502 Bad Gateway");
+        }
+    };
+    let (parts, incoming) = response.into_parts();
+    use http_body_util::BodyExt;
+    let bytes = match incoming.collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            tracing::debug!(%addr, error = %e, "upstream response failed");
+            return nginx_page(StatusCode::BAD_GATEWAY, "502 Bad Gateway");
+        }
+    };
+    let mut out = Response::new(axum::body::Body::from(bytes));
+    *out.status_mut() = parts.status;
+    for (k, v) in &parts.headers {
+        if !HOP_BY_HOP.contains(&k.as_str()) {
+            out.headers_mut().append(k, v.clone());
+        }
+    }
+    out
+}
+
+/// The endpoint a request goes to: a pod name, and its address when a local process serves it.
+struct Picked {
+    pod: String,
+    local: Option<std::net::SocketAddr>,
+}
+
 /// Round-robin over the ready addresses of the Service's Endpoints; None when there are none.
-fn pick_endpoint(state: &IngressState, target: &RouteMatch) -> Option<String> {
+fn pick_endpoint(state: &IngressState, target: &RouteMatch) -> Option<Picked> {
     let endpoints =
         state
             .registry
             .try_get(known::endpoints(), &target.namespace, &target.service)?;
-    let ready: Vec<String> = endpoints
+    let ready: Vec<Picked> = endpoints
         .get("subsets")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
         .flat_map(|s| {
+            let port = s
+                .pointer("/ports/0/port")
+                .and_then(Value::as_u64)
+                .and_then(|p| u16::try_from(p).ok());
             s.get("addresses")
                 .and_then(Value::as_array)
                 .cloned()
                 .unwrap_or_default()
+                .into_iter()
+                .map(move |a| (a, port))
         })
-        .filter_map(|a| {
-            a.pointer("/targetRef/name")
-                .and_then(Value::as_str)
-                .map(str::to_string)
+        .filter_map(|(a, port)| {
+            let pod = a.pointer("/targetRef/name").and_then(Value::as_str)?;
+            let local = (a.get("ip").and_then(Value::as_str) == Some("127.0.0.1"))
+                .then_some(port)
+                .flatten()
+                .map(|p| std::net::SocketAddr::from(([127, 0, 0, 1], p)));
+            Some(Picked {
+                pod: pod.to_string(),
+                local,
+            })
         })
         .collect();
     if ready.is_empty() {
@@ -335,9 +432,9 @@ fn pick_endpoint(state: &IngressState, target: &RouteMatch) -> Option<String> {
     let key = format!("{}/{}", target.namespace, target.service);
     let mut counters = state.round_robin.lock().unwrap_or_else(|p| p.into_inner());
     let counter = counters.entry(key).or_insert(0);
-    let pick = ready[*counter % ready.len()].clone();
+    let index = *counter % ready.len();
     *counter = counter.wrapping_add(1);
-    Some(pick)
+    ready.into_iter().nth(index)
 }
 
 #[cfg(test)]

@@ -51,6 +51,19 @@ pub struct SimConfig {
     /// Treat requests without credentials as the admin. kubectl (client-go) does not send bearer
     /// tokens to a plain-HTTP server, and the simulator serves no TLS, so kubectl needs this.
     pub anonymous_is_admin: bool,
+    /// Images that run as real local processes instead of simulated containers (see [`LocalCommand`]).
+    pub local_commands: Vec<LocalCommand>,
+}
+
+/// A local program standing in for an image: a pod whose first container's image starts with
+/// `image_prefix` runs `program args...` on 127.0.0.1, with the container's env, `PORT` set to a
+/// free port, and `{port}` in `args` replaced by it. Ingress traffic and Endpoints go to that port,
+/// and the pod is Ready while the port accepts connections.
+#[derive(Debug, Clone)]
+pub struct LocalCommand {
+    pub image_prefix: String,
+    pub program: String,
+    pub args: Vec<String>,
 }
 
 impl Default for SimConfig {
@@ -66,6 +79,7 @@ impl Default for SimConfig {
             bookmark_interval: Duration::from_secs(10),
             aws_identities: Vec::new(),
             anonymous_is_admin: false,
+            local_commands: Vec::new(),
         }
     }
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use cluster_sim::{ClusterSim, SimConfig};
+use cluster_sim::{ClusterSim, LocalCommand, SimConfig};
 
 #[derive(Parser, Debug)]
 #[command(about = "Local Kubernetes cluster simulator (API server, controllers, ingress)")]
@@ -27,6 +27,25 @@ struct Args {
     /// Require a bearer token on every request (kubectl sends none over plain HTTP, so off by default).
     #[arg(long)]
     require_token: bool,
+    /// Run pods of an image as a local process: `IMAGE_PREFIX=PROGRAM ARG...` (split on
+    /// whitespace; `{port}` in an argument becomes the pod's port, also passed as `PORT`). Repeatable.
+    #[arg(long = "local-command", value_parser = parse_local_command)]
+    local_commands: Vec<LocalCommand>,
+}
+
+fn parse_local_command(spec: &str) -> Result<LocalCommand, String> {
+    let (prefix, command) = spec
+        .split_once('=')
+        .ok_or_else(|| format!("expected IMAGE_PREFIX=PROGRAM ARG..., got {spec:?}"))?;
+    let mut words = command.split_whitespace().map(str::to_string);
+    let program = words
+        .next()
+        .ok_or_else(|| format!("no program after '=' in {spec:?}"))?;
+    Ok(LocalCommand {
+        image_prefix: prefix.to_string(),
+        program,
+        args: words.collect(),
+    })
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
@@ -36,6 +55,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         admin_token: args.admin_token,
         readiness_delay: Duration::from_millis(args.readiness_delay_ms),
         anonymous_is_admin: !args.require_token,
+        local_commands: args.local_commands,
         ..SimConfig::default()
     };
     let sim = ClusterSim::start(config).await?;

@@ -348,6 +348,9 @@ pub mod known {
     pub fn secrets() -> &'static ResourceType {
         get("", "secrets")
     }
+    pub fn configmaps() -> &'static ResourceType {
+        get("", "configmaps")
+    }
     pub fn resourcequotas() -> &'static ResourceType {
         get("", "resourcequotas")
     }

@@ -514,3 +514,199 @@ async fn resource_quota_and_limit_range_bound_what_a_replicaset_creates() {
     })
     .await;
 }
+
+/// A tiny HTTP server that answers every GET with its environment as JSON.
+const ENV_SERVER: &str = r#"
+import http.server, json, os
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = json.dumps({"path": self.path, "host": self.headers.get("Host"), "env": {k: os.environ.get(k) for k in ["PORT", "POD_NAME", "POD_NAMESPACE", "GREETING", "SECRET"]}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+"#;
+
+/// Pods of a mapped image run as real local processes: env and PORT reach them, the ingress
+/// routes to their port, readiness follows the port, and deleting the pods stops them.
+#[tokio::test]
+async fn local_processes_serve_ingress_traffic() {
+    use k8s_openapi::api::core::v1::Secret;
+    let sim = common::sim_with(cluster_sim::SimConfig {
+        readiness_delay: Duration::from_millis(100),
+        local_commands: vec![cluster_sim::LocalCommand {
+            image_prefix: "registry.local/env-server".into(),
+            program: "python3".into(),
+            args: vec!["-c".into(), ENV_SERVER.into()],
+        }],
+        ..cluster_sim::SimConfig::default()
+    })
+    .await;
+    let client = sim.client().await.unwrap();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
+    secrets
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(
+                json!({"metadata": {"name": "creds"}, "stringData": {"token": "s3cret"}}),
+            )
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let mut d = deployment("envy", "registry.local/env-server:1", 2);
+    d["spec"]["template"]["spec"]["containers"][0]["env"] = json!([
+        {"name": "GREETING", "value": "hello"},
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {"name": "SECRET", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "token"}}},
+    ]);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    deployments
+        .create(&PostParams::default(), &serde_json::from_value(d).unwrap())
+        .await
+        .unwrap();
+    expose(&client, "envy", json!({}), "/", "Prefix").await;
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        await_condition(
+            deployments.clone(),
+            "envy",
+            conditions::is_deployment_completed(),
+        ),
+    )
+    .await
+    .expect("local processes become ready")
+    .unwrap();
+
+    let mut seen_pods = std::collections::HashSet::new();
+    let mut ports = std::collections::HashSet::new();
+    for _ in 0..4 {
+        let (status, body) = get(&sim, "apps.example.com", "/some/path?q=1").await;
+        assert_eq!(status, 200, "{body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["path"], "/some/path?q=1");
+        assert_eq!(v["host"], "apps.example.com");
+        assert_eq!(v["env"]["GREETING"], "hello");
+        assert_eq!(v["env"]["POD_NAMESPACE"], "default");
+        assert_eq!(v["env"]["SECRET"], "s3cret");
+        assert!(v["env"]["POD_NAME"].as_str().unwrap().starts_with("envy-"));
+        seen_pods.insert(v["env"]["POD_NAME"].as_str().unwrap().to_string());
+        ports.insert(v["env"]["PORT"].as_str().unwrap().to_string());
+    }
+    assert_eq!(
+        (seen_pods.len(), ports.len()),
+        (2, 2),
+        "round-robin over both processes"
+    );
+
+    let endpoints: Api<Endpoints> = Api::namespaced(client.clone(), "default");
+    let ep = endpoints.get("envy").await.unwrap();
+    let subsets = ep.subsets.unwrap();
+    let endpoint_ports: std::collections::HashSet<String> = subsets
+        .iter()
+        .map(|s| s.ports.as_ref().unwrap()[0].port.to_string())
+        .collect();
+    assert_eq!(endpoint_ports, ports, "Endpoints point at the processes");
+    assert!(
+        subsets
+            .iter()
+            .all(|s| s.addresses.as_ref().unwrap()[0].ip == "127.0.0.1")
+    );
+
+    deployments
+        .delete("envy", &Default::default())
+        .await
+        .unwrap();
+    eventually("processes stopped", Duration::from_secs(10), || async {
+        let mut alive = false;
+        for p in &ports {
+            alive |= tokio::net::TcpStream::connect(format!("127.0.0.1:{p}"))
+                .await
+                .is_ok();
+        }
+        (!alive).then_some(())
+    })
+    .await;
+}
+
+/// `{port}` in the arguments, a static file server as the process, and a process that exits:
+/// it is restarted with a back-off and reported like a crashing container.
+#[tokio::test]
+async fn local_process_arguments_and_restarts() {
+    let dir = std::env::temp_dir().join(format!(
+        "cluster-sim-static-{}",
+        cluster_sim::meta::random_suffix(8)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("hello.txt"), "hello from disk\n").unwrap();
+    let sim = common::sim_with(cluster_sim::SimConfig {
+        local_commands: vec![
+            cluster_sim::LocalCommand {
+                image_prefix: "registry.local/static".into(),
+                program: "python3".into(),
+                args: [
+                    "-m",
+                    "http.server",
+                    "{port}",
+                    "--bind",
+                    "127.0.0.1",
+                    "--directory",
+                ]
+                .into_iter()
+                .map(String::from)
+                .chain([dir.display().to_string()])
+                .collect(),
+            },
+            cluster_sim::LocalCommand {
+                image_prefix: "registry.local/exits".into(),
+                program: "python3".into(),
+                args: vec!["-c".into(), "import sys; sys.exit(3)".into()],
+            },
+        ],
+        ..cluster_sim::SimConfig::default()
+    })
+    .await;
+    let client = sim.client().await.unwrap();
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    for (name, image) in [
+        ("files", "registry.local/static:latest"),
+        ("quitter", "registry.local/exits:1"),
+    ] {
+        deployments
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(deployment(name, image, 1)).unwrap(),
+            )
+            .await
+            .unwrap();
+    }
+    expose(&client, "files", json!({}), "/", "Prefix").await;
+    let (status, body) = eventually("file served", Duration::from_secs(20), || async {
+        let (status, body) = get(&sim, "apps.example.com", "/hello.txt").await;
+        (status == 200).then_some((status, body))
+    })
+    .await;
+    assert_eq!((status, body.as_str()), (200, "hello from disk\n"));
+
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let crashed = eventually("restarts", Duration::from_secs(15), || async {
+        pods.list(&ListParams::default().labels("app=quitter"))
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .next()
+            .and_then(|p| p.status?.container_statuses?.into_iter().next())
+            .filter(|s| s.restart_count >= 2)
+    })
+    .await;
+    assert!(!crashed.ready);
+    let last = crashed.last_state.unwrap().terminated.unwrap();
+    assert_eq!(last.exit_code, 3);
+    let _ = std::fs::remove_dir_all(&dir);
+}

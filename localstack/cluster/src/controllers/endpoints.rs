@@ -30,7 +30,8 @@ fn resolve_target_port(pod: &Value, target: &Value) -> Option<i64> {
     }
 }
 
-pub(super) fn reconcile(registry: &Registry) {
+/// `local_ports`: pod uid → the 127.0.0.1 port of the local process running it.
+pub(super) fn reconcile(registry: &Registry, local_ports: &std::collections::HashMap<String, u16>) {
     for svc in registry.select(known::services(), None, None) {
         let Some(selector) = svc
             .pointer("/spec/selector")
@@ -53,35 +54,57 @@ pub(super) fn reconcile(registry: &Registry) {
                 "targetRef": {"kind": "Pod", "namespace": ns, "name": meta::name(p), "uid": meta::uid(p)},
             })
         };
-        let ready: Vec<Value> = pods.iter().filter(|p| pod_ready(p)).map(address).collect();
-        let not_ready: Vec<Value> = pods.iter().filter(|p| !pod_ready(p)).map(address).collect();
-        let ports: Vec<Value> = svc
+        let service_ports = |pods: &[&Value]| -> Vec<Value> {
+            svc
             .pointer("/spec/ports")
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
             .map(|p| {
                 let target = p.get("targetPort").cloned().unwrap_or(Value::Null);
-                let number = pods.first().and_then(|pod| resolve_target_port(pod, &target)).or_else(|| target.as_i64()).or_else(|| p.get("port").and_then(Value::as_i64));
+                let local = pods.first().and_then(|pod| local_ports.get(meta::uid(pod))).map(|p| i64::from(*p));
+                let number = local.or_else(|| pods.first().and_then(|pod| resolve_target_port(pod, &target))).or_else(|| target.as_i64()).or_else(|| p.get("port").and_then(Value::as_i64));
                 let mut port = json!({"port": number, "protocol": p.get("protocol").cloned().unwrap_or(json!("TCP"))});
                 if let Some(name) = p.get("name") {
                     port["name"] = name.clone();
                 }
                 port
             })
-            .collect();
-        let mut subset = json!({"ports": ports});
-        if !ready.is_empty() {
-            subset["addresses"] = json!(ready);
-        }
-        if !not_ready.is_empty() {
-            subset["notReadyAddresses"] = json!(not_ready);
-        }
-        let subsets = if pods.is_empty() {
-            json!([])
-        } else {
-            json!([subset])
+            .collect()
         };
+        // Simulated pods share one subset; each local process listens on its own port, so each
+        // gets a subset of its own, as pods with different container ports would.
+        let (local, simulated): (Vec<&Value>, Vec<&Value>) = pods
+            .iter()
+            .partition(|p| local_ports.contains_key(meta::uid(p)));
+        let mut groups: Vec<Vec<&Value>> = local.into_iter().map(|p| vec![p]).collect();
+        if !simulated.is_empty() {
+            groups.insert(0, simulated);
+        }
+        let subsets: Vec<Value> = groups
+            .iter()
+            .map(|group| {
+                let ready: Vec<Value> = group
+                    .iter()
+                    .filter(|p| pod_ready(p))
+                    .map(|p| address(p))
+                    .collect();
+                let not_ready: Vec<Value> = group
+                    .iter()
+                    .filter(|p| !pod_ready(p))
+                    .map(|p| address(p))
+                    .collect();
+                let mut subset = json!({"ports": service_ports(group)});
+                if !ready.is_empty() {
+                    subset["addresses"] = json!(ready);
+                }
+                if !not_ready.is_empty() {
+                    subset["notReadyAddresses"] = json!(not_ready);
+                }
+                subset
+            })
+            .collect();
+        let subsets = Value::Array(subsets);
         let name = meta::name(&svc);
         let opts = WriteOptions::controller(MANAGER);
         match registry.try_get(known::endpoints(), ns, name) {

@@ -8,6 +8,7 @@ mod deployments;
 mod endpoints;
 mod lifecycle;
 mod pods;
+mod processes;
 mod quotas;
 mod replicasets;
 
@@ -103,7 +104,7 @@ pub async fn run(registry: Arc<Registry>, config: Arc<SimConfig>) {
         deployments::reconcile(&registry);
         replicasets::reconcile(&registry);
         kubelet.reconcile(&registry);
-        endpoints::reconcile(&registry);
+        endpoints::reconcile(&registry, &kubelet.local_ports());
         quotas::reconcile(&registry);
     }
 }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use super::log_write;
+use super::processes::{self, LocalProcess};
 use crate::SimConfig;
 use crate::meta;
 use crate::registry::{PatchKind, Registry, WriteOptions};
@@ -51,11 +52,15 @@ struct Running {
     started: Instant,
     restarts: i64,
     last_crash: Instant,
+    /// Exit code and finish time of a local process's previous run (`lastState`).
+    last_exit: Option<(i32, String)>,
 }
 
 pub(super) struct Kubelet {
     config: Arc<SimConfig>,
     running: HashMap<String, Running>,
+    /// Local processes by pod uid; dropping one kills it.
+    processes: HashMap<String, LocalProcess>,
     next_ip: u32,
     next_node: usize,
 }
@@ -63,10 +68,13 @@ pub(super) struct Kubelet {
 /// Current and last state of one container, given its spec.
 type ContainerStateFn = Box<dyn Fn(&Value) -> (Value, Option<Value>)>;
 
+#[derive(Clone, Copy)]
 enum ImageBehaviour {
     Runs,
     Missing,
     Crashes,
+    /// Runs as a local process (a [`crate::LocalCommand`] matches the image).
+    Local,
 }
 
 impl Kubelet {
@@ -74,6 +82,7 @@ impl Kubelet {
         Self {
             config,
             running: HashMap::new(),
+            processes: HashMap::new(),
             next_ip: 10,
             next_node: 0,
         }
@@ -94,7 +103,9 @@ impl Kubelet {
                     .any(|p| !p.is_empty() && i.contains(p.as_str()))
             })
         };
-        if any(&self.config.missing_image_patterns) {
+        if processes::command_for(&self.config.local_commands, pod).is_some() {
+            ImageBehaviour::Local
+        } else if any(&self.config.missing_image_patterns) {
             ImageBehaviour::Missing
         } else if any(&self.config.crashing_image_patterns) {
             ImageBehaviour::Crashes
@@ -108,6 +119,13 @@ impl Kubelet {
         let live: std::collections::HashSet<String> =
             pods.iter().map(|p| meta::uid(p).to_string()).collect();
         self.running.retain(|uid, _| live.contains(uid));
+        let active: std::collections::HashSet<&str> = pods
+            .iter()
+            .filter(|p| !meta::is_deleting(p))
+            .map(meta::uid)
+            .collect();
+        self.processes
+            .retain(|uid, _| active.contains(uid.as_str()));
         for pod in pods {
             if meta::is_deleting(&pod) {
                 continue;
@@ -121,6 +139,53 @@ impl Kubelet {
                 continue;
             }
             self.report_status(registry, &pod);
+        }
+    }
+
+    /// Pod uid → 127.0.0.1 port of each running local process.
+    pub(super) fn local_ports(&self) -> HashMap<String, u16> {
+        self.processes
+            .iter()
+            .map(|(uid, p)| (uid.clone(), p.port()))
+            .collect()
+    }
+
+    /// Keeps the pod's local process running: starts it (again, after a back-off when it
+    /// exited, remembering the exit code). Returns (ready, Some(error) when it cannot start).
+    fn supervise(
+        &mut self,
+        registry: &Registry,
+        pod: &Value,
+        now: Instant,
+    ) -> (bool, Option<String>) {
+        let uid = meta::uid(pod).to_string();
+        if let Some(process) = self.processes.get_mut(&uid) {
+            let Some(code) = process.exited() else {
+                return (process.ready(), None);
+            };
+            self.processes.remove(&uid);
+            if let Some(r) = self.running.get_mut(&uid) {
+                r.restarts += 1;
+                r.last_crash = now;
+                r.last_exit = Some((code, meta::now_rfc3339()));
+            }
+            return (false, None);
+        }
+        let backoff_over = self
+            .running
+            .get(&uid)
+            .is_none_or(|r| r.restarts == 0 || now.duration_since(r.last_crash) >= CRASH_INTERVAL);
+        let Some(command) =
+            processes::command_for(&self.config.local_commands, pod).filter(|_| backoff_over)
+        else {
+            return (false, None);
+        };
+        match LocalProcess::spawn(command, registry, pod) {
+            Ok(process) => {
+                self.processes.insert(uid, process);
+                (false, None)
+            }
+            Err(e) => (false, Some(e.to_string())),
         }
     }
 
@@ -163,10 +228,23 @@ impl Kubelet {
         let now = Instant::now();
         let first_seen = !self.running.contains_key(&uid);
         let behaviour = self.behaviour(pod);
-        let entry = self.running.entry(uid).or_insert(Running {
+        let local = match behaviour {
+            ImageBehaviour::Local => {
+                self.running.entry(uid.clone()).or_insert(Running {
+                    started: now,
+                    restarts: 0,
+                    last_crash: now,
+                    last_exit: None,
+                });
+                Some(self.supervise(registry, pod, now))
+            }
+            _ => None,
+        };
+        let entry = self.running.entry(uid.clone()).or_insert(Running {
             started: now,
             restarts: 0,
             last_crash: now,
+            last_exit: None,
         });
         let node = pod
             .pointer("/spec/nodeName")
@@ -176,6 +254,7 @@ impl Kubelet {
         let node_index = NODE_NAMES.iter().position(|n| *n == node).unwrap_or(0);
         let host_ip = format!("10.0.0.{}", node_index + 11);
         let pod_ip = match pod.pointer("/status/podIP").and_then(Value::as_str) {
+            _ if local.is_some() => "127.0.0.1".to_string(),
             Some(ip) => ip.to_string(),
             None => {
                 self.next_ip += 1;
@@ -198,8 +277,30 @@ impl Kubelet {
             .unwrap_or_default();
         let age = now.duration_since(entry.started);
 
-        let (phase, ready, state_of): (&str, bool, ContainerStateFn) = match behaviour {
-            ImageBehaviour::Runs => {
+        let (phase, ready, state_of): (&str, bool, ContainerStateFn) = match (behaviour, local) {
+            (ImageBehaviour::Local, Some((ready, failure))) => {
+                let started_at = start_time.clone();
+                let last = entry.last_exit.clone().map(|(code, finished)| {
+                    json!({"terminated": {"exitCode": code, "reason": if code == 0 { "Completed" } else { "Error" }, "startedAt": started_at.clone(), "finishedAt": finished}})
+                });
+                let crashed = entry.restarts > 0 && !self.processes.contains_key(&uid);
+                (
+                    "Running",
+                    ready,
+                    Box::new(move |c| {
+                        let name = c.get("name").and_then(Value::as_str).unwrap_or_default();
+                        let state = if let Some(message) = &failure {
+                            json!({"waiting": {"reason": "RunContainerError", "message": message}})
+                        } else if crashed {
+                            json!({"waiting": {"reason": "CrashLoopBackOff", "message": format!("back-off restarting failed container {name}")}})
+                        } else {
+                            json!({"running": {"startedAt": started_at}})
+                        };
+                        (state, last.clone())
+                    }),
+                )
+            }
+            (ImageBehaviour::Runs | ImageBehaviour::Local, _) => {
                 let ready = age >= self.config.readiness_delay;
                 let started_at = start_time.clone();
                 (
@@ -208,7 +309,7 @@ impl Kubelet {
                     Box::new(move |_c| (json!({"running": {"startedAt": started_at}}), None)),
                 )
             }
-            ImageBehaviour::Missing => {
+            (ImageBehaviour::Missing, _) => {
                 let reason = if age < PULL_BACKOFF_AFTER {
                     "ErrImagePull"
                 } else {
@@ -231,7 +332,7 @@ impl Kubelet {
                     }),
                 )
             }
-            ImageBehaviour::Crashes => {
+            (ImageBehaviour::Crashes, _) => {
                 if now.duration_since(entry.last_crash) >= CRASH_INTERVAL {
                     entry.restarts += 1;
                     entry.last_crash = now;
@@ -268,7 +369,7 @@ impl Kubelet {
                     "state": state,
                     "lastState": last.unwrap_or(json!({})),
                 });
-                if matches!(behaviour, ImageBehaviour::Runs) {
+                if matches!(behaviour, ImageBehaviour::Runs | ImageBehaviour::Local) {
                     s["containerID"] = json!(format!(
                         "containerd://{}",
                         meta::fnv32(meta::uid(pod).as_bytes())
@@ -349,7 +450,7 @@ impl Kubelet {
             .and_then(Value::as_str)
             .unwrap_or_default();
         match behaviour {
-            ImageBehaviour::Runs if first_seen => {
+            ImageBehaviour::Runs | ImageBehaviour::Local if first_seen => {
                 event(
                     registry,
                     pod,
