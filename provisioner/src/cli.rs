@@ -61,6 +61,33 @@ pub struct Cli {
     /// Endpoint of the local emulator (implies --local).
     #[arg(long, global = true, env = "PROVISIONER_ENDPOINT", value_name = "URL")]
     endpoint: Option<String>,
+    /// Send the Kubernetes steps to this API server instead of the EKS endpoint (the local cluster
+    /// simulator); with --kube-token.
+    #[arg(
+        long,
+        global = true,
+        env = "PROVISIONER_KUBE_ENDPOINT",
+        value_name = "URL"
+    )]
+    kube_endpoint: Option<String>,
+    /// Bearer token for --kube-endpoint.
+    #[arg(
+        long,
+        global = true,
+        env = "PROVISIONER_KUBE_TOKEN",
+        hide_env_values = true
+    )]
+    kube_token: Option<String>,
+    /// The deploy site's host name instead of the NLB's DNS name, and the URL to print, as
+    /// HOST=URL (locally: kdeploy.localhost=http://kdeploy.localhost:8080/).
+    #[arg(long, global = true, value_name = "HOST=URL")]
+    public_host: Option<String>,
+    /// Only the AWS side: skip node access, the ingress controller and the deploy site.
+    #[arg(long, global = true)]
+    aws_only: bool,
+    /// The deploy site's image (default: the published image of this version).
+    #[arg(long, global = true, env = "PROVISIONER_SITE_IMAGE")]
+    site_image: Option<String>,
     /// Show every resource, also those kept unchanged, and debug logs.
     #[arg(short, long, global = true)]
     pub verbose: bool,
@@ -82,6 +109,8 @@ enum Command {
     },
     /// Print an EKS bearer token as a kubectl ExecCredential (the kubeconfig's credential plugin).
     Token,
+    /// Register the current nodes' IPs in the load balancer's target group, deregister stale ones.
+    SyncTargets,
     /// Write or merge a kubeconfig entry for the stack's cluster (default: $KUBECONFIG or ~/.kube/config).
     Kubeconfig {
         /// The kubeconfig file to write.
@@ -150,8 +179,31 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Target::Local { endpoint } => format!("local emulator at {endpoint}"),
         Target::Aws { .. } => format!("AWS {}", config.region),
     };
-    let cx = Context::new(config, aws, progress);
-    let plan = Plan::infrastructure();
+    let mut cx = Context::new(config, aws, progress);
+    if let Some(endpoint) = &cli.kube_endpoint {
+        cx.kube_override = Some(platform::cluster::Access {
+            endpoint: endpoint.clone(),
+            certificate_authority: None,
+            token: cli.kube_token.clone().unwrap_or_default(),
+        });
+    }
+    if let Some(spec) = &cli.public_host {
+        let Some((host, url)) = spec.split_once('=') else {
+            eprintln!(
+                "error: --public-host = {spec:?}: must be HOST=URL, e.g. kdeploy.localhost=http://kdeploy.localhost:8080/"
+            );
+            return Ok(ExitCode::from(EXIT_CONFIG));
+        };
+        cx.public_host_override = Some((host.to_owned(), url.to_owned()));
+    }
+    if let Some(image) = &cli.site_image {
+        cx.site_image = image.clone();
+    }
+    let plan = if cli.aws_only {
+        Plan::infrastructure()
+    } else {
+        Plan::full()
+    };
     let started = Instant::now();
     match cli.command {
         Command::Up => {
@@ -254,18 +306,47 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::SyncTargets => {
+            let plan = plan
+                .through("targets")
+                .context("the plan has no targets step")?;
+            match plan.up(&cx).await {
+                Ok(()) => {
+                    let changed = cx
+                        .changes()
+                        .iter()
+                        .filter(|c| c.step == "targets" && c.action != Action::Kept)
+                        .count();
+                    say!("Targets in sync ({changed} changed).");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(err) => {
+                    eprintln!("error: {err}");
+                    Ok(ExitCode::from(EXIT_FAILED))
+                }
+            }
+        }
         Command::Token => {
             let credentials = cx
                 .aws
                 .sdk
                 .credentials_provider()
                 .context("no AWS credentials are configured")?;
-            let credentials = aws_credential_types::provider::ProvideCredentials::provide_credentials(&credentials)
+            let credentials =
+                aws_credential_types::provider::ProvideCredentials::provide_credentials(
+                    &credentials,
+                )
                 .await
                 .context("loading AWS credentials")?;
             let now = std::time::SystemTime::now();
-            let token = platform::auth::eks_token(&credentials, &cx.stack.region, cx.stack.cluster_name(), now)?;
-            let credential = platform::auth::exec_credential(&token, now + platform::auth::TOKEN_LIFETIME);
+            let token = platform::auth::eks_token(
+                &credentials,
+                &cx.stack.region,
+                cx.stack.cluster_name(),
+                now,
+            )?;
+            let credential =
+                platform::auth::exec_credential(&token, now + platform::auth::TOKEN_LIFETIME);
             say!("{credential}");
             Ok(ExitCode::SUCCESS)
         }
@@ -278,7 +359,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .name(&name)
                 .send()
                 .await
-                .with_context(|| format!("describing EKS cluster {name} (run `provisioner up` first)"))?;
+                .with_context(|| {
+                    format!("describing EKS cluster {name} (run `provisioner up` first)")
+                })?;
             let cluster = cluster.cluster().context("EKS returned no cluster")?;
             let exe = std::env::current_exe().context("locating this program")?;
             let mut args = vec![
@@ -294,13 +377,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let entry = platform::kubeconfig::Entry {
                 name: format!("kdeploy-{}", cx.stack.name),
                 server: cluster.endpoint().unwrap_or_default().to_owned(),
-                certificate_authority: cluster.certificate_authority().and_then(|c| c.data()).map(str::to_owned),
+                certificate_authority: cluster
+                    .certificate_authority()
+                    .and_then(|c| c.data())
+                    .map(str::to_owned),
                 exec_command: exe.display().to_string(),
                 exec_args: args,
             };
             let path = kubeconfig.unwrap_or_else(platform::kubeconfig::default_path);
             platform::kubeconfig::write(&path, &entry)?;
-            say!("Wrote context `{}` to {} and made it current; try `kubectl get nodes`.", entry.name, path.display());
+            say!(
+                "Wrote context `{}` to {} and made it current; try `kubectl get nodes`.",
+                entry.name,
+                path.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Status { json } => {
@@ -364,5 +454,15 @@ fn print_outputs(cx: &Context) {
     }
     if let Some(lb) = cx.outputs.load_balancer.get() {
         say!("  NLB       http://{}/", lb.dns_name);
+    }
+    if let Some(site) = cx.outputs.site.get() {
+        say!("\nThe deploy site: {}", site.url);
+        match &site.admin {
+            Some((user, password)) => say!(
+                "  administrator `{user}`, password `{password}` (shown once: keep it; users are managed on the site)"
+            ),
+            None => say!("  sign in with the administrator account made by the first `up`"),
+        }
+        say!("  kubectl access: `provisioner kubeconfig`, then `kubectl get nodes`");
     }
 }

@@ -167,6 +167,7 @@ pub struct Outputs {
     pub cluster: OnceLock<steps::cluster::Cluster>,
     pub nodes: OnceLock<steps::nodes::Nodes>,
     pub load_balancer: OnceLock<steps::load_balancer::LoadBalancer>,
+    pub site: OnceLock<steps::platform::Site>,
 }
 
 /// Reads a dependency's output.
@@ -181,6 +182,13 @@ pub struct Context {
     pub aws: Aws,
     pub progress: Arc<dyn Progress>,
     pub outputs: Outputs,
+    /// Where the Kubernetes steps go instead of the EKS endpoint: the local cluster simulator.
+    pub kube_override: Option<platform::cluster::Access>,
+    /// The deploy site's image.
+    pub site_image: String,
+    /// The site's host name instead of the NLB's DNS name (locally: a name that resolves to
+    /// 127.0.0.1, such as `kdeploy.localhost`), and the URL it is reached at.
+    pub public_host_override: Option<(String, String)>,
     changes: Mutex<Vec<Change>>,
 }
 
@@ -192,6 +200,9 @@ impl Context {
             aws,
             progress,
             outputs: Outputs::default(),
+            kube_override: None,
+            site_image: platform::manifests::default_site_image(),
+            public_host_override: None,
             changes: Mutex::new(Vec::new()),
         }
     }
@@ -301,6 +312,31 @@ impl Plan {
             .with(steps::nodes::NodesStep)
             .with(steps::load_balancer::LoadBalancerStep)
             .with(steps::targets::TargetsStep)
+    }
+
+    /// Everything: the AWS side, then the nodes' access, the ingress controller and the site.
+    pub fn full() -> Self {
+        Self::infrastructure()
+            .with(steps::platform::NodeAccessStep)
+            .with(steps::platform::PlatformStep)
+    }
+
+    /// The steps `name` needs, transitively, and `name` itself, in plan order.
+    pub fn through(mut self, name: &str) -> Option<Self> {
+        let index = self.index(name)?;
+        let mut keep = vec![false; self.steps.len()];
+        let mut stack = vec![index];
+        while let Some(i) = stack.pop() {
+            if std::mem::replace(&mut keep[i], true) {
+                continue;
+            }
+            for need in self.steps[i].needs() {
+                stack.extend(self.index(need));
+            }
+        }
+        let mut flags = keep.into_iter();
+        self.steps.retain(|_| flags.next().unwrap_or(false));
+        Some(self)
     }
 
     /// Appends a step; later issues extend the plan this way.

@@ -6,6 +6,7 @@ pub mod leftovers;
 pub mod load_balancer;
 pub mod network;
 pub mod nodes;
+pub mod platform;
 pub mod security_groups;
 pub mod targets;
 
