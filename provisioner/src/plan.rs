@@ -303,12 +303,18 @@ pub struct Plan {
 impl Plan {
     /// The AWS side of the platform (paper, section III).
     pub fn infrastructure() -> Self {
+        Self::aws(&["cluster"])
+    }
+
+    fn aws(leftovers_after: &'static [&'static str]) -> Self {
         Self::default()
             .with(steps::network::NetworkStep)
             .with(steps::iam::IamStep)
             .with(steps::security_groups::SecurityGroupsStep)
             .with(steps::cluster::ClusterStep)
-            .with(steps::leftovers::LeftoversStep)
+            .with(steps::leftovers::LeftoversStep {
+                after: leftovers_after,
+            })
             .with(steps::nodes::NodesStep)
             .with(steps::load_balancer::LoadBalancerStep)
             .with(steps::targets::TargetsStep)
@@ -316,7 +322,8 @@ impl Plan {
 
     /// Everything: the AWS side, then the nodes' access, the ingress controller and the site.
     pub fn full() -> Self {
-        Self::infrastructure()
+        // Down removes the platform's LoadBalancer Services before sweeping what they left in AWS.
+        Self::aws(&["cluster", "platform"])
             .with(steps::platform::NodeAccessStep)
             .with(steps::platform::PlatformStep)
     }

@@ -7,7 +7,11 @@ use crate::plan::{OnResource, Resource, Scope, Step, StepError, StepFuture};
 use crate::progress::Action;
 use crate::retry::{Poll, retry_not_yet, wait_for};
 
-pub struct LeftoversStep;
+pub struct LeftoversStep {
+    /// In `down` this step runs once these are gone: the cluster, and in the full plan the
+    /// platform step, which deletes the Services that made the load balancers.
+    pub after: &'static [&'static str],
+}
 
 /// Tags Kubernetes controllers put on the ELBv2 resources they create for a cluster.
 fn made_by_kubernetes(s: &Scope<'_>, tags: &[aws_sdk_elasticloadbalancingv2::types::Tag]) -> bool {
@@ -80,7 +84,7 @@ impl Step for LeftoversStep {
     }
 
     fn needs(&self) -> &'static [&'static str] {
-        &["cluster"]
+        self.after
     }
 
     fn ensure<'a>(&'a self, _s: &'a Scope<'a>) -> StepFuture<'a, ()> {
