@@ -69,6 +69,13 @@ def resolve(type_text, pkg):
 def main():
     pb_dir, openapi_dir = sys.argv[1], sys.argv[2]
     out = []
+    # Messages without a k8s-openapi struct (Go structs embedded in another, like VolumeSource)
+    # take JSON names from any struct that has a field of the same name.
+    anywhere = {}
+    for pkg in PACKAGES:
+        for fields in json_names(openapi_dir, pkg).values():
+            for rust, js in fields.items():
+                anywhere.setdefault(rust, js)
     for pkg in PACKAGES:
         names = json_names(openapi_dir, pkg)
         lines = open(os.path.join(pb_dir, pkg, "mod.rs")).read().split("\n")
@@ -107,7 +114,7 @@ def main():
                         and embedded_type.endswith(camel(rust)[:1].upper() + camel(rust)[1:])):
                     # A Go embedded struct: its fields are inlined in the JSON object.
                     js = "-"
-                js = js or camel(rust)
+                js = js or anywhere.get(norm(rust)) or camel(rust)
                 if attr.startswith("btree_map"):
                     kv = re.search(r'btree_map = "(\w+), (\w+)"', attr)
                     value = kv.group(2)

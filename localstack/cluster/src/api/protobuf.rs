@@ -771,6 +771,9 @@ mod tests {
             "b"
         );
         assert!(obj["spec"].get("$setElementOrder/x").is_some());
+        // Fields of embedded Go structs keep their JSON spelling (`downwardAPI`, not `downwardApi`).
+        let mut pod = json!({"spec": {"containers": [], "volumes": [{"name": "v", "downwardAPI": {"items": []}}]}});
+        assert!(prune_unknown_fields("v1", "Pod", &mut pod).is_empty());
         let mut cm = json!({"data": {"a": "b"}});
         assert!(prune_unknown_fields("v1", "ConfigMap", &mut cm).is_empty());
     }
