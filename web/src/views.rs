@@ -326,7 +326,7 @@ pub fn repository(
                 h2 { "Pods" }
                 div.scroll { table {
                     thead { tr { th { "Pod" } th { "State" } th { "Ready" } th { "Restarts" } th { "Age" } } }
-                    tbody { @for p in &d.pods { tr {
+                    tbody data-field="pods" { @for p in &d.pods { tr {
                         td { code { (p.name) } }
                         td { (p.reason.as_deref().unwrap_or(&p.phase)) }
                         td { @if p.ready { "yes" } @else { "no" } }

@@ -196,6 +196,16 @@ async function refreshDetail(url) {
   progress.value = Math.min(r.updated, r.desired);
   field("rollout").textContent = r.updated + " of " + r.desired + " updated";
   field("image").textContent = repo.image;
+  const pods = field("pods");
+  if (pods && Array.isArray(repo.pods)) {
+    pods.replaceChildren(...repo.pods.map((p) => {
+      const tr = document.createElement("tr");
+      const name = cell(p.name, "code");
+      const td = (child) => { const c = document.createElement("td"); c.append(child); return c; };
+      tr.append(td(name), td(p.reason || p.phase), td(p.ready ? "yes" : "no"), td(String(p.restarts)), td(p.age));
+      return tr;
+    }));
+  }
   if (field("endpoint").dataset.url !== (repo.endpoint || "")) {
     renderEndpoint(field("endpoint"), repo.endpoint);
     field("endpoint").dataset.url = repo.endpoint || "";
