@@ -7,6 +7,10 @@ set export
 AWS_EC2_METADATA_DISABLED := "true"
 CARGO_TARGET_DIR := env_var_or_default("CARGO_TARGET_DIR", env_var("HOME") / ".cache/kdeploy-target")
 aws_port := env_var_or_default("LOCAL_AWS_PORT", "5000")
+kube_port := env_var_or_default("LOCAL_KUBE_PORT", "6443")
+ingress_port := env_var_or_default("LOCAL_INGRESS_PORT", "8080")
+# The simulator runs the deploy site's pod as a local process of our `web` binary.
+sim_site_flags := "--local-command 'ghcr.io/kdeploy/web=" + bin + "/web serve --listen 127.0.0.1:{port} --insecure-cookies'"
 # Empty: moto answers at once. `fast` or `realistic`: the realistic front (see localstack/src/front).
 aws_profile := env_var_or_default("LOCAL_AWS_PROFILE", "")
 profile_flag := if aws_profile == "" { "" } else { "--profile " + aws_profile }
@@ -37,24 +41,33 @@ lint:
 aws: build
     "{{bin}}/localstack" aws --port {{aws_port}} {{profile_flag}}
 
-# Bring the whole stack up locally: the AWS emulator, then `provisioner up` against it. Stays up until Ctrl-C.
+# Everything locally: AWS emulator, cluster simulator, `provisioner up` against both; Ctrl-C stops it.
 up: build
     #!/usr/bin/env bash
     set -euo pipefail
+    mkdir -p .local
+    token=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
     "{{bin}}/localstack" aws --port {{aws_port}} {{profile_flag}} &
     emulator=$!
-    trap 'kill $emulator 2>/dev/null || true' EXIT INT TERM
-    for _ in $(seq 1 120); do
-        if (exec 3<>/dev/tcp/127.0.0.1/{{aws_port}}) 2>/dev/null; then break; fi
-        kill -0 $emulator 2>/dev/null || { echo "the AWS emulator did not start" >&2; exit 1; }
-        sleep 0.5
+    # The site's process reaches the simulator's API through this kubeconfig (as the admin).
+    KUBECONFIG="$PWD/.local/cluster-sim.kubeconfig" "{{bin}}/cluster-sim" --port {{kube_port}} --ingress-port {{ingress_port}} --admin-token "$token" \
+        --kubeconfig .local/cluster-sim.kubeconfig {{sim_site_flags}} &
+    simulator=$!
+    trap 'kill $emulator $simulator 2>/dev/null || true' EXIT INT TERM
+    for port in {{aws_port}} {{kube_port}}; do
+        for _ in $(seq 1 120); do
+            if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then break; fi
+            kill -0 $emulator 2>/dev/null && kill -0 $simulator 2>/dev/null || { echo "the local stack did not start" >&2; exit 1; }
+            sleep 0.5
+        done
     done
-    "{{bin}}/provisioner" --endpoint http://127.0.0.1:{{aws_port}} up
-    "{{bin}}/provisioner" --endpoint http://127.0.0.1:{{aws_port}} status
+    "{{bin}}/provisioner" --endpoint http://127.0.0.1:{{aws_port}} \
+        --kube-endpoint http://127.0.0.1:{{kube_port}} --kube-token "$token" \
+        --public-host "kdeploy.localhost=http://kdeploy.localhost:{{ingress_port}}/" up
     echo
-    echo "The local stack is up. AWS emulator: http://127.0.0.1:{{aws_port}} (try: {{bin}}/provisioner --local status)"
-    echo "Press Ctrl-C to stop it (everything lives in memory and goes with it)."
-    wait $emulator
+    echo "kubectl works too: kubectl --kubeconfig .local/cluster-sim.kubeconfig get pods -A"
+    echo "Press Ctrl-C to stop the local stack."
+    wait $emulator $simulator
 
 # `provisioner` against the running local emulator, e.g. `just local status` or `just local down`.
 local *args: build
