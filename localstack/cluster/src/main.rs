@@ -61,7 +61,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let sim = ClusterSim::start(config).await?;
     tokio::fs::write(&args.kubeconfig, sim.kubeconfig_yaml()?).await?;
     tracing::info!(api = %sim.api_url(), ingress = %sim.ingress_url(), kubeconfig = %args.kubeconfig.display(), "ready; Ctrl-C stops");
-    tokio::signal::ctrl_c().await?;
+    // SIGTERM too (what `kill` and the justfile's trap send): dropping the simulator stops the
+    // pods' local processes, which would otherwise outlive it.
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => result?,
+        _ = terminate.recv() => {}
+    }
+    drop(sim);
     Ok(())
 }
 
