@@ -199,6 +199,17 @@ async fn main() -> anyhow::Result<()> {
         list_bytes = body.len();
     }
     list.sort();
+    // The same data as JSON: the difference to the page is the rendering.
+    let mut api_list = Vec::with_capacity(LIST_REQUESTS);
+    for _ in 0..LIST_REQUESTS {
+        let t = Instant::now();
+        let (status, _) = session.request("GET", "/api/v1/repos", None).await?;
+        api_list.push(t.elapsed());
+        if status != 200 {
+            bail!("list API answered {status}");
+        }
+    }
+    api_list.sort();
 
     let mut deploys = Vec::with_capacity(DEPLOYS);
     for i in 0..DEPLOYS {
@@ -262,6 +273,13 @@ async fn main() -> anyhow::Result<()> {
         ms(percentile(&list, 50.0)),
         ms(percentile(&list, 99.0)),
         ms(percentile(&list, 100.0))
+    );
+    println!(
+        "{:<52} {:>9} {:>9} {:>9}",
+        format!("GET /api/v1/repos, same data as JSON ({LIST_REQUESTS} req)"),
+        ms(percentile(&api_list, 50.0)),
+        ms(percentile(&api_list, 99.0)),
+        ms(percentile(&api_list, 100.0))
     );
     println!(
         "{:<52} {:>9} {:>9} {:>9}",

@@ -24,12 +24,12 @@ pub enum AppError {
     BadCredentials,
     #[error("too many failed sign-ins: wait {} minutes and try again", retry_after_secs.div_ceil(60))]
     TooManyAttempts { retry_after_secs: u64 },
-    #[error("{step} failed, so nothing was created: {source}")]
+    #[error("{step} failed, so nothing was created: {}", KubeMessage(source))]
     Deploy {
         step: &'static str,
         source: kube::Error,
     },
-    #[error("the cluster did not answer as expected: {0}")]
+    #[error("the cluster did not answer as expected: {}", KubeMessage(.0))]
     Kube(#[from] kube::Error),
     #[error("the cookie signing key is too short: it needs at least 64 bytes")]
     SessionKey,
@@ -55,6 +55,20 @@ pub enum AppError {
     Import(#[from] crate::console::openapi::ImportError),
     #[error("a background task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+}
+
+/// The API server's own sentence for an API error (not the whole debug dump of its Status).
+struct KubeMessage<'a>(&'a kube::Error);
+
+impl std::fmt::Display for KubeMessage<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            kube::Error::Api(s) if !s.message.is_empty() => {
+                write!(f, "{} ({})", s.message, s.code)
+            }
+            other => write!(f, "{other}"),
+        }
+    }
 }
 
 /// What the rendering middleware needs to describe an error, kept in the response's extensions.

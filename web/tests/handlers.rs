@@ -421,6 +421,9 @@ async fn a_failed_step_rolls_back_the_earlier_objects() {
     let r = alice.create("hello", "nginx", "80", "1").await;
     assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{}", r.body);
     assert!(r.body.contains("Creating the Ingress failed"), "{}", r.body);
+    // The API server's sentence, not a debug dump of its Status.
+    assert!(r.body.contains("forbidden"), "{}", r.body);
+    assert!(!r.body.contains("Status {"), "{}", r.body);
     assert!(r.body.contains("value=\"hello\""), "what was typed is kept");
     let r = alice
         .api(
