@@ -22,7 +22,25 @@ fn parse(document: &str) -> Result<Value, ImportError> {
     }
 }
 
-fn example_of(schema: &Value) -> Option<Value> {
+/// Follows local `$ref`s (`#/components/...`), a few levels deep, so shared parameters and
+/// schemas count as if written in place.
+fn resolve<'a>(doc: &'a Value, mut v: &'a Value) -> &'a Value {
+    for _ in 0..8 {
+        match v
+            .get("$ref")
+            .and_then(Value::as_str)
+            .and_then(|r| r.strip_prefix('#'))
+            .and_then(|pointer| doc.pointer(pointer))
+        {
+            Some(target) => v = target,
+            None => break,
+        }
+    }
+    v
+}
+
+fn example_of(doc: &Value, schema: &Value) -> Option<Value> {
+    let schema = resolve(doc, schema);
     if let Some(e) = schema.get("example") {
         return Some(e.clone());
     }
@@ -34,14 +52,14 @@ fn example_of(schema: &Value) -> Option<Value> {
             let props = schema.get("properties").and_then(Value::as_object)?;
             let mut out = serde_json::Map::new();
             for (k, v) in props {
-                out.insert(k.clone(), example_of(v).unwrap_or(Value::Null));
+                out.insert(k.clone(), example_of(doc, v).unwrap_or(Value::Null));
             }
             Some(Value::Object(out))
         }
         "array" => Some(Value::Array(
             schema
                 .get("items")
-                .and_then(example_of)
+                .and_then(|i| example_of(doc, i))
                 .into_iter()
                 .collect(),
         )),
@@ -92,7 +110,7 @@ pub fn endpoints_from(document: &str) -> Result<Vec<EndpointInput>, ImportError>
             );
             let mut query = Vec::new();
             let mut headers = Vec::new();
-            for p in &params {
+            for p in params.iter().map(|p| resolve(&doc, p)) {
                 let Some(name) = p.get("name").and_then(Value::as_str) else {
                     continue;
                 };
@@ -117,7 +135,7 @@ pub fn endpoints_from(document: &str) -> Result<Vec<EndpointInput>, ImportError>
                     let example = media
                         .get("example")
                         .cloned()
-                        .or_else(|| media.get("schema").and_then(example_of))
+                        .or_else(|| media.get("schema").and_then(|s| example_of(&doc, s)))
                         .unwrap_or(Value::Object(serde_json::Map::new()));
                     (
                         BodyKind::Json,
@@ -210,6 +228,18 @@ paths:
         assert_eq!(body, serde_json::json!({"name": "Rex", "age": 0}));
         assert_eq!(e[2].name, "DELETE /pets/{id}");
         assert_eq!(e[2].path, "/pets/{id}");
+    }
+
+    #[test]
+    fn imports_the_sites_own_yaml_document() {
+        let e = endpoints_from(include_str!("../../static/openapi.yaml")).unwrap();
+        assert!(e.len() >= 15, "{}", e.len());
+        let send = e
+            .iter()
+            .find(|e| e.path == "/repos/{name}/endpoints/{id}/send")
+            .unwrap();
+        assert_eq!(send.method, "POST");
+        assert_eq!(send.headers, "X-CSRF-Token: ");
     }
 
     #[test]
