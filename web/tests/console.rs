@@ -584,3 +584,34 @@ async fn the_pages_register_send_and_rerun() {
     assert!(r.body.contains(r#"id="fetch-error""#), "{}", r.body);
     assert!(r.body.contains("OpenAPI 3"));
 }
+
+#[tokio::test]
+async fn the_stored_list_stays_within_what_a_configmap_holds() {
+    let site = site().await;
+    let mut alice = site.user("alice").await;
+    ready_repo(&mut alice, "hello").await;
+    let body = "x".repeat(60 * 1024);
+    let mut refused = None;
+    for i in 0..20 {
+        let r = alice
+            .api(
+                Method::POST,
+                "/api/v1/repos/hello/endpoints",
+                Some(json!({"name": format!("big {i}"), "method": "POST", "path": "/", "body_kind": "raw", "body": body})),
+            )
+            .await;
+        if r.status != StatusCode::CREATED {
+            refused = Some((i, r));
+            break;
+        }
+    }
+    let (i, r) = refused.expect("the size limit is reached");
+    assert_eq!(i, 14, "14 bodies of 60 KiB fit in 900 KiB, a 15th does not");
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.json()["message"].as_str().unwrap().contains("KiB"));
+    let list = alice
+        .api(Method::GET, "/api/v1/repos/hello/endpoints", None)
+        .await
+        .json();
+    assert_eq!(list.as_array().unwrap().len(), 14);
+}

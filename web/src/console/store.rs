@@ -20,8 +20,10 @@ const ENDPOINTS_KEY: &str = "endpoints.json";
 const HISTORY_KEY: &str = "history.json";
 pub const HISTORY_NAME: &str = "kdeploy-console-history";
 const LABEL_COMPONENT: &str = "app.kubernetes.io/component";
-/// Most endpoints one repository can hold (a ConfigMap holds at most 1 MiB).
+/// Most endpoints one repository can hold.
 pub const MAX_ENDPOINTS: usize = 100;
+/// A ConfigMap holds at most 1 MiB; leave room for its metadata.
+const MAX_STORED_BYTES: usize = 900 * 1024;
 
 /// The ConfigMap of a repository's endpoints; the suffix keeps it apart from anything the
 /// repository itself could be called.
@@ -98,6 +100,16 @@ where
         };
         let result = change(&mut list)?;
         let text = serde_json::to_string(&list).unwrap_or_else(|_| "[]".into());
+        if text.len() > MAX_STORED_BYTES {
+            return Err(AppError::Invalid(vec![FieldError::new(
+                "body",
+                format!(
+                    "This would make the stored list {} KiB, more than the {} KiB the cluster keeps in one place: shorten bodies or delete endpoints.",
+                    text.len() / 1024,
+                    MAX_STORED_BYTES / 1024
+                ),
+            )]));
+        }
         cm.data
             .get_or_insert_with(BTreeMap::new)
             .insert(key.to_string(), text);
