@@ -55,6 +55,15 @@ struct ServeArgs {
     /// in the cluster); requests carry the public host as their Host header.
     #[arg(long, env = "KDEPLOY_CONSOLE_UPSTREAM")]
     console_upstream: Option<String>,
+    /// Time limit of one console request, in seconds [default: 10].
+    #[arg(long, env = "KDEPLOY_CONSOLE_TIMEOUT_SECS")]
+    console_timeout_secs: Option<u64>,
+    /// Console responses are cut at this many KiB [default: 256].
+    #[arg(long, env = "KDEPLOY_CONSOLE_MAX_RESPONSE_KIB")]
+    console_max_response_kib: Option<usize>,
+    /// Console requests per user per minute, counted by each site replica [default: 30].
+    #[arg(long, env = "KDEPLOY_CONSOLE_CALLS_PER_MINUTE")]
+    console_calls_per_minute: Option<u32>,
 }
 
 #[tokio::main]
@@ -102,6 +111,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             if let Some(upstream) = args.console_upstream {
                 config.console.upstream = upstream;
+            }
+            // Absent flags keep the defaults of `ConsoleLimits` (also when no subcommand is given).
+            if let Some(secs) = args.console_timeout_secs {
+                config.console.timeout = std::time::Duration::from_secs(secs);
+            }
+            if let Some(kib) = args.console_max_response_kib {
+                config.console.max_response_bytes = kib.saturating_mul(1024);
+            }
+            if let Some(calls) = args.console_calls_per_minute {
+                config.console.max_calls = calls;
             }
             if let Some(key) = args.session_key {
                 use base64::Engine;
