@@ -232,6 +232,22 @@ async fn kubectl_get_apply_rollout_restart_watch_and_delete() {
         "a restart makes a second ReplicaSet: {rs}"
     );
 
+    // `-o wide` adds the columns kubectl's table printer asks the server for.
+    let wide = k.ok(&["get", "pods", "-o", "wide"]).await;
+    let header = wide.lines().next().unwrap_or_default();
+    assert!(header.contains("IP") && header.contains("NODE"), "{wide}");
+    assert!(
+        wide.lines()
+            .skip(1)
+            .any(|l| l.starts_with("web-") && l.contains("sim-node-")),
+        "{wide}"
+    );
+    let wide = k.ok(&["get", "deploy", "web", "-o", "wide"]).await;
+    assert!(
+        wide.lines().next().unwrap_or_default().contains("IMAGES"),
+        "{wide}"
+    );
+
     // `get -w` streams until kubectl's own timeout ends it.
     let (_, watched, _) = k
         .run(

@@ -163,6 +163,77 @@ fn cells(rt: &ResourceType, obj: &Value) -> Vec<Value> {
     cells
 }
 
+/// The columns kubectl shows only with `-o wide` (priority 1), after Age, as the real server sends.
+fn wide_columns(rt: &ResourceType) -> Vec<&'static str> {
+    match rt.kind {
+        "Pod" => vec!["IP", "Node", "Nominated Node", "Readiness Gates"],
+        "Deployment" | "ReplicaSet" => vec!["Containers", "Images", "Selector"],
+        "Service" => vec!["Selector"],
+        "Node" => vec!["Internal-IP"],
+        _ => vec![],
+    }
+}
+
+fn joined(obj: &Value, list: &str, field: &str) -> String {
+    obj.pointer(list)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.get(field).and_then(Value::as_str))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn selector(map: Option<&Value>) -> String {
+    let pairs: Vec<String> = map
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+        .collect();
+    if pairs.is_empty() {
+        "<none>".to_string()
+    } else {
+        pairs.join(",")
+    }
+}
+
+fn wide_cells(rt: &ResourceType, obj: &Value) -> Vec<Value> {
+    let or_none = |s: String| {
+        if s.is_empty() {
+            "<none>".to_string()
+        } else {
+            s
+        }
+    };
+    match rt.kind {
+        "Pod" => vec![
+            json!(or_none(string(obj, "/status/podIP"))),
+            json!(or_none(string(obj, "/spec/nodeName"))),
+            json!("<none>"),
+            json!("<none>"),
+        ],
+        "Deployment" | "ReplicaSet" => vec![
+            json!(joined(obj, "/spec/template/spec/containers", "name")),
+            json!(joined(obj, "/spec/template/spec/containers", "image")),
+            json!(selector(obj.pointer("/spec/selector/matchLabels"))),
+        ],
+        "Service" => vec![json!(selector(obj.pointer("/spec/selector")))],
+        "Node" => {
+            let ip = obj
+                .pointer("/status/addresses")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .find(|a| a["type"] == "InternalIP")
+                .and_then(|a| a.get("address").and_then(Value::as_str))
+                .unwrap_or("<none>");
+            vec![json!(ip)]
+        }
+        _ => vec![],
+    }
+}
+
 pub fn table(rt: &ResourceType, items: &[Value], list_metadata: Option<&Value>) -> Value {
     let mut defs = vec![
         json!({"name": "Name", "type": "string", "format": "name", "description": "Name must be unique within a namespace.", "priority": 0}),
@@ -173,11 +244,18 @@ pub fn table(rt: &ResourceType, items: &[Value], list_metadata: Option<&Value>) 
         );
     }
     defs.push(json!({"name": "Age", "type": "string", "format": "", "description": "CreationTimestamp", "priority": 0}));
+    for c in wide_columns(rt) {
+        defs.push(
+            json!({"name": c, "type": "string", "format": "", "description": "", "priority": 1}),
+        );
+    }
     let rows: Vec<Value> = items
         .iter()
         .map(|o| {
             let partial = json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o.get("metadata").cloned().unwrap_or_default()});
-            json!({"cells": cells(rt, o), "object": partial})
+            let mut row = cells(rt, o);
+            row.extend(wide_cells(rt, o));
+            json!({"cells": row, "object": partial})
         })
         .collect();
     let metadata = list_metadata.cloned().unwrap_or_else(|| json!({"resourceVersion": items.first().and_then(|o| o.pointer("/metadata/resourceVersion")).cloned().unwrap_or(Value::Null)}));
