@@ -34,12 +34,45 @@ async fn get(addr: std::net::SocketAddr, host: &str, path: &str) -> (String, Str
 #[tokio::test]
 async fn up_brings_the_platform_up_and_down_takes_it_away() {
     let emu = emulator().await;
+    // The site's pod runs as our `web` binary, built next to this test by the workspace build.
+    let web = std::env::current_exe()
+        .expect("test path")
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir")
+        .join("web");
+    assert!(
+        web.exists(),
+        "{} is built with the workspace (cargo build --workspace)",
+        web.display()
+    );
+    // The site's process finds the simulator through a kubeconfig (the admin's, as `./dev up` does).
+    let kubeconfig = std::env::temp_dir().join(format!(
+        "kdeploy-full-stack-{}.kubeconfig",
+        std::process::id()
+    ));
+    let admin_token = format!("test-{}", std::process::id());
     let sim = ClusterSim::start(SimConfig {
         readiness_delay: Duration::from_millis(100),
+        admin_token: Some(admin_token),
+        local_commands: vec![cluster_sim::LocalCommand {
+            image_prefix: "ghcr.io/kdeploy/web".into(),
+            program: "env".into(),
+            args: vec![
+                format!("KUBECONFIG={}", kubeconfig.display()),
+                web.display().to_string(),
+                "serve".into(),
+                "--listen".into(),
+                "127.0.0.1:{port}".into(),
+                "--insecure-cookies".into(),
+            ],
+        }],
         ..SimConfig::default()
     })
     .await
     .expect("simulator");
+    std::fs::write(&kubeconfig, sim.kubeconfig_yaml().expect("kubeconfig"))
+        .expect("write kubeconfig");
     let with_sim = |mut run: common::Run| {
         run.cx.kube_override = Some(platform::cluster::Access {
             endpoint: sim.api_url(),
@@ -80,11 +113,11 @@ async fn up_brings_the_platform_up_and_down_takes_it_away() {
 
     // The site answers through the simulated NLB + ingress, under the NLB's host name.
     let host = lb.dns_name.to_ascii_lowercase();
-    let (status, body) = get(sim.ingress_addr(), &host, "/").await;
+    let (status, body) = get(sim.ingress_addr(), &host, "/login").await;
     assert!(status.contains("200"), "{status} {body}");
     assert!(
-        body.contains("kdeploy-web"),
-        "the site's pod answered: {body}"
+        body.contains("Sign in") && body.contains("kdeploy"),
+        "the site's page: {body}"
     );
 
     // Again: no AWS change, no second administrator.
@@ -115,4 +148,5 @@ async fn up_brings_the_platform_up_and_down_takes_it_away() {
         };
         assert!(gone, "{ns} is being removed");
     }
+    let _ = std::fs::remove_file(kubeconfig);
 }

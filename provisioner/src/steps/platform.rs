@@ -9,7 +9,7 @@ use platform::manifests::{
     self, DEPLOY_SITE_DEPLOYMENT, INGRESS_CONTROLLER_DEPLOYMENT, SiteValues,
 };
 
-use crate::plan::{Resource, Scope, Step, StepError, StepFuture, input};
+use crate::plan::{OnResource, Resource, Scope, Step, StepError, StepFuture, input};
 use crate::progress::Action;
 use crate::retry::{Poll, wait_for};
 
@@ -131,7 +131,7 @@ impl Step for PlatformStep {
     }
 
     fn needs(&self) -> &'static [&'static str] {
-        &["nodes", "node-access", "load-balancer"]
+        &["nodes", "node-access", "load-balancer", "targets"]
     }
 
     fn ensure<'a>(&'a self, s: &'a Scope<'a>) -> StepFuture<'a, ()> {
@@ -180,6 +180,7 @@ impl Step for PlatformStep {
             );
             a.and(b).map_err(|e| failed("rollout", e))?;
 
+            wait_targets_healthy(s, &lb.target_group_arn).await?;
             let admin = ensure_admin(s, &kube, &values.public_host).await?;
             let _ = s.outputs.site.set(Site { url, admin });
             Ok(())
@@ -314,15 +315,45 @@ async fn wait_nodes_ready(
         },
     )
     .await
-    .map_err(|e| match e {
-        crate::retry::WaitError::Failed(inner) => inner,
-        crate::retry::WaitError::Timeout { after, last } => StepError::Timeout {
-            resource: "worker nodes".into(),
-            what: "them to join and be Ready".into(),
-            after,
-            last,
+    .on("worker nodes")
+}
+
+/// Waits until every registered target passes the NLB's health check (the ingress controller's
+/// readiness NodePort): only then does the printed URL answer.
+async fn wait_targets_healthy(s: &Scope<'_>, target_group: &str) -> Result<(), StepError> {
+    use crate::aws::AwsResultExt;
+    wait_for(
+        s.config.timeouts.resources(),
+        |state| s.waiting(state),
+        || async {
+            let out = s
+                .aws
+                .elbv2
+                .describe_target_health()
+                .target_group_arn(target_group)
+                .send()
+                .await
+                .op("elbv2:DescribeTargetHealth")
+                .on(format!("target group {}", s.stack.target_group()))?;
+            let states: Vec<&str> = out
+                .target_health_descriptions()
+                .iter()
+                .map(|d| {
+                    d.target_health()
+                        .and_then(|h| h.state())
+                        .map_or("unknown", |st| st.as_str())
+                })
+                .collect();
+            let healthy = states.iter().filter(|st| **st == "healthy").count();
+            Ok(if !states.is_empty() && healthy == states.len() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending(format!("{healthy}/{} targets healthy", states.len()))
+            })
         },
-    })
+    )
+    .await
+    .on(format!("target group {}", s.stack.target_group()))
 }
 
 /// Creates the site's first administrator with a generated password, unless the site has one.
