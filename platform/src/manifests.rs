@@ -59,7 +59,12 @@ pub fn default_site_image() -> String {
     format!("ghcr.io/kdeploy/web:{}", env!("CARGO_PKG_VERSION"))
 }
 
-fn check(field: &'static str, value: &str, ok: impl Fn(char) -> bool, rule: &'static str) -> Result<(), ManifestError> {
+fn check(
+    field: &'static str,
+    value: &str,
+    ok: impl Fn(char) -> bool,
+    rule: &'static str,
+) -> Result<(), ManifestError> {
     if value.is_empty() || value.len() > 253 || !value.chars().all(ok) {
         return Err(ManifestError::Value {
             field,
@@ -110,7 +115,10 @@ pub fn deploy_site(values: &SiteValues) -> Result<Vec<DynamicObject>, ManifestEr
     )?;
     parse(&render(
         DEPLOY_SITE,
-        &[("PUBLIC_HOST", values.public_host.clone()), ("IMAGE", values.image.clone())],
+        &[
+            ("PUBLIC_HOST", values.public_host.clone()),
+            ("IMAGE", values.image.clone()),
+        ],
     )?)
 }
 
@@ -126,10 +134,11 @@ pub fn parse(yaml: &str) -> Result<Vec<DynamicObject>, ManifestError> {
         if value.is_null() {
             continue;
         }
-        let object: DynamicObject = serde_yaml::from_value(value).map_err(|e| ManifestError::Parse {
-            index,
-            message: e.to_string(),
-        })?;
+        let object: DynamicObject =
+            serde_yaml::from_value(value).map_err(|e| ManifestError::Parse {
+                index,
+                message: e.to_string(),
+            })?;
         if object.types.is_none() || object.metadata.name.is_none() {
             return Err(ManifestError::Parse {
                 index,
@@ -152,11 +161,18 @@ fn gvk(object: &DynamicObject) -> Option<GroupVersionKind> {
 
 /// Server-side applies each object in order (namespaces and RBAC come first in the files).
 /// Returns how many objects it applied.
-pub async fn apply(client: &kube::Client, objects: &[DynamicObject]) -> Result<usize, ManifestError> {
+pub async fn apply(
+    client: &kube::Client,
+    objects: &[DynamicObject],
+) -> Result<usize, ManifestError> {
     let params = PatchParams::apply(FIELD_MANAGER).force();
     for object in objects {
         let name = object.metadata.name.clone().unwrap_or_default();
-        let kind = object.types.as_ref().map(|t| t.kind.clone()).unwrap_or_default();
+        let kind = object
+            .types
+            .as_ref()
+            .map(|t| t.kind.clone())
+            .unwrap_or_default();
         let failed = |source| ManifestError::Apply {
             kind: kind.clone(),
             name: name.clone(),
@@ -172,7 +188,9 @@ pub async fn apply(client: &kube::Client, objects: &[DynamicObject]) -> Result<u
             (Scope::Namespaced, None) => Api::default_namespaced_with(client.clone(), &resource),
             (Scope::Cluster, _) => Api::all_with(client.clone(), &resource),
         };
-        api.patch(&name, &params, &Patch::Apply(object)).await.map_err(failed)?;
+        api.patch(&name, &params, &Patch::Apply(object))
+            .await
+            .map_err(failed)?;
     }
     Ok(objects.len())
 }
@@ -189,10 +207,18 @@ pub async fn wait_rollout(
         name: name.to_owned(),
         reason,
     };
-    match tokio::time::timeout(deadline, await_condition(api, name, conditions::is_deployment_completed())).await {
+    match tokio::time::timeout(
+        deadline,
+        await_condition(api, name, conditions::is_deployment_completed()),
+    )
+    .await
+    {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(failed(e.to_string())),
-        Err(_) => Err(failed(format!("not complete after {}s", deadline.as_secs()))),
+        Err(_) => Err(failed(format!(
+            "not complete after {}s",
+            deadline.as_secs()
+        ))),
     }
 }
 
@@ -241,33 +267,66 @@ mod tests {
     #[test]
     fn the_controller_service_uses_the_pinned_node_ports() {
         let objects = ingress_controller().unwrap();
-        let service = objects.iter().find(|o| o.types.as_ref().unwrap().kind == "Service").unwrap();
+        let service = objects
+            .iter()
+            .find(|o| o.types.as_ref().unwrap().kind == "Service")
+            .unwrap();
         let service: Service = typed(service);
         let ports = service.spec.unwrap().ports.unwrap();
         assert_eq!(ports[0].node_port, Some(HTTP_NODE_PORT));
         assert_eq!(ports[1].node_port, Some(HEALTH_NODE_PORT));
-        let deployment: Deployment =
-            typed(objects.iter().find(|o| o.types.as_ref().unwrap().kind == "Deployment").unwrap());
+        let deployment: Deployment = typed(
+            objects
+                .iter()
+                .find(|o| o.types.as_ref().unwrap().kind == "Deployment")
+                .unwrap(),
+        );
         let container = &deployment.spec.unwrap().template.spec.unwrap().containers[0];
-        assert!(container.args.as_ref().unwrap().contains(&"-enable-custom-resources=false".to_owned()));
-        let probe = container.readiness_probe.as_ref().unwrap().http_get.as_ref().unwrap();
+        assert!(
+            container
+                .args
+                .as_ref()
+                .unwrap()
+                .contains(&"-enable-custom-resources=false".to_owned())
+        );
+        let probe = container
+            .readiness_probe
+            .as_ref()
+            .unwrap()
+            .http_get
+            .as_ref()
+            .unwrap();
         assert_eq!(probe.path.as_deref(), Some(HEALTH_PATH));
     }
 
     #[test]
     fn the_site_ingress_host_is_the_load_balancer() {
         let objects = deploy_site(&site()).unwrap();
-        let ingress: k8s_openapi::api::networking::v1::Ingress =
-            typed(objects.iter().find(|o| o.types.as_ref().unwrap().kind == "Ingress").unwrap());
+        let ingress: k8s_openapi::api::networking::v1::Ingress = typed(
+            objects
+                .iter()
+                .find(|o| o.types.as_ref().unwrap().kind == "Ingress")
+                .unwrap(),
+        );
         let spec = ingress.spec.unwrap();
         assert_eq!(spec.ingress_class_name.as_deref(), Some("nginx"));
-        assert_eq!(spec.rules.unwrap()[0].host.as_deref(), Some(site().public_host.as_str()));
-        let deployment: Deployment =
-            typed(objects.iter().find(|o| o.types.as_ref().unwrap().kind == "Deployment").unwrap());
+        assert_eq!(
+            spec.rules.unwrap()[0].host.as_deref(),
+            Some(site().public_host.as_str())
+        );
+        let deployment: Deployment = typed(
+            objects
+                .iter()
+                .find(|o| o.types.as_ref().unwrap().kind == "Deployment")
+                .unwrap(),
+        );
         let spec = deployment.spec.unwrap();
         assert_eq!(spec.replicas, Some(2));
         let container = &spec.template.spec.unwrap().containers[0];
-        assert_eq!(container.image.as_deref(), Some("ghcr.io/kdeploy/web:0.1.0"));
+        assert_eq!(
+            container.image.as_deref(),
+            Some("ghcr.io/kdeploy/web:0.1.0")
+        );
         assert!(container.readiness_probe.is_some() && container.liveness_probe.is_some());
     }
 
@@ -277,12 +336,23 @@ mod tests {
             public_host: "x\"\n  evil: true".into(),
             ..site()
         };
-        assert!(matches!(deploy_site(&bad_host), Err(ManifestError::Value { field: "public_host", .. })));
+        assert!(matches!(
+            deploy_site(&bad_host),
+            Err(ManifestError::Value {
+                field: "public_host",
+                ..
+            })
+        ));
         let bad_image = SiteValues {
             image: "nginx latest".into(),
             ..site()
         };
-        assert!(matches!(deploy_site(&bad_image), Err(ManifestError::Value { field: "image", .. })));
-        assert!(matches!(render("a: {{MISSING}}", &[]), Err(ManifestError::Placeholder(p)) if p == "{{MISSING}}"));
+        assert!(matches!(
+            deploy_site(&bad_image),
+            Err(ManifestError::Value { field: "image", .. })
+        ));
+        assert!(
+            matches!(render("a: {{MISSING}}", &[]), Err(ManifestError::Placeholder(p)) if p == "{{MISSING}}")
+        );
     }
 }

@@ -12,8 +12,8 @@ use k8s_openapi::api::core::v1::{Namespace, Node, Secret};
 use kube::Api;
 use kube::api::{ListParams, ObjectMeta, PostParams};
 use platform::manifests::{
-    DEPLOY_SITE_DEPLOYMENT, INGRESS_CONTROLLER_DEPLOYMENT, SiteValues, apply, deploy_site, ingress_controller,
-    wait_rollout,
+    DEPLOY_SITE_DEPLOYMENT, INGRESS_CONTROLLER_DEPLOYMENT, SiteValues, apply, deploy_site,
+    ingress_controller, wait_rollout,
 };
 
 fn site() -> SiteValues {
@@ -25,21 +25,36 @@ fn site() -> SiteValues {
 
 #[tokio::test]
 async fn the_platform_installs_and_rolls_out() {
-    let sim = ClusterSim::start(SimConfig::default()).await.expect("simulator");
+    let sim = ClusterSim::start(SimConfig::default())
+        .await
+        .expect("simulator");
     let admin = sim.client().await.expect("client");
     let controller = ingress_controller().expect("render");
     let website = deploy_site(&site()).expect("render");
-    apply(&admin, &controller).await.expect("apply the ingress controller");
+    apply(&admin, &controller)
+        .await
+        .expect("apply the ingress controller");
     apply(&admin, &website).await.expect("apply the site");
     for deployment in [INGRESS_CONTROLLER_DEPLOYMENT, DEPLOY_SITE_DEPLOYMENT] {
-        wait_rollout(&admin, deployment, Duration::from_secs(30)).await.expect("rollout");
+        wait_rollout(&admin, deployment, Duration::from_secs(30))
+            .await
+            .expect("rollout");
     }
 
     let deployments: Api<Deployment> = Api::namespaced(admin.clone(), "kdeploy-system");
-    let before = deployments.get("kdeploy-web").await.expect("site deployment");
+    let before = deployments
+        .get("kdeploy-web")
+        .await
+        .expect("site deployment");
     apply(&admin, &website).await.expect("re-apply");
-    let after = deployments.get("kdeploy-web").await.expect("site deployment");
-    assert_eq!(before.metadata.generation, after.metadata.generation, "re-applying changed the spec");
+    let after = deployments
+        .get("kdeploy-web")
+        .await
+        .expect("site deployment");
+    assert_eq!(
+        before.metadata.generation, after.metadata.generation,
+        "re-applying changed the spec"
+    );
     let managers: Vec<String> = after
         .metadata
         .managed_fields
@@ -47,14 +62,21 @@ async fn the_platform_installs_and_rolls_out() {
         .iter()
         .filter_map(|m| m.manager.clone())
         .collect();
-    assert!(managers.contains(&"kdeploy-platform".to_owned()), "{managers:?}");
+    assert!(
+        managers.contains(&"kdeploy-platform".to_owned()),
+        "{managers:?}"
+    );
 }
 
 #[tokio::test]
 async fn the_sites_service_account_can_do_its_work_and_no_more() {
-    let sim = ClusterSim::start(SimConfig::default()).await.expect("simulator");
+    let sim = ClusterSim::start(SimConfig::default())
+        .await
+        .expect("simulator");
     let admin = sim.client().await.expect("client");
-    apply(&admin, &deploy_site(&site()).expect("render")).await.expect("apply the site");
+    apply(&admin, &deploy_site(&site()).expect("render"))
+        .await
+        .expect("apply the site");
     let token = sim.service_account_token("kdeploy-system", "kdeploy-web");
     let site = sim.client_with_token(&token).await.expect("client");
 
@@ -67,7 +89,10 @@ async fn the_sites_service_account_can_do_its_work_and_no_more() {
         },
         ..Secret::default()
     };
-    secrets.create(&PostParams::default(), &secret).await.expect("create its own secret");
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("create its own secret");
     let namespaces: Api<Namespace> = Api::all(site.clone());
     let ns = Namespace {
         metadata: ObjectMeta {
@@ -76,18 +101,42 @@ async fn the_sites_service_account_can_do_its_work_and_no_more() {
         },
         ..Namespace::default()
     };
-    namespaces.create(&PostParams::default(), &ns).await.expect("create a user namespace");
+    namespaces
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("create a user namespace");
     let deployments: Api<Deployment> = Api::namespaced(site.clone(), "alice");
-    deployments.list(&ListParams::default()).await.expect("list deployments");
+    deployments
+        .list(&ListParams::default())
+        .await
+        .expect("list deployments");
 
     // Outside its scope.
     let nodes: Api<Node> = Api::all(site.clone());
-    let denied = nodes.list(&ListParams::default()).await.expect_err("listing nodes is denied");
-    assert!(matches!(denied, kube::Error::Api(ref s) if s.code == 403), "{denied:?}");
+    let denied = nodes
+        .list(&ListParams::default())
+        .await
+        .expect_err("listing nodes is denied");
+    assert!(
+        matches!(denied, kube::Error::Api(ref s) if s.code == 403),
+        "{denied:?}"
+    );
     let system_secrets: Api<Secret> = Api::namespaced(site.clone(), "kube-system");
-    let denied = system_secrets.list(&ListParams::default()).await.expect_err("kube-system secrets are denied");
-    assert!(matches!(denied, kube::Error::Api(ref s) if s.code == 403), "{denied:?}");
+    let denied = system_secrets
+        .list(&ListParams::default())
+        .await
+        .expect_err("kube-system secrets are denied");
+    assert!(
+        matches!(denied, kube::Error::Api(ref s) if s.code == 403),
+        "{denied:?}"
+    );
     let alice_secrets: Api<Secret> = Api::namespaced(site, "alice");
-    let denied = alice_secrets.list(&ListParams::default()).await.expect_err("user secrets are denied");
-    assert!(matches!(denied, kube::Error::Api(ref s) if s.code == 403), "{denied:?}");
+    let denied = alice_secrets
+        .list(&ListParams::default())
+        .await
+        .expect_err("user secrets are denied");
+    assert!(
+        matches!(denied, kube::Error::Api(ref s) if s.code == 403),
+        "{denied:?}"
+    );
 }
