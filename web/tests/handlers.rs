@@ -965,3 +965,91 @@ async fn quota_and_limit_range_are_created_and_a_scale_beyond_the_quota_is_expla
     let page = alice.get("/repos/hello").await;
     assert!(page.body.contains("FailedCreate"));
 }
+
+/// A redeploy is a rolling restart with `maxUnavailable: 0`: requests sent through the ingress all
+/// the way through it succeed, and the pods end up replaced.
+#[tokio::test]
+async fn requests_through_the_ingress_all_succeed_during_a_redeploy() {
+    let site = site().await;
+    let mut alice = site.user("alice").await;
+    assert_eq!(
+        alice.create("hello", "nginx", "80", "2").await.status,
+        StatusCode::SEE_OTHER
+    );
+    let deployments: Api<Deployment> = Api::namespaced(site.admin.clone(), "alice");
+    let ready = |d: &Deployment| d.status.as_ref().and_then(|s| s.ready_replicas) == Some(2);
+    eventually("two ready replicas", || async {
+        deployments
+            .get("hello")
+            .await
+            .ok()
+            .filter(ready)
+            .map(|_| ())
+    })
+    .await;
+    let before: std::collections::BTreeSet<String> = pods_answering(&site).await;
+
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let load = {
+        let sim = &site.sim;
+        async move {
+            let (mut ok, mut failed) = (0usize, Vec::new());
+            // Bounded: at most 2,000 requests, and it stops once the rollout is over.
+            for _ in 0..2000 {
+                if *stopped.borrow() {
+                    break;
+                }
+                let (status, body) = through_ingress(sim, "/alice/hello/ping").await;
+                if status == 200 {
+                    ok += 1;
+                } else {
+                    failed.push(format!("{status} {body}"));
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            (ok, failed)
+        }
+    };
+    let rollout = async {
+        let r = alice.post("/repos/hello/redeploy", &[]).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+        eventually("the redeploy to complete", || async {
+            let d = deployments.get("hello").await.ok()?;
+            let status = d.status.as_ref()?;
+            let done = d.metadata.generation == status.observed_generation
+                && status.updated_replicas == Some(2)
+                && status.ready_replicas == Some(2)
+                && status.replicas == Some(2);
+            done.then_some(())
+        })
+        .await;
+        stop.send_replace(true);
+    };
+    let ((ok, failed), ()) = tokio::join!(load, rollout);
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed: {failed:?}",
+        failed.len(),
+        ok + failed.len()
+    );
+    assert!(ok > 10, "requests kept flowing during the rollout ({ok})");
+    // Endpoints follow the new pods within a moment of the rollout's end.
+    eventually("only new pods to answer", || async {
+        let after = pods_answering(&site).await;
+        before.is_disjoint(&after).then_some(())
+    })
+    .await;
+}
+
+/// Names of the pods that answer through the ingress (the simulator's echo names its pod).
+#[allow(clippy::unwrap_used)] // a test helper
+async fn pods_answering(site: &common::Site) -> std::collections::BTreeSet<String> {
+    let mut pods = std::collections::BTreeSet::new();
+    for _ in 0..10 {
+        let (status, body) = through_ingress(&site.sim, "/alice/hello/").await;
+        assert_eq!(status, 200, "{body}");
+        let echo: serde_json::Value = serde_json::from_str(&body).unwrap();
+        pods.insert(echo["pod"].as_str().unwrap().to_owned());
+    }
+    pods
+}
