@@ -47,6 +47,7 @@ up: build
     set -euo pipefail
     mkdir -p .local
     token=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+    (umask 077 && printf '%s' "$token" > .local/kube-token)
     "{{bin}}/localstack" aws --port {{aws_port}} {{profile_flag}} &
     emulator=$!
     # The site's process reaches the simulator's API through this kubeconfig (as the admin).
@@ -69,9 +70,11 @@ up: build
     echo "Press Ctrl-C to stop the local stack."
     wait $emulator $simulator
 
-# `provisioner` against the running local emulator, e.g. `just local status` or `just local down`.
+# `provisioner` against the running local stack (`./dev up`), e.g. `just local status` or `just local down`.
 local *args: build
-    "{{bin}}/provisioner" --endpoint http://127.0.0.1:{{aws_port}} {{args}}
+    "{{bin}}/provisioner" --endpoint http://127.0.0.1:{{aws_port}} \
+        --kube-endpoint http://127.0.0.1:{{kube_port}} --kube-token "$(cat .local/kube-token 2>/dev/null)" \
+        --public-host "kdeploy.localhost=http://kdeploy.localhost:{{ingress_port}}/" {{args}}
 
 # Benchmarks (figures, not pass/fail): provisioner `up` against the realistic front.
 bench:
