@@ -26,6 +26,28 @@ pub struct Cluster {
     pub service_cidr: String,
 }
 
+impl Cluster {
+    /// What nodes and clients need, from a DescribeCluster answer.
+    pub fn from_described(name: &str, cluster: &aws_sdk_eks::types::Cluster) -> Self {
+        Self {
+            name: name.to_owned(),
+            arn: cluster.arn().unwrap_or_default().to_owned(),
+            version: cluster.version().unwrap_or_default().to_owned(),
+            endpoint: cluster.endpoint().unwrap_or_default().to_owned(),
+            certificate_authority: cluster
+                .certificate_authority()
+                .and_then(|c| c.data())
+                .unwrap_or_default()
+                .to_owned(),
+            service_cidr: cluster
+                .kubernetes_network_config()
+                .and_then(|k| k.service_ipv4_cidr())
+                .unwrap_or(FALLBACK_SERVICE_CIDR)
+                .to_owned(),
+        }
+    }
+}
+
 /// EKS picks 10.100.0.0/16 or 172.20.0.0/16 when none is given; it reports which.
 const FALLBACK_SERVICE_CIDR: &str = "10.100.0.0/16";
 
@@ -82,22 +104,10 @@ impl Step for ClusterStep {
             } else {
                 cluster
             };
-            let _ = s.outputs.cluster.set(Cluster {
-                name: name.clone(),
-                arn: cluster.arn().unwrap_or_default().to_owned(),
-                version: cluster.version().unwrap_or_default().to_owned(),
-                endpoint: cluster.endpoint().unwrap_or_default().to_owned(),
-                certificate_authority: cluster
-                    .certificate_authority()
-                    .and_then(|c| c.data())
-                    .unwrap_or_default()
-                    .to_owned(),
-                service_cidr: cluster
-                    .kubernetes_network_config()
-                    .and_then(|k| k.service_ipv4_cidr())
-                    .unwrap_or(FALLBACK_SERVICE_CIDR)
-                    .to_owned(),
-            });
+            let _ = s
+                .outputs
+                .cluster
+                .set(Cluster::from_described(&name, &cluster));
             Ok(())
         })
     }
@@ -190,7 +200,7 @@ fn status_text(status: Option<&ClusterStatus>) -> &str {
     status.map(|s| s.as_str()).unwrap_or("UNKNOWN")
 }
 
-async fn describe(
+pub(crate) async fn describe(
     s: &Scope<'_>,
     name: &str,
 ) -> Result<Option<aws_sdk_eks::types::Cluster>, StepError> {

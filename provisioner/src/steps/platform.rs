@@ -189,53 +189,23 @@ impl Step for PlatformStep {
 
     fn destroy<'a>(&'a self, s: &'a Scope<'a>) -> StepFuture<'a, ()> {
         Box::pin(async move {
-            // Without a cluster there is nothing in it to remove.
-            let reachable = match &s.kube_override {
-                Some(_) => true,
-                None => s
-                    .aws
-                    .eks
-                    .describe_cluster()
-                    .name(s.stack.cluster_name())
-                    .send()
-                    .await
-                    .ok()
-                    .and_then(|o| o.cluster().cloned())
-                    .is_some_and(|c| c.status().is_some_and(|st| st.as_str() == "ACTIVE")),
-            };
-            if !reachable {
-                s.record(Action::Absent, "platform objects", "the cluster is gone");
-                return Ok(());
-            }
+            // Without a cluster there is nothing in it to remove; any other failure to look is an error.
             if s.kube_override.is_none() {
+                let active = crate::steps::cluster::describe(s, s.stack.cluster_name())
+                    .await?
+                    .filter(|c| c.status().is_some_and(|st| st.as_str() == "ACTIVE"));
+                let Some(described) = active else {
+                    s.record(Action::Absent, "platform objects", "the cluster is gone");
+                    return Ok(());
+                };
                 // cluster_client needs the cluster's endpoint and CA.
-                let out = s
-                    .aws
-                    .eks
-                    .describe_cluster()
-                    .name(s.stack.cluster_name())
-                    .send()
-                    .await
-                    .map_err(|e| {
-                        failed(
-                            "EKS cluster",
-                            aws_smithy_types::error::display::DisplayErrorContext(e),
-                        )
-                    })?;
-                if let Some(c) = out.cluster() {
-                    let _ = s.outputs.cluster.set(crate::steps::cluster::Cluster {
-                        name: s.stack.cluster_name().to_owned(),
-                        arn: c.arn().unwrap_or_default().to_owned(),
-                        version: c.version().unwrap_or_default().to_owned(),
-                        endpoint: c.endpoint().unwrap_or_default().to_owned(),
-                        certificate_authority: c
-                            .certificate_authority()
-                            .and_then(|a| a.data())
-                            .unwrap_or_default()
-                            .to_owned(),
-                        service_cidr: String::new(),
-                    });
-                }
+                let _ = s
+                    .outputs
+                    .cluster
+                    .set(crate::steps::cluster::Cluster::from_described(
+                        s.stack.cluster_name(),
+                        &described,
+                    ));
             }
             let kube = cluster_client(s).await?;
             // Services of type LoadBalancer make AWS load balancers that would block the VPC.
