@@ -11,7 +11,7 @@ kube_port := env_var_or_default("LOCAL_KUBE_PORT", "6443")
 ingress_port := env_var_or_default("LOCAL_INGRESS_PORT", "8080")
 # The simulator runs the deploy site's pod as a local process of our `web` binary.
 sim_site_flags := "--local-command 'ghcr.io/kdeploy/web=" + bin + "/web serve --listen 127.0.0.1:{port} --insecure-cookies'"
-# Empty: moto answers at once. `fast` or `realistic`: the realistic front (see localstack/src/front).
+# Empty: moto answers at once. `fast` or `realistic`: the realistic front (see localstack/aws/src/front).
 aws_profile := env_var_or_default("LOCAL_AWS_PROFILE", "")
 profile_flag := if aws_profile == "" { "" } else { "--profile " + aws_profile }
 bin := CARGO_TARGET_DIR / "debug"

@@ -44,7 +44,7 @@ struct Row {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let rss_start = rss_kib();
-    let sim = cluster_sim::ClusterSim::start(cluster_sim::SimConfig::default()).await?;
+    let sim = cluster::ClusterSim::start(cluster::SimConfig::default()).await?;
     let client = sim.client().await?;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     let mut rows = Vec::new();

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use cluster_sim::{ClusterSim, LocalCommand, SimConfig};
+use cluster::{ClusterSim, LocalCommand, SimConfig};
 
 #[derive(Parser, Debug)]
 #[command(about = "Local Kubernetes cluster simulator (API server, controllers, ingress)")]

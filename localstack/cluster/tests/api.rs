@@ -657,7 +657,7 @@ async fn watcher_sees_adds_changes_and_deletes() {
 
 #[tokio::test]
 async fn raw_watch_resumes_bookmarks_and_expires() {
-    let sim = common::sim_with(cluster_sim::SimConfig {
+    let sim = common::sim_with(cluster::SimConfig {
         watch_history: 5,
         bookmark_interval: Duration::from_millis(100),
         ..Default::default()
@@ -701,7 +701,7 @@ async fn raw_watch_resumes_bookmarks_and_expires() {
 }
 
 /// A plain HTTP GET with the admin token, returning the whole body (the watch ends by timeoutSeconds).
-async fn reqwest_like_get(sim: &cluster_sim::RunningSim, path: &str) -> String {
+async fn reqwest_like_get(sim: &cluster::RunningSim, path: &str) -> String {
     use http_body_util::BodyExt;
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<http_body_util::Empty<bytes::Bytes>>();

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use cluster_sim::SimConfig;
+use cluster::SimConfig;
 use tokio::process::Command;
 
 struct Kubectl {
@@ -23,10 +23,10 @@ impl Drop for TempDir {
 }
 
 impl Kubectl {
-    fn new(sim: &cluster_sim::RunningSim) -> Self {
+    fn new(sim: &cluster::RunningSim) -> Self {
         let dir = std::env::temp_dir().join(format!(
             "cluster-sim-kubectl-{}",
-            cluster_sim::meta::random_suffix(8)
+            cluster::meta::random_suffix(8)
         ));
         std::fs::create_dir_all(&dir).unwrap();
         let kubeconfig = dir.join("kubeconfig");

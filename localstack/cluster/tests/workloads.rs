@@ -40,7 +40,7 @@ async fn expose(
         .unwrap();
 }
 
-async fn get(sim: &cluster_sim::RunningSim, host: &str, path: &str) -> (u16, String) {
+async fn get(sim: &cluster::RunningSim, host: &str, path: &str) -> (u16, String) {
     use http_body_util::BodyExt;
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<http_body_util::Empty<bytes::Bytes>>();
@@ -322,7 +322,7 @@ async fn ingress_routes_by_host_and_path_with_rewrites_404_and_503() {
 
 #[tokio::test]
 async fn rolling_update_keeps_serving_through_the_ingress() {
-    let sim = common::sim_with(cluster_sim::SimConfig {
+    let sim = common::sim_with(cluster::SimConfig {
         readiness_delay: Duration::from_millis(400),
         ..Default::default()
     })
@@ -536,14 +536,14 @@ http.server.HTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever(
 #[tokio::test]
 async fn local_processes_serve_ingress_traffic() {
     use k8s_openapi::api::core::v1::Secret;
-    let sim = common::sim_with(cluster_sim::SimConfig {
+    let sim = common::sim_with(cluster::SimConfig {
         readiness_delay: Duration::from_millis(100),
-        local_commands: vec![cluster_sim::LocalCommand {
+        local_commands: vec![cluster::LocalCommand {
             image_prefix: "registry.local/env-server".into(),
             program: "python3".into(),
             args: vec!["-c".into(), ENV_SERVER.into()],
         }],
-        ..cluster_sim::SimConfig::default()
+        ..cluster::SimConfig::default()
     })
     .await;
     let client = sim.client().await.unwrap();
@@ -640,13 +640,13 @@ async fn local_processes_serve_ingress_traffic() {
 async fn local_process_arguments_and_restarts() {
     let dir = std::env::temp_dir().join(format!(
         "cluster-sim-static-{}",
-        cluster_sim::meta::random_suffix(8)
+        cluster::meta::random_suffix(8)
     ));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("hello.txt"), "hello from disk\n").unwrap();
-    let sim = common::sim_with(cluster_sim::SimConfig {
+    let sim = common::sim_with(cluster::SimConfig {
         local_commands: vec![
-            cluster_sim::LocalCommand {
+            cluster::LocalCommand {
                 image_prefix: "registry.local/static".into(),
                 program: "python3".into(),
                 args: [
@@ -662,13 +662,13 @@ async fn local_process_arguments_and_restarts() {
                 .chain([dir.display().to_string()])
                 .collect(),
             },
-            cluster_sim::LocalCommand {
+            cluster::LocalCommand {
                 image_prefix: "registry.local/exits".into(),
                 program: "python3".into(),
                 args: vec!["-c".into(), "import sys; sys.exit(3)".into()],
             },
         ],
-        ..cluster_sim::SimConfig::default()
+        ..cluster::SimConfig::default()
     })
     .await;
     let client = sim.client().await.unwrap();

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use cluster_sim::{ClusterSim, RunningSim, SimConfig};
+use cluster::{ClusterSim, RunningSim, SimConfig};
 
 pub async fn sim() -> RunningSim {
     sim_with(SimConfig {

@@ -1,6 +1,6 @@
 //! The local stack: everything needed to run the platform on one machine without a cloud account.
 //!
-//! [`AwsEmulator`] runs moto (pinned in `localstack/requirements.txt`) from a project-local venv on
+//! [`AwsEmulator`] runs moto (pinned in `localstack/aws/requirements.txt`) from a project-local venv on
 //! 127.0.0.1, seeded with the public AWS data moto lacks (see `moto_server.py`). Tests start their
 //! own emulator on a free port; dropping the handle stops it.
 
@@ -66,7 +66,7 @@ impl AwsEmulator {
     pub async fn start(port: Port) -> Result<Self, EmulatorError> {
         let venv = Venv::project()?;
         let python = venv.ensure().await?;
-        let script = repo_root().join("localstack").join("moto_server.py");
+        let script = repo_root().join("localstack").join("aws").join("moto_server.py");
         let port = match port {
             Port::Any => 0,
             Port::Fixed(p) => p,
@@ -180,8 +180,10 @@ async fn http_post(url: &str) -> std::io::Result<()> {
 pub fn repo_root() -> PathBuf {
     match std::env::var_os("KDEPLOY_ROOT") {
         Some(root) => PathBuf::from(root),
+        // This crate sits at `<root>/localstack/aws`.
         None => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .parent()
+            .ancestors()
+            .nth(2)
             .map(PathBuf::from)
             .unwrap_or_default(),
     }

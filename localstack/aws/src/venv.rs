@@ -21,7 +21,7 @@ pub enum VenvError {
     Join,
 }
 
-/// A venv at `<root>/.venv` installed from `<root>/localstack/requirements.txt`.
+/// A venv at `<root>/.venv` installed from `<root>/localstack/aws/requirements.txt`.
 #[derive(Debug, Clone)]
 pub struct Venv {
     dir: PathBuf,
@@ -33,7 +33,7 @@ impl Venv {
         let root = crate::repo_root();
         Ok(Self {
             dir: root.join(".venv"),
-            requirements: root.join("localstack").join("requirements.txt"),
+            requirements: root.join("localstack").join("aws").join("requirements.txt"),
         })
     }
 

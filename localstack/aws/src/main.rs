@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use localstack::{AwsEmulator, Front, Port, Profile, Venv};
+use aws::{AwsEmulator, Front, Port, Profile, Venv};
 
 #[derive(Parser)]
 #[command(about = "The local stack: AWS emulator for development and tests")]

@@ -1,0 +1,150 @@
+//! The whole bring-up over the local stack: the AWS emulator for AWS, the cluster simulator for
+//! Kubernetes (the only local switch), the site as our real binary under its own ServiceAccount,
+//! then a request through the simulated NLB + ingress, and `down`.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)] // test set-up
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
+use kube::Api;
+use provisioner::aws::{CallLog, Target};
+use provisioner::config::{Overrides, StackConfig, StackFile};
+use provisioner::plan::{Context, Plan};
+use provisioner::progress::RecordedProgress;
+use provisioner::{Aws, remaining};
+use tests::{SiteCluster, aws_emulator};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The default stack under another name, with deadlines short enough for a test to fail fast.
+fn config(name: &str) -> StackConfig {
+    let mut config = StackFile::default()
+        .resolve(&Overrides {
+            name: Some(name.to_owned()),
+            ..Overrides::default()
+        })
+        .expect("valid test configuration");
+    config.timeouts.cluster_limit = Duration::from_secs(60);
+    config.timeouts.resources_limit = Duration::from_secs(60);
+    config.timeouts.poll = Duration::from_millis(250);
+    config
+}
+
+/// A run of the full plan against the emulator and the simulator, with its own call log.
+async fn context(emulator: &aws::AwsEmulator, sim: &cluster::RunningSim) -> (Context, CallLog) {
+    let calls = CallLog::default();
+    let config = config("full");
+    let target = Target::Local {
+        endpoint: emulator.endpoint().to_owned(),
+    };
+    let aws = Aws::connect(&target, &config.region, calls.clone()).await;
+    let mut cx = Context::new(config, aws, Arc::new(RecordedProgress::default()));
+    cx.kube_override = Some(platform::cluster::Access {
+        endpoint: sim.api_url(),
+        certificate_authority: None,
+        token: sim.admin_token().to_owned(),
+    });
+    (cx, calls)
+}
+
+/// GET `path` from the ingress at `addr` with this Host header; returns status line and body.
+async fn get(addr: std::net::SocketAddr, host: &str, path: &str) -> (String, String) {
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect to the ingress");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.expect("read");
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (
+        head.lines().next().unwrap_or_default().to_owned(),
+        body.to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn up_brings_the_platform_up_and_down_takes_it_away() {
+    let emu = aws_emulator().await;
+    let site_cluster = SiteCluster::start("kdeploy-system", "kdeploy-web").await;
+    let sim = &site_cluster.sim;
+
+    let (first, _) = context(&emu, sim).await;
+    Plan::full()
+        .up(&first)
+        .await
+        .unwrap_or_else(|e| panic!("up failed: {e}"));
+    let site = first.outputs.site.get().expect("site output");
+    let lb = first
+        .outputs
+        .load_balancer
+        .get()
+        .expect("load balancer output");
+    assert_eq!(
+        site.url,
+        format!("http://{}/", lb.dns_name.to_ascii_lowercase())
+    );
+    // The site made its first administrator itself and left the credentials in a Secret, which
+    // the installer shows once.
+    let (user, password) = site.admin.clone().expect("the first administrator is shown");
+    let kube = sim.client().await.expect("client");
+    let secret = Api::<Secret>::namespaced(kube.clone(), "kdeploy-system")
+        .get("kdeploy-initial-admin")
+        .await
+        .expect("the initial-admin Secret");
+    let data = secret.data.expect("data");
+    assert_eq!(data["username"].0, user.as_bytes());
+    assert_eq!(data["password"].0, password.as_bytes());
+    assert!(password.len() >= 16);
+
+    // The nodes were let in through aws-auth (the emulator has no access-entry API).
+    let aws_auth = Api::<ConfigMap>::namespaced(kube.clone(), "kube-system")
+        .get("aws-auth")
+        .await
+        .expect("aws-auth");
+    let roles = aws_auth.data.expect("data")["mapRoles"].clone();
+    assert!(roles.contains(&first.stack.node_role()), "{roles}");
+
+    // The site answers through the simulated NLB + ingress, under the NLB's host name.
+    let host = lb.dns_name.to_ascii_lowercase();
+    let (status, body) = get(sim.ingress_addr(), &host, "/login").await;
+    assert!(status.contains("200"), "{status} {body}");
+    assert!(
+        body.contains("Sign in") && body.contains("kdeploy"),
+        "the site's page: {body}"
+    );
+
+    // Again: no AWS change, and the credentials are not shown a second time.
+    let (again, calls) = context(&emu, sim).await;
+    Plan::full()
+        .up(&again)
+        .await
+        .unwrap_or_else(|e| panic!("second up failed: {e}"));
+    assert_eq!(
+        calls.counts().mutating,
+        0,
+        "{:?}",
+        calls.counts().mutating_operations()
+    );
+    assert!(again.outputs.site.get().expect("site").admin.is_none());
+
+    let (last, _) = context(&emu, sim).await;
+    Plan::full()
+        .down(&last)
+        .await
+        .unwrap_or_else(|e| panic!("down failed: {e}"));
+    let left = remaining(&Plan::infrastructure(), &last)
+        .await
+        .expect("inspecting the stack");
+    assert!(left.is_empty(), "{left:?}");
+    let namespaces: Api<Namespace> = Api::all(kube);
+    for ns in ["kdeploy-system", "nginx-ingress"] {
+        let gone = match namespaces.get_opt(ns).await.expect("get") {
+            None => true,
+            Some(n) => n.status.and_then(|s| s.phase).as_deref() == Some("Terminating"),
+        };
+        assert!(gone, "{ns} is being removed");
+    }
+}
