@@ -445,13 +445,7 @@ async fn validation_errors_carry_causes() {
         ]
     );
 
-    deploys
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(deployment("ok", "nginx:1", 1)).unwrap(),
-        )
-        .await
-        .unwrap();
+    common::create_deployment(&deploys, "ok", "nginx:1", 1).await;
     let err = api_error(deploys.patch("ok", &PatchParams::default(), &Patch::Merge(json!({"spec": {"selector": {"matchLabels": {"app": "ok", "x": "y"}}, "template": {"metadata": {"labels": {"x": "y"}}}}}))).await.unwrap_err());
     assert_eq!(err.code, 422);
     assert!(
@@ -512,13 +506,7 @@ async fn delete_cascades_through_owner_references_and_namespaces() {
         .unwrap();
     let deploys: Api<Deployment> = Api::namespaced(client.clone(), "team");
     let pods: Api<Pod> = Api::namespaced(client.clone(), "team");
-    deploys
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(deployment("web", "nginx:1", 2)).unwrap(),
-        )
-        .await
-        .unwrap();
+    common::create_deployment(&deploys, "web", "nginx:1", 2).await;
     eventually("two pods", Duration::from_secs(10), || async {
         (pods.list(&ListParams::default()).await.unwrap().items.len() == 2).then_some(())
     })
@@ -543,13 +531,7 @@ async fn delete_cascades_through_owner_references_and_namespaces() {
     .await;
 
     // Orphaning keeps the ReplicaSet and drops its owner reference.
-    deploys
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(deployment("api", "nginx:1", 1)).unwrap(),
-        )
-        .await
-        .unwrap();
+    common::create_deployment(&deploys, "api", "nginx:1", 1).await;
     let rss: Api<k8s_openapi::api::apps::v1::ReplicaSet> = Api::namespaced(client.clone(), "team");
     eventually("replicaset", Duration::from_secs(10), || async {
         (!rss

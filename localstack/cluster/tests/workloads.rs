@@ -60,24 +60,8 @@ async fn deployment_becomes_available_with_kubectl_visible_status() {
     let sim = sim().await;
     let client = sim.client().await.unwrap();
     let deploys: Api<Deployment> = Api::namespaced(client.clone(), "default");
-    deploys
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(deployment("web", "nginx:1.27", 3)).unwrap(),
-        )
-        .await
-        .unwrap();
-    tokio::time::timeout(
-        Duration::from_secs(15),
-        await_condition(
-            deploys.clone(),
-            "web",
-            conditions::is_deployment_completed(),
-        ),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    common::create_deployment(&deploys, "web", "nginx:1.27", 3).await;
+    common::rolled_out(&deploys, "web", Duration::from_secs(15)).await;
     let d = deploys.get("web").await.unwrap();
     let status = d.status.unwrap();
     assert_eq!(
@@ -158,13 +142,7 @@ async fn missing_and_crashing_images_are_reported_like_a_kubelet() {
         )
         .await
         .unwrap();
-    deploys
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(deployment("boom", "registry.local/crash:1", 1)).unwrap(),
-        )
-        .await
-        .unwrap();
+    common::create_deployment(&deploys, "boom", "registry.local/crash:1", 1).await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let waiting = |app: &'static str, reason: &'static str| {
         let pods = pods.clone();
@@ -218,13 +196,7 @@ async fn ingress_routes_by_host_and_path_with_rewrites_404_and_503() {
     let sim = sim().await;
     let client = sim.client().await.unwrap();
     let deploys: Api<Deployment> = Api::namespaced(client.clone(), "default");
-    deploys
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(deployment("echo", "echo:1", 2)).unwrap(),
-        )
-        .await
-        .unwrap();
+    common::create_deployment(&deploys, "echo", "echo:1", 2).await;
     expose(
         &client,
         "echo",
@@ -233,13 +205,7 @@ async fn ingress_routes_by_host_and_path_with_rewrites_404_and_503() {
         "ImplementationSpecific",
     )
     .await;
-    deploys
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(deployment("plain", "echo:1", 1)).unwrap(),
-        )
-        .await
-        .unwrap();
+    common::create_deployment(&deploys, "plain", "echo:1", 1).await;
     expose(
         &client,
         "plain",
@@ -248,36 +214,10 @@ async fn ingress_routes_by_host_and_path_with_rewrites_404_and_503() {
         "Prefix",
     )
     .await;
-    deploys
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(deployment("down", "does-not-exist:1", 1)).unwrap(),
-        )
-        .await
-        .unwrap();
+    common::create_deployment(&deploys, "down", "does-not-exist:1", 1).await;
     expose(&client, "down", json!({}), "/down", "Prefix").await;
-    tokio::time::timeout(
-        Duration::from_secs(15),
-        await_condition(
-            deploys.clone(),
-            "echo",
-            conditions::is_deployment_completed(),
-        ),
-    )
-    .await
-    .unwrap()
-    .unwrap();
-    tokio::time::timeout(
-        Duration::from_secs(15),
-        await_condition(
-            deploys.clone(),
-            "plain",
-            conditions::is_deployment_completed(),
-        ),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    common::rolled_out(&deploys, "echo", Duration::from_secs(15)).await;
+    common::rolled_out(&deploys, "plain", Duration::from_secs(15)).await;
 
     let (code, body) = eventually("echo routed", Duration::from_secs(5), || async {
         let r = get(&sim, "apps.example.com", "/team/echo/hello/world?x=1&y=2").await;
@@ -329,25 +269,9 @@ async fn rolling_update_keeps_serving_through_the_ingress() {
     .await;
     let client = sim.client().await.unwrap();
     let deploys: Api<Deployment> = Api::namespaced(client.clone(), "default");
-    deploys
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(deployment("roll", "app:1", 2)).unwrap(),
-        )
-        .await
-        .unwrap();
+    common::create_deployment(&deploys, "roll", "app:1", 2).await;
     expose(&client, "roll", json!({}), "/", "Prefix").await;
-    tokio::time::timeout(
-        Duration::from_secs(15),
-        await_condition(
-            deploys.clone(),
-            "roll",
-            conditions::is_deployment_completed(),
-        ),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    common::rolled_out(&deploys, "roll", Duration::from_secs(15)).await;
     eventually("serving", Duration::from_secs(5), || async {
         (get(&sim, "apps.example.com", "/").await.0 == 200).then_some(())
     })
@@ -446,13 +370,7 @@ async fn resource_quota_and_limit_range_bound_what_a_replicaset_creates() {
     assert_eq!(item.default_request.as_ref().unwrap()["cpu"].0, "400m");
 
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
-    deployments
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(deployment("web", "nginx:1.27", 3)).unwrap(),
-        )
-        .await
-        .unwrap();
+    common::create_deployment(&deployments, "web", "nginx:1.27", 3).await;
     let events: Api<Event> = Api::namespaced(client.clone(), "default");
     let failed = eventually("a FailedCreate event", Duration::from_secs(10), || async {
         events
@@ -677,13 +595,7 @@ async fn local_process_arguments_and_restarts() {
         ("files", "registry.local/static:latest"),
         ("quitter", "registry.local/exits:1"),
     ] {
-        deployments
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(deployment(name, image, 1)).unwrap(),
-            )
-            .await
-            .unwrap();
+        common::create_deployment(&deployments, name, image, 1).await;
     }
     expose(&client, "files", json!({}), "/", "Prefix").await;
     let (status, body) = eventually("file served", Duration::from_secs(20), || async {

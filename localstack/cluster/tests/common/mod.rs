@@ -56,3 +56,37 @@ pub fn deployment(name: &str, image: &str, replicas: i32) -> serde_json::Value {
         }
     })
 }
+
+/// Creates the Deployment of [`deployment`] in the namespace of `api`.
+pub async fn create_deployment(
+    api: &kube::Api<k8s_openapi::api::apps::v1::Deployment>,
+    name: &str,
+    image: &str,
+    replicas: i32,
+) {
+    api.create(
+        &kube::api::PostParams::default(),
+        &serde_json::from_value(deployment(name, image, replicas)).unwrap(),
+    )
+    .await
+    .unwrap();
+}
+
+/// Waits until the Deployment's rollout is complete, as `kubectl rollout status` would.
+pub async fn rolled_out(
+    api: &kube::Api<k8s_openapi::api::apps::v1::Deployment>,
+    name: &str,
+    timeout: Duration,
+) {
+    tokio::time::timeout(
+        timeout,
+        kube::runtime::wait::await_condition(
+            api.clone(),
+            name,
+            kube::runtime::wait::conditions::is_deployment_completed(),
+        ),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("{name} rolled out within {timeout:?}"))
+    .unwrap();
+}
