@@ -12,6 +12,8 @@ use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
 use base64::Engine;
 
+use crate::error::{Error, Result};
+
 /// Tokens start with this; the rest is the base64url (unpadded) presigned URL.
 pub const TOKEN_PREFIX: &str = "k8s-aws-v1.";
 /// The header that binds a token to one cluster.
@@ -22,19 +24,13 @@ pub const PRESIGN_EXPIRY: Duration = Duration::from_secs(60);
 /// How long a client may keep using a token before making a new one.
 pub const TOKEN_LIFETIME: Duration = Duration::from_secs(14 * 60);
 
-#[derive(Debug, thiserror::Error)]
-pub enum TokenError {
-    #[error("could not sign the STS request: {0}")]
-    Signing(String),
-}
-
 /// A bearer token for the EKS cluster `cluster` in `region`, signed with `credentials` at `now`.
 pub fn eks_token(
     credentials: &Credentials,
     region: &str,
     cluster: &str,
     now: SystemTime,
-) -> Result<String, TokenError> {
+) -> Result<String> {
     // The regional endpoint: the global one is not enabled in every partition and is slower.
     let host = format!("sts.{region}.amazonaws.com");
     let base = format!("https://{host}/?Action=GetCallerIdentity&Version=2011-06-15");
@@ -49,7 +45,7 @@ pub fn eks_token(
         .time(now)
         .settings(settings)
         .build()
-        .map_err(|e| TokenError::Signing(e.to_string()))?
+        .map_err(|e| Error::Signing(e.into()))?
         .into();
     let headers = [("host", host.as_str()), (CLUSTER_HEADER, cluster)];
     let request = SignableRequest::new(
@@ -58,9 +54,9 @@ pub fn eks_token(
         headers.into_iter(),
         SignableBody::Bytes(&[]),
     )
-    .map_err(|e| TokenError::Signing(e.to_string()))?;
+    .map_err(|e| Error::Signing(e.into()))?;
     let (instructions, _signature) = sign(request, &params)
-        .map_err(|e| TokenError::Signing(e.to_string()))?
+        .map_err(|e| Error::Signing(e.into()))?
         .into_parts();
     let mut url = base;
     for (name, value) in instructions.params() {

@@ -4,15 +4,7 @@
 use base64::Engine;
 use kube::config::AuthInfo;
 
-#[derive(Debug, thiserror::Error)]
-pub enum ConnectError {
-    #[error("the cluster endpoint {0:?} is not a URL")]
-    Endpoint(String),
-    #[error("the cluster's certificate authority is not base64 PEM: {0}")]
-    Certificate(String),
-    #[error("cannot build a Kubernetes client: {0}")]
-    Client(#[from] kube::Error),
-}
+use crate::error::{Error, Result};
 
 /// How to reach a cluster's API server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,13 +16,23 @@ pub struct Access {
     pub token: String,
 }
 
+/// Turns a decoding failure into the error that says which part of the bundle is wrong.
+fn invalid<E: std::error::Error + Send + Sync + 'static>(
+    problem: &'static str,
+) -> impl Fn(E) -> Error {
+    move |e| Error::CertificateAuthority {
+        problem,
+        source: Some(Box::new(e)),
+    }
+}
+
 /// DER certificates from a base64-encoded PEM bundle.
-pub fn certificates(bundle_base64: &str) -> Result<Vec<Vec<u8>>, ConnectError> {
+pub fn certificates(bundle_base64: &str) -> Result<Vec<Vec<u8>>> {
     let engine = base64::engine::general_purpose::STANDARD;
     let pem = engine
         .decode(bundle_base64.trim())
-        .map_err(|e| ConnectError::Certificate(e.to_string()))?;
-    let pem = String::from_utf8(pem).map_err(|e| ConnectError::Certificate(e.to_string()))?;
+        .map_err(invalid("the bundle is not base64"))?;
+    let pem = String::from_utf8(pem).map_err(invalid("the bundle is not text"))?;
     let mut certs = Vec::new();
     let mut body: Option<String> = None;
     for line in pem.lines().map(str::trim) {
@@ -40,7 +42,7 @@ pub fn certificates(bundle_base64: &str) -> Result<Vec<Vec<u8>>, ConnectError> {
                 certs.push(
                     engine
                         .decode(&*b64)
-                        .map_err(|e| ConnectError::Certificate(e.to_string()))?,
+                        .map_err(invalid("a certificate is not base64"))?,
                 );
                 body = None;
             }
@@ -49,17 +51,20 @@ pub fn certificates(bundle_base64: &str) -> Result<Vec<Vec<u8>>, ConnectError> {
         }
     }
     if certs.is_empty() {
-        return Err(ConnectError::Certificate("no CERTIFICATE block".into()));
+        return Err(Error::CertificateAuthority {
+            problem: "no CERTIFICATE block",
+            source: None,
+        });
     }
     Ok(certs)
 }
 
 /// A client for the cluster. EKS tokens last 15 minutes: make a new client for each long task.
-pub fn connect(access: &Access) -> Result<kube::Client, ConnectError> {
+pub fn connect(access: &Access) -> Result<kube::Client> {
     let url = access
         .endpoint
         .parse()
-        .map_err(|_| ConnectError::Endpoint(access.endpoint.clone()))?;
+        .map_err(|_| Error::Endpoint(access.endpoint.clone()))?;
     let mut config = kube::Config::new(url);
     if let Some(ca) = &access.certificate_authority {
         config.root_cert = Some(certificates(ca)?);
@@ -68,7 +73,10 @@ pub fn connect(access: &Access) -> Result<kube::Client, ConnectError> {
         token: Some(access.token.clone().into()),
         ..AuthInfo::default()
     };
-    Ok(kube::Client::try_from(config)?)
+    kube::Client::try_from(config).map_err(|source| Error::Client {
+        endpoint: access.endpoint.clone(),
+        source,
+    })
 }
 
 #[cfg(test)]

@@ -8,20 +8,10 @@ use kube::Api;
 use kube::api::{ObjectMeta, PostParams};
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, thiserror::Error)]
-pub enum JoinError {
-    #[error("EKS {operation} for {principal} failed: {code}: {message}")]
-    Eks {
-        operation: &'static str,
-        principal: String,
-        code: String,
-        message: String,
-    },
-    #[error("the aws-auth ConfigMap: {0}")]
-    Kube(#[from] kube::Error),
-    #[error("the aws-auth ConfigMap's mapRoles is not valid YAML: {0}")]
-    MapRoles(String),
-}
+use crate::error::{Error, Result};
+
+/// How many times a concurrent change to aws-auth is answered by reading it again.
+const MAP_ROLE_ATTEMPTS: usize = 5;
 
 /// How the nodes were allowed in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,12 +56,8 @@ fn api_missing<E: ProvideErrorMetadata>(
         || matches!(err.code(), Some("UnknownOperationException"))
 }
 
-fn eks_error<E: ProvideErrorMetadata>(
-    operation: &'static str,
-    principal: &str,
-    err: &E,
-) -> JoinError {
-    JoinError::Eks {
+fn eks_error<E: ProvideErrorMetadata>(operation: &'static str, principal: &str, err: &E) -> Error {
+    Error::Eks {
         operation,
         principal: principal.to_owned(),
         code: err.code().unwrap_or("unknown").to_owned(),
@@ -86,7 +72,7 @@ pub async fn allow_nodes(
     kube: &kube::Client,
     cluster: &str,
     node_role_arn: &str,
-) -> Result<Joined, JoinError> {
+) -> Result<Joined> {
     match eks
         .describe_access_entry()
         .cluster_name(cluster)
@@ -146,17 +132,21 @@ pub async fn allow_nodes(
 
 /// Adds `mapping` to aws-auth's `mapRoles` (creating the ConfigMap if needed), keeping every
 /// other entry; an update carries the resourceVersion it read, so a concurrent change is not lost.
-pub async fn map_role(kube: &kube::Client, mapping: &RoleMapping) -> Result<bool, JoinError> {
+pub async fn map_role(kube: &kube::Client, mapping: &RoleMapping) -> Result<bool> {
     let api: Api<ConfigMap> = Api::namespaced(kube.clone(), "kube-system");
-    for _ in 0..5 {
-        let existing = api.get_opt("aws-auth").await?;
+    let failed = |action, e| Error::api(action, "ConfigMap kube-system/aws-auth", e);
+    for _ in 0..MAP_ROLE_ATTEMPTS {
+        let existing = api
+            .get_opt("aws-auth")
+            .await
+            .map_err(|e| failed("reading", e))?;
         let mut roles: Vec<RoleMapping> = match existing
             .as_ref()
             .and_then(|cm| cm.data.as_ref())
             .and_then(|d| d.get("mapRoles"))
         {
             Some(text) if !text.trim().is_empty() => {
-                serde_yaml::from_str(text).map_err(|e| JoinError::MapRoles(e.to_string()))?
+                serde_yaml::from_str(text).map_err(Error::MapRoles)?
             }
             _ => Vec::new(),
         };
@@ -164,7 +154,7 @@ pub async fn map_role(kube: &kube::Client, mapping: &RoleMapping) -> Result<bool
             return Ok(false);
         }
         roles.push(mapping.clone());
-        let text = serde_yaml::to_string(&roles).map_err(|e| JoinError::MapRoles(e.to_string()))?;
+        let text = serde_yaml::to_string(&roles).map_err(Error::MapRoles)?;
         let result = match existing {
             Some(mut cm) => {
                 cm.data
@@ -189,12 +179,12 @@ pub async fn map_role(kube: &kube::Client, mapping: &RoleMapping) -> Result<bool
             Ok(_) => return Ok(true),
             // Someone else changed it between our read and write: read again.
             Err(kube::Error::Api(status)) if status.code == 409 => continue,
-            Err(err) => return Err(err.into()),
+            Err(err) => return Err(failed("writing", err)),
         }
     }
-    Err(JoinError::MapRoles(
-        "aws-auth kept changing under us; try again".into(),
-    ))
+    Err(Error::MapRolesContended {
+        attempts: MAP_ROLE_ATTEMPTS,
+    })
 }
 
 #[cfg(test)]

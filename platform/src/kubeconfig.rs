@@ -5,21 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde_yaml::{Mapping, Value};
 
-#[derive(Debug, thiserror::Error)]
-pub enum KubeconfigError {
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("{path} is not a kubeconfig: {message}")]
-    Parse { path: String, message: String },
-    #[error("cannot write {path}: {source}")]
-    Write {
-        path: String,
-        source: std::io::Error,
-    },
-}
+use crate::error::{Error, Result};
 
 /// One cluster's entry: names, where it is, and how to get a token for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,16 +71,25 @@ fn entry_values(entry: &Entry) -> (Value, Value, Value) {
 }
 
 /// Puts `entry` into `existing` (a kubeconfig document, or empty), replacing entries of the
-/// same name and keeping everything else; makes it the current context.
-pub fn merge(existing: &str, entry: &Entry) -> Result<String, String> {
+/// same name and keeping everything else; makes it the current context. `path` names the file
+/// in errors.
+pub fn merge(path: &Path, existing: &str, entry: &Entry) -> Result<String> {
+    let yaml = |source| Error::KubeconfigYaml {
+        path: path.to_owned(),
+        source,
+    };
+    let shape = |problem: String| Error::KubeconfigShape {
+        path: path.to_owned(),
+        problem,
+    };
     let mut doc: Value = if existing.trim().is_empty() {
         Value::Mapping(Mapping::new())
     } else {
-        serde_yaml::from_str(existing).map_err(|e| e.to_string())?
+        serde_yaml::from_str(existing).map_err(yaml)?
     };
     let root = doc
         .as_mapping_mut()
-        .ok_or("the document is not a mapping")?;
+        .ok_or_else(|| shape("the document is not a mapping".into()))?;
     root.entry("apiVersion".into()).or_insert("v1".into());
     root.entry("kind".into()).or_insert("Config".into());
     let (cluster, user, context) = entry_values(entry);
@@ -111,34 +106,30 @@ pub fn merge(existing: &str, entry: &Entry) -> Result<String, String> {
         }
         let list = list
             .as_sequence_mut()
-            .ok_or(format!("`{key}` is not a list"))?;
+            .ok_or_else(|| shape(format!("`{key}` is not a list")))?;
         list.retain(|item| item.get("name").and_then(Value::as_str) != Some(entry.name.as_str()));
         list.push(value);
     }
     root.insert("current-context".into(), entry.name.clone().into());
-    serde_yaml::to_string(&doc).map_err(|e| e.to_string())
+    serde_yaml::to_string(&doc).map_err(yaml)
 }
 
 /// Merges `entry` into the kubeconfig at `path` (created if missing), written atomically.
-pub fn write(path: &Path, entry: &Entry) -> Result<(), KubeconfigError> {
-    let shown = path.display().to_string();
+pub fn write(path: &Path, entry: &Entry) -> Result<()> {
     let existing = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(source) => {
-            return Err(KubeconfigError::Read {
-                path: shown,
+            return Err(Error::KubeconfigRead {
+                path: path.to_owned(),
                 source,
             });
         }
     };
-    let merged = merge(&existing, entry).map_err(|message| KubeconfigError::Parse {
-        path: shown.clone(),
-        message,
-    })?;
+    let merged = merge(path, &existing, entry)?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|source| KubeconfigError::Write {
-            path: shown.clone(),
+        std::fs::create_dir_all(dir).map_err(|source| Error::KubeconfigWrite {
+            path: path.to_owned(),
             source,
         })?;
     }
@@ -146,8 +137,8 @@ pub fn write(path: &Path, entry: &Entry) -> Result<(), KubeconfigError> {
     std::fs::write(&temporary, merged)
         .and_then(|()| restrict(&temporary))
         .and_then(|()| std::fs::rename(&temporary, path))
-        .map_err(|source| KubeconfigError::Write {
-            path: shown,
+        .map_err(|source| Error::KubeconfigWrite {
+            path: path.to_owned(),
             source,
         })
 }
@@ -174,7 +165,7 @@ mod tests {
 
     #[test]
     fn a_new_file_gets_cluster_user_and_context() {
-        let text = merge("", &entry("kdeploy")).unwrap();
+        let text = merge(Path::new("config"), "", &entry("kdeploy")).unwrap();
         let doc: Value = serde_yaml::from_str(&text).unwrap();
         assert_eq!(doc["current-context"], "kdeploy");
         assert_eq!(
@@ -190,8 +181,8 @@ mod tests {
     #[test]
     fn merging_keeps_other_entries_and_replaces_ours() {
         let other = "apiVersion: v1\nkind: Config\nclusters:\n- name: other\n  cluster: {server: 'https://other'}\nusers: []\ncontexts: []\ncurrent-context: other\npreferences: {colors: true}\n";
-        let once = merge(other, &entry("kdeploy")).unwrap();
-        let twice = merge(&once, &entry("kdeploy")).unwrap();
+        let once = merge(Path::new("config"), other, &entry("kdeploy")).unwrap();
+        let twice = merge(Path::new("config"), &once, &entry("kdeploy")).unwrap();
         let doc: Value = serde_yaml::from_str(&twice).unwrap();
         let names: Vec<&str> = doc["clusters"]
             .as_sequence()

@@ -1,50 +1,28 @@
-//! The YAML under `manifests/`, rendered with the stack's values and applied with server-side
-//! apply under one field manager, so re-running `up` converges instead of fighting other writers.
+//! The YAML under `manifests/`, rendered with the stack's values and the names of
+//! [`crate::names`], and applied with server-side apply under one field manager, so re-running
+//! `up` converges instead of fighting other writers.
 
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use kube::discovery::{Scope, pinned_kind};
-use kube::runtime::wait::{await_condition, conditions};
+use serde_json::{Map, Value};
 
-use crate::ingress::{HEALTH_NODE_PORT, HEALTH_PATH, HTTP_NODE_PORT};
+use crate::error::{Error, Result};
+use crate::ingress::CONTROLLER_IMAGE;
+use crate::names;
+use crate::wait::{self, Patience};
 
-/// The field manager of everything the platform installs.
-pub const FIELD_MANAGER: &str = "kdeploy-platform";
+pub use crate::names::FIELD_MANAGER;
 
-pub const INGRESS_CONTROLLER: &str = include_str!("../../manifests/ingress-controller.yaml");
-pub const DEPLOY_SITE: &str = include_str!("../../manifests/deploy-site.yaml");
+pub const INGRESS_CONTROLLER_TEMPLATE: &str =
+    include_str!("../../manifests/ingress-controller.yaml");
+pub const DEPLOY_SITE_TEMPLATE: &str = include_str!("../../manifests/deploy-site.yaml");
 
-/// Where each rollout to wait for lives.
-pub const INGRESS_CONTROLLER_DEPLOYMENT: (&str, &str) = ("nginx-ingress", "nginx-ingress");
-pub const DEPLOY_SITE_DEPLOYMENT: (&str, &str) = ("kdeploy-system", "kdeploy-web");
-
-#[derive(Debug, thiserror::Error)]
-pub enum ManifestError {
-    #[error("{field} = {value:?}: {rule}")]
-    Value {
-        field: &'static str,
-        value: String,
-        rule: &'static str,
-    },
-    #[error("the manifest still has a placeholder {0} after rendering")]
-    Placeholder(String),
-    #[error("document {index} is not a Kubernetes object: {message}")]
-    Parse { index: usize, message: String },
-    #[error("applying {kind} {name}: {source}")]
-    Apply {
-        kind: String,
-        name: String,
-        source: kube::Error,
-    },
-    #[error("waiting for deployment {namespace}/{name}: {reason}")]
-    Rollout {
-        namespace: String,
-        name: String,
-        reason: String,
-    },
-}
+/// Where each rollout to wait for lives (namespace, Deployment).
+pub const INGRESS_CONTROLLER_DEPLOYMENT: (&str, &str) =
+    (names::INGRESS_NAMESPACE, names::INGRESS_CONTROLLER);
+pub const DEPLOY_SITE_DEPLOYMENT: (&str, &str) = (names::SYSTEM_NAMESPACE, names::SITE);
 
 /// The deploy site's settings that go into its manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,9 +42,9 @@ fn check(
     value: &str,
     ok: impl Fn(char) -> bool,
     rule: &'static str,
-) -> Result<(), ManifestError> {
+) -> Result<()> {
     if value.is_empty() || value.len() > 253 || !value.chars().all(ok) {
-        return Err(ManifestError::Value {
+        return Err(Error::Value {
             field,
             value: value.to_owned(),
             rule,
@@ -76,30 +54,52 @@ fn check(
 }
 
 /// Replaces `{{NAME}}` placeholders; every placeholder must be given.
-pub fn render(template: &str, values: &[(&str, String)]) -> Result<String, ManifestError> {
+pub fn render(template: &str, values: &[(&str, String)]) -> Result<String> {
     let mut out = template.to_owned();
     for (name, value) in values {
         out = out.replace(&format!("{{{{{name}}}}}"), value);
     }
     if let Some(start) = out.find("{{") {
         let end = out[start..].find("}}").map_or(out.len(), |e| start + e + 2);
-        return Err(ManifestError::Placeholder(out[start..end].to_owned()));
+        return Err(Error::Placeholder(out[start..end].to_owned()));
     }
     Ok(out)
 }
 
-pub fn ingress_controller() -> Result<Vec<DynamicObject>, ManifestError> {
-    parse(&render(
-        INGRESS_CONTROLLER,
-        &[
-            ("HTTP_NODE_PORT", HTTP_NODE_PORT.to_string()),
-            ("HEALTH_NODE_PORT", HEALTH_NODE_PORT.to_string()),
-            ("HEALTH_PATH", HEALTH_PATH.to_owned()),
-        ],
-    )?)
+/// The names both manifests may use, from [`crate::names`].
+fn name_placeholders() -> Vec<(&'static str, String)> {
+    vec![
+        ("SYSTEM_NAMESPACE", names::SYSTEM_NAMESPACE.to_owned()),
+        ("INGRESS_NAMESPACE", names::INGRESS_NAMESPACE.to_owned()),
+        ("INGRESS_CONTROLLER", names::INGRESS_CONTROLLER.to_owned()),
+        ("INGRESS_CONTROLLER_IMAGE", CONTROLLER_IMAGE.to_owned()),
+        ("INGRESS_CONFIG", names::INGRESS_CONFIG.to_owned()),
+        ("INGRESS_CLASS", names::INGRESS_CLASS.to_owned()),
+        ("HTTP_NODE_PORT", names::HTTP_NODE_PORT.to_string()),
+        ("HEALTH_NODE_PORT", names::HEALTH_NODE_PORT.to_string()),
+        ("HEALTH_PORT", names::HEALTH_PORT.to_string()),
+        ("HEALTH_PATH", names::HEALTH_PATH.to_owned()),
+        ("SITE", names::SITE.to_owned()),
+        ("SITE_PORT", names::SITE_PORT.to_string()),
+        (
+            "INITIAL_ADMIN_SECRET",
+            names::INITIAL_ADMIN_SECRET.to_owned(),
+        ),
+        ("PLATFORM_NAMESPACES", names::PLATFORM_NAMESPACES.join(",")),
+        ("CONSOLE_UPSTREAM", names::console_upstream()),
+    ]
 }
 
-pub fn deploy_site(values: &SiteValues) -> Result<Vec<DynamicObject>, ManifestError> {
+/// The ingress controller's objects, in apply order.
+pub fn ingress_controller() -> Result<Vec<DynamicObject>> {
+    labelled(parse(&render(
+        INGRESS_CONTROLLER_TEMPLATE,
+        &name_placeholders(),
+    )?)?)
+}
+
+/// The deploy site's objects, in apply order.
+pub fn deploy_site(values: &SiteValues) -> Result<Vec<DynamicObject>> {
     // Both end up inside YAML scalars: allow only what a DNS name or an image reference can hold.
     check(
         "public_host",
@@ -113,41 +113,79 @@ pub fn deploy_site(values: &SiteValues) -> Result<Vec<DynamicObject>, ManifestEr
         |c| c.is_ascii_alphanumeric() || "./:@_-".contains(c),
         "must be an image reference such as registry/name:tag",
     )?;
-    parse(&render(
-        DEPLOY_SITE,
-        &[
-            ("PUBLIC_HOST", values.public_host.clone()),
-            ("IMAGE", values.image.clone()),
-        ],
-    )?)
+    let mut placeholders = name_placeholders();
+    placeholders.push(("PUBLIC_HOST", values.public_host.clone()));
+    placeholders.push(("IMAGE", values.image.clone()));
+    labelled(parse(&render(DEPLOY_SITE_TEMPLATE, &placeholders)?)?)
+}
+
+/// Puts the recommended labels on every object and pod template, so that no template spells them.
+fn labelled(mut objects: Vec<DynamicObject>) -> Result<Vec<DynamicObject>> {
+    for object in &mut objects {
+        let labels = object.metadata.labels.get_or_insert_with(Default::default);
+        for (key, value) in names::recommended_labels() {
+            labels.insert(key.to_owned(), value.to_owned());
+        }
+        if let Some(template) = object.data.pointer_mut("/spec/template") {
+            let labels = entry(entry(template, "metadata"), "labels");
+            for (key, value) in names::recommended_labels() {
+                if let Value::Object(map) = labels {
+                    map.insert(key.to_owned(), value.into());
+                }
+            }
+        }
+    }
+    Ok(objects)
+}
+
+/// The object under `key`, created empty if absent.
+fn entry<'v>(value: &'v mut Value, key: &str) -> &'v mut Value {
+    if !value.is_object() {
+        *value = Value::Object(Map::new());
+    }
+    match value {
+        Value::Object(map) => map.entry(key).or_insert_with(|| Value::Object(Map::new())),
+        other => other,
+    }
 }
 
 /// Every document of a multi-document YAML stream, as objects with apiVersion, kind and name.
-pub fn parse(yaml: &str) -> Result<Vec<DynamicObject>, ManifestError> {
+pub fn parse(yaml: &str) -> Result<Vec<DynamicObject>> {
     use serde::Deserialize;
     let mut objects = Vec::new();
     for (index, document) in serde_yaml::Deserializer::from_str(yaml).enumerate() {
-        let value = serde_yaml::Value::deserialize(document).map_err(|e| ManifestError::Parse {
-            index,
-            message: e.to_string(),
-        })?;
+        let value = serde_yaml::Value::deserialize(document)
+            .map_err(|source| Error::Parse { index, source })?;
         if value.is_null() {
             continue;
         }
         let object: DynamicObject =
-            serde_yaml::from_value(value).map_err(|e| ManifestError::Parse {
+            serde_yaml::from_value(value).map_err(|source| Error::Parse { index, source })?;
+        if object.types.is_none() {
+            return Err(Error::Incomplete {
                 index,
-                message: e.to_string(),
-            })?;
-        if object.types.is_none() || object.metadata.name.is_none() {
-            return Err(ManifestError::Parse {
+                missing: "apiVersion or kind",
+            });
+        }
+        if object.metadata.name.is_none() {
+            return Err(Error::Incomplete {
                 index,
-                message: "apiVersion, kind and metadata.name are required".into(),
+                missing: "metadata.name",
             });
         }
         objects.push(object);
     }
     Ok(objects)
+}
+
+/// `Deployment kdeploy-system/kdeploy-web`, `ClusterRole kdeploy-web`: how errors name an object.
+pub fn describe(object: &DynamicObject) -> String {
+    let kind = object.types.as_ref().map_or("object", |t| t.kind.as_str());
+    let name = object.metadata.name.as_deref().unwrap_or("(unnamed)");
+    match &object.metadata.namespace {
+        Some(ns) => format!("{kind} {ns}/{name}"),
+        None => format!("{kind} {name}"),
+    }
 }
 
 fn gvk(object: &DynamicObject) -> Option<GroupVersionKind> {
@@ -161,71 +199,49 @@ fn gvk(object: &DynamicObject) -> Option<GroupVersionKind> {
 
 /// Server-side applies each object in order (namespaces and RBAC come first in the files).
 /// Returns how many objects it applied.
-pub async fn apply(
-    client: &kube::Client,
-    objects: &[DynamicObject],
-) -> Result<usize, ManifestError> {
+pub async fn apply(client: &kube::Client, objects: &[DynamicObject]) -> Result<usize> {
     let params = PatchParams::apply(FIELD_MANAGER).force();
-    for object in objects {
-        let name = object.metadata.name.clone().unwrap_or_default();
-        let kind = object
-            .types
-            .as_ref()
-            .map(|t| t.kind.clone())
-            .unwrap_or_default();
-        let failed = |source| ManifestError::Apply {
-            kind: kind.clone(),
-            name: name.clone(),
-            source,
+    for (index, object) in objects.iter().enumerate() {
+        let resource = describe(object);
+        let (Some(gvk), Some(name)) = (gvk(object), object.metadata.name.as_deref()) else {
+            return Err(Error::Incomplete {
+                index,
+                missing: "apiVersion, kind or metadata.name",
+            });
         };
-        let gvk = gvk(object).ok_or_else(|| ManifestError::Parse {
-            index: 0,
-            message: format!("{kind} {name} has no apiVersion"),
-        })?;
-        let (resource, capabilities) = pinned_kind(client, &gvk).await.map_err(failed)?;
-        let api: Api<DynamicObject> = match (&capabilities.scope, &object.metadata.namespace) {
-            (Scope::Namespaced, Some(ns)) => Api::namespaced_with(client.clone(), ns, &resource),
-            (Scope::Namespaced, None) => Api::default_namespaced_with(client.clone(), &resource),
-            (Scope::Cluster, _) => Api::all_with(client.clone(), &resource),
-        };
-        api.patch(&name, &params, &Patch::Apply(object))
+        let (api_resource, capabilities) = pinned_kind(client, &gvk)
             .await
-            .map_err(failed)?;
+            .map_err(|e| Error::api("looking up the API of", &resource, e))?;
+        let api: Api<DynamicObject> = match (&capabilities.scope, &object.metadata.namespace) {
+            (Scope::Namespaced, Some(ns)) => {
+                Api::namespaced_with(client.clone(), ns, &api_resource)
+            }
+            (Scope::Namespaced, None) => {
+                Api::default_namespaced_with(client.clone(), &api_resource)
+            }
+            (Scope::Cluster, _) => Api::all_with(client.clone(), &api_resource),
+        };
+        api.patch(name, &params, &Patch::Apply(object))
+            .await
+            .map_err(|e| Error::api("applying", &resource, e))?;
     }
     Ok(objects.len())
 }
 
-/// Waits until the Deployment's rollout is complete (all replicas updated and available).
+/// Waits until the Deployment's rollout is complete; kept for callers that predate
+/// [`crate::wait::rollout_complete`], which it calls.
 pub async fn wait_rollout(
     client: &kube::Client,
     (namespace, name): (&str, &str),
     deadline: Duration,
-) -> Result<(), ManifestError> {
-    let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
-    let failed = |reason: String| ManifestError::Rollout {
-        namespace: namespace.to_owned(),
-        name: name.to_owned(),
-        reason,
-    };
-    match tokio::time::timeout(
-        deadline,
-        await_condition(api, name, conditions::is_deployment_completed()),
-    )
-    .await
-    {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(failed(e.to_string())),
-        Err(_) => Err(failed(format!(
-            "not complete after {}s",
-            deadline.as_secs()
-        ))),
-    }
+) -> Result<()> {
+    wait::rollout_complete(client, namespace, name, Patience::new(deadline)).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::Service;
+    use k8s_openapi::api::apps::v1::Deployment;
 
     fn site() -> SiteValues {
         SiteValues {
@@ -265,41 +281,6 @@ mod tests {
     }
 
     #[test]
-    fn the_controller_service_uses_the_pinned_node_ports() {
-        let objects = ingress_controller().unwrap();
-        let service = objects
-            .iter()
-            .find(|o| o.types.as_ref().unwrap().kind == "Service")
-            .unwrap();
-        let service: Service = typed(service);
-        let ports = service.spec.unwrap().ports.unwrap();
-        assert_eq!(ports[0].node_port, Some(HTTP_NODE_PORT));
-        assert_eq!(ports[1].node_port, Some(HEALTH_NODE_PORT));
-        let deployment: Deployment = typed(
-            objects
-                .iter()
-                .find(|o| o.types.as_ref().unwrap().kind == "Deployment")
-                .unwrap(),
-        );
-        let container = &deployment.spec.unwrap().template.spec.unwrap().containers[0];
-        assert!(
-            container
-                .args
-                .as_ref()
-                .unwrap()
-                .contains(&"-enable-custom-resources=false".to_owned())
-        );
-        let probe = container
-            .readiness_probe
-            .as_ref()
-            .unwrap()
-            .http_get
-            .as_ref()
-            .unwrap();
-        assert_eq!(probe.path.as_deref(), Some(HEALTH_PATH));
-    }
-
-    #[test]
     fn the_site_ingress_host_is_the_load_balancer() {
         let objects = deploy_site(&site()).unwrap();
         let ingress: k8s_openapi::api::networking::v1::Ingress = typed(
@@ -309,7 +290,10 @@ mod tests {
                 .unwrap(),
         );
         let spec = ingress.spec.unwrap();
-        assert_eq!(spec.ingress_class_name.as_deref(), Some("nginx"));
+        assert_eq!(
+            spec.ingress_class_name.as_deref(),
+            Some(names::INGRESS_CLASS)
+        );
         assert_eq!(
             spec.rules.unwrap()[0].host.as_deref(),
             Some(site().public_host.as_str())
@@ -338,7 +322,7 @@ mod tests {
         };
         assert!(matches!(
             deploy_site(&bad_host),
-            Err(ManifestError::Value {
+            Err(Error::Value {
                 field: "public_host",
                 ..
             })
@@ -349,10 +333,10 @@ mod tests {
         };
         assert!(matches!(
             deploy_site(&bad_image),
-            Err(ManifestError::Value { field: "image", .. })
+            Err(Error::Value { field: "image", .. })
         ));
         assert!(
-            matches!(render("a: {{MISSING}}", &[]), Err(ManifestError::Placeholder(p)) if p == "{{MISSING}}")
+            matches!(render("a: {{MISSING}}", &[]), Err(Error::Placeholder(p)) if p == "{{MISSING}}")
         );
     }
 }

@@ -1,20 +1,27 @@
-//! The manifests against the cluster simulator, with validation and RBAC on: they apply, both
-//! rollouts complete, re-applying changes nothing, and the site's ServiceAccount can make the calls
-//! the site makes and none outside its scope.
+//! The platform against the cluster simulator, with validation and RBAC on: install waits for the
+//! nodes, applies, waits for both rollouts and for the site's first credentials; installing again
+//! changes nothing; a wait that runs out of time says what it waited for; uninstall removes
+//! LoadBalancer Services and the platform's namespaces; and the site's ServiceAccount can make
+//! the calls the site makes and none outside its scope.
 
-#![allow(clippy::expect_used)] // test set-up
+#![allow(clippy::expect_used, clippy::unwrap_used)] // test set-up
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cluster_sim::{ClusterSim, SimConfig};
+use cluster::{ClusterSim, RunningSim, SimConfig};
+use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Node, Secret};
+use k8s_openapi::api::core::v1::{Namespace, Node, Secret, Service, ServicePort, ServiceSpec};
 use kube::Api;
-use kube::api::{ListParams, ObjectMeta, PostParams};
-use platform::manifests::{
-    DEPLOY_SITE_DEPLOYMENT, INGRESS_CONTROLLER_DEPLOYMENT, SiteValues, apply, deploy_site,
-    ingress_controller, wait_rollout,
+use kube::api::{DeleteParams, ListParams, ObjectMeta, PostParams};
+use platform::manifests::{SiteValues, apply, deploy_site};
+use platform::names::{
+    FIELD_MANAGER, INGRESS_CONTROLLER, INGRESS_NAMESPACE, INITIAL_ADMIN_SECRET, SITE,
+    SYSTEM_NAMESPACE,
 };
+use platform::wait::{self, Patience};
+use platform::{Credentials, Error, InstallSpec, Outcome, install, uninstall};
 
 fn site() -> SiteValues {
     SiteValues {
@@ -23,120 +30,324 @@ fn site() -> SiteValues {
     }
 }
 
-#[tokio::test]
-async fn the_platform_installs_and_rolls_out() {
+fn spec(wait_limit: Duration) -> InstallSpec {
+    InstallSpec {
+        site: site(),
+        nodes: 3,
+        wait_limit,
+    }
+}
+
+fn admin() -> Credentials {
+    Credentials {
+        username: "operator".into(),
+        password: "s3cret-generated".into(),
+    }
+}
+
+fn object(name: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.into()),
+        ..ObjectMeta::default()
+    }
+}
+
+/// Plays the site, whose simulated pods are not real processes: once its rollout is complete,
+/// it stores the first administrator's credentials as the site does on start.
+fn play_the_site(client: kube::Client) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        wait::rollout_complete(
+            &client,
+            SYSTEM_NAMESPACE,
+            SITE,
+            Patience::new(Duration::from_secs(60)),
+        )
+        .await
+        .expect("the site rolls out");
+        let secret = Secret {
+            metadata: object(INITIAL_ADMIN_SECRET),
+            type_: Some("Opaque".into()),
+            data: Some(
+                [
+                    (
+                        "username".to_owned(),
+                        ByteString(admin().username.into_bytes()),
+                    ),
+                    (
+                        "password".to_owned(),
+                        ByteString(admin().password.into_bytes()),
+                    ),
+                ]
+                .into(),
+            ),
+            ..Secret::default()
+        };
+        Api::<Secret>::namespaced(client, SYSTEM_NAMESPACE)
+            .create(&PostParams::default(), &secret)
+            .await
+            .expect("the site stores its first credentials");
+    })
+}
+
+async fn simulator() -> (RunningSim, kube::Client) {
     let sim = ClusterSim::start(SimConfig::default())
         .await
         .expect("simulator");
-    let admin = sim.client().await.expect("client");
-    let controller = ingress_controller().expect("render");
-    let website = deploy_site(&site()).expect("render");
-    apply(&admin, &controller)
+    let client = sim.client().await.expect("client");
+    (sim, client)
+}
+
+async fn deployment(client: &kube::Client, namespace: &str, name: &str) -> Deployment {
+    Api::<Deployment>::namespaced(client.clone(), namespace)
+        .get(name)
         .await
-        .expect("apply the ingress controller");
-    apply(&admin, &website).await.expect("apply the site");
-    for deployment in [INGRESS_CONTROLLER_DEPLOYMENT, DEPLOY_SITE_DEPLOYMENT] {
-        wait_rollout(&admin, deployment, Duration::from_secs(30))
-            .await
-            .expect("rollout");
+        .expect("deployment")
+}
+
+#[tokio::test]
+async fn install_waits_for_the_first_credentials_and_installing_again_changes_nothing() {
+    let (_sim, client) = simulator().await;
+    let site_task = play_the_site(client.clone());
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let recorder = {
+        let lines = lines.clone();
+        move |line: &str| lines.lock().unwrap().push(line.to_owned())
+    };
+
+    let first = install(&client, &spec(Duration::from_secs(60)), Some(&recorder))
+        .await
+        .expect("install");
+    site_task.await.expect("the site's task");
+    assert!(first.site_newly_created);
+    assert_eq!(first.initial_admin, Some(admin()));
+    assert_eq!(first.applied, 17);
+    assert!(
+        !lines.lock().unwrap().is_empty(),
+        "no progress was reported"
+    );
+
+    let controller = deployment(&client, INGRESS_NAMESPACE, INGRESS_CONTROLLER).await;
+    let site_before = deployment(&client, SYSTEM_NAMESPACE, SITE).await;
+    let again = install(&client, &spec(Duration::from_secs(60)), None)
+        .await
+        .expect("install again");
+    assert!(!again.site_newly_created);
+    assert_eq!(
+        again.initial_admin,
+        Some(admin()),
+        "the Secret is still there"
+    );
+    for (before, namespace, name) in [
+        (controller, INGRESS_NAMESPACE, INGRESS_CONTROLLER),
+        (site_before, SYSTEM_NAMESPACE, SITE),
+    ] {
+        let after = deployment(&client, namespace, name).await;
+        assert_eq!(
+            before.metadata.uid, after.metadata.uid,
+            "{name} was recreated"
+        );
+        assert_eq!(
+            before.metadata.generation, after.metadata.generation,
+            "re-installing changed the spec of {name}"
+        );
+        let managers: Vec<String> = after
+            .metadata
+            .managed_fields
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|m| m.manager.clone())
+            .collect();
+        assert!(managers.contains(&FIELD_MANAGER.to_owned()), "{managers:?}");
     }
 
-    let deployments: Api<Deployment> = Api::namespaced(admin.clone(), "kdeploy-system");
-    let before = deployments
-        .get("kdeploy-web")
+    // Once the administrator deletes the Secret, installing neither waits for nor shows it.
+    Api::<Secret>::namespaced(client.clone(), SYSTEM_NAMESPACE)
+        .delete(INITIAL_ADMIN_SECRET, &DeleteParams::default())
         .await
-        .expect("site deployment");
-    apply(&admin, &website).await.expect("re-apply");
-    let after = deployments
-        .get("kdeploy-web")
+        .expect("delete the secret");
+    let third = install(&client, &spec(Duration::from_secs(5)), None)
         .await
-        .expect("site deployment");
+        .expect("install without the secret");
     assert_eq!(
-        before.metadata.generation, after.metadata.generation,
-        "re-applying changed the spec"
+        (third.site_newly_created, third.initial_admin),
+        (false, None)
     );
-    let managers: Vec<String> = after
-        .metadata
-        .managed_fields
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|m| m.manager.clone())
-        .collect();
+    assert_eq!(platform::initial_admin(&client).await.expect("read"), None);
+}
+
+#[tokio::test]
+async fn a_wait_that_runs_out_of_time_says_what_it_waited_for() {
+    let (_sim, client) = simulator().await;
+    let short = Patience::new(Duration::from_secs(2));
+
+    let err = wait::nodes_ready(&client, 5, short)
+        .await
+        .expect_err("only 3 nodes");
+    assert_eq!(
+        err.to_string(),
+        "timed out after 2s waiting for 5 nodes to be Ready; last seen: 3/5 Ready"
+    );
+    assert_eq!(
+        wait::nodes_ready(&client, 3, short).await.expect("3 nodes"),
+        3
+    );
+
+    let err = wait::rollout_complete(&client, "nowhere", "nothing", short)
+        .await
+        .expect_err("no such deployment");
     assert!(
-        managers.contains(&"kdeploy-platform".to_owned()),
-        "{managers:?}"
+        matches!(&err, Error::Timeout { what, last, .. }
+            if what == "the rollout of Deployment nowhere/nothing"
+            && last == "the Deployment does not exist yet"),
+        "{err}"
     );
+
+    // Nobody plays the site here, so the first credentials never come.
+    let err = install(&client, &spec(Duration::from_secs(6)), None)
+        .await
+        .expect_err("the site never stores its credentials");
+    let message = err.to_string();
+    assert!(
+        message.contains(&format!("Secret {SYSTEM_NAMESPACE}/{INITIAL_ADMIN_SECRET}"))
+            && message.contains("the Secret does not exist yet"),
+        "{message}"
+    );
+}
+
+fn service(name: &str, type_: &str) -> Service {
+    Service {
+        metadata: object(name),
+        spec: Some(ServiceSpec {
+            type_: Some(type_.into()),
+            selector: Some([("app".to_owned(), name.to_owned())].into()),
+            ports: Some(vec![ServicePort {
+                port: 80,
+                ..ServicePort::default()
+            }]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    }
+}
+
+#[tokio::test]
+async fn uninstall_removes_load_balancer_services_and_the_platform_namespaces() {
+    let (_sim, client) = simulator().await;
+    let site_task = play_the_site(client.clone());
+    install(&client, &spec(Duration::from_secs(60)), None)
+        .await
+        .expect("install");
+    site_task.await.expect("the site's task");
+    Api::<Namespace>::all(client.clone())
+        .create(
+            &PostParams::default(),
+            &Namespace {
+                metadata: object("alice"),
+                ..Namespace::default()
+            },
+        )
+        .await
+        .expect("a developer's namespace");
+    let services: Api<Service> = Api::namespaced(client.clone(), "alice");
+    for (name, type_) in [("public", "LoadBalancer"), ("inside", "ClusterIP")] {
+        services
+            .create(&PostParams::default(), &service(name, type_))
+            .await
+            .expect("service");
+    }
+
+    let changes = uninstall(&client).await.expect("uninstall");
+    let seen: Vec<(&str, &str, Outcome)> = changes
+        .iter()
+        .map(|c| (c.kind, c.name.as_str(), c.outcome))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("LoadBalancer service", "alice/public", Outcome::Deleted),
+            ("namespace", SYSTEM_NAMESPACE, Outcome::Deleted),
+            ("namespace", INGRESS_NAMESPACE, Outcome::Deleted),
+        ]
+    );
+    assert!(services.get_opt("public").await.expect("get").is_none());
+    assert!(services.get_opt("inside").await.expect("get").is_some());
+
+    // Namespaces go once their content is gone; then uninstalling again finds nothing to do.
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    for _ in 0..100 {
+        let left = namespaces
+            .list(&ListParams::default())
+            .await
+            .expect("list")
+            .items;
+        if !left.iter().any(|n| {
+            [SYSTEM_NAMESPACE, INGRESS_NAMESPACE]
+                .contains(&n.metadata.name.as_deref().unwrap_or(""))
+        }) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let changes = uninstall(&client).await.expect("uninstall again");
+    assert!(
+        changes.iter().all(|c| c.outcome == Outcome::Absent),
+        "{changes:?}"
+    );
+    assert_eq!(changes.len(), 2);
 }
 
 #[tokio::test]
 async fn the_sites_service_account_can_do_its_work_and_no_more() {
-    let sim = ClusterSim::start(SimConfig::default())
-        .await
-        .expect("simulator");
-    let admin = sim.client().await.expect("client");
+    let (sim, admin) = simulator().await;
     apply(&admin, &deploy_site(&site()).expect("render"))
         .await
         .expect("apply the site");
-    let token = sim.service_account_token("kdeploy-system", "kdeploy-web");
+    let token = sim.service_account_token(SYSTEM_NAMESPACE, SITE);
     let site = sim.client_with_token(&token).await.expect("client");
 
-    // What the site does: its own Secrets, a developer's namespace and the objects in it.
-    let secrets: Api<Secret> = Api::namespaced(site.clone(), "kdeploy-system");
-    let secret = Secret {
-        metadata: ObjectMeta {
-            name: Some("kdeploy-user-alice".into()),
-            ..ObjectMeta::default()
-        },
+    // What the site does: its own Secrets (the first credentials among them, created once), a
+    // developer's namespace and the objects in it.
+    let secrets: Api<Secret> = Api::namespaced(site.clone(), SYSTEM_NAMESPACE);
+    let look = secrets.get_opt(INITIAL_ADMIN_SECRET).await;
+    assert!(look.expect("look for the first credentials").is_none());
+    let empty = |name: &str| Secret {
+        metadata: object(name),
         ..Secret::default()
     };
-    secrets
-        .create(&PostParams::default(), &secret)
-        .await
-        .expect("create its own secret");
-    let namespaces: Api<Namespace> = Api::all(site.clone());
+    let create = PostParams::default();
+    let first = secrets.create(&create, &empty(INITIAL_ADMIN_SECRET)).await;
+    first.expect("store the first credentials");
+    let second = secrets.create(&create, &empty(INITIAL_ADMIN_SECRET)).await;
+    refused(second, 409, "a second replica loses the race");
+    let user = secrets.create(&create, &empty("kdeploy-user-alice")).await;
+    user.expect("create its own secret");
     let ns = Namespace {
-        metadata: ObjectMeta {
-            name: Some("alice".into()),
-            ..ObjectMeta::default()
-        },
+        metadata: object("alice"),
         ..Namespace::default()
     };
-    namespaces
-        .create(&PostParams::default(), &ns)
-        .await
-        .expect("create a user namespace");
+    let created = Api::<Namespace>::all(site.clone())
+        .create(&create, &ns)
+        .await;
+    created.expect("create a user namespace");
     let deployments: Api<Deployment> = Api::namespaced(site.clone(), "alice");
-    deployments
-        .list(&ListParams::default())
-        .await
-        .expect("list deployments");
+    let listed = deployments.list(&ListParams::default()).await;
+    listed.expect("list deployments");
 
     // Outside its scope.
-    let nodes: Api<Node> = Api::all(site.clone());
-    let denied = nodes
-        .list(&ListParams::default())
-        .await
-        .expect_err("listing nodes is denied");
+    let all = ListParams::default();
+    let nodes = Api::<Node>::all(site.clone()).list(&all).await;
+    refused(nodes, 403, "listing nodes");
+    let system = Api::<Secret>::namespaced(site.clone(), "kube-system");
+    refused(system.list(&all).await, 403, "kube-system secrets");
+    let users = Api::<Secret>::namespaced(site, "alice");
+    refused(users.list(&all).await, 403, "a user namespace's secrets");
+}
+
+/// Asserts the API server refused the call with `code`.
+fn refused<T: std::fmt::Debug>(result: Result<T, kube::Error>, code: u16, what: &str) {
+    let err = result.expect_err(what);
     assert!(
-        matches!(denied, kube::Error::Api(ref s) if s.code == 403),
-        "{denied:?}"
-    );
-    let system_secrets: Api<Secret> = Api::namespaced(site.clone(), "kube-system");
-    let denied = system_secrets
-        .list(&ListParams::default())
-        .await
-        .expect_err("kube-system secrets are denied");
-    assert!(
-        matches!(denied, kube::Error::Api(ref s) if s.code == 403),
-        "{denied:?}"
-    );
-    let alice_secrets: Api<Secret> = Api::namespaced(site, "alice");
-    let denied = alice_secrets
-        .list(&ListParams::default())
-        .await
-        .expect_err("user secrets are denied");
-    assert!(
-        matches!(denied, kube::Error::Api(ref s) if s.code == 403),
-        "{denied:?}"
+        matches!(err, kube::Error::Api(ref s) if s.code == code),
+        "{what}: {err:?}"
     );
 }

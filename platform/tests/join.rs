@@ -11,14 +11,14 @@ use aws_sdk_eks::operation::describe_access_entry::{
 use aws_sdk_eks::types::AccessEntry;
 use aws_sdk_eks::types::error::ResourceNotFoundException;
 use aws_smithy_mocks::{RuleMode, mock, mock_client};
-use cluster_sim::{ClusterSim, SimConfig};
+use cluster::{ClusterSim, SimConfig};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
 use platform::join::{JoinPath, RoleMapping, allow_nodes, map_role};
 
 const NODE_ROLE: &str = "arn:aws:iam::123456789012:role/kdeploy-ap-northeast-2-eks-node";
 
-async fn simulator() -> (cluster_sim::RunningSim, kube::Client) {
+async fn simulator() -> (cluster::RunningSim, kube::Client) {
     let sim = ClusterSim::start(SimConfig::default())
         .await
         .expect("simulator starts");
@@ -72,7 +72,7 @@ async fn an_access_entry_of_type_ec2_linux_is_created_once() {
 
 #[tokio::test]
 async fn without_the_access_entry_api_the_node_role_goes_into_aws_auth() {
-    let emulator = localstack::AwsEmulator::start(localstack::Port::Any)
+    let emulator = aws::AwsEmulator::start(aws::Port::Any)
         .await
         .expect("emulator");
     let (_sim, kube) = simulator().await;
