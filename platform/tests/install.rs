@@ -1,8 +1,7 @@
 //! The platform against the cluster simulator, with validation and RBAC on: install waits for the
 //! nodes, applies, waits for both rollouts and for the site's first credentials; installing again
 //! changes nothing; a wait that runs out of time says what it waited for; uninstall removes
-//! LoadBalancer Services and the platform's namespaces; and the site's ServiceAccount can make
-//! the calls the site makes and none outside its scope.
+//! LoadBalancer Services and the platform's namespaces.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // test set-up
 
@@ -12,10 +11,10 @@ use std::time::Duration;
 use cluster::{ClusterSim, RunningSim, SimConfig};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Node, Secret, Service, ServicePort, ServiceSpec};
+use k8s_openapi::api::core::v1::{Namespace, Secret, Service, ServicePort, ServiceSpec};
 use kube::Api;
 use kube::api::{DeleteParams, ListParams, ObjectMeta, PostParams};
-use platform::manifests::{SiteValues, apply, deploy_site};
+use platform::manifests::SiteValues;
 use platform::names::{
     FIELD_MANAGER, INGRESS_CONTROLLER, INGRESS_NAMESPACE, INITIAL_ADMIN_SECRET, SITE,
     SYSTEM_NAMESPACE,
@@ -294,60 +293,4 @@ async fn uninstall_removes_load_balancer_services_and_the_platform_namespaces() 
         "{changes:?}"
     );
     assert_eq!(changes.len(), 2);
-}
-
-#[tokio::test]
-async fn the_sites_service_account_can_do_its_work_and_no_more() {
-    let (sim, admin) = simulator().await;
-    apply(&admin, &deploy_site(&site()).expect("render"))
-        .await
-        .expect("apply the site");
-    let token = sim.service_account_token(SYSTEM_NAMESPACE, SITE);
-    let site = sim.client_with_token(&token).await.expect("client");
-
-    // What the site does: its own Secrets (the first credentials among them, created once), a
-    // developer's namespace and the objects in it.
-    let secrets: Api<Secret> = Api::namespaced(site.clone(), SYSTEM_NAMESPACE);
-    let look = secrets.get_opt(INITIAL_ADMIN_SECRET).await;
-    assert!(look.expect("look for the first credentials").is_none());
-    let empty = |name: &str| Secret {
-        metadata: object(name),
-        ..Secret::default()
-    };
-    let create = PostParams::default();
-    let first = secrets.create(&create, &empty(INITIAL_ADMIN_SECRET)).await;
-    first.expect("store the first credentials");
-    let second = secrets.create(&create, &empty(INITIAL_ADMIN_SECRET)).await;
-    refused(second, 409, "a second replica loses the race");
-    let user = secrets.create(&create, &empty("kdeploy-user-alice")).await;
-    user.expect("create its own secret");
-    let ns = Namespace {
-        metadata: object("alice"),
-        ..Namespace::default()
-    };
-    let created = Api::<Namespace>::all(site.clone())
-        .create(&create, &ns)
-        .await;
-    created.expect("create a user namespace");
-    let deployments: Api<Deployment> = Api::namespaced(site.clone(), "alice");
-    let listed = deployments.list(&ListParams::default()).await;
-    listed.expect("list deployments");
-
-    // Outside its scope.
-    let all = ListParams::default();
-    let nodes = Api::<Node>::all(site.clone()).list(&all).await;
-    refused(nodes, 403, "listing nodes");
-    let system = Api::<Secret>::namespaced(site.clone(), "kube-system");
-    refused(system.list(&all).await, 403, "kube-system secrets");
-    let users = Api::<Secret>::namespaced(site, "alice");
-    refused(users.list(&all).await, 403, "a user namespace's secrets");
-}
-
-/// Asserts the API server refused the call with `code`.
-fn refused<T: std::fmt::Debug>(result: Result<T, kube::Error>, code: u16, what: &str) {
-    let err = result.expect_err(what);
-    assert!(
-        matches!(err, kube::Error::Api(ref s) if s.code == code),
-        "{what}: {err:?}"
-    );
 }

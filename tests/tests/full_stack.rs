@@ -88,7 +88,10 @@ async fn up_brings_the_platform_up_and_down_takes_it_away() {
     );
     // The site made its first administrator itself and left the credentials in a Secret, which
     // the installer shows once.
-    let (user, password) = site.admin.clone().expect("the first administrator is shown");
+    let (user, password) = site
+        .admin
+        .clone()
+        .expect("the first administrator is shown");
     let kube = sim.client().await.expect("client");
     let secret = Api::<Secret>::namespaced(kube.clone(), "kdeploy-system")
         .get("kdeploy-initial-admin")
