@@ -9,15 +9,16 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use cluster_sim::{ClusterSim, SimConfig};
+use cluster::{ClusterSim, SimConfig};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use web::config::PasswordCost;
-use web::validation::RepositorySpec;
-use web::{AppState, Config, objects};
+use web::repositories::objects::{self, PublicRoute};
+use web::repositories::validation::RepositorySpec;
+use web::{AppState, ClusterNames, Config};
 
 const HOST: &str = "lb.bench";
 const REPOSITORIES: usize = 200;
@@ -126,7 +127,15 @@ fn manifest(namespace: &str, name: &str) -> anyhow::Result<String> {
     Ok([
         serde_yaml::to_string(&objects::deployment(namespace, &s, None))?,
         serde_yaml::to_string(&objects::service(namespace, &s, None))?,
-        serde_yaml::to_string(&objects::ingress(namespace, &s, HOST, None))?,
+        serde_yaml::to_string(&objects::ingress(
+            namespace,
+            &s,
+            PublicRoute {
+                host: HOST,
+                ingress_class: "nginx",
+            },
+            None,
+        ))?,
     ]
     .join("---\n"))
 }
@@ -141,7 +150,14 @@ async fn main() -> anyhow::Result<()> {
     })
     .await?;
     let admin = sim.client().await?;
-    let mut config = Config::new(HOST);
+    let names = ClusterNames {
+        namespace: "kdeploy-system".into(),
+        ingress_class: "nginx".into(),
+        platform_namespaces: vec!["kdeploy-system".into(), "nginx-ingress".into()],
+        console_upstream: sim.ingress_url(),
+        initial_admin_secret: "kdeploy-initial-admin".into(),
+    };
+    let mut config = Config::new(HOST, names);
     config.secure_cookies = false;
     config.quota = None;
     config.password_cost = PasswordCost {
@@ -149,7 +165,6 @@ async fn main() -> anyhow::Result<()> {
         iterations: 1,
         lanes: 1,
     };
-    config.console.upstream = sim.ingress_url();
     let ns: k8s_openapi::api::core::v1::Namespace = serde_json::from_value(
         serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": config.system_namespace}}),
     )?;
@@ -180,7 +195,7 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     for i in 0..REPOSITORIES {
         state
-            .cluster
+            .repositories
             .create_repository("bench", &spec(&format!("repo-{i:03}")))
             .await?;
     }

@@ -1,176 +1,133 @@
-//! The router, its state and the middleware (logging, error rendering, CSRF).
+//! The one routes table and the middleware around it (logging, error rendering, CSRF).
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{FromRequestParts, Request, State};
-use axum::http::request::Parts;
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Json, Redirect, Response};
-use axum::routing::{get, post};
-use axum_extra::extract::cookie::{Key, SignedCookieJar};
+use axum::routing::{get, post, put};
+use axum_extra::extract::cookie::SignedCookieJar;
 
-use crate::auth::{self, Accounts, CSRF_COOKIE, SessionSource};
-use crate::cluster::Cluster;
-use crate::config::Config;
+use crate::accounts::session::{self, CSRF_COOKIE, SESSION_COOKIE, SessionClaims};
+use crate::accounts::{self, CurrentUser};
+use crate::console;
 use crate::error::{AppError, ErrorBody};
-use crate::{api, console, pages, views};
-
-#[derive(Clone)]
-pub struct AppState {
-    pub config: Arc<Config>,
-    pub cluster: Cluster,
-    pub accounts: Accounts,
-    pub key: Key,
-    pub sender: crate::console::send::Sender,
-}
-
-impl AppState {
-    /// Builds the state from a client; reads (or creates) the cookie signing key in the cluster.
-    pub async fn connect(client: kube::Client, config: Config) -> Result<Self, AppError> {
-        let key = auth::session_key(&client, &config).await?;
-        let sender =
-            crate::console::send::Sender::new(config.console.clone(), config.public_host.clone());
-        let config = Arc::new(config);
-        Ok(Self {
-            sender,
-            cluster: Cluster::new(client.clone(), config.clone()),
-            accounts: Accounts::new(client, config.clone()),
-            config,
-            key,
-        })
-    }
-}
-
-impl axum::extract::FromRef<AppState> for Key {
-    fn from_ref(state: &AppState) -> Self {
-        state.key.clone()
-    }
-}
-
-impl SessionSource for AppState {
-    fn accounts(&self) -> &Accounts {
-        &self.accounts
-    }
-    fn key(&self) -> Key {
-        self.key.clone()
-    }
-}
-
-/// The CSRF token of this browser, put in every form by the pages.
-#[derive(Debug, Clone)]
-pub struct CsrfToken(pub String);
-
-impl<S: Send + Sync> FromRequestParts<S> for CsrfToken {
-    type Rejection = AppError;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        parts
-            .extensions
-            .get::<Self>()
-            .cloned()
-            .ok_or(AppError::Csrf)
-    }
-}
+use crate::layout::{self, Frame};
+use crate::repositories;
+use crate::state::{AppState, CsrfToken};
 
 const STYLE: &str = include_str!("../static/style.css");
 const SCRIPT: &str = include_str!("../static/app.js");
 const OPENAPI: &str = include_str!("../static/openapi.yaml");
 
 pub fn app(state: AppState) -> Router {
+    use accounts::{api as account_api, pages as account_pages};
+    use console::{api as console_api, pages as console_pages};
+    use repositories::{api as repo_api, pages as repo_pages};
     Router::new()
-        .route("/", get(pages::home))
-        .route("/login", get(pages::login_form).post(pages::login))
-        .route("/logout", post(pages::logout))
-        .route("/register", get(pages::register_form).post(pages::register))
+        .route("/", get(account_pages::home))
         .route(
-            "/repos",
-            get(pages::repositories).post(pages::create_repository),
+            "/login",
+            get(account_pages::login_form).post(account_pages::login),
         )
-        .route("/repos/new", get(pages::new_repository))
-        .route("/repos/{name}", get(pages::repository))
-        .route("/repos/{name}/redeploy", post(pages::redeploy))
-        .route("/repos/{name}/change", post(pages::change))
-        .route("/repos/{name}/delete", post(pages::delete))
-        .route("/repos/{name}/endpoints", post(console::pages::create))
-        .route("/repos/{name}/endpoints/new", get(console::pages::new_form))
+        .route("/logout", post(account_pages::logout))
+        .route(
+            "/register",
+            get(account_pages::register_form).post(account_pages::register),
+        )
+        .route("/account", get(account_pages::account))
+        .route("/account/password", post(account_pages::change_password))
+        .route("/admin", get(account_pages::admin))
+        .route("/admin/users", post(account_pages::admin_create_user))
+        .route(
+            "/admin/registration",
+            post(account_pages::admin_registration),
+        )
+        .route("/repos", get(repo_pages::list).post(repo_pages::create))
+        .route("/repos/new", get(repo_pages::new_form))
+        .route("/repos/{name}", get(repo_pages::detail))
+        .route("/repos/{name}/redeploy", post(repo_pages::redeploy))
+        .route("/repos/{name}/change", post(repo_pages::change))
+        .route("/repos/{name}/delete", post(repo_pages::delete))
+        .route("/repos/{name}/endpoints", post(console_pages::create))
+        .route("/repos/{name}/endpoints/new", get(console_pages::new_form))
         .route(
             "/repos/{name}/endpoints/{id}",
-            get(console::pages::console).post(console::pages::update),
+            get(console_pages::console).post(console_pages::update),
         )
         .route(
             "/repos/{name}/endpoints/{id}/edit",
-            get(console::pages::edit_form),
+            get(console_pages::edit_form),
         )
         .route(
             "/repos/{name}/endpoints/{id}/send",
-            post(console::pages::send),
+            post(console_pages::send),
         )
         .route(
             "/repos/{name}/endpoints/{id}/duplicate",
-            post(console::pages::duplicate),
+            post(console_pages::duplicate),
         )
-        .route("/repos/{name}/endpoints/{id}/up", post(console::pages::up))
+        .route("/repos/{name}/endpoints/{id}/up", post(console_pages::up))
         .route(
             "/repos/{name}/endpoints/{id}/down",
-            post(console::pages::down),
+            post(console_pages::down),
         )
         .route(
             "/repos/{name}/endpoints/{id}/delete",
-            post(console::pages::delete),
+            post(console_pages::delete),
+        )
+        .route("/repos/{name}/endpoint-import", post(console_pages::import))
+        .route("/console/history/{index}/rerun", post(console_pages::rerun))
+        .route(
+            "/api/v1/session",
+            post(account_api::sign_in).delete(account_api::sign_out),
         )
         .route(
-            "/repos/{name}/endpoint-import",
-            post(console::pages::import),
+            "/api/v1/account/password",
+            put(account_api::change_password),
         )
-        .route(
-            "/console/history/{index}/rerun",
-            post(console::pages::rerun),
-        )
-        .route("/admin", get(pages::admin))
-        .route("/admin/users", post(pages::admin_create_user))
-        .route("/admin/registration", post(pages::admin_registration))
-        .route("/api/v1/session", post(api::sign_in).delete(api::sign_out))
-        .route("/api/v1/repos", get(api::list).post(api::create))
+        .route("/api/v1/repos", get(repo_api::list).post(repo_api::create))
         .route(
             "/api/v1/repos/{name}",
-            get(api::get).patch(api::change).delete(api::delete),
+            get(repo_api::get)
+                .patch(repo_api::change)
+                .delete(repo_api::delete),
         )
-        .route("/api/v1/repos/{name}/redeploy", post(api::redeploy))
+        .route("/api/v1/repos/{name}/redeploy", post(repo_api::redeploy))
         .route(
             "/api/v1/repos/{name}/endpoints",
-            get(console::api::list).post(console::api::create),
+            get(console_api::list).post(console_api::create),
         )
         .route(
             "/api/v1/repos/{name}/endpoints/{id}",
-            get(console::api::get)
-                .put(console::api::update)
-                .delete(console::api::delete),
+            get(console_api::get)
+                .put(console_api::update)
+                .delete(console_api::delete),
         )
         .route(
             "/api/v1/repos/{name}/endpoints/{id}/duplicate",
-            post(console::api::duplicate),
+            post(console_api::duplicate),
         )
         .route(
             "/api/v1/repos/{name}/endpoints/{id}/send",
-            post(console::api::send_endpoint),
+            post(console_api::send_endpoint),
         )
         .route(
             "/api/v1/repos/{name}/endpoint-order",
-            axum::routing::put(console::api::reorder),
+            put(console_api::reorder),
         )
         .route(
             "/api/v1/repos/{name}/endpoint-import",
-            post(console::api::import),
+            post(console_api::import),
         )
-        .route("/api/v1/repos/{name}/send", post(console::api::send))
-        .route("/api/v1/console/history", get(console::api::history))
+        .route("/api/v1/repos/{name}/send", post(console_api::send))
+        .route("/api/v1/console/history", get(console_api::history))
         .route(
             "/api/v1/console/history/{index}/rerun",
-            post(console::api::rerun),
+            post(console_api::rerun),
         )
         .route(
             "/api/v1/openapi.yaml",
@@ -199,15 +156,15 @@ pub fn app(state: AppState) -> Router {
 
 /// Ready when the Kubernetes API answers: without it the site can do nothing.
 async fn readyz(State(state): State<AppState>) -> Result<&'static str, AppError> {
-    state.cluster.client.apiserver_version().await?;
+    state.repositories.client.apiserver_version().await?;
     Ok("ok")
 }
 
 /// The signed-in user of a request, if any; used only to decorate error pages.
-async fn signed_in(state: &AppState, headers: &axum::http::HeaderMap) -> Option<auth::CurrentUser> {
+async fn signed_in(state: &AppState, headers: &axum::http::HeaderMap) -> Option<CurrentUser> {
     let jar = SignedCookieJar::from_headers(headers, state.key.clone());
-    let claims = auth::SessionClaims::decode(jar.get(auth::SESSION_COOKIE)?.value())?;
-    state.accounts.resolve(&claims).await.ok()
+    let claims = SessionClaims::decode(jar.get(SESSION_COOKIE)?.value())?;
+    session::resolve(&state.accounts, &claims).await.ok()
 }
 
 fn is_api(path: &str) -> bool {
@@ -253,13 +210,13 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
     } else {
         // The top bar still says who is signed in, so the way back is obvious.
         let user = signed_in(&state, &headers).await;
-        let frame = views::Frame {
+        let frame = Frame {
             user: user.as_ref(),
             csrf: &csrf,
         };
         (
             status,
-            views::error_page(&frame, status.as_u16(), &error.message),
+            layout::error_page(&frame, status.as_u16(), &error.message),
         )
             .into_response()
     };
@@ -298,7 +255,9 @@ async fn csrf(State(state): State<AppState>, request: Request, next: Next) -> Re
                 return (StatusCode::PAYLOAD_TOO_LARGE, "The form is too large.").into_response();
             };
             let field = form_field(&bytes, "csrf");
-            (field, Request::from_parts(parts, Body::from(bytes)))
+            // Handlers see only their own fields, so their forms can refuse unknown ones.
+            let rest = without_field(&bytes, "csrf");
+            (field, Request::from_parts(parts, Body::from(rest)))
         };
         request = rebuilt;
         let valid = matches!((&existing, &supplied), (Some(e), Some(s)) if !e.is_empty() && e == s);
@@ -306,13 +265,13 @@ async fn csrf(State(state): State<AppState>, request: Request, next: Next) -> Re
             return AppError::Csrf.into_response();
         }
     }
-    let token = existing.clone().unwrap_or_else(auth::random_token);
+    let token = existing.clone().unwrap_or_else(session::random_token);
     request.extensions_mut().insert(CsrfToken(token.clone()));
     let response = next.run(request).await;
     if existing.is_some() {
         return response;
     }
-    let jar = SignedCookieJar::new(state.key.clone()).add(auth::base_cookie(
+    let jar = SignedCookieJar::new(state.key.clone()).add(session::base_cookie(
         &state.config,
         CSRF_COOKIE,
         token,
@@ -327,4 +286,14 @@ fn form_field(body: &[u8], name: &str) -> Option<String> {
         let (k, v) = pair.split_once('=')?;
         (k == name).then(|| v.to_string())
     })
+}
+
+/// The form body without one field (the token, once checked).
+fn without_field(body: &[u8], name: &str) -> Vec<u8> {
+    body.split(|b| *b == b'&')
+        .filter(|pair| {
+            !pair.is_empty() && pair.split(|b| *b == b'=').next() != Some(name.as_bytes())
+        })
+        .collect::<Vec<_>>()
+        .join(&b'&')
 }

@@ -8,10 +8,30 @@ pub const FIELD_MANAGER: &str = "kdeploy-web";
 /// The label value that marks objects the site created.
 pub const MANAGED_BY: &str = "kdeploy";
 
+/// The cluster-wide names the platform owns; the installed manifest hands them to the site, so
+/// the site never keeps a second copy of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterNames {
+    /// The site's own namespace (its Secrets, users and settings).
+    pub namespace: String,
+    /// Ingress class of the controller that routes developers' endpoints.
+    pub ingress_class: String,
+    /// Namespaces of the platform itself, never usable as usernames.
+    pub platform_namespaces: Vec<String>,
+    /// Base URL of the ingress controller's Service, where the API console sends requests.
+    pub console_upstream: String,
+    /// Secret where the site leaves its first administrator's credentials, once.
+    pub initial_admin_secret: String,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Namespace holding the site's own Secrets (users, session key) and settings.
     pub system_namespace: String,
+    /// Ingress class of every repository's Ingress.
+    pub ingress_class: String,
+    /// Secret holding the first administrator's credentials until an administrator deletes it.
+    pub initial_admin_secret: String,
     /// Host of the public endpoints (the load balancer's DNS name), used in Ingress rules and links.
     pub public_host: String,
     /// Marks cookies `Secure`; off only for plain-HTTP local runs.
@@ -33,19 +53,22 @@ pub struct Config {
 }
 
 impl Config {
-    pub fn new(public_host: impl Into<String>) -> Self {
+    /// A configuration with the given names and the defaults for everything else.
+    pub fn new(public_host: impl Into<String>, names: ClusterNames) -> Self {
         Self {
-            system_namespace: "kdeploy-system".into(),
+            system_namespace: names.namespace,
+            ingress_class: names.ingress_class,
+            initial_admin_secret: names.initial_admin_secret,
             public_host: public_host.into(),
             secure_cookies: true,
             max_replicas: 5,
             quota: Some(QuotaPolicy::default()),
             password_cost: PasswordCost::default(),
             login_limit: LoginLimit::default(),
-            platform_namespaces: vec!["kdeploy-system".into(), "nginx-ingress".into()],
+            platform_namespaces: names.platform_namespaces,
             session_key: None,
             session_ttl: Duration::from_secs(12 * 3600),
-            console: ConsoleLimits::default(),
+            console: ConsoleLimits::new(names.console_upstream),
         }
     }
 }
@@ -65,10 +88,11 @@ pub struct ConsoleLimits {
     pub history_len: usize,
 }
 
-impl Default for ConsoleLimits {
-    fn default() -> Self {
+impl ConsoleLimits {
+    /// The default limits for sending through `upstream`.
+    pub fn new(upstream: String) -> Self {
         Self {
-            upstream: "http://nginx-ingress.nginx-ingress.svc".into(),
+            upstream,
             timeout: Duration::from_secs(10),
             max_response_bytes: 256 * 1024,
             max_calls: 30,

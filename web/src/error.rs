@@ -4,7 +4,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::validation::FieldError;
+use crate::repositories::store::{CreateStep, StoreError};
+
+pub use crate::field_error::FieldError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -55,6 +57,44 @@ pub enum AppError {
     Import(#[from] crate::console::openapi::ImportError),
     #[error("a background task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    #[error(
+        "the {what} stored in {object} cannot be read ({reason}), so nothing was changed: ask the platform operator to repair or delete {object}"
+    )]
+    StoredDataUnreadable {
+        what: &'static str,
+        object: String,
+        reason: String,
+    },
+    #[error("the body is over {limit_kib} KiB: send a smaller one")]
+    BodyTooLarge { limit_kib: usize },
+}
+
+impl From<StoreError> for AppError {
+    /// The repository store says what happened; here it becomes the sentence the developer reads.
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::NotFound(name) => Self::NotFound(format!("Repository {name}")),
+            StoreError::NameTaken(name) => Self::Conflict(FieldError::new(
+                "name",
+                format!(
+                    "You already have a repository named {name}: choose another name, or open it from the list to change it."
+                ),
+            )),
+            StoreError::Busy { .. } => Self::Conflict(FieldError::new(
+                "repository",
+                "The repository is changing too often to apply this: try again in a moment.",
+            )),
+            StoreError::Create { step, source } => Self::Deploy {
+                step: match step {
+                    CreateStep::Deployment => "Creating the Deployment",
+                    CreateStep::Service => "Creating the Service",
+                    CreateStep::Ingress => "Creating the Ingress",
+                },
+                source,
+            },
+            StoreError::Kube(source) => Self::Kube(source),
+        }
+    }
 }
 
 /// The API server's own sentence for an API error (not the whole debug dump of its Status).
@@ -103,18 +143,16 @@ impl AppError {
                 kube::Error::Api(s) if s.code == 422 => StatusCode::UNPROCESSABLE_ENTITY,
                 _ => StatusCode::BAD_GATEWAY,
             },
-            Self::SessionKey | Self::PasswordHash(_) | Self::Task(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            Self::SessionKey
+            | Self::PasswordHash(_)
+            | Self::Task(_)
+            | Self::StoredDataUnreadable { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         }
     }
 
     pub fn body(&self) -> ErrorBody {
-        let errors = match self {
-            Self::Invalid(errors) => errors.clone(),
-            Self::Conflict(e) => vec![e.clone()],
-            _ => Vec::new(),
-        };
+        let errors = self.field_errors();
         // The developer's own service failing is their outcome to see, not the site's fault.
         let internal = self.status().is_server_error()
             && !matches!(self, Self::ConsoleTimeout { .. } | Self::ConsoleUnreachable);
@@ -133,17 +171,14 @@ impl AppError {
         }
     }
 
-    /// True when the cluster said the object already exists (the atomic duplicate check).
-    pub fn is_already_exists(error: &kube::Error) -> bool {
-        matches!(error, kube::Error::Api(s) if s.is_already_exists())
-    }
-
-    pub fn is_not_found(error: &kube::Error) -> bool {
-        matches!(error, kube::Error::Api(s) if s.is_not_found())
-    }
-
-    pub fn is_conflict(error: &kube::Error) -> bool {
-        matches!(error, kube::Error::Api(s) if s.is_conflict())
+    /// The fields this error belongs next to, so a form can show it inline.
+    pub fn field_errors(&self) -> Vec<FieldError> {
+        match self {
+            Self::Invalid(errors) => errors.clone(),
+            Self::Conflict(e) => vec![e.clone()],
+            Self::BodyTooLarge { .. } => vec![FieldError::new("body", self.to_string())],
+            _ => Vec::new(),
+        }
     }
 }
 

@@ -1,19 +1,23 @@
 //! The deploy site (issue 5): developers deploy public images into their own namespace and call them.
 //! The cluster is its only store, so any number of replicas can serve.
+//!
+//! Each feature is a folder with its routes' handlers, views and store side by side: `accounts`,
+//! `repositories` and the API `console`; `layout` is the page frame they all render into.
 
-pub mod api;
+pub mod accounts;
 pub mod app;
-pub mod auth;
-pub mod cluster;
 pub mod config;
 pub mod console;
 pub mod error;
-pub mod objects;
-pub mod pages;
-pub mod status;
-pub mod validation;
-pub mod views;
+pub mod field_error;
+pub mod json;
+pub mod json_fields;
+pub mod kube_status;
+pub mod layout;
+pub mod repositories;
+pub mod state;
 
-pub use app::{AppState, app};
-pub use config::Config;
+pub use app::app;
+pub use config::{ClusterNames, Config};
 pub use error::AppError;
+pub use state::AppState;

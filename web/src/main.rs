@@ -4,19 +4,17 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use web::{AppState, Config};
+use web::accounts::Accounts;
+use web::accounts::bootstrap::Bootstrap;
+use web::{AppState, ClusterNames, Config};
 
 /// The kdeploy deploy site.
 #[derive(Parser)]
 struct Cli {
-    /// Namespace of the site's own Secrets (users, session key) and settings.
-    #[arg(
-        long,
-        env = "KDEPLOY_NAMESPACE",
-        default_value = "kdeploy-system",
-        global = true
-    )]
-    namespace: String,
+    /// Namespace of the site's own Secrets (users, session key) and settings (the installed
+    /// manifest sets it from the pod's own namespace).
+    #[arg(long, env = "KDEPLOY_NAMESPACE", global = true)]
+    namespace: Option<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -35,13 +33,23 @@ enum Command {
     },
 }
 
+/// Settings of `web serve`; each also comes from the environment when no subcommand is given.
 #[derive(clap::Args, Default)]
 struct ServeArgs {
     #[arg(long, env = "KDEPLOY_LISTEN", default_value = "127.0.0.1:8080")]
     listen: Option<SocketAddr>,
     /// Public host of the endpoints (the load balancer's DNS name).
-    #[arg(long, env = "KDEPLOY_PUBLIC_HOST", default_value = "localhost")]
+    #[arg(long, env = "KDEPLOY_PUBLIC_HOST")]
     public_host: Option<String>,
+    /// Ingress class of the platform's ingress controller.
+    #[arg(long, env = "KDEPLOY_INGRESS_CLASS")]
+    ingress_class: Option<String>,
+    /// The platform's own namespaces, comma-separated; never usable as usernames.
+    #[arg(long, env = "KDEPLOY_PLATFORM_NAMESPACES", value_delimiter = ',')]
+    platform_namespaces: Option<Vec<String>>,
+    /// Secret where the first administrator's generated credentials are left.
+    #[arg(long, env = "KDEPLOY_INITIAL_ADMIN_SECRET")]
+    initial_admin_secret: Option<String>,
     /// Cookie signing key, base64 (64+ bytes); when absent it is kept in a Secret.
     #[arg(long, env = "KDEPLOY_SESSION_KEY", hide_env_values = true)]
     session_key: Option<String>,
@@ -82,6 +90,58 @@ async fn main() -> ExitCode {
     }
 }
 
+/// A setting the platform's manifest must provide, named by its environment variable when missing.
+fn required<T>(value: Option<T>, env: &str) -> anyhow::Result<T> {
+    value.with_context(|| {
+        format!("{env} is not set: the site's manifest passes it (or give the flag)")
+    })
+}
+
+/// Reads a setting from the environment when `web` runs with no subcommand, so clap never saw it.
+fn from_env(value: Option<String>, env: &str) -> Option<String> {
+    value.or_else(|| std::env::var(env).ok().filter(|v| !v.is_empty()))
+}
+
+fn cluster_names(
+    namespace: Option<String>,
+    args: ServeArgs,
+) -> anyhow::Result<(String, ClusterNames, ServeArgs)> {
+    let public_host = required(
+        from_env(args.public_host.clone(), "KDEPLOY_PUBLIC_HOST"),
+        "KDEPLOY_PUBLIC_HOST",
+    )?;
+    let platform_namespaces = args.platform_namespaces.clone().or_else(|| {
+        from_env(None, "KDEPLOY_PLATFORM_NAMESPACES")
+            .map(|v| v.split(',').map(|n| n.trim().to_string()).collect())
+    });
+    let names = ClusterNames {
+        namespace: required(
+            from_env(namespace, "KDEPLOY_NAMESPACE"),
+            "KDEPLOY_NAMESPACE",
+        )?,
+        ingress_class: required(
+            from_env(args.ingress_class.clone(), "KDEPLOY_INGRESS_CLASS"),
+            "KDEPLOY_INGRESS_CLASS",
+        )?,
+        platform_namespaces: required(platform_namespaces, "KDEPLOY_PLATFORM_NAMESPACES")?
+            .into_iter()
+            .filter(|n| !n.is_empty())
+            .collect(),
+        console_upstream: required(
+            from_env(args.console_upstream.clone(), "KDEPLOY_CONSOLE_UPSTREAM"),
+            "KDEPLOY_CONSOLE_UPSTREAM",
+        )?,
+        initial_admin_secret: required(
+            from_env(
+                args.initial_admin_secret.clone(),
+                "KDEPLOY_INITIAL_ADMIN_SECRET",
+            ),
+            "KDEPLOY_INITIAL_ADMIN_SECRET",
+        )?,
+    };
+    Ok((public_host, names, args))
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     // In-cluster config inside a pod, the kubeconfig elsewhere.
     let client = kube::Client::try_default()
@@ -93,9 +153,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             std::io::stdin()
                 .read_to_string(&mut password)
                 .context("cannot read the password from standard input")?;
-            let mut config = Config::new("localhost");
-            config.system_namespace = cli.namespace;
-            let accounts = web::auth::Accounts::new(client, std::sync::Arc::new(config));
+            // Only the site's namespace matters here; the platform's names reserve usernames.
+            let names = ClusterNames {
+                namespace: required(
+                    from_env(cli.namespace, "KDEPLOY_NAMESPACE"),
+                    "KDEPLOY_NAMESPACE",
+                )?,
+                ingress_class: String::new(),
+                platform_namespaces: from_env(None, "KDEPLOY_PLATFORM_NAMESPACES")
+                    .map(|v| v.split(',').map(|n| n.trim().to_string()).collect())
+                    .unwrap_or_default(),
+                console_upstream: String::new(),
+                initial_admin_secret: String::new(),
+            };
+            let config = Config::new("localhost", names);
+            let accounts = Accounts::new(client, std::sync::Arc::new(config));
             accounts
                 .create_user(&username, password.trim_end_matches(['\r', '\n']), admin)
                 .await?;
@@ -103,14 +175,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve(args) => {
-            let mut config = Config::new(args.public_host.unwrap_or_else(|| "localhost".into()));
-            config.system_namespace = cli.namespace;
+            let (public_host, names, args) = cluster_names(cli.namespace, args)?;
+            let mut config = Config::new(public_host, names);
             config.secure_cookies = !args.insecure_cookies;
             if args.no_quota {
                 config.quota = None;
-            }
-            if let Some(upstream) = args.console_upstream {
-                config.console.upstream = upstream;
             }
             // Absent flags keep the defaults of `ConsoleLimits` (also when no subcommand is given).
             if let Some(secs) = args.console_timeout_secs {
@@ -122,7 +191,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(calls) = args.console_calls_per_minute {
                 config.console.max_calls = calls;
             }
-            if let Some(key) = args.session_key {
+            if let Some(key) = from_env(args.session_key, "KDEPLOY_SESSION_KEY") {
                 use base64::Engine;
                 config.session_key = Some(
                     base64::engine::general_purpose::STANDARD
@@ -132,8 +201,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let listen = args
                 .listen
+                .or_else(|| from_env(None, "KDEPLOY_LISTEN").and_then(|l| l.parse().ok()))
                 .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080)));
             let state = AppState::connect(client, config).await?;
+            match state.accounts.ensure_initial_admin().await? {
+                Bootstrap::Created => tracing::info!(
+                    secret = %state.config.initial_admin_secret,
+                    namespace = %state.config.system_namespace,
+                    "first administrator created; the credentials are in the Secret"
+                ),
+                Bootstrap::CreatedElsewhere | Bootstrap::AdminExists => {}
+            }
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("cannot listen on {listen}"))?;

@@ -615,3 +615,75 @@ async fn the_stored_list_stays_within_what_a_configmap_holds() {
         .json();
     assert_eq!(list.as_array().unwrap().len(), 14);
 }
+
+#[tokio::test]
+async fn undecodable_stored_endpoints_are_shown_as_an_error_and_never_overwritten() {
+    let site = site().await;
+    let mut alice = site.user("alice").await;
+    assert_eq!(
+        alice.create("hello", "nginx", "80", "1").await.status,
+        StatusCode::SEE_OTHER
+    );
+    let r = alice
+        .api(
+            Method::POST,
+            "/api/v1/repos/hello/endpoints",
+            Some(json!({"name": "Root", "method": "GET", "path": "/"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let configmaps = Api::<ConfigMap>::namespaced(site.admin.clone(), "alice");
+    let mut cm = configmaps.get("hello-kdeploy-endpoints").await.unwrap();
+    let garbage = "[{\"id\": \"kept\", \"name\": truncated";
+    cm.data
+        .get_or_insert_with(Default::default)
+        .insert("endpoints.json".into(), garbage.into());
+    configmaps
+        .replace("hello-kdeploy-endpoints", &Default::default(), &cm)
+        .await
+        .unwrap();
+
+    let page = alice.get("/repos/hello").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.body.contains("data-error=\"endpoints\""),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("cannot be read"), "{}", page.body);
+    let r = alice
+        .api(Method::GET, "/api/v1/repos/hello/endpoints", None)
+        .await;
+    assert!(
+        r.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot be read")
+    );
+
+    // Every kind of write is refused, by the API and by the pages.
+    let r = alice
+        .api(
+            Method::POST,
+            "/api/v1/repos/hello/endpoints",
+            Some(json!({"name": "New", "method": "GET", "path": "/new"})),
+        )
+        .await;
+    assert!(r.status.is_server_error(), "{}", r.body);
+    assert!(
+        r.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("nothing was changed")
+    );
+    let r = alice
+        .post(
+            "/repos/hello/endpoints",
+            &[("name", "New"), ("method", "GET"), ("path", "/new")],
+        )
+        .await;
+    assert!(r.status.is_server_error(), "{}", r.body);
+    assert!(r.body.contains("cannot be read"), "{}", r.body);
+    let stored = configmaps.get("hello-kdeploy-endpoints").await.unwrap();
+    assert_eq!(stored.data.unwrap()["endpoints.json"], garbage);
+}

@@ -316,11 +316,21 @@ async fn another_users_repository_cannot_be_read_or_changed() {
         .status,
         StatusCode::NOT_FOUND
     );
+    // A namespace cannot be chosen through the body: the key is unknown, and refused as such.
     let r = bob
         .api(
             Method::PATCH,
             "/api/v1/repos/hello",
             Some(json!({"replicas": 5, "namespace": "alice"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(r.json()["field"], "namespace");
+    let r = bob
+        .api(
+            Method::PATCH,
+            "/api/v1/repos/hello",
+            Some(json!({"replicas": 5})),
         )
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
@@ -330,7 +340,7 @@ async fn another_users_repository_cannot_be_read_or_changed() {
             .status,
         StatusCode::NOT_FOUND
     );
-    // A forged namespace field is ignored: the repository lands in bob's own namespace.
+    // A forged namespace field is refused like any unknown field: nothing is created anywhere.
     let r = bob.create("other", "nginx", "80", "1").await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     let r = bob
@@ -344,13 +354,14 @@ async fn another_users_repository_cannot_be_read_or_changed() {
             ],
         )
         .await;
-    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.body.contains("namespace"), "{}", r.body);
     assert!(
         deployments(&site, "bob")
             .get_opt("forged")
             .await
             .unwrap()
-            .is_some()
+            .is_none()
     );
     assert!(
         deployments(&site, "alice")
@@ -369,7 +380,7 @@ async fn another_users_repository_cannot_be_read_or_changed() {
         .iter()
         .map(|r| r["name"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(names, ["forged", "other"]);
+    assert_eq!(names, ["other"]);
     // Requests without a session get nothing at all.
     let mut anonymous = site.browser();
     assert_eq!(
@@ -1052,4 +1063,56 @@ async fn pods_answering(site: &common::Site) -> std::collections::BTreeSet<Strin
         pods.insert(echo["pod"].as_str().unwrap().to_owned());
     }
     pods
+}
+
+#[tokio::test]
+async fn json_bodies_refuse_unknown_keys_wrong_types_and_oversize_bodies() {
+    let site = site().await;
+    let mut alice = site.user("alice").await;
+    let r = alice
+        .api(
+            Method::POST,
+            "/api/v1/repos",
+            Some(json!({"name": "a", "image": "nginx", "port": 80, "colour": "red"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(r.json()["field"], "colour", "{}", r.body);
+    let r = alice
+        .api(
+            Method::POST,
+            "/api/v1/repos",
+            Some(json!({"name": ["a"], "image": "nginx", "port": 80})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(r.json()["field"], "name", "{}", r.body);
+    let r = alice
+        .api(
+            Method::POST,
+            "/api/v1/repos",
+            Some(json!({"name": "a", "image": "x".repeat(70 * 1024), "port": 80})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(r.json()["field"], "body");
+    assert!(
+        r.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("the body is over 64 KiB")
+    );
+    let r = alice
+        .api(Method::POST, "/api/v1/repos", Some(json!(["a", "nginx"])))
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(r.json()["field"], "body");
+    assert!(
+        deployments(&site, "alice")
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
 }

@@ -3,88 +3,15 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json};
-use serde_json::{Value, json};
+use serde::Deserialize;
 
-use super::model::{EndpointInput, Pair, pairs_to_lines};
-use super::{SendInput, store};
-use crate::app::AppState;
-use crate::auth::CurrentUser;
+use super::model::EndpointInput;
+use super::pages::ImportForm;
+use super::{AdhocRequest, SendInput, store};
+use crate::accounts::CurrentUser;
 use crate::error::AppError;
-use crate::validation::FieldError;
-
-fn object(body: &[u8]) -> Result<Value, AppError> {
-    match serde_json::from_slice::<Value>(body) {
-        Ok(v @ Value::Object(_)) => Ok(v),
-        _ => Err(AppError::Invalid(vec![FieldError::new(
-            "body",
-            "Send a JSON object.",
-        )])),
-    }
-}
-
-/// Query parameters and headers as `[{name, value}]` (or as the form's lines).
-fn pairs(body: &Value, key: &str) -> Result<Vec<Pair>, AppError> {
-    match body.get(key) {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::String(s)) => Ok(super::model::lines_to_pairs(
-            s,
-            if key == "headers" { ':' } else { '=' },
-        )),
-        Some(v) => serde_json::from_value::<Vec<Pair>>(v.clone()).map_err(|_| {
-            AppError::Invalid(vec![FieldError::new(
-                key,
-                "Send a list of {\"name\": ..., \"value\": ...} objects.",
-            )])
-        }),
-    }
-}
-
-fn lines(body: &Value, key: &str) -> Result<String, AppError> {
-    let list = pairs(body, key)?;
-    if list
-        .iter()
-        .any(|p| p.name.contains(['\r', '\n']) || p.value.contains(['\r', '\n']))
-    {
-        return Err(AppError::Invalid(vec![FieldError::new(
-            key,
-            "Names and values cannot contain line breaks.",
-        )]));
-    }
-    Ok(pairs_to_lines(
-        &list,
-        if key == "headers" { ':' } else { '=' },
-    ))
-}
-
-fn string(body: &Value, key: &str) -> String {
-    match body.get(key) {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Null) | None => String::new(),
-        Some(other) => other.to_string(),
-    }
-}
-
-/// A JSON body may be given as JSON itself rather than as a string holding JSON.
-fn body_text(body: &Value) -> String {
-    match body.get("body") {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Null) | None => String::new(),
-        Some(other) => serde_json::to_string_pretty(other).unwrap_or_default(),
-    }
-}
-
-fn endpoint_input(body: &Value) -> Result<EndpointInput, AppError> {
-    Ok(EndpointInput {
-        name: string(body, "name"),
-        method: string(body, "method"),
-        path: string(body, "path"),
-        query: lines(body, "query")?,
-        headers: lines(body, "headers")?,
-        body_kind: string(body, "body_kind"),
-        body: body_text(body),
-        description: string(body, "description"),
-    })
-}
+use crate::json::JsonBody;
+use crate::state::AppState;
 
 pub async fn list(
     State(state): State<AppState>,
@@ -92,7 +19,7 @@ pub async fn list(
     Path(repo): Path<String>,
 ) -> Result<impl IntoResponse, AppError> {
     Ok(Json(
-        store::endpoints(&state.cluster, user.namespace(), &repo).await?,
+        store::endpoints(&state.repositories, user.namespace(), &repo).await?,
     ))
 }
 
@@ -100,9 +27,8 @@ pub async fn create(
     State(state): State<AppState>,
     user: CurrentUser,
     Path(repo): Path<String>,
-    body: axum::body::Bytes,
+    JsonBody(input): JsonBody<EndpointInput>,
 ) -> Result<impl IntoResponse, AppError> {
-    let input = endpoint_input(&object(&body)?)?;
     let e = super::add(&state, user.namespace(), &repo, &input).await?;
     Ok((StatusCode::CREATED, Json(e)))
 }
@@ -121,9 +47,8 @@ pub async fn update(
     State(state): State<AppState>,
     user: CurrentUser,
     Path((repo, id)): Path<(String, String)>,
-    body: axum::body::Bytes,
+    JsonBody(input): JsonBody<EndpointInput>,
 ) -> Result<impl IntoResponse, AppError> {
-    let input = endpoint_input(&object(&body)?)?;
     Ok(Json(
         super::edit(&state, user.namespace(), &repo, &id, &input).await?,
     ))
@@ -147,19 +72,21 @@ pub async fn duplicate(
     Ok((StatusCode::CREATED, Json(e)))
 }
 
+/// The new order of a repository's endpoints.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointOrder {
+    pub ids: Vec<String>,
+}
+
 pub async fn reorder(
     State(state): State<AppState>,
     user: CurrentUser,
     Path(repo): Path<String>,
-    body: axum::body::Bytes,
+    JsonBody(order): JsonBody<EndpointOrder>,
 ) -> Result<impl IntoResponse, AppError> {
-    let body = object(&body)?;
-    let ids: Vec<String> = body
-        .get("ids")
-        .and_then(|v| serde_json::from_value(v.clone()).ok())
-        .ok_or_else(|| AppError::Invalid(vec![FieldError::new("ids", "Send {\"ids\": [...]}.")]))?;
     Ok(Json(
-        super::reorder(&state, user.namespace(), &repo, &ids).await?,
+        super::reorder(&state, user.namespace(), &repo, &order.ids).await?,
     ))
 }
 
@@ -167,12 +94,11 @@ pub async fn import(
     State(state): State<AppState>,
     user: CurrentUser,
     Path(repo): Path<String>,
-    body: axum::body::Bytes,
+    JsonBody(form): JsonBody<ImportForm>,
 ) -> Result<impl IntoResponse, AppError> {
-    let body = object(&body)?;
-    let document = match body.get("fetch").and_then(Value::as_str) {
-        Some(path) => super::fetch_document(&state, &user, &repo, path).await?,
-        None => string(&body, "document"),
+    let document = match form.fetch.trim() {
+        "" => form.document,
+        path => super::fetch_document(&state, &user, &repo, path).await?,
     };
     let report = super::import(&state, user.namespace(), &repo, &document).await?;
     Ok(Json(report))
@@ -182,41 +108,9 @@ pub async fn send_endpoint(
     State(state): State<AppState>,
     user: CurrentUser,
     Path((repo, id)): Path<(String, String)>,
-    body: axum::body::Bytes,
+    JsonBody(input): JsonBody<SendInput>,
 ) -> Result<impl IntoResponse, AppError> {
     let endpoint = super::find(&state, user.namespace(), &repo, &id).await?;
-    let body = if body.is_empty() {
-        json!({})
-    } else {
-        object(&body)?
-    };
-    // Absent fields keep the endpoint's registered values.
-    let defaults = SendInput::from_endpoint(&endpoint);
-    let input = SendInput {
-        params: if body.get("params").is_some() {
-            lines(&body, "params")?
-        } else {
-            defaults.params
-        },
-        query: if body.get("query").is_some() {
-            lines(&body, "query")?
-        } else {
-            defaults.query
-        },
-        headers: if body.get("headers").is_some() {
-            lines(&body, "headers")?
-        } else {
-            defaults.headers
-        },
-        body_kind: body
-            .get("body_kind")
-            .map_or(defaults.body_kind, |_| string(&body, "body_kind")),
-        body: if body.get("body").is_some() {
-            body_text(&body)
-        } else {
-            defaults.body
-        },
-    };
     let parts = super::request_for(&endpoint, &input)?;
     Ok(Json(
         super::send(&state, &user, &repo, Some(&id), &parts).await?,
@@ -227,17 +121,9 @@ pub async fn send(
     State(state): State<AppState>,
     user: CurrentUser,
     Path(repo): Path<String>,
-    body: axum::body::Bytes,
+    JsonBody(request): JsonBody<AdhocRequest>,
 ) -> Result<impl IntoResponse, AppError> {
-    let body = object(&body)?;
-    let parts = super::adhoc(
-        &string(&body, "method"),
-        &string(&body, "path"),
-        pairs(&body, "query")?,
-        pairs(&body, "headers")?,
-        &string(&body, "body_kind"),
-        body_text(&body),
-    )?;
+    let parts = super::adhoc(request)?;
     Ok(Json(super::send(&state, &user, &repo, None, &parts).await?))
 }
 
@@ -246,7 +132,7 @@ pub async fn history(
     user: CurrentUser,
 ) -> Result<impl IntoResponse, AppError> {
     Ok(Json(
-        store::history(&state.cluster, user.namespace()).await?,
+        store::history(&state.repositories, user.namespace()).await?,
     ))
 }
 

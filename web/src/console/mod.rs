@@ -11,13 +11,13 @@ pub mod views;
 
 use serde::{Deserialize, Serialize};
 
-use crate::app::AppState;
-use crate::auth::CurrentUser;
-use crate::error::AppError;
-use crate::validation::FieldError;
+use crate::accounts::CurrentUser;
+use crate::error::{AppError, FieldError};
+use crate::json_fields::{optional_body_text, optional_text, text};
+use crate::state::AppState;
 use model::{
-    Endpoint, EndpointInput, Pair, RequestParts, check_request, fill_path, lines_to_pairs,
-    validate_endpoint,
+    Endpoint, EndpointInput, Pair, RequestParts, check_request, fill_path, header_pairs,
+    lines_to_pairs, optional_header_lines, optional_query_lines, query_pairs, validate_endpoint,
 };
 use send::Outcome;
 use store::Call;
@@ -27,7 +27,10 @@ use store::Call;
 const HISTORY_BODY: usize = 4096;
 
 fn new_id() -> String {
-    crate::auth::random_token().chars().take(12).collect()
+    crate::accounts::session::random_token()
+        .chars()
+        .take(12)
+        .collect()
 }
 
 fn not_found(id: &str) -> AppError {
@@ -41,7 +44,7 @@ pub async fn add(
     input: &EndpointInput,
 ) -> Result<Endpoint, AppError> {
     let endpoint = validate_endpoint(input, new_id()).map_err(AppError::Invalid)?;
-    store::update_endpoints(&state.cluster, namespace, repo, |list| {
+    store::update_endpoints(&state.repositories, namespace, repo, |list| {
         if list.len() >= store::MAX_ENDPOINTS {
             return Err(AppError::Invalid(vec![FieldError::new(
                 "name",
@@ -65,7 +68,7 @@ pub async fn edit(
     input: &EndpointInput,
 ) -> Result<Endpoint, AppError> {
     let endpoint = validate_endpoint(input, id.to_string()).map_err(AppError::Invalid)?;
-    store::update_endpoints(&state.cluster, namespace, repo, |list| {
+    store::update_endpoints(&state.repositories, namespace, repo, |list| {
         let slot = list
             .iter_mut()
             .find(|e| e.id == id)
@@ -83,7 +86,7 @@ pub async fn duplicate(
     id: &str,
 ) -> Result<Endpoint, AppError> {
     let fresh = new_id();
-    store::update_endpoints(&state.cluster, namespace, repo, |list| {
+    store::update_endpoints(&state.repositories, namespace, repo, |list| {
         if list.len() >= store::MAX_ENDPOINTS {
             return Err(AppError::Conflict(FieldError::new(
                 "endpoint",
@@ -111,7 +114,7 @@ pub async fn shift(
     id: &str,
     by: isize,
 ) -> Result<(), AppError> {
-    store::update_endpoints(&state.cluster, namespace, repo, |list| {
+    store::update_endpoints(&state.repositories, namespace, repo, |list| {
         let at = list
             .iter()
             .position(|e| e.id == id)
@@ -132,7 +135,7 @@ pub async fn reorder(
     repo: &str,
     ids: &[String],
 ) -> Result<Vec<Endpoint>, AppError> {
-    store::update_endpoints(&state.cluster, namespace, repo, |list| {
+    store::update_endpoints(&state.repositories, namespace, repo, |list| {
         let mut sorted_ids = ids.to_vec();
         sorted_ids.sort();
         sorted_ids.dedup();
@@ -156,7 +159,7 @@ pub async fn remove(
     repo: &str,
     id: &str,
 ) -> Result<(), AppError> {
-    store::update_endpoints(&state.cluster, namespace, repo, |list| {
+    store::update_endpoints(&state.repositories, namespace, repo, |list| {
         let before = list.len();
         list.retain(|e| e.id != id);
         if list.len() == before {
@@ -173,7 +176,7 @@ pub async fn find(
     repo: &str,
     id: &str,
 ) -> Result<Endpoint, AppError> {
-    store::endpoints(&state.cluster, namespace, repo)
+    store::endpoints(&state.repositories, namespace, repo)
         .await?
         .into_iter()
         .find(|e| e.id == id)
@@ -210,7 +213,7 @@ pub async fn import(
             )),
         }
     }
-    store::update_endpoints(&state.cluster, namespace, repo, |list| {
+    store::update_endpoints(&state.repositories, namespace, repo, |list| {
         let mut r = report.clone();
         for e in &valid {
             if list
@@ -233,44 +236,80 @@ pub async fn import(
     .await
 }
 
-/// What the console form sends: values for the path parameters and the request as edited.
+/// What the console form sends: values for the path parameters and the request as edited; the
+/// API may leave fields out, which keep the endpoint's registered values.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SendInput {
     /// `name=value` lines for `{name}` placeholders.
-    #[serde(default)]
-    pub params: String,
-    #[serde(default)]
-    pub query: String,
-    #[serde(default)]
-    pub headers: String,
-    #[serde(default)]
-    pub body_kind: String,
-    #[serde(default)]
-    pub body: String,
+    #[serde(default, deserialize_with = "optional_query_lines")]
+    pub params: Option<String>,
+    #[serde(default, deserialize_with = "optional_query_lines")]
+    pub query: Option<String>,
+    #[serde(default, deserialize_with = "optional_header_lines")]
+    pub headers: Option<String>,
+    #[serde(default, deserialize_with = "optional_text")]
+    pub body_kind: Option<String>,
+    #[serde(default, deserialize_with = "optional_body_text")]
+    pub body: Option<String>,
 }
 
 impl SendInput {
     pub fn from_endpoint(e: &Endpoint) -> Self {
         let i = EndpointInput::from_endpoint(e);
         Self {
-            params: model::path_params(&e.path)
-                .iter()
-                .map(|p| format!("{p}="))
-                .collect::<Vec<_>>()
-                .join("\n"),
-            query: i.query,
-            headers: i.headers,
-            body_kind: i.body_kind,
-            body: i.body,
+            params: Some(
+                model::path_params(&e.path)
+                    .iter()
+                    .map(|p| format!("{p}="))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            ),
+            query: Some(i.query),
+            headers: Some(i.headers),
+            body_kind: Some(i.body_kind),
+            body: Some(i.body),
+        }
+    }
+
+    /// These values, with the endpoint's registered ones where a field was left out.
+    pub fn or_endpoint(&self, e: &Endpoint) -> Self {
+        let defaults = Self::from_endpoint(e);
+        Self {
+            params: self.params.clone().or(defaults.params),
+            query: self.query.clone().or(defaults.query),
+            headers: self.headers.clone().or(defaults.headers),
+            body_kind: self.body_kind.clone().or(defaults.body_kind),
+            body: self.body.clone().or(defaults.body),
         }
     }
 }
 
+/// An ad-hoc request of the API's `send`, without a registered endpoint.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdhocRequest {
+    #[serde(default, deserialize_with = "text")]
+    pub method: String,
+    #[serde(default, deserialize_with = "text")]
+    pub path: String,
+    #[serde(default, deserialize_with = "query_pairs")]
+    pub query: Vec<Pair>,
+    #[serde(default, deserialize_with = "header_pairs")]
+    pub headers: Vec<Pair>,
+    #[serde(default, deserialize_with = "text")]
+    pub body_kind: String,
+    #[serde(default, deserialize_with = "crate::json_fields::body_text")]
+    pub body: String,
+}
+
 /// The request an endpoint becomes with the console's values, checked again in full.
 pub fn request_for(endpoint: &Endpoint, input: &SendInput) -> Result<RequestParts, AppError> {
-    let params = lines_to_pairs(&input.params, '=');
+    let input = input.or_endpoint(endpoint);
+    let field = |v: &Option<String>| v.clone().unwrap_or_default();
+    let params = lines_to_pairs(&field(&input.params), '=');
     let path = fill_path(&endpoint.path, &params).map_err(|e| AppError::Invalid(vec![e]))?;
-    let body_kind = model::BodyKind::parse(&input.body_kind).ok_or_else(|| {
+    let body_kind = model::BodyKind::parse(&field(&input.body_kind)).ok_or_else(|| {
         AppError::Invalid(vec![FieldError::new(
             "body_kind",
             "Choose none, JSON, form or raw.",
@@ -279,10 +318,10 @@ pub fn request_for(endpoint: &Endpoint, input: &SendInput) -> Result<RequestPart
     let parts = RequestParts {
         method: endpoint.method.clone(),
         path,
-        query: lines_to_pairs(&input.query, '='),
-        headers: lines_to_pairs(&input.headers, ':'),
+        query: lines_to_pairs(&field(&input.query), '='),
+        headers: lines_to_pairs(&field(&input.headers), ':'),
         body_kind,
-        body: input.body.clone(),
+        body: field(&input.body),
     };
     let mut errors = check_request(&parts);
     // A parameter value that decodes into a dot segment is the parameter's fault.
@@ -315,7 +354,7 @@ pub async fn send(
     parts: &RequestParts,
 ) -> Result<Sent, AppError> {
     let namespace = user.namespace();
-    state.cluster.repository_uid(namespace, repo).await?;
+    state.repositories.repository_uid(namespace, repo).await?;
     let sender = &state.sender;
     let url = sender.public_url(namespace, repo, &parts.path, &parts.query);
     let curl = model::curl(&url, parts);
@@ -347,7 +386,7 @@ pub async fn send(
     };
     // The answer matters more than its history entry: a failed write is logged, not shown.
     if let Err(e) = store::record(
-        &state.cluster,
+        &state.repositories,
         namespace,
         call,
         state.config.console.history_len,
@@ -369,7 +408,7 @@ pub async fn rerun(
     user: &CurrentUser,
     index: usize,
 ) -> Result<(Call, Sent), AppError> {
-    let calls = store::history(&state.cluster, user.namespace()).await?;
+    let calls = store::history(&state.repositories, user.namespace()).await?;
     let call = calls
         .get(index)
         .cloned()
@@ -391,15 +430,16 @@ pub async fn rerun(
 }
 
 /// The parts of an ad-hoc request (the API's `send` without a registered endpoint).
-pub fn adhoc(
-    method: &str,
-    path: &str,
-    query: Vec<Pair>,
-    headers: Vec<Pair>,
-    body_kind: &str,
-    body: String,
-) -> Result<RequestParts, AppError> {
-    let body_kind = model::BodyKind::parse(body_kind).ok_or_else(|| {
+pub fn adhoc(request: AdhocRequest) -> Result<RequestParts, AppError> {
+    let AdhocRequest {
+        method,
+        path,
+        query,
+        headers,
+        body_kind,
+        body,
+    } = request;
+    let body_kind = model::BodyKind::parse(&body_kind).ok_or_else(|| {
         AppError::Invalid(vec![FieldError::new(
             "body_kind",
             "Choose none, JSON, form or raw.",
@@ -429,16 +469,20 @@ pub async fn fetch_document(
     repo: &str,
     path: &str,
 ) -> Result<String, AppError> {
-    let parts =
-        adhoc("GET", path, Vec::new(), Vec::new(), "none", String::new()).map_err(|e| match e {
-            AppError::Invalid(mut errors) => {
-                for err in &mut errors {
-                    err.field = "fetch".into();
-                }
-                AppError::Invalid(errors)
+    let request = AdhocRequest {
+        method: "GET".into(),
+        path: path.into(),
+        ..AdhocRequest::default()
+    };
+    let parts = adhoc(request).map_err(|e| match e {
+        AppError::Invalid(mut errors) => {
+            for err in &mut errors {
+                err.field = "fetch".into();
             }
-            other => other,
-        })?;
+            AppError::Invalid(errors)
+        }
+        other => other,
+    })?;
     let sent = send(state, user, repo, None, &parts).await?;
     let fail = |m: String| AppError::Invalid(vec![FieldError::new("fetch", m)]);
     let outcome = match (sent.outcome, sent.error) {

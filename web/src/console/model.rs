@@ -1,9 +1,12 @@
 //! An API endpoint a developer registered for a repository, the rules for it, and the request it
 //! becomes: everything here is pure so the safety rules are tested without a network.
 
-use serde::{Deserialize, Serialize};
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
 
-use crate::validation::FieldError;
+use crate::field_error::FieldError;
+use crate::json_fields::{body_text, text};
 
 pub const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
 pub const PATH_RULE: &str = "Starts with '/', is appended after /<namespace>/<repository>; {name} marks a parameter. No '..', no full URLs.";
@@ -102,23 +105,84 @@ pub struct Endpoint {
 
 /// What the endpoint form and API accept, as typed; query and headers as lines or pairs.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct EndpointInput {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "text")]
     pub name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "text")]
     pub method: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "text")]
     pub path: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "query_lines")]
     pub query: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "header_lines")]
     pub headers: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "text")]
     pub body_kind: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "body_text")]
     pub body: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "text")]
     pub description: String,
+}
+
+const PAIRS_EXPECTED: &str =
+    "expected lines of text or a list of {\"name\": ..., \"value\": ...} objects";
+
+/// Pairs given as a list of `{name, value}` or as the form's lines.
+fn pairs_or_lines<'de, D: Deserializer<'de>>(
+    deserializer: D,
+    sep: char,
+) -> Result<Option<Vec<Pair>>, D::Error> {
+    match Value::deserialize(deserializer)? {
+        Value::Null => Ok(None),
+        Value::String(s) => Ok(Some(lines_to_pairs(&s, sep))),
+        v @ Value::Array(_) => serde_json::from_value(v)
+            .map(Some)
+            .map_err(|_| D::Error::custom(PAIRS_EXPECTED)),
+        _ => Err(D::Error::custom(PAIRS_EXPECTED)),
+    }
+}
+
+/// Pairs as the form's lines, refusing names or values that would split into more lines.
+fn as_lines<E: serde::de::Error>(pairs: Option<Vec<Pair>>, sep: char) -> Result<Option<String>, E> {
+    let Some(pairs) = pairs else {
+        return Ok(None);
+    };
+    if pairs
+        .iter()
+        .any(|p| p.name.contains(['\r', '\n']) || p.value.contains(['\r', '\n']))
+    {
+        return Err(E::custom("names and values cannot contain line breaks"));
+    }
+    Ok(Some(pairs_to_lines(&pairs, sep)))
+}
+
+/// `name=value` lines, given as lines or as `{name, value}` pairs.
+pub fn optional_query_lines<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    as_lines(pairs_or_lines(d, '=')?, '=')
+}
+
+/// `Name: value` lines, given as lines or as `{name, value}` pairs.
+pub fn optional_header_lines<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    as_lines(pairs_or_lines(d, ':')?, ':')
+}
+
+pub fn query_lines<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(optional_query_lines(d)?.unwrap_or_default())
+}
+
+pub fn header_lines<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(optional_header_lines(d)?.unwrap_or_default())
+}
+
+/// Query parameters as pairs, given as pairs or as lines.
+pub fn query_pairs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Pair>, D::Error> {
+    Ok(pairs_or_lines(d, '=')?.unwrap_or_default())
+}
+
+/// Headers as pairs, given as pairs or as lines.
+pub fn header_pairs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Pair>, D::Error> {
+    Ok(pairs_or_lines(d, ':')?.unwrap_or_default())
 }
 
 impl EndpointInput {

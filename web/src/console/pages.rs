@@ -7,13 +7,13 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::model::EndpointInput;
-use super::views::{self, ConsoleView};
+use super::views::{self, ConsoleView, ImportValues};
 use super::{SendInput, Sent, store};
-use crate::app::{AppState, CsrfToken};
-use crate::auth::CurrentUser;
-use crate::error::AppError;
-use crate::validation::FieldError;
-use crate::views::Frame;
+use crate::accounts::CurrentUser;
+use crate::error::{AppError, FieldError};
+use crate::layout::Frame;
+use crate::repositories::detail::{self, Submitted};
+use crate::state::{AppState, CsrfToken};
 
 fn back(repo: &str) -> Redirect {
     Redirect::to(&format!("/repos/{repo}#api"))
@@ -26,14 +26,11 @@ pub async fn new_form(
     Path(repo): Path<String>,
 ) -> Result<impl IntoResponse, AppError> {
     state
-        .cluster
+        .repositories
         .repository_uid(user.namespace(), &repo)
         .await?;
     Ok(views::endpoint_form(
-        &Frame {
-            user: Some(&user),
-            csrf: &csrf,
-        },
+        &Frame::signed_in(&user, &csrf),
         &repo,
         None,
         &EndpointInput {
@@ -56,10 +53,7 @@ pub async fn create(
         Err(AppError::Invalid(errors)) => Ok((
             StatusCode::UNPROCESSABLE_ENTITY,
             views::endpoint_form(
-                &Frame {
-                    user: Some(&user),
-                    csrf: &csrf,
-                },
+                &Frame::signed_in(&user, &csrf),
                 &repo,
                 None,
                 &input,
@@ -79,10 +73,7 @@ pub async fn edit_form(
 ) -> Result<impl IntoResponse, AppError> {
     let e = super::find(&state, user.namespace(), &repo, &id).await?;
     Ok(views::endpoint_form(
-        &Frame {
-            user: Some(&user),
-            csrf: &csrf,
-        },
+        &Frame::signed_in(&user, &csrf),
         &repo,
         Some(&id),
         &EndpointInput::from_endpoint(&e),
@@ -106,10 +97,7 @@ pub async fn update(
     Ok((
         StatusCode::UNPROCESSABLE_ENTITY,
         views::endpoint_form(
-            &Frame {
-                user: Some(&user),
-                csrf: &csrf,
-            },
+            &Frame::signed_in(&user, &csrf),
             &repo,
             Some(&id),
             &input,
@@ -155,7 +143,9 @@ pub async fn delete(
     Ok(back(&repo))
 }
 
+/// An OpenAPI document to import: pasted, or a path of the service to fetch it from.
 #[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ImportForm {
     #[serde(default)]
     pub document: String,
@@ -201,9 +191,16 @@ pub async fn import(
         }
         Err(e) => return Err(e),
     };
-    crate::pages::repository_page(&state, &user, &csrf, &repo, &errors, &form)
-        .await
-        .map(|page| (StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+    let submitted = Submitted {
+        import: ImportValues {
+            document: &form.document,
+            fetch: &form.fetch,
+            errors: &errors,
+        },
+        ..Submitted::default()
+    };
+    let page = detail::page(&state, &user, &csrf, &repo, submitted).await?;
+    Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
 }
 
 async fn history_for(
@@ -211,7 +208,7 @@ async fn history_for(
     user: &CurrentUser,
     repo: &str,
 ) -> Result<Vec<(usize, store::Call)>, AppError> {
-    Ok(store::history(&state.cluster, user.namespace())
+    Ok(store::history(&state.repositories, user.namespace())
         .await?
         .into_iter()
         .enumerate()
@@ -238,10 +235,7 @@ async fn render(
     let history = history_for(state, user, repo).await?;
     let public_url = state.sender.public_url(user.namespace(), repo, "/", &[]);
     Ok(views::console(
-        &Frame {
-            user: Some(user),
-            csrf,
-        },
+        &Frame::signed_in(user, csrf),
         &ConsoleView {
             repo,
             endpoint,
@@ -325,7 +319,7 @@ pub async fn rerun(
     CsrfToken(csrf): CsrfToken,
     Path(index): Path<usize>,
 ) -> Result<Response, AppError> {
-    let calls = store::history(&state.cluster, user.namespace()).await?;
+    let calls = store::history(&state.repositories, user.namespace()).await?;
     let call = calls
         .get(index)
         .cloned()
@@ -339,12 +333,11 @@ pub async fn rerun(
     let input = SendInput {
         params: endpoint
             .as_ref()
-            .map(|e| SendInput::from_endpoint(e).params)
-            .unwrap_or_default(),
-        query: super::model::pairs_to_lines(&call.query, '='),
-        headers: super::model::pairs_to_lines(&call.headers, ':'),
-        body_kind: call.body_kind.as_str().into(),
-        body: call.body.clone(),
+            .and_then(|e| SendInput::from_endpoint(e).params),
+        query: Some(super::model::pairs_to_lines(&call.query, '=')),
+        headers: Some(super::model::pairs_to_lines(&call.headers, ':')),
+        body_kind: Some(call.body_kind.as_str().into()),
+        body: Some(call.body.clone()),
     };
     let (status, refused, sent) = match super::rerun(&state, &user, index).await {
         Ok((_, sent)) => (StatusCode::OK, None, Some(sent)),

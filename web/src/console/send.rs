@@ -143,7 +143,7 @@ impl Sender {
         parts: &RequestParts,
     ) -> Result<Outcome, AppError> {
         check_path(&parts.path)
-            .map_err(|m| AppError::Invalid(vec![crate::validation::FieldError::new("path", m)]))?;
+            .map_err(|m| AppError::Invalid(vec![crate::error::FieldError::new("path", m)]))?;
         self.limiter
             .check(user, self.limits.max_calls, self.limits.window)
             .map_err(|retry_after_secs| AppError::ConsoleRateLimited {
@@ -155,13 +155,13 @@ impl Sender {
         let uri: http::Uri = format!("{}{}", self.limits.upstream.trim_end_matches('/'), path)
             .parse()
             .map_err(|_| {
-                AppError::Invalid(vec![crate::validation::FieldError::new(
+                AppError::Invalid(vec![crate::error::FieldError::new(
                     "path",
                     "This path cannot be sent: check it for unusual characters.",
                 )])
             })?;
         let method = http::Method::from_bytes(parts.method.as_bytes()).map_err(|_| {
-            AppError::Invalid(vec![crate::validation::FieldError::new(
+            AppError::Invalid(vec![crate::error::FieldError::new(
                 "method",
                 "Unknown method.",
             )])
@@ -188,7 +188,7 @@ impl Sender {
                 &parts.body,
             ))))
             .map_err(|_| {
-                AppError::Invalid(vec![crate::validation::FieldError::new(
+                AppError::Invalid(vec![crate::error::FieldError::new(
                     "headers",
                     "A header could not be sent: check names and values.",
                 )])

@@ -10,11 +10,11 @@ use kube::api::PostParams;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use super::model::{Endpoint, Pair};
-use crate::cluster::Cluster;
 use crate::config::{FIELD_MANAGER, MANAGED_BY};
-use crate::error::AppError;
-use crate::objects::{self, LABEL_MANAGED_BY, LABEL_NAME, LABEL_PART_OF};
-use crate::validation::FieldError;
+use crate::error::{AppError, FieldError};
+use crate::kube_status::{is_already_exists, is_conflict};
+use crate::repositories::objects::{self, LABEL_MANAGED_BY, LABEL_NAME, LABEL_PART_OF};
+use crate::repositories::store::RepositoryStore;
 
 const ENDPOINTS_KEY: &str = "endpoints.json";
 const HISTORY_KEY: &str = "history.json";
@@ -69,37 +69,62 @@ fn labels(name: &str, component: &str) -> BTreeMap<String, String> {
     ])
 }
 
-fn read<T: DeserializeOwned>(cm: &ConfigMap, key: &str) -> Vec<T> {
-    cm.data
-        .as_ref()
-        .and_then(|d| d.get(key))
-        .and_then(|s| serde_json::from_str(s).ok())
-        .unwrap_or_default()
+/// The list stored under `key`; absent is empty, but undecodable is an error, so the next write
+/// cannot replace what a user stored with an empty list.
+fn read<T: DeserializeOwned>(
+    cm: &ConfigMap,
+    key: &str,
+    what: &'static str,
+) -> Result<Vec<T>, AppError> {
+    let Some(text) = cm.data.as_ref().and_then(|d| d.get(key)) else {
+        return Ok(Vec::new());
+    };
+    serde_json::from_str(text).map_err(|e| AppError::StoredDataUnreadable {
+        what,
+        object: format!(
+            "ConfigMap {} (key {key})",
+            cm.metadata.name.as_deref().unwrap_or_default()
+        ),
+        reason: e.to_string(),
+    })
+}
+
+/// Where one JSON list is stored: which ConfigMap, which key, and what it holds in the user's words.
+struct StoredList<'a> {
+    api: Api<ConfigMap>,
+    name: &'a str,
+    key: &'static str,
+    what: &'static str,
 }
 
 /// Read-modify-write of one JSON list in a ConfigMap, retried on conflicts; `template` builds
 /// the ConfigMap when it does not exist yet.
 async fn update_list<T, R>(
-    api: &Api<ConfigMap>,
-    name: &str,
-    key: &str,
+    list: StoredList<'_>,
     template: impl Fn() -> ConfigMap,
     mut change: impl FnMut(&mut Vec<T>) -> Result<R, AppError>,
 ) -> Result<R, AppError>
 where
     T: Serialize + DeserializeOwned,
 {
+    let StoredList {
+        api,
+        name,
+        key,
+        what,
+    } = list;
     for _ in 0..10 {
         let existing = api.get_opt(name).await?;
-        let (mut cm, mut list) = match existing {
+        let (mut cm, mut items) = match existing {
             Some(cm) => {
-                let list = read(&cm, key);
-                (cm, list)
+                let items = read(&cm, key, what)?;
+                (cm, items)
             }
             None => (template(), Vec::new()),
         };
-        let result = change(&mut list)?;
-        let text = serde_json::to_string(&list).unwrap_or_else(|_| "[]".into());
+        let result = change(&mut items)?;
+        let text = serde_json::to_string(&items)
+            .map_err(|e| AppError::Invalid(vec![FieldError::new("body", e.to_string())]))?;
         if text.len() > MAX_STORED_BYTES {
             return Err(AppError::Invalid(vec![FieldError::new(
                 "body",
@@ -120,7 +145,7 @@ where
         };
         match written {
             Ok(_) => return Ok(result),
-            Err(e) if AppError::is_conflict(&e) || AppError::is_already_exists(&e) => continue,
+            Err(e) if is_conflict(&e) || is_already_exists(&e) => continue,
             Err(e) => return Err(e.into()),
         }
     }
@@ -130,30 +155,32 @@ where
     )))
 }
 
+const ENDPOINTS: &str = "API endpoints";
+const HISTORY: &str = "console history";
+
 pub async fn endpoints(
-    cluster: &Cluster,
+    repositories: &RepositoryStore,
     namespace: &str,
     repo: &str,
 ) -> Result<Vec<Endpoint>, AppError> {
-    cluster.repository_uid(namespace, repo).await?;
-    let api: Api<ConfigMap> = Api::namespaced(cluster.client.clone(), namespace);
-    Ok(api
-        .get_opt(&endpoints_name(repo))
-        .await?
-        .map(|cm| read(&cm, ENDPOINTS_KEY))
-        .unwrap_or_default())
+    repositories.repository_uid(namespace, repo).await?;
+    let api: Api<ConfigMap> = Api::namespaced(repositories.client.clone(), namespace);
+    match api.get_opt(&endpoints_name(repo)).await? {
+        Some(cm) => read(&cm, ENDPOINTS_KEY, ENDPOINTS),
+        None => Ok(Vec::new()),
+    }
 }
 
 /// Changes a repository's endpoint list; the ConfigMap is created on first use, owned by the
 /// repository's Deployment so deleting the repository removes it.
 pub async fn update_endpoints<R>(
-    cluster: &Cluster,
+    repositories: &RepositoryStore,
     namespace: &str,
     repo: &str,
     change: impl FnMut(&mut Vec<Endpoint>) -> Result<R, AppError>,
 ) -> Result<R, AppError> {
-    let uid = cluster.repository_uid(namespace, repo).await?;
-    let api: Api<ConfigMap> = Api::namespaced(cluster.client.clone(), namespace);
+    let uid = repositories.repository_uid(namespace, repo).await?;
+    let api: Api<ConfigMap> = Api::namespaced(repositories.client.clone(), namespace);
     let name = endpoints_name(repo);
     let template = || ConfigMap {
         metadata: ObjectMeta {
@@ -165,26 +192,34 @@ pub async fn update_endpoints<R>(
         },
         ..ConfigMap::default()
     };
-    update_list(&api, &name, ENDPOINTS_KEY, template, change).await
+    let list = StoredList {
+        api,
+        name: &name,
+        key: ENDPOINTS_KEY,
+        what: ENDPOINTS,
+    };
+    update_list(list, template, change).await
 }
 
-pub async fn history(cluster: &Cluster, namespace: &str) -> Result<Vec<Call>, AppError> {
-    let api: Api<ConfigMap> = Api::namespaced(cluster.client.clone(), namespace);
-    Ok(api
-        .get_opt(HISTORY_NAME)
-        .await?
-        .map(|cm| read(&cm, HISTORY_KEY))
-        .unwrap_or_default())
+pub async fn history(
+    repositories: &RepositoryStore,
+    namespace: &str,
+) -> Result<Vec<Call>, AppError> {
+    let api: Api<ConfigMap> = Api::namespaced(repositories.client.clone(), namespace);
+    match api.get_opt(HISTORY_NAME).await? {
+        Some(cm) => read(&cm, HISTORY_KEY, HISTORY),
+        None => Ok(Vec::new()),
+    }
 }
 
 /// Adds a call at the front of the user's history, keeping at most `keep`.
 pub async fn record(
-    cluster: &Cluster,
+    repositories: &RepositoryStore,
     namespace: &str,
     call: Call,
     keep: usize,
 ) -> Result<(), AppError> {
-    let api: Api<ConfigMap> = Api::namespaced(cluster.client.clone(), namespace);
+    let api: Api<ConfigMap> = Api::namespaced(repositories.client.clone(), namespace);
     let template = || ConfigMap {
         metadata: ObjectMeta {
             name: Some(HISTORY_NAME.into()),
@@ -194,16 +229,16 @@ pub async fn record(
         },
         ..ConfigMap::default()
     };
-    update_list(
-        &api,
-        HISTORY_NAME,
-        HISTORY_KEY,
-        template,
-        |list: &mut Vec<Call>| {
-            list.insert(0, call.clone());
-            list.truncate(keep);
-            Ok(())
-        },
-    )
+    let list = StoredList {
+        api,
+        name: HISTORY_NAME,
+        key: HISTORY_KEY,
+        what: HISTORY,
+    };
+    update_list(list, template, |list: &mut Vec<Call>| {
+        list.insert(0, call.clone());
+        list.truncate(keep);
+        Ok(())
+    })
     .await
 }

@@ -10,12 +10,12 @@ use super::send::Shown;
 use super::store::Call;
 use super::{SendInput, Sent};
 use crate::config::ConsoleLimits;
-use crate::validation::FieldError;
-use crate::views::{Frame, csrf_field, field_error, general_error, page};
+use crate::error::{AppError, FieldError};
+use crate::layout::{Frame, csrf_field, field_error, form_error, general_error, page};
 
-/// What the detail page's "API endpoints" section shows.
-pub struct Section<'a> {
-    pub endpoints: &'a [Endpoint],
+/// The import form as submitted, with why it was refused (empty on a fresh page).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ImportValues<'a> {
     pub document: &'a str,
     pub fetch: &'a str,
     pub errors: &'a [FieldError],
@@ -40,18 +40,35 @@ fn limits_text(l: &ConsoleLimits) -> String {
     )
 }
 
-pub fn section(frame: &Frame, repo: &str, s: &Section) -> Markup {
-    let action = |id: &str, what: &str| format!("/repos/{repo}/endpoints/{id}/{what}");
+/// The detail page's "API endpoints" section; stored endpoints that cannot be read are reported
+/// instead of listed, and nothing offers to change them.
+pub fn section(
+    frame: &Frame,
+    repo: &str,
+    endpoints: &Result<Vec<Endpoint>, AppError>,
+    s: &ImportValues,
+) -> Markup {
     html! {
         section #api {
             h2 { "API endpoints and request console" }
             p.muted { "Keep a list of your service's endpoints and try them: requests go to your public address through the same route as everyone else's." }
-            @if s.endpoints.is_empty() {
+            @match endpoints {
+                Ok(endpoints) => { (endpoint_list(frame, repo, endpoints, s)) }
+                Err(e) => { div.banner.error role="alert" data-error="endpoints" { (e) } }
+            }
+        }
+    }
+}
+
+fn endpoint_list(frame: &Frame, repo: &str, endpoints: &[Endpoint], s: &ImportValues) -> Markup {
+    let action = |id: &str, what: &str| format!("/repos/{repo}/endpoints/{id}/{what}");
+    html! {
+            @if endpoints.is_empty() {
                 p.empty { "No endpoints yet. Add one, or import an OpenAPI 3 document below." }
             } @else {
                 div.scroll { table.endpoints {
                     thead { tr { th { "Name" } th { "Method" } th { "Path" } th { "Description" } th { "Actions" } } }
-                    tbody { @for (i, e) in s.endpoints.iter().enumerate() { tr {
+                    tbody { @for (i, e) in endpoints.iter().enumerate() { tr {
                         td { a href={ "/repos/" (repo) "/endpoints/" (e.id) } { (e.name) } }
                         td { span.method { (e.method) } }
                         td { code { (e.path) } }
@@ -61,7 +78,7 @@ pub fn section(frame: &Frame, repo: &str, s: &Section) -> Markup {
                             a.button.small href=(action(&e.id, "edit")) { "Edit" }
                             form method="post" action=(action(&e.id, "duplicate")) { (csrf_field(frame.csrf)) button.small type="submit" { "Duplicate" } }
                             form method="post" action=(action(&e.id, "up")) { (csrf_field(frame.csrf)) button.small type="submit" disabled[i == 0] aria-label={ "Move " (e.name) " up" } { "↑" } }
-                            form method="post" action=(action(&e.id, "down")) { (csrf_field(frame.csrf)) button.small type="submit" disabled[i + 1 == s.endpoints.len()] aria-label={ "Move " (e.name) " down" } { "↓" } }
+                            form method="post" action=(action(&e.id, "down")) { (csrf_field(frame.csrf)) button.small type="submit" disabled[i + 1 == endpoints.len()] aria-label={ "Move " (e.name) " down" } { "↓" } }
                             form method="post" action=(action(&e.id, "delete")) data-confirm={ "Delete the endpoint " (e.name) "?" } { (csrf_field(frame.csrf)) button.small.danger type="submit" { "Delete" } }
                         }
                     } } }
@@ -83,7 +100,6 @@ pub fn section(frame: &Frame, repo: &str, s: &Section) -> Markup {
                     button type="submit" { "Import" }
                 }
             }
-        }
     }
 }
 
@@ -110,7 +126,7 @@ pub fn endpoint_form(
             p { a href={ "/repos/" (repo) "#api" } { "← " (repo) } }
             section.narrow {
                 h1 { (title) }
-                (general_error(errors.iter().find(|e| e.field == "endpoint").map(|e| e.message.as_str())))
+                (general_error(form_error(errors, "endpoint")))
                 form.stack method="post" action=(action) data-busy novalidate {
                     (csrf_field(frame.csrf))
                     label for="name" { "Name" }
@@ -218,7 +234,7 @@ pub fn console(frame: &Frame, v: &ConsoleView) -> Markup {
                 @if !e.description.is_empty() { p { (e.description) } }
             }
             @if let Some(r) = v.refused { div.banner.error role="alert" { (r) } }
-            (general_error(v.errors.iter().find(|e| e.field == "endpoint").map(|e| e.message.as_str())))
+            (general_error(form_error(v.errors, "endpoint")))
             div.console {
                 @if let Some(e) = v.endpoint {
                     form.stack method="post" action=(send_action) data-busy novalidate {
@@ -226,22 +242,22 @@ pub fn console(frame: &Frame, v: &ConsoleView) -> Markup {
                         @if !path_params(&e.path).is_empty() {
                             label for="params" { "Path parameters" }
                             p.rule { "One name=value per line for " @for (i, p) in path_params(&e.path).iter().enumerate() { @if i > 0 { ", " } code { "{" (p) "}" } } "." }
-                            textarea #params name="params" rows="2" { (v.input.params) }
+                            textarea #params name="params" rows="2" { (v.input.params.as_deref().unwrap_or_default()) }
                             (field_error(v.errors, "params"))
                             (field_error(v.errors, "path"))
                         }
                         label for="query" { "Query parameters" }
                         p.rule { (QUERY_RULE) }
-                        textarea #query name="query" rows="3" { (v.input.query) }
+                        textarea #query name="query" rows="3" { (v.input.query.as_deref().unwrap_or_default()) }
                         (field_error(v.errors, "query"))
                         label for="headers" { "Headers" }
                         p.rule { (HEADERS_RULE) }
-                        textarea #headers name="headers" rows="2" { (v.input.headers) }
+                        textarea #headers name="headers" rows="2" { (v.input.headers.as_deref().unwrap_or_default()) }
                         (field_error(v.errors, "headers"))
                         label for="body_kind" { "Body" }
-                        select #body_kind name="body_kind" { (body_kinds(&v.input.body_kind)) }
+                        select #body_kind name="body_kind" { (body_kinds(v.input.body_kind.as_deref().unwrap_or_default())) }
                         (field_error(v.errors, "body_kind"))
-                        textarea #body name="body" rows="8" aria-label="Body" { (v.input.body) }
+                        textarea #body name="body" rows="8" aria-label="Body" { (v.input.body.as_deref().unwrap_or_default()) }
                         (field_error(v.errors, "body"))
                         button.primary type="submit" { "Send request" }
                         p.rule { (limits_text(v.limits)) }

@@ -9,14 +9,14 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
-use cluster_sim::{ClusterSim, RunningSim, SimConfig};
+use cluster::{ClusterSim, RunningSim, SimConfig};
 use http_body_util::BodyExt;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 use tower::ServiceExt;
 use web::config::{LoginLimit, PasswordCost};
-use web::{AppState, Config};
+use web::{AppState, ClusterNames, Config};
 
 pub const HOST: &str = "lb.test";
 pub const PASSWORD: &str = "correct horse battery";
@@ -27,8 +27,19 @@ pub struct Site {
     pub admin: kube::Client,
 }
 
+/// The names the platform's manifest would pass, spelled here as the test's own fixture.
+pub fn names() -> ClusterNames {
+    ClusterNames {
+        namespace: "kdeploy-system".into(),
+        ingress_class: "nginx".into(),
+        platform_namespaces: vec!["kdeploy-system".into(), "nginx-ingress".into()],
+        console_upstream: "http://nginx-ingress.nginx-ingress.svc".into(),
+        initial_admin_secret: "kdeploy-initial-admin".into(),
+    }
+}
+
 pub fn config() -> Config {
-    let mut config = Config::new(HOST);
+    let mut config = Config::new(HOST, names());
     config.secure_cookies = false;
     // Cheap hashes keep debug-build tests fast; verification reads the cost from the hash.
     config.password_cost = PasswordCost {

@@ -1,29 +1,21 @@
-//! Accounts, sign-in and sessions. Users are Secrets in the site's namespace, so every replica agrees.
+//! Accounts: users are Secrets in the site's namespace, so every replica agrees; sign-in
+//! failures are counted on the user's Secret so the limit holds across replicas.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use argon2::password_hash::phc::PasswordHash;
-use argon2::password_hash::{PasswordHasher, PasswordVerifier};
-use argon2::{Algorithm, Argon2, Params, Version};
-use axum::extract::FromRequestParts;
-use axum::http::request::Parts;
-use axum_extra::extract::cookie::{Cookie, Key, SameSite, SignedCookieJar};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
-use rand::RngCore;
 
-use crate::config::{Config, FIELD_MANAGER, LoginLimit, MANAGED_BY, PasswordCost};
-use crate::error::AppError;
-use crate::objects::LABEL_MANAGED_BY;
-use crate::validation::{FieldError, check_password, check_username};
+use super::password::{check_password, check_username, hash_password, verify_password};
+use crate::config::{Config, FIELD_MANAGER, LoginLimit, MANAGED_BY};
+use crate::error::{AppError, FieldError};
+use crate::kube_status::{is_already_exists, is_conflict};
+use crate::repositories::objects::LABEL_MANAGED_BY;
 
-pub const SESSION_COOKIE: &str = "kdeploy_session";
-pub const CSRF_COOKIE: &str = "kdeploy_csrf";
-const SESSION_KEY_SECRET: &str = "kdeploy-session-key";
 const SETTINGS: &str = "kdeploy-settings";
 const LABEL_COMPONENT: &str = "app.kubernetes.io/component";
 const ANNOTATION_ADMIN: &str = "kdeploy.dev/admin";
@@ -37,6 +29,16 @@ const PASSWORD_KEY: &str = "password-hash";
 pub struct CurrentUser {
     pub name: String,
     pub admin: bool,
+    /// For an administrator while the first administrator's credentials are still stored: the
+    /// Secret to delete once the password has been changed.
+    pub initial_admin_secret: Option<InitialAdminSecret>,
+}
+
+/// Where the first administrator's generated credentials are still stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InitialAdminSecret {
+    pub namespace: String,
+    pub name: String,
 }
 
 impl CurrentUser {
@@ -121,44 +123,12 @@ pub fn after_failure(
     }
 }
 
-fn now() -> i64 {
+pub(super) fn now() -> i64 {
     k8s_openapi::jiff::Timestamp::now().as_second()
 }
 
 fn secret_name(username: &str) -> String {
     format!("kdeploy-user-{username}")
-}
-
-fn hasher(cost: PasswordCost) -> Result<Argon2<'static>, AppError> {
-    let params = Params::new(cost.memory_kib, cost.iterations, cost.lanes, None)
-        .map_err(|_| AppError::PasswordHash(argon2::password_hash::Error::ParamsInvalid))?;
-    Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
-}
-
-/// Hashes off the async runtime: argon2 is deliberately slow.
-pub async fn hash_password(password: &str, cost: PasswordCost) -> Result<String, AppError> {
-    let password = password.to_string();
-    tokio::task::spawn_blocking(move || {
-        let hash = hasher(cost)?
-            .hash_password(password.as_bytes())
-            .map_err(AppError::PasswordHash)?;
-        Ok(hash.to_string())
-    })
-    .await?
-}
-
-async fn verify_password(password: &str, hash: &str) -> Result<bool, AppError> {
-    let password = password.to_string();
-    let hash = hash.to_string();
-    tokio::task::spawn_blocking(move || {
-        let Ok(parsed) = PasswordHash::new(&hash) else {
-            return Ok(false);
-        };
-        Ok(Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok())
-    })
-    .await?
 }
 
 #[derive(Clone)]
@@ -172,8 +142,12 @@ impl Accounts {
         Self { client, config }
     }
 
-    fn secrets(&self) -> Api<Secret> {
+    pub(super) fn secrets(&self) -> Api<Secret> {
         Api::namespaced(self.client.clone(), &self.config.system_namespace)
+    }
+
+    pub(super) fn config(&self) -> &Config {
+        &self.config
     }
 
     async fn get(&self, username: &str) -> Result<Option<StoredUser>, AppError> {
@@ -198,25 +172,37 @@ impl Accounts {
         username: &str,
         change: impl Fn(&StoredUser) -> BTreeMap<&'static str, String>,
     ) -> Result<(), AppError> {
+        self.update_secret(username, |user, secret| {
+            let annotations = secret
+                .metadata
+                .annotations
+                .get_or_insert_with(BTreeMap::new);
+            for (k, v) in change(user) {
+                annotations.insert(k.to_string(), v);
+            }
+        })
+        .await
+    }
+
+    /// Read-modify-write of a user's Secret with the read resourceVersion, retried on conflicts.
+    async fn update_secret(
+        &self,
+        username: &str,
+        change: impl Fn(&StoredUser, &mut Secret),
+    ) -> Result<(), AppError> {
         for _ in 0..5 {
             let Some(user) = self.get(username).await? else {
                 return Ok(());
             };
             let mut secret = user.secret.clone();
-            let annotations = secret
-                .metadata
-                .annotations
-                .get_or_insert_with(BTreeMap::new);
-            for (k, v) in change(&user) {
-                annotations.insert(k.to_string(), v);
-            }
+            change(&user, &mut secret);
             match self
                 .secrets()
                 .replace(&secret_name(username), &PostParams::default(), &secret)
                 .await
             {
                 Ok(_) => return Ok(()),
-                Err(e) if AppError::is_conflict(&e) => continue,
+                Err(e) if is_conflict(&e) => continue,
                 Err(e) => return Err(e.into()),
             }
         }
@@ -224,6 +210,51 @@ impl Accounts {
             "username",
             "This account is busy (many sign-ins at once): try again in a moment.",
         )))
+    }
+
+    /// Changes the user's own password after checking the current one; other sessions stay signed in.
+    pub async fn change_password(
+        &self,
+        username: &str,
+        current: &str,
+        new: &str,
+    ) -> Result<(), AppError> {
+        let Some(user) = self.get(username).await? else {
+            return Err(AppError::Unauthenticated);
+        };
+        let mut errors = Vec::new();
+        if !verify_password(current, &user.hash).await? {
+            errors.push(FieldError::new(
+                "current",
+                "This is not your current password.",
+            ));
+        }
+        if let Err(m) = check_password(new) {
+            errors.push(FieldError::new("new", m));
+        } else if new == current {
+            errors.push(FieldError::new(
+                "new",
+                "Choose a password different from the current one.",
+            ));
+        }
+        if !errors.is_empty() {
+            return Err(AppError::Invalid(errors));
+        }
+        let hash = hash_password(new, self.config.password_cost).await?;
+        self.update_secret(username, |_, secret| {
+            secret.data.get_or_insert_with(BTreeMap::new).insert(
+                PASSWORD_KEY.to_string(),
+                ByteString(hash.clone().into_bytes()),
+            );
+        })
+        .await?;
+        tracing::info!(username, "password changed");
+        Ok(())
+    }
+
+    /// True when at least one administrator exists.
+    pub async fn has_admin(&self) -> Result<bool, AppError> {
+        Ok(self.list_users().await?.iter().any(|u| u.admin))
     }
 
     /// Creates a user; a taken username fails atomically (the Secret already exists).
@@ -275,7 +306,7 @@ impl Accounts {
                 tracing::info!(username, admin, "user created");
                 Ok(())
             }
-            Err(e) if AppError::is_already_exists(&e) => Err(AppError::Conflict(FieldError::new(
+            Err(e) if is_already_exists(&e) => Err(AppError::Conflict(FieldError::new(
                 "username",
                 format!("The username {username} is taken: choose another."),
             ))),
@@ -348,6 +379,7 @@ impl Accounts {
             CurrentUser {
                 name: username.to_string(),
                 admin: user.admin,
+                initial_admin_secret: None,
             },
             user.epoch,
         ))
@@ -362,17 +394,21 @@ impl Accounts {
     }
 
     /// Resolves a session cookie's claims against the stored user.
-    pub async fn resolve(&self, session: &SessionClaims) -> Result<CurrentUser, AppError> {
-        if session.expires < now() {
-            return Err(AppError::Unauthenticated);
-        }
-        match self.get(&session.username).await? {
-            Some(user) if user.epoch == session.epoch => Ok(CurrentUser {
-                name: session.username.clone(),
+    /// The user of a session of generation `epoch`, if that session is still current.
+    pub async fn signed_in(
+        &self,
+        username: &str,
+        epoch: u64,
+    ) -> Result<Option<CurrentUser>, AppError> {
+        Ok(self
+            .get(username)
+            .await?
+            .filter(|user| user.epoch == epoch)
+            .map(|user| CurrentUser {
+                name: username.to_string(),
                 admin: user.admin,
-            }),
-            _ => Err(AppError::Unauthenticated),
-        }
+                initial_admin_secret: None,
+            }))
     }
 
     fn settings(&self) -> Api<ConfigMap> {
@@ -415,169 +451,10 @@ impl Accounts {
     }
 }
 
-/// Reads the cookie signing key from its Secret, creating it once; racing replicas all end up
-/// with the one that won the create.
-pub async fn session_key(client: &kube::Client, config: &Config) -> Result<Key, AppError> {
-    if let Some(bytes) = &config.session_key {
-        return key_from(bytes);
-    }
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), &config.system_namespace);
-    let read = |s: Secret| s.data.and_then(|d| d.get("key").map(|b| b.0.clone()));
-    if let Some(bytes) = secrets.get_opt(SESSION_KEY_SECRET).await?.and_then(read) {
-        return key_from(&bytes);
-    }
-    let mut bytes = vec![0u8; 64];
-    rand::rng().fill_bytes(&mut bytes);
-    let secret = Secret {
-        metadata: ObjectMeta {
-            name: Some(SESSION_KEY_SECRET.into()),
-            namespace: Some(config.system_namespace.clone()),
-            labels: Some(BTreeMap::from([(
-                LABEL_MANAGED_BY.to_string(),
-                MANAGED_BY.to_string(),
-            )])),
-            ..ObjectMeta::default()
-        },
-        data: Some(BTreeMap::from([(
-            "key".to_string(),
-            ByteString(bytes.clone()),
-        )])),
-        ..Secret::default()
-    };
-    match secrets.create(&PostParams::default(), &secret).await {
-        Ok(_) => key_from(&bytes),
-        Err(e) if AppError::is_already_exists(&e) => {
-            let bytes = secrets
-                .get(SESSION_KEY_SECRET)
-                .await
-                .map(read)?
-                .unwrap_or_default();
-            key_from(&bytes)
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
-fn key_from(bytes: &[u8]) -> Result<Key, AppError> {
-    Key::try_from(bytes).map_err(|_| AppError::SessionKey)
-}
-
-/// What the session cookie says: who, which session generation, until when.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionClaims {
-    pub username: String,
-    pub epoch: u64,
-    pub expires: i64,
-}
-
-impl SessionClaims {
-    pub fn encode(&self) -> String {
-        format!("{}:{}:{}", self.username, self.epoch, self.expires)
-    }
-
-    pub fn decode(value: &str) -> Option<Self> {
-        let mut parts = value.split(':');
-        let username = parts.next()?.to_string();
-        let epoch = parts.next()?.parse().ok()?;
-        let expires = parts.next()?.parse().ok()?;
-        parts.next().is_none().then_some(Self {
-            username,
-            epoch,
-            expires,
-        })
-    }
-}
-
-pub fn session_cookie(config: &Config, user: &CurrentUser, epoch: u64) -> Cookie<'static> {
-    let ttl = i64::try_from(config.session_ttl.as_secs()).unwrap_or(i64::MAX);
-    let claims = SessionClaims {
-        username: user.name.clone(),
-        epoch,
-        expires: now().saturating_add(ttl),
-    };
-    base_cookie(config, SESSION_COOKIE, claims.encode())
-}
-
-pub fn base_cookie(config: &Config, name: &'static str, value: String) -> Cookie<'static> {
-    Cookie::build((name, value))
-        .path("/")
-        .http_only(true)
-        .same_site(SameSite::Lax)
-        .secure(config.secure_cookies)
-        .build()
-}
-
-pub fn removal(name: &'static str) -> Cookie<'static> {
-    Cookie::build((name, "")).path("/").build()
-}
-
-pub fn random_token() -> String {
-    let mut bytes = [0u8; 24];
-    rand::rng().fill_bytes(&mut bytes);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Anything that can answer "who is signed in" for an extractor.
-pub trait SessionSource {
-    fn accounts(&self) -> &Accounts;
-    fn key(&self) -> Key;
-}
-
-impl<S> FromRequestParts<S> for CurrentUser
-where
-    S: SessionSource + Send + Sync,
-{
-    type Rejection = AppError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let jar = SignedCookieJar::from_headers(&parts.headers, state.key());
-        let claims = jar
-            .get(SESSION_COOKIE)
-            .and_then(|c| SessionClaims::decode(c.value()))
-            .ok_or(AppError::Unauthenticated)?;
-        state.accounts().resolve(&claims).await
-    }
-}
-
-/// The admin pages' extractor: a signed-in user who is an administrator.
-#[derive(Debug, Clone)]
-pub struct Admin(pub CurrentUser);
-
-impl<S> FromRequestParts<S> for Admin
-where
-    S: SessionSource + Send + Sync,
-{
-    type Rejection = AppError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let user = CurrentUser::from_request_parts(parts, state).await?;
-        if user.admin {
-            Ok(Self(user))
-        } else {
-            Err(AppError::Forbidden(
-                "Only administrators can open this page.",
-            ))
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::Duration;
-
-    #[test]
-    fn claims_round_trip_and_reject_garbage() {
-        let c = SessionClaims {
-            username: "alice".into(),
-            epoch: 3,
-            expires: 99,
-        };
-        assert_eq!(SessionClaims::decode(&c.encode()), Some(c));
-        assert_eq!(SessionClaims::decode("alice:1"), None);
-        assert_eq!(SessionClaims::decode("alice:1:2:3"), None);
-        assert_eq!(SessionClaims::decode("alice:x:2"), None);
-    }
 
     #[test]
     fn login_limit_window() {
@@ -591,19 +468,5 @@ mod tests {
         assert_eq!(after_failure(0, 0, 50, &limit), (1, 50));
         assert_eq!(after_failure(1, 50, 60, &limit), (2, 50));
         assert_eq!(after_failure(5, 50, 150, &limit), (1, 150));
-    }
-
-    #[tokio::test]
-    async fn hashes_are_argon2id_and_verify() {
-        let cost = PasswordCost {
-            memory_kib: 64,
-            iterations: 1,
-            lanes: 1,
-        };
-        let hash = hash_password("correct horse", cost).await.unwrap();
-        assert!(hash.starts_with("$argon2id$"));
-        assert!(verify_password("correct horse", &hash).await.unwrap());
-        assert!(!verify_password("wrong horse", &hash).await.unwrap());
-        assert!(!verify_password("x", "not a hash").await.unwrap());
     }
 }

@@ -1,43 +1,21 @@
-//! Rules for what users type, shared by the pages and the JSON API.
+//! Rules for what developers type about a repository, shared by the pages and the JSON API.
 
-use serde::Serialize;
+use serde::Deserialize;
 
-/// One rejected field, as shown next to the field and returned by the API.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct FieldError {
-    pub field: String,
-    pub message: String,
-}
+use crate::field_error::FieldError;
+use crate::json_fields::{optional_text, text};
 
-impl FieldError {
-    pub fn new(field: &str, message: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            message: message.into(),
-        }
-    }
-}
-
-/// First path segments the site serves; a namespace with one of these names would shadow a page.
-pub const SITE_PATHS: &[&str] = &[
-    "api", "static", "login", "logout", "register", "healthz", "readyz", "repos", "admin",
-    "openapi",
-];
-
-/// Namespaces Kubernetes itself uses.
-pub const KUBERNETES_NAMESPACES: &[&str] =
-    &["kube-system", "kube-public", "kube-node-lease", "default"];
-
-/// What the create form and API accept, as typed.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize, Serialize)]
+/// What the create form and API accept, as typed (numbers may come as JSON numbers).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RepositoryInput {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "text")]
     pub name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "text")]
     pub image: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "text")]
     pub port: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "text")]
     pub replicas: String,
 }
 
@@ -136,45 +114,6 @@ pub fn check_dns1035_label(name: &str) -> Result<(), String> {
     }
     if name.ends_with('-') {
         return Err("End with a letter or digit.".into());
-    }
-    Ok(())
-}
-
-/// Usernames are namespace names (DNS-1123 labels) and must not collide with the platform's own.
-pub fn check_username(name: &str, platform_namespaces: &[String]) -> Result<(), String> {
-    if name.is_empty() {
-        return Err("Enter a username.".into());
-    }
-    if name.len() > 63 {
-        return Err("Use at most 63 characters.".into());
-    }
-    let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
-    if !name.chars().all(allowed) {
-        return Err("Use lowercase letters, digits and '-' only.".into());
-    }
-    if name.starts_with('-') || name.ends_with('-') {
-        return Err("Start and end with a letter or digit.".into());
-    }
-    let reserved = KUBERNETES_NAMESPACES.contains(&name)
-        || SITE_PATHS.contains(&name)
-        || platform_namespaces.iter().any(|n| n == name)
-        || name.starts_with("kube-")
-        || name.starts_with("kdeploy");
-    if reserved {
-        return Err(format!("'{name}' is reserved; choose another username."));
-    }
-    Ok(())
-}
-
-pub const PASSWORD_RULE: &str = "At least 10 characters.";
-
-pub fn check_password(password: &str) -> Result<(), String> {
-    let n = password.chars().count();
-    if n < 10 {
-        return Err("Use at least 10 characters.".into());
-    }
-    if n > 256 {
-        return Err("Use at most 256 characters.".into());
     }
     Ok(())
 }
@@ -484,62 +423,43 @@ mod tests {
         ));
         assert_eq!(got, ["name", "image", "port", "replicas"]);
     }
-
-    #[test]
-    fn username_table() {
-        let platform = vec!["kdeploy-system".to_string(), "nginx-ingress".to_string()];
-        for (name, ok) in [
-            ("alice", true),
-            ("team-7", true),
-            ("7team", true),
-            ("Alice", false),
-            ("al.ice", false),
-            ("kube-system", false),
-            ("kube-anything", false),
-            ("default", false),
-            ("kdeploy-system", false),
-            ("nginx-ingress", false),
-            ("api", false),
-            ("static", false),
-            ("login", false),
-            ("logout", false),
-            ("healthz", false),
-            ("readyz", false),
-            ("repos", false),
-            ("admin", false),
-            ("-x", false),
-        ] {
-            assert_eq!(
-                check_username(name, &platform).is_ok(),
-                ok,
-                "username {name:?}"
-            );
-        }
-        assert!(check_username(&"a".repeat(64), &platform).is_err());
-    }
 }
 
-/// A change typed on the detail page or sent to the API; absent fields stay as they are.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+/// A change as typed on the detail page or sent to the API; absent fields stay as they are.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ChangeInput {
+    #[serde(default, deserialize_with = "optional_text")]
     pub image: Option<String>,
+    #[serde(default, deserialize_with = "optional_text")]
     pub port: Option<String>,
+    #[serde(default, deserialize_with = "optional_text")]
     pub replicas: Option<String>,
 }
 
+/// A change to a running repository, checked; absent fields stay as they are.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ValidChange {
+pub struct Change {
     pub image: Option<String>,
     pub port: Option<i32>,
     pub replicas: Option<i32>,
+    /// Replace every pod (same image), through the `restartedAt` template annotation.
+    pub restart: bool,
 }
 
-pub fn validate_change(
-    input: &ChangeInput,
-    max_replicas: i32,
-) -> Result<ValidChange, Vec<FieldError>> {
+impl Change {
+    /// Replaces every pod without changing anything else.
+    pub fn restart() -> Self {
+        Self {
+            restart: true,
+            ..Self::default()
+        }
+    }
+}
+
+pub fn validate_change(input: &ChangeInput, max_replicas: i32) -> Result<Change, Vec<FieldError>> {
     let mut errors = Vec::new();
-    let mut change = ValidChange::default();
+    let mut change = Change::default();
     if let Some(image) = &input.image {
         match normalise_image(image.trim()) {
             Ok(i) => change.image = Some(i),
@@ -589,10 +509,11 @@ mod change_tests {
         .unwrap();
         assert_eq!(
             ok,
-            ValidChange {
+            Change {
                 image: Some("nginx:1.27".into()),
                 port: None,
-                replicas: Some(3)
+                replicas: Some(3),
+                restart: false,
             }
         );
         let errors = validate_change(

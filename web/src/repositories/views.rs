@@ -1,19 +1,12 @@
-//! Server-rendered pages (maud templates, checked at compile time).
+//! The repository pages: the list, the new-repository form and the detail page's own sections.
 
-use maud::{DOCTYPE, Markup, html};
+use maud::{Markup, html};
 
-use crate::auth::{CurrentUser, UserRow};
-use crate::cluster::{RepositoryDetail, RepositorySummary};
-use crate::status::RepositoryState;
-use crate::validation::{
-    FieldError, IMAGE_RULE, NAME_RULE, PASSWORD_RULE, PORT_RULE, RepositoryInput, replicas_rule,
-};
-
-/// What every page needs: who is signed in and the form token.
-pub struct Frame<'a> {
-    pub user: Option<&'a CurrentUser>,
-    pub csrf: &'a str,
-}
+use super::describe::{RepositoryDetail, RepositorySummary};
+use super::status::RepositoryState;
+use super::validation::{IMAGE_RULE, NAME_RULE, PORT_RULE, RepositoryInput, replicas_rule};
+use crate::error::FieldError;
+use crate::layout::{Frame, csrf_field, field_error, form_error, general_error, page};
 
 fn pill_class(state: &RepositoryState) -> &'static str {
     match state {
@@ -22,127 +15,6 @@ fn pill_class(state: &RepositoryState) -> &'static str {
         RepositoryState::Updating => "pill updating",
         RepositoryState::Failing { .. } => "pill failing",
     }
-}
-
-pub fn page(frame: &Frame, title: &str, body: Markup) -> Markup {
-    html! {
-        (DOCTYPE)
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · kdeploy" }
-                link rel="stylesheet" href="/static/style.css";
-                script src="/static/app.js" defer {}
-            }
-            body data-csrf=(frame.csrf) {
-                header.topbar {
-                    a.brand href="/" { "kdeploy" }
-                    @if let Some(user) = frame.user {
-                        nav {
-                            a href="/repos" { "Repositories" }
-                            @if user.admin { a href="/admin" { "Admin" } }
-                        }
-                        span.who {
-                            span { "Signed in as " strong { (user.name) } }
-                            span.ns { "namespace " code { (user.namespace()) } }
-                            form method="post" action="/logout" {
-                                (csrf_field(frame.csrf))
-                                button.link type="submit" { "Sign out" }
-                            }
-                        }
-                    }
-                }
-                main { (body) }
-            }
-        }
-    }
-}
-
-pub(crate) fn csrf_field(token: &str) -> Markup {
-    html! { input type="hidden" name="csrf" value=(token); }
-}
-
-pub(crate) fn field_error(errors: &[FieldError], field: &str) -> Markup {
-    html! {
-        @for e in errors.iter().filter(|e| e.field == field) {
-            p.error id={ (field) "-error" } role="alert" { (e.message) }
-        }
-    }
-}
-
-pub(crate) fn general_error(message: Option<&str>) -> Markup {
-    html! {
-        @if let Some(m) = message { div.banner.error role="alert" { (m) } }
-    }
-}
-
-pub fn error_page(frame: &Frame, status: u16, message: &str) -> Markup {
-    let advice = match status {
-        403 => "If you followed a link, it may belong to another account.",
-        404 => "It may have been deleted, or the address is mistyped.",
-        429 => "Wait a little before trying again.",
-        s if s >= 500 => {
-            "Try again in a moment; if it keeps happening, tell the platform operator."
-        }
-        _ => "Go back and try again.",
-    };
-    page(
-        frame,
-        "Something went wrong",
-        html! {
-            h1 { "Something went wrong" }
-            div.banner.error role="alert" { (message) }
-            p { (advice) }
-            p { a href="/repos" { "Back to your repositories" } }
-        },
-    )
-}
-
-pub fn login(frame: &Frame, username: &str, error: Option<&str>, registration: bool) -> Markup {
-    page(
-        frame,
-        "Sign in",
-        html! {
-            section.narrow {
-                h1 { "Sign in" }
-                (general_error(error))
-                form.stack method="post" action="/login" data-busy {
-                    (csrf_field(frame.csrf))
-                    label for="username" { "Username" }
-                    input #username name="username" autocomplete="username" required value=(username);
-                    label for="password" { "Password" }
-                    input #password name="password" type="password" autocomplete="current-password" required;
-                    button.primary type="submit" { "Sign in" }
-                }
-                @if registration { p { "No account yet? " a href="/register" { "Create one" } "." } }
-            }
-        },
-    )
-}
-
-pub fn register(frame: &Frame, username: &str, errors: &[FieldError]) -> Markup {
-    page(
-        frame,
-        "Create an account",
-        html! {
-            section.narrow {
-                h1 { "Create an account" }
-                form.stack method="post" action="/register" data-busy {
-                    (csrf_field(frame.csrf))
-                    label for="username" { "Username" }
-                    p.rule { "Becomes your namespace: lowercase letters, digits and '-', at most 63 characters." }
-                    input #username name="username" autocomplete="username" required value=(username);
-                    (field_error(errors, "username"))
-                    label for="password" { "Password" }
-                    p.rule { (PASSWORD_RULE) }
-                    input #password name="password" type="password" autocomplete="new-password" required;
-                    (field_error(errors, "password"))
-                    button.primary type="submit" { "Create account" }
-                }
-            }
-        },
-    )
 }
 
 pub fn repositories(frame: &Frame, rows: &[RepositorySummary]) -> Markup {
@@ -242,15 +114,25 @@ pub struct ChangeValues<'a> {
     pub replicas: &'a str,
 }
 
-pub fn repository(
-    frame: &Frame,
-    d: &RepositoryDetail,
-    values: &ChangeValues,
-    errors: &[FieldError],
-    notice: Option<&str>,
-    max_replicas: i32,
-    console: &crate::console::views::Section,
-) -> Markup {
+/// Everything the detail page shows; `api_section` is the console's section, rendered by it.
+pub struct DetailView<'a> {
+    pub detail: &'a RepositoryDetail,
+    pub values: ChangeValues<'a>,
+    pub errors: &'a [FieldError],
+    pub notice: Option<&'a str>,
+    pub max_replicas: i32,
+    pub api_section: Markup,
+}
+
+pub fn repository(frame: &Frame, view: DetailView) -> Markup {
+    let DetailView {
+        detail: d,
+        values,
+        errors,
+        notice,
+        max_replicas,
+        api_section,
+    } = view;
     let s = &d.summary;
     let r = s.replicas;
     page(
@@ -262,7 +144,7 @@ pub fn repository(
                 h1 { (s.name) " " span data-field="state" { span class=(pill_class(&s.state)) { (s.state.label()) } } }
             }
             @if let Some(n) = notice { div.banner.ok role="status" { (n) } }
-            (general_error(errors.iter().find(|e| e.field == "repository").map(|e| e.message.as_str())))
+            (general_error(form_error(errors, "repository")))
             @if let RepositoryState::Failing { reason, message } = &s.state {
                 div.banner.error role="alert" {
                     strong { (reason) } ": " (message)
@@ -295,7 +177,7 @@ pub fn repository(
                 }
                 (field_error(errors, "scale"))
             }
-            (crate::console::views::section(frame, &s.name, console))
+            (api_section)
             section {
                 h2 { "Change" }
                 div.actions {
@@ -372,58 +254,6 @@ pub fn repository(
                     (csrf_field(frame.csrf))
                     button.danger type="submit" { "Delete repository" }
                     span.rule { " Removes its Deployment, Service and Ingress; other repositories are not touched." }
-                }
-            }
-        },
-    )
-}
-
-pub fn admin(
-    frame: &Frame,
-    users: &[UserRow],
-    registration: bool,
-    username: &str,
-    errors: &[FieldError],
-    notice: Option<&str>,
-) -> Markup {
-    page(
-        frame,
-        "Admin",
-        html! {
-            h1 { "Administration" }
-            @if let Some(n) = notice { div.banner.ok role="status" { (n) } }
-            section {
-                h2 { "Self-registration" }
-                form method="post" action="/admin/registration" {
-                    (csrf_field(frame.csrf))
-                    input type="hidden" name="enabled" value=(if registration { "false" } else { "true" });
-                    p { "Anyone who can reach the site "
-                        @if registration { strong { "can" } } @else { strong { "cannot" } }
-                        " create an account. " }
-                    button type="submit" { @if registration { "Turn off" } @else { "Turn on" } }
-                }
-            }
-            section {
-                h2 { "Users" }
-                div.scroll { table {
-                    thead { tr { th { "Username (namespace)" } th { "Role" } } }
-                    tbody { @for u in users { tr { td { code { (u.name) } } td { @if u.admin { "administrator" } @else { "developer" } } } } }
-                } }
-            }
-            section.narrow {
-                h2 { "Create a user" }
-                form.stack method="post" action="/admin/users" data-busy {
-                    (csrf_field(frame.csrf))
-                    label for="username" { "Username" }
-                    p.rule { "Becomes the user's namespace: lowercase letters, digits and '-'." }
-                    input #username name="username" required value=(username);
-                    (field_error(errors, "username"))
-                    label for="password" { "Password" }
-                    p.rule { (PASSWORD_RULE) }
-                    input #password name="password" type="password" autocomplete="new-password" required;
-                    (field_error(errors, "password"))
-                    label.check { input type="checkbox" name="admin" value="true"; " Administrator" }
-                    button.primary type="submit" { "Create user" }
                 }
             }
         },

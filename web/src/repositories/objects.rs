@@ -18,14 +18,13 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use super::validation::RepositorySpec;
 use crate::config::{MANAGED_BY, QuotaPolicy};
-use crate::validation::RepositorySpec;
 
 pub const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
 pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const LABEL_NAME: &str = "app.kubernetes.io/name";
 pub const LABEL_PART_OF: &str = "app.kubernetes.io/part-of";
-pub const INGRESS_CLASS: &str = "nginx";
 
 const CPU_REQUEST: &str = "50m";
 const MEMORY_REQUEST: &str = "64Mi";
@@ -248,10 +247,17 @@ pub fn ingress_path(namespace: &str, repo: &str) -> String {
     format!("/{namespace}/{repo}(/|$)(.*)")
 }
 
+/// Where a repository is reached from outside: the public host, under the platform's ingress class.
+#[derive(Debug, Clone, Copy)]
+pub struct PublicRoute<'a> {
+    pub host: &'a str,
+    pub ingress_class: &'a str,
+}
+
 pub fn ingress(
     namespace: &str,
     spec: &RepositorySpec,
-    host: &str,
+    route: PublicRoute,
     owner: Option<OwnerReference>,
 ) -> Ingress {
     let mut metadata = repository_meta(namespace, &spec.name);
@@ -263,9 +269,9 @@ pub fn ingress(
     Ingress {
         metadata,
         spec: Some(IngressSpec {
-            ingress_class_name: Some(INGRESS_CLASS.into()),
+            ingress_class_name: Some(route.ingress_class.into()),
             rules: Some(vec![IngressRule {
-                host: Some(host.to_string()),
+                host: Some(route.host.to_string()),
                 http: Some(HTTPIngressRuleValue {
                     paths: vec![HTTPIngressPath {
                         path: Some(ingress_path(namespace, &spec.name)),
@@ -296,7 +302,7 @@ pub fn endpoint(host: &str, namespace: &str, repo: &str) -> String {
 
 #[cfg(test)]
 pub mod fixtures {
-    use crate::validation::RepositorySpec;
+    use crate::repositories::validation::RepositorySpec;
 
     /// `repo("hello").image("nginx:1.27").replicas(3)`
     pub fn repo(name: &str) -> RepositorySpec {
@@ -414,7 +420,11 @@ mod tests {
 
     #[test]
     fn ingress_routes_the_namespaced_path_with_the_regex_rewrite() {
-        let i = ingress("alice", &repo("hello").port(3000), "lb.example.com", None);
+        let route = PublicRoute {
+            host: "lb.example.com",
+            ingress_class: "nginx",
+        };
+        let i = ingress("alice", &repo("hello").port(3000), route, None);
         let annotations = i.metadata.annotations.unwrap();
         assert_eq!(annotations["nginx.org/path-regex"], "case_sensitive");
         assert_eq!(annotations["nginx.org/rewrite-target"], "/$2");

@@ -1,0 +1,106 @@
+//! The repositories' JSON API under `/api/v1`: the same validation and errors as the pages, as JSON.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Json};
+
+use super::validation::{
+    Change, ChangeInput, RepositoryInput, validate_change, validate_repository,
+};
+use crate::accounts::CurrentUser;
+use crate::error::AppError;
+use crate::json::JsonBody;
+use crate::state::AppState;
+
+pub async fn list(
+    State(state): State<AppState>,
+    user: CurrentUser,
+) -> Result<impl IntoResponse, AppError> {
+    Ok(Json(
+        state
+            .repositories
+            .list_repositories(user.namespace())
+            .await?,
+    ))
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    JsonBody(input): JsonBody<RepositoryInput>,
+) -> Result<impl IntoResponse, AppError> {
+    let spec = validate_repository(&input, state.config.max_replicas).map_err(AppError::Invalid)?;
+    state
+        .repositories
+        .create_repository(user.namespace(), &spec)
+        .await?;
+    let detail = state
+        .repositories
+        .repository(user.namespace(), &spec.name)
+        .await?;
+    Ok((StatusCode::CREATED, Json(detail.summary)))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(name): Path<String>,
+) -> Result<impl IntoResponse, AppError> {
+    Ok(Json(
+        state
+            .repositories
+            .repository(user.namespace(), &name)
+            .await?,
+    ))
+}
+
+/// Applies a change and answers with the repository as it now is.
+async fn apply(
+    state: &AppState,
+    user: &CurrentUser,
+    name: &str,
+    change: &Change,
+) -> Result<Json<super::describe::RepositorySummary>, AppError> {
+    state
+        .repositories
+        .change_repository(user.namespace(), name, change)
+        .await?;
+    let detail = state
+        .repositories
+        .repository(user.namespace(), name)
+        .await?;
+    Ok(Json(detail.summary))
+}
+
+pub async fn change(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(name): Path<String>,
+    JsonBody(input): JsonBody<ChangeInput>,
+) -> Result<impl IntoResponse, AppError> {
+    let change = validate_change(&input, state.config.max_replicas).map_err(AppError::Invalid)?;
+    apply(&state, &user, &name, &change).await
+}
+
+pub async fn redeploy(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(name): Path<String>,
+) -> Result<impl IntoResponse, AppError> {
+    Ok((
+        StatusCode::ACCEPTED,
+        apply(&state, &user, &name, &Change::restart()).await?,
+    ))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(name): Path<String>,
+) -> Result<impl IntoResponse, AppError> {
+    state
+        .repositories
+        .delete_repository(user.namespace(), &name)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,69 @@
+//! What every handler shares: the configuration, the stores, the cookie key and the console's sender.
+
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum_extra::extract::cookie::Key;
+
+use crate::accounts::{Accounts, SessionSource, session};
+use crate::config::Config;
+use crate::console::send::Sender;
+use crate::error::AppError;
+use crate::repositories::store::RepositoryStore;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub repositories: RepositoryStore,
+    pub accounts: Accounts,
+    pub key: Key,
+    pub sender: Sender,
+}
+
+impl AppState {
+    /// Builds the state from a client; reads (or creates) the cookie signing key in the cluster.
+    pub async fn connect(client: kube::Client, config: Config) -> Result<Self, AppError> {
+        let key = session::session_key(&client, &config).await?;
+        let sender = Sender::new(config.console.clone(), config.public_host.clone());
+        let config = Arc::new(config);
+        Ok(Self {
+            sender,
+            repositories: RepositoryStore::new(client.clone(), config.clone()),
+            accounts: Accounts::new(client, config.clone()),
+            config,
+            key,
+        })
+    }
+}
+
+impl axum::extract::FromRef<AppState> for Key {
+    fn from_ref(state: &AppState) -> Self {
+        state.key.clone()
+    }
+}
+
+impl SessionSource for AppState {
+    fn accounts(&self) -> &Accounts {
+        &self.accounts
+    }
+    fn key(&self) -> Key {
+        self.key.clone()
+    }
+}
+
+/// The CSRF token of this browser, put in every form by the pages.
+#[derive(Debug, Clone)]
+pub struct CsrfToken(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for CsrfToken {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Self>()
+            .cloned()
+            .ok_or(AppError::Csrf)
+    }
+}
