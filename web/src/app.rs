@@ -66,18 +66,10 @@ pub fn app(state: AppState) -> Router {
             "/repos/{name}/endpoints/{id}/send",
             post(console_pages::send),
         )
+        // duplicate, up, down and delete
         .route(
-            "/repos/{name}/endpoints/{id}/duplicate",
-            post(console_pages::duplicate),
-        )
-        .route("/repos/{name}/endpoints/{id}/up", post(console_pages::up))
-        .route(
-            "/repos/{name}/endpoints/{id}/down",
-            post(console_pages::down),
-        )
-        .route(
-            "/repos/{name}/endpoints/{id}/delete",
-            post(console_pages::delete),
+            "/repos/{name}/endpoints/{id}/{action}",
+            post(console_pages::act),
         )
         .route("/repos/{name}/endpoint-import", post(console_pages::import))
         .route("/console/history/{index}/rerun", post(console_pages::rerun))

@@ -1,29 +1,53 @@
 //! The API console (issue 7) through `app(state)` against the cluster simulator, whose ingress
 //! answers every request with a JSON echo of what reached the pod.
+// Test helpers: a failed step should panic with its message, like the tests themselves.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
 use axum::http::{Method, StatusCode};
 use common::{Browser, eventually, site};
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::Api;
 use serde_json::{Value, json};
 
 async fn ready_repo(b: &mut Browser, name: &str) {
-    assert_eq!(
-        b.create(name, "nginx", "80", "1").await.status,
-        StatusCode::SEE_OTHER
-    );
-    let path = format!("/api/v1/repos/{name}");
-    eventually("the repository to be ready", || {
-        let mut b = b.clone();
-        let path = path.clone();
-        async move {
-            let j = b.api(Method::GET, &path, None).await.json();
-            (j["state"] == "Ready").then_some(())
-        }
-    })
+    b.create_ok(name, "nginx", "80", "1").await;
+    b.poll_json(
+        "the repository to be ready",
+        &format!("/api/v1/repos/{name}"),
+        |j| j["state"] == "Ready",
+    )
     .await;
+}
+
+/// Registers an endpoint through the API and returns its id.
+async fn register(b: &mut Browser, repo: &str, endpoint: Value) -> String {
+    let r = b
+        .post_json(&format!("/api/v1/repos/{repo}/endpoints"), endpoint)
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    r.json()["id"].as_str().unwrap().to_string()
+}
+
+/// The names of a repository's endpoints, in their order.
+async fn endpoint_names(b: &mut Browser, repo: &str) -> Vec<String> {
+    let list = b.get_json(&format!("/api/v1/repos/{repo}/endpoints")).await;
+    let list = list.as_array().unwrap().iter();
+    list.map(|e| e["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Sends an ad-hoc `GET /` to a repository through the console's API.
+async fn send_get(b: &mut Browser, repo: &str) -> common::Reply {
+    let body = json!({"method": "GET", "path": "/"});
+    b.post_json(&format!("/api/v1/repos/{repo}/send"), body)
+        .await
+}
+
+/// How many calls the user's console history holds.
+async fn history_len(b: &mut Browser) -> usize {
+    let h = b.get_json("/api/v1/console/history").await;
+    h.as_array().unwrap().len()
 }
 
 #[tokio::test]
@@ -32,27 +56,21 @@ async fn registered_endpoint_is_sent_through_the_ingress_and_recorded() {
     let mut alice = site.user("alice").await;
     ready_repo(&mut alice, "hello").await;
 
-    let r = alice
-        .api(
-            Method::POST,
-            "/api/v1/repos/hello/endpoints",
-            Some(json!({
-                "name": "Create user",
-                "method": "post",
-                "path": "/users/{team}",
-                "query": [{"name": "dry run", "value": "a&b"}],
-                "headers": [{"name": "X-Trace", "value": "t-1"}],
-                "body_kind": "json",
-                "body": {"name": "Ana", "age": 3},
-                "description": "Adds a user",
-            })),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-    let id = r.json()["id"].as_str().unwrap().to_string();
+    let endpoint = json!({
+        "name": "Create user",
+        "method": "post",
+        "path": "/users/{team}",
+        "query": [{"name": "dry run", "value": "a&b"}],
+        "headers": [{"name": "X-Trace", "value": "t-1"}],
+        "body_kind": "json",
+        "body": {"name": "Ana", "age": 3},
+        "description": "Adds a user",
+    });
+    let id = register(&mut alice, "hello", endpoint).await;
 
     // Stored next to the repository, labelled and owned by its Deployment.
-    let cm = Api::<ConfigMap>::namespaced(site.admin.clone(), "alice")
+    let cm = site
+        .objects::<ConfigMap>("alice")
         .get("hello-kdeploy-endpoints")
         .await
         .unwrap();
@@ -74,14 +92,12 @@ async fn registered_endpoint_is_sent_through_the_ingress_and_recorded() {
             None,
         )
         .await;
-    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(r.json()["field"], "params");
+    r.assert_refused("params");
 
     let r = alice
-        .api(
-            Method::POST,
+        .post_json(
             &format!("/api/v1/repos/hello/endpoints/{id}/send"),
-            Some(json!({"params": [{"name": "team", "value": "blue team"}]})),
+            json!({"params": [{"name": "team", "value": "blue team"}]}),
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
@@ -117,10 +133,7 @@ async fn registered_endpoint_is_sent_through_the_ingress_and_recorded() {
     assert!(curl.contains("--data-raw"), "{curl}");
 
     // The call is in the history and can be sent again.
-    let h = alice
-        .api(Method::GET, "/api/v1/console/history", None)
-        .await
-        .json();
+    let h = alice.get_json("/api/v1/console/history").await;
     assert_eq!(h.as_array().unwrap().len(), 1);
     assert_eq!(h[0]["status"], 200);
     assert_eq!(h[0]["endpoint"], id.as_str());
@@ -131,25 +144,16 @@ async fn registered_endpoint_is_sent_through_the_ingress_and_recorded() {
     let echo: Value =
         serde_json::from_str(r.json()["outcome"]["body"]["text"].as_str().unwrap()).unwrap();
     assert_eq!(echo["query"], "dry%20run=a%26b");
-    let h = alice
-        .api(Method::GET, "/api/v1/console/history", None)
-        .await
-        .json();
-    assert_eq!(h.as_array().unwrap().len(), 2);
+    assert_eq!(history_len(&mut alice).await, 2);
 
     // Deleting the repository takes its endpoints with it (owner reference).
     let r = alice.api(Method::DELETE, "/api/v1/repos/hello", None).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
-    eventually("the endpoints ConfigMap to be collected", || {
-        let admin = site.admin.clone();
-        async move {
-            Api::<ConfigMap>::namespaced(admin, "alice")
-                .get_opt("hello-kdeploy-endpoints")
-                .await
-                .unwrap()
-                .is_none()
-                .then_some(())
-        }
+    eventually("the endpoints ConfigMap to be collected", || async {
+        let gone = !site
+            .exists::<ConfigMap>("alice", "hello-kdeploy-endpoints")
+            .await;
+        gone.then_some(())
     })
     .await;
 }
@@ -160,34 +164,24 @@ async fn edit_duplicate_reorder_delete_and_import() {
     let mut alice = site.user("alice").await;
     ready_repo(&mut alice, "hello").await;
     let base = "/api/v1/repos/hello/endpoints";
-    let a = alice
-        .api(
-            Method::POST,
-            base,
-            Some(json!({"name": "A", "method": "GET", "path": "/a"})),
-        )
-        .await
-        .json();
-    let b = alice
-        .api(
-            Method::POST,
-            base,
-            Some(json!({"name": "B", "method": "GET", "path": "/b"})),
-        )
-        .await
-        .json();
-    let (a, b) = (
-        a["id"].as_str().unwrap().to_string(),
-        b["id"].as_str().unwrap().to_string(),
-    );
+    let a = register(
+        &mut alice,
+        "hello",
+        json!({"name": "A", "method": "GET", "path": "/a"}),
+    )
+    .await;
+    let b = register(
+        &mut alice,
+        "hello",
+        json!({"name": "B", "method": "GET", "path": "/b"}),
+    )
+    .await;
 
     let r = alice
-        .api(
+        .call(
             Method::PUT,
             &format!("{base}/{a}"),
-            Some(
-                json!({"name": "A2", "method": "DELETE", "path": "/a/{id}", "description": "gone"}),
-            ),
+            json!({"name": "A2", "method": "DELETE", "path": "/a/{id}", "description": "gone"}),
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
@@ -198,28 +192,24 @@ async fn edit_duplicate_reorder_delete_and_import() {
         .json();
     assert_eq!(copy["name"], "A2 (copy)");
     let c = copy["id"].as_str().unwrap().to_string();
-    let list = alice.api(Method::GET, base, None).await.json();
-    let names: Vec<&str> = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, ["A2", "A2 (copy)", "B"]);
+    assert_eq!(
+        endpoint_names(&mut alice, "hello").await,
+        ["A2", "A2 (copy)", "B"]
+    );
 
     let r = alice
-        .api(
+        .call(
             Method::PUT,
             "/api/v1/repos/hello/endpoint-order",
-            Some(json!({"ids": [b, c, a]})),
+            json!({"ids": [b, c, a]}),
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let r = alice
-        .api(
+        .call(
             Method::PUT,
             "/api/v1/repos/hello/endpoint-order",
-            Some(json!({"ids": [b]})),
+            json!({"ids": [b]}),
         )
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
@@ -237,14 +227,7 @@ async fn edit_duplicate_reorder_delete_and_import() {
             .status,
         StatusCode::NOT_FOUND
     );
-    let list = alice.api(Method::GET, base, None).await.json();
-    let names: Vec<&str> = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, ["B", "A2"]);
+    assert_eq!(endpoint_names(&mut alice, "hello").await, ["B", "A2"]);
 
     let doc = json!({
         "openapi": "3.0.0",
@@ -255,10 +238,9 @@ async fn edit_duplicate_reorder_delete_and_import() {
         }
     });
     let r = alice
-        .api(
-            Method::POST,
+        .post_json(
             "/api/v1/repos/hello/endpoint-import",
-            Some(json!({"document": doc.to_string()})),
+            json!({"document": doc.to_string()}),
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
@@ -267,14 +249,13 @@ async fn edit_duplicate_reorder_delete_and_import() {
     assert_eq!(report["already_there"], 1);
     assert_eq!(report["skipped"].as_array().unwrap().len(), 1);
     let r = alice
-        .api(
-            Method::POST,
+        .post_json(
             "/api/v1/repos/hello/endpoint-import",
-            Some(json!({"document": "swagger: '2.0'"})),
+            json!({"document": "swagger: '2.0'"}),
         )
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(r.json()["message"].as_str().unwrap().contains("OpenAPI 3"));
+    assert!(r.message().contains("OpenAPI 3"));
 }
 
 #[tokio::test]
@@ -309,7 +290,7 @@ async fn the_console_cannot_leave_the_users_own_routes() {
         ),
         ("method", json!({"method": "CONNECT", "path": "/"})),
     ] {
-        let r = alice.api(Method::POST, send, Some(body.clone())).await;
+        let r = alice.post_json(send, body.clone()).await;
         assert_eq!(
             r.status,
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -319,24 +300,14 @@ async fn the_console_cannot_leave_the_users_own_routes() {
         assert_eq!(r.json()["field"], field, "{body}");
     }
     // Another user's repository is not found for alice, through any console route.
-    let r = alice
-        .api(
-            Method::POST,
-            "/api/v1/repos/secret/send",
-            Some(json!({"method": "GET", "path": "/"})),
-        )
-        .await;
+    let r = send_get(&mut alice, "secret").await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     let r = alice
         .api(Method::GET, "/api/v1/repos/secret/endpoints", None)
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     // Nothing refused above reached the history.
-    let h = alice
-        .api(Method::GET, "/api/v1/console/history", None)
-        .await
-        .json();
-    assert_eq!(h.as_array().unwrap().len(), 0);
+    assert_eq!(history_len(&mut alice).await, 0);
 }
 
 #[tokio::test]
@@ -349,10 +320,9 @@ async fn limits_are_shown_as_limits() {
     ready_repo(&mut alice, "hello").await;
     let send = "/api/v1/repos/hello/send";
     let r = alice
-        .api(
-            Method::POST,
+        .post_json(
             send,
-            Some(json!({"method": "GET", "path": "/", "query": [{"name": "q", "value": "x"}]})),
+            json!({"method": "GET", "path": "/", "query": [{"name": "q", "value": "x"}]}),
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
@@ -360,42 +330,15 @@ async fn limits_are_shown_as_limits() {
     // The echo is longer than 100 bytes: cut at the cap and said so.
     assert_eq!(o["truncated"], true);
     assert_eq!(o["size"], 100);
-    assert_eq!(
-        alice
-            .api(
-                Method::POST,
-                send,
-                Some(json!({"method": "GET", "path": "/"}))
-            )
-            .await
-            .status,
-        StatusCode::OK
-    );
-    let r = alice
-        .api(
-            Method::POST,
-            send,
-            Some(json!({"method": "GET", "path": "/"})),
-        )
-        .await;
+    assert_eq!(send_get(&mut alice, "hello").await.status, StatusCode::OK);
+    let r = send_get(&mut alice, "hello").await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
     assert!(r.headers.get("retry-after").is_some());
-    assert!(
-        r.json()["message"]
-            .as_str()
-            .unwrap()
-            .contains("at most 2 requests")
-    );
+    assert!(r.message().contains("at most 2 requests"));
     // Other users have their own allowance.
     let mut bob = site.user("bob").await;
     ready_repo(&mut bob, "web").await;
-    let r = bob
-        .api(
-            Method::POST,
-            "/api/v1/repos/web/send",
-            Some(json!({"method": "GET", "path": "/"})),
-        )
-        .await;
+    let r = send_get(&mut bob, "web").await;
     assert_eq!(r.status, StatusCode::OK);
 }
 
@@ -413,13 +356,7 @@ async fn an_unreachable_ingress_is_reported_and_recorded() {
         web::console::send::Sender::new(config.console.clone(), config.public_host.clone());
     let mut alice = site.user("alice").await;
     ready_repo(&mut alice, "hello").await;
-    let r = alice
-        .api(
-            Method::POST,
-            "/api/v1/repos/hello/send",
-            Some(json!({"method": "GET", "path": "/"})),
-        )
-        .await;
+    let r = send_get(&mut alice, "hello").await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let j = r.json();
     assert!(j["outcome"].is_null());
@@ -430,10 +367,7 @@ async fn an_unreachable_ingress_is_reported_and_recorded() {
             .contains("could not be reached"),
         "{j}"
     );
-    let h = alice
-        .api(Method::GET, "/api/v1/console/history", None)
-        .await
-        .json();
+    let h = alice.get_json("/api/v1/console/history").await;
     assert!(h[0]["status"].is_null());
 }
 
@@ -465,8 +399,7 @@ async fn the_pages_register_send_and_rerun() {
 
     let mut fields = fields;
     fields[2] = ("path", "/search");
-    let r = alice.post("/repos/hello/endpoints", &fields).await;
-    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let r = alice.submit("/repos/hello/endpoints", &fields).await;
     let console = r.location().to_string();
     let page = alice.get(&console).await;
     assert_eq!(page.status, StatusCode::OK);
@@ -513,39 +446,17 @@ async fn the_pages_register_send_and_rerun() {
     let r = alice.post("/console/history/0/rerun", &[]).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert!(r.body.contains("q=second&amp;limit=5"));
-    let h = alice
-        .api(Method::GET, "/api/v1/console/history", None)
-        .await
-        .json();
-    assert_eq!(h.as_array().unwrap().len(), 2);
+    assert_eq!(history_len(&mut alice).await, 2);
 
     // Duplicate, move and delete from the detail page.
     let id = console.rsplit('/').next().unwrap().to_string();
-    assert_eq!(
-        alice
-            .post(&format!("{console}/duplicate"), &[])
-            .await
-            .status,
-        StatusCode::SEE_OTHER
-    );
-    assert_eq!(
-        alice.post(&format!("{console}/down"), &[]).await.status,
-        StatusCode::SEE_OTHER
-    );
-    let list = alice
-        .api(Method::GET, "/api/v1/repos/hello/endpoints", None)
-        .await
-        .json();
+    alice.submit(&format!("{console}/duplicate"), &[]).await;
+    alice.submit(&format!("{console}/down"), &[]).await;
+    let list = alice.get_json("/api/v1/repos/hello/endpoints").await;
     assert_eq!(list[1]["id"], id.as_str());
     assert_eq!(list[0]["name"], "Search (copy)");
-    assert_eq!(
-        alice.post(&format!("{console}/delete"), &[]).await.status,
-        StatusCode::SEE_OTHER
-    );
-    let list = alice
-        .api(Method::GET, "/api/v1/repos/hello/endpoints", None)
-        .await
-        .json();
+    alice.submit(&format!("{console}/delete"), &[]).await;
+    let list = alice.get_json("/api/v1/repos/hello/endpoints").await;
     assert_eq!(list.as_array().unwrap().len(), 1);
 
     // A bad import is shown next to its field on the detail page.
@@ -558,7 +469,7 @@ async fn the_pages_register_send_and_rerun() {
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(r.body.contains(r#"id="document-error""#), "{}", r.body);
     let r = alice
-        .post(
+        .submit(
             "/repos/hello/endpoint-import",
             &[
                 (
@@ -569,7 +480,6 @@ async fn the_pages_register_send_and_rerun() {
             ],
         )
         .await;
-    assert_eq!(r.status, StatusCode::SEE_OTHER);
     let page = alice.get(r.location()).await;
     assert!(page.body.contains("1 endpoints added"), "{}", page.body);
     assert!(page.body.contains("GET /ping"));
@@ -593,12 +503,7 @@ async fn the_stored_list_stays_within_what_a_configmap_holds() {
     let body = "x".repeat(60 * 1024);
     let mut refused = None;
     for i in 0..20 {
-        let r = alice
-            .api(
-                Method::POST,
-                "/api/v1/repos/hello/endpoints",
-                Some(json!({"name": format!("big {i}"), "method": "POST", "path": "/", "body_kind": "raw", "body": body})),
-            )
+        let r = alice.post_json("/api/v1/repos/hello/endpoints", json!({"name": format!("big {i}"), "method": "POST", "path": "/", "body_kind": "raw", "body": body}))
             .await;
         if r.status != StatusCode::CREATED {
             refused = Some((i, r));
@@ -608,11 +513,8 @@ async fn the_stored_list_stays_within_what_a_configmap_holds() {
     let (i, r) = refused.expect("the size limit is reached");
     assert_eq!(i, 14, "14 bodies of 60 KiB fit in 900 KiB, a 15th does not");
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(r.json()["message"].as_str().unwrap().contains("KiB"));
-    let list = alice
-        .api(Method::GET, "/api/v1/repos/hello/endpoints", None)
-        .await
-        .json();
+    assert!(r.message().contains("KiB"));
+    let list = alice.get_json("/api/v1/repos/hello/endpoints").await;
     assert_eq!(list.as_array().unwrap().len(), 14);
 }
 
@@ -620,19 +522,14 @@ async fn the_stored_list_stays_within_what_a_configmap_holds() {
 async fn undecodable_stored_endpoints_are_shown_as_an_error_and_never_overwritten() {
     let site = site().await;
     let mut alice = site.user("alice").await;
-    assert_eq!(
-        alice.create("hello", "nginx", "80", "1").await.status,
-        StatusCode::SEE_OTHER
-    );
-    let r = alice
-        .api(
-            Method::POST,
-            "/api/v1/repos/hello/endpoints",
-            Some(json!({"name": "Root", "method": "GET", "path": "/"})),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-    let configmaps = Api::<ConfigMap>::namespaced(site.admin.clone(), "alice");
+    alice.create_ok("hello", "nginx", "80", "1").await;
+    register(
+        &mut alice,
+        "hello",
+        json!({"name": "Root", "method": "GET", "path": "/"}),
+    )
+    .await;
+    let configmaps = site.objects::<ConfigMap>("alice");
     let mut cm = configmaps.get("hello-kdeploy-endpoints").await.unwrap();
     let garbage = "[{\"id\": \"kept\", \"name\": truncated";
     cm.data
@@ -654,28 +551,17 @@ async fn undecodable_stored_endpoints_are_shown_as_an_error_and_never_overwritte
     let r = alice
         .api(Method::GET, "/api/v1/repos/hello/endpoints", None)
         .await;
-    assert!(
-        r.json()["message"]
-            .as_str()
-            .unwrap()
-            .contains("cannot be read")
-    );
+    assert!(r.message().contains("cannot be read"));
 
     // Every kind of write is refused, by the API and by the pages.
     let r = alice
-        .api(
-            Method::POST,
+        .post_json(
             "/api/v1/repos/hello/endpoints",
-            Some(json!({"name": "New", "method": "GET", "path": "/new"})),
+            json!({"name": "New", "method": "GET", "path": "/new"}),
         )
         .await;
     assert!(r.status.is_server_error(), "{}", r.body);
-    assert!(
-        r.json()["message"]
-            .as_str()
-            .unwrap()
-            .contains("nothing was changed")
-    );
+    assert!(r.message().contains("nothing was changed"));
     let r = alice
         .post(
             "/repos/hello/endpoints",

@@ -1,5 +1,7 @@
 //! The site through `app(state)` against the cluster simulator: every request is a real
 //! Kubernetes API call made by kube-rs.
+// Test helpers: a failed step should panic with its message, like the tests themselves.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
@@ -11,18 +13,24 @@ use k8s_openapi::api::networking::v1::Ingress;
 use kube::Api;
 use serde_json::json;
 
-fn deployments(site: &common::Site, ns: &str) -> Api<Deployment> {
-    Api::namespaced(site.admin.clone(), ns)
+/// Alice's Deployment of that name, as the cluster holds it.
+async fn deployment(site: &common::Site, name: &str) -> Deployment {
+    site.objects("alice").get(name).await.unwrap()
+}
+
+/// How many Deployments the namespace holds.
+async fn deployment_count(site: &common::Site, ns: &str) -> usize {
+    let list = site
+        .objects::<Deployment>(ns)
+        .list(&Default::default())
+        .await;
+    list.unwrap().items.len()
 }
 
 #[tokio::test]
 async fn sign_in_sign_out_and_csrf() {
     let site = site().await;
-    site.state
-        .accounts
-        .create_user("alice", PASSWORD, false)
-        .await
-        .unwrap();
+    site.account("alice", false).await;
     let mut b = site.browser();
 
     let r = b.get("/repos").await;
@@ -69,8 +77,7 @@ async fn sign_in_sign_out_and_csrf() {
     assert_eq!(replica.get("/repos").await.status, StatusCode::OK);
 
     let stolen = b.cookies.clone();
-    let r = b.post("/logout", &[]).await;
-    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    b.submit("/logout", &[]).await;
     assert_eq!(b.get("/repos").await.location(), "/login");
     // The old cookie no longer works anywhere: sign-out is recorded in the cluster.
     replica.cookies = stolen;
@@ -80,11 +87,7 @@ async fn sign_in_sign_out_and_csrf() {
 #[tokio::test]
 async fn login_attempts_are_limited_through_the_cluster() {
     let site = site().await;
-    site.state
-        .accounts
-        .create_user("alice", PASSWORD, false)
-        .await
-        .unwrap();
+    site.account("alice", false).await;
     let mut b = site.browser();
     for _ in 0..3 {
         assert_eq!(
@@ -125,7 +128,7 @@ async fn create_repository_makes_deployment_service_and_ingress() {
         "kdeploy"
     );
 
-    let d = deployments(&site, "alice").get("hello").await.unwrap();
+    let d = deployment(&site, "hello").await;
     let labels = d.metadata.labels.clone().unwrap();
     assert_eq!(labels["app"], "hello");
     assert_eq!(labels["app.kubernetes.io/managed-by"], "kdeploy");
@@ -154,10 +157,7 @@ async fn create_repository_makes_deployment_service_and_ingress() {
         "{managers:?}"
     );
 
-    let s = Api::<Service>::namespaced(site.admin.clone(), "alice")
-        .get("hello")
-        .await
-        .unwrap();
+    let s = site.objects::<Service>("alice").get("hello").await.unwrap();
     let port = &s.spec.unwrap().ports.unwrap()[0];
     assert_eq!(
         (port.port, port.target_port.clone()),
@@ -166,10 +166,7 @@ async fn create_repository_makes_deployment_service_and_ingress() {
             Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(8080))
         )
     );
-    let i = Api::<Ingress>::namespaced(site.admin.clone(), "alice")
-        .get("hello")
-        .await
-        .unwrap();
+    let i = site.objects::<Ingress>("alice").get("hello").await.unwrap();
     assert_eq!(
         i.metadata.annotations.unwrap()["nginx.org/rewrite-target"],
         "/$2"
@@ -182,15 +179,12 @@ async fn create_repository_makes_deployment_service_and_ingress() {
     );
 
     // The list's JSON turns Ready with the endpoint once the pods are.
-    let row = eventually("repository ready", || {
-        let mut alice = alice.clone();
-        async move {
-            let rows = alice.api(Method::GET, "/api/v1/repos", None).await.json();
-            let row = rows[0].clone();
-            (row["state"] == "Ready").then_some(row)
-        }
-    })
-    .await;
+    let rows = alice
+        .poll_json("repository ready", "/api/v1/repos", |rows| {
+            rows[0]["state"] == "Ready"
+        })
+        .await;
+    let row = &rows[0];
     assert_eq!(row["endpoint"], "http://lb.test/alice/hello/");
     assert_eq!(row["replicas"]["ready"], 2);
 
@@ -252,8 +246,7 @@ async fn bad_input_is_refused_by_form_and_api_with_the_field() {
         assert!(r.body.contains(&format!("value=\"{image}\"")), "image lost");
         assert!(r.body.contains(&format!("value=\"{port}\"")), "port lost");
 
-        let r = alice
-            .api(Method::POST, "/api/v1/repos", Some(json!({"name": name, "image": image, "port": port.parse::<i64>().unwrap(), "replicas": replicas.parse::<i64>().unwrap()})))
+        let r = alice.post_json("/api/v1/repos", json!({"name": name, "image": image, "port": port.parse::<i64>().unwrap(), "replicas": replicas.parse::<i64>().unwrap()}))
             .await;
         assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
         let body = r.json();
@@ -261,21 +254,13 @@ async fn bad_input_is_refused_by_form_and_api_with_the_field() {
         assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
     }
     let r = alice
-        .api(
-            Method::POST,
+        .post_json(
             "/api/v1/repos",
-            Some(json!({"name": "ok", "image": "nginx", "port": "eighty"})),
+            json!({"name": "ok", "image": "nginx", "port": "eighty"}),
         )
         .await;
     assert_eq!(r.json()["field"], "port");
-    assert!(
-        deployments(&site, "alice")
-            .list(&Default::default())
-            .await
-            .unwrap()
-            .items
-            .is_empty()
-    );
+    assert_eq!(deployment_count(&site, "alice").await, 0);
 }
 
 #[tokio::test]
@@ -283,12 +268,9 @@ async fn another_users_repository_cannot_be_read_or_changed() {
     let site = site().await;
     let mut alice = site.user("alice").await;
     let mut bob = site.user("bob").await;
-    assert_eq!(
-        alice.create("hello", "nginx", "80", "1").await.status,
-        StatusCode::SEE_OTHER
-    );
+    alice.create_ok("hello", "nginx", "80", "1").await;
     let snapshot = |d: Deployment| (d.metadata.generation, d.spec);
-    let before = snapshot(deployments(&site, "alice").get("hello").await.unwrap());
+    let before = snapshot(deployment(&site, "hello").await);
 
     assert_eq!(bob.get("/repos/hello").await.status, StatusCode::NOT_FOUND);
     assert_eq!(
@@ -318,20 +300,15 @@ async fn another_users_repository_cannot_be_read_or_changed() {
     );
     // A namespace cannot be chosen through the body: the key is unknown, and refused as such.
     let r = bob
-        .api(
+        .call(
             Method::PATCH,
             "/api/v1/repos/hello",
-            Some(json!({"replicas": 5, "namespace": "alice"})),
+            json!({"replicas": 5, "namespace": "alice"}),
         )
         .await;
-    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(r.json()["field"], "namespace");
+    r.assert_refused("namespace");
     let r = bob
-        .api(
-            Method::PATCH,
-            "/api/v1/repos/hello",
-            Some(json!({"replicas": 5})),
-        )
+        .call(Method::PATCH, "/api/v1/repos/hello", json!({"replicas": 5}))
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert_eq!(
@@ -356,25 +333,12 @@ async fn another_users_repository_cannot_be_read_or_changed() {
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(r.body.contains("namespace"), "{}", r.body);
-    assert!(
-        deployments(&site, "bob")
-            .get_opt("forged")
-            .await
-            .unwrap()
-            .is_none()
-    );
-    assert!(
-        deployments(&site, "alice")
-            .get_opt("forged")
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(!site.exists::<Deployment>("bob", "forged").await);
+    assert!(!site.exists::<Deployment>("alice", "forged").await);
     // Bob's list shows only his.
     let names: Vec<String> = bob
-        .api(Method::GET, "/api/v1/repos", None)
+        .get_json("/api/v1/repos")
         .await
-        .json()
         .as_array()
         .unwrap()
         .iter()
@@ -391,7 +355,7 @@ async fn another_users_repository_cannot_be_read_or_changed() {
         StatusCode::UNAUTHORIZED
     );
 
-    let after = snapshot(deployments(&site, "alice").get("hello").await.unwrap());
+    let after = snapshot(deployment(&site, "hello").await);
     assert_eq!(before, after, "alice's repository was not touched");
 }
 
@@ -437,43 +401,28 @@ async fn a_failed_step_rolls_back_the_earlier_objects() {
     assert!(!r.body.contains("Status {"), "{}", r.body);
     assert!(r.body.contains("value=\"hello\""), "what was typed is kept");
     let r = alice
-        .api(
-            Method::POST,
+        .post_json(
             "/api/v1/repos",
-            Some(json!({"name": "again", "image": "nginx", "port": 80})),
+            json!({"name": "again", "image": "nginx", "port": 80}),
         )
         .await;
     assert_eq!(r.status, StatusCode::BAD_GATEWAY);
-    assert!(
-        r.json()["message"]
-            .as_str()
-            .unwrap()
-            .contains("nothing was created")
-    );
+    assert!(r.message().contains("nothing was created"));
 
     for name in ["hello", "again"] {
         assert!(
-            deployments(&site, "alice")
-                .get_opt(name)
-                .await
-                .unwrap()
-                .is_none(),
+            !site.exists::<Deployment>("alice", name).await,
             "{name} deployment left"
         );
         assert!(
-            Api::<Service>::namespaced(site.admin.clone(), "alice")
-                .get_opt(name)
-                .await
-                .unwrap()
-                .is_none(),
+            !site.exists::<Service>("alice", name).await,
             "{name} service left"
         );
     }
     assert!(
         alice
-            .api(Method::GET, "/api/v1/repos", None)
+            .get_json("/api/v1/repos")
             .await
-            .json()
             .as_array()
             .unwrap()
             .is_empty()
@@ -487,8 +436,8 @@ async fn two_simultaneous_creates_make_one_repository_and_one_error() {
     let body = json!({"name": "twin", "image": "nginx", "port": 80});
     let (mut a, mut b) = (alice.clone(), alice.clone());
     let (ra, rb) = tokio::join!(
-        a.api(Method::POST, "/api/v1/repos", Some(body.clone())),
-        b.api(Method::POST, "/api/v1/repos", Some(body.clone())),
+        a.post_json("/api/v1/repos", body.clone()),
+        b.post_json("/api/v1/repos", body.clone()),
     );
     let mut statuses = [ra.status, rb.status];
     statuses.sort();
@@ -503,23 +452,9 @@ async fn two_simultaneous_creates_make_one_repository_and_one_error() {
         rb
     };
     assert_eq!(conflict.json()["field"], "name");
-    assert_eq!(
-        deployments(&site, "alice")
-            .list(&Default::default())
-            .await
-            .unwrap()
-            .items
-            .len(),
-        1
-    );
+    assert_eq!(deployment_count(&site, "alice").await, 1);
     // The loser did not roll back the winner's objects.
-    assert!(
-        Api::<Ingress>::namespaced(site.admin.clone(), "alice")
-            .get_opt("twin")
-            .await
-            .unwrap()
-            .is_some()
-    );
+    assert!(site.exists::<Ingress>("alice", "twin").await);
 
     // Through the form, a taken name comes back as an error next to the name field.
     let mut form = alice.clone();
@@ -535,10 +470,7 @@ async fn two_simultaneous_creates_make_one_repository_and_one_error() {
 async fn redeploy_change_scale_and_delete() {
     let site = site().await;
     let mut alice = site.user("alice").await;
-    assert_eq!(
-        alice.create("hello", "nginx", "80", "1").await.status,
-        StatusCode::SEE_OTHER
-    );
+    alice.create_ok("hello", "nginx", "80", "1").await;
     let template_annotation = |d: &Deployment| {
         d.spec
             .as_ref()
@@ -549,32 +481,27 @@ async fn redeploy_change_scale_and_delete() {
             .and_then(|m| m.annotations.as_ref())
             .and_then(|a| a.get("kubectl.kubernetes.io/restartedAt").cloned())
     };
-    assert!(
-        template_annotation(&deployments(&site, "alice").get("hello").await.unwrap()).is_none()
-    );
+    assert!(template_annotation(&deployment(&site, "hello").await).is_none());
 
-    let r = alice.post("/repos/hello/redeploy", &[]).await;
-    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
-    let d = deployments(&site, "alice").get("hello").await.unwrap();
+    alice.submit("/repos/hello/redeploy", &[]).await;
+    let d = deployment(&site, "hello").await;
     let first = template_annotation(&d).expect("restartedAt set");
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let r = alice
         .api(Method::POST, "/api/v1/repos/hello/redeploy", None)
         .await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
-    let second =
-        template_annotation(&deployments(&site, "alice").get("hello").await.unwrap()).unwrap();
+    let second = template_annotation(&deployment(&site, "hello").await).unwrap();
     assert_ne!(first, second);
 
     // Change the image from the detail page; the restart annotation is kept (no extra restart).
-    let r = alice
-        .post(
+    alice
+        .submit(
             "/repos/hello/change",
             &[("image", "nginx:1.27"), ("port", "80"), ("replicas", "2")],
         )
         .await;
-    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
-    let d = deployments(&site, "alice").get("hello").await.unwrap();
+    let d = deployment(&site, "hello").await;
     let c = &d
         .spec
         .as_ref()
@@ -605,81 +532,33 @@ async fn redeploy_change_scale_and_delete() {
 
     // Scale through the API.
     let r = alice
-        .api(
-            Method::PATCH,
-            "/api/v1/repos/hello",
-            Some(json!({"replicas": 3})),
-        )
+        .call(Method::PATCH, "/api/v1/repos/hello", json!({"replicas": 3}))
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(
-        deployments(&site, "alice")
-            .get("hello")
-            .await
-            .unwrap()
-            .spec
-            .unwrap()
-            .replicas,
+        deployment(&site, "hello").await.spec.unwrap().replicas,
         Some(3)
     );
     let r = alice
-        .api(
-            Method::PATCH,
-            "/api/v1/repos/hello",
-            Some(json!({"replicas": 9})),
-        )
+        .call(Method::PATCH, "/api/v1/repos/hello", json!({"replicas": 9}))
         .await;
     assert_eq!(r.json()["field"], "replicas");
 
     // Rollout history lists more than one revision after the image change.
-    let detail = eventually("two revisions", || {
-        let mut alice = alice.clone();
-        async move {
-            let d = alice
-                .api(Method::GET, "/api/v1/repos/hello", None)
-                .await
-                .json();
-            (d["history"].as_array().map_or(0, Vec::len) >= 2).then_some(d)
-        }
-    })
-    .await;
+    let detail = alice
+        .poll_json("two revisions", "/api/v1/repos/hello", |d| {
+            d["history"].as_array().map_or(0, Vec::len) >= 2
+        })
+        .await;
     assert_eq!(detail["namespace"], "alice");
 
     // Delete removes its objects only.
-    assert_eq!(
-        alice.create("keep", "nginx", "80", "1").await.status,
-        StatusCode::SEE_OTHER
-    );
-    let r = alice.post("/repos/hello/delete", &[]).await;
-    assert_eq!(r.status, StatusCode::SEE_OTHER);
-    assert!(
-        deployments(&site, "alice")
-            .get_opt("hello")
-            .await
-            .unwrap()
-            .is_none()
-    );
-    assert!(
-        Api::<Service>::namespaced(site.admin.clone(), "alice")
-            .get_opt("hello")
-            .await
-            .unwrap()
-            .is_none()
-    );
-    assert!(
-        Api::<Ingress>::namespaced(site.admin.clone(), "alice")
-            .get_opt("hello")
-            .await
-            .unwrap()
-            .is_none()
-    );
-    assert!(
-        deployments(&site, "alice")
-            .get_opt("keep")
-            .await
-            .unwrap()
-            .is_some()
-    );
+    alice.create_ok("keep", "nginx", "80", "1").await;
+    alice.submit("/repos/hello/delete", &[]).await;
+    assert!(!site.exists::<Deployment>("alice", "hello").await);
+    assert!(!site.exists::<Service>("alice", "hello").await);
+    assert!(!site.exists::<Ingress>("alice", "hello").await);
+    assert!(site.exists::<Deployment>("alice", "keep").await);
     assert_eq!(
         alice.get("/repos/hello").await.status,
         StatusCode::NOT_FOUND
@@ -691,21 +570,18 @@ async fn failing_images_show_the_reason() {
     let site = site().await;
     let mut alice = site.user("alice").await;
     let r = alice
-        .api(
-            Method::POST,
+        .post_json(
             "/api/v1/repos",
-            Some(json!({"name": "broken", "image": "example/does-not-exist:1", "port": 80})),
+            json!({"name": "broken", "image": "example/does-not-exist:1", "port": 80}),
         )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-    let row = eventually("failing state", || {
-        let mut alice = alice.clone();
-        async move {
-            let rows = alice.api(Method::GET, "/api/v1/repos", None).await.json();
-            (rows[0]["state"] == "Failing").then(|| rows[0].clone())
-        }
-    })
-    .await;
+    let rows = alice
+        .poll_json("failing state", "/api/v1/repos", |rows| {
+            rows[0]["state"] == "Failing"
+        })
+        .await;
+    let row = &rows[0];
     let reason = row["reason"].as_str().unwrap();
     assert!(
         reason == "ErrImagePull" || reason == "ImagePullBackOff",
@@ -720,11 +596,7 @@ async fn failing_images_show_the_reason() {
 #[tokio::test]
 async fn admin_creates_users_and_toggles_registration() {
     let site = site().await;
-    site.state
-        .accounts
-        .create_user("root1", PASSWORD, true)
-        .await
-        .unwrap();
+    site.account("root1", true).await;
     let mut admin = site.browser();
     assert_eq!(
         admin.sign_in("root1", PASSWORD).await.status,
@@ -741,13 +613,12 @@ async fn admin_creates_users_and_toggles_registration() {
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(r.body.contains("id=\"username-error\""));
-    let r = admin
-        .post(
+    admin
+        .submit(
             "/admin/users",
             &[("username", "carol"), ("password", PASSWORD)],
         )
         .await;
-    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     assert_eq!(
         site.browser().sign_in("carol", PASSWORD).await.status,
         StatusCode::SEE_OTHER
@@ -758,18 +629,13 @@ async fn admin_creates_users_and_toggles_registration() {
         stranger.get("/register").await.status,
         StatusCode::FORBIDDEN
     );
-    assert_eq!(
-        admin
-            .post("/admin/registration", &[("enabled", "true")])
-            .await
-            .status,
-        StatusCode::SEE_OTHER
-    );
-    stranger.get("/register").await;
-    let r = stranger
-        .post("/register", &[("username", "dave"), ("password", PASSWORD)])
+    admin
+        .submit("/admin/registration", &[("enabled", "true")])
         .await;
-    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    stranger.get("/register").await;
+    stranger
+        .submit("/register", &[("username", "dave"), ("password", PASSWORD)])
+        .await;
     assert_eq!(stranger.get("/repos").await.status, StatusCode::OK);
     let r = site
         .browser()
@@ -781,11 +647,7 @@ async fn admin_creates_users_and_toggles_registration() {
 #[tokio::test]
 async fn health_openapi_and_api_sign_in() {
     let site = site().await;
-    site.state
-        .accounts
-        .create_user("alice", PASSWORD, false)
-        .await
-        .unwrap();
+    site.account("alice", false).await;
     let mut b = site.browser();
     assert_eq!(b.get("/healthz").await.status, StatusCode::OK);
     assert_eq!(b.get("/readyz").await.status, StatusCode::OK);
@@ -794,29 +656,26 @@ async fn health_openapi_and_api_sign_in() {
 
     let mut api = site.browser();
     let r = api
-        .api(
-            Method::POST,
+        .post_json(
             "/api/v1/session",
-            Some(json!({"username": "alice", "password": "nope"})),
+            json!({"username": "alice", "password": "nope"}),
         )
         .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert_eq!(r.json()["message"], "wrong username or password");
     let r = api
-        .api(
-            Method::POST,
+        .post_json(
             "/api/v1/session",
-            Some(json!({"username": "alice", "password": PASSWORD})),
+            json!({"username": "alice", "password": PASSWORD}),
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.json()["namespace"], "alice");
     api.csrf = Some(r.json()["csrfToken"].as_str().unwrap().to_string());
     let r = api
-        .api(
-            Method::POST,
+        .post_json(
             "/api/v1/repos",
-            Some(json!({"name": "viaapi", "image": "nginx", "port": 80})),
+            json!({"name": "viaapi", "image": "nginx", "port": 80}),
         )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
@@ -824,36 +683,23 @@ async fn health_openapi_and_api_sign_in() {
     api.csrf = Some(String::new());
     let r = api.api(Method::DELETE, "/api/v1/repos/viaapi", None).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
-    assert!(r.json()["message"].as_str().unwrap().contains("reload"));
+    assert!(r.message().contains("reload"));
 }
 
 #[tokio::test]
 async fn changing_the_port_moves_service_and_ingress() {
     let site = site().await;
     let mut alice = site.user("alice").await;
-    assert_eq!(
-        alice.create("hello", "nginx", "80", "1").await.status,
-        StatusCode::SEE_OTHER
-    );
+    alice.create_ok("hello", "nginx", "80", "1").await;
     let r = alice
-        .api(
-            Method::PATCH,
-            "/api/v1/repos/hello",
-            Some(json!({"port": 8080})),
-        )
+        .call(Method::PATCH, "/api/v1/repos/hello", json!({"port": 8080}))
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    let s = Api::<Service>::namespaced(site.admin.clone(), "alice")
-        .get("hello")
-        .await
-        .unwrap();
+    let s = site.objects::<Service>("alice").get("hello").await.unwrap();
     let ports = s.spec.unwrap().ports.unwrap();
     assert_eq!(ports.len(), 1);
     assert_eq!(ports[0].port, 8080);
-    let i = Api::<Ingress>::namespaced(site.admin.clone(), "alice")
-        .get("hello")
-        .await
-        .unwrap();
+    let i = site.objects::<Ingress>("alice").get("hello").await.unwrap();
     let backend = i.spec.unwrap().rules.unwrap()[0]
         .http
         .as_ref()
@@ -870,27 +716,20 @@ async fn changing_the_port_moves_service_and_ingress() {
 async fn detail_page_polls_and_scales_and_error_pages_keep_the_top_bar() {
     let site = site().await;
     let mut alice = site.user("alice").await;
-    assert_eq!(
-        alice.create("hello", "nginx", "80", "1").await.status,
-        StatusCode::SEE_OTHER
-    );
+    alice.create_ok("hello", "nginx", "80", "1").await;
     let page = alice.get("/repos/hello").await;
     assert!(page.body.contains(r#"data-poll="/api/v1/repos/hello""#));
     assert!(page.body.contains(r#"data-field="progress""#));
     // The JSON the page polls carries what it redraws.
-    let j = alice
-        .api(Method::GET, "/api/v1/repos/hello", None)
-        .await
-        .json();
+    let j = alice.get_json("/api/v1/repos/hello").await;
     assert_eq!(j["replicas"]["desired"], 1);
     assert!(j["state"].is_string());
 
     // The scale control sends only `replicas`; image and port stay.
-    let r = alice
-        .post("/repos/hello/change", &[("replicas", "3")])
+    alice
+        .submit("/repos/hello/change", &[("replicas", "3")])
         .await;
-    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
-    let d = deployments(&site, "alice").get("hello").await.unwrap();
+    let d = deployment(&site, "hello").await;
     assert_eq!(d.spec.as_ref().unwrap().replicas, Some(3));
     let c = &d.spec.unwrap().template.spec.unwrap().containers[0];
     assert_eq!(c.image.as_deref(), Some("nginx:latest"));
@@ -904,13 +743,7 @@ async fn detail_page_polls_and_scales_and_error_pages_keep_the_top_bar() {
     assert!(!r.body.contains(r#"id="replicas-error""#));
     assert!(r.body.contains(r#"value="nginx:latest""#));
     assert_eq!(
-        deployments(&site, "alice")
-            .get("hello")
-            .await
-            .unwrap()
-            .spec
-            .unwrap()
-            .replicas,
+        deployment(&site, "hello").await.spec.unwrap().replicas,
         Some(3)
     );
 
@@ -933,44 +766,30 @@ async fn quota_and_limit_range_are_created_and_a_scale_beyond_the_quota_is_expla
     });
     let site = common::site_with(config, None).await;
     let mut alice = site.user("alice").await;
-    let r = alice.create("hello", "nginx", "80", "2").await;
-    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
-    let quota =
-        Api::<k8s_openapi::api::core::v1::ResourceQuota>::namespaced(site.admin.clone(), "alice")
-            .get("kdeploy")
-            .await
-            .unwrap();
-    assert_eq!(quota.spec.unwrap().hard.unwrap()["pods"].0, "2");
-    Api::<k8s_openapi::api::core::v1::LimitRange>::namespaced(site.admin.clone(), "alice")
+    alice.create_ok("hello", "nginx", "80", "2").await;
+    let quota = site
+        .objects::<k8s_openapi::api::core::v1::ResourceQuota>("alice")
         .get("kdeploy")
         .await
         .unwrap();
-    eventually("two ready pods", || {
-        let mut alice = alice.clone();
-        async move {
-            let j = alice
-                .api(Method::GET, "/api/v1/repos/hello", None)
-                .await
-                .json();
-            (j["state"] == "Ready" && j["replicas"]["ready"] == 2).then_some(())
-        }
-    })
-    .await;
-    let r = alice
-        .post("/repos/hello/change", &[("replicas", "4")])
+    assert_eq!(quota.spec.unwrap().hard.unwrap()["pods"].0, "2");
+    site.objects::<k8s_openapi::api::core::v1::LimitRange>("alice")
+        .get("kdeploy")
+        .await
+        .unwrap();
+    alice
+        .poll_json("two ready pods", "/api/v1/repos/hello", |j| {
+            j["state"] == "Ready" && j["replicas"]["ready"] == 2
+        })
         .await;
-    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
-    let j = eventually("the quota failure to show", || {
-        let mut alice = alice.clone();
-        async move {
-            let j = alice
-                .api(Method::GET, "/api/v1/repos/hello", None)
-                .await
-                .json();
-            (j["state"] == "Failing").then_some(j)
-        }
-    })
-    .await;
+    alice
+        .submit("/repos/hello/change", &[("replicas", "4")])
+        .await;
+    let j = alice
+        .poll_json("the quota failure to show", "/api/v1/repos/hello", |j| {
+            j["state"] == "Failing"
+        })
+        .await;
     assert_eq!(j["reason"], "FailedCreate", "{j}");
     assert!(j["advice"].as_str().unwrap().contains("quota"), "{j}");
     let page = alice.get("/repos/hello").await;
@@ -983,11 +802,8 @@ async fn quota_and_limit_range_are_created_and_a_scale_beyond_the_quota_is_expla
 async fn requests_through_the_ingress_all_succeed_during_a_redeploy() {
     let site = site().await;
     let mut alice = site.user("alice").await;
-    assert_eq!(
-        alice.create("hello", "nginx", "80", "2").await.status,
-        StatusCode::SEE_OTHER
-    );
-    let deployments: Api<Deployment> = Api::namespaced(site.admin.clone(), "alice");
+    alice.create_ok("hello", "nginx", "80", "2").await;
+    let deployments = site.objects::<Deployment>("alice");
     let ready = |d: &Deployment| d.status.as_ref().and_then(|s| s.ready_replicas) == Some(2);
     eventually("two ready replicas", || async {
         deployments
@@ -1022,8 +838,7 @@ async fn requests_through_the_ingress_all_succeed_during_a_redeploy() {
         }
     };
     let rollout = async {
-        let r = alice.post("/repos/hello/redeploy", &[]).await;
-        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+        alice.submit("/repos/hello/redeploy", &[]).await;
         eventually("the redeploy to complete", || async {
             let d = deployments.get("hello").await.ok()?;
             let status = d.status.as_ref()?;
@@ -1053,7 +868,6 @@ async fn requests_through_the_ingress_all_succeed_during_a_redeploy() {
 }
 
 /// Names of the pods that answer through the ingress (the simulator's echo names its pod).
-#[allow(clippy::unwrap_used)] // a test helper
 async fn pods_answering(site: &common::Site) -> std::collections::BTreeSet<String> {
     let mut pods = std::collections::BTreeSet::new();
     for _ in 0..10 {
@@ -1069,50 +883,27 @@ async fn pods_answering(site: &common::Site) -> std::collections::BTreeSet<Strin
 async fn json_bodies_refuse_unknown_keys_wrong_types_and_oversize_bodies() {
     let site = site().await;
     let mut alice = site.user("alice").await;
+    for (body, field) in [
+        (
+            json!({"name": "a", "image": "nginx", "port": 80, "colour": "red"}),
+            "colour",
+        ),
+        (json!({"name": ["a"], "image": "nginx", "port": 80}), "name"),
+        (json!(["a", "nginx"]), "body"),
+    ] {
+        alice
+            .post_json("/api/v1/repos", body)
+            .await
+            .assert_refused(field);
+    }
     let r = alice
-        .api(
-            Method::POST,
+        .post_json(
             "/api/v1/repos",
-            Some(json!({"name": "a", "image": "nginx", "port": 80, "colour": "red"})),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(r.json()["field"], "colour", "{}", r.body);
-    let r = alice
-        .api(
-            Method::POST,
-            "/api/v1/repos",
-            Some(json!({"name": ["a"], "image": "nginx", "port": 80})),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(r.json()["field"], "name", "{}", r.body);
-    let r = alice
-        .api(
-            Method::POST,
-            "/api/v1/repos",
-            Some(json!({"name": "a", "image": "x".repeat(70 * 1024), "port": 80})),
+            json!({"name": "a", "image": "x".repeat(70 * 1024), "port": 80}),
         )
         .await;
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(r.json()["field"], "body");
-    assert!(
-        r.json()["message"]
-            .as_str()
-            .unwrap()
-            .contains("the body is over 64 KiB")
-    );
-    let r = alice
-        .api(Method::POST, "/api/v1/repos", Some(json!(["a", "nginx"])))
-        .await;
-    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(r.json()["field"], "body");
-    assert!(
-        deployments(&site, "alice")
-            .list(&Default::default())
-            .await
-            .unwrap()
-            .items
-            .is_empty()
-    );
+    assert!(r.message().contains("the body is over 64 KiB"));
+    assert_eq!(deployment_count(&site, "alice").await, 0);
 }

@@ -5,9 +5,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json};
 use serde::Deserialize;
 
+use super::calls::{self, AdhocRequest, SendInput};
 use super::model::EndpointInput;
 use super::pages::ImportForm;
-use super::{AdhocRequest, SendInput, store};
+use super::{endpoints, store};
 use crate::accounts::CurrentUser;
 use crate::error::AppError;
 use crate::json::JsonBody;
@@ -29,7 +30,7 @@ pub async fn create(
     Path(repo): Path<String>,
     JsonBody(input): JsonBody<EndpointInput>,
 ) -> Result<impl IntoResponse, AppError> {
-    let e = super::add(&state, user.namespace(), &repo, &input).await?;
+    let e = endpoints::add(&state, user.namespace(), &repo, &input).await?;
     Ok((StatusCode::CREATED, Json(e)))
 }
 
@@ -39,7 +40,7 @@ pub async fn get(
     Path((repo, id)): Path<(String, String)>,
 ) -> Result<impl IntoResponse, AppError> {
     Ok(Json(
-        super::find(&state, user.namespace(), &repo, &id).await?,
+        endpoints::find(&state, user.namespace(), &repo, &id).await?,
     ))
 }
 
@@ -50,7 +51,7 @@ pub async fn update(
     JsonBody(input): JsonBody<EndpointInput>,
 ) -> Result<impl IntoResponse, AppError> {
     Ok(Json(
-        super::edit(&state, user.namespace(), &repo, &id, &input).await?,
+        endpoints::edit(&state, user.namespace(), &repo, &id, &input).await?,
     ))
 }
 
@@ -59,7 +60,7 @@ pub async fn delete(
     user: CurrentUser,
     Path((repo, id)): Path<(String, String)>,
 ) -> Result<impl IntoResponse, AppError> {
-    super::remove(&state, user.namespace(), &repo, &id).await?;
+    endpoints::remove(&state, user.namespace(), &repo, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -68,7 +69,7 @@ pub async fn duplicate(
     user: CurrentUser,
     Path((repo, id)): Path<(String, String)>,
 ) -> Result<impl IntoResponse, AppError> {
-    let e = super::duplicate(&state, user.namespace(), &repo, &id).await?;
+    let e = endpoints::duplicate(&state, user.namespace(), &repo, &id).await?;
     Ok((StatusCode::CREATED, Json(e)))
 }
 
@@ -86,7 +87,7 @@ pub async fn reorder(
     JsonBody(order): JsonBody<EndpointOrder>,
 ) -> Result<impl IntoResponse, AppError> {
     Ok(Json(
-        super::reorder(&state, user.namespace(), &repo, &order.ids).await?,
+        endpoints::reorder(&state, user.namespace(), &repo, &order.ids).await?,
     ))
 }
 
@@ -98,9 +99,9 @@ pub async fn import(
 ) -> Result<impl IntoResponse, AppError> {
     let document = match form.fetch.trim() {
         "" => form.document,
-        path => super::fetch_document(&state, &user, &repo, path).await?,
+        path => calls::fetch_document(&state, &user, &repo, path).await?,
     };
-    let report = super::import(&state, user.namespace(), &repo, &document).await?;
+    let report = endpoints::import(&state, user.namespace(), &repo, &document).await?;
     Ok(Json(report))
 }
 
@@ -110,10 +111,10 @@ pub async fn send_endpoint(
     Path((repo, id)): Path<(String, String)>,
     JsonBody(input): JsonBody<SendInput>,
 ) -> Result<impl IntoResponse, AppError> {
-    let endpoint = super::find(&state, user.namespace(), &repo, &id).await?;
-    let parts = super::request_for(&endpoint, &input)?;
+    let endpoint = endpoints::find(&state, user.namespace(), &repo, &id).await?;
+    let parts = calls::request_for(&endpoint, &input)?;
     Ok(Json(
-        super::send(&state, &user, &repo, Some(&id), &parts).await?,
+        calls::send(&state, &user, &repo, Some(&id), &parts).await?,
     ))
 }
 
@@ -123,8 +124,8 @@ pub async fn send(
     Path(repo): Path<String>,
     JsonBody(request): JsonBody<AdhocRequest>,
 ) -> Result<impl IntoResponse, AppError> {
-    let parts = super::adhoc(request)?;
-    Ok(Json(super::send(&state, &user, &repo, None, &parts).await?))
+    let parts = calls::adhoc(request)?;
+    Ok(Json(calls::send(&state, &user, &repo, None, &parts).await?))
 }
 
 pub async fn history(
@@ -141,6 +142,6 @@ pub async fn rerun(
     user: CurrentUser,
     Path(index): Path<usize>,
 ) -> Result<impl IntoResponse, AppError> {
-    let (_, sent) = super::rerun(&state, &user, index).await?;
+    let (_, sent) = calls::rerun(&state, &user, index).await?;
     Ok(Json(sent))
 }

@@ -2,7 +2,8 @@
 
 use serde_json::Value;
 
-use super::model::{BodyKind, EndpointInput, METHODS};
+use super::model::{BodyKind, EndpointInput};
+use super::rules::METHODS;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ImportError {

@@ -6,9 +6,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
+use super::calls::{self, SendInput, Sent};
 use super::model::EndpointInput;
 use super::views::{self, ConsoleView, ImportValues};
-use super::{SendInput, Sent, store};
+use super::{endpoints, store};
 use crate::accounts::CurrentUser;
 use crate::error::{AppError, FieldError};
 use crate::layout::Frame;
@@ -17,6 +18,31 @@ use crate::state::{AppState, CsrfToken};
 
 fn back(repo: &str) -> Redirect {
     Redirect::to(&format!("/repos/{repo}#api"))
+}
+
+/// The endpoint form, blank, filled from a stored endpoint, or as typed with its errors.
+fn form(
+    user: &CurrentUser,
+    csrf: &str,
+    repo: &str,
+    id: Option<&str>,
+    input: &EndpointInput,
+    errors: &[FieldError],
+) -> maud::Markup {
+    views::endpoint_form(&Frame::signed_in(user, csrf), repo, id, input, errors)
+}
+
+/// The form again, as typed, next to the reasons it was refused.
+fn refused(
+    user: &CurrentUser,
+    csrf: &str,
+    repo: &str,
+    id: Option<&str>,
+    input: &EndpointInput,
+    errors: &[FieldError],
+) -> Response {
+    let page = form(user, csrf, repo, id, input, errors);
+    (StatusCode::UNPROCESSABLE_ENTITY, page).into_response()
 }
 
 pub async fn new_form(
@@ -29,16 +55,11 @@ pub async fn new_form(
         .repositories
         .repository_uid(user.namespace(), &repo)
         .await?;
-    Ok(views::endpoint_form(
-        &Frame::signed_in(&user, &csrf),
-        &repo,
-        None,
-        &EndpointInput {
-            path: "/".into(),
-            ..EndpointInput::default()
-        },
-        &[],
-    ))
+    let blank = EndpointInput {
+        path: "/".into(),
+        ..EndpointInput::default()
+    };
+    Ok(form(&user, &csrf, &repo, None, &blank, &[]))
 }
 
 pub async fn create(
@@ -48,21 +69,15 @@ pub async fn create(
     Path(repo): Path<String>,
     Form(input): Form<EndpointInput>,
 ) -> Result<Response, AppError> {
-    match super::add(&state, user.namespace(), &repo, &input).await {
-        Ok(e) => Ok(Redirect::to(&format!("/repos/{repo}/endpoints/{}", e.id)).into_response()),
-        Err(AppError::Invalid(errors)) => Ok((
-            StatusCode::UNPROCESSABLE_ENTITY,
-            views::endpoint_form(
-                &Frame::signed_in(&user, &csrf),
-                &repo,
-                None,
-                &input,
-                &errors,
-            ),
-        )
-            .into_response()),
-        Err(e) => Err(e),
-    }
+    let errors = match endpoints::add(&state, user.namespace(), &repo, &input).await {
+        Ok(e) => {
+            let to = format!("/repos/{repo}/endpoints/{}", e.id);
+            return Ok(Redirect::to(&to).into_response());
+        }
+        Err(AppError::Invalid(errors)) => errors,
+        Err(e) => return Err(e),
+    };
+    Ok(refused(&user, &csrf, &repo, None, &input, &errors))
 }
 
 pub async fn edit_form(
@@ -71,14 +86,9 @@ pub async fn edit_form(
     CsrfToken(csrf): CsrfToken,
     Path((repo, id)): Path<(String, String)>,
 ) -> Result<impl IntoResponse, AppError> {
-    let e = super::find(&state, user.namespace(), &repo, &id).await?;
-    Ok(views::endpoint_form(
-        &Frame::signed_in(&user, &csrf),
-        &repo,
-        Some(&id),
-        &EndpointInput::from_endpoint(&e),
-        &[],
-    ))
+    let e = endpoints::find(&state, user.namespace(), &repo, &id).await?;
+    let stored = EndpointInput::from_endpoint(&e);
+    Ok(form(&user, &csrf, &repo, Some(&id), &stored, &[]))
 }
 
 pub async fn update(
@@ -88,59 +98,54 @@ pub async fn update(
     Path((repo, id)): Path<(String, String)>,
     Form(input): Form<EndpointInput>,
 ) -> Result<Response, AppError> {
-    let errors = match super::edit(&state, user.namespace(), &repo, &id, &input).await {
+    let errors = match endpoints::edit(&state, user.namespace(), &repo, &id, &input).await {
         Ok(_) => return Ok(Redirect::to(&format!("/repos/{repo}/endpoints/{id}")).into_response()),
         Err(AppError::Invalid(errors)) => errors,
         Err(AppError::Conflict(e)) => vec![e],
         Err(e) => return Err(e),
     };
-    Ok((
-        StatusCode::UNPROCESSABLE_ENTITY,
-        views::endpoint_form(
-            &Frame::signed_in(&user, &csrf),
-            &repo,
-            Some(&id),
-            &input,
-            &errors,
-        ),
-    )
-        .into_response())
+    Ok(refused(&user, &csrf, &repo, Some(&id), &input, &errors))
 }
 
-pub async fn duplicate(
-    State(state): State<AppState>,
-    user: CurrentUser,
-    Path((repo, id)): Path<(String, String)>,
-) -> Result<impl IntoResponse, AppError> {
-    super::duplicate(&state, user.namespace(), &repo, &id).await?;
-    Ok(back(&repo))
+/// The buttons next to each endpoint on the detail page, named by the last segment of their path.
+#[derive(Debug, Clone, Copy)]
+pub enum Action {
+    Duplicate,
+    Up,
+    Down,
+    Delete,
 }
 
-pub async fn up(
-    State(state): State<AppState>,
-    user: CurrentUser,
-    Path((repo, id)): Path<(String, String)>,
-) -> Result<impl IntoResponse, AppError> {
-    super::shift(&state, user.namespace(), &repo, &id, -1).await?;
-    Ok(back(&repo))
+impl Action {
+    fn from_segment(segment: &str) -> Option<Self> {
+        match segment {
+            "duplicate" => Some(Self::Duplicate),
+            "up" => Some(Self::Up),
+            "down" => Some(Self::Down),
+            "delete" => Some(Self::Delete),
+            _ => None,
+        }
+    }
 }
 
-pub async fn down(
+/// Duplicates, moves or deletes an endpoint, then goes back to the list on the detail page.
+pub async fn act(
     State(state): State<AppState>,
     user: CurrentUser,
-    Path((repo, id)): Path<(String, String)>,
+    Path((repo, id, action)): Path<(String, String, String)>,
 ) -> Result<impl IntoResponse, AppError> {
-    super::shift(&state, user.namespace(), &repo, &id, 1).await?;
-    Ok(back(&repo))
-}
-
-pub async fn delete(
-    State(state): State<AppState>,
-    user: CurrentUser,
-    Path((repo, id)): Path<(String, String)>,
-) -> Result<impl IntoResponse, AppError> {
-    super::remove(&state, user.namespace(), &repo, &id).await?;
-    Ok(back(&repo))
+    let action =
+        Action::from_segment(&action).ok_or_else(|| AppError::NotFound("This page".into()))?;
+    let (namespace, repo, id) = (user.namespace(), repo.as_str(), id.as_str());
+    match action {
+        Action::Duplicate => endpoints::duplicate(&state, namespace, repo, id)
+            .await
+            .map(drop)?,
+        Action::Up => endpoints::shift(&state, namespace, repo, id, -1).await?,
+        Action::Down => endpoints::shift(&state, namespace, repo, id, 1).await?,
+        Action::Delete => endpoints::remove(&state, namespace, repo, id).await?,
+    }
+    Ok(back(repo))
 }
 
 /// An OpenAPI document to import: pasted, or a path of the service to fetch it from.
@@ -164,7 +169,7 @@ pub async fn import(
     let fetched = if form.fetch.trim().is_empty() {
         Ok(form.document.clone())
     } else {
-        super::fetch_document(&state, &user, &repo, form.fetch.trim()).await
+        calls::fetch_document(&state, &user, &repo, form.fetch.trim()).await
     };
     let field = if form.fetch.trim().is_empty() {
         "document"
@@ -172,7 +177,7 @@ pub async fn import(
         "fetch"
     };
     let result = match fetched {
-        Ok(doc) => super::import(&state, user.namespace(), &repo, &doc).await,
+        Ok(doc) => endpoints::import(&state, user.namespace(), &repo, &doc).await,
         Err(e) => Err(e),
     };
     let errors = match result {
@@ -199,8 +204,7 @@ pub async fn import(
         },
         ..Submitted::default()
     };
-    let page = detail::page(&state, &user, &csrf, &repo, submitted).await?;
-    Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+    detail::refused(&state, &user, &csrf, &repo, submitted).await
 }
 
 async fn history_for(
@@ -256,7 +260,7 @@ pub async fn console(
     CsrfToken(csrf): CsrfToken,
     Path((repo, id)): Path<(String, String)>,
 ) -> Result<impl IntoResponse, AppError> {
-    let e = super::find(&state, user.namespace(), &repo, &id).await?;
+    let e = endpoints::find(&state, user.namespace(), &repo, &id).await?;
     render(
         &state,
         &user,
@@ -280,9 +284,9 @@ pub async fn send(
     Path((repo, id)): Path<(String, String)>,
     Form(input): Form<SendInput>,
 ) -> Result<Response, AppError> {
-    let e = super::find(&state, user.namespace(), &repo, &id).await?;
-    let outcome = match super::request_for(&e, &input) {
-        Ok(parts) => super::send(&state, &user, &repo, Some(&id), &parts).await,
+    let e = endpoints::find(&state, user.namespace(), &repo, &id).await?;
+    let outcome = match calls::request_for(&e, &input) {
+        Ok(parts) => calls::send(&state, &user, &repo, Some(&id), &parts).await,
         Err(err) => Err(err),
     };
     let (status, errors, refused, sent) = match outcome {
@@ -325,7 +329,7 @@ pub async fn rerun(
         .cloned()
         .ok_or_else(|| AppError::NotFound("That history entry".into()))?;
     let endpoint = match &call.endpoint {
-        Some(id) => super::find(&state, user.namespace(), &call.repo, id)
+        Some(id) => endpoints::find(&state, user.namespace(), &call.repo, id)
             .await
             .ok(),
         None => None,
@@ -339,7 +343,7 @@ pub async fn rerun(
         body_kind: Some(call.body_kind.as_str().into()),
         body: Some(call.body.clone()),
     };
-    let (status, refused, sent) = match super::rerun(&state, &user, index).await {
+    let (status, refused, sent) = match calls::rerun(&state, &user, index).await {
         Ok((_, sent)) => (StatusCode::OK, None, Some(sent)),
         Err(err @ AppError::ConsoleRateLimited { .. }) => {
             (StatusCode::TOO_MANY_REQUESTS, Some(err.to_string()), None)

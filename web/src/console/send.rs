@@ -11,7 +11,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde::Serialize;
 
-use super::model::{Pair, RequestParts, body_bytes, check_path, public_path};
+use super::model::{Pair, RequestParts};
+use super::request::{body_bytes, public_path};
+use super::rules::check_path;
 use crate::config::ConsoleLimits;
 use crate::error::AppError;
 

@@ -2,13 +2,12 @@
 
 use maud::{Markup, html};
 
-use super::model::{
-    BODY_RULE, BodyKind, Endpoint, EndpointInput, HEADERS_RULE, METHODS, PATH_RULE, QUERY_RULE,
-    path_params,
-};
+use super::calls::{SendInput, Sent};
+use super::model::{BodyKind, Endpoint, EndpointInput};
+use super::request::path_params;
+use super::rules::{BODY_RULE, HEADERS_RULE, METHODS, PATH_RULE, QUERY_RULE};
 use super::send::Shown;
 use super::store::Call;
-use super::{SendInput, Sent};
 use crate::config::ConsoleLimits;
 use crate::error::{AppError, FieldError};
 use crate::layout::{Frame, csrf_field, field_error, form_error, general_error, page};
@@ -272,7 +271,7 @@ pub fn console(frame: &Frame, v: &ConsoleView) -> Markup {
                         thead { tr { th { "When" } th { "Request" } th { "Outcome" } th { "Time" } th {} } }
                         tbody { @for (i, c) in v.history { tr {
                             td { (c.at.get(..19).unwrap_or(&c.at).replace('T', " ")) }
-                            td { span.method { (c.method) } " " code { (c.path) @if !c.query.is_empty() { "?" (super::model::query_string(&c.query)) } } }
+                            td { span.method { (c.method) } " " code { (c.path) @if !c.query.is_empty() { "?" (super::request::query_string(&c.query)) } } }
                             td { (c.outcome) }
                             td { @if let Some(ms) = c.elapsed_ms { (ms) " ms" } }
                             td { form method="post" action={ "/console/history/" (i) "/rerun" } { (csrf_field(frame.csrf)) button.small type="submit" { "Send again" } } }

@@ -1,6 +1,8 @@
 //! The repository detail page, assembled here and only here: the repository's own sections, with
 //! the API console's section plugged in.
 
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use maud::Markup;
 
 use super::validation::ChangeInput;
@@ -20,6 +22,18 @@ pub struct Submitted<'a> {
     pub errors: &'a [FieldError],
     pub notice: Option<&'a str>,
     pub import: ImportValues<'a>,
+}
+
+/// The detail page again after a refused form, with what was typed and why.
+pub async fn refused(
+    state: &AppState,
+    user: &CurrentUser,
+    csrf: &str,
+    name: &str,
+    submitted: Submitted<'_>,
+) -> Result<Response, AppError> {
+    let page = page(state, user, csrf, name, submitted).await?;
+    Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
 }
 
 pub async fn page(

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod describe;
 pub mod detail;
+pub mod image;
 pub mod objects;
 pub mod pages;
 pub mod status;

@@ -169,8 +169,7 @@ pub async fn change(
         errors: &errors,
         ..Submitted::default()
     };
-    let page = detail::page(&state, &user, &csrf, &name, submitted).await?;
-    Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+    detail::refused(&state, &user, &csrf, &name, submitted).await
 }
 
 pub async fn delete(

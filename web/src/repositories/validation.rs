@@ -2,6 +2,7 @@
 
 use serde::Deserialize;
 
+use super::image::{self, normalise_image};
 use crate::field_error::FieldError;
 use crate::json_fields::{optional_text, text};
 
@@ -32,7 +33,7 @@ pub struct RepositorySpec {
 impl RepositorySpec {
     /// `latest` images are pulled on every start so a redeploy picks up a new push.
     pub fn pulls_always(&self) -> bool {
-        image_uses_latest(&self.image)
+        image::uses_latest(&self.image)
     }
 }
 
@@ -140,159 +141,72 @@ pub fn parse_replicas(raw: &str, max: i32) -> Result<i32, String> {
     }
 }
 
-fn image_uses_latest(image: &str) -> bool {
-    !image.contains('@') && split_tag(image).1 == Some("latest")
+/// A change as typed on the detail page or sent to the API; absent fields stay as they are.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeInput {
+    #[serde(default, deserialize_with = "optional_text")]
+    pub image: Option<String>,
+    #[serde(default, deserialize_with = "optional_text")]
+    pub port: Option<String>,
+    #[serde(default, deserialize_with = "optional_text")]
+    pub replicas: Option<String>,
 }
 
-/// Splits `repo[:tag]`, minding that a registry host may carry a port (`host:5000/app`).
-fn split_tag(reference: &str) -> (&str, Option<&str>) {
-    let last_slash = reference.rfind('/').map_or(0, |i| i + 1);
-    match reference[last_slash..].rfind(':') {
-        Some(i) => (
-            &reference[..last_slash + i],
-            Some(&reference[last_slash + i + 1..]),
-        ),
-        None => (reference, None),
+/// A change to a running repository, checked; absent fields stay as they are.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Change {
+    pub image: Option<String>,
+    pub port: Option<i32>,
+    pub replicas: Option<i32>,
+    /// Replace every pod (same image), through the `restartedAt` template annotation.
+    pub restart: bool,
+}
+
+impl Change {
+    /// Replaces every pod without changing anything else.
+    pub fn restart() -> Self {
+        Self {
+            restart: true,
+            ..Self::default()
+        }
     }
 }
 
-/// Checks the Docker reference grammar and adds `:latest` when neither tag nor digest is given.
-pub fn normalise_image(image: &str) -> Result<String, String> {
-    if image.is_empty() {
-        return Err("Enter an image, for example nginx or ghcr.io/org/app:1.0.".into());
+pub fn validate_change(input: &ChangeInput, max_replicas: i32) -> Result<Change, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let mut change = Change::default();
+    if let Some(image) = &input.image {
+        match normalise_image(image.trim()) {
+            Ok(i) => change.image = Some(i),
+            Err(m) => errors.push(FieldError::new("image", m)),
+        }
     }
-    if image.chars().any(char::is_whitespace) {
-        return Err("Remove the spaces: an image reference has none.".into());
+    if let Some(port) = &input.port {
+        match parse_port(port.trim()) {
+            Ok(p) => change.port = Some(p),
+            Err(m) => errors.push(FieldError::new("port", m)),
+        }
     }
-    if image.len() > 255 {
-        return Err("Use at most 255 characters.".into());
+    if let Some(replicas) = &input.replicas {
+        if replicas.trim().is_empty() {
+            errors.push(FieldError::new(
+                "replicas",
+                format!("Enter a whole number from 1 to {max_replicas}."),
+            ));
+        } else {
+            match parse_replicas(replicas.trim(), max_replicas) {
+                Ok(r) => change.replicas = Some(r),
+                Err(m) => errors.push(FieldError::new("replicas", m)),
+            }
+        }
     }
-    let (name_and_tag, digest) = match image.split_once('@') {
-        Some((n, d)) => (n, Some(d)),
-        None => (image, None),
-    };
-    if let Some(d) = digest {
-        check_digest(d)?;
-    }
-    let (name, tag) = split_tag(name_and_tag);
-    if let Some(t) = tag {
-        check_tag(t)?;
-    }
-    check_repository_path(name)?;
-    if tag.is_none() && digest.is_none() {
-        Ok(format!("{image}:latest"))
+    if errors.is_empty() {
+        Ok(change)
     } else {
-        Ok(image.to_string())
+        Err(errors)
     }
 }
-
-fn check_digest(digest: &str) -> Result<(), String> {
-    let Some((algorithm, hex)) = digest.split_once(':') else {
-        return Err("A digest looks like sha256: followed by 64 hex digits.".into());
-    };
-    let hex_ok = hex
-        .chars()
-        .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase());
-    let valid = match algorithm {
-        "sha256" => hex.len() == 64 && hex_ok,
-        "sha512" => hex.len() == 128 && hex_ok,
-        _ => false,
-    };
-    if valid {
-        Ok(())
-    } else {
-        Err(format!(
-            "'{digest}' is not a valid digest: use sha256: followed by 64 lowercase hex digits."
-        ))
-    }
-}
-
-fn check_tag(tag: &str) -> Result<(), String> {
-    let valid = !tag.is_empty()
-        && tag.len() <= 128
-        && tag
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
-        && tag
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-    if valid {
-        Ok(())
-    } else {
-        Err(format!(
-            "'{tag}' is not a valid tag: use letters, digits, '_', '.' and '-', at most 128."
-        ))
-    }
-}
-
-fn check_repository_path(name: &str) -> Result<(), String> {
-    let mut components: Vec<&str> = name.split('/').collect();
-    let first = components.first().copied().unwrap_or_default();
-    let has_registry = components.len() > 1
-        && (first.contains('.') || first.contains(':') || first == "localhost");
-    if has_registry {
-        check_registry_host(first)?;
-        components.remove(0);
-    }
-    for component in components {
-        check_path_component(component)?;
-    }
-    Ok(())
-}
-
-fn check_registry_host(host: &str) -> Result<(), String> {
-    let (hostname, port) = match host.split_once(':') {
-        Some((h, p)) => (h, Some(p)),
-        None => (host, None),
-    };
-    let host_ok = !hostname.is_empty()
-        && hostname.split('.').all(|label| {
-            !label.is_empty()
-                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        });
-    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0));
-    if host_ok && port_ok {
-        Ok(())
-    } else {
-        Err(format!("'{host}' is not a valid registry host."))
-    }
-}
-
-/// A path component: lowercase alphanumerics separated by '.', '_', '__' or runs of '-'.
-fn check_path_component(component: &str) -> Result<(), String> {
-    if component.is_empty() {
-        return Err("The image name has an empty part (check the '/').".into());
-    }
-    if component.chars().any(|c| c.is_ascii_uppercase()) {
-        return Err("Image names are lowercase.".into());
-    }
-    let chars: Vec<char> = component.chars().collect();
-    let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
-    let first_last_ok =
-        chars.first().is_some_and(|c| alnum(*c)) && chars.last().is_some_and(|c| alnum(*c));
-    let chars_ok = chars
-        .iter()
-        .all(|c| alnum(*c) || matches!(c, '.' | '_' | '-'));
-    let separators_ok = !component.contains("..")
-        && !component.contains("___")
-        && !component.contains("._")
-        && !component.contains("_.")
-        && !component.contains(".-")
-        && !component.contains("-.")
-        && !component.contains("_-")
-        && !component.contains("-_");
-    if first_last_ok && chars_ok && separators_ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "'{component}' is not a valid image name part: use lowercase letters and digits separated by '.', '_' or '-'."
-        ))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -422,73 +336,6 @@ mod tests {
             5,
         ));
         assert_eq!(got, ["name", "image", "port", "replicas"]);
-    }
-}
-
-/// A change as typed on the detail page or sent to the API; absent fields stay as they are.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ChangeInput {
-    #[serde(default, deserialize_with = "optional_text")]
-    pub image: Option<String>,
-    #[serde(default, deserialize_with = "optional_text")]
-    pub port: Option<String>,
-    #[serde(default, deserialize_with = "optional_text")]
-    pub replicas: Option<String>,
-}
-
-/// A change to a running repository, checked; absent fields stay as they are.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Change {
-    pub image: Option<String>,
-    pub port: Option<i32>,
-    pub replicas: Option<i32>,
-    /// Replace every pod (same image), through the `restartedAt` template annotation.
-    pub restart: bool,
-}
-
-impl Change {
-    /// Replaces every pod without changing anything else.
-    pub fn restart() -> Self {
-        Self {
-            restart: true,
-            ..Self::default()
-        }
-    }
-}
-
-pub fn validate_change(input: &ChangeInput, max_replicas: i32) -> Result<Change, Vec<FieldError>> {
-    let mut errors = Vec::new();
-    let mut change = Change::default();
-    if let Some(image) = &input.image {
-        match normalise_image(image.trim()) {
-            Ok(i) => change.image = Some(i),
-            Err(m) => errors.push(FieldError::new("image", m)),
-        }
-    }
-    if let Some(port) = &input.port {
-        match parse_port(port.trim()) {
-            Ok(p) => change.port = Some(p),
-            Err(m) => errors.push(FieldError::new("port", m)),
-        }
-    }
-    if let Some(replicas) = &input.replicas {
-        if replicas.trim().is_empty() {
-            errors.push(FieldError::new(
-                "replicas",
-                format!("Enter a whole number from 1 to {max_replicas}."),
-            ));
-        } else {
-            match parse_replicas(replicas.trim(), max_replicas) {
-                Ok(r) => change.replicas = Some(r),
-                Err(m) => errors.push(FieldError::new("replicas", m)),
-            }
-        }
-    }
-    if errors.is_empty() {
-        Ok(change)
-    } else {
-        Err(errors)
     }
 }
 

@@ -12,8 +12,9 @@ use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use cluster::{ClusterSim, RunningSim, SimConfig};
 use http_body_util::BodyExt;
 use k8s_openapi::api::core::v1::Namespace;
-use kube::Api;
 use kube::api::{Patch, PatchParams};
+use kube::{Api, Resource};
+use serde::de::DeserializeOwned;
 use tower::ServiceExt;
 use web::config::{LoginLimit, PasswordCost};
 use web::{AppState, ClusterNames, Config};
@@ -108,16 +109,45 @@ impl Site {
         }
     }
 
-    pub async fn user(&self, name: &str) -> Browser {
+    /// An account with the test password, not signed in anywhere.
+    pub async fn account(&self, name: &str, admin: bool) {
         self.state
             .accounts
-            .create_user(name, PASSWORD, false)
+            .create_user(name, PASSWORD, admin)
             .await
             .unwrap();
+    }
+
+    /// A developer's account, signed in.
+    pub async fn user(&self, name: &str) -> Browser {
+        self.account(name, false).await;
         let mut b = self.browser();
         let r = b.sign_in(name, PASSWORD).await;
         assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
         b
+    }
+
+    /// The objects of one kind in a namespace, as the cluster administrator sees them.
+    pub fn objects<K>(&self, namespace: &str) -> Api<K>
+    where
+        K: Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>,
+    {
+        Api::namespaced(self.admin.clone(), namespace)
+    }
+
+    /// Whether an object of that kind and name exists in the namespace.
+    pub async fn exists<K>(&self, namespace: &str, name: &str) -> bool
+    where
+        K: Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug,
+    {
+        self.objects::<K>(namespace)
+            .get_opt(name)
+            .await
+            .unwrap()
+            .is_some()
     }
 }
 
@@ -138,6 +168,25 @@ impl Reply {
 
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+
+    /// Asserts a JSON answer that refuses the input and names the field at fault.
+    pub fn assert_refused(&self, field: &str) {
+        assert_eq!(
+            self.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{}",
+            self.body
+        );
+        assert_eq!(self.json()["field"], field, "{}", self.body);
+    }
+
+    /// The `message` of a JSON error body.
+    pub fn message(&self) -> String {
+        match &self.json()["message"] {
+            serde_json::Value::String(m) => m.clone(),
+            _ => panic!("no message: {}", self.body),
+        }
     }
 }
 
@@ -220,6 +269,13 @@ impl Browser {
         self.post_raw(path, &all).await
     }
 
+    /// Posts a form and expects the redirect that follows a success.
+    pub async fn submit(&mut self, path: &str, fields: &[(&str, &str)]) -> Reply {
+        let r = self.post(path, fields).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{path}: {}", r.body);
+        r
+    }
+
     pub async fn post_raw(&mut self, path: &str, fields: &[(&str, &str)]) -> Reply {
         let body = fields
             .iter()
@@ -255,6 +311,36 @@ impl Browser {
         self.send(request.body(body).unwrap()).await
     }
 
+    /// Calls the JSON API with a body.
+    pub async fn call(&mut self, method: Method, path: &str, body: serde_json::Value) -> Reply {
+        self.api(method, path, Some(body)).await
+    }
+
+    /// Posts a JSON body to the API.
+    pub async fn post_json(&mut self, path: &str, body: serde_json::Value) -> Reply {
+        self.call(Method::POST, path, body).await
+    }
+
+    /// The JSON the API answers to a GET.
+    pub async fn get_json(&mut self, path: &str) -> serde_json::Value {
+        self.api(Method::GET, path, None).await.json()
+    }
+
+    /// Polls a GET of the JSON API until `done` holds for its answer, and returns that answer.
+    pub async fn poll_json(
+        &self,
+        what: &str,
+        path: &str,
+        done: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let done = &done;
+        eventually(what, || {
+            let mut b = self.clone();
+            async move { Some(b.get_json(path).await).filter(done) }
+        })
+        .await
+    }
+
     pub async fn sign_in(&mut self, username: &str, password: &str) -> Reply {
         self.get("/login").await;
         self.post("/login", &[("username", username), ("password", password)])
@@ -272,6 +358,12 @@ impl Browser {
             ],
         )
         .await
+    }
+
+    /// Creates a repository through the form and expects the redirect to its page.
+    pub async fn create_ok(&mut self, name: &str, image: &str, port: &str, replicas: &str) {
+        let r = self.create(name, image, port, replicas).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     }
 }
 
