@@ -11,11 +11,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use localstack::{AwsEmulator, Front, Port, Profile};
+use aws::{AwsEmulator, Front, Port, Profile};
 use provisioner::aws::{CallCounts, CallLog, Target};
 use provisioner::config::StackConfig;
-use provisioner::plan::{Context, Plan};
+use provisioner::plan::Context;
 use provisioner::progress::NoProgress;
+use provisioner::steps;
 use provisioner::{Aws, remaining};
 
 const LATENCY: (Duration, Duration) = (Duration::from_millis(30), Duration::from_millis(120));
@@ -39,7 +40,7 @@ async fn context(front: &Front, name: &str) -> (Context, CallLog) {
 
 async fn timed(front: &Front, name: &str, down: bool) -> (Duration, CallCounts) {
     let (cx, calls) = context(front, name).await;
-    let plan = Plan::infrastructure();
+    let plan = steps::infrastructure();
     let start = Instant::now();
     let result = if down {
         plan.down(&cx).await

@@ -74,6 +74,11 @@ impl Stack {
         ]
     }
 
+    /// Whether tags mark a resource as this stack's: the only way the stack claims anything.
+    pub fn owns(&self, tags: &[(String, String)]) -> bool {
+        tags.iter().any(|(k, v)| k == STACK_TAG && *v == self.name)
+    }
+
     /// `kubernetes.io/cluster/<name>`: how Kubernetes components (load balancer controllers, the
     /// cloud provider) recognise the cluster's subnets and the resources they created themselves.
     pub fn kubernetes_cluster_tag(&self) -> String {

@@ -7,11 +7,14 @@ use std::collections::BTreeSet;
 
 use aws_sdk_ec2::types::Filter;
 use base64::Engine;
-use common::{config, down, emulator, left, run, up};
+use common::{Census, census, config, down, emulator, left, run, up};
 use provisioner::ingress::{HEALTH_NODE_PORT, HEALTH_PATH, HTTP_NODE_PORT};
-use provisioner::plan::{Plan, StepError};
+use provisioner::plan::StepError;
 use provisioner::progress::{Event, Outcome};
 use provisioner::stack::STACK_TAG;
+use provisioner::steps;
+use provisioner::steps::load_balancer::LoadBalancer;
+use provisioner::steps::network::Network;
 
 fn tag(name: &str) -> Filter {
     Filter::builder()
@@ -28,6 +31,7 @@ async fn up_builds_the_papers_stack_with_every_relationship() {
 
     // Network: VPC with DNS, two public subnets in 2a and 2c, IGW, default route, associations.
     let vpcs = aws
+        .clients
         .ec2
         .describe_vpcs()
         .filters(tag("paper"))
@@ -43,6 +47,7 @@ async fn up_builds_the_papers_stack_with_every_relationship() {
         aws_sdk_ec2::types::VpcAttributeName::EnableDnsHostnames,
     ] {
         let a = aws
+            .clients
             .ec2
             .describe_vpc_attribute()
             .vpc_id(vpc_id)
@@ -57,6 +62,7 @@ async fn up_builds_the_papers_stack_with_every_relationship() {
         assert_eq!(on, Some(true), "{attribute:?}");
     }
     let subnets = aws
+        .clients
         .ec2
         .describe_subnets()
         .filters(tag("paper"))
@@ -92,6 +98,7 @@ async fn up_builds_the_papers_stack_with_every_relationship() {
         assert!(tags.contains(&("kubernetes.io/role/elb", "1")), "{tags:?}");
     }
     let igws = aws
+        .clients
         .ec2
         .describe_internet_gateways()
         .filters(tag("paper"))
@@ -102,6 +109,7 @@ async fn up_builds_the_papers_stack_with_every_relationship() {
     let igw = &igws.internet_gateways()[0];
     assert_eq!(igw.attachments()[0].vpc_id(), Some(vpc_id));
     let tables = aws
+        .clients
         .ec2
         .describe_route_tables()
         .filters(tag("paper"))
@@ -126,6 +134,7 @@ async fn up_builds_the_papers_stack_with_every_relationship() {
 
     // Security groups: rules name group ids; NodePorts open to the VPC CIDR.
     let groups = aws
+        .clients
         .ec2
         .describe_security_groups()
         .filters(tag("paper"))
@@ -188,7 +197,8 @@ async fn up_builds_the_papers_stack_with_every_relationship() {
     let cluster_role = run.cx.stack.cluster_role();
     let node_role = run.cx.stack.node_role();
     let attached = |role: String| async move {
-        aws.iam
+        aws.clients
+            .iam
             .list_attached_role_policies()
             .role_name(role)
             .send()
@@ -212,6 +222,7 @@ async fn up_builds_the_papers_stack_with_every_relationship() {
         ])
     );
     let role = aws
+        .clients
         .iam
         .get_role()
         .role_name(&cluster_role)
@@ -222,6 +233,7 @@ async fn up_builds_the_papers_stack_with_every_relationship() {
     let trust = urlencoding_decode(trust);
     assert!(trust.contains("eks.amazonaws.com"), "{trust}");
     let profile = aws
+        .clients
         .iam
         .get_instance_profile()
         .instance_profile_name(run.cx.stack.node_instance_profile())
@@ -235,6 +247,7 @@ async fn up_builds_the_papers_stack_with_every_relationship() {
 
     // EKS: subnets, security group, role, both endpoints.
     let cluster = aws
+        .clients
         .eks
         .describe_cluster()
         .name("paper")
@@ -261,6 +274,7 @@ async fn up_builds_the_papers_stack_with_every_relationship() {
 
     // Nodes: launch template from the SSM AMI with nodeadm user data; ASG of three over both subnets.
     let ami = aws
+        .clients
         .ssm
         .get_parameter()
         .name(provisioner::steps::nodes::ami_parameter(
@@ -271,6 +285,7 @@ async fn up_builds_the_papers_stack_with_every_relationship() {
         .unwrap();
     let ami = ami.parameter().unwrap().value().unwrap();
     let versions = aws
+        .clients
         .ec2
         .describe_launch_template_versions()
         .launch_template_name("paper-nodes")
@@ -298,6 +313,7 @@ async fn up_builds_the_papers_stack_with_every_relationship() {
         cluster.endpoint().unwrap()
     )));
     let groups = aws
+        .clients
         .autoscaling
         .describe_auto_scaling_groups()
         .auto_scaling_group_names("paper-nodes")
@@ -318,6 +334,7 @@ async fn up_builds_the_papers_stack_with_every_relationship() {
         .map(|i| i.instance_id().unwrap().to_owned())
         .collect();
     let instances = aws
+        .clients
         .ec2
         .describe_instances()
         .set_instance_ids(Some(instance_ids))
@@ -334,6 +351,7 @@ async fn up_builds_the_papers_stack_with_every_relationship() {
 
     // NLB: internet-facing network LB over both subnets; ip target group with the node IPs; TCP :80.
     let lbs = aws
+        .clients
         .elbv2
         .describe_load_balancers()
         .names("paper-nlb")
@@ -350,6 +368,7 @@ async fn up_builds_the_papers_stack_with_every_relationship() {
         .collect();
     assert_eq!(lb_zones, subnet_ids);
     let tgs = aws
+        .clients
         .elbv2
         .describe_target_groups()
         .names("paper-http")
@@ -366,6 +385,7 @@ async fn up_builds_the_papers_stack_with_every_relationship() {
     );
     assert_eq!(tg.health_check_path(), Some(HEALTH_PATH));
     let health = aws
+        .clients
         .elbv2
         .describe_target_health()
         .target_group_arn(tg.target_group_arn().unwrap())
@@ -379,6 +399,7 @@ async fn up_builds_the_papers_stack_with_every_relationship() {
         .collect();
     assert_eq!(targets, node_ips, "the nodes are registered by private IP");
     let listeners = aws
+        .clients
         .elbv2
         .describe_listeners()
         .load_balancer_arn(lb.load_balancer_arn().unwrap())
@@ -395,13 +416,13 @@ async fn up_builds_the_papers_stack_with_every_relationship() {
         tg.target_group_arn()
     );
     assert_eq!(
-        run.cx.outputs.load_balancer.get().unwrap().dns_name,
+        run.cx.outputs.get::<LoadBalancer>().unwrap().dns_name,
         lb.dns_name().unwrap()
     );
 
     // Progress: every step started and finished successfully.
     let events = run.progress.events();
-    for step in Plan::infrastructure().steps() {
+    for step in steps::infrastructure().steps() {
         assert!(
             events.contains(&Event::Started(step.name())),
             "{} started",
@@ -439,7 +460,7 @@ fn urlencoding_decode(s: &str) -> String {
 async fn up_again_changes_nothing_and_down_twice_leaves_nothing() {
     let emu = emulator().await;
     let first = up(&emu, "rerun").await;
-    let vpc_id = first.cx.outputs.network.get().unwrap().vpc_id.clone();
+    let vpc_id = first.cx.outputs.get::<Network>().unwrap().vpc_id.clone();
 
     let again = up(&emu, "rerun").await;
     let counts = again.calls.counts();
@@ -456,6 +477,7 @@ async fn up_again_changes_nothing_and_down_twice_leaves_nothing() {
     // Nothing orphaned: no instance or interface of the stack anywhere.
     let aws = &first.cx.aws;
     let instances = aws
+        .clients
         .ec2
         .describe_instances()
         .filters(tag("rerun"))
@@ -470,6 +492,7 @@ async fn up_again_changes_nothing_and_down_twice_leaves_nothing() {
         .collect();
     assert!(alive.is_empty(), "instances left: {alive:?}");
     let enis = aws
+        .clients
         .ec2
         .describe_network_interfaces()
         .filters(Filter::builder().name("vpc-id").values(&vpc_id).build())
@@ -497,7 +520,7 @@ async fn a_run_killed_mid_way_converges_when_run_again() {
         let name = format!("kill{kill_at}");
         let killed = run(&emu, config(&name)).await;
         killed.calls.kill_after_mutating(kill_at);
-        let result = Plan::infrastructure().up(&killed.cx).await;
+        let result = steps::infrastructure().up(&killed.cx).await;
         assert!(
             killed.calls.killed(),
             "kill point {kill_at} of {full} was reached: {:?}",
@@ -506,107 +529,7 @@ async fn a_run_killed_mid_way_converges_when_run_again() {
         assert!(result.is_err(), "a killed run reports failure");
 
         let resumed = up(&emu, &name).await;
-        let aws = &resumed.cx.aws;
-        assert_eq!(
-            aws.ec2
-                .describe_vpcs()
-                .filters(tag(&name))
-                .send()
-                .await
-                .unwrap()
-                .vpcs()
-                .len(),
-            1,
-            "{name}: one VPC"
-        );
-        assert_eq!(
-            aws.ec2
-                .describe_subnets()
-                .filters(tag(&name))
-                .send()
-                .await
-                .unwrap()
-                .subnets()
-                .len(),
-            2,
-            "{name}: two subnets"
-        );
-        assert_eq!(
-            aws.ec2
-                .describe_internet_gateways()
-                .filters(tag(&name))
-                .send()
-                .await
-                .unwrap()
-                .internet_gateways()
-                .len(),
-            1,
-            "{name}: one internet gateway"
-        );
-        assert_eq!(
-            aws.ec2
-                .describe_route_tables()
-                .filters(tag(&name))
-                .send()
-                .await
-                .unwrap()
-                .route_tables()
-                .len(),
-            1
-        );
-        assert_eq!(
-            aws.ec2
-                .describe_security_groups()
-                .filters(tag(&name))
-                .send()
-                .await
-                .unwrap()
-                .security_groups()
-                .len(),
-            2
-        );
-        let nodes = resumed.cx.outputs.nodes.get().unwrap();
-        assert_eq!(nodes.instances.len(), 3, "{name}: three nodes");
-        let tg = resumed
-            .cx
-            .outputs
-            .load_balancer
-            .get()
-            .unwrap()
-            .target_group_arn
-            .clone();
-        let health = aws
-            .elbv2
-            .describe_target_health()
-            .target_group_arn(tg)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(
-            health.target_health_descriptions().len(),
-            3,
-            "{name}: three targets"
-        );
-        let listeners = aws
-            .elbv2
-            .describe_listeners()
-            .load_balancer_arn(&resumed.cx.outputs.load_balancer.get().unwrap().arn)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(listeners.listeners().len(), 1, "{name}: one listener");
-        let policies = aws
-            .iam
-            .list_attached_role_policies()
-            .role_name(resumed.cx.stack.node_role())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(
-            policies.attached_policies().len(),
-            3,
-            "{name}: node policies"
-        );
+        assert_eq!(census(&resumed).await, Census::COMPLETE, "{name}");
 
         down(&emu, &name).await;
         assert_eq!(
@@ -624,7 +547,7 @@ async fn down_after_a_partial_up_leaves_nothing() {
         let name = format!("partial{i}");
         let killed = run(&emu, config(&name)).await;
         killed.calls.kill_after_mutating(kill_at);
-        let _ = Plan::infrastructure().up(&killed.cx).await;
+        let _ = steps::infrastructure().up(&killed.cx).await;
         down(&emu, &name).await;
         assert_eq!(left(&emu, &name).await, Vec::<String>::new(), "{name}");
     }
@@ -651,7 +574,7 @@ async fn two_stacks_do_not_touch_each_other() {
 async fn plan_and_status_change_nothing() {
     let emu = emulator().await;
     let fresh = run(&emu, config("lookonly")).await;
-    let inspected = Plan::infrastructure().inspect(&fresh.cx).await;
+    let inspected = steps::infrastructure().inspect(&fresh.cx).await;
     for (step, found) in &inspected {
         let found = found.as_ref().unwrap_or_else(|e| panic!("{step}: {e}"));
         assert!(found.iter().all(|r| r.id.is_none()), "{step}: {found:?}");
@@ -667,6 +590,7 @@ async fn a_foreign_resource_with_our_name_stops_up_with_the_step_and_resource() 
     probe
         .cx
         .aws
+        .clients
         .iam
         .create_role()
         .role_name(probe.cx.stack.cluster_role())
@@ -674,7 +598,7 @@ async fn a_foreign_resource_with_our_name_stops_up_with_the_step_and_resource() 
         .send()
         .await
         .unwrap();
-    let err = Plan::infrastructure().up(&probe.cx).await.unwrap_err();
+    let err = steps::infrastructure().up(&probe.cx).await.unwrap_err();
     let (step, error) = &err.failed[0];
     assert_eq!(*step, "iam");
     assert!(matches!(error, StepError::NotOwned { .. }), "{error}");
@@ -688,11 +612,12 @@ async fn a_foreign_resource_with_our_name_stops_up_with_the_step_and_resource() 
         err.skipped
     );
     // And down refuses to delete it too, but removes the rest.
-    let result = Plan::infrastructure().down(&probe.cx).await;
+    let result = steps::infrastructure().down(&probe.cx).await;
     assert!(result.is_err());
     let role = probe
         .cx
         .aws
+        .clients
         .iam
         .get_role()
         .role_name(probe.cx.stack.cluster_role())
@@ -702,6 +627,7 @@ async fn a_foreign_resource_with_our_name_stops_up_with_the_step_and_resource() 
     let vpcs = probe
         .cx
         .aws
+        .clients
         .ec2
         .describe_vpcs()
         .filters(tag("clash"))

@@ -8,16 +8,17 @@ mod common;
 
 use std::time::Duration;
 
-use common::{config, down, emulator, left, run, up};
-use localstack::{Front, Profile};
-use provisioner::plan::Plan;
+use aws::{Front, Profile};
+use common::{Census, census, config, down, emulator, left, run, up};
 use provisioner::progress::Event;
+use provisioner::steps;
+use provisioner::steps::cluster::Cluster;
 
 fn fast() -> Profile {
     Profile::fast().with_latency(Duration::from_millis(1), Duration::from_millis(5))
 }
 
-async fn front(emu: &localstack::AwsEmulator, profile: Profile) -> Front {
+async fn front(emu: &aws::AwsEmulator, profile: Profile) -> Front {
     Front::start(emu.endpoint(), profile, 0)
         .await
         .expect("the front starts")
@@ -70,7 +71,7 @@ async fn up_waits_through_every_state_aws_goes_through() {
         creates >= 2,
         "CreateCluster was retried after the IAM error ({creates} calls)"
     );
-    let cluster = run.cx.outputs.cluster.get().expect("cluster output");
+    let cluster = run.cx.outputs.get::<Cluster>().expect("cluster output");
     assert!(
         cluster.endpoint.starts_with("https://"),
         "the endpoint is read once ACTIVE"
@@ -177,63 +178,7 @@ async fn a_process_killed_at_any_mutating_call_converges_on_the_next_run() {
                 let front = front(emu, fast()).await;
                 killed_binary(&front, &name, n).await;
                 let resumed = up(&front, &name).await;
-                let aws = &resumed.cx.aws;
-                let tagged = aws_sdk_ec2::types::Filter::builder()
-                    .name("tag:kdeploy.io/stack")
-                    .values(&name)
-                    .build();
-                let vpcs = aws
-                    .ec2
-                    .describe_vpcs()
-                    .filters(tagged.clone())
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(vpcs.vpcs().len(), 1, "{name}: one VPC");
-                let subnets = aws
-                    .ec2
-                    .describe_subnets()
-                    .filters(tagged.clone())
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(subnets.subnets().len(), 2, "{name}: two subnets");
-                let groups = aws
-                    .ec2
-                    .describe_security_groups()
-                    .filters(tagged)
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(
-                    groups.security_groups().len(),
-                    2,
-                    "{name}: two security groups"
-                );
-                assert_eq!(
-                    resumed.cx.outputs.nodes.get().unwrap().instances.len(),
-                    3,
-                    "{name}: three nodes"
-                );
-                let tg = &resumed
-                    .cx
-                    .outputs
-                    .load_balancer
-                    .get()
-                    .unwrap()
-                    .target_group_arn;
-                let health = aws
-                    .elbv2
-                    .describe_target_health()
-                    .target_group_arn(tg)
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(
-                    health.target_health_descriptions().len(),
-                    3,
-                    "{name}: three targets"
-                );
+                assert_eq!(census(&resumed).await, Census::COMPLETE, "{name}");
                 down(&front, &name).await;
                 assert_eq!(
                     left(emu, &name).await,
@@ -251,7 +196,7 @@ async fn plan_against_a_slow_aws_changes_nothing() {
     let emu = emulator().await;
     let front = front(&emu, fast()).await;
     let probe = run(&front, config("planned")).await;
-    let _ = Plan::infrastructure().inspect(&probe.cx).await;
+    let _ = steps::infrastructure().inspect(&probe.cx).await;
     assert_eq!(front.stats().mutating, 0);
 }
 
@@ -265,7 +210,7 @@ async fn a_real_error_stops_up_naming_step_resource_and_aws_code() {
         "The quota for the number of load balancers has been reached",
     );
     let probe = run(&front, config("quota")).await;
-    let err = Plan::infrastructure().up(&probe.cx).await.unwrap_err();
+    let err = steps::infrastructure().up(&probe.cx).await.unwrap_err();
     let (step, error) = &err.failed[0];
     assert_eq!(*step, "load-balancer");
     assert_eq!(error.aws_code(), Some("TooManyLoadBalancers"));

@@ -1,16 +1,18 @@
 //! The EKS cluster: both subnets, the cluster security group, public and private endpoint access,
 //! authentication through access entries and the aws-auth ConfigMap.
 
-use aws_sdk_eks::types::{
-    AuthenticationMode, ClusterStatus, CreateAccessConfigRequest, UpdateAccessConfigRequest,
-    VpcConfigRequest,
-};
-
-use crate::aws::AwsResultExt;
-use crate::plan::{OnResource, Resource, Scope, Step, StepError, StepFuture, input, recorded};
+use super::Removal;
+use super::iam::{self, Roles};
+use super::network::{self, Network};
+use super::security_groups::{self, SecurityGroups};
+use crate::aws::eks::{EksCluster, NewCluster};
+use crate::aws::required;
+use crate::plan::{OnResource, Output, Resource, Scope, Step, StepError, StepFuture, StepId};
 use crate::progress::Action;
 use crate::retry::{Poll, retry_not_yet, wait_for};
 use crate::stack::{PART_TAG, STACK_TAG};
+
+pub const ID: StepId = StepId::new("cluster");
 
 /// What the cluster step produces: what nodes and clients need to reach the API server.
 #[derive(Debug, Clone)]
@@ -26,25 +28,31 @@ pub struct Cluster {
     pub service_cidr: String,
 }
 
+impl Output for Cluster {
+    const STEP: StepId = ID;
+}
+
 impl Cluster {
-    /// What nodes and clients need, from a DescribeCluster answer.
-    pub fn from_described(name: &str, cluster: &aws_sdk_eks::types::Cluster) -> Self {
-        Self {
-            name: name.to_owned(),
-            arn: cluster.arn().unwrap_or_default().to_owned(),
-            version: cluster.version().unwrap_or_default().to_owned(),
-            endpoint: cluster.endpoint().unwrap_or_default().to_owned(),
-            certificate_authority: cluster
-                .certificate_authority()
-                .and_then(|c| c.data())
-                .unwrap_or_default()
-                .to_owned(),
+    /// What nodes and clients need, from an ACTIVE cluster (which always has endpoint and CA).
+    pub fn from_active(cluster: &EksCluster) -> Result<Self, StepError> {
+        const OP: &str = "eks:DescribeCluster";
+        let resource = format!("EKS cluster {}", cluster.name);
+        Ok(Self {
+            name: cluster.name.clone(),
+            arn: cluster.arn.clone(),
+            version: cluster.version.clone(),
+            endpoint: required(cluster.endpoint.clone(), OP, "endpoint").on(&resource)?,
+            certificate_authority: required(
+                cluster.certificate_authority.clone(),
+                OP,
+                "certificateAuthority",
+            )
+            .on(&resource)?,
             service_cidr: cluster
-                .kubernetes_network_config()
-                .and_then(|k| k.service_ipv4_cidr())
-                .unwrap_or(FALLBACK_SERVICE_CIDR)
-                .to_owned(),
-        }
+                .service_cidr
+                .clone()
+                .unwrap_or_else(|| FALLBACK_SERVICE_CIDR.to_owned()),
+        })
     }
 }
 
@@ -54,313 +62,207 @@ const FALLBACK_SERVICE_CIDR: &str = "10.100.0.0/16";
 pub struct ClusterStep;
 
 impl Step for ClusterStep {
-    fn name(&self) -> &'static str {
-        "cluster"
+    fn id(&self) -> StepId {
+        ID
     }
 
     fn title(&self) -> &'static str {
         "EKS cluster (10-15 minutes on AWS)"
     }
 
-    fn needs(&self) -> &'static [&'static str] {
-        &["network", "iam", "security-groups"]
+    fn needs(&self) -> &[StepId] {
+        &[network::ID, iam::ID, security_groups::ID]
     }
 
     fn ensure<'a>(&'a self, s: &'a Scope<'a>) -> StepFuture<'a, ()> {
         Box::pin(async move {
-            let name = s.stack.cluster_name().to_owned();
-            let resource = format!("EKS cluster {name}");
-            let existing = describe(s, &name).await?;
-            let created = match existing {
-                Some(cluster) => {
-                    if !super::owned(
-                        &s.stack,
-                        cluster
-                            .tags()
-                            .into_iter()
-                            .flatten()
-                            .map(|(k, v)| (k.as_str(), v.as_str())),
-                    ) {
-                        return Err(StepError::NotOwned { resource });
-                    }
-                    if cluster.status() == Some(&ClusterStatus::Deleting) {
-                        return Err(StepError::Failed {
-                            resource,
-                            reason: "is being deleted; wait for `provisioner down` to finish, then run `up` again".into(),
-                        });
-                    }
-                    false
+            let name = s.stack.cluster_name();
+            let created = match owned(s).await? {
+                Some(cluster) if cluster.status == "DELETING" => {
+                    return Err(StepError::conflict(
+                        format!("EKS cluster {name}"),
+                        "is being deleted; wait for `provisioner down` to finish, then run `up` again",
+                    ));
                 }
+                Some(_) => false,
                 None => {
-                    create(s, &name).await?;
+                    create(s).await?;
                     true
                 }
             };
-            recorded(s, created, "EKS cluster", &name);
-            let cluster = wait_active(s, &name).await?;
-            converge(s, &cluster).await?;
-            let cluster = if endpoint_drift(&cluster) || auth_drift(&cluster) {
-                wait_active(s, &name).await?
+            s.kept_or_created(created, "EKS cluster", name);
+            let cluster = wait_active(s).await?;
+            let cluster = if converge(s, &cluster).await? {
+                wait_active(s).await?
             } else {
                 cluster
             };
-            let _ = s
-                .outputs
-                .cluster
-                .set(Cluster::from_described(&name, &cluster));
+            s.outputs.put(Cluster::from_active(&cluster)?);
             Ok(())
         })
     }
 
     fn destroy<'a>(&'a self, s: &'a Scope<'a>) -> StepFuture<'a, ()> {
         Box::pin(async move {
-            let name = s.stack.cluster_name().to_owned();
-            let resource = format!("EKS cluster {name}");
-            let Some(cluster) = describe(s, &name).await? else {
-                s.record(Action::Absent, "EKS cluster", &name);
+            let name = s.stack.cluster_name();
+            let Some(cluster) = owned(s).await? else {
+                s.record(Action::Absent, "EKS cluster", name);
                 return Ok(());
             };
-            if !super::owned(
-                &s.stack,
-                cluster
-                    .tags()
-                    .into_iter()
-                    .flatten()
-                    .map(|(k, v)| (k.as_str(), v.as_str())),
-            ) {
-                return Err(StepError::NotOwned { resource });
-            }
-            if cluster.status() != Some(&ClusterStatus::Deleting) {
-                let result = retry_not_yet(
-                    s.config.timeouts.cluster(),
-                    |why| s.waiting(why),
+            let eks = s.aws.eks();
+            let deleting = cluster.status == "DELETING";
+            Removal::new(s, "EKS cluster", name)
+                .pace(s.config.timeouts.cluster())
+                .delete_and_wait(
                     || async {
-                        s.aws
-                            .eks
-                            .delete_cluster()
-                            .name(&name)
-                            .send()
-                            .await
-                            .op("eks:DeleteCluster")
+                        if deleting {
+                            Ok(())
+                        } else {
+                            eks.delete_cluster(name).await
+                        }
                     },
+                    || async { Ok(describe(s).await?.map(|c| c.status)) },
                 )
-                .await;
-                match result {
-                    Ok(_) => {}
-                    Err(e) if e.is_not_found() => {}
-                    Err(e) => return Err(e).on(&resource),
-                }
-            }
-            wait_for(
-                s.config.timeouts.cluster(),
-                |state| s.waiting(state),
-                || async {
-                    Ok(match describe(s, &name).await? {
-                        None => Poll::Ready(()),
-                        Some(c) => Poll::Pending(status_text(c.status()).to_owned()),
-                    })
-                },
-            )
-            .await
-            .on(&resource)?;
-            s.record(Action::Deleted, "EKS cluster", &name);
-            Ok(())
+                .await
         })
     }
 
     fn inspect<'a>(&'a self, s: &'a Scope<'a>) -> StepFuture<'a, Vec<Resource>> {
         Box::pin(async move {
-            let name = s.stack.cluster_name().to_owned();
-            Ok(vec![match describe(s, &name).await? {
+            let name = s.stack.cluster_name();
+            Ok(vec![match describe(s).await? {
                 Some(c) => {
-                    let vpc = c.resources_vpc_config();
-                    let access = format!(
-                        "endpoint public={} private={}",
-                        vpc.is_some_and(|v| v.endpoint_public_access()),
-                        vpc.is_some_and(|v| v.endpoint_private_access())
+                    let (public, private) = c.endpoint_access.unwrap_or((false, false));
+                    let state = format!(
+                        "{} v{} endpoint public={public} private={private}",
+                        c.status, c.version
                     );
-                    Resource::found(
-                        "EKS cluster",
-                        &name,
-                        c.arn().unwrap_or_default(),
-                        format!(
-                            "{} v{} {access}",
-                            status_text(c.status()),
-                            c.version().unwrap_or_default()
-                        ),
-                    )
+                    Resource::found("EKS cluster", name, c.arn, state)
                 }
-                None => Resource::missing("EKS cluster", &name),
+                None => Resource::missing("EKS cluster", name),
             }])
         })
     }
 }
 
-fn status_text(status: Option<&ClusterStatus>) -> &str {
-    status.map(|s| s.as_str()).unwrap_or("UNKNOWN")
+/// The stack's cluster as EKS describes it now.
+pub(crate) async fn describe(s: &Scope<'_>) -> Result<Option<EksCluster>, StepError> {
+    let name = s.stack.cluster_name();
+    s.aws
+        .eks()
+        .cluster(name)
+        .await
+        .on(format!("EKS cluster {name}"))
 }
 
-pub(crate) async fn describe(
-    s: &Scope<'_>,
-    name: &str,
-) -> Result<Option<aws_sdk_eks::types::Cluster>, StepError> {
-    match s
-        .aws
-        .eks
-        .describe_cluster()
-        .name(name)
-        .send()
-        .await
-        .op("eks:DescribeCluster")
-    {
-        Ok(out) => Ok(out.cluster().cloned()),
-        Err(e) if e.is_not_found() => Ok(None),
-        Err(e) => Err(e).on(format!("EKS cluster {name}")),
+/// The cluster if it exists and carries the stack's tag; an untagged one is never touched.
+async fn owned(s: &Scope<'_>) -> Result<Option<EksCluster>, StepError> {
+    match describe(s).await? {
+        Some(c) if !s.stack.owns(&c.tags) => Err(StepError::NotOwned {
+            resource: format!("EKS cluster {}", c.name),
+        }),
+        found => Ok(found),
     }
 }
 
-async fn create(s: &Scope<'_>, name: &str) -> Result<(), StepError> {
-    let network = input(&s.outputs.network, "network")?;
-    let roles = input(&s.outputs.iam, "iam")?;
-    let groups = input(&s.outputs.security_groups, "security-groups")?;
-    let vpc_config = VpcConfigRequest::builder()
-        .set_subnet_ids(Some(network.subnet_ids.clone()))
-        .security_group_ids(&groups.cluster_sg_id)
-        .endpoint_public_access(true)
-        .endpoint_private_access(true)
-        .build();
-    let access = CreateAccessConfigRequest::builder()
-        .authentication_mode(AuthenticationMode::ApiAndConfigMap)
-        .bootstrap_cluster_creator_admin_permissions(true)
-        .build();
-    // The same token on every retry: EKS then treats a repeated create as the same request.
+async fn create(s: &Scope<'_>) -> Result<(), StepError> {
+    let network = s.input::<Network>()?;
+    let roles = s.input::<Roles>()?;
+    let groups = s.input::<SecurityGroups>()?;
+    let name = s.stack.cluster_name();
+    let tags = [
+        (STACK_TAG.to_owned(), s.stack.name.clone()),
+        (PART_TAG.to_owned(), "cluster".to_owned()),
+        ("Name".to_owned(), name.to_owned()),
+    ];
     let token = format!("{}-{}", s.stack.name, s.stack.region);
+    let new = NewCluster {
+        name,
+        version: &s.config.kubernetes_version,
+        role_arn: &roles.cluster_role_arn,
+        subnet_ids: &network.subnet_ids,
+        security_group_id: &groups.cluster_sg_id,
+        request_token: &token,
+        tags: &tags,
+    };
+    let eks = s.aws.eks();
     let result = retry_not_yet(
         s.config.timeouts.resources(),
         |why| s.waiting(why),
-        || async {
-            s.aws
-                .eks
-                .create_cluster()
-                .name(name)
-                .version(&s.config.kubernetes_version)
-                .role_arn(&roles.cluster_role_arn)
-                .resources_vpc_config(vpc_config.clone())
-                .access_config(access.clone())
-                .client_request_token(&token)
-                .tags(STACK_TAG, &s.stack.name)
-                .tags(PART_TAG, "cluster")
-                .tags("Name", name)
-                .send()
-                .await
-                .op("eks:CreateCluster")
-        },
+        || eks.create_cluster(&new),
     )
     .await;
     match result {
-        Ok(_) => Ok(()),
+        Ok(()) => Ok(()),
         // Created by a run that died before it heard the answer; ownership is checked next run.
         Err(e) if e.is("ResourceInUseException") => Ok(()),
         Err(e) => Err(e).on(format!("EKS cluster {name}")),
     }
 }
 
-async fn wait_active(s: &Scope<'_>, name: &str) -> Result<aws_sdk_eks::types::Cluster, StepError> {
+async fn wait_active(s: &Scope<'_>) -> Result<EksCluster, StepError> {
+    let resource = format!("EKS cluster {}", s.stack.cluster_name());
     wait_for(
         s.config.timeouts.cluster(),
         |state| s.waiting(state),
         || async {
-            let Some(cluster) = describe(s, name).await? else {
-                return Err(StepError::Failed {
-                    resource: format!("EKS cluster {name}"),
-                    reason: "disappeared while waiting for it to become ACTIVE".into(),
-                });
+            let Some(cluster) = describe(s).await? else {
+                return Err(StepError::conflict(
+                    &resource,
+                    "disappeared while waiting for it to become ACTIVE",
+                ));
             };
-            match cluster.status() {
-                Some(ClusterStatus::Active) => Ok(Poll::Ready(cluster)),
-                Some(ClusterStatus::Failed) => Err(StepError::Failed {
-                    resource: format!("EKS cluster {name}"),
-                    reason: format!(
+            match cluster.status.as_str() {
+                "ACTIVE" => Ok(Poll::Ready(cluster)),
+                "FAILED" => Err(StepError::conflict(
+                    &resource,
+                    format!(
                         "is FAILED{}; see the EKS console, then `provisioner down` and `up`",
                         cluster
-                            .health()
-                            .map(|h| format!(": {:?}", h.issues()))
+                            .health
+                            .as_deref()
+                            .map(|h| format!(": {h}"))
                             .unwrap_or_default()
                     ),
-                }),
-                other => Ok(Poll::Pending(format!("cluster {}", status_text(other)))),
+                )),
+                other => Ok(Poll::Pending(format!("cluster {other}"))),
             }
         },
     )
     .await
-    .on(format!("EKS cluster {name}"))
-}
-
-/// Whether the endpoint access differs from what the stack wants (both on).
-fn endpoint_drift(cluster: &aws_sdk_eks::types::Cluster) -> bool {
-    cluster
-        .resources_vpc_config()
-        .is_some_and(|v| !v.endpoint_public_access() || !v.endpoint_private_access())
-}
-
-fn auth_drift(cluster: &aws_sdk_eks::types::Cluster) -> bool {
-    cluster
-        .access_config()
-        .and_then(|a| a.authentication_mode())
-        .is_some_and(|m| *m == AuthenticationMode::ConfigMap)
+    .on(&resource)
 }
 
 /// Brings an existing cluster back to the stack's settings: both endpoints on; access entries
-/// enabled (CONFIG_MAP → API_AND_CONFIG_MAP, a one-way change EKS allows).
-async fn converge(s: &Scope<'_>, cluster: &aws_sdk_eks::types::Cluster) -> Result<(), StepError> {
-    let name = cluster.name().unwrap_or_default();
+/// enabled. Whether it changed anything (then the cluster is UPDATING again).
+async fn converge(s: &Scope<'_>, cluster: &EksCluster) -> Result<bool, StepError> {
+    let eks = s.aws.eks();
+    let name = cluster.name.as_str();
     let resource = format!("EKS cluster {name}");
-    if endpoint_drift(cluster) {
-        s.aws
-            .eks
-            .update_cluster_config()
-            .name(name)
-            .resources_vpc_config(
-                VpcConfigRequest::builder()
-                    .endpoint_public_access(true)
-                    .endpoint_private_access(true)
-                    .build(),
-            )
-            .send()
-            .await
-            .op("eks:UpdateClusterConfig")
-            .on(&resource)?;
+    let endpoint_drift = cluster
+        .endpoint_access
+        .is_some_and(|(public, private)| !public || !private);
+    if endpoint_drift {
+        eks.open_endpoints(name).await.on(&resource)?;
         s.record(Action::Updated, "EKS endpoint access", "public+private");
-        wait_active(s, name).await?;
+        wait_active(s).await?;
     }
-    if auth_drift(cluster) {
-        s.aws
-            .eks
-            .update_cluster_config()
-            .name(name)
-            .access_config(
-                UpdateAccessConfigRequest::builder()
-                    .authentication_mode(AuthenticationMode::ApiAndConfigMap)
-                    .build(),
-            )
-            .send()
-            .await
-            .op("eks:UpdateClusterConfig")
-            .on(&resource)?;
+    if cluster.config_map_only {
+        eks.enable_access_entries(name).await.on(&resource)?;
         s.record(
             Action::Updated,
             "EKS authentication mode",
             "API_AND_CONFIG_MAP",
         );
-        wait_active(s, name).await?;
+        wait_active(s).await?;
     }
-    if cluster.version() != Some(s.config.kubernetes_version.as_str()) {
+    if cluster.version != s.config.kubernetes_version {
         tracing::warn!(
             cluster = name,
-            running = cluster.version().unwrap_or_default(),
+            running = %cluster.version,
             configured = %s.config.kubernetes_version,
             "the cluster runs another Kubernetes version than configured; upgrades are not done by `up`"
         );
     }
-    Ok(())
+    Ok(endpoint_drift || cluster.config_map_only)
 }

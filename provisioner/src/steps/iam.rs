@@ -1,13 +1,13 @@
 //! IAM: the role EKS assumes for the control plane, and the worker nodes' role with its instance
 //! profile. IAM names are global, so ownership is checked by tag before anything is touched.
 
-use aws_sdk_iam::types::Tag;
-
-use super::{deleted_or_absent, ignore_not_found};
-use crate::aws::AwsResultExt;
-use crate::plan::{OnResource, Resource, Scope, Step, StepError, StepFuture, recorded};
+use super::Removal;
+use crate::aws::iam::{InstanceProfile, Role};
+use crate::plan::{OnResource, Output, Resource, Scope, Step, StepError, StepFuture, StepId};
 use crate::progress::Action;
 use crate::retry::retry_not_yet;
+
+pub const ID: StepId = StepId::new("iam");
 
 pub const CLUSTER_POLICIES: [&str; 1] = ["AmazonEKSClusterPolicy"];
 pub const NODE_POLICIES: [&str; 3] = [
@@ -23,6 +23,10 @@ pub struct Roles {
     pub node_role_arn: String,
     pub node_instance_profile_arn: String,
     pub node_instance_profile_name: String,
+}
+
+impl Output for Roles {
+    const STEP: StepId = ID;
 }
 
 pub struct IamStep;
@@ -45,22 +49,21 @@ fn managed_policy_arn(name: &str) -> String {
 }
 
 impl Step for IamStep {
-    fn name(&self) -> &'static str {
-        "iam"
+    fn id(&self) -> StepId {
+        ID
     }
 
     fn title(&self) -> &'static str {
         "IAM roles for the cluster and the nodes"
     }
 
-    fn needs(&self) -> &'static [&'static str] {
+    fn needs(&self) -> &[StepId] {
         &[]
     }
 
     fn ensure<'a>(&'a self, s: &'a Scope<'a>) -> StepFuture<'a, ()> {
         Box::pin(async move {
-            let cluster_role = s.stack.cluster_role();
-            let node_role = s.stack.node_role();
+            let (cluster_role, node_role) = (s.stack.cluster_role(), s.stack.node_role());
             let (cluster_role_arn, node_role_arn) = tokio::try_join!(
                 ensure_role(
                     s,
@@ -77,12 +80,12 @@ impl Step for IamStep {
                     &NODE_POLICIES
                 ),
             )?;
-            let (profile_arn, profile_name) = ensure_instance_profile(s, &node_role).await?;
-            let _ = s.outputs.iam.set(Roles {
+            let profile = ensure_instance_profile(s, &node_role).await?;
+            s.outputs.put(Roles {
                 cluster_role_arn,
                 node_role_arn,
-                node_instance_profile_arn: profile_arn,
-                node_instance_profile_name: profile_name,
+                node_instance_profile_arn: profile.arn,
+                node_instance_profile_name: profile.name,
             });
             Ok(())
         })
@@ -101,36 +104,34 @@ impl Step for IamStep {
 
     fn inspect<'a>(&'a self, s: &'a Scope<'a>) -> StepFuture<'a, Vec<Resource>> {
         Box::pin(async move {
+            let iam = s.aws.iam();
             let mut found = Vec::new();
             for name in [s.stack.cluster_role(), s.stack.node_role()] {
-                match get_role(s, &name).await? {
+                let resource = format!("IAM role {name}");
+                match iam.role(&name).await.on(&resource)? {
                     Some(role) => {
-                        let attached = attached_policies(s, &name).await?;
-                        let owner = if owned_role(s, &role) {
+                        let attached = iam.attached_policies(&name).await.on(&resource)?;
+                        let names: Vec<&str> = attached.iter().map(|p| p.name.as_str()).collect();
+                        let owner = if s.stack.owns(&role.tags) {
                             ""
                         } else {
                             " (NOT tagged for this stack)"
                         };
-                        found.push(Resource::found(
-                            "IAM role",
-                            &name,
-                            role.arn(),
-                            format!("policies: {}{owner}", attached.join(", ")),
-                        ));
+                        let state = format!("policies: {}{owner}", names.join(", "));
+                        found.push(Resource::found("IAM role", &name, role.arn, state));
                     }
                     None => found.push(Resource::missing("IAM role", &name)),
                 }
             }
             let profile = s.stack.node_instance_profile();
-            match get_instance_profile(s, &profile).await? {
+            match iam
+                .instance_profile(&profile)
+                .await
+                .on(format!("instance profile {profile}"))?
+            {
                 Some(p) => {
-                    let roles: Vec<&str> = p.roles().iter().map(|r| r.role_name()).collect();
-                    found.push(Resource::found(
-                        "instance profile",
-                        &profile,
-                        p.arn(),
-                        format!("roles: {}", roles.join(", ")),
-                    ));
+                    let state = format!("roles: {}", p.roles.join(", "));
+                    found.push(Resource::found("instance profile", &profile, p.arn, state));
                 }
                 None => found.push(Resource::missing("instance profile", &profile)),
             }
@@ -139,71 +140,21 @@ impl Step for IamStep {
     }
 }
 
-fn stack_tags(s: &Scope<'_>, part: &str) -> Vec<Tag> {
-    s.stack
-        .tags(part)
-        .into_iter()
-        .filter_map(|(k, v)| Tag::builder().key(k).value(v).build().ok())
-        .collect()
-}
-
-fn owned_role(s: &Scope<'_>, role: &aws_sdk_iam::types::Role) -> bool {
-    super::owned(&s.stack, role.tags().iter().map(|t| (t.key(), t.value())))
-}
-
-async fn get_role(
-    s: &Scope<'_>,
-    name: &str,
-) -> Result<Option<aws_sdk_iam::types::Role>, StepError> {
-    match s
-        .aws
-        .iam
-        .get_role()
-        .role_name(name)
-        .send()
-        .await
-        .op("iam:GetRole")
-    {
-        Ok(out) => Ok(out.role().cloned()),
-        Err(e) if e.is_not_found() => Ok(None),
-        Err(e) => Err(e).on(format!("IAM role {name}")),
+/// The role if it exists and is the stack's; an untagged one is never adopted.
+async fn owned_role(s: &Scope<'_>, name: &str) -> Result<Option<Role>, StepError> {
+    let resource = format!("IAM role {name}");
+    match s.aws.iam().role(name).await.on(&resource)? {
+        Some(role) if !s.stack.owns(&role.tags) => Err(StepError::NotOwned { resource }),
+        found => Ok(found),
     }
 }
 
-async fn get_instance_profile(
-    s: &Scope<'_>,
-    name: &str,
-) -> Result<Option<aws_sdk_iam::types::InstanceProfile>, StepError> {
-    match s
-        .aws
-        .iam
-        .get_instance_profile()
-        .instance_profile_name(name)
-        .send()
-        .await
-        .op("iam:GetInstanceProfile")
-    {
-        Ok(out) => Ok(out.instance_profile().cloned()),
-        Err(e) if e.is_not_found() => Ok(None),
-        Err(e) => Err(e).on(format!("instance profile {name}")),
+async fn owned_profile(s: &Scope<'_>, name: &str) -> Result<Option<InstanceProfile>, StepError> {
+    let resource = format!("instance profile {name}");
+    match s.aws.iam().instance_profile(name).await.on(&resource)? {
+        Some(p) if !s.stack.owns(&p.tags) => Err(StepError::NotOwned { resource }),
+        found => Ok(found),
     }
-}
-
-async fn attached_policies(s: &Scope<'_>, role: &str) -> Result<Vec<String>, StepError> {
-    let out = s
-        .aws
-        .iam
-        .list_attached_role_policies()
-        .role_name(role)
-        .send()
-        .await
-        .op("iam:ListAttachedRolePolicies")
-        .on(format!("IAM role {role}"))?;
-    Ok(out
-        .attached_policies()
-        .iter()
-        .filter_map(|p| p.policy_name().map(str::to_owned))
-        .collect())
 }
 
 async fn ensure_role(
@@ -213,60 +164,46 @@ async fn ensure_role(
     part: &str,
     policies: &[&str],
 ) -> Result<String, StepError> {
+    let iam = s.aws.iam();
     let resource = format!("IAM role {name}");
-    let (arn, created) = match get_role(s, name).await? {
-        Some(role) if owned_role(s, &role) => (role.arn().to_owned(), false),
-        Some(_) => return Err(StepError::NotOwned { resource }),
+    let (arn, created) = match owned_role(s, name).await? {
+        Some(role) => (role.arn, false),
         None => {
-            let created = s
-                .aws
-                .iam
-                .create_role()
-                .role_name(name)
-                .description(format!("{service} role of stack {}", s.stack.name))
-                .assume_role_policy_document(trust_policy(service))
-                .set_tags(Some(stack_tags(s, part)))
-                .send()
-                .await
-                .op("iam:CreateRole");
+            let description = format!("{service} role of stack {}", s.stack.name);
+            let created = iam
+                .create_role(
+                    name,
+                    &description,
+                    &trust_policy(service),
+                    &s.stack.tags(part),
+                )
+                .await;
             match created {
-                Ok(out) => (
-                    out.role().map(|r| r.arn().to_owned()).unwrap_or_default(),
-                    true,
-                ),
+                Ok(role) => (role.arn, true),
                 // A run killed between CreateRole and here: the role is ours if it carries our tag.
-                Err(e) if e.is("EntityAlreadyExists") => match get_role(s, name).await? {
-                    Some(role) if owned_role(s, &role) => (role.arn().to_owned(), false),
-                    _ => return Err(StepError::NotOwned { resource }),
+                Err(e) if e.is("EntityAlreadyExists") => match owned_role(s, name).await? {
+                    Some(role) => (role.arn, false),
+                    None => return Err(StepError::NotOwned { resource }),
                 },
                 Err(e) => return Err(e).on(resource),
             }
         }
     };
-    recorded(s, created, "IAM role", name);
+    s.kept_or_created(created, "IAM role", name);
     let attached = if created {
         Vec::new()
     } else {
-        attached_policies(s, name).await?
+        iam.attached_policies(name).await.on(&resource)?
     };
     for policy in policies {
-        if attached.iter().any(|a| a == policy) {
+        if attached.iter().any(|a| a.name == *policy) {
             continue;
         }
-        let arn_policy = managed_policy_arn(policy);
+        let policy_arn = managed_policy_arn(policy);
         retry_not_yet(
             s.config.timeouts.resources(),
             |why| s.waiting(why),
-            || async {
-                s.aws
-                    .iam
-                    .attach_role_policy()
-                    .role_name(name)
-                    .policy_arn(&arn_policy)
-                    .send()
-                    .await
-                    .op("iam:AttachRolePolicy")
-            },
+            || iam.attach_policy(name, &policy_arn),
         )
         .await
         .on(&resource)?;
@@ -279,53 +216,30 @@ async fn ensure_role(
     Ok(arn)
 }
 
-async fn ensure_instance_profile(s: &Scope<'_>, role: &str) -> Result<(String, String), StepError> {
+async fn ensure_instance_profile(s: &Scope<'_>, role: &str) -> Result<InstanceProfile, StepError> {
+    let iam = s.aws.iam();
     let name = s.stack.node_instance_profile();
     let resource = format!("instance profile {name}");
-    let profile = match get_instance_profile(s, &name).await? {
-        Some(p) => {
-            if !super::owned(&s.stack, p.tags().iter().map(|t| (t.key(), t.value()))) {
-                return Err(StepError::NotOwned { resource });
-            }
-            recorded(s, false, "instance profile", &name);
-            p
-        }
-        None => {
-            let out = s
-                .aws
-                .iam
-                .create_instance_profile()
-                .instance_profile_name(&name)
-                .set_tags(Some(stack_tags(s, "node-instance-profile")))
-                .send()
-                .await
-                .op("iam:CreateInstanceProfile");
-            let profile = match out {
-                Ok(out) => out.instance_profile().cloned(),
-                Err(e) if e.is("EntityAlreadyExists") => get_instance_profile(s, &name).await?,
-                Err(e) => return Err(e).on(resource),
-            };
-            recorded(s, true, "instance profile", &name);
-            profile.ok_or_else(|| StepError::Failed {
-                resource: resource.clone(),
-                reason: "IAM returned no instance profile".into(),
-            })?
-        }
+    let (profile, created) = match owned_profile(s, &name).await? {
+        Some(p) => (p, false),
+        None => match iam
+            .create_instance_profile(&name, &s.stack.tags("node-instance-profile"))
+            .await
+        {
+            Ok(p) => (p, true),
+            Err(e) if e.is("EntityAlreadyExists") => match owned_profile(s, &name).await? {
+                Some(p) => (p, true),
+                None => return Err(StepError::NotOwned { resource }),
+            },
+            Err(e) => return Err(e).on(resource),
+        },
     };
-    if !profile.roles().iter().any(|r| r.role_name() == role) {
+    s.kept_or_created(created, "instance profile", &name);
+    if !profile.roles.iter().any(|r| r == role) {
         retry_not_yet(
             s.config.timeouts.resources(),
             |why| s.waiting(why),
-            || async {
-                s.aws
-                    .iam
-                    .add_role_to_instance_profile()
-                    .instance_profile_name(&name)
-                    .role_name(role)
-                    .send()
-                    .await
-                    .op("iam:AddRoleToInstanceProfile")
-            },
+            || iam.add_role_to_profile(&name, role),
         )
         .await
         .on(&resource)?;
@@ -335,145 +249,51 @@ async fn ensure_instance_profile(s: &Scope<'_>, role: &str) -> Result<(String, S
             format!("{name} <- {role}"),
         );
     }
-    Ok((profile.arn().to_owned(), name))
+    Ok(profile)
 }
 
 async fn destroy_instance_profile(s: &Scope<'_>, name: &str) -> Result<(), StepError> {
-    let resource = format!("instance profile {name}");
-    let Some(profile) = get_instance_profile(s, name).await? else {
+    let iam = s.aws.iam();
+    let Some(profile) = owned_profile(s, name).await? else {
         s.record(Action::Absent, "instance profile", name);
         return Ok(());
     };
-    if !super::owned(
-        &s.stack,
-        profile.tags().iter().map(|t| (t.key(), t.value())),
-    ) {
-        return Err(StepError::NotOwned { resource });
+    for role in &profile.roles {
+        Removal::new(s, "instance profile", name)
+            .release(|| iam.remove_role_from_profile(name, role))
+            .await?;
     }
-    for role in profile.roles() {
-        ignore_not_found(
-            s.aws
-                .iam
-                .remove_role_from_instance_profile()
-                .instance_profile_name(name)
-                .role_name(role.role_name())
-                .send()
-                .await
-                .op("iam:RemoveRoleFromInstanceProfile"),
-        )
-        .on(&resource)?;
-    }
-    let deleted = ignore_not_found(
-        s.aws
-            .iam
-            .delete_instance_profile()
-            .instance_profile_name(name)
-            .send()
-            .await
-            .op("iam:DeleteInstanceProfile"),
-    )
-    .on(&resource)?;
-    s.record(deleted_or_absent(deleted), "instance profile", name);
-    Ok(())
+    Removal::new(s, "instance profile", name)
+        .delete(|| iam.delete_instance_profile(name))
+        .await
 }
 
 async fn destroy_role(s: &Scope<'_>, name: &str) -> Result<(), StepError> {
+    let iam = s.aws.iam();
     let resource = format!("IAM role {name}");
-    let Some(role) = get_role(s, name).await? else {
+    if owned_role(s, name).await?.is_none() {
         s.record(Action::Absent, "IAM role", name);
         return Ok(());
-    };
-    if !owned_role(s, &role) {
-        return Err(StepError::NotOwned { resource });
     }
-    let attached = s
-        .aws
-        .iam
-        .list_attached_role_policies()
-        .role_name(name)
-        .send()
-        .await
-        .op("iam:ListAttachedRolePolicies")
-        .on(&resource)?;
-    for policy in attached.attached_policies() {
-        if let Some(arn) = policy.policy_arn() {
-            ignore_not_found(
-                s.aws
-                    .iam
-                    .detach_role_policy()
-                    .role_name(name)
-                    .policy_arn(arn)
-                    .send()
-                    .await
-                    .op("iam:DetachRolePolicy"),
-            )
-            .on(&resource)?;
-        }
+    for policy in iam.attached_policies(name).await.on(&resource)? {
+        Removal::new(s, "IAM role", name)
+            .release(|| iam.detach_policy(name, &policy.arn))
+            .await?;
     }
-    let inline = s
-        .aws
-        .iam
-        .list_role_policies()
-        .role_name(name)
-        .send()
-        .await
-        .op("iam:ListRolePolicies")
-        .on(&resource)?;
-    for policy in inline.policy_names() {
-        ignore_not_found(
-            s.aws
-                .iam
-                .delete_role_policy()
-                .role_name(name)
-                .policy_name(policy)
-                .send()
-                .await
-                .op("iam:DeleteRolePolicy"),
-        )
-        .on(&resource)?;
+    for policy in iam.inline_policies(name).await.on(&resource)? {
+        Removal::new(s, "IAM role", name)
+            .release(|| iam.delete_inline_policy(name, &policy))
+            .await?;
     }
     // A role still in an instance profile (made by hand, or an earlier partial run) cannot go.
-    let profiles = s
-        .aws
-        .iam
-        .list_instance_profiles_for_role()
-        .role_name(name)
-        .send()
-        .await
-        .op("iam:ListInstanceProfilesForRole")
-        .on(&resource)?;
-    for profile in profiles.instance_profiles() {
-        ignore_not_found(
-            s.aws
-                .iam
-                .remove_role_from_instance_profile()
-                .instance_profile_name(profile.instance_profile_name())
-                .role_name(name)
-                .send()
-                .await
-                .op("iam:RemoveRoleFromInstanceProfile"),
-        )
-        .on(&resource)?;
+    for profile in iam.profiles_for_role(name).await.on(&resource)? {
+        Removal::new(s, "IAM role", name)
+            .release(|| iam.remove_role_from_profile(&profile, name))
+            .await?;
     }
-    let deleted = retry_not_yet(
-        s.config.timeouts.resources(),
-        |why| s.waiting(why),
-        || async {
-            ignore_not_found(
-                s.aws
-                    .iam
-                    .delete_role()
-                    .role_name(name)
-                    .send()
-                    .await
-                    .op("iam:DeleteRole"),
-            )
-        },
-    )
-    .await
-    .on(&resource)?;
-    s.record(deleted_or_absent(deleted), "IAM role", name);
-    Ok(())
+    Removal::new(s, "IAM role", name)
+        .delete(|| iam.delete_role(name))
+        .await
 }
 
 #[cfg(test)]

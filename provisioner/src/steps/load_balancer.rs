@@ -2,17 +2,15 @@
 //! on the ingress controller's HTTP NodePort, health-checked on its readiness NodePort) and a TCP
 //! :80 listener.
 
-use aws_sdk_elasticloadbalancingv2::types::{
-    Action as LbAction, ActionTypeEnum, IpAddressType, LoadBalancerSchemeEnum,
-    LoadBalancerStateEnum, LoadBalancerTypeEnum, ProtocolEnum, Tag, TargetTypeEnum,
-};
-
-use super::{deleted_or_absent, ignore_not_found};
-use crate::aws::AwsResultExt;
+use super::Removal;
+use super::network::{self, Network};
+use crate::aws::elbv2::{self, NewTargetGroup, TargetGroup};
 use crate::ingress::{HEALTH_NODE_PORT, HEALTH_PATH, HTTP_NODE_PORT};
-use crate::plan::{OnResource, Resource, Scope, Step, StepError, StepFuture, input, recorded};
+use crate::plan::{OnResource, Output, Resource, Scope, Step, StepError, StepFuture, StepId};
 use crate::progress::Action;
-use crate::retry::{Poll, retry_not_yet, wait_for};
+use crate::retry::{Poll, wait_for};
+
+pub const ID: StepId = StepId::new("load-balancer");
 
 /// What the load-balancer step produces.
 #[derive(Debug, Clone)]
@@ -22,33 +20,36 @@ pub struct LoadBalancer {
     pub target_group_arn: String,
 }
 
+impl Output for LoadBalancer {
+    const STEP: StepId = ID;
+}
+
 pub struct LoadBalancerStep;
 
 pub const LISTENER_PORT: i32 = 80;
 
 impl Step for LoadBalancerStep {
-    fn name(&self) -> &'static str {
-        "load-balancer"
+    fn id(&self) -> StepId {
+        ID
     }
 
     fn title(&self) -> &'static str {
         "Network Load Balancer, target group, listener"
     }
 
-    fn needs(&self) -> &'static [&'static str] {
-        &["network"]
+    fn needs(&self) -> &[StepId] {
+        &[network::ID]
     }
 
     fn ensure<'a>(&'a self, s: &'a Scope<'a>) -> StepFuture<'a, ()> {
         Box::pin(async move {
-            let (target_group_arn, lb) =
+            let (target_group_arn, lb_arn) =
                 tokio::try_join!(ensure_target_group(s), ensure_load_balancer(s))?;
-            let lb_arn = lb.load_balancer_arn().unwrap_or_default().to_owned();
             ensure_listener(s, &lb_arn, &target_group_arn).await?;
             let lb = wait_active(s, &lb_arn).await?;
-            let _ = s.outputs.load_balancer.set(LoadBalancer {
-                arn: lb_arn,
-                dns_name: lb.dns_name().unwrap_or_default().to_owned(),
+            s.outputs.put(LoadBalancer {
+                arn: lb.arn,
+                dns_name: lb.dns_name,
                 target_group_arn,
             });
             Ok(())
@@ -57,71 +58,30 @@ impl Step for LoadBalancerStep {
 
     fn destroy<'a>(&'a self, s: &'a Scope<'a>) -> StepFuture<'a, ()> {
         Box::pin(async move {
+            let elbv2 = s.aws.elbv2();
             let name = s.stack.load_balancer();
-            let resource = format!("load balancer {name}");
-            match describe_lb(s, &name).await? {
+            match owned_load_balancer(s).await? {
                 None => s.record(Action::Absent, "load balancer", &name),
                 Some(lb) => {
-                    let arn = lb.load_balancer_arn().unwrap_or_default().to_owned();
-                    if !owned_arn(s, &arn).await? {
-                        return Err(StepError::NotOwned { resource });
-                    }
-                    // Deleting the load balancer deletes its listeners.
-                    ignore_not_found(
-                        s.aws
-                            .elbv2
-                            .delete_load_balancer()
-                            .load_balancer_arn(&arn)
-                            .send()
-                            .await
-                            .op("elbv2:DeleteLoadBalancer"),
-                    )
-                    .on(&resource)?;
-                    wait_for(
-                        s.config.timeouts.resources(),
-                        |state| s.waiting(state),
-                        || async {
-                            Ok(match describe_lb(s, &name).await? {
-                                None => Poll::Ready(()),
-                                Some(_) => Poll::Pending("load balancer deleting".to_owned()),
-                            })
-                        },
-                    )
-                    .await
-                    .on(&resource)?;
-                    s.record(Action::Deleted, "load balancer", &name);
+                    Removal::new(s, "load balancer", &name)
+                        .delete_and_wait(
+                            || elbv2.delete_load_balancer(&lb.arn),
+                            || async {
+                                let left = describe_lb(s).await?;
+                                Ok(left.map(|_| "load balancer deleting".to_owned()))
+                            },
+                        )
+                        .await?;
                 }
             }
             let tg_name = s.stack.target_group();
-            let tg_resource = format!("target group {tg_name}");
-            match describe_tg(s, &tg_name).await? {
+            match owned_target_group(s).await? {
                 None => s.record(Action::Absent, "target group", &tg_name),
+                // ResourceInUse while the load balancer is still letting go of it.
                 Some(tg) => {
-                    let arn = tg.target_group_arn().unwrap_or_default().to_owned();
-                    if !owned_arn(s, &arn).await? {
-                        return Err(StepError::NotOwned {
-                            resource: tg_resource,
-                        });
-                    }
-                    // ResourceInUse while the load balancer is still letting go of it.
-                    let deleted = retry_not_yet(
-                        s.config.timeouts.resources(),
-                        |why| s.waiting(why),
-                        || async {
-                            ignore_not_found(
-                                s.aws
-                                    .elbv2
-                                    .delete_target_group()
-                                    .target_group_arn(&arn)
-                                    .send()
-                                    .await
-                                    .op("elbv2:DeleteTargetGroup"),
-                            )
-                        },
-                    )
-                    .await
-                    .on(&tg_resource)?;
-                    s.record(deleted_or_absent(deleted), "target group", &tg_name);
+                    Removal::new(s, "target group", &tg_name)
+                        .delete(|| elbv2.delete_target_group(&tg.arn))
+                        .await?
                 }
             }
             Ok(())
@@ -132,57 +92,38 @@ impl Step for LoadBalancerStep {
         Box::pin(async move {
             let mut found = Vec::new();
             let name = s.stack.load_balancer();
-            match describe_lb(s, &name).await? {
+            match describe_lb(s).await? {
                 Some(lb) => {
-                    let arn = lb.load_balancer_arn().unwrap_or_default();
-                    found.push(Resource::found(
-                        "load balancer",
-                        &name,
-                        arn,
-                        format!(
-                            "{} {}",
-                            lb.state()
-                                .and_then(|st| st.code())
-                                .map(|c| c.as_str())
-                                .unwrap_or("unknown"),
-                            lb.dns_name().unwrap_or_default()
-                        ),
-                    ));
                     let listeners = s
                         .aws
-                        .elbv2
-                        .describe_listeners()
-                        .load_balancer_arn(arn)
-                        .send()
+                        .elbv2()
+                        .listeners(&lb.arn)
                         .await
-                        .op("elbv2:DescribeListeners")
                         .on(format!("load balancer {name}"))?;
-                    for l in listeners.listeners() {
+                    let state = format!("{} {}", lb.state, lb.dns_name);
+                    found.push(Resource::found("load balancer", &name, lb.arn, state));
+                    for l in listeners {
                         found.push(Resource::found(
                             "listener",
-                            format!("{name}:{}", l.port().unwrap_or_default()),
-                            l.listener_arn().unwrap_or_default(),
-                            l.protocol()
-                                .map(|p| p.as_str().to_owned())
-                                .unwrap_or_default(),
+                            format!("{name}:{}", l.port.unwrap_or_default()),
+                            l.arn,
+                            l.protocol.unwrap_or_default(),
                         ));
                     }
                 }
                 None => found.push(Resource::missing("load balancer", &name)),
             }
             let tg_name = s.stack.target_group();
-            match describe_tg(s, &tg_name).await? {
-                Some(tg) => found.push(Resource::found(
-                    "target group",
-                    &tg_name,
-                    tg.target_group_arn().unwrap_or_default(),
-                    format!(
+            match describe_tg(s).await? {
+                Some(tg) => {
+                    let state = format!(
                         "{} {} port {}",
-                        tg.target_type().map(|t| t.as_str()).unwrap_or_default(),
-                        tg.protocol().map(|p| p.as_str()).unwrap_or_default(),
-                        tg.port().unwrap_or_default()
-                    ),
-                )),
+                        tg.target_type.unwrap_or_default(),
+                        tg.protocol.unwrap_or_default(),
+                        tg.port.unwrap_or_default()
+                    );
+                    found.push(Resource::found("target group", &tg_name, tg.arn, state));
+                }
                 None => found.push(Resource::missing("target group", &tg_name)),
             }
             Ok(found)
@@ -190,289 +131,196 @@ impl Step for LoadBalancerStep {
     }
 }
 
-pub(crate) async fn describe_lb(
-    s: &Scope<'_>,
-    name: &str,
-) -> Result<Option<aws_sdk_elasticloadbalancingv2::types::LoadBalancer>, StepError> {
-    match s
-        .aws
-        .elbv2
-        .describe_load_balancers()
-        .names(name)
-        .send()
+async fn describe_lb(s: &Scope<'_>) -> Result<Option<elbv2::LoadBalancer>, StepError> {
+    let name = s.stack.load_balancer();
+    s.aws
+        .elbv2()
+        .load_balancer(&name)
         .await
-        .op("elbv2:DescribeLoadBalancers")
-    {
-        Ok(out) => Ok(out.load_balancers().first().cloned()),
-        Err(e) if e.is_not_found() => Ok(None),
-        Err(e) => Err(e).on(format!("load balancer {name}")),
-    }
+        .on(format!("load balancer {name}"))
 }
 
-pub(crate) async fn describe_tg(
-    s: &Scope<'_>,
-    name: &str,
-) -> Result<Option<aws_sdk_elasticloadbalancingv2::types::TargetGroup>, StepError> {
-    match s
-        .aws
-        .elbv2
-        .describe_target_groups()
-        .names(name)
-        .send()
+/// The stack's target group as ELB describes it now.
+pub(crate) async fn describe_tg(s: &Scope<'_>) -> Result<Option<TargetGroup>, StepError> {
+    let name = s.stack.target_group();
+    s.aws
+        .elbv2()
+        .target_group(&name)
         .await
-        .op("elbv2:DescribeTargetGroups")
-    {
-        Ok(out) => Ok(out.target_groups().first().cloned()),
-        Err(e) if e.is_not_found() => Ok(None),
-        Err(e) => Err(e).on(format!("target group {name}")),
-    }
+        .on(format!("target group {name}"))
 }
 
 /// ELBv2 returns tags only through DescribeTags.
-async fn owned_arn(s: &Scope<'_>, arn: &str) -> Result<bool, StepError> {
-    let out = s
-        .aws
-        .elbv2
-        .describe_tags()
-        .resource_arns(arn)
-        .send()
-        .await
-        .op("elbv2:DescribeTags")
-        .on(arn)?;
-    Ok(out.tag_descriptions().iter().any(|d| {
-        super::owned(
-            &s.stack,
-            d.tags()
-                .iter()
-                .map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())),
-        )
-    }))
+async fn owned_arn(s: &Scope<'_>, arn: &str, resource: String) -> Result<(), StepError> {
+    let tags = s.aws.elbv2().tags(&[arn.to_owned()]).await.on(arn)?;
+    if tags.iter().any(|(_, tags)| s.stack.owns(tags)) {
+        Ok(())
+    } else {
+        Err(StepError::NotOwned { resource })
+    }
 }
 
-fn stack_tags(s: &Scope<'_>, part: &str) -> Vec<Tag> {
-    s.stack
-        .tags(part)
-        .into_iter()
-        .map(|(k, v)| Tag::builder().key(k).value(v).build())
-        .collect()
+async fn owned_load_balancer(s: &Scope<'_>) -> Result<Option<elbv2::LoadBalancer>, StepError> {
+    let found = describe_lb(s).await?;
+    if let Some(lb) = &found {
+        owned_arn(
+            s,
+            &lb.arn,
+            format!("load balancer {}", s.stack.load_balancer()),
+        )
+        .await?;
+    }
+    Ok(found)
+}
+
+async fn owned_target_group(s: &Scope<'_>) -> Result<Option<TargetGroup>, StepError> {
+    let found = describe_tg(s).await?;
+    if let Some(tg) = &found {
+        owned_arn(
+            s,
+            &tg.arn,
+            format!("target group {}", s.stack.target_group()),
+        )
+        .await?;
+    }
+    Ok(found)
 }
 
 async fn ensure_target_group(s: &Scope<'_>) -> Result<String, StepError> {
-    let network = input(&s.outputs.network, "network")?;
+    let network = s.input::<Network>()?;
+    let elbv2 = s.aws.elbv2();
     let name = s.stack.target_group();
     let resource = format!("target group {name}");
-    if let Some(tg) = describe_tg(s, &name).await? {
-        let arn = tg.target_group_arn().unwrap_or_default().to_owned();
-        if !owned_arn(s, &arn).await? {
-            return Err(StepError::NotOwned { resource });
-        }
-        let shape = (tg.target_type(), tg.protocol(), tg.port(), tg.vpc_id());
+    let health_port = HEALTH_NODE_PORT.to_string();
+    if let Some(tg) = owned_target_group(s).await? {
+        let shape = (
+            tg.target_type.as_deref(),
+            tg.protocol.as_deref(),
+            tg.port,
+            tg.vpc_id.as_deref(),
+        );
         if shape
             != (
-                Some(&TargetTypeEnum::Ip),
-                Some(&ProtocolEnum::Tcp),
+                Some("ip"),
+                Some("TCP"),
                 Some(HTTP_NODE_PORT),
                 Some(network.vpc_id.as_str()),
             )
         {
-            return Err(StepError::Failed {
+            return Err(StepError::conflict(
                 resource,
-                reason: format!(
+                format!(
                     "is {:?} {:?} port {:?} in {:?}, but the stack needs ip TCP port {HTTP_NODE_PORT} in {}; these cannot change: run `provisioner down` first",
-                    tg.target_type(),
-                    tg.protocol(),
-                    tg.port(),
-                    tg.vpc_id(),
-                    network.vpc_id
+                    tg.target_type, tg.protocol, tg.port, tg.vpc_id, network.vpc_id
                 ),
-            });
+            ));
         }
-        let health_ok = tg.health_check_protocol() == Some(&ProtocolEnum::Http)
-            && tg.health_check_port() == Some(HEALTH_NODE_PORT.to_string().as_str())
-            && tg.health_check_path() == Some(HEALTH_PATH);
-        if health_ok {
-            recorded(s, false, "target group", &name);
+        let health = &tg.health_check;
+        if health.protocol.as_deref() == Some("HTTP")
+            && health.port.as_deref() == Some(health_port.as_str())
+            && health.path.as_deref() == Some(HEALTH_PATH)
+        {
+            s.kept_or_created(false, "target group", &name);
         } else {
-            s.aws
-                .elbv2
-                .modify_target_group()
-                .target_group_arn(&arn)
-                .health_check_protocol(ProtocolEnum::Http)
-                .health_check_port(HEALTH_NODE_PORT.to_string())
-                .health_check_path(HEALTH_PATH)
-                .send()
+            elbv2
+                .set_http_health_check(&tg.arn, HEALTH_NODE_PORT, HEALTH_PATH)
                 .await
-                .op("elbv2:ModifyTargetGroup")
                 .on(&resource)?;
             s.record(Action::Updated, "target group health check", &name);
         }
-        return Ok(arn);
+        return Ok(tg.arn);
     }
-    let out = s
-        .aws
-        .elbv2
-        .create_target_group()
-        .name(&name)
-        .protocol(ProtocolEnum::Tcp)
-        .port(HTTP_NODE_PORT)
-        .vpc_id(&network.vpc_id)
-        .target_type(TargetTypeEnum::Ip)
-        .health_check_enabled(true)
-        .health_check_protocol(ProtocolEnum::Http)
-        .health_check_port(HEALTH_NODE_PORT.to_string())
-        .health_check_path(HEALTH_PATH)
-        .health_check_interval_seconds(10)
-        .healthy_threshold_count(2)
-        .unhealthy_threshold_count(2)
-        .set_tags(Some(stack_tags(s, "target-group")))
-        .send()
+    let tags = s.stack.tags("target-group");
+    let arn = elbv2
+        .create_target_group(&NewTargetGroup {
+            name: &name,
+            port: HTTP_NODE_PORT,
+            vpc_id: &network.vpc_id,
+            health_port: HEALTH_NODE_PORT,
+            health_path: HEALTH_PATH,
+            tags: &tags,
+        })
         .await
-        .op("elbv2:CreateTargetGroup")
         .on(&resource)?;
-    recorded(s, true, "target group", &name);
-    Ok(out
-        .target_groups()
-        .first()
-        .and_then(|t| t.target_group_arn())
-        .unwrap_or_default()
-        .to_owned())
+    s.kept_or_created(true, "target group", &name);
+    Ok(arn)
 }
 
-async fn ensure_load_balancer(
-    s: &Scope<'_>,
-) -> Result<aws_sdk_elasticloadbalancingv2::types::LoadBalancer, StepError> {
-    let network = input(&s.outputs.network, "network")?;
+async fn ensure_load_balancer(s: &Scope<'_>) -> Result<String, StepError> {
+    let network = s.input::<Network>()?;
     let name = s.stack.load_balancer();
-    let resource = format!("load balancer {name}");
-    if let Some(lb) = describe_lb(s, &name).await? {
-        if !owned_arn(s, lb.load_balancer_arn().unwrap_or_default()).await? {
-            return Err(StepError::NotOwned { resource });
-        }
-        recorded(s, false, "load balancer", &name);
-        return Ok(lb);
+    if let Some(lb) = owned_load_balancer(s).await? {
+        s.kept_or_created(false, "load balancer", &name);
+        return Ok(lb.arn);
     }
-    let out = s
+    let lb = s
         .aws
-        .elbv2
-        .create_load_balancer()
-        .name(&name)
-        .r#type(LoadBalancerTypeEnum::Network)
-        .scheme(LoadBalancerSchemeEnum::InternetFacing)
-        .ip_address_type(IpAddressType::Ipv4)
-        .set_subnets(Some(network.subnet_ids.clone()))
-        .set_tags(Some(stack_tags(s, "nlb")))
-        .send()
+        .elbv2()
+        .create_network_load_balancer(&name, &network.subnet_ids, &s.stack.tags("nlb"))
         .await
-        .op("elbv2:CreateLoadBalancer")
-        .on(&resource)?;
-    recorded(s, true, "load balancer", &name);
-    out.load_balancers()
-        .first()
-        .cloned()
-        .ok_or_else(|| StepError::Failed {
-            resource,
-            reason: "ELB returned no load balancer".into(),
-        })
+        .on(format!("load balancer {name}"))?;
+    s.kept_or_created(true, "load balancer", &name);
+    Ok(lb.arn)
 }
 
 async fn ensure_listener(s: &Scope<'_>, lb_arn: &str, tg_arn: &str) -> Result<(), StepError> {
+    let elbv2 = s.aws.elbv2();
     let resource = format!("listener :{LISTENER_PORT} of {}", s.stack.load_balancer());
-    let listeners = s
-        .aws
-        .elbv2
-        .describe_listeners()
-        .load_balancer_arn(lb_arn)
-        .send()
-        .await
-        .op("elbv2:DescribeListeners")
-        .on(&resource)?;
-    let forward = LbAction::builder()
-        .r#type(ActionTypeEnum::Forward)
-        .target_group_arn(tg_arn)
-        .build();
-    match listeners
-        .listeners()
-        .iter()
-        .find(|l| l.port() == Some(LISTENER_PORT))
-    {
+    let listeners = elbv2.listeners(lb_arn).await.on(&resource)?;
+    let id = format!("TCP:{LISTENER_PORT}");
+    match listeners.iter().find(|l| l.port == Some(LISTENER_PORT)) {
+        Some(listener)
+            if listener.forwards_to.iter().any(|t| t == tg_arn)
+                && listener.protocol.as_deref() == Some("TCP") =>
+        {
+            s.kept_or_created(false, "listener", &id);
+        }
         Some(listener) => {
-            let forwards_to_ours = listener.default_actions().iter().any(|a| {
-                a.r#type() == Some(&ActionTypeEnum::Forward) && a.target_group_arn() == Some(tg_arn)
-            });
-            if forwards_to_ours && listener.protocol() == Some(&ProtocolEnum::Tcp) {
-                recorded(s, false, "listener", &format!("TCP:{LISTENER_PORT}"));
-            } else {
-                s.aws
-                    .elbv2
-                    .modify_listener()
-                    .listener_arn(listener.listener_arn().unwrap_or_default())
-                    .protocol(ProtocolEnum::Tcp)
-                    .default_actions(forward)
-                    .send()
-                    .await
-                    .op("elbv2:ModifyListener")
-                    .on(&resource)?;
-                s.record(Action::Updated, "listener", format!("TCP:{LISTENER_PORT}"));
-            }
+            elbv2
+                .make_tcp_forward(&listener.arn, tg_arn)
+                .await
+                .on(&resource)?;
+            s.record(Action::Updated, "listener", id);
         }
         None => {
-            s.aws
-                .elbv2
-                .create_listener()
-                .load_balancer_arn(lb_arn)
-                .protocol(ProtocolEnum::Tcp)
-                .port(LISTENER_PORT)
-                .default_actions(forward)
-                .set_tags(Some(stack_tags(s, "listener")))
-                .send()
+            elbv2
+                .create_tcp_listener(lb_arn, LISTENER_PORT, tg_arn, &s.stack.tags("listener"))
                 .await
-                .op("elbv2:CreateListener")
                 .on(&resource)?;
-            recorded(s, true, "listener", &format!("TCP:{LISTENER_PORT}"));
+            s.kept_or_created(true, "listener", &id);
         }
     }
     Ok(())
 }
 
-async fn wait_active(
-    s: &Scope<'_>,
-    arn: &str,
-) -> Result<aws_sdk_elasticloadbalancingv2::types::LoadBalancer, StepError> {
+async fn wait_active(s: &Scope<'_>, arn: &str) -> Result<elbv2::LoadBalancer, StepError> {
     let resource = format!("load balancer {}", s.stack.load_balancer());
     wait_for(
         s.config.timeouts.resources(),
         |state| s.waiting(state),
         || async {
-            let out = s
+            let Some(lb) = s
                 .aws
-                .elbv2
-                .describe_load_balancers()
-                .load_balancer_arns(arn)
-                .send()
+                .elbv2()
+                .load_balancer_by_arn(arn)
                 .await
-                .op("elbv2:DescribeLoadBalancers")
-                .on(&resource)?;
-            let Some(lb) = out.load_balancers().first().cloned() else {
-                return Err(StepError::Failed {
-                    resource: resource.clone(),
-                    reason: "disappeared while waiting for it to become active".into(),
-                });
+                .on(&resource)?
+            else {
+                return Err(StepError::conflict(
+                    &resource,
+                    "disappeared while waiting for it to become active",
+                ));
             };
-            match lb.state().and_then(|st| st.code()) {
-                Some(LoadBalancerStateEnum::Active) => Ok(Poll::Ready(lb)),
-                Some(LoadBalancerStateEnum::Failed) => Err(StepError::Failed {
-                    resource: resource.clone(),
-                    reason: format!(
+            match lb.state.as_str() {
+                "active" => Ok(Poll::Ready(lb)),
+                "failed" => Err(StepError::conflict(
+                    &resource,
+                    format!(
                         "failed: {}",
-                        lb.state()
-                            .and_then(|st| st.reason())
-                            .unwrap_or("no reason given")
+                        lb.state_reason.as_deref().unwrap_or("no reason given")
                     ),
-                }),
-                other => Ok(Poll::Pending(format!(
-                    "load balancer {}",
-                    other.map(|c| c.as_str()).unwrap_or("provisioning")
-                ))),
+                )),
+                other => Ok(Poll::Pending(format!("load balancer {other}"))),
             }
         },
     )

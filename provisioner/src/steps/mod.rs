@@ -1,4 +1,5 @@
-//! One module per kind of resource the stack owns; see [`crate::plan::Step`].
+//! One module per kind of resource the stack owns (see [`crate::plan::Step`]), and the catalogue
+//! that puts them in plans. Adding a step means its module and a line here.
 
 pub mod cluster;
 pub mod iam;
@@ -7,89 +8,83 @@ pub mod load_balancer;
 pub mod network;
 pub mod nodes;
 pub mod platform;
+mod removal;
 pub mod security_groups;
 pub mod targets;
 
-use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
+use crate::plan::{Plan, StepError, StepId};
 
-use crate::stack::{PART_TAG, STACK_TAG, Stack};
+pub use platform::PlatformSettings;
+pub(crate) use removal::Removal;
 
-/// EC2 tags for a new resource, applied in the create call itself so that nothing exists untagged
-/// even if the process dies right after.
-pub(crate) fn ec2_tags(
-    stack: &Stack,
-    resource: ResourceType,
-    part: &str,
-    extra: &[(String, String)],
-) -> TagSpecification {
-    let tags = stack
-        .tags(part)
-        .into_iter()
-        .chain(extra.iter().cloned())
-        .map(|(k, v)| Tag::builder().key(k).value(v).build());
-    TagSpecification::builder()
-        .resource_type(resource)
-        .set_tags(Some(tags.collect()))
-        .build()
+/// The AWS side of the platform (paper, section III).
+pub fn infrastructure() -> Plan {
+    aws(vec![cluster::ID])
 }
 
-/// Filters that select the stack's resources, optionally one part of it.
-pub(crate) fn ec2_filters(stack: &Stack, part: Option<&str>) -> Vec<Filter> {
-    let mut filters = vec![
-        Filter::builder()
-            .name(format!("tag:{STACK_TAG}"))
-            .values(&stack.name)
-            .build(),
-    ];
-    if let Some(part) = part {
-        filters.push(
-            Filter::builder()
-                .name(format!("tag:{PART_TAG}"))
-                .values(part)
-                .build(),
-        );
-    }
-    filters
+/// Everything: the AWS side, then the nodes' access, the ingress controller and the site.
+pub fn full(settings: PlatformSettings) -> Plan {
+    // Down removes the platform's LoadBalancer Services before sweeping what they left in AWS.
+    aws(vec![cluster::ID, platform::ID])
+        .with(platform::NodeAccessStep {
+            kube_override: settings.kube_override.clone(),
+        })
+        .with(platform::PlatformStep { settings })
 }
 
-pub(crate) fn ec2_filter(name: &str, value: impl Into<String>) -> Filter {
-    Filter::builder().name(name).values(value).build()
+fn aws(leftovers_after: Vec<StepId>) -> Plan {
+    Plan::default()
+        .with(network::NetworkStep)
+        .with(iam::IamStep)
+        .with(security_groups::SecurityGroupsStep)
+        .with(cluster::ClusterStep)
+        .with(leftovers::LeftoversStep {
+            after: leftovers_after,
+        })
+        .with(nodes::NodesStep)
+        .with(load_balancer::LoadBalancerStep)
+        .with(targets::TargetsStep)
 }
 
 /// The one match of a lookup by tag; two are a state this tool never creates, so say so.
-pub(crate) fn single<T>(found: Vec<T>, what: &str) -> Result<Option<T>, crate::plan::StepError> {
+pub(crate) fn single<T>(found: Vec<T>, what: &str) -> Result<Option<T>, StepError> {
     if found.len() > 1 {
-        return Err(crate::plan::StepError::Failed {
+        return Err(StepError::Ambiguous {
             resource: what.to_owned(),
-            reason: format!(
-                "{} resources carry this stack's tags; expected one. Remove the extra by hand or run `provisioner down`",
-                found.len()
-            ),
+            count: found.len(),
         });
     }
     Ok(found.into_iter().next())
 }
 
-/// Whether a list of `(key, value)` tags marks the resource as this stack's.
-pub(crate) fn owned<'a>(stack: &Stack, mut tags: impl Iterator<Item = (&'a str, &'a str)>) -> bool {
-    tags.any(|(k, v)| k == STACK_TAG && v == stack.name)
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Deletion where "already gone" is success: `Ok(true)` deleted now, `Ok(false)` was absent.
-pub(crate) fn ignore_not_found(
-    result: Result<impl Sized, crate::aws::AwsError>,
-) -> Result<bool, crate::aws::AwsError> {
-    match result {
-        Ok(_) => Ok(true),
-        Err(e) if e.is_not_found() => Ok(false),
-        Err(e) => Err(e),
+    /// Every step comes after what it needs; returns the order.
+    fn checked_order(plan: &Plan) -> Vec<&'static str> {
+        let order = plan.order().unwrap();
+        let at = |n: &str| order.iter().position(|o| *o == n).unwrap();
+        for step in plan.steps() {
+            for need in step.needs() {
+                let (need, name) = (need.name(), step.name());
+                assert!(at(need) < at(name), "{need} before {name}");
+            }
+        }
+        order
     }
-}
 
-pub(crate) fn deleted_or_absent(deleted: bool) -> crate::progress::Action {
-    if deleted {
-        crate::progress::Action::Deleted
-    } else {
-        crate::progress::Action::Absent
+    #[test]
+    fn order_puts_every_step_after_what_it_needs() {
+        let order = checked_order(&infrastructure());
+        assert_eq!(order.first(), Some(&"network"));
+        assert_eq!(order.last(), Some(&"targets"));
+    }
+
+    #[test]
+    fn the_full_plan_sweeps_kubernetes_leftovers_after_the_platform() {
+        let order = checked_order(&full(PlatformSettings::default()));
+        assert_eq!(order.last(), Some(&"k8s-leftovers"));
+        assert!(order.contains(&"platform") && order.contains(&"node-access"));
     }
 }

@@ -1,16 +1,15 @@
 //! The VPC, two public subnets (zones a and c), the internet gateway and the public route table.
 
-use aws_sdk_ec2::types::{
-    AttributeBooleanValue, ResourceType, RouteTable, Subnet, VpcAttributeName,
-};
 use ipnet::Ipv4Net;
 
-use super::{deleted_or_absent, ec2_filter, ec2_filters, ec2_tags, ignore_not_found, single};
-use crate::aws::AwsResultExt;
+use super::{Removal, single};
+use crate::aws::ec2::{DnsAttribute, RouteTable, Subnet};
 use crate::config::Zone;
-use crate::plan::{OnResource, Resource, Scope, Step, StepError, StepFuture, recorded};
+use crate::plan::{OnResource, Output, Resource, Scope, Step, StepError, StepFuture, StepId};
 use crate::progress::Action;
-use crate::retry::retry_not_yet;
+use crate::stack::PART_TAG;
+
+pub const ID: StepId = StepId::new("network");
 
 /// What the network step produces.
 #[derive(Debug, Clone)]
@@ -23,20 +22,27 @@ pub struct Network {
     pub route_table_id: String,
 }
 
+impl Output for Network {
+    const STEP: StepId = ID;
+}
+
 pub struct NetworkStep;
 
 const DEFAULT_ROUTE: &str = "0.0.0.0/0";
+const VPC: &str = "vpc";
+const GATEWAY: &str = "igw";
+const ROUTES: &str = "public-routes";
 
 impl Step for NetworkStep {
-    fn name(&self) -> &'static str {
-        "network"
+    fn id(&self) -> StepId {
+        ID
     }
 
     fn title(&self) -> &'static str {
         "VPC, public subnets, internet gateway, routes"
     }
 
-    fn needs(&self) -> &'static [&'static str] {
+    fn needs(&self) -> &[StepId] {
         &[]
     }
 
@@ -54,7 +60,6 @@ impl Step for NetworkStep {
                 ensure_internet_gateway(s, &vpc_id),
                 ensure_route_table(s, &vpc_id),
             )?;
-            let route_table_id = route_table.route_table_id().unwrap_or_default().to_owned();
             let routes = ensure_default_route(s, &route_table, &igw);
             let associations = futures::future::try_join_all(
                 subnet_ids
@@ -62,12 +67,12 @@ impl Step for NetworkStep {
                     .map(|subnet| ensure_association(s, &route_table, subnet)),
             );
             tokio::try_join!(routes, associations)?;
-            let _ = s.outputs.network.set(Network {
+            s.outputs.put(Network {
                 vpc_id,
                 vpc_cidr: s.config.vpc_cidr,
                 subnet_ids,
                 internet_gateway_id: igw,
-                route_table_id,
+                route_table_id: route_table.id,
             });
             Ok(())
         })
@@ -75,139 +80,48 @@ impl Step for NetworkStep {
 
     fn destroy<'a>(&'a self, s: &'a Scope<'a>) -> StepFuture<'a, ()> {
         Box::pin(async move {
-            let deadline = s.config.timeouts.resources();
-            let ec2 = &s.aws.ec2;
-            let vpcs = find_vpcs(s, None).await?;
+            let ec2 = s.aws.ec2();
+            let vpcs = ec2.vpcs(&s.stack, Some(VPC)).await.on("VPC")?;
             for vpc in &vpcs {
-                sweep_detached_interfaces(s, vpc).await?;
+                sweep_detached_interfaces(s, &vpc.id).await?;
             }
             // Route tables: associations first, then the table.
-            let tables = ec2
-                .describe_route_tables()
-                .set_filters(Some(ec2_filters(&s.stack, None)))
-                .send()
-                .await
-                .op("ec2:DescribeRouteTables")
-                .on("route tables")?;
-            for table in tables.route_tables() {
-                let id = table.route_table_id().unwrap_or_default();
-                for assoc in table.associations() {
-                    if assoc.main() == Some(true) {
-                        continue;
-                    }
-                    if let Some(assoc_id) = assoc.route_table_association_id() {
-                        ignore_not_found(
-                            ec2.disassociate_route_table()
-                                .association_id(assoc_id)
-                                .send()
-                                .await
-                                .op("ec2:DisassociateRouteTable"),
-                        )
-                        .on(format!("route table {id}"))?;
-                    }
+            let tables = ec2.route_tables(&s.stack, None).await.on("route tables")?;
+            for table in &tables {
+                for assoc in table.associations.iter().filter(|a| !a.main) {
+                    Removal::new(s, "route table", &table.id)
+                        .release(|| ec2.disassociate_route_table(&assoc.id))
+                        .await?;
                 }
-                let gone = retry_not_yet(
-                    deadline,
-                    |why| s.waiting(why),
-                    || async {
-                        ignore_not_found(
-                            ec2.delete_route_table()
-                                .route_table_id(id)
-                                .send()
-                                .await
-                                .op("ec2:DeleteRouteTable"),
-                        )
-                    },
-                )
-                .await
-                .on(format!("route table {id}"))?;
-                s.record(deleted_or_absent(gone), "route table", id);
+                Removal::new(s, "route table", &table.id)
+                    .delete(|| ec2.delete_route_table(&table.id))
+                    .await?;
             }
             // Internet gateways: detach, then delete.
             let gateways = ec2
-                .describe_internet_gateways()
-                .set_filters(Some(ec2_filters(&s.stack, None)))
-                .send()
+                .internet_gateways(&s.stack, None)
                 .await
-                .op("ec2:DescribeInternetGateways")
                 .on("internet gateways")?;
-            for igw in gateways.internet_gateways() {
-                let id = igw.internet_gateway_id().unwrap_or_default();
-                for attachment in igw.attachments() {
-                    if let Some(vpc) = attachment.vpc_id() {
-                        retry_not_yet(
-                            deadline,
-                            |why| s.waiting(why),
-                            || async {
-                                ignore_not_found(
-                                    ec2.detach_internet_gateway()
-                                        .internet_gateway_id(id)
-                                        .vpc_id(vpc)
-                                        .send()
-                                        .await
-                                        .op("ec2:DetachInternetGateway"),
-                                )
-                            },
-                        )
-                        .await
-                        .on(format!("internet gateway {id}"))?;
-                    }
+            for igw in &gateways {
+                for vpc in &igw.attached_to {
+                    Removal::new(s, "internet gateway", &igw.id)
+                        .release(|| ec2.detach_internet_gateway(&igw.id, vpc))
+                        .await?;
                 }
-                let gone = retry_not_yet(
-                    deadline,
-                    |why| s.waiting(why),
-                    || async {
-                        ignore_not_found(
-                            ec2.delete_internet_gateway()
-                                .internet_gateway_id(id)
-                                .send()
-                                .await
-                                .op("ec2:DeleteInternetGateway"),
-                        )
-                    },
-                )
-                .await
-                .on(format!("internet gateway {id}"))?;
-                s.record(deleted_or_absent(gone), "internet gateway", id);
+                Removal::new(s, "internet gateway", &igw.id)
+                    .delete(|| ec2.delete_internet_gateway(&igw.id))
+                    .await?;
             }
             // Subnets, then the VPC: both wait out interfaces that are still going away.
-            let subnets = find_subnets(s, None).await?;
-            for subnet in &subnets {
-                let id = subnet.subnet_id().unwrap_or_default();
-                let gone = retry_not_yet(
-                    deadline,
-                    |why| s.waiting(&format!("subnet {id}: {why}")),
-                    || async {
-                        ignore_not_found(
-                            ec2.delete_subnet()
-                                .subnet_id(id)
-                                .send()
-                                .await
-                                .op("ec2:DeleteSubnet"),
-                        )
-                    },
-                )
-                .await
-                .on(format!("subnet {id}"))?;
-                s.record(deleted_or_absent(gone), "subnet", id);
+            for subnet in ec2.subnets(&s.stack, None).await.on("subnets")? {
+                Removal::new(s, "subnet", &subnet.id)
+                    .delete(|| ec2.delete_subnet(&subnet.id))
+                    .await?;
             }
             for vpc in &vpcs {
-                let gone = retry_not_yet(
-                    deadline,
-                    |why| s.waiting(&format!("VPC {vpc}: {why}")),
-                    || async {
-                        ignore_not_found(
-                            ec2.delete_vpc()
-                                .vpc_id(vpc)
-                                .send()
-                                .await
-                                .op("ec2:DeleteVpc"),
-                        )
-                    },
-                )
-                .await
-                .on(format!("VPC {vpc}"))?;
-                s.record(deleted_or_absent(gone), "VPC", vpc);
+                Removal::new(s, "VPC", &vpc.id)
+                    .delete(|| ec2.delete_vpc(&vpc.id))
+                    .await?;
             }
             Ok(())
         })
@@ -215,116 +129,90 @@ impl Step for NetworkStep {
 
     fn inspect<'a>(&'a self, s: &'a Scope<'a>) -> StepFuture<'a, Vec<Resource>> {
         Box::pin(async move {
+            let ec2 = s.aws.ec2();
             let mut found = Vec::new();
-            let vpcs = find_vpcs(s, Some("vpc")).await?;
+            let vpcs = ec2.vpcs(&s.stack, Some(VPC)).await.on("VPC")?;
+            let vpc_name = s.stack.display_name(VPC);
             if vpcs.is_empty() {
-                found.push(Resource::missing("VPC", s.stack.display_name("vpc")));
+                found.push(Resource::missing("VPC", &vpc_name));
             }
             for vpc in &vpcs {
-                found.push(Resource::found(
-                    "VPC",
-                    s.stack.display_name("vpc"),
-                    vpc,
-                    "available",
-                ));
+                found.push(Resource::found("VPC", &vpc_name, &vpc.id, "available"));
             }
-            let subnets = find_subnets(s, None).await?;
+            let subnets = ec2.subnets(&s.stack, None).await.on("subnets")?;
             for zone in &s.config.zones {
                 let part = subnet_part(zone);
-                let mine: Vec<&Subnet> = subnets
-                    .iter()
-                    .filter(|sn| has_part(sn.tags(), &part))
-                    .collect();
+                let name = s.stack.display_name(&part);
+                let mine: Vec<&Subnet> = subnets.iter().filter(|sn| has_part(sn, &part)).collect();
                 if mine.is_empty() {
                     found.push(Resource::missing(
                         "subnet",
-                        format!("{} ({})", s.stack.display_name(&part), zone.name),
+                        format!("{name} ({})", zone.name),
                     ));
                 }
                 for sn in mine {
-                    found.push(Resource::found(
-                        "subnet",
-                        format!(
-                            "{} ({})",
-                            s.stack.display_name(&part),
-                            sn.availability_zone().unwrap_or_default()
-                        ),
-                        sn.subnet_id().unwrap_or_default(),
-                        sn.cidr_block().unwrap_or_default(),
-                    ));
+                    let label = format!("{name} ({})", sn.zone);
+                    found.push(Resource::found("subnet", label, &sn.id, &sn.cidr));
                 }
             }
-            let gateways = s
-                .aws
-                .ec2
-                .describe_internet_gateways()
-                .set_filters(Some(ec2_filters(&s.stack, None)))
-                .send()
+            let gateways = ec2
+                .internet_gateways(&s.stack, None)
                 .await
-                .op("ec2:DescribeInternetGateways")
                 .on("internet gateways")?;
-            if gateways.internet_gateways().is_empty() {
-                found.push(Resource::missing(
-                    "internet gateway",
-                    s.stack.display_name("igw"),
-                ));
+            let igw_name = s.stack.display_name(GATEWAY);
+            if gateways.is_empty() {
+                found.push(Resource::missing("internet gateway", &igw_name));
             }
-            for igw in gateways.internet_gateways() {
-                let attached = igw
-                    .attachments()
-                    .iter()
-                    .filter_map(|a| a.vpc_id())
-                    .collect::<Vec<_>>()
-                    .join(",");
+            for igw in &gateways {
+                let state = if igw.attached_to.is_empty() {
+                    "detached".to_owned()
+                } else {
+                    format!("attached to {}", igw.attached_to.join(","))
+                };
                 found.push(Resource::found(
                     "internet gateway",
-                    s.stack.display_name("igw"),
-                    igw.internet_gateway_id().unwrap_or_default(),
-                    if attached.is_empty() {
-                        "detached".to_owned()
-                    } else {
-                        format!("attached to {attached}")
-                    },
+                    &igw_name,
+                    &igw.id,
+                    state,
                 ));
             }
-            let tables = find_route_tables(s).await?;
+            let tables = ec2
+                .route_tables(&s.stack, Some(ROUTES))
+                .await
+                .on("route table")?;
+            let table_name = s.stack.display_name(ROUTES);
             if tables.is_empty() {
-                found.push(Resource::missing(
-                    "route table",
-                    s.stack.display_name("public-routes"),
-                ));
+                found.push(Resource::missing("route table", &table_name));
             }
             for table in &tables {
-                let routes = table
-                    .routes()
+                let routes: Vec<&str> = table
+                    .routes
                     .iter()
-                    .filter_map(|r| r.destination_cidr_block())
-                    .collect::<Vec<_>>()
-                    .join(",");
+                    .filter_map(|r| r.destination.as_deref())
+                    .collect();
+                let subnets = table
+                    .associations
+                    .iter()
+                    .filter(|a| a.subnet_id.is_some())
+                    .count();
+                let state = format!("routes {}; {subnets} subnets", routes.join(","));
                 found.push(Resource::found(
                     "route table",
-                    s.stack.display_name("public-routes"),
-                    table.route_table_id().unwrap_or_default(),
-                    format!(
-                        "routes {routes}; {} subnets",
-                        table
-                            .associations()
-                            .iter()
-                            .filter(|a| a.subnet_id().is_some())
-                            .count()
-                    ),
+                    &table_name,
+                    &table.id,
+                    state,
                 ));
             }
             for vpc in &vpcs {
-                for eni in network_interfaces(s, vpc).await? {
-                    found.push(Resource::observed(
-                        "network interface",
-                        eni.description().unwrap_or_default().to_owned(),
-                        eni.network_interface_id().unwrap_or_default(),
-                        eni.status()
-                            .map(|st| st.as_str().to_owned())
-                            .unwrap_or_default(),
-                    ));
+                let interfaces = ec2
+                    .network_interfaces(&vpc.id)
+                    .await
+                    .on(format!("network interfaces of {}", vpc.id))?;
+                for eni in interfaces {
+                    found.push(
+                        Resource::found("network interface", eni.description, eni.id, eni.status)
+                            .observed(),
+                    );
                 }
             }
             Ok(found)
@@ -336,134 +224,45 @@ fn subnet_part(zone: &Zone) -> String {
     format!("subnet-{}", zone.letter)
 }
 
-fn has_part(tags: &[aws_sdk_ec2::types::Tag], part: &str) -> bool {
-    tags.iter()
-        .any(|t| t.key() == Some(crate::stack::PART_TAG) && t.value() == Some(part))
-}
-
-async fn find_vpcs(s: &Scope<'_>, part: Option<&str>) -> Result<Vec<String>, StepError> {
-    let out = s
-        .aws
-        .ec2
-        .describe_vpcs()
-        .set_filters(Some(ec2_filters(&s.stack, part.or(Some("vpc")))))
-        .send()
-        .await
-        .op("ec2:DescribeVpcs")
-        .on("VPC")?;
-    Ok(out
-        .vpcs()
-        .iter()
-        .filter_map(|v| v.vpc_id().map(str::to_owned))
-        .collect())
-}
-
-async fn find_subnets(s: &Scope<'_>, part: Option<&str>) -> Result<Vec<Subnet>, StepError> {
-    let out = s
-        .aws
-        .ec2
-        .describe_subnets()
-        .set_filters(Some(ec2_filters(&s.stack, part)))
-        .send()
-        .await
-        .op("ec2:DescribeSubnets")
-        .on("subnets")?;
-    Ok(out.subnets().to_vec())
-}
-
-async fn find_route_tables(s: &Scope<'_>) -> Result<Vec<RouteTable>, StepError> {
-    let out = s
-        .aws
-        .ec2
-        .describe_route_tables()
-        .set_filters(Some(ec2_filters(&s.stack, Some("public-routes"))))
-        .send()
-        .await
-        .op("ec2:DescribeRouteTables")
-        .on("route table")?;
-    Ok(out.route_tables().to_vec())
+fn has_part(subnet: &Subnet, part: &str) -> bool {
+    subnet.tags.iter().any(|(k, v)| k == PART_TAG && v == part)
 }
 
 async fn ensure_vpc(s: &Scope<'_>) -> Result<String, StepError> {
-    let ec2 = &s.aws.ec2;
-    let name = s.stack.display_name("vpc");
-    let out = ec2
-        .describe_vpcs()
-        .set_filters(Some(ec2_filters(&s.stack, Some("vpc"))))
-        .send()
-        .await
-        .op("ec2:DescribeVpcs")
-        .on(format!("VPC {name}"))?;
-    let existing = single(out.vpcs().to_vec(), &format!("VPC {name}"))?;
+    let ec2 = s.aws.ec2();
+    let resource = format!("VPC {}", s.stack.display_name(VPC));
+    let existing = single(
+        ec2.vpcs(&s.stack, Some(VPC)).await.on(&resource)?,
+        &resource,
+    )?;
+    let wanted = s.config.vpc_cidr.to_string();
     let (vpc_id, created) = match existing {
-        Some(vpc) => {
-            let cidr = vpc.cidr_block().unwrap_or_default();
-            if cidr != s.config.vpc_cidr.to_string() {
-                return Err(StepError::Failed {
-                    resource: format!("VPC {name} ({})", vpc.vpc_id().unwrap_or_default()),
-                    reason: format!(
-                        "has CIDR {cidr} but the configuration says {}; a VPC's CIDR cannot change: restore the setting or run `provisioner down` first",
-                        s.config.vpc_cidr
-                    ),
-                });
-            }
-            (vpc.vpc_id().unwrap_or_default().to_owned(), false)
+        Some(vpc) if vpc.cidr != wanted => {
+            return Err(StepError::conflict(
+                format!("{resource} ({})", vpc.id),
+                format!(
+                    "has CIDR {} but the configuration says {wanted}; a VPC's CIDR cannot change: restore the setting or run `provisioner down` first",
+                    vpc.cidr
+                ),
+            ));
         }
+        Some(vpc) => (vpc.id, false),
         None => {
-            let out = ec2
-                .create_vpc()
-                .cidr_block(s.config.vpc_cidr.to_string())
-                .tag_specifications(ec2_tags(&s.stack, ResourceType::Vpc, "vpc", &[]))
-                .send()
-                .await
-                .op("ec2:CreateVpc")
-                .on(format!("VPC {name}"))?;
-            let id = out
-                .vpc()
-                .and_then(|v| v.vpc_id())
-                .unwrap_or_default()
-                .to_owned();
-            (id, true)
+            let tags = s.stack.tags(VPC);
+            (ec2.create_vpc(&wanted, &tags).await.on(&resource)?, true)
         }
     };
-    recorded(s, created, "VPC", &vpc_id);
+    s.kept_or_created(created, "VPC", &vpc_id);
     // EKS needs DNS resolution and hostnames in the VPC; each attribute is its own call.
-    for attribute in [
-        VpcAttributeName::EnableDnsSupport,
-        VpcAttributeName::EnableDnsHostnames,
-    ] {
-        let current = ec2
-            .describe_vpc_attribute()
-            .vpc_id(&vpc_id)
-            .attribute(attribute.clone())
-            .send()
-            .await
-            .op("ec2:DescribeVpcAttribute")
-            .on(format!("VPC {vpc_id}"))?;
-        let on = match attribute {
-            VpcAttributeName::EnableDnsSupport => {
-                current.enable_dns_support().and_then(|v| v.value())
-            }
-            _ => current.enable_dns_hostnames().and_then(|v| v.value()),
-        };
-        if on != Some(true) {
-            let yes = AttributeBooleanValue::builder().value(true).build();
-            let request = ec2.modify_vpc_attribute().vpc_id(&vpc_id);
-            let request = match attribute {
-                VpcAttributeName::EnableDnsSupport => request.enable_dns_support(yes),
-                _ => request.enable_dns_hostnames(yes),
-            };
-            request
-                .send()
+    for attribute in [DnsAttribute::Support, DnsAttribute::Hostnames] {
+        let resource = format!("VPC {vpc_id}");
+        if !ec2.dns_attribute(&vpc_id, attribute).await.on(&resource)? {
+            ec2.enable_dns_attribute(&vpc_id, attribute)
                 .await
-                .op("ec2:ModifyVpcAttribute")
-                .on(format!("VPC {vpc_id}"))?;
+                .on(&resource)?;
             if !created {
-                s.record(
-                    Action::Updated,
-                    "VPC attribute",
-                    format!("{vpc_id} {}", attribute.as_str()),
-                );
+                let id = format!("{vpc_id} {}", attribute.as_str());
+                s.record(Action::Updated, "VPC attribute", id);
             }
         }
     }
@@ -471,190 +270,112 @@ async fn ensure_vpc(s: &Scope<'_>) -> Result<String, StepError> {
 }
 
 async fn ensure_subnet(s: &Scope<'_>, vpc_id: &str, zone: &Zone) -> Result<String, StepError> {
-    let ec2 = &s.aws.ec2;
+    let ec2 = s.aws.ec2();
     let part = subnet_part(zone);
     let name = s.stack.display_name(&part);
+    let resource = format!("subnet {name}");
     let existing = single(
-        find_subnets(s, Some(&part)).await?,
-        &format!("subnet {name}"),
+        ec2.subnets(&s.stack, Some(&part)).await.on("subnets")?,
+        &resource,
     )?;
+    let cidr = zone.cidr.to_string();
     let (subnet, created) = match existing {
-        Some(subnet) => {
-            if subnet.vpc_id() != Some(vpc_id)
-                || subnet.cidr_block() != Some(zone.cidr.to_string().as_str())
-                || subnet.availability_zone() != Some(zone.name.as_str())
-            {
-                return Err(StepError::Failed {
-                    resource: format!("subnet {name} ({})", subnet.subnet_id().unwrap_or_default()),
-                    reason: format!(
-                        "is {} in {} of {}, but the configuration wants {} in {} of {vpc_id}; run `provisioner down` first to change it",
-                        subnet.cidr_block().unwrap_or_default(),
-                        subnet.availability_zone().unwrap_or_default(),
-                        subnet.vpc_id().unwrap_or_default(),
-                        zone.cidr,
-                        zone.name
-                    ),
-                });
-            }
-            (subnet, false)
+        Some(subnet)
+            if subnet.vpc_id != vpc_id || subnet.cidr != cidr || subnet.zone != zone.name =>
+        {
+            return Err(StepError::conflict(
+                format!("{resource} ({})", subnet.id),
+                format!(
+                    "is {} in {} of {}, but the configuration wants {cidr} in {} of {vpc_id}; run `provisioner down` first to change it",
+                    subnet.cidr, subnet.zone, subnet.vpc_id, zone.name
+                ),
+            ));
         }
+        Some(subnet) => (subnet, false),
         None => {
             // Subnet tags for Kubernetes: the cluster may use it, load balancers may go in it.
-            let extra = [
-                (s.stack.kubernetes_cluster_tag(), "shared".to_owned()),
-                ("kubernetes.io/role/elb".to_owned(), "1".to_owned()),
-            ];
-            let out = ec2
-                .create_subnet()
-                .vpc_id(vpc_id)
-                .cidr_block(zone.cidr.to_string())
-                .availability_zone(&zone.name)
-                .tag_specifications(ec2_tags(&s.stack, ResourceType::Subnet, &part, &extra))
-                .send()
+            let mut tags = s.stack.tags(&part);
+            tags.push((s.stack.kubernetes_cluster_tag(), "shared".to_owned()));
+            tags.push(("kubernetes.io/role/elb".to_owned(), "1".to_owned()));
+            let subnet = ec2
+                .create_subnet(vpc_id, &cidr, &zone.name, &tags)
                 .await
-                .op("ec2:CreateSubnet")
-                .on(format!("subnet {name} in {}", zone.name))?;
-            (
-                out.subnet()
-                    .cloned()
-                    .unwrap_or_else(|| Subnet::builder().build()),
-                true,
-            )
+                .on(format!("{resource} in {}", zone.name))?;
+            (subnet, true)
         }
     };
-    let subnet_id = subnet.subnet_id().unwrap_or_default().to_owned();
-    recorded(
-        s,
-        created,
-        "subnet",
-        &format!("{subnet_id} ({})", zone.name),
-    );
-    if subnet.map_public_ip_on_launch() != Some(true) {
-        ec2.modify_subnet_attribute()
-            .subnet_id(&subnet_id)
-            .map_public_ip_on_launch(AttributeBooleanValue::builder().value(true).build())
-            .send()
+    s.kept_or_created(created, "subnet", &format!("{} ({})", subnet.id, zone.name));
+    if !subnet.public_ip_on_launch {
+        ec2.map_public_ip_on_launch(&subnet.id)
             .await
-            .op("ec2:ModifySubnetAttribute")
-            .on(format!("subnet {subnet_id}"))?;
+            .on(format!("subnet {}", subnet.id))?;
     }
-    Ok(subnet_id)
+    Ok(subnet.id)
 }
 
 async fn ensure_internet_gateway(s: &Scope<'_>, vpc_id: &str) -> Result<String, StepError> {
-    let ec2 = &s.aws.ec2;
-    let out = ec2
-        .describe_internet_gateways()
-        .set_filters(Some(ec2_filters(&s.stack, Some("igw"))))
-        .send()
-        .await
-        .op("ec2:DescribeInternetGateways")
-        .on("internet gateway")?;
-    let existing = single(out.internet_gateways().to_vec(), "internet gateway")?;
+    let ec2 = s.aws.ec2();
+    let existing = single(
+        ec2.internet_gateways(&s.stack, Some(GATEWAY))
+            .await
+            .on("internet gateway")?,
+        "internet gateway",
+    )?;
     let (igw_id, attached, created) = match existing {
-        Some(igw) => {
-            let attached_to: Vec<&str> = igw
-                .attachments()
-                .iter()
-                .filter_map(|a| a.vpc_id())
-                .collect();
-            if attached_to.iter().any(|v| *v != vpc_id) {
-                return Err(StepError::Failed {
-                    resource: format!(
-                        "internet gateway {}",
-                        igw.internet_gateway_id().unwrap_or_default()
-                    ),
-                    reason: format!(
-                        "is attached to {} instead of {vpc_id}",
-                        attached_to.join(",")
-                    ),
-                });
-            }
-            (
-                igw.internet_gateway_id().unwrap_or_default().to_owned(),
-                !attached_to.is_empty(),
-                false,
-            )
+        Some(igw) if igw.attached_to.iter().any(|v| v != vpc_id) => {
+            return Err(StepError::conflict(
+                format!("internet gateway {}", igw.id),
+                format!(
+                    "is attached to {} instead of {vpc_id}",
+                    igw.attached_to.join(",")
+                ),
+            ));
         }
+        Some(igw) => (igw.id, !igw.attached_to.is_empty(), false),
         None => {
-            let out = ec2
-                .create_internet_gateway()
-                .tag_specifications(ec2_tags(
-                    &s.stack,
-                    ResourceType::InternetGateway,
-                    "igw",
-                    &[],
-                ))
-                .send()
+            let tags = s.stack.tags(GATEWAY);
+            let id = ec2
+                .create_internet_gateway(&tags)
                 .await
-                .op("ec2:CreateInternetGateway")
                 .on("internet gateway")?;
-            let id = out
-                .internet_gateway()
-                .and_then(|g| g.internet_gateway_id())
-                .unwrap_or_default()
-                .to_owned();
             (id, false, true)
         }
     };
-    recorded(s, created, "internet gateway", &igw_id);
+    s.kept_or_created(created, "internet gateway", &igw_id);
     if !attached {
-        ec2.attach_internet_gateway()
-            .internet_gateway_id(&igw_id)
-            .vpc_id(vpc_id)
-            .send()
+        ec2.attach_internet_gateway(&igw_id, vpc_id)
             .await
-            .op("ec2:AttachInternetGateway")
             .on(format!("internet gateway {igw_id}"))?;
     }
     Ok(igw_id)
 }
 
 async fn ensure_route_table(s: &Scope<'_>, vpc_id: &str) -> Result<RouteTable, StepError> {
-    let existing = single(find_route_tables(s).await?, "route table")?;
-    if let Some(table) = existing {
-        if table.vpc_id() != Some(vpc_id) {
-            return Err(StepError::Failed {
-                resource: format!("route table {}", table.route_table_id().unwrap_or_default()),
-                reason: format!(
-                    "belongs to {} instead of {vpc_id}",
-                    table.vpc_id().unwrap_or_default()
-                ),
-            });
-        }
-        recorded(
-            s,
-            false,
-            "route table",
-            table.route_table_id().unwrap_or_default(),
-        );
-        return Ok(table);
-    }
-    let out = s
-        .aws
-        .ec2
-        .create_route_table()
-        .vpc_id(vpc_id)
-        .tag_specifications(ec2_tags(
-            &s.stack,
-            ResourceType::RouteTable,
-            "public-routes",
-            &[],
-        ))
-        .send()
-        .await
-        .op("ec2:CreateRouteTable")
-        .on("route table")?;
-    let table = out
-        .route_table()
-        .cloned()
-        .unwrap_or_else(|| RouteTable::builder().build());
-    recorded(
-        s,
-        true,
+    let ec2 = s.aws.ec2();
+    let existing = single(
+        ec2.route_tables(&s.stack, Some(ROUTES))
+            .await
+            .on("route table")?,
         "route table",
-        table.route_table_id().unwrap_or_default(),
-    );
+    )?;
+    let (table, created) = match existing {
+        Some(table) if table.vpc_id != vpc_id => {
+            return Err(StepError::conflict(
+                format!("route table {}", table.id),
+                format!("belongs to {} instead of {vpc_id}", table.vpc_id),
+            ));
+        }
+        Some(table) => (table, false),
+        None => {
+            let tags = s.stack.tags(ROUTES);
+            let table = ec2
+                .create_route_table(vpc_id, &tags)
+                .await
+                .on("route table")?;
+            (table, true)
+        }
+    };
+    s.kept_or_created(created, "route table", &table.id);
     Ok(table)
 }
 
@@ -663,50 +384,26 @@ async fn ensure_default_route(
     table: &RouteTable,
     igw_id: &str,
 ) -> Result<(), StepError> {
-    let table_id = table.route_table_id().unwrap_or_default();
     let current = table
-        .routes()
+        .routes
         .iter()
-        .find(|r| r.destination_cidr_block() == Some(DEFAULT_ROUTE));
-    match current {
-        Some(route) if route.gateway_id() == Some(igw_id) => Ok(()),
-        Some(_) => {
-            s.aws
-                .ec2
-                .replace_route()
-                .route_table_id(table_id)
-                .destination_cidr_block(DEFAULT_ROUTE)
-                .gateway_id(igw_id)
-                .send()
-                .await
-                .op("ec2:ReplaceRoute")
-                .on(format!("route table {table_id}"))?;
-            s.record(
-                Action::Updated,
-                "route",
-                format!("{table_id} {DEFAULT_ROUTE} -> {igw_id}"),
-            );
-            Ok(())
-        }
-        None => {
-            s.aws
-                .ec2
-                .create_route()
-                .route_table_id(table_id)
-                .destination_cidr_block(DEFAULT_ROUTE)
-                .gateway_id(igw_id)
-                .send()
-                .await
-                .op("ec2:CreateRoute")
-                .on(format!("route table {table_id}"))?;
-            s.record(
-                Action::Created,
-                "route",
-                format!("{table_id} {DEFAULT_ROUTE} -> {igw_id}"),
-            );
-            Ok(())
-        }
-    }
+        .find(|r| r.destination.as_deref() == Some(DEFAULT_ROUTE));
+    let action = match current {
+        Some(route) if route.gateway.as_deref() == Some(igw_id) => return Ok(()),
+        Some(_) => Action::Updated,
+        None => Action::Created,
+    };
+    s.aws
+        .ec2()
+        .put_route(&table.id, DEFAULT_ROUTE, igw_id, action == Action::Updated)
+        .await
+        .on(format!("route table {}", table.id))?;
+    s.record(
+        action,
+        "route",
+        format!("{} {DEFAULT_ROUTE} -> {igw_id}", table.id),
+    );
+    Ok(())
 }
 
 async fn ensure_association(
@@ -714,69 +411,38 @@ async fn ensure_association(
     table: &RouteTable,
     subnet_id: &str,
 ) -> Result<(), StepError> {
-    let table_id = table.route_table_id().unwrap_or_default();
     if table
-        .associations()
+        .associations
         .iter()
-        .any(|a| a.subnet_id() == Some(subnet_id))
+        .any(|a| a.subnet_id.as_deref() == Some(subnet_id))
     {
         return Ok(());
     }
     s.aws
-        .ec2
-        .associate_route_table()
-        .route_table_id(table_id)
-        .subnet_id(subnet_id)
-        .send()
+        .ec2()
+        .associate_route_table(&table.id, subnet_id)
         .await
-        .op("ec2:AssociateRouteTable")
-        .on(format!("route table {table_id}"))?;
+        .on(format!("route table {}", table.id))?;
     s.record(
         Action::Created,
         "route table association",
-        format!("{table_id} <-> {subnet_id}"),
+        format!("{} <-> {subnet_id}", table.id),
     );
     Ok(())
-}
-
-async fn network_interfaces(
-    s: &Scope<'_>,
-    vpc_id: &str,
-) -> Result<Vec<aws_sdk_ec2::types::NetworkInterface>, StepError> {
-    let out = s
-        .aws
-        .ec2
-        .describe_network_interfaces()
-        .filters(ec2_filter("vpc-id", vpc_id))
-        .send()
-        .await
-        .op("ec2:DescribeNetworkInterfaces")
-        .on(format!("network interfaces of {vpc_id}"))?;
-    Ok(out.network_interfaces().to_vec())
 }
 
 /// Interfaces left behind in the VPC once their instances are gone (the VPC CNI's are the usual
 /// ones): detached, they still block deleting the subnets.
 async fn sweep_detached_interfaces(s: &Scope<'_>, vpc_id: &str) -> Result<(), StepError> {
-    for eni in network_interfaces(s, vpc_id).await? {
-        let available = eni.status().is_some_and(|st| st.as_str() == "available");
-        let Some(id) = eni.network_interface_id() else {
-            continue;
-        };
-        if !available {
-            continue;
-        }
-        let deleted = ignore_not_found(
-            s.aws
-                .ec2
-                .delete_network_interface()
-                .network_interface_id(id)
-                .send()
-                .await
-                .op("ec2:DeleteNetworkInterface"),
-        )
-        .on(format!("network interface {id}"))?;
-        s.record(deleted_or_absent(deleted), "network interface", id);
+    let ec2 = s.aws.ec2();
+    let interfaces = ec2
+        .network_interfaces(vpc_id)
+        .await
+        .on(format!("network interfaces of {vpc_id}"))?;
+    for eni in interfaces.iter().filter(|e| e.status == "available") {
+        Removal::new(s, "network interface", &eni.id)
+            .delete(|| ec2.delete_network_interface(&eni.id))
+            .await?;
     }
     Ok(())
 }

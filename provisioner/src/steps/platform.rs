@@ -9,9 +9,39 @@ use platform::manifests::{
     self, DEPLOY_SITE_DEPLOYMENT, INGRESS_CONTROLLER_DEPLOYMENT, SiteValues,
 };
 
-use crate::plan::{OnResource, Resource, Scope, Step, StepError, StepFuture, input};
+use super::cluster::{self, Cluster};
+use super::iam::{self, Roles};
+use super::load_balancer::{self, LoadBalancer};
+use super::{nodes, targets};
+use crate::access;
+use crate::plan::{OnResource, Output, Resource, Scope, Step, StepError, StepFuture, StepId};
 use crate::progress::Action;
 use crate::retry::{Poll, wait_for};
+
+pub const ID: StepId = StepId::new("platform");
+pub const NODE_ACCESS: StepId = StepId::new("node-access");
+
+/// How the Kubernetes steps reach the cluster and what they install: the CLI's flags.
+#[derive(Debug, Clone)]
+pub struct PlatformSettings {
+    /// Where the Kubernetes steps go instead of the EKS endpoint: the local cluster simulator.
+    pub kube_override: Option<Access>,
+    /// The deploy site's image.
+    pub site_image: String,
+    /// The site's host name instead of the NLB's DNS name (locally: a name that resolves to
+    /// 127.0.0.1, such as `kdeploy.localhost`), and the URL it is reached at.
+    pub public_host: Option<(String, String)>,
+}
+
+impl Default for PlatformSettings {
+    fn default() -> Self {
+        Self {
+            kube_override: None,
+            site_image: manifests::default_site_image(),
+            public_host: None,
+        }
+    }
+}
 
 /// What the platform step produces: where developers go.
 #[derive(Debug, Clone)]
@@ -21,78 +51,58 @@ pub struct Site {
     pub admin: Option<(String, String)>,
 }
 
-/// The first administrator's username.
-pub const ADMIN: &str = "operator";
-
-fn failed(resource: impl Into<String>, reason: impl std::fmt::Display) -> StepError {
-    StepError::Failed {
-        resource: resource.into(),
-        reason: reason.to_string(),
-    }
+impl Output for Site {
+    const STEP: StepId = ID;
 }
 
 /// A client for the stack's cluster: the override (the local simulator) or EKS with a fresh token.
-pub async fn cluster_client(s: &Scope<'_>) -> Result<kube::Client, StepError> {
-    let access = match &s.kube_override {
+pub async fn cluster_client(
+    s: &Scope<'_>,
+    kube_override: Option<&Access>,
+) -> Result<kube::Client, StepError> {
+    let access = match kube_override {
         Some(access) => access.clone(),
         None => {
-            let cluster = input(&s.outputs.cluster, "cluster")?;
-            let provider = s
-                .aws
-                .sdk
-                .credentials_provider()
-                .ok_or_else(|| failed("AWS credentials", "none are configured"))?;
-            let credentials =
-                aws_credential_types::provider::ProvideCredentials::provide_credentials(&provider)
-                    .await
-                    .map_err(|e| failed("AWS credentials", e))?;
-            let token = platform::auth::eks_token(
-                &credentials,
-                &s.stack.region,
-                &cluster.name,
-                std::time::SystemTime::now(),
-            )
-            .map_err(|e| failed("EKS token", e))?;
-            Access {
-                endpoint: cluster.endpoint.clone(),
-                certificate_authority: Some(cluster.certificate_authority.clone()),
-                token,
-            }
+            let cluster = s.input::<Cluster>()?;
+            let (name, endpoint) = (&cluster.name, &cluster.endpoint);
+            access::cluster_access(&s.aws, name, endpoint, &cluster.certificate_authority).await?
         }
     };
     platform::cluster::connect(&access)
-        .map_err(|e| failed(format!("cluster API {}", access.endpoint), e))
+        .map_err(|e| StepError::platform(format!("cluster API {}", access.endpoint), e))
 }
 
 /// Lets the node role join: an EC2_LINUX access entry, or the aws-auth mapping where EKS has no
 /// access-entry API. Runs before the nodes boot so that they join at once.
-pub struct NodeAccessStep;
+pub struct NodeAccessStep {
+    pub kube_override: Option<Access>,
+}
 
 impl Step for NodeAccessStep {
-    fn name(&self) -> &'static str {
-        "node-access"
+    fn id(&self) -> StepId {
+        NODE_ACCESS
     }
 
     fn title(&self) -> &'static str {
         "let the worker nodes join the cluster"
     }
 
-    fn needs(&self) -> &'static [&'static str] {
-        &["cluster", "iam"]
+    fn needs(&self) -> &[StepId] {
+        &[cluster::ID, iam::ID]
     }
 
     fn ensure<'a>(&'a self, s: &'a Scope<'a>) -> StepFuture<'a, ()> {
         Box::pin(async move {
-            let roles = input(&s.outputs.iam, "iam")?;
-            let kube = cluster_client(s).await?;
+            let roles = s.input::<Roles>()?;
+            let kube = cluster_client(s, self.kube_override.as_ref()).await?;
             let joined = platform::join::allow_nodes(
-                &s.aws.eks,
+                &s.aws.clients.eks,
                 &kube,
                 s.stack.cluster_name(),
                 &roles.node_role_arn,
             )
             .await
-            .map_err(|e| failed(format!("node role {}", roles.node_role_arn), e))?;
+            .map_err(|e| StepError::platform(format!("node role {}", roles.node_role_arn), e))?;
             let how = match joined.path {
                 platform::join::JoinPath::AccessEntry => "EKS access entry (EC2_LINUX)",
                 platform::join::JoinPath::AwsAuthConfigMap => "aws-auth ConfigMap mapping",
@@ -119,38 +129,40 @@ impl Step for NodeAccessStep {
 
 /// Waits for the nodes, installs the ingress controller and the deploy site, waits for both
 /// rollouts, and creates the site's first administrator.
-pub struct PlatformStep;
+pub struct PlatformStep {
+    pub settings: PlatformSettings,
+}
 
 impl Step for PlatformStep {
-    fn name(&self) -> &'static str {
-        "platform"
+    fn id(&self) -> StepId {
+        ID
     }
 
     fn title(&self) -> &'static str {
         "ingress controller and deploy site in the cluster"
     }
 
-    fn needs(&self) -> &'static [&'static str] {
-        &["nodes", "node-access", "load-balancer", "targets"]
+    fn needs(&self) -> &[StepId] {
+        &[nodes::ID, NODE_ACCESS, load_balancer::ID, targets::ID]
     }
 
     fn ensure<'a>(&'a self, s: &'a Scope<'a>) -> StepFuture<'a, ()> {
         Box::pin(async move {
-            let lb = input(&s.outputs.load_balancer, "load-balancer")?;
-            let kube = cluster_client(s).await?;
+            let lb = s.input::<LoadBalancer>()?;
+            let kube = cluster_client(s, self.settings.kube_override.as_ref()).await?;
             wait_nodes_ready(s, &kube, s.config.nodes.desired as usize).await?;
 
             let controller = manifests::ingress_controller()
-                .map_err(|e| failed("ingress controller manifest", e))?;
+                .map_err(|e| StepError::platform("ingress controller manifest", e))?;
             manifests::apply(&kube, &controller)
                 .await
-                .map_err(|e| failed("ingress controller", e))?;
+                .map_err(|e| StepError::platform("ingress controller", e))?;
             s.record(
                 Action::Kept,
                 "ingress controller",
                 "nginx-ingress/nginx-ingress (applied)",
             );
-            let (public_host, url) = match &s.public_host_override {
+            let (public_host, url) = match &self.settings.public_host {
                 Some((host, url)) => (host.clone(), url.clone()),
                 None => {
                     let host = lb.dns_name.to_ascii_lowercase();
@@ -159,13 +171,21 @@ impl Step for PlatformStep {
             };
             let values = SiteValues {
                 public_host,
-                image: s.site_image.clone(),
+                image: self.settings.site_image.clone(),
             };
-            let site =
-                manifests::deploy_site(&values).map_err(|e| failed("deploy site manifest", e))?;
+            let site_was_new = Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(
+                kube.clone(),
+                DEPLOY_SITE_DEPLOYMENT.0,
+            )
+            .get_opt(DEPLOY_SITE_DEPLOYMENT.1)
+            .await
+            .map_err(|e| StepError::kube("deploy site", e))?
+            .is_none();
+            let site = manifests::deploy_site(&values)
+                .map_err(|e| StepError::platform("deploy site manifest", e))?;
             manifests::apply(&kube, &site)
                 .await
-                .map_err(|e| failed("deploy site", e))?;
+                .map_err(|e| StepError::platform("deploy site", e))?;
             s.record(
                 Action::Kept,
                 "deploy site",
@@ -178,11 +198,11 @@ impl Step for PlatformStep {
                 manifests::wait_rollout(&kube, INGRESS_CONTROLLER_DEPLOYMENT, limit),
                 manifests::wait_rollout(&kube, DEPLOY_SITE_DEPLOYMENT, limit),
             );
-            a.and(b).map_err(|e| failed("rollout", e))?;
+            a.and(b).map_err(|e| StepError::platform("rollout", e))?;
 
             wait_targets_healthy(s, &lb.target_group_arn).await?;
-            let admin = ensure_admin(s, &kube, &values.public_host).await?;
-            let _ = s.outputs.site.set(Site { url, admin });
+            let admin = initial_admin(s, &kube, site_was_new).await?;
+            s.outputs.put(Site { url, admin });
             Ok(())
         })
     }
@@ -190,30 +210,22 @@ impl Step for PlatformStep {
     fn destroy<'a>(&'a self, s: &'a Scope<'a>) -> StepFuture<'a, ()> {
         Box::pin(async move {
             // Without a cluster there is nothing in it to remove; any other failure to look is an error.
-            if s.kube_override.is_none() {
-                let active = crate::steps::cluster::describe(s, s.stack.cluster_name())
-                    .await?
-                    .filter(|c| c.status().is_some_and(|st| st.as_str() == "ACTIVE"));
+            if self.settings.kube_override.is_none() {
+                let active = cluster::describe(s).await?.filter(|c| c.status == "ACTIVE");
                 let Some(described) = active else {
                     s.record(Action::Absent, "platform objects", "the cluster is gone");
                     return Ok(());
                 };
                 // cluster_client needs the cluster's endpoint and CA.
-                let _ = s
-                    .outputs
-                    .cluster
-                    .set(crate::steps::cluster::Cluster::from_described(
-                        s.stack.cluster_name(),
-                        &described,
-                    ));
+                s.outputs.put(Cluster::from_active(&described)?);
             }
-            let kube = cluster_client(s).await?;
+            let kube = cluster_client(s, self.settings.kube_override.as_ref()).await?;
             // Services of type LoadBalancer make AWS load balancers that would block the VPC.
             let services: Api<Service> = Api::all(kube.clone());
             let list = services
                 .list(&ListParams::default())
                 .await
-                .map_err(|e| failed("services", e))?;
+                .map_err(|e| StepError::kube("services", e))?;
             for svc in list.items {
                 let is_lb =
                     svc.spec.as_ref().and_then(|sp| sp.type_.as_deref()) == Some("LoadBalancer");
@@ -225,7 +237,7 @@ impl Step for PlatformStep {
                     Api::<Service>::namespaced(kube.clone(), ns)
                         .delete(name, &DeleteParams::default())
                         .await
-                        .map_err(|e| failed(format!("service {ns}/{name}"), e))?;
+                        .map_err(|e| StepError::kube(format!("service {ns}/{name}"), e))?;
                     s.record(
                         Action::Deleted,
                         "LoadBalancer service",
@@ -240,7 +252,7 @@ impl Step for PlatformStep {
                     Err(kube::Error::Api(status)) if status.code == 404 => {
                         s.record(Action::Absent, "namespace", ns)
                     }
-                    Err(e) => return Err(failed(format!("namespace {ns}"), e)),
+                    Err(e) => return Err(StepError::kube(format!("namespace {ns}"), e)),
                 }
             }
             Ok(())
@@ -266,7 +278,7 @@ async fn wait_nodes_ready(
             let list = nodes
                 .list(&ListParams::default())
                 .await
-                .map_err(|e| failed("nodes", e))?;
+                .map_err(|e| StepError::kube("nodes", e))?;
             let ready = list
                 .items
                 .iter()
@@ -291,34 +303,16 @@ async fn wait_nodes_ready(
 /// Waits until every registered target passes the NLB's health check (the ingress controller's
 /// readiness NodePort): only then does the printed URL answer.
 async fn wait_targets_healthy(s: &Scope<'_>, target_group: &str) -> Result<(), StepError> {
-    use crate::aws::AwsResultExt;
     wait_for(
         s.config.timeouts.resources(),
         |state| s.waiting(state),
         || async {
-            let out = s
-                .aws
-                .elbv2
-                .describe_target_health()
-                .target_group_arn(target_group)
-                .send()
-                .await
-                .op("elbv2:DescribeTargetHealth")
-                .on(format!("target group {}", s.stack.target_group()))?;
-            let states: Vec<&str> = out
-                .target_health_descriptions()
-                .iter()
-                .map(|d| {
-                    d.target_health()
-                        .and_then(|h| h.state())
-                        .map_or("unknown", |st| st.as_str())
-                })
-                .collect();
-            let healthy = states.iter().filter(|st| **st == "healthy").count();
-            Ok(if !states.is_empty() && healthy == states.len() {
+            let targets = targets::registered(s, target_group).await?;
+            let healthy = targets.iter().filter(|t| t.health == "healthy").count();
+            Ok(if !targets.is_empty() && healthy == targets.len() {
                 Poll::Ready(())
             } else {
-                Poll::Pending(format!("{healthy}/{} targets healthy", states.len()))
+                Poll::Pending(format!("{healthy}/{} targets healthy", targets.len()))
             })
         },
     )
@@ -326,37 +320,44 @@ async fn wait_targets_healthy(s: &Scope<'_>, target_group: &str) -> Result<(), S
     .on(format!("target group {}", s.stack.target_group()))
 }
 
-/// Creates the site's first administrator with a generated password, unless the site has one.
-async fn ensure_admin(
+/// The first administrator's credentials, which the site writes into a Secret when it creates the
+/// administrator on its first start; shown only by the run that installed the site.
+async fn initial_admin(
     s: &Scope<'_>,
     kube: &kube::Client,
-    host: &str,
+    site_was_new: bool,
 ) -> Result<Option<(String, String)>, StepError> {
-    let accounts =
-        web::auth::Accounts::new(kube.clone(), std::sync::Arc::new(web::Config::new(host)));
-    let users = accounts
-        .list_users()
-        .await
-        .map_err(|e| failed("site users", e))?;
-    if users.iter().any(|u| u.admin) {
+    use k8s_openapi::api::core::v1::Secret;
+    if !site_was_new {
         s.record(Action::Kept, "site administrator", "exists");
         return Ok(None);
     }
-    let password = generate_password();
-    accounts
-        .create_user(ADMIN, &password, true)
-        .await
-        .map_err(|e| failed("site administrator", e))?;
-    s.record(Action::Created, "site administrator", ADMIN);
-    Ok(Some((ADMIN.to_owned(), password)))
+    let secrets: Api<Secret> = Api::namespaced(kube.clone(), DEPLOY_SITE_DEPLOYMENT.0);
+    wait_for(
+        s.config.timeouts.resources(),
+        |state| s.waiting(state),
+        || async {
+            let secret = secrets
+                .get_opt(INITIAL_ADMIN_SECRET)
+                .await
+                .map_err(|e| StepError::kube(format!("secret {INITIAL_ADMIN_SECRET}"), e))?;
+            let field = |key: &str| {
+                secret
+                    .as_ref()
+                    .and_then(|s| s.data.as_ref())
+                    .and_then(|d| d.get(key))
+                    .and_then(|v| String::from_utf8(v.0.clone()).ok())
+            };
+            Ok(match (field("username"), field("password")) {
+                (Some(user), Some(password)) => Poll::Ready(Some((user, password))),
+                _ => Poll::Pending("the site to create its first administrator".to_owned()),
+            })
+        },
+    )
+    .await
+    .on("site administrator")
+    .inspect(|_| s.record(Action::Created, "site administrator", INITIAL_ADMIN_SECRET))
 }
 
-/// 20 characters from an unambiguous alphabet: about 110 bits.
-fn generate_password() -> String {
-    use rand::Rng;
-    const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyzABCDEFGHJKMNPQRSTUVWXYZ23456789";
-    let mut rng = rand::rng();
-    (0..20)
-        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
-        .collect()
-}
+/// The Secret in which the site leaves its first administrator's credentials.
+const INITIAL_ADMIN_SECRET: &str = "kdeploy-initial-admin";

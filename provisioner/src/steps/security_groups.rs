@@ -1,15 +1,13 @@
-//! Security groups for the control plane and the nodes. Rules between them name group ids (as
-//! the paper does); the NLB reaches the nodes' NodePorts from inside the VPC, so those rules name
-//! the VPC's CIDR.
+//! The security groups of the control plane and the nodes, and their rules.
 
-use aws_sdk_ec2::types::{IpPermission, IpRange, ResourceType, SecurityGroup, UserIdGroupPair};
-
-use super::{deleted_or_absent, ec2_filter, ec2_filters, ec2_tags, ignore_not_found, single};
-use crate::aws::AwsResultExt;
+use super::network::{self, Network};
+use super::{Removal, single};
+use crate::aws::ec2::{Rule, SecurityGroup, Source};
 use crate::ingress::{HEALTH_NODE_PORT, HTTP_NODE_PORT};
-use crate::plan::{OnResource, Resource, Scope, Step, StepError, StepFuture, input, recorded};
+use crate::plan::{OnResource, Output, Resource, Scope, Step, StepError, StepFuture, StepId};
 use crate::progress::Action;
-use crate::retry::retry_not_yet;
+
+pub const ID: StepId = StepId::new("security-groups");
 
 /// What the security-groups step produces.
 #[derive(Debug, Clone)]
@@ -18,27 +16,14 @@ pub struct SecurityGroups {
     pub node_sg_id: String,
 }
 
+impl Output for SecurityGroups {
+    const STEP: StepId = ID;
+}
+
 pub struct SecurityGroupsStep;
 
 const CLUSTER_PART: &str = "cluster-sg";
 const NODE_PART: &str = "node-sg";
-
-/// Where traffic may come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
-    Group(String),
-    Cidr(String),
-}
-
-/// One ingress rule: protocol `-1` (all) or `tcp`, a port range, a source.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rule {
-    pub protocol: &'static str,
-    pub from: i32,
-    pub to: i32,
-    pub source: Source,
-    pub description: &'static str,
-}
 
 /// The ingress rules of both groups, as data (so they are unit-tested and compared, not re-sent).
 pub fn ingress_rules(cluster_sg: &str, node_sg: &str, vpc_cidr: &str) -> (Vec<Rule>, Vec<Rule>) {
@@ -89,88 +74,35 @@ pub fn ingress_rules(cluster_sg: &str, node_sg: &str, vpc_cidr: &str) -> (Vec<Ru
     (cluster, node)
 }
 
-/// Whether the group already has the rule (AWS merges rules into permissions per port range).
-fn has_rule(group: &SecurityGroup, rule: &Rule) -> bool {
-    group.ip_permissions().iter().any(|p| {
-        let protocol_matches = p.ip_protocol() == Some(rule.protocol);
-        let ports_match = rule.protocol == "-1"
-            || (p.from_port() == Some(rule.from) && p.to_port() == Some(rule.to));
-        let source_matches = match &rule.source {
-            Source::Group(id) => p
-                .user_id_group_pairs()
-                .iter()
-                .any(|g| g.group_id() == Some(id)),
-            Source::Cidr(cidr) => p.ip_ranges().iter().any(|r| r.cidr_ip() == Some(cidr)),
-        };
-        protocol_matches && ports_match && source_matches
-    })
-}
-
-fn permission(rule: &Rule) -> IpPermission {
-    let mut p = IpPermission::builder().ip_protocol(rule.protocol);
-    if rule.protocol != "-1" {
-        p = p.from_port(rule.from).to_port(rule.to);
-    }
-    match &rule.source {
-        Source::Group(id) => p
-            .user_id_group_pairs(
-                UserIdGroupPair::builder()
-                    .group_id(id)
-                    .description(rule.description)
-                    .build(),
-            )
-            .build(),
-        Source::Cidr(cidr) => p
-            .ip_ranges(
-                IpRange::builder()
-                    .cidr_ip(cidr)
-                    .description(rule.description)
-                    .build(),
-            )
-            .build(),
-    }
-}
-
-fn allows_all_egress(group: &SecurityGroup) -> bool {
-    group.ip_permissions_egress().iter().any(|p| {
-        p.ip_protocol() == Some("-1")
-            && p.ip_ranges()
-                .iter()
-                .any(|r| r.cidr_ip() == Some("0.0.0.0/0"))
-    })
-}
-
 impl Step for SecurityGroupsStep {
-    fn name(&self) -> &'static str {
-        "security-groups"
+    fn id(&self) -> StepId {
+        ID
     }
 
     fn title(&self) -> &'static str {
         "security groups for the control plane and nodes"
     }
 
-    fn needs(&self) -> &'static [&'static str] {
-        &["network"]
+    fn needs(&self) -> &[StepId] {
+        &[network::ID]
     }
 
     fn ensure<'a>(&'a self, s: &'a Scope<'a>) -> StepFuture<'a, ()> {
         Box::pin(async move {
-            let network = input(&s.outputs.network, "network")?;
+            let network = s.input::<Network>()?;
             let (cluster, node) = tokio::try_join!(
                 ensure_group(s, &network.vpc_id, CLUSTER_PART, "EKS control plane"),
                 ensure_group(s, &network.vpc_id, NODE_PART, "EKS worker nodes"),
             )?;
-            let cluster_id = cluster.group_id().unwrap_or_default().to_owned();
-            let node_id = node.group_id().unwrap_or_default().to_owned();
             let (cluster_rules, node_rules) =
-                ingress_rules(&cluster_id, &node_id, &network.vpc_cidr.to_string());
+                ingress_rules(&cluster.id, &node.id, &network.vpc_cidr.to_string());
             tokio::try_join!(
                 ensure_rules(s, &cluster, &cluster_rules),
                 ensure_rules(s, &node, &node_rules),
             )?;
-            let _ = s.outputs.security_groups.set(SecurityGroups {
-                cluster_sg_id: cluster_id,
-                node_sg_id: node_id,
+            s.outputs.put(SecurityGroups {
+                cluster_sg_id: cluster.id,
+                node_sg_id: node.id,
             });
             Ok(())
         })
@@ -178,68 +110,36 @@ impl Step for SecurityGroupsStep {
 
     fn destroy<'a>(&'a self, s: &'a Scope<'a>) -> StepFuture<'a, ()> {
         Box::pin(async move {
-            let mut groups = find_groups(s, None).await?;
+            let ec2 = s.aws.ec2();
+            let mut groups = ec2
+                .security_groups(&s.stack, None)
+                .await
+                .on("security groups")?;
             // Groups Kubernetes made for the cluster (load balancer controllers) in our VPCs.
-            let vpcs: std::collections::BTreeSet<String> = groups
-                .iter()
-                .filter_map(|g| g.vpc_id().map(str::to_owned))
-                .collect();
+            let vpcs: std::collections::BTreeSet<String> =
+                groups.iter().map(|g| g.vpc_id.clone()).collect();
             for vpc in &vpcs {
-                let out = s
-                    .aws
-                    .ec2
-                    .describe_security_groups()
-                    .filters(ec2_filter("vpc-id", vpc.as_str()))
-                    .filters(ec2_filter("tag-key", s.stack.kubernetes_cluster_tag()))
-                    .send()
+                let made = ec2
+                    .security_groups_tagged(vpc, &s.stack.kubernetes_cluster_tag())
                     .await
-                    .op("ec2:DescribeSecurityGroups")
                     .on("security groups created by Kubernetes")?;
-                for group in out.security_groups() {
-                    let known = groups.iter().any(|g| g.group_id() == group.group_id());
-                    if !known && group.group_name() != Some("default") {
-                        groups.push(group.clone());
+                for group in made {
+                    let known = groups.iter().any(|g| g.id == group.id);
+                    if !known && group.name != "default" {
+                        groups.push(group);
                     }
                 }
             }
             // Rules that name another group block its deletion: revoke all ingress first.
-            for group in &groups {
-                let id = group.group_id().unwrap_or_default();
-                if group.ip_permissions().is_empty() {
-                    continue;
-                }
-                ignore_not_found(
-                    s.aws
-                        .ec2
-                        .revoke_security_group_ingress()
-                        .group_id(id)
-                        .set_ip_permissions(Some(group.ip_permissions().to_vec()))
-                        .send()
-                        .await
-                        .op("ec2:RevokeSecurityGroupIngress"),
-                )
-                .on(format!("security group {id}"))?;
+            for group in groups.iter().filter(|g| !g.ingress.is_empty()) {
+                Removal::new(s, "security group", &group.id)
+                    .release(|| ec2.revoke_ingress(&group.id, group.ingress.clone()))
+                    .await?;
             }
             for group in &groups {
-                let id = group.group_id().unwrap_or_default();
-                let deleted = retry_not_yet(
-                    s.config.timeouts.resources(),
-                    |why| s.waiting(&format!("security group {id}: {why}")),
-                    || async {
-                        ignore_not_found(
-                            s.aws
-                                .ec2
-                                .delete_security_group()
-                                .group_id(id)
-                                .send()
-                                .await
-                                .op("ec2:DeleteSecurityGroup"),
-                        )
-                    },
-                )
-                .await
-                .on(format!("security group {id}"))?;
-                s.record(deleted_or_absent(deleted), "security group", id);
+                Removal::new(s, "security group", &group.id)
+                    .delete(|| ec2.delete_security_group(&group.id))
+                    .await?;
             }
             Ok(())
         })
@@ -249,38 +149,24 @@ impl Step for SecurityGroupsStep {
         Box::pin(async move {
             let mut found = Vec::new();
             for part in [CLUSTER_PART, NODE_PART] {
-                let groups = find_groups(s, Some(part)).await?;
+                let name = s.stack.display_name(part);
+                let groups = s
+                    .aws
+                    .ec2()
+                    .security_groups(&s.stack, Some(part))
+                    .await
+                    .on("security groups")?;
                 if groups.is_empty() {
-                    found.push(Resource::missing(
-                        "security group",
-                        s.stack.display_name(part),
-                    ));
+                    found.push(Resource::missing("security group", &name));
                 }
                 for g in groups {
-                    found.push(Resource::found(
-                        "security group",
-                        s.stack.display_name(part),
-                        g.group_id().unwrap_or_default(),
-                        format!("{} ingress rules", g.ip_permissions().len()),
-                    ));
+                    let state = format!("{} ingress rules", g.ingress.len());
+                    found.push(Resource::found("security group", &name, g.id, state));
                 }
             }
             Ok(found)
         })
     }
-}
-
-async fn find_groups(s: &Scope<'_>, part: Option<&str>) -> Result<Vec<SecurityGroup>, StepError> {
-    let out = s
-        .aws
-        .ec2
-        .describe_security_groups()
-        .set_filters(Some(ec2_filters(&s.stack, part)))
-        .send()
-        .await
-        .op("ec2:DescribeSecurityGroups")
-        .on("security groups")?;
-    Ok(out.security_groups().to_vec())
 }
 
 async fn ensure_group(
@@ -289,62 +175,41 @@ async fn ensure_group(
     part: &str,
     purpose: &str,
 ) -> Result<SecurityGroup, StepError> {
+    let ec2 = s.aws.ec2();
     let name = s.stack.display_name(part);
-    if let Some(group) = single(
-        find_groups(s, Some(part)).await?,
-        &format!("security group {name}"),
-    )? {
-        if group.vpc_id() != Some(vpc_id) {
-            return Err(StepError::Failed {
-                resource: format!("security group {name}"),
-                reason: format!(
-                    "belongs to {} instead of {vpc_id}",
-                    group.vpc_id().unwrap_or_default()
-                ),
-            });
+    let resource = format!("security group {name}");
+    let existing = ec2
+        .security_groups(&s.stack, Some(part))
+        .await
+        .on("security groups")?;
+    if let Some(group) = single(existing, &resource)? {
+        if group.vpc_id != vpc_id {
+            return Err(StepError::conflict(
+                resource,
+                format!("belongs to {} instead of {vpc_id}", group.vpc_id),
+            ));
         }
-        recorded(
-            s,
-            false,
-            "security group",
-            group.group_id().unwrap_or_default(),
-        );
+        s.kept_or_created(false, "security group", &group.id);
         return Ok(group);
     }
-    let out = s
-        .aws
-        .ec2
-        .create_security_group()
-        .group_name(&name)
-        .description(format!("{purpose} of stack {}", s.stack.name))
-        .vpc_id(vpc_id)
-        .tag_specifications(ec2_tags(&s.stack, ResourceType::SecurityGroup, part, &[]))
-        .send()
+    let description = format!("{purpose} of stack {}", s.stack.name);
+    let id = ec2
+        .create_security_group(&name, &description, vpc_id, &s.stack.tags(part))
         .await
-        .op("ec2:CreateSecurityGroup")
-        .on(format!("security group {name}"))?;
-    let id = out.group_id().unwrap_or_default().to_owned();
-    recorded(s, true, "security group", &id);
+        .on(&resource)?;
+    s.kept_or_created(true, "security group", &id);
     // Read it back: the rules AWS added by itself (egress to anywhere) are part of its state.
-    let group = s
-        .aws
-        .ec2
-        .describe_security_groups()
-        .group_ids(&id)
-        .send()
+    let group = ec2
+        .security_group(&id)
         .await
-        .op("ec2:DescribeSecurityGroups")
-        .on(format!("security group {id}"))?
-        .security_groups()
-        .first()
-        .cloned()
-        .unwrap_or_else(|| {
-            SecurityGroup::builder()
-                .group_id(&id)
-                .vpc_id(vpc_id)
-                .build()
-        });
-    Ok(group)
+        .on(format!("security group {id}"))?;
+    Ok(group.unwrap_or(SecurityGroup {
+        id,
+        name,
+        vpc_id: vpc_id.to_owned(),
+        ingress: Vec::new(),
+        egress: Vec::new(),
+    }))
 }
 
 async fn ensure_rules(
@@ -352,20 +217,12 @@ async fn ensure_rules(
     group: &SecurityGroup,
     rules: &[Rule],
 ) -> Result<(), StepError> {
-    let id = group.group_id().unwrap_or_default();
-    let missing: Vec<&Rule> = rules.iter().filter(|r| !has_rule(group, r)).collect();
+    let ec2 = s.aws.ec2();
+    let id = &group.id;
+    let missing: Vec<&Rule> = rules.iter().filter(|r| !group.has_rule(r)).collect();
     if !missing.is_empty() {
-        let result = s
-            .aws
-            .ec2
-            .authorize_security_group_ingress()
-            .group_id(id)
-            .set_ip_permissions(Some(missing.iter().map(|r| permission(r)).collect()))
-            .send()
-            .await
-            .op("ec2:AuthorizeSecurityGroupIngress");
-        match result {
-            Ok(_) => {}
+        match ec2.authorize_ingress(id, &missing).await {
+            Ok(()) => {}
             // Added by a run that died before it could see the answer.
             Err(e) if e.is("InvalidPermission.Duplicate") => {}
             Err(e) => return Err(e).on(format!("security group {id}")),
@@ -378,20 +235,9 @@ async fn ensure_rules(
             );
         }
     }
-    if !allows_all_egress(group) {
-        s.aws
-            .ec2
-            .authorize_security_group_egress()
-            .group_id(id)
-            .ip_permissions(
-                IpPermission::builder()
-                    .ip_protocol("-1")
-                    .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
-                    .build(),
-            )
-            .send()
+    if !group.allows_all_egress() {
+        ec2.authorize_egress_anywhere(id)
             .await
-            .op("ec2:AuthorizeSecurityGroupEgress")
             .on(format!("security group {id}"))?;
         s.record(
             Action::Created,
@@ -426,18 +272,5 @@ mod tests {
                     .any(|r| r.from == port && r.source == Source::Cidr("10.0.0.0/16".into()))
             );
         }
-    }
-
-    #[test]
-    fn existing_rules_are_recognised() {
-        let (_, node) = ingress_rules("sg-c", "sg-n", "10.0.0.0/16");
-        let group = SecurityGroup::builder()
-            .group_id("sg-n")
-            .ip_permissions(permission(&node[0]))
-            .ip_permissions(permission(&node[3]))
-            .build();
-        assert!(has_rule(&group, &node[0]));
-        assert!(has_rule(&group, &node[3]));
-        assert!(!has_rule(&group, &node[2]));
     }
 }

@@ -1,12 +1,14 @@
 //! Registers the worker nodes' private IPs in the NLB's target group and deregisters IPs of
 //! nodes that are gone (nodes come and go with the Auto Scaling group).
 
-use aws_sdk_elasticloadbalancingv2::types::TargetDescription;
-
-use crate::aws::AwsResultExt;
+use super::load_balancer::{self, LoadBalancer};
+use super::nodes::{self, Nodes};
+use crate::aws::elbv2::Target;
 use crate::ingress::HTTP_NODE_PORT;
-use crate::plan::{OnResource, Resource, Scope, Step, StepError, StepFuture, input};
+use crate::plan::{OnResource, Resource, Scope, Step, StepError, StepFuture, StepId};
 use crate::progress::Action;
+
+pub const ID: StepId = StepId::new("targets");
 
 pub struct TargetsStep;
 
@@ -30,73 +32,47 @@ pub fn reconcile(
 }
 
 impl Step for TargetsStep {
-    fn name(&self) -> &'static str {
-        "targets"
+    fn id(&self) -> StepId {
+        ID
     }
 
     fn title(&self) -> &'static str {
         "the nodes' IPs as load balancer targets"
     }
 
-    fn needs(&self) -> &'static [&'static str] {
-        &["nodes", "load-balancer"]
+    fn needs(&self) -> &[StepId] {
+        &[nodes::ID, load_balancer::ID]
     }
 
     fn ensure<'a>(&'a self, s: &'a Scope<'a>) -> StepFuture<'a, ()> {
         Box::pin(async move {
-            let nodes = input(&s.outputs.nodes, "nodes")?;
-            let lb = input(&s.outputs.load_balancer, "load-balancer")?;
+            let nodes = s.input::<Nodes>()?;
+            let lb = s.input::<LoadBalancer>()?;
+            let elbv2 = s.aws.elbv2();
             let resource = format!("target group {}", s.stack.target_group());
-            let registered = registered(s, &lb.target_group_arn).await?;
+            let registered: Vec<(String, i32)> = registered(s, &lb.target_group_arn)
+                .await?
+                .into_iter()
+                .map(|t| (t.id, t.port.unwrap_or(HTTP_NODE_PORT)))
+                .collect();
             let wanted: Vec<String> = nodes
                 .instances
                 .iter()
                 .map(|n| n.private_ip.clone())
                 .collect();
-            let (add, remove) = reconcile(
-                &registered
-                    .iter()
-                    .map(|(id, port, _)| (id.clone(), *port))
-                    .collect::<Vec<_>>(),
-                &wanted,
-                HTTP_NODE_PORT,
-            );
+            let (add, remove) = reconcile(&registered, &wanted, HTTP_NODE_PORT);
             if !add.is_empty() {
-                s.aws
-                    .elbv2
-                    .register_targets()
-                    .target_group_arn(&lb.target_group_arn)
-                    .set_targets(Some(
-                        add.iter()
-                            .map(|ip| {
-                                TargetDescription::builder()
-                                    .id(ip)
-                                    .port(HTTP_NODE_PORT)
-                                    .build()
-                            })
-                            .collect(),
-                    ))
-                    .send()
+                let targets: Vec<(String, i32)> =
+                    add.iter().map(|ip| (ip.clone(), HTTP_NODE_PORT)).collect();
+                elbv2
+                    .register_targets(&lb.target_group_arn, &targets)
                     .await
-                    .op("elbv2:RegisterTargets")
                     .on(&resource)?;
             }
             if !remove.is_empty() {
-                s.aws
-                    .elbv2
-                    .deregister_targets()
-                    .target_group_arn(&lb.target_group_arn)
-                    .set_targets(Some(
-                        remove
-                            .iter()
-                            .map(|(ip, port)| {
-                                TargetDescription::builder().id(ip).port(*port).build()
-                            })
-                            .collect(),
-                    ))
-                    .send()
+                elbv2
+                    .deregister_targets(&lb.target_group_arn, &remove)
                     .await
-                    .op("elbv2:DeregisterTargets")
                     .on(&resource)?;
             }
             for ip in &wanted {
@@ -121,53 +97,28 @@ impl Step for TargetsStep {
 
     fn inspect<'a>(&'a self, s: &'a Scope<'a>) -> StepFuture<'a, Vec<Resource>> {
         Box::pin(async move {
-            let Some(tg) = super::load_balancer::describe_tg(s, &s.stack.target_group()).await?
-            else {
+            let Some(tg) = load_balancer::describe_tg(s).await? else {
                 return Ok(Vec::new());
             };
-            let arn = tg.target_group_arn().unwrap_or_default();
-            Ok(registered(s, arn)
+            Ok(registered(s, &tg.arn)
                 .await?
                 .into_iter()
-                .map(|(ip, port, health)| {
-                    Resource::observed(
-                        "target",
-                        format!("{ip}:{port}"),
-                        format!("{ip}:{port}"),
-                        health,
-                    )
+                .map(|t| {
+                    let target = format!("{}:{}", t.id, t.port.unwrap_or(HTTP_NODE_PORT));
+                    Resource::found("target", &target, &target, t.health).observed()
                 })
                 .collect())
         })
     }
 }
 
-/// Registered targets: (ip, port, health state).
-async fn registered(s: &Scope<'_>, tg_arn: &str) -> Result<Vec<(String, i32, String)>, StepError> {
-    let out = s
-        .aws
-        .elbv2
-        .describe_target_health()
-        .target_group_arn(tg_arn)
-        .send()
+/// The targets registered in the stack's target group, with their health.
+pub(crate) async fn registered(s: &Scope<'_>, tg_arn: &str) -> Result<Vec<Target>, StepError> {
+    s.aws
+        .elbv2()
+        .targets(tg_arn)
         .await
-        .op("elbv2:DescribeTargetHealth")
-        .on(format!("target group {}", s.stack.target_group()))?;
-    Ok(out
-        .target_health_descriptions()
-        .iter()
-        .filter_map(|d| {
-            let target = d.target()?;
-            Some((
-                target.id()?.to_owned(),
-                target.port().unwrap_or(HTTP_NODE_PORT),
-                d.target_health()
-                    .and_then(|h| h.state())
-                    .map(|st| st.as_str().to_owned())
-                    .unwrap_or_else(|| "unknown".to_owned()),
-            ))
-        })
-        .collect())
+        .on(format!("target group {}", s.stack.target_group()))
 }
 
 #[cfg(test)]

@@ -6,11 +6,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use localstack::{AwsEmulator, Front, Port};
+use aws::{AwsEmulator, Front, Port};
 use provisioner::aws::{CallLog, Target};
 use provisioner::config::{Overrides, StackConfig, StackFile};
-use provisioner::plan::{Context, Plan};
+use provisioner::plan::Context;
 use provisioner::progress::RecordedProgress;
+use provisioner::steps;
+use provisioner::steps::load_balancer::LoadBalancer;
+use provisioner::steps::nodes::Nodes;
 use provisioner::{Aws, remaining};
 
 pub async fn emulator() -> AwsEmulator {
@@ -73,7 +76,7 @@ pub async fn run(emulator: &impl Endpoint, config: StackConfig) -> Run {
 
 pub async fn up(emulator: &impl Endpoint, name: &str) -> Run {
     let run = run(emulator, config(name)).await;
-    Plan::infrastructure()
+    steps::infrastructure()
         .up(&run.cx)
         .await
         .unwrap_or_else(|e| panic!("up of {name} failed: {e}"));
@@ -82,7 +85,7 @@ pub async fn up(emulator: &impl Endpoint, name: &str) -> Run {
 
 pub async fn down(emulator: &impl Endpoint, name: &str) -> Run {
     let run = run(emulator, config(name)).await;
-    Plan::infrastructure()
+    steps::infrastructure()
         .down(&run.cx)
         .await
         .unwrap_or_else(|e| panic!("down of {name} failed: {e}"));
@@ -92,10 +95,125 @@ pub async fn down(emulator: &impl Endpoint, name: &str) -> Run {
 /// Everything of the stack still in AWS, as `kind name` lines (empty when all is gone).
 pub async fn left(emulator: &impl Endpoint, name: &str) -> Vec<String> {
     let run = run(emulator, config(name)).await;
-    remaining(&Plan::infrastructure(), &run.cx)
+    remaining(&steps::infrastructure(), &run.cx)
         .await
         .expect("inspecting the stack")
         .into_iter()
         .map(|(step, r)| format!("{step}: {} {} {}", r.kind, r.name, r.id.unwrap_or_default()))
         .collect()
+}
+
+/// What a stack has in AWS, counted through AWS's own describe calls (not the provisioner's).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Census {
+    pub vpcs: usize,
+    pub subnets: usize,
+    pub internet_gateways: usize,
+    pub route_tables: usize,
+    pub security_groups: usize,
+    pub nodes: usize,
+    pub targets: usize,
+    pub listeners: usize,
+    pub node_policies: usize,
+}
+
+impl Census {
+    /// The paper's stack, complete.
+    pub const COMPLETE: Census = Census {
+        vpcs: 1,
+        subnets: 2,
+        internet_gateways: 1,
+        route_tables: 1,
+        security_groups: 2,
+        nodes: 3,
+        targets: 3,
+        listeners: 1,
+        node_policies: 3,
+    };
+}
+
+/// Counts what the run's stack has, after an `up` in that run (which provides the NLB's ARNs).
+pub async fn census(run: &Run) -> Census {
+    let aws = &run.cx.aws.clients;
+    let tagged = aws_sdk_ec2::types::Filter::builder()
+        .name(format!("tag:{}", provisioner::stack::STACK_TAG))
+        .values(&run.cx.stack.name)
+        .build();
+    let lb = run.cx.outputs.get::<LoadBalancer>().expect("an up ran");
+    let nodes = run.cx.outputs.get::<Nodes>().expect("an up ran");
+    Census {
+        vpcs: aws
+            .ec2
+            .describe_vpcs()
+            .filters(tagged.clone())
+            .send()
+            .await
+            .expect("VPCs")
+            .vpcs()
+            .len(),
+        subnets: aws
+            .ec2
+            .describe_subnets()
+            .filters(tagged.clone())
+            .send()
+            .await
+            .expect("subnets")
+            .subnets()
+            .len(),
+        internet_gateways: aws
+            .ec2
+            .describe_internet_gateways()
+            .filters(tagged.clone())
+            .send()
+            .await
+            .expect("gateways")
+            .internet_gateways()
+            .len(),
+        route_tables: aws
+            .ec2
+            .describe_route_tables()
+            .filters(tagged.clone())
+            .send()
+            .await
+            .expect("route tables")
+            .route_tables()
+            .len(),
+        security_groups: aws
+            .ec2
+            .describe_security_groups()
+            .filters(tagged)
+            .send()
+            .await
+            .expect("security groups")
+            .security_groups()
+            .len(),
+        nodes: nodes.instances.len(),
+        targets: aws
+            .elbv2
+            .describe_target_health()
+            .target_group_arn(&lb.target_group_arn)
+            .send()
+            .await
+            .expect("targets")
+            .target_health_descriptions()
+            .len(),
+        listeners: aws
+            .elbv2
+            .describe_listeners()
+            .load_balancer_arn(&lb.arn)
+            .send()
+            .await
+            .expect("listeners")
+            .listeners()
+            .len(),
+        node_policies: aws
+            .iam
+            .list_attached_role_policies()
+            .role_name(run.cx.stack.node_role())
+            .send()
+            .await
+            .expect("node role policies")
+            .attached_policies()
+            .len(),
+    }
 }

@@ -1,283 +1,17 @@
 //! Plans as data: steps with dependencies, walked forward by `up` (each step after the steps it
 //! needs, independent ones concurrently), backward by `down`, and read-only by `plan`/`status`.
+//! The engine knows steps only through [`Step`]; the catalogue lives in [`crate::steps`].
 
-use std::sync::{Arc, Mutex, OnceLock};
+mod step;
+
 use std::time::Duration;
 
-use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::time::Instant;
 
-use crate::aws::{Aws, AwsError};
-use crate::config::StackConfig;
-use crate::progress::{Action, Change, Outcome, Progress};
-use crate::retry::WaitError;
-use crate::stack::Stack;
-use crate::steps;
-
-pub type StepFuture<'a, T> = BoxFuture<'a, Result<T, StepError>>;
-
-/// One kind of resource (or a small family of them) that the stack owns.
-pub trait Step: Send + Sync {
-    /// Short, stable name: shown in progress and used in `needs`.
-    fn name(&self) -> &'static str;
-    /// What the step builds, in the operator's words.
-    fn title(&self) -> &'static str;
-    /// The steps whose resources this one uses; they are ensured before it and destroyed after it.
-    fn needs(&self) -> &'static [&'static str];
-    /// Finds what exists, creates only what is missing, and waits until it is usable.
-    fn ensure<'a>(&'a self, scope: &'a Scope<'a>) -> StepFuture<'a, ()>;
-    /// Deletes what the stack owns; what is already gone counts as done.
-    fn destroy<'a>(&'a self, scope: &'a Scope<'a>) -> StepFuture<'a, ()>;
-    /// Reads what exists, changing nothing (for `plan`, `status` and the check after `down`).
-    fn inspect<'a>(&'a self, scope: &'a Scope<'a>) -> StepFuture<'a, Vec<Resource>>;
-}
-
-/// One resource as found in AWS, or as it would be created.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Resource {
-    pub kind: &'static str,
-    pub name: String,
-    /// `None`: it does not exist (yet).
-    pub id: Option<String>,
-    pub state: String,
-    /// Whether `up` creates it; `false` for what is only observed (instances the Auto Scaling
-    /// group launched, network interfaces, registered targets).
-    pub managed: bool,
-}
-
-impl Resource {
-    pub fn found(
-        kind: &'static str,
-        name: impl Into<String>,
-        id: impl Into<String>,
-        state: impl Into<String>,
-    ) -> Self {
-        Self {
-            kind,
-            name: name.into(),
-            id: Some(id.into()),
-            state: state.into(),
-            managed: true,
-        }
-    }
-
-    /// Something that exists because of the stack but that `up` does not create itself.
-    pub fn observed(
-        kind: &'static str,
-        name: impl Into<String>,
-        id: impl Into<String>,
-        state: impl Into<String>,
-    ) -> Self {
-        Self {
-            managed: false,
-            ..Self::found(kind, name, id, state)
-        }
-    }
-
-    pub fn missing(kind: &'static str, name: impl Into<String>) -> Self {
-        Self {
-            kind,
-            name: name.into(),
-            id: None,
-            state: "missing".into(),
-            managed: true,
-        }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StepError {
-    #[error("{resource}: {source}")]
-    Aws {
-        resource: String,
-        #[source]
-        source: AwsError,
-    },
-    #[error("{resource}: timed out after {} waiting for {what}; last seen: {last}", humanize(*after))]
-    Timeout {
-        resource: String,
-        what: String,
-        after: Duration,
-        last: String,
-    },
-    #[error("{resource}: {reason}")]
-    Failed { resource: String, reason: String },
-    #[error(
-        "{resource} exists but is not tagged as part of this stack; rename the stack or remove it by hand"
-    )]
-    NotOwned { resource: String },
-    #[error("needs the result of step `{0}`, which has not run")]
-    MissingInput(&'static str),
-}
-
-impl StepError {
-    /// AWS's error code, when AWS said no.
-    pub fn aws_code(&self) -> Option<&str> {
-        match self {
-            StepError::Aws { source, .. } => Some(source.code()),
-            _ => None,
-        }
-    }
-}
-
-pub fn humanize(d: Duration) -> String {
-    let s = d.as_secs();
-    if s >= 60 {
-        format!("{}m{:02}s", s / 60, s % 60)
-    } else {
-        format!("{:.1}s", d.as_secs_f64())
-    }
-}
-
-/// Attaches the resource an AWS error is about.
-pub trait OnResource<T> {
-    fn on(self, resource: impl std::fmt::Display) -> Result<T, StepError>;
-}
-
-impl<T> OnResource<T> for Result<T, AwsError> {
-    fn on(self, resource: impl std::fmt::Display) -> Result<T, StepError> {
-        self.map_err(|source| StepError::Aws {
-            resource: resource.to_string(),
-            source,
-        })
-    }
-}
-
-impl<T> OnResource<T> for Result<T, WaitError<StepError>> {
-    fn on(self, resource: impl std::fmt::Display) -> Result<T, StepError> {
-        self.map_err(|e| match e {
-            WaitError::Failed(inner) => inner,
-            WaitError::Timeout { after, last } => StepError::Timeout {
-                resource: resource.to_string(),
-                what: "it to be ready".into(),
-                after,
-                last,
-            },
-        })
-    }
-}
-
-/// What the steps produce for the steps after them.
-#[derive(Default)]
-pub struct Outputs {
-    pub network: OnceLock<steps::network::Network>,
-    pub iam: OnceLock<steps::iam::Roles>,
-    pub security_groups: OnceLock<steps::security_groups::SecurityGroups>,
-    pub cluster: OnceLock<steps::cluster::Cluster>,
-    pub nodes: OnceLock<steps::nodes::Nodes>,
-    pub load_balancer: OnceLock<steps::load_balancer::LoadBalancer>,
-    pub site: OnceLock<steps::platform::Site>,
-}
-
-/// Reads a dependency's output.
-pub fn input<'a, T>(slot: &'a OnceLock<T>, step: &'static str) -> Result<&'a T, StepError> {
-    slot.get().ok_or(StepError::MissingInput(step))
-}
-
-/// Everything a run shares.
-pub struct Context {
-    pub config: StackConfig,
-    pub stack: Stack,
-    pub aws: Aws,
-    pub progress: Arc<dyn Progress>,
-    pub outputs: Outputs,
-    /// Where the Kubernetes steps go instead of the EKS endpoint: the local cluster simulator.
-    pub kube_override: Option<platform::cluster::Access>,
-    /// The deploy site's image.
-    pub site_image: String,
-    /// The site's host name instead of the NLB's DNS name (locally: a name that resolves to
-    /// 127.0.0.1, such as `kdeploy.localhost`), and the URL it is reached at.
-    pub public_host_override: Option<(String, String)>,
-    changes: Mutex<Vec<Change>>,
-}
-
-impl Context {
-    pub fn new(config: StackConfig, aws: Aws, progress: Arc<dyn Progress>) -> Self {
-        Self {
-            stack: Stack::new(&config),
-            config,
-            aws,
-            progress,
-            outputs: Outputs::default(),
-            kube_override: None,
-            site_image: platform::manifests::default_site_image(),
-            public_host_override: None,
-            changes: Mutex::new(Vec::new()),
-        }
-    }
-
-    pub fn changes(&self) -> Vec<Change> {
-        self.changes.lock().map(|c| c.clone()).unwrap_or_default()
-    }
-}
-
-/// A step's view of the run: the shared context plus its own progress line.
-pub struct Scope<'a> {
-    pub cx: &'a Context,
-    pub step: &'static str,
-}
-
-impl std::ops::Deref for Scope<'_> {
-    type Target = Context;
-    fn deref(&self) -> &Context {
-        self.cx
-    }
-}
-
-impl Scope<'_> {
-    pub fn waiting(&self, status: &str) {
-        self.cx.progress.waiting(self.step, status);
-    }
-
-    pub fn record(&self, action: Action, kind: &'static str, id: impl Into<String>) {
-        let change = Change {
-            step: self.step,
-            action,
-            kind,
-            id: id.into(),
-        };
-        self.cx.progress.changed(&change);
-        if let Ok(mut changes) = self.cx.changes.lock() {
-            changes.push(change);
-        }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum PlanError {
-    #[error("step `{step}` needs `{missing}`, which is not in the plan")]
-    UnknownStep {
-        step: &'static str,
-        missing: &'static str,
-    },
-    #[error("the steps' dependencies form a cycle through `{0}`")]
-    Cycle(&'static str),
-    #[error("two steps are named `{0}`")]
-    Duplicate(&'static str),
-}
-
-/// A step that failed, and the ones that did not run because of it.
-#[derive(Debug, thiserror::Error)]
-#[error("{}", self.describe())]
-pub struct RunError {
-    pub failed: Vec<(&'static str, StepError)>,
-    pub skipped: Vec<&'static str>,
-}
-
-impl RunError {
-    fn describe(&self) -> String {
-        let mut lines: Vec<String> = self
-            .failed
-            .iter()
-            .map(|(step, err)| format!("step `{step}` failed: {err}"))
-            .collect();
-        if !self.skipped.is_empty() {
-            lines.push(format!("not run: {}", self.skipped.join(", ")));
-        }
-        lines.join("\n")
-    }
-}
+pub use crate::error::{OnResource, PlanError, RunError, StepError, humanize};
+use crate::progress::Outcome;
+pub use step::{Context, Output, Outputs, Resource, Scope, Step, StepFuture, StepId};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum State {
@@ -301,36 +35,9 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// The AWS side of the platform (paper, section III).
-    pub fn infrastructure() -> Self {
-        Self::aws(&["cluster"])
-    }
-
-    fn aws(leftovers_after: &'static [&'static str]) -> Self {
-        Self::default()
-            .with(steps::network::NetworkStep)
-            .with(steps::iam::IamStep)
-            .with(steps::security_groups::SecurityGroupsStep)
-            .with(steps::cluster::ClusterStep)
-            .with(steps::leftovers::LeftoversStep {
-                after: leftovers_after,
-            })
-            .with(steps::nodes::NodesStep)
-            .with(steps::load_balancer::LoadBalancerStep)
-            .with(steps::targets::TargetsStep)
-    }
-
-    /// Everything: the AWS side, then the nodes' access, the ingress controller and the site.
-    pub fn full() -> Self {
-        // Down removes the platform's LoadBalancer Services before sweeping what they left in AWS.
-        Self::aws(&["cluster", "platform"])
-            .with(steps::platform::NodeAccessStep)
-            .with(steps::platform::PlatformStep)
-    }
-
-    /// The steps `name` needs, transitively, and `name` itself, in plan order.
-    pub fn through(mut self, name: &str) -> Option<Self> {
-        let index = self.index(name)?;
+    /// The steps `id` needs, transitively, and `id` itself, in plan order.
+    pub fn through(mut self, id: StepId) -> Option<Self> {
+        let index = self.index(id)?;
         let mut keep = vec![false; self.steps.len()];
         let mut stack = vec![index];
         while let Some(i) = stack.pop() {
@@ -338,7 +45,7 @@ impl Plan {
                 continue;
             }
             for need in self.steps[i].needs() {
-                stack.extend(self.index(need));
+                stack.extend(self.index(*need));
             }
         }
         let mut flags = keep.into_iter();
@@ -356,8 +63,8 @@ impl Plan {
         self.steps.iter().map(|s| s.as_ref())
     }
 
-    fn index(&self, name: &str) -> Option<usize> {
-        self.steps.iter().position(|s| s.name() == name)
+    fn index(&self, id: StepId) -> Option<usize> {
+        self.steps.iter().position(|s| s.id() == id)
     }
 
     fn dependencies(&self) -> Result<Vec<Vec<usize>>, PlanError> {
@@ -368,9 +75,9 @@ impl Plan {
             }
             let mut mine = Vec::new();
             for need in step.needs() {
-                mine.push(self.index(need).ok_or(PlanError::UnknownStep {
+                mine.push(self.index(*need).ok_or(PlanError::UnknownStep {
                     step: step.name(),
-                    missing: need,
+                    missing: need.name(),
                 })?);
             }
             deps.push(mine);
@@ -432,13 +139,7 @@ impl Plan {
 
     async fn run(&self, cx: &Context, direction: Direction) -> Result<(), RunError> {
         let needs = self.dependencies().map_err(|e| RunError {
-            failed: vec![(
-                "plan",
-                StepError::Failed {
-                    resource: "plan".into(),
-                    reason: e.to_string(),
-                },
-            )],
+            failed: vec![("plan", StepError::Plan(e))],
             skipped: vec![],
         })?;
         let n = self.steps.len();
@@ -539,29 +240,19 @@ impl Plan {
     }
 }
 
-/// Records `Kept` for an existing resource or `Created` for a new one; used by every step.
-pub fn recorded(scope: &Scope<'_>, created: bool, kind: &'static str, id: &str) {
-    scope.record(
-        if created {
-            Action::Created
-        } else {
-            Action::Kept
-        },
-        kind,
-        id,
-    );
-}
-
 #[cfg(test)]
 mod tests {
+    use std::sync::{Arc, Mutex};
+
     use super::*;
-    use crate::aws::Target;
+    use crate::aws::{Aws, Target};
+    use crate::config::StackConfig;
     use crate::progress::{Event, RecordedProgress};
 
     /// A step that only writes down when it ran.
     struct Fake {
         name: &'static str,
-        needs: &'static [&'static str],
+        needs: Vec<StepId>,
         fail: bool,
         log: Arc<Mutex<Vec<String>>>,
     }
@@ -574,10 +265,7 @@ mod tests {
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 self.log.lock().unwrap().push(format!("end {entry}"));
                 if self.fail {
-                    Err(StepError::Failed {
-                        resource: self.name.into(),
-                        reason: "boom".into(),
-                    })
+                    Err(StepError::conflict(self.name, "boom"))
                 } else {
                     Ok(())
                 }
@@ -586,14 +274,14 @@ mod tests {
     }
 
     impl Step for Fake {
-        fn name(&self) -> &'static str {
-            self.name
+        fn id(&self) -> StepId {
+            StepId::new(self.name)
         }
         fn title(&self) -> &'static str {
             "fake"
         }
-        fn needs(&self) -> &'static [&'static str] {
-            self.needs
+        fn needs(&self) -> &[StepId] {
+            &self.needs
         }
         fn ensure<'a>(&'a self, _: &'a Scope<'a>) -> StepFuture<'a, ()> {
             self.go("up")
@@ -614,9 +302,9 @@ mod tests {
     /// network and iam are independent; cluster needs both; nodes and lb follow.
     fn fixture(failing: &str) -> Fixture {
         let log = Arc::new(Mutex::new(Vec::new()));
-        let step = |name, needs| Fake {
+        let step = |name, needs: &[&'static str]| Fake {
             name,
-            needs,
+            needs: needs.iter().map(|n| StepId::new(n)).collect(),
             fail: name == failing,
             log: log.clone(),
         };
@@ -650,24 +338,11 @@ mod tests {
     }
 
     #[test]
-    fn order_puts_every_step_after_what_it_needs() {
-        let order = Plan::infrastructure().order().unwrap();
-        let at = |n: &str| order.iter().position(|o| *o == n).unwrap();
-        for step in Plan::infrastructure().steps() {
-            for need in step.needs() {
-                assert!(at(need) < at(step.name()), "{need} before {}", step.name());
-            }
-        }
-        assert_eq!(order.first(), Some(&"network"));
-        assert_eq!(order.last(), Some(&"targets"));
-    }
-
-    #[test]
     fn cycles_unknown_and_duplicate_steps_are_rejected() {
         let log = Arc::new(Mutex::new(Vec::new()));
-        let fake = |name, needs| Fake {
+        let fake = |name, needs: &[&'static str]| Fake {
             name,
-            needs,
+            needs: needs.iter().map(|n| StepId::new(n)).collect(),
             fail: false,
             log: log.clone(),
         };
