@@ -7,9 +7,6 @@ use std::time::Duration;
 use crate::aws::{AwsError, CredentialsError};
 use crate::retry::WaitError;
 
-/// A cause from the `platform` crate, kept whole so callers can still downcast it.
-pub type PlatformError = Box<dyn std::error::Error + Send + Sync + 'static>;
-
 /// Why a step (or the plan around it) failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StepError {
@@ -51,8 +48,9 @@ pub enum StepError {
     #[error("{resource}: {source}")]
     Platform {
         resource: String,
+        /// Boxed: the platform's error is large, and most results never carry it.
         #[source]
-        source: PlatformError,
+        source: Box<platform::Error>,
     },
     #[error(transparent)]
     Plan(#[from] PlanError),
@@ -81,10 +79,10 @@ impl StepError {
         }
     }
 
-    pub fn platform(resource: impl Into<String>, source: impl Into<PlatformError>) -> Self {
+    pub fn platform(resource: impl Into<String>, source: platform::Error) -> Self {
         StepError::Platform {
             resource: resource.into(),
-            source: source.into(),
+            source: Box::new(source),
         }
     }
 }

@@ -13,6 +13,9 @@ use provisioner::aws::{CallLog, Target};
 use provisioner::config::{Overrides, StackConfig, StackFile};
 use provisioner::plan::{Context, Plan};
 use provisioner::progress::RecordedProgress;
+use provisioner::steps::load_balancer::LoadBalancer;
+use provisioner::steps::platform::Site;
+use provisioner::steps::{self, PlatformSettings};
 use provisioner::{Aws, remaining};
 use tests::{SiteCluster, aws_emulator};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -31,20 +34,27 @@ fn config(name: &str) -> StackConfig {
     config
 }
 
-/// A run of the full plan against the emulator and the simulator, with its own call log.
-async fn context(emulator: &aws::AwsEmulator, sim: &cluster::RunningSim) -> (Context, CallLog) {
+/// The full plan, its Kubernetes steps sent to the simulator (the only local switch).
+fn full_plan(sim: &cluster::RunningSim) -> Plan {
+    steps::full(PlatformSettings {
+        kube_override: Some(platform::cluster::Access {
+            endpoint: sim.api_url(),
+            certificate_authority: None,
+            token: sim.admin_token().to_owned(),
+        }),
+        ..PlatformSettings::default()
+    })
+}
+
+/// A run against the emulator, with its own call log.
+async fn context(emulator: &aws::AwsEmulator) -> (Context, CallLog) {
     let calls = CallLog::default();
     let config = config("full");
     let target = Target::Local {
         endpoint: emulator.endpoint().to_owned(),
     };
     let aws = Aws::connect(&target, &config.region, calls.clone()).await;
-    let mut cx = Context::new(config, aws, Arc::new(RecordedProgress::default()));
-    cx.kube_override = Some(platform::cluster::Access {
-        endpoint: sim.api_url(),
-        certificate_authority: None,
-        token: sim.admin_token().to_owned(),
-    });
+    let cx = Context::new(config, aws, Arc::new(RecordedProgress::default()));
     (cx, calls)
 }
 
@@ -71,16 +81,15 @@ async fn up_brings_the_platform_up_and_down_takes_it_away() {
     let site_cluster = SiteCluster::start("kdeploy-system", "kdeploy-web").await;
     let sim = &site_cluster.sim;
 
-    let (first, _) = context(&emu, sim).await;
-    Plan::full()
+    let (first, _) = context(&emu).await;
+    full_plan(sim)
         .up(&first)
         .await
         .unwrap_or_else(|e| panic!("up failed: {e}"));
-    let site = first.outputs.site.get().expect("site output");
+    let site = first.outputs.get::<Site>().expect("site output");
     let lb = first
         .outputs
-        .load_balancer
-        .get()
+        .get::<LoadBalancer>()
         .expect("load balancer output");
     assert_eq!(
         site.url,
@@ -88,10 +97,11 @@ async fn up_brings_the_platform_up_and_down_takes_it_away() {
     );
     // The site made its first administrator itself and left the credentials in a Secret, which
     // the installer shows once.
-    let (user, password) = site
+    let admin = site
         .admin
         .clone()
         .expect("the first administrator is shown");
+    let (user, password) = (admin.username, admin.password);
     let kube = sim.client().await.expect("client");
     let secret = Api::<Secret>::namespaced(kube.clone(), "kdeploy-system")
         .get("kdeploy-initial-admin")
@@ -120,8 +130,8 @@ async fn up_brings_the_platform_up_and_down_takes_it_away() {
     );
 
     // Again: no AWS change, and the credentials are not shown a second time.
-    let (again, calls) = context(&emu, sim).await;
-    Plan::full()
+    let (again, calls) = context(&emu).await;
+    full_plan(sim)
         .up(&again)
         .await
         .unwrap_or_else(|e| panic!("second up failed: {e}"));
@@ -131,14 +141,14 @@ async fn up_brings_the_platform_up_and_down_takes_it_away() {
         "{:?}",
         calls.counts().mutating_operations()
     );
-    assert!(again.outputs.site.get().expect("site").admin.is_none());
+    assert!(again.outputs.get::<Site>().expect("site").admin.is_none());
 
-    let (last, _) = context(&emu, sim).await;
-    Plan::full()
+    let (last, _) = context(&emu).await;
+    full_plan(sim)
         .down(&last)
         .await
         .unwrap_or_else(|e| panic!("down failed: {e}"));
-    let left = remaining(&Plan::infrastructure(), &last)
+    let left = remaining(&steps::infrastructure(), &last)
         .await
         .expect("inspecting the stack");
     assert!(left.is_empty(), "{left:?}");

@@ -132,19 +132,61 @@ pub async fn token(w: &Wiring) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The site's first administrator's credentials, read from the Secret the site left them in.
+pub async fn initial_admin(w: &Wiring) -> anyhow::Result<ExitCode> {
+    let access = match &w.kube_override {
+        Some(access) => access.clone(),
+        None => {
+            let name = w.cx.stack.cluster_name();
+            let cluster = active_cluster(w).await?;
+            let not_yet = || {
+                format!(
+                    "EKS cluster {name} is not ready yet (it is {})",
+                    cluster.status
+                )
+            };
+            let endpoint = cluster.endpoint.as_deref().with_context(not_yet)?;
+            let authority = cluster
+                .certificate_authority
+                .as_deref()
+                .with_context(not_yet)?;
+            provisioner::access::cluster_access(&w.cx.aws, name, endpoint, authority).await?
+        }
+    };
+    let client = platform::cluster::connect(&access)?;
+    match platform::initial_admin(&client).await? {
+        Some(credentials) => {
+            report::initial_admin(&credentials);
+            Ok(ExitCode::SUCCESS)
+        }
+        None => {
+            eprintln!(
+                "error: the Secret {}/{} is gone (deleted after the password was changed, as advised); \
+                 sign in with your own password, or have another administrator reset it",
+                platform::names::SYSTEM_NAMESPACE,
+                platform::names::INITIAL_ADMIN_SECRET
+            );
+            Ok(ExitCode::from(EXIT_FAILED))
+        }
+    }
+}
+
+/// The stack's EKS cluster as DescribeCluster has it, or an error saying to run `up` first.
+async fn active_cluster(w: &Wiring) -> anyhow::Result<provisioner::aws::eks::EksCluster> {
+    let name = w.cx.stack.cluster_name();
+    w.cx.aws
+        .eks()
+        .cluster(name)
+        .await
+        .with_context(|| format!("describing EKS cluster {name} (run `provisioner up` first)"))?
+        .with_context(|| format!("EKS cluster {name} does not exist (run `provisioner up` first)"))
+}
+
 /// Writes a kubeconfig entry whose credential plugin is this program's `token` command.
 pub async fn kubeconfig(w: &Wiring, path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let stack = &w.cx.stack;
     let name = stack.cluster_name();
-    let cluster =
-        w.cx.aws
-            .eks()
-            .cluster(name)
-            .await
-            .with_context(|| format!("describing EKS cluster {name} (run `provisioner up` first)"))?
-            .with_context(|| {
-                format!("EKS cluster {name} does not exist (run `provisioner up` first)")
-            })?;
+    let cluster = active_cluster(w).await?;
     let server = cluster.endpoint.with_context(|| {
         format!(
             "EKS cluster {name} has no endpoint yet (it is {})",

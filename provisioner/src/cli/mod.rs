@@ -1,4 +1,5 @@
-//! The command line: `up`, `down`, `plan`, `status`, `sync-targets`, `token`, `kubeconfig`.
+//! The command line: `up`, `down`, `plan`, `status`, `sync-targets`, `token`, `initial-admin`,
+//! `kubeconfig`.
 //! The arguments and the wiring they select live here; each command is a function of
 //! [`commands`]; what they print is in [`report`].
 
@@ -108,6 +109,8 @@ enum Command {
     Token,
     /// Register the current nodes' IPs in the load balancer's target group, deregister stale ones.
     SyncTargets,
+    /// Print the site's first administrator's credentials again, while the site's Secret holds them.
+    InitialAdmin,
     /// Write or merge a kubeconfig entry for the stack's cluster (default: $KUBECONFIG or ~/.kube/config).
     Kubeconfig {
         /// The kubeconfig file to write.
@@ -140,6 +143,8 @@ pub(crate) struct Wiring {
     /// "AWS ap-northeast-2" or "local emulator at URL", for the reports.
     pub target: String,
     pub profile: Option<String>,
+    /// The API server to use instead of the EKS endpoint (the local simulator), as the steps have it.
+    pub kube_override: Option<platform::cluster::Access>,
 }
 
 /// An invalid setting: reported with the field and rule, exit code 2, nothing touched.
@@ -156,6 +161,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status { json } => commands::status(&wiring, json).await,
         Command::SyncTargets => commands::sync_targets(wiring).await,
         Command::Token => commands::token(&wiring).await,
+        Command::InitialAdmin => commands::initial_admin(&wiring).await,
         Command::Kubeconfig { kubeconfig } => commands::kubeconfig(&wiring, kubeconfig).await,
     }
 }
@@ -185,6 +191,7 @@ async fn wire(cli: &Cli) -> Result<Wiring, InvalidConfig> {
         }
     };
     let settings = platform_settings(cli)?;
+    let kube_override = settings.kube_override.clone();
     let target = match (&cli.endpoint, cli.local) {
         (Some(endpoint), _) => Target::Local {
             endpoint: endpoint.clone(),
@@ -218,6 +225,7 @@ async fn wire(cli: &Cli) -> Result<Wiring, InvalidConfig> {
         calls,
         target,
         profile: cli.profile.clone(),
+        kube_override,
     })
 }
 

@@ -123,11 +123,25 @@ pub fn summary(cx: &Context) {
     if let Some(site) = cx.outputs.get::<Site>() {
         say!("\nThe deploy site: {}", site.url);
         match &site.admin {
-            Some((user, password)) => say!(
-                "  administrator `{user}`, password `{password}` (shown once: keep it; users are managed on the site)"
+            Some(credentials) => initial_admin(credentials),
+            None => say!(
+                "  sign in with your administrator account (`provisioner initial-admin` shows the first one while its Secret exists)"
             ),
-            None => say!("  sign in with the administrator account made by the first `up`"),
         }
         say!("  kubectl access: `provisioner kubeconfig`, then `kubectl get nodes`");
     }
+}
+
+/// The site's first administrator, with what to do next (as Argo CD's initial admin Secret).
+pub fn initial_admin(credentials: &platform::Credentials) {
+    say!(
+        "  administrator `{}`, password `{}`",
+        credentials.username,
+        credentials.password
+    );
+    say!(
+        "  sign in, change the password on the Account page, then delete the Secret: kubectl -n {} delete secret {}",
+        platform::names::SYSTEM_NAMESPACE,
+        platform::names::INITIAL_ADMIN_SECRET
+    );
 }

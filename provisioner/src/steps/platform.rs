@@ -1,13 +1,12 @@
-//! The Kubernetes side of the stack: the nodes' permission to join, then (once they are Ready)
-//! the ingress controller and the deploy site, and the site's first administrator.
+//! AWS glue for the Kubernetes side of the stack: the nodes' permission to join, and the
+//! platform install, which the `platform` crate owns (what is applied, in which order, what is
+//! waited for). This step hands it the cluster's address, the load balancer's DNS name and the
+//! site's settings, then waits for the load balancer's targets to be healthy.
 
-use k8s_openapi::api::core::v1::{Namespace, Node, Service};
-use kube::Api;
-use kube::api::{DeleteParams, ListParams};
 use platform::cluster::Access;
-use platform::manifests::{
-    self, DEPLOY_SITE_DEPLOYMENT, INGRESS_CONTROLLER_DEPLOYMENT, SiteValues,
-};
+use platform::manifests::{self, SiteValues};
+use platform::wait::Progress;
+use platform::{Credentials, InstallSpec};
 
 use super::cluster::{self, Cluster};
 use super::iam::{self, Roles};
@@ -47,8 +46,9 @@ impl Default for PlatformSettings {
 #[derive(Debug, Clone)]
 pub struct Site {
     pub url: String,
-    /// Set only by the run that created the first administrator: shown once.
-    pub admin: Option<(String, String)>,
+    /// Set only by the run that installed the site and so created its first administrator:
+    /// shown once (`provisioner initial-admin` shows it again while the site's Secret exists).
+    pub admin: Option<Credentials>,
 }
 
 impl Output for Site {
@@ -127,8 +127,8 @@ impl Step for NodeAccessStep {
     }
 }
 
-/// Waits for the nodes, installs the ingress controller and the deploy site, waits for both
-/// rollouts, and creates the site's first administrator.
+/// Installs the ingress controller and the deploy site through `platform`, then waits for the
+/// load balancer's targets to be healthy so that the printed URL answers.
 pub struct PlatformStep {
     pub settings: PlatformSettings,
 }
@@ -150,18 +150,6 @@ impl Step for PlatformStep {
         Box::pin(async move {
             let lb = s.input::<LoadBalancer>()?;
             let kube = cluster_client(s, self.settings.kube_override.as_ref()).await?;
-            wait_nodes_ready(s, &kube, s.config.nodes.desired as usize).await?;
-
-            let controller = manifests::ingress_controller()
-                .map_err(|e| StepError::platform("ingress controller manifest", e))?;
-            manifests::apply(&kube, &controller)
-                .await
-                .map_err(|e| StepError::platform("ingress controller", e))?;
-            s.record(
-                Action::Kept,
-                "ingress controller",
-                "nginx-ingress/nginx-ingress (applied)",
-            );
             let (public_host, url) = match &self.settings.public_host {
                 Some((host, url)) => (host.clone(), url.clone()),
                 None => {
@@ -169,39 +157,36 @@ impl Step for PlatformStep {
                     (host.clone(), format!("http://{host}/"))
                 }
             };
-            let values = SiteValues {
-                public_host,
-                image: self.settings.site_image.clone(),
+            let spec = InstallSpec {
+                site: SiteValues {
+                    public_host,
+                    image: self.settings.site_image.clone(),
+                },
+                nodes: s.config.nodes.desired as usize,
+                wait_limit: s.config.timeouts.resources().limit,
             };
-            let site_was_new = Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(
-                kube.clone(),
-                DEPLOY_SITE_DEPLOYMENT.0,
-            )
-            .get_opt(DEPLOY_SITE_DEPLOYMENT.1)
-            .await
-            .map_err(|e| StepError::kube("deploy site", e))?
-            .is_none();
-            let site = manifests::deploy_site(&values)
-                .map_err(|e| StepError::platform("deploy site manifest", e))?;
-            manifests::apply(&kube, &site)
+            let (progress, step) = (s.cx.progress.clone(), s.step);
+            let progress = move |status: &str| progress.waiting(step, status);
+            let installed = platform::install(&kube, &spec, Some(&progress as &Progress))
                 .await
-                .map_err(|e| StepError::platform("deploy site", e))?;
+                .map_err(|e| StepError::platform("platform install", e))?;
             s.record(
                 Action::Kept,
-                "deploy site",
-                "kdeploy-system/kdeploy-web (applied)",
+                "ingress controller and deploy site",
+                format!("{} objects applied", installed.applied),
             );
-
-            let limit = s.config.timeouts.resources().limit;
-            s.waiting("rollouts of the ingress controller and the deploy site");
-            let (a, b) = tokio::join!(
-                manifests::wait_rollout(&kube, INGRESS_CONTROLLER_DEPLOYMENT, limit),
-                manifests::wait_rollout(&kube, DEPLOY_SITE_DEPLOYMENT, limit),
-            );
-            a.and(b).map_err(|e| StepError::platform("rollout", e))?;
-
             wait_targets_healthy(s, &lb.target_group_arn).await?;
-            let admin = initial_admin(s, &kube, site_was_new).await?;
+            // Shown once: on the run whose install created the site (and so its administrator).
+            let admin = match installed.initial_admin {
+                Some(credentials) if installed.site_newly_created => {
+                    s.record(Action::Created, "site administrator", &credentials.username);
+                    Some(credentials)
+                }
+                _ => {
+                    s.record(Action::Kept, "site administrator", "exists");
+                    None
+                }
+            };
             s.outputs.put(Site { url, admin });
             Ok(())
         })
@@ -220,40 +205,15 @@ impl Step for PlatformStep {
                 s.outputs.put(Cluster::from_active(&described)?);
             }
             let kube = cluster_client(s, self.settings.kube_override.as_ref()).await?;
-            // Services of type LoadBalancer make AWS load balancers that would block the VPC.
-            let services: Api<Service> = Api::all(kube.clone());
-            let list = services
-                .list(&ListParams::default())
+            let changes = platform::uninstall(&kube)
                 .await
-                .map_err(|e| StepError::kube("services", e))?;
-            for svc in list.items {
-                let is_lb =
-                    svc.spec.as_ref().and_then(|sp| sp.type_.as_deref()) == Some("LoadBalancer");
-                if let (true, Some(ns), Some(name)) = (
-                    is_lb,
-                    svc.metadata.namespace.as_deref(),
-                    svc.metadata.name.as_deref(),
-                ) {
-                    Api::<Service>::namespaced(kube.clone(), ns)
-                        .delete(name, &DeleteParams::default())
-                        .await
-                        .map_err(|e| StepError::kube(format!("service {ns}/{name}"), e))?;
-                    s.record(
-                        Action::Deleted,
-                        "LoadBalancer service",
-                        format!("{ns}/{name}"),
-                    );
-                }
-            }
-            let namespaces: Api<Namespace> = Api::all(kube.clone());
-            for ns in ["kdeploy-system", "nginx-ingress"] {
-                match namespaces.delete(ns, &DeleteParams::default()).await {
-                    Ok(_) => s.record(Action::Deleted, "namespace", ns),
-                    Err(kube::Error::Api(status)) if status.code == 404 => {
-                        s.record(Action::Absent, "namespace", ns)
-                    }
-                    Err(e) => return Err(StepError::kube(format!("namespace {ns}"), e)),
-                }
+                .map_err(|e| StepError::platform("platform uninstall", e))?;
+            for change in changes {
+                let action = match change.outcome {
+                    platform::Outcome::Deleted => Action::Deleted,
+                    platform::Outcome::Absent => Action::Absent,
+                };
+                s.record(action, change.kind, change.name);
             }
             Ok(())
         })
@@ -263,41 +223,6 @@ impl Step for PlatformStep {
         // What lives inside the cluster goes with it; `status` shows the AWS side.
         Box::pin(async { Ok(Vec::new()) })
     }
-}
-
-async fn wait_nodes_ready(
-    s: &Scope<'_>,
-    kube: &kube::Client,
-    want: usize,
-) -> Result<(), StepError> {
-    let nodes: Api<Node> = Api::all(kube.clone());
-    wait_for(
-        s.config.timeouts.resources(),
-        |state| s.waiting(state),
-        || async {
-            let list = nodes
-                .list(&ListParams::default())
-                .await
-                .map_err(|e| StepError::kube("nodes", e))?;
-            let ready = list
-                .items
-                .iter()
-                .filter(|n| {
-                    n.status
-                        .as_ref()
-                        .and_then(|st| st.conditions.as_ref())
-                        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-                })
-                .count();
-            Ok(if ready >= want {
-                Poll::Ready(())
-            } else {
-                Poll::Pending(format!("{ready}/{want} nodes Ready"))
-            })
-        },
-    )
-    .await
-    .on("worker nodes")
 }
 
 /// Waits until every registered target passes the NLB's health check (the ingress controller's
@@ -319,45 +244,3 @@ async fn wait_targets_healthy(s: &Scope<'_>, target_group: &str) -> Result<(), S
     .await
     .on(format!("target group {}", s.stack.target_group()))
 }
-
-/// The first administrator's credentials, which the site writes into a Secret when it creates the
-/// administrator on its first start; shown only by the run that installed the site.
-async fn initial_admin(
-    s: &Scope<'_>,
-    kube: &kube::Client,
-    site_was_new: bool,
-) -> Result<Option<(String, String)>, StepError> {
-    use k8s_openapi::api::core::v1::Secret;
-    if !site_was_new {
-        s.record(Action::Kept, "site administrator", "exists");
-        return Ok(None);
-    }
-    let secrets: Api<Secret> = Api::namespaced(kube.clone(), DEPLOY_SITE_DEPLOYMENT.0);
-    wait_for(
-        s.config.timeouts.resources(),
-        |state| s.waiting(state),
-        || async {
-            let secret = secrets
-                .get_opt(INITIAL_ADMIN_SECRET)
-                .await
-                .map_err(|e| StepError::kube(format!("secret {INITIAL_ADMIN_SECRET}"), e))?;
-            let field = |key: &str| {
-                secret
-                    .as_ref()
-                    .and_then(|s| s.data.as_ref())
-                    .and_then(|d| d.get(key))
-                    .and_then(|v| String::from_utf8(v.0.clone()).ok())
-            };
-            Ok(match (field("username"), field("password")) {
-                (Some(user), Some(password)) => Poll::Ready(Some((user, password))),
-                _ => Poll::Pending("the site to create its first administrator".to_owned()),
-            })
-        },
-    )
-    .await
-    .on("site administrator")
-    .inspect(|_| s.record(Action::Created, "site administrator", INITIAL_ADMIN_SECRET))
-}
-
-/// The Secret in which the site leaves its first administrator's credentials.
-const INITIAL_ADMIN_SECRET: &str = "kdeploy-initial-admin";
