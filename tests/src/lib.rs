@@ -9,34 +9,42 @@ use std::time::Duration;
 
 use cluster::{ClusterSim, LocalCommand, RunningSim, SimConfig};
 
-/// A binary of this workspace, built (or found up to date) by cargo itself, so the path is what
-/// cargo made for this profile and target directory rather than a guess.
+/// A binary of this workspace, as cargo itself reports it. The build asked for is the one
+/// `./dev test` (nextest) makes, `cargo test --no-run --workspace`, so that under the test command
+/// it is already fresh and has the same features: nothing is rebuilt, and the path is cargo's
+/// rather than a guess about the target directory.
 pub fn workspace_binary(package: &str, bin: &str) -> PathBuf {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let output = Command::new(cargo)
         .args([
-            "build",
+            "test",
+            "--no-run",
+            "--workspace",
             "--quiet",
-            "--package",
-            package,
-            "--bin",
-            bin,
             "--message-format=json-render-diagnostics",
         ])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
-        .unwrap_or_else(|e| panic!("running cargo to build {bin}: {e}"));
+        .unwrap_or_else(|e| panic!("running cargo to build {package}'s {bin}: {e}"));
     assert!(
         output.status.success(),
-        "cargo could not build {bin}: {}",
+        "cargo could not build the workspace: {}",
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stdout)
         .lines()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == bin)
+        .filter(|m| {
+            m["reason"] == "compiler-artifact"
+                && m["target"]["name"] == bin
+                && m["target"]["kind"] == serde_json::json!(["bin"])
+                && m["profile"]["test"] == false
+                && m["package_id"].as_str().is_some_and(|id| {
+                    id.contains(&format!("#{package}@")) || id.contains(&format!("/{package}#"))
+                })
+        })
         .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-        .unwrap_or_else(|| panic!("cargo built no executable named {bin}"))
+        .unwrap_or_else(|| panic!("cargo built no executable {bin} of package {package}"))
 }
 
 /// Polls `check` until it returns `Some`, failing the test with `what` after `timeout`.

@@ -77,6 +77,7 @@ async fn get(addr: std::net::SocketAddr, host: &str, path: &str) -> (String, Str
 
 #[tokio::test]
 async fn up_brings_the_platform_up_and_down_takes_it_away() {
+    let provisioner_binary = tests::workspace_binary("provisioner", "provisioner");
     let emu = aws_emulator().await;
     let site_cluster = SiteCluster::start("kdeploy-system", "kdeploy-web").await;
     let sim = &site_cluster.sim;
@@ -127,6 +128,52 @@ async fn up_brings_the_platform_up_and_down_takes_it_away() {
     assert!(
         body.contains("Sign in") && body.contains("kdeploy"),
         "the site's page: {body}"
+    );
+
+    // The operator's command shows the credentials again while the Secret exists, and says what
+    // to do once it is gone.
+    let initial_admin = || {
+        // Async: the simulator serves from this test's own runtime.
+        tokio::process::Command::new(&provisioner_binary)
+            .args(["--endpoint", emu.endpoint(), "--kube-endpoint"])
+            .arg(sim.api_url())
+            .args([
+                "--kube-token",
+                sim.admin_token(),
+                "--name",
+                "full",
+                "initial-admin",
+            ])
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .output()
+    };
+    let shown = initial_admin()
+        .await
+        .expect("run provisioner initial-admin");
+    let out = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.status.success(),
+        "{out} {}",
+        String::from_utf8_lossy(&shown.stderr)
+    );
+    assert!(
+        out.contains(&format!("`{user}`")) && out.contains(&format!("`{password}`")),
+        "{out}"
+    );
+    assert!(out.contains("delete secret kdeploy-initial-admin"), "{out}");
+    let secrets = Api::<Secret>::namespaced(kube.clone(), "kdeploy-system");
+    secrets
+        .delete("kdeploy-initial-admin", &Default::default())
+        .await
+        .expect("the operator deletes the Secret");
+    let gone = initial_admin()
+        .await
+        .expect("run provisioner initial-admin");
+    let err = String::from_utf8_lossy(&gone.stderr);
+    assert_eq!(gone.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("kdeploy-system/kdeploy-initial-admin is gone"),
+        "{err}"
     );
 
     // Again: no AWS change, and the credentials are not shown a second time.

@@ -66,7 +66,10 @@ impl AwsEmulator {
     pub async fn start(port: Port) -> Result<Self, EmulatorError> {
         let venv = Venv::project()?;
         let python = venv.ensure().await?;
-        let script = repo_root().join("localstack").join("aws").join("moto_server.py");
+        let script = repo_root()
+            .join("localstack")
+            .join("aws")
+            .join("moto_server.py");
         let port = match port {
             Port::Any => 0,
             Port::Fixed(p) => p,

@@ -1,8 +1,8 @@
 //! `localstack`: runs the local stack's services in the foreground for the demo and for debugging.
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
 use aws::{AwsEmulator, Front, Port, Profile, Venv};
+use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(about = "The local stack: AWS emulator for development and tests")]

@@ -1,6 +1,6 @@
 //! Latency and memory of the deploy site against an in-process cluster simulator.
 //!
-//! `cargo run -p web --example bench` (dev profile). Prints one table: list page p50/p99 with
+//! `cargo run -p web --example site_bench` (dev profile). Prints one table: list page p50/p99 with
 //! 200 repositories, deploy latency next to `kubectl apply` of the same three objects, and the
 //! resident memory of this process (site + simulator) at idle and after the load.
 // Printing the table is the point of this program.
