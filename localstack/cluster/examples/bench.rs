@@ -1,6 +1,6 @@
 //! Throughput and memory of the simulator, measured through its HTTP API with kube-rs (not a test).
 //!
-//! `cargo run -p cluster-sim --example bench` (dev profile; absolute numbers are for comparing
+//! `cargo run -p cluster --example bench` (dev profile; absolute numbers are for comparing
 //! revisions on one machine, not for comparing with a real API server).
 
 use std::io::Write;

@@ -10,6 +10,7 @@ pub mod defaults;
 pub mod error;
 pub mod ingress;
 pub mod meta;
+pub mod quantity;
 pub mod quota;
 pub mod registry;
 pub mod resources;

@@ -106,16 +106,7 @@ pub static RESOURCES: &[ResourceType] = &[
         "Service",
         true,
         ["svc"],
-        &[
-            "create",
-            "delete",
-            "deletecollection",
-            "get",
-            "list",
-            "patch",
-            "update",
-            "watch"
-        ],
+        CRUD,
         ["status"]
     ),
     resource!(

@@ -3,15 +3,16 @@
 mod discovery;
 mod openapi;
 mod protobuf;
+mod request;
+mod route;
 mod table;
 mod watch;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -20,11 +21,12 @@ use serde_json::{Value, json};
 use crate::auth::{self, Attributes, Authenticator, User};
 use crate::error::{ApiError, ApiResult};
 use crate::meta;
-use crate::registry::{
-    DeleteOptions, Deletion, ListOptions, PatchKind, Propagation, Registry, WriteOptions,
+use crate::registry::{Deletion, PatchKind, Registry, WriteOptions};
+use crate::resources::{ResourceType, known};
+use request::{
+    Params, content_type, decode_object, delete_options, field_manager, flag, list_options, params,
 };
-use crate::resources::{self, ResourceType, known};
-use crate::selectors::{FieldSelector, LabelSelector};
+use route::{Route, parse_route};
 
 /// Everything a request handler needs.
 pub struct ApiState {
@@ -124,80 +126,6 @@ fn json_response(code: StatusCode, body: &Value) -> Response {
         .into_response()
 }
 
-/// The object a request addresses, parsed from the path.
-#[derive(Debug)]
-struct Target {
-    rt: &'static ResourceType,
-    namespace: String,
-    name: Option<String>,
-    subresource: Option<String>,
-}
-
-enum Route {
-    CoreVersions,
-    Groups,
-    Group(String),
-    ResourceList(String, String),
-    Resource(Target),
-}
-
-fn parse_route(path: &str) -> ApiResult<Route> {
-    let not_found = || ApiError::not_found_path(path);
-    let segs: Vec<&str> = path
-        .trim_matches('/')
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .collect();
-    let (group, version, rest) = match segs.as_slice() {
-        ["api"] => return Ok(Route::CoreVersions),
-        ["apis"] => return Ok(Route::Groups),
-        ["apis", g] => {
-            return if resources::groups().contains(g) {
-                Ok(Route::Group((*g).to_string()))
-            } else {
-                Err(not_found())
-            };
-        }
-        ["api", v, rest @ ..] => ("", *v, rest),
-        ["apis", g, v, rest @ ..] => (*g, *v, rest),
-        _ => return Err(not_found()),
-    };
-    if rest.is_empty() {
-        return Ok(Route::ResourceList(group.to_string(), version.to_string()));
-    }
-    let (namespace, rest) = match rest {
-        ["namespaces", ns, plural, tail @ ..]
-            if !matches!(*plural, "status" | "finalize") || !tail.is_empty() =>
-        {
-            (ns.to_string(), {
-                let mut v = vec![*plural];
-                v.extend_from_slice(tail);
-                v
-            })
-        }
-        other => (String::new(), other.to_vec()),
-    };
-    let rt = resources::find(group, version, rest[0]).ok_or_else(not_found)?;
-    if !namespace.is_empty() && !rt.namespaced {
-        return Err(not_found());
-    }
-    let name = rest.get(1).map(|s| s.to_string());
-    let subresource = rest.get(2).map(|s| s.to_string());
-    if rest.len() > 3
-        || subresource
-            .as_deref()
-            .is_some_and(|s| !rt.subresources.contains(&s))
-    {
-        return Err(not_found());
-    }
-    Ok(Route::Resource(Target {
-        rt,
-        namespace,
-        name,
-        subresource,
-    }))
-}
-
 async fn dispatch(
     State(state): State<Arc<ApiState>>,
     method: Method,
@@ -210,57 +138,6 @@ async fn dispatch(
     let response = result.unwrap_or_else(IntoResponse::into_response);
     tracing::debug!(%method, %uri, status = response.status().as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "api request");
     response
-}
-
-type Params = HashMap<String, String>;
-
-fn params(uri: &Uri) -> Params {
-    Query::<Vec<(String, String)>>::try_from_uri(uri)
-        .map(|q| q.0.into_iter().collect())
-        .unwrap_or_default()
-}
-
-fn flag(params: &Params, key: &str) -> bool {
-    params
-        .get(key)
-        .is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
-}
-
-fn content_type(headers: &HeaderMap) -> String {
-    headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("application/json")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase()
-}
-
-/// The default field manager: the client's user agent up to the first `/`, as the real server derives it.
-fn field_manager(params: &Params, headers: &HeaderMap) -> String {
-    if let Some(m) = params.get("fieldManager") {
-        return m.clone();
-    }
-    headers
-        .get(http::header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|ua| ua.split('/').next())
-        .filter(|s| !s.is_empty())
-        .unwrap_or("unknown")
-        .to_string()
-}
-
-fn decode_object(headers: &HeaderMap, body: &[u8], rt: &ResourceType) -> ApiResult<Value> {
-    match content_type(headers).as_str() {
-        "application/json" | "" => serde_json::from_slice(body)
-            .map_err(|e| ApiError::bad_request(format!("error decoding JSON body: {e}"))),
-        "application/yaml" => serde_yaml::from_slice(body)
-            .map_err(|e| ApiError::bad_request(format!("error decoding YAML body: {e}"))),
-        "application/vnd.kubernetes.protobuf" => protobuf::decode(body, rt),
-        other => Err(ApiError::unsupported_media_type(other)),
-    }
 }
 
 async fn handle(
@@ -536,69 +413,6 @@ fn forbidden(user: &User, attrs: &Attributes, rt: &ResourceType) -> ApiError {
     ));
     err.details = Some(json!({"name": attrs.name, "group": rt.group, "kind": rt.plural}));
     err
-}
-
-fn list_options(params: &Params, rt: &ResourceType) -> ApiResult<ListOptions> {
-    Ok(ListOptions {
-        label_selector: params
-            .get("labelSelector")
-            .map(|s| LabelSelector::parse(s))
-            .transpose()?,
-        field_selector: params
-            .get("fieldSelector")
-            .map(|s| FieldSelector::parse(s, rt.kind))
-            .transpose()?,
-        limit: params.get("limit").and_then(|l| l.parse().ok()),
-        continue_token: params.get("continue").filter(|c| !c.is_empty()).cloned(),
-    })
-}
-
-fn delete_options(params: &Params, body: &[u8], rt: &ResourceType) -> ApiResult<DeleteOptions> {
-    let body: Value = if body.is_empty() {
-        json!({})
-    } else if body.starts_with(b"k8s\0") {
-        protobuf::decode_delete_options(body)?
-    } else {
-        serde_json::from_slice(body)
-            .map_err(|e| ApiError::bad_request(format!("error decoding DeleteOptions: {e}")))?
-    };
-    let policy = params.get("propagationPolicy").cloned().or_else(|| {
-        body.get("propagationPolicy")
-            .and_then(Value::as_str)
-            .map(str::to_string)
-    });
-    let orphan = body
-        .get("orphanDependents")
-        .and_then(Value::as_bool)
-        .or_else(|| params.get("orphanDependents").map(|v| v == "true"));
-    let propagation = match (policy.as_deref(), orphan) {
-        (Some("Orphan"), _) | (None, Some(true)) => Propagation::Orphan,
-        (Some("Foreground"), _) => Propagation::Foreground,
-        (Some("Background"), _) | (None, _) => Propagation::Background,
-        (Some(other), _) => {
-            let _ = rt;
-            return Err(ApiError::bad_request(format!(
-                "propagationPolicy: Unsupported value: {other:?}: supported values: \"Foreground\", \"Background\", \"Orphan\""
-            )));
-        }
-    };
-    let dry_run = params.get("dryRun").is_some_and(|v| v == "All")
-        || body
-            .get("dryRun")
-            .and_then(Value::as_array)
-            .is_some_and(|v| v.iter().any(|d| d == "All"));
-    Ok(DeleteOptions {
-        propagation,
-        dry_run,
-        precondition_uid: body
-            .pointer("/preconditions/uid")
-            .and_then(Value::as_str)
-            .map(str::to_string),
-        precondition_rv: body
-            .pointer("/preconditions/resourceVersion")
-            .and_then(Value::as_str)
-            .and_then(|s| s.parse().ok()),
-    })
 }
 
 fn success_status(rt: &ResourceType, obj: &Value) -> Value {

@@ -10,7 +10,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 
-use super::{ApiState, Params, flag, list_options, table};
+use super::request::{Params, flag, list_options};
+use super::{ApiState, table};
 use crate::error::{ApiError, ApiResult};
 use crate::resources::ResourceType;
 use crate::store::{Change, StoreError};

@@ -1,0 +1,95 @@
+//! Delete: preconditions, finalizers, and propagation to dependents.
+
+use serde_json::{Value, json};
+
+use super::{DeleteOptions, Deletion, Propagation, Registry, key_of};
+use crate::error::{ApiError, ApiResult};
+use crate::meta;
+use crate::resources::ResourceType;
+
+impl Registry {
+    pub fn delete(
+        &self,
+        rt: &ResourceType,
+        ns: &str,
+        name: &str,
+        opts: &DeleteOptions,
+    ) -> ApiResult<Deletion> {
+        let current = self.get(rt, ns, name)?;
+        if let Some(uid) = &opts.precondition_uid
+            && uid != meta::uid(&current)
+        {
+            return Err(ApiError::stale(rt, name));
+        }
+        if let Some(rv) = opts.precondition_rv
+            && Some(rv) != meta::resource_version(&current)
+        {
+            return Err(ApiError::stale(rt, name));
+        }
+        let finalizers: Vec<Value> = current
+            .pointer("/metadata/finalizers")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let namespace_delete = rt.is("", "namespaces");
+        let pending = namespace_delete
+            || !finalizers.is_empty()
+            || opts.propagation == Propagation::Foreground;
+        if opts.dry_run {
+            return Ok(if pending {
+                Deletion::Pending(current)
+            } else {
+                Deletion::Removed(current)
+            });
+        }
+        if opts.propagation == Propagation::Orphan {
+            self.orphan_dependents(meta::uid(&current));
+        }
+        let key = key_of(rt, ns, name);
+        if pending {
+            if meta::is_deleting(&current) {
+                return Ok(Deletion::Pending(current));
+            }
+            let mut marked = current.clone();
+            let metadata = meta::metadata_mut(&mut marked);
+            metadata.insert("deletionTimestamp".into(), json!(meta::now_rfc3339()));
+            metadata.insert("deletionGracePeriodSeconds".into(), json!(0));
+            if opts.propagation == Propagation::Foreground && !namespace_delete {
+                let mut f = finalizers;
+                f.push(json!("foregroundDeletion"));
+                metadata.insert("finalizers".into(), Value::Array(f));
+            }
+            if namespace_delete {
+                marked["status"]["phase"] = json!("Terminating");
+            }
+            let updated = self
+                .store
+                .update(&key, marked, None)
+                .map_err(|_| ApiError::not_found(rt, name))?;
+            return Ok(Deletion::Pending(updated));
+        }
+        let removed = self
+            .store
+            .delete(&key, None)
+            .map_err(|_| ApiError::not_found(rt, name))?;
+        Ok(Deletion::Removed(removed))
+    }
+
+    fn orphan_dependents(&self, owner_uid: &str) {
+        for (key, obj) in self.store.all_objects() {
+            if !meta::owner_uids(&obj).iter().any(|u| u == owner_uid) {
+                continue;
+            }
+            let mut changed = obj.clone();
+            if let Some(refs) = changed
+                .pointer_mut("/metadata/ownerReferences")
+                .and_then(Value::as_array_mut)
+            {
+                refs.retain(|r| r.get("uid").and_then(Value::as_str) != Some(owner_uid));
+            }
+            if let Err(e) = self.store.update(&key, changed, None) {
+                tracing::debug!(?key, error = %e, "dependent changed while orphaning");
+            }
+        }
+    }
+}

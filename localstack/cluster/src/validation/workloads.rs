@@ -1,0 +1,126 @@
+//! Rules for pods and for the workloads that stamp pods out of a template.
+
+use serde_json::Value;
+
+use super::formats::{LABEL_MSG, is_dns1123_label, port_in_range, validate_labels};
+use crate::error::Cause;
+use crate::selectors::LabelSelector;
+
+pub(super) fn validate_pod_spec(spec: Option<&Value>, field: &str, causes: &mut Vec<Cause>) {
+    let containers = spec
+        .and_then(|s| s.get("containers"))
+        .and_then(Value::as_array);
+    let Some(containers) = containers.filter(|c| !c.is_empty()) else {
+        causes.push(Cause::required(format!("{field}.containers")));
+        return;
+    };
+    for (i, c) in containers.iter().enumerate() {
+        let at = format!("{field}.containers[{i}]");
+        match c.get("name").and_then(Value::as_str) {
+            None | Some("") => causes.push(Cause::required(format!("{at}.name"))),
+            Some(n) if !is_dns1123_label(n) => causes.push(Cause::invalid(
+                format!("{at}.name"),
+                &Value::String(n.into()),
+                LABEL_MSG,
+            )),
+            Some(_) => {}
+        }
+        if c.get("image")
+            .and_then(Value::as_str)
+            .is_none_or(|s| s.trim().is_empty())
+        {
+            causes.push(Cause::required(format!("{at}.image")));
+        }
+        for (j, p) in c
+            .get("ports")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            match p.get("containerPort") {
+                None => causes.push(Cause::required(format!("{at}.ports[{j}].containerPort"))),
+                Some(v) if !port_in_range(v) => causes.push(Cause::invalid(
+                    format!("{at}.ports[{j}].containerPort"),
+                    v,
+                    "must be between 1 and 65535, inclusive",
+                )),
+                Some(_) => {}
+            }
+        }
+    }
+    if let Some(policy) = spec.and_then(|s| s.get("restartPolicy")) {
+        let allowed = ["Always", "OnFailure", "Never"];
+        if !policy.as_str().is_some_and(|p| allowed.contains(&p)) {
+            causes.push(Cause::unsupported(
+                format!("{field}.restartPolicy"),
+                policy,
+                &allowed,
+            ));
+        }
+    }
+}
+
+pub(super) fn validate_workload(obj: &Value, old: Option<&Value>, causes: &mut Vec<Cause>) {
+    let selector = obj.pointer("/spec/selector");
+    match selector {
+        None | Some(Value::Null) => causes.push(Cause::required("spec.selector")),
+        Some(sel) => match LabelSelector::from_object(sel) {
+            Err(e) => causes.push(Cause::invalid("spec.selector", sel, e)),
+            Ok(s) if s.is_empty() => causes.push(Cause::invalid(
+                "spec.selector",
+                sel,
+                "empty selector is invalid for deployment",
+            )),
+            Ok(s) => {
+                let template_labels = obj
+                    .pointer("/spec/template/metadata/labels")
+                    .and_then(Value::as_object)
+                    .cloned()
+                    .unwrap_or_default();
+                if !s.matches(&template_labels) {
+                    causes.push(Cause::invalid(
+                        "spec.template.metadata.labels",
+                        &Value::Object(template_labels),
+                        "`selector` does not match template `labels`",
+                    ));
+                }
+            }
+        },
+    }
+    if let (Some(old_sel), Some(new_sel)) =
+        (old.and_then(|o| o.pointer("/spec/selector")), selector)
+        && old_sel != new_sel
+    {
+        causes.push(Cause::invalid(
+            "spec.selector",
+            new_sel,
+            "field is immutable",
+        ));
+    }
+    if let Some(r) = obj.pointer("/spec/replicas")
+        && r.as_i64().is_none_or(|r| r < 0)
+    {
+        causes.push(Cause::invalid(
+            "spec.replicas",
+            r,
+            "must be greater than or equal to 0",
+        ));
+    }
+    validate_labels(
+        obj.pointer("/spec/template/metadata/labels"),
+        "spec.template.metadata.labels",
+        causes,
+    );
+    validate_pod_spec(
+        obj.pointer("/spec/template/spec"),
+        "spec.template.spec",
+        causes,
+    );
+    if let Some(t) = obj.pointer("/spec/strategy/type") {
+        let allowed = ["Recreate", "RollingUpdate"];
+        if !t.as_str().is_some_and(|s| allowed.contains(&s)) {
+            causes.push(Cause::unsupported("spec.strategy.type", t, &allowed));
+        }
+    }
+}
