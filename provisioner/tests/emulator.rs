@@ -230,7 +230,8 @@ async fn up_builds_the_papers_stack_with_every_relationship() {
         .await
         .unwrap();
     let trust = role.role().unwrap().assume_role_policy_document().unwrap();
-    let trust = urlencoding_decode(trust);
+    // IAM returns policy documents URL-encoded.
+    let trust = percent_encoding::percent_decode_str(trust).decode_utf8_lossy();
     assert!(trust.contains("eks.amazonaws.com"), "{trust}");
     let profile = aws
         .clients
@@ -434,26 +435,6 @@ async fn up_builds_the_papers_stack_with_every_relationship() {
             step.name()
         );
     }
-}
-
-/// IAM returns policy documents URL-encoded.
-fn urlencoding_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16)
-        {
-            out.push(b);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[tokio::test]

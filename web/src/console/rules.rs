@@ -70,35 +70,11 @@ pub fn check_path(path: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn percent_decode(s: &str) -> Vec<u8> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
-        {
-            out.push(h * 16 + l);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    out
-}
-
-fn hex(b: u8) -> Option<u8> {
-    char::from(b)
-        .to_digit(16)
-        .and_then(|d| u8::try_from(d).ok())
-}
-
 /// True when any segment is `.` or `..`, also once percent-decoded (proxies decode before
 /// normalising, so `%2e%2e` or `%2F..` would climb out just the same).
 pub fn has_dot_segment(path: &str) -> bool {
-    let decoded = percent_decode(&String::from_utf8_lossy(&percent_decode(path)));
+    let once = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
+    let decoded: Vec<u8> = percent_encoding::percent_decode_str(&once).collect();
     decoded
         .split(|b| *b == b'/' || *b == b'\\')
         .any(|seg| seg == b"." || seg == b"..")
