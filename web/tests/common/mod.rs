@@ -367,23 +367,13 @@ impl Browser {
     }
 }
 
-/// Polls `check` until it returns Some or the deadline passes.
-pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+/// Polls `check` until it returns Some, for up to 20 s (the shared end-to-end helper).
+pub async fn eventually<T, F, Fut>(what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    tests::eventually(what, Duration::from_secs(20), check).await
 }
 
 /// One plain HTTP/1.1 request to the simulated load balancer.
