@@ -15,7 +15,7 @@ use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use web::config::PasswordCost;
+use web::config::{PasswordCost, PublicUrl};
 use web::repositories::objects::{self, PublicRoute};
 use web::repositories::validation::RepositorySpec;
 use web::{AppState, ClusterNames, Config};
@@ -135,7 +135,7 @@ fn manifest(namespace: &str, name: &str) -> anyhow::Result<String> {
                 ingress_class: "nginx",
             },
             None,
-        ))?,
+        )?)?,
     ]
     .join("---\n"))
 }
@@ -157,7 +157,7 @@ async fn main() -> anyhow::Result<()> {
         console_upstream: sim.ingress_url(),
         initial_admin_secret: "kdeploy-initial-admin".into(),
     };
-    let mut config = Config::new(HOST, names);
+    let mut config = Config::new(PublicUrl::parse(&format!("http://{HOST}"))?, names);
     config.secure_cookies = false;
     config.quota = None;
     config.password_cost = PasswordCost {

@@ -22,6 +22,8 @@ use crate::state::{AppState, CsrfToken};
 const STYLE: &str = include_str!("../static/style.css");
 const SCRIPT: &str = include_str!("../static/app.js");
 const OPENAPI: &str = include_str!("../static/openapi.yaml");
+/// The public URL the OpenAPI document's examples are written with; served, it is the site's own.
+const OPENAPI_EXAMPLE_URL: &str = "http://lb.example.com";
 
 pub fn app(state: AppState) -> Router {
     use accounts::{api as account_api, pages as account_pages};
@@ -121,10 +123,7 @@ pub fn app(state: AppState) -> Router {
             "/api/v1/console/history/{index}/rerun",
             post(console_api::rerun),
         )
-        .route(
-            "/api/v1/openapi.yaml",
-            get(|| async { ([(header::CONTENT_TYPE, "application/yaml")], OPENAPI) }),
-        )
+        .route("/api/v1/openapi.yaml", get(openapi))
         .route(
             "/static/style.css",
             get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE) }),
@@ -144,6 +143,14 @@ pub fn app(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), csrf))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
+}
+
+/// The API's OpenAPI document, its example endpoints under this site's public URL.
+async fn openapi(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/yaml")],
+        OPENAPI.replace(OPENAPI_EXAMPLE_URL, &state.config.public_url.base()),
+    )
 }
 
 /// Ready when the Kubernetes API answers: without it the site can do nothing.

@@ -1,5 +1,7 @@
 //! What an operator can set; everything else the site needs lives in the cluster.
 
+use std::fmt;
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
 /// Field manager for every server-side apply the site makes, so ownership is one name.
@@ -32,8 +34,9 @@ pub struct Config {
     pub ingress_class: String,
     /// Secret holding the first administrator's credentials until an administrator deletes it.
     pub initial_admin_secret: String,
-    /// Host of the public endpoints (the load balancer's DNS name), used in Ingress rules and links.
-    pub public_host: String,
+    /// Where developers reach the site and their endpoints: the Ingress host is its host, every
+    /// link the site shows starts with it.
+    pub public_url: PublicUrl,
     /// Marks cookies `Secure`; off only for plain-HTTP local runs.
     pub secure_cookies: bool,
     /// Upper bound of a repository's replicas (the quota must fit it).
@@ -54,12 +57,12 @@ pub struct Config {
 
 impl Config {
     /// A configuration with the given names and the defaults for everything else.
-    pub fn new(public_host: impl Into<String>, names: ClusterNames) -> Self {
+    pub fn new(public_url: PublicUrl, names: ClusterNames) -> Self {
         Self {
             system_namespace: names.namespace,
             ingress_class: names.ingress_class,
             initial_admin_secret: names.initial_admin_secret,
-            public_host: public_host.into(),
+            public_url,
             secure_cookies: true,
             max_replicas: 5,
             quota: Some(QuotaPolicy::default()),
@@ -73,11 +76,185 @@ impl Config {
     }
 }
 
+/// The environment variable (and `--public-url` flag) the platform sets the public URL with.
+pub const PUBLIC_URL_ENV: &str = "KDEPLOY_PUBLIC_URL";
+
+/// What a public URL must look like, said once for every error.
+pub const PUBLIC_URL_RULE: &str = "scheme://host[:port] with scheme http or https, host a lowercase DNS name (RFC 1123) or an IPv4 address, an optional port 1-65535, and no user, path, query or fragment (one trailing / is accepted), e.g. http://kdeploy.localhost:8080";
+
+/// The public base URL of the site and of every endpoint: `scheme://host[:port]`, checked once at
+/// start-up so that the Ingress host, the links and the console's Host header all agree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicUrl {
+    https: bool,
+    host: String,
+    port: Option<u16>,
+}
+
+/// Why a public URL was refused; the message names the variable and the rule broken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{PUBLIC_URL_ENV} {value:?} is not a valid public URL: {problem}. Expected {PUBLIC_URL_RULE}"
+)]
+pub struct PublicUrlError {
+    pub value: String,
+    pub problem: UrlProblem,
+}
+
+/// The one rule a refused public URL breaks.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlProblem {
+    #[error("it is empty")]
+    Empty,
+    #[error("it has no scheme (http:// or https://)")]
+    NoScheme,
+    #[error("the scheme {0:?} is neither http nor https")]
+    Scheme(String),
+    #[error("it has a user or password (@), which a public address must not carry")]
+    UserInfo,
+    #[error("it has a path ({0:?}); the site adds /<namespace>/<repository>/ itself")]
+    Path(String),
+    #[error("it has a query (?)")]
+    Query,
+    #[error("it has a fragment (#)")]
+    Fragment,
+    #[error("it has no host")]
+    NoHost,
+    #[error("the port {0:?} is not a number from 1 to 65535")]
+    Port(String),
+    #[error("the host {0:?} has uppercase letters; write it in lowercase")]
+    Uppercase(String),
+    #[error("the host {0:?} is neither a DNS name (RFC 1123) nor an IPv4 address")]
+    Host(String),
+}
+
+impl PublicUrl {
+    /// Parses `scheme://host[:port]` strictly (see [`PUBLIC_URL_RULE`]).
+    pub fn parse(value: &str) -> Result<Self, PublicUrlError> {
+        Self::check(value).map_err(|problem| PublicUrlError {
+            value: value.to_string(),
+            problem,
+        })
+    }
+
+    fn check(value: &str) -> Result<Self, UrlProblem> {
+        if value.is_empty() {
+            return Err(UrlProblem::Empty);
+        }
+        let (scheme, rest) = value.split_once("://").ok_or(UrlProblem::NoScheme)?;
+        let https = match scheme {
+            "http" => false,
+            "https" => true,
+            other => return Err(UrlProblem::Scheme(other.to_string())),
+        };
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        if rest.contains('#') {
+            return Err(UrlProblem::Fragment);
+        }
+        if rest.contains('?') {
+            return Err(UrlProblem::Query);
+        }
+        if rest.contains('@') {
+            return Err(UrlProblem::UserInfo);
+        }
+        if let Some(at) = rest.find('/') {
+            return Err(UrlProblem::Path(rest[at..].to_string()));
+        }
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((host, port)) => (host, Some(parse_port(port)?)),
+            None => (rest, None),
+        };
+        if host.is_empty() {
+            return Err(UrlProblem::NoHost);
+        }
+        if host.chars().any(|c| c.is_ascii_uppercase()) {
+            return Err(UrlProblem::Uppercase(host.to_string()));
+        }
+        if host.parse::<Ipv4Addr>().is_err() && !is_dns_name(host) {
+            return Err(UrlProblem::Host(host.to_string()));
+        }
+        Ok(Self {
+            https,
+            host: host.to_string(),
+            port,
+        })
+    }
+
+    /// The host alone: what an Ingress rule matches (NGINX matches server names without the port).
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// `host[:port]` as written: the Host header a browser sends to this URL.
+    pub fn authority(&self) -> String {
+        match self.port {
+            Some(port) => format!("{}:{port}", self.host),
+            None => self.host.clone(),
+        }
+    }
+
+    /// `scheme://host[:port]`, without a trailing `/`.
+    pub fn base(&self) -> String {
+        format!(
+            "{}://{}",
+            if self.https { "https" } else { "http" },
+            self.authority()
+        )
+    }
+
+    /// The address of a repository: `<base>/<namespace>/<repo>/`.
+    pub fn endpoint(&self, namespace: &str, repo: &str) -> String {
+        format!("{}/{namespace}/{repo}/", self.base())
+    }
+}
+
+impl fmt::Display for PublicUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.base())
+    }
+}
+
+impl std::str::FromStr for PublicUrl {
+    type Err = PublicUrlError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+fn parse_port(port: &str) -> Result<u16, UrlProblem> {
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 && port.bytes().all(|b| b.is_ascii_digit()) => Ok(p),
+        _ => Err(UrlProblem::Port(port.to_string())),
+    }
+}
+
+/// RFC 1123 host name: dot-separated labels of lowercase letters, digits and `-`, each 1-63
+/// characters and not starting or ending with `-`, at most 253 in all. A last label of digits
+/// only is refused, so a mistyped IPv4 address (`10.0.0.256`) is not taken for a name.
+fn is_dns_name(host: &str) -> bool {
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    };
+    host.len() <= 253
+        && host.split('.').all(label_ok)
+        && !host
+            .rsplit('.')
+            .next()
+            .is_some_and(|last| last.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// Where and how the API console sends requests; each limit is shown to the user as such.
 #[derive(Debug, Clone)]
 pub struct ConsoleLimits {
     /// Base URL of the ingress (`http://host:port`): in the cluster the ingress controller's
-    /// Service, locally the simulator's ingress. The Host header is always `public_host`.
+    /// Service, locally the simulator's ingress. The Host header is always the public URL's
+    /// `host[:port]`.
     pub upstream: String,
     pub timeout: Duration,
     pub max_response_bytes: usize,
@@ -156,5 +333,75 @@ impl Default for LoginLimit {
             max_failures: 5,
             window: Duration::from_secs(15 * 60),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_urls_give_the_host_the_authority_and_the_endpoints() {
+        let local = PublicUrl::parse("http://kdeploy.localhost:8080").unwrap();
+        assert_eq!(local.host(), "kdeploy.localhost");
+        assert_eq!(local.authority(), "kdeploy.localhost:8080");
+        assert_eq!(local.base(), "http://kdeploy.localhost:8080");
+        assert_eq!(
+            local.endpoint("alice", "web"),
+            "http://kdeploy.localhost:8080/alice/web/"
+        );
+        let aws = PublicUrl::parse("https://kdeploy-nlb-1.elb.amazonaws.com/").unwrap();
+        assert_eq!(aws.host(), "kdeploy-nlb-1.elb.amazonaws.com");
+        assert_eq!(aws.authority(), aws.host());
+        assert_eq!(aws.to_string(), "https://kdeploy-nlb-1.elb.amazonaws.com");
+        let ip = PublicUrl::parse("http://10.0.0.7:30080").unwrap();
+        assert_eq!(ip.host(), "10.0.0.7");
+    }
+
+    #[test]
+    fn refused_public_urls_name_the_variable_and_the_rule() {
+        for (value, problem) in [
+            ("", UrlProblem::Empty),
+            ("kdeploy.localhost:8080", UrlProblem::NoScheme),
+            ("ftp://x.example", UrlProblem::Scheme("ftp".into())),
+            ("HTTP://x.example", UrlProblem::Scheme("HTTP".into())),
+            ("http://me:pw@x.example", UrlProblem::UserInfo),
+            ("http://x.example/site", UrlProblem::Path("/site".into())),
+            ("http://x.example//", UrlProblem::Path("/".into())),
+            ("http://x.example/?a=1", UrlProblem::Query),
+            ("http://x.example#top", UrlProblem::Fragment),
+            ("http://", UrlProblem::NoHost),
+            ("http://:8080", UrlProblem::NoHost),
+            ("http://x.example:0", UrlProblem::Port("0".into())),
+            ("http://x.example:65536", UrlProblem::Port("65536".into())),
+            ("http://x.example:+80", UrlProblem::Port("+80".into())),
+            ("http://x.example:", UrlProblem::Port(String::new())),
+            (
+                "http://Kdeploy.localhost",
+                UrlProblem::Uppercase("Kdeploy.localhost".into()),
+            ),
+            (
+                "http://under_score.example",
+                UrlProblem::Host("under_score.example".into()),
+            ),
+            ("http://-x.example", UrlProblem::Host("-x.example".into())),
+            ("http://x..example", UrlProblem::Host("x..example".into())),
+            ("http://10.0.0.256", UrlProblem::Host("10.0.0.256".into())),
+            ("http://[::1]:8080", UrlProblem::Host("[::1]".into())),
+            ("http://x\"\n  evil", UrlProblem::Host("x\"\n  evil".into())),
+        ] {
+            let e = PublicUrl::parse(value).unwrap_err();
+            assert_eq!(e.problem, problem, "{value:?}");
+            let text = e.to_string();
+            assert!(
+                text.starts_with(PUBLIC_URL_ENV) && text.contains(PUBLIC_URL_RULE),
+                "{text}"
+            );
+        }
+        let long = format!("http://{}.example", "a".repeat(64));
+        assert!(matches!(
+            PublicUrl::parse(&long).unwrap_err().problem,
+            UrlProblem::Host(_)
+        ));
     }
 }

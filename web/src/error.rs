@@ -92,6 +92,10 @@ impl From<StoreError> for AppError {
                 },
                 source,
             },
+            // Names are validated before they reach the store; this is the builder's own check.
+            StoreError::Unroutable(e) => {
+                Self::Invalid(vec![FieldError::new("name", e.to_string())])
+            }
             StoreError::Kube(source) => Self::Kube(source),
         }
     }

@@ -6,6 +6,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use web::accounts::Accounts;
 use web::accounts::bootstrap::Bootstrap;
+use web::config::{PUBLIC_URL_ENV, PublicUrl};
 use web::{AppState, ClusterNames, Config};
 
 /// The kdeploy deploy site.
@@ -38,9 +39,11 @@ enum Command {
 struct ServeArgs {
     #[arg(long, env = "KDEPLOY_LISTEN", default_value = "127.0.0.1:8080")]
     listen: Option<SocketAddr>,
-    /// Public host of the endpoints (the load balancer's DNS name).
-    #[arg(long, env = "KDEPLOY_PUBLIC_HOST")]
-    public_host: Option<String>,
+    /// Public base URL of the site and its endpoints, `scheme://host[:port]` (on AWS
+    /// `http://<load balancer DNS name>`, locally `http://kdeploy.localhost:8080`); Ingress rules
+    /// use its host, links the whole URL.
+    #[arg(long, env = "KDEPLOY_PUBLIC_URL")]
+    public_url: Option<String>,
     /// Ingress class of the platform's ingress controller.
     #[arg(long, env = "KDEPLOY_INGRESS_CLASS")]
     ingress_class: Option<String>,
@@ -60,7 +63,7 @@ struct ServeArgs {
     #[arg(long)]
     no_quota: bool,
     /// Base URL of the ingress the API console sends through (the ingress controller's Service
-    /// in the cluster); requests carry the public host as their Host header.
+    /// in the cluster); requests carry the public URL's host[:port] as their Host header.
     #[arg(long, env = "KDEPLOY_CONSOLE_UPSTREAM")]
     console_upstream: Option<String>,
     /// Time limit of one console request, in seconds [default: 10].
@@ -105,11 +108,11 @@ fn from_env(value: Option<String>, env: &str) -> Option<String> {
 fn cluster_names(
     namespace: Option<String>,
     args: ServeArgs,
-) -> anyhow::Result<(String, ClusterNames, ServeArgs)> {
-    let public_host = required(
-        from_env(args.public_host.clone(), "KDEPLOY_PUBLIC_HOST"),
-        "KDEPLOY_PUBLIC_HOST",
-    )?;
+) -> anyhow::Result<(PublicUrl, ClusterNames, ServeArgs)> {
+    let public_url = PublicUrl::parse(&required(
+        from_env(args.public_url.clone(), PUBLIC_URL_ENV),
+        PUBLIC_URL_ENV,
+    )?)?;
     let platform_namespaces = args.platform_namespaces.clone().or_else(|| {
         from_env(None, "KDEPLOY_PLATFORM_NAMESPACES")
             .map(|v| v.split(',').map(|n| n.trim().to_string()).collect())
@@ -139,16 +142,20 @@ fn cluster_names(
             "KDEPLOY_INITIAL_ADMIN_SECRET",
         )?,
     };
-    Ok((public_host, names, args))
+    Ok((public_url, names, args))
+}
+
+/// In-cluster config inside a pod, the kubeconfig elsewhere.
+async fn kube_client() -> anyhow::Result<kube::Client> {
+    kube::Client::try_default()
+        .await
+        .context("cannot reach Kubernetes")
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    // In-cluster config inside a pod, the kubeconfig elsewhere.
-    let client = kube::Client::try_default()
-        .await
-        .context("cannot reach Kubernetes")?;
     match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
         Command::CreateUser { username, admin } => {
+            let client = kube_client().await?;
             let mut password = String::new();
             std::io::stdin()
                 .read_to_string(&mut password)
@@ -166,7 +173,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 console_upstream: String::new(),
                 initial_admin_secret: String::new(),
             };
-            let config = Config::new("localhost", names);
+            // Creating a user builds no links or routes; any valid URL does.
+            let config = Config::new(PublicUrl::parse("http://localhost")?, names);
             let accounts = Accounts::new(client, std::sync::Arc::new(config));
             accounts
                 .create_user(&username, password.trim_end_matches(['\r', '\n']), admin)
@@ -175,8 +183,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve(args) => {
-            let (public_host, names, args) = cluster_names(cli.namespace, args)?;
-            let mut config = Config::new(public_host, names);
+            // The settings first, so a wrong one is reported before anything else happens.
+            let (public_url, names, args) = cluster_names(cli.namespace, args)?;
+            let client = kube_client().await?;
+            let mut config = Config::new(public_url, names);
             config.secure_cookies = !args.insecure_cookies;
             if args.no_quota {
                 config.quota = None;
@@ -204,6 +214,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .or_else(|| from_env(None, "KDEPLOY_LISTEN").and_then(|l| l.parse().ok()))
                 .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080)));
             let state = AppState::connect(client, config).await?;
+            match state.repositories.upgrade_routes().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(routes = n, "routes of the older form upgraded to minions"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "routes not checked for the older form; each is upgraded on its next change")
+                }
+            }
             match state.accounts.ensure_initial_admin().await? {
                 Bootstrap::Created => tracing::info!(
                     secret = %state.config.initial_admin_secret,
@@ -216,12 +233,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("cannot listen on {listen}"))?;
             tracing::info!(%listen, "serving");
+            let stop = shutdown_signal()?;
             axum::serve(listener, web::app(state))
-                .with_graceful_shutdown(async {
-                    let _ = tokio::signal::ctrl_c().await;
-                })
+                .with_graceful_shutdown(stop)
                 .await?;
+            tracing::info!("stopped");
             Ok(())
         }
     }
+}
+
+/// Resolves on SIGTERM (the kubelet's stop, after the pod's preStop sleep; the site is PID 1 in its
+/// container, so nothing else forwards it) or Ctrl-C; in-flight requests then finish and the
+/// server exits well within the pod's termination grace period.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: finishing open requests, then stopping"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("Ctrl-C: finishing open requests, then stopping"),
+        }
+    })
 }

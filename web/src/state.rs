@@ -25,7 +25,7 @@ impl AppState {
     /// Builds the state from a client; reads (or creates) the cookie signing key in the cluster.
     pub async fn connect(client: kube::Client, config: Config) -> Result<Self, AppError> {
         let key = session::session_key(&client, &config).await?;
-        let sender = Sender::new(config.console.clone(), config.public_host.clone());
+        let sender = Sender::new(config.console.clone(), config.public_url.clone());
         let config = Arc::new(config);
         Ok(Self {
             sender,

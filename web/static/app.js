@@ -137,11 +137,11 @@ async function refresh(table) {
   try {
     const response = await fetch(table.dataset.poll, { headers: { Accept: "application/json" } });
     if (!response.ok) return;
-    rows = await response.json();
+    rows = (await response.json()).repositories;
   } catch {
     return;
   }
-  for (const repo of rows) {
+  for (const repo of rows || []) {
     const tr = table.querySelector('tr[data-repo="' + CSS.escape(repo.name) + '"]');
     if (!tr) continue;
     tr.querySelector('[data-field="replicas"]').textContent = repo.replicas.ready + " / " + repo.replicas.desired;
@@ -177,6 +177,13 @@ function renderEndpoint(el, url) {
   }
 }
 
+// The ingress controller's verdict in one line, as the page renders it.
+function routeSummary(route) {
+  if (route.verdict === "accepted") return "in service: accepted by the ingress controller";
+  if (route.verdict === "pending") return "waiting for the ingress controller to accept it";
+  return "not in service: " + route.reason + ": " + route.message;
+}
+
 // The detail page's overview follows the rollout through the same JSON the API serves.
 async function refreshDetail(url) {
   let repo;
@@ -205,6 +212,11 @@ async function refreshDetail(url) {
       tr.append(td(name), td(p.reason || p.phase), td(p.ready ? "yes" : "no"), td(String(p.restarts)), td(p.age));
       return tr;
     }));
+  }
+  const route = field("route");
+  if (route && repo.route) {
+    route.dataset.verdict = repo.route.verdict;
+    route.textContent = routeSummary(repo.route);
   }
   if (field("endpoint").dataset.url !== (repo.endpoint || "")) {
     renderEndpoint(field("endpoint"), repo.endpoint);

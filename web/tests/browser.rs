@@ -1,5 +1,8 @@
 //! The site in headless Chromium over WebDriver: sign in, create (after a refused name),
-//! see it Ready, register an endpoint, send a request, redeploy, delete. Screenshots at 1280 px
+//! see it Ready, open its endpoint link, register an endpoint, send a request, redeploy, delete.
+//! The site's public URL is the simulated load balancer, `http://kdeploy.localhost:<port>` as
+//! `./dev up` has it (Chromium resolves `*.localhost` to the loopback address), so the link the
+//! detail page shows is followed for real. Screenshots at 1280 px
 //! and at phone width go to `$CARGO_TARGET_DIR/browser-screenshots` (or `target/`).
 //!
 //! Installs Debian's `chromium` and `chromium-driver` when missing; skips, saying why, only when
@@ -194,7 +197,7 @@ async fn a_developer_deploys_tries_redeploys_and_deletes_in_a_real_browser() {
     if !browser_available().await {
         return;
     }
-    let site = common::site().await;
+    let site = common::site_on_the_load_balancer().await;
     site.state
         .accounts
         .create_user("alice", common::PASSWORD, false)
@@ -273,12 +276,42 @@ async fn a_developer_deploys_tries_redeploys_and_deletes_in_a_real_browser() {
         ))
         .await
         .unwrap();
+    let endpoint = site.state.config.public_url.endpoint("alice", "hello");
     assert!(
-        d.text("[data-field=endpoint]")
+        endpoint.starts_with("http://kdeploy.localhost:"),
+        "{endpoint}"
+    );
+    assert!(
+        d.text("[data-field=endpoint]").await.contains(&endpoint),
+        "the detail page shows the public URL"
+    );
+    assert!(
+        d.text("[data-field=route]")
             .await
-            .contains("/alice/hello/")
+            .contains("accepted by the ingress controller")
     );
     d.shoot("03-detail-ready").await;
+
+    // The endpoint link opens the service through the load balancer: the simulated echo pod
+    // answers with what reached it (once NGINX has the new pod, a moment after Ready).
+    site.reachable("/alice/hello/").await;
+    d.submit("[data-field=endpoint] a").await;
+    assert_eq!(c.current_url().await.unwrap().as_str(), endpoint);
+    let page = d.text("body").await;
+    let json = page
+        .find('{')
+        .zip(page.rfind('}'))
+        .map(|(start, end)| &page[start..=end])
+        .unwrap_or_else(|| panic!("no JSON answer: {page}"));
+    let echo: serde_json::Value =
+        serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {page}"));
+    assert_eq!(echo["namespace"], "alice", "{echo}");
+    assert_eq!(echo["service"], "hello", "{echo}");
+    assert_eq!(echo["path"], "/", "the prefix is stripped: {echo}");
+    d.shoot("03b-endpoint-answer").await;
+    c.goto(&format!("{base}/repos/hello")).await.unwrap();
+    d.wait_for("a.button.primary[href='/repos/hello/endpoints/new']")
+        .await;
 
     // Register an endpoint.
     d.submit("a.button.primary[href='/repos/hello/endpoints/new']")

@@ -10,14 +10,9 @@ use common::{Browser, eventually, site};
 use k8s_openapi::api::core::v1::ConfigMap;
 use serde_json::{Value, json};
 
-async fn ready_repo(b: &mut Browser, name: &str) {
-    b.create_ok(name, "nginx", "80", "1").await;
-    b.poll_json(
-        "the repository to be ready",
-        &format!("/api/v1/repos/{name}"),
-        |j| j["state"] == "Ready",
-    )
-    .await;
+/// A Ready repository whose endpoint answers through the load balancer.
+async fn ready_repo(site: &common::Site, b: &mut Browser, name: &str) {
+    site.deploy_ready(b, name).await;
 }
 
 /// Registers an endpoint through the API and returns its id.
@@ -54,7 +49,7 @@ async fn history_len(b: &mut Browser) -> usize {
 async fn registered_endpoint_is_sent_through_the_ingress_and_recorded() {
     let site = site().await;
     let mut alice = site.user("alice").await;
-    ready_repo(&mut alice, "hello").await;
+    ready_repo(&site, &mut alice, "hello").await;
 
     let endpoint = json!({
         "name": "Create user",
@@ -162,7 +157,7 @@ async fn registered_endpoint_is_sent_through_the_ingress_and_recorded() {
 async fn edit_duplicate_reorder_delete_and_import() {
     let site = site().await;
     let mut alice = site.user("alice").await;
-    ready_repo(&mut alice, "hello").await;
+    ready_repo(&site, &mut alice, "hello").await;
     let base = "/api/v1/repos/hello/endpoints";
     let a = register(
         &mut alice,
@@ -262,9 +257,9 @@ async fn edit_duplicate_reorder_delete_and_import() {
 async fn the_console_cannot_leave_the_users_own_routes() {
     let site = site().await;
     let mut alice = site.user("alice").await;
-    ready_repo(&mut alice, "hello").await;
+    ready_repo(&site, &mut alice, "hello").await;
     let mut bob = site.user("bob").await;
-    ready_repo(&mut bob, "secret").await;
+    ready_repo(&site, &mut bob, "secret").await;
     let send = "/api/v1/repos/hello/send";
     for (field, body) in [
         (
@@ -317,7 +312,7 @@ async fn limits_are_shown_as_limits() {
     config.console.max_response_bytes = 100;
     let site = common::site_with(config, None).await;
     let mut alice = site.user("alice").await;
-    ready_repo(&mut alice, "hello").await;
+    ready_repo(&site, &mut alice, "hello").await;
     let send = "/api/v1/repos/hello/send";
     let r = alice
         .post_json(
@@ -337,7 +332,7 @@ async fn limits_are_shown_as_limits() {
     assert!(r.message().contains("at most 2 requests"));
     // Other users have their own allowance.
     let mut bob = site.user("bob").await;
-    ready_repo(&mut bob, "web").await;
+    ready_repo(&site, &mut bob, "web").await;
     let r = send_get(&mut bob, "web").await;
     assert_eq!(r.status, StatusCode::OK);
 }
@@ -353,9 +348,9 @@ async fn an_unreachable_ingress_is_reported_and_recorded() {
     drop(closed);
     config.console.upstream = format!("http://{addr}");
     site.state.sender =
-        web::console::send::Sender::new(config.console.clone(), config.public_host.clone());
+        web::console::send::Sender::new(config.console.clone(), config.public_url.clone());
     let mut alice = site.user("alice").await;
-    ready_repo(&mut alice, "hello").await;
+    ready_repo(&site, &mut alice, "hello").await;
     let r = send_get(&mut alice, "hello").await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let j = r.json();
@@ -375,7 +370,7 @@ async fn an_unreachable_ingress_is_reported_and_recorded() {
 async fn the_pages_register_send_and_rerun() {
     let site = site().await;
     let mut alice = site.user("alice").await;
-    ready_repo(&mut alice, "hello").await;
+    ready_repo(&site, &mut alice, "hello").await;
     let page = alice.get("/repos/hello").await;
     assert!(page.body.contains("API endpoints and request console"));
     assert!(page.body.contains("No endpoints yet"));
@@ -499,7 +494,7 @@ async fn the_pages_register_send_and_rerun() {
 async fn the_stored_list_stays_within_what_a_configmap_holds() {
     let site = site().await;
     let mut alice = site.user("alice").await;
-    ready_repo(&mut alice, "hello").await;
+    ready_repo(&site, &mut alice, "hello").await;
     let body = "x".repeat(60 * 1024);
     let mut refused = None;
     for i in 0..20 {

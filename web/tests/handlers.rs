@@ -166,27 +166,34 @@ async fn create_repository_makes_deployment_service_and_ingress() {
             Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(8080))
         )
     );
+    // The route is a minion of the platform's master Ingress for the public host.
     let i = site.objects::<Ingress>("alice").get("hello").await.unwrap();
+    let annotations = i.metadata.annotations.clone().unwrap();
+    assert_eq!(annotations["nginx.org/mergeable-ingress-type"], "minion");
     assert_eq!(
-        i.metadata.annotations.unwrap()["nginx.org/rewrite-target"],
-        "/$2"
+        annotations["nginx.org/rewrites"],
+        "serviceName=hello rewrite=/"
     );
+    assert!(!annotations.contains_key("nginx.org/rewrite-target"));
     let rule = &i.spec.as_ref().unwrap().rules.as_ref().unwrap()[0];
     assert_eq!(rule.host.as_deref(), Some(common::HOST));
+    let path = &rule.http.as_ref().unwrap().paths[0];
     assert_eq!(
-        rule.http.as_ref().unwrap().paths[0].path.as_deref(),
-        Some("/alice/hello(/|$)(.*)")
+        (path.path.as_deref(), path.path_type.as_str()),
+        (Some("/alice/hello/"), "Prefix")
     );
 
     // The list's JSON turns Ready with the endpoint once the pods are.
     let rows = alice
-        .poll_json("repository ready", "/api/v1/repos", |rows| {
-            rows[0]["state"] == "Ready"
+        .poll_json("repository ready", "/api/v1/repos", |list| {
+            list["repositories"][0]["state"] == "Ready"
         })
         .await;
-    let row = &rows[0];
+    let row = &rows["repositories"][0];
+    assert_eq!(rows["notices"], json!([]));
     assert_eq!(row["endpoint"], "http://lb.test/alice/hello/");
     assert_eq!(row["replicas"]["ready"], 2);
+    assert_eq!(row["route"]["verdict"], "accepted", "{row}");
 
     // The list page and the detail page show it.
     let list = alice.get("/repos").await.body;
@@ -208,8 +215,7 @@ async fn create_repository_makes_deployment_service_and_ingress() {
     }
 
     // The endpoint answers through the ingress with the prefix rewritten away.
-    let (status, body) = through_ingress(&site.sim, "/alice/hello/v1/items?x=1").await;
-    assert_eq!(status, 200, "{body}");
+    let body = site.reachable("/alice/hello/v1/items?x=1").await;
     let echo: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(echo["path"], "/v1/items");
 }
@@ -336,9 +342,7 @@ async fn another_users_repository_cannot_be_read_or_changed() {
     assert!(!site.exists::<Deployment>("bob", "forged").await);
     assert!(!site.exists::<Deployment>("alice", "forged").await);
     // Bob's list shows only his.
-    let names: Vec<String> = bob
-        .get_json("/api/v1/repos")
-        .await
+    let names: Vec<String> = bob.get_json("/api/v1/repos").await["repositories"]
         .as_array()
         .unwrap()
         .iter()
@@ -420,9 +424,7 @@ async fn a_failed_step_rolls_back_the_earlier_objects() {
         );
     }
     assert!(
-        alice
-            .get_json("/api/v1/repos")
-            .await
+        alice.get_json("/api/v1/repos").await["repositories"]
             .as_array()
             .unwrap()
             .is_empty()
@@ -577,11 +579,11 @@ async fn failing_images_show_the_reason() {
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     let rows = alice
-        .poll_json("failing state", "/api/v1/repos", |rows| {
-            rows[0]["state"] == "Failing"
+        .poll_json("failing state", "/api/v1/repos", |list| {
+            list["repositories"][0]["state"] == "Failing"
         })
         .await;
-    let row = &rows[0];
+    let row = &rows["repositories"][0];
     let reason = row["reason"].as_str().unwrap();
     assert!(
         reason == "ErrImagePull" || reason == "ImagePullBackOff",
@@ -814,6 +816,8 @@ async fn requests_through_the_ingress_all_succeed_during_a_redeploy() {
             .map(|_| ())
     })
     .await;
+    // NGINX has the pods once the endpoint change has reached it.
+    site.reachable("/alice/hello/").await;
     let before: std::collections::BTreeSet<String> = pods_answering(&site).await;
 
     let (stop, stopped) = tokio::sync::watch::channel(false);

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod apply;
 pub mod auth;
+pub mod containers;
 pub mod controllers;
 pub mod defaults;
 pub mod error;
@@ -12,6 +13,7 @@ pub mod ingress;
 pub mod meta;
 pub mod quantity;
 pub mod quota;
+pub mod recorder;
 pub mod registry;
 pub mod resources;
 pub mod selectors;
@@ -54,6 +56,10 @@ pub struct SimConfig {
     pub anonymous_is_admin: bool,
     /// Images that run as real local processes instead of simulated containers (see [`LocalCommand`]).
     pub local_commands: Vec<LocalCommand>,
+    /// How long after an Endpoints change the ingress data path uses it: on a real cluster the
+    /// EndpointSlice update, the controller's queue and the NGINX reload take about this long,
+    /// while the kubelet is already stopping the pod. Zero makes the ingress see changes at once.
+    pub endpoint_propagation_delay: Duration,
 }
 
 /// A local program standing in for an image: a pod whose first container's image starts with
@@ -81,6 +87,7 @@ impl Default for SimConfig {
             aws_identities: Vec::new(),
             anonymous_is_admin: false,
             local_commands: Vec::new(),
+            endpoint_propagation_delay: Duration::from_secs(1),
         }
     }
 }
@@ -158,11 +165,24 @@ impl ClusterSim {
                 tracing::error!(error = %e, "API server stopped");
             }
         }));
+        let containers = Arc::new(containers::Containers::default());
         tasks.push(tokio::spawn(controllers::run(
             registry.clone(),
             Arc::new(config.clone()),
+            containers.clone(),
         )));
-        let ingress_app = ingress::router(registry.clone());
+        let nginx: ingress::Published = Arc::default();
+        tasks.push(tokio::spawn(ingress::controller::run(
+            registry.clone(),
+            nginx.clone(),
+        )));
+        let endpoints = Arc::new(ingress::EndpointsView::default());
+        tasks.push(tokio::spawn(ingress::follow_endpoints(
+            registry.clone(),
+            endpoints.clone(),
+            config.endpoint_propagation_delay,
+        )));
+        let ingress_app = ingress::router(registry.clone(), nginx, endpoints, containers);
         tasks.push(tokio::spawn(async move {
             if let Err(e) = axum::serve(ingress_listener, ingress_app).await {
                 tracing::error!(error = %e, "ingress stopped");

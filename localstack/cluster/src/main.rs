@@ -27,6 +27,10 @@ struct Args {
     /// Require a bearer token on every request (kubectl sends none over plain HTTP, so off by default).
     #[arg(long)]
     require_token: bool,
+    /// Milliseconds between an Endpoints change and the ingress using it (NIC's propagation
+    /// delay on a real cluster); 0 turns the delay off.
+    #[arg(long, default_value_t = 1000)]
+    endpoint_propagation_ms: u64,
     /// Run pods of an image as a local process: `IMAGE_PREFIX=PROGRAM ARG...` (split on
     /// whitespace; `{port}` in an argument becomes the pod's port, also passed as `PORT`). Repeatable.
     #[arg(long = "local-command", value_parser = parse_local_command)]
@@ -56,6 +60,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         readiness_delay: Duration::from_millis(args.readiness_delay_ms),
         anonymous_is_admin: !args.require_token,
         local_commands: args.local_commands,
+        endpoint_propagation_delay: Duration::from_millis(args.endpoint_propagation_ms),
         ..SimConfig::default()
     };
     let sim = ClusterSim::start(config).await?;

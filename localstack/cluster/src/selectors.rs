@@ -204,12 +204,40 @@ impl FieldSelector {
 
     pub fn matches(&self, obj: &Value) -> bool {
         self.terms.iter().all(|(field, value, equal)| {
-            let pointer = format!("/{}", field.replace('.', "/"));
-            let actual = obj.pointer(&pointer).and_then(Value::as_str).unwrap_or("");
+            let actual = selectable_field(obj, field);
             (actual == value) == *equal
         })
     }
 }
+
+/// The value of a selectable field. Events map two of theirs (pkg/registry/core/event/strategy.go
+/// ToSelectableFields): `source` is `source.component`, else `reportingController`, and
+/// `reportingComponent` is `reportingController` (JSON `reportingComponent`).
+fn selectable_field<'a>(obj: &'a Value, field: &str) -> &'a str {
+    let at = |pointer: &str| obj.pointer(pointer).and_then(Value::as_str).unwrap_or("");
+    match field {
+        "source" if obj.get("involvedObject").is_some() => match at("/source/component") {
+            "" => at("/reportingComponent"),
+            component => component,
+        },
+        _ => at(&format!("/{}", field.replace('.', "/"))),
+    }
+}
+
+/// pkg/registry/core/event/strategy.go ToSelectableFields: the Event fields the server indexes.
+const EVENT_FIELDS: &[&str] = &[
+    "involvedObject.kind",
+    "involvedObject.namespace",
+    "involvedObject.name",
+    "involvedObject.uid",
+    "involvedObject.apiVersion",
+    "involvedObject.resourceVersion",
+    "involvedObject.fieldPath",
+    "reason",
+    "reportingComponent",
+    "source",
+    "type",
+];
 
 fn supported_field(kind: &str, field: &str) -> bool {
     if field == "metadata.name" || field == "metadata.namespace" {
@@ -226,10 +254,7 @@ fn supported_field(kind: &str, field: &str) -> bool {
                 | "status.podIP"
                 | "status.nominatedNodeName"
         ),
-        "Event" => {
-            field.starts_with("involvedObject.")
-                || matches!(field, "reason" | "reportingComponent" | "source" | "type")
-        }
+        "Event" => EVENT_FIELDS.contains(&field),
         "Secret" => field == "type",
         "Namespace" => field == "status.phase",
         "Node" => field == "spec.unschedulable",
@@ -279,6 +304,29 @@ mod tests {
             FieldSelector::parse("metadata.name=a,metadata.namespace!=b", "ConfigMap").unwrap();
         assert!(sel.matches(&json!({"metadata": {"name": "a", "namespace": "c"}})));
         assert!(!sel.matches(&json!({"metadata": {"name": "a", "namespace": "b"}})));
+    }
+
+    /// event/strategy.go ToSelectableFields: `source` falls back to reportingController.
+    #[test]
+    fn event_field_selectors_follow_to_selectable_fields() {
+        let event = json!({"involvedObject": {"kind": "Ingress", "uid": "u"}, "source": {"component": "nginx-ingress-controller"}, "reportingComponent": "nginx-ingress-controller", "reason": "Rejected", "type": "Warning"});
+        for sel in [
+            "source=nginx-ingress-controller,involvedObject.uid=u",
+            "reason=Rejected,type=Warning,involvedObject.kind=Ingress",
+            "reportingComponent=nginx-ingress-controller",
+        ] {
+            assert!(
+                FieldSelector::parse(sel, "Event").unwrap().matches(&event),
+                "{sel}"
+            );
+        }
+        let reported_only = json!({"involvedObject": {}, "reportingComponent": "kubelet"});
+        assert!(
+            FieldSelector::parse("source=kubelet", "Event")
+                .unwrap()
+                .matches(&reported_only)
+        );
+        assert!(FieldSelector::parse("involvedObject.color=red", "Event").is_err());
     }
 
     #[test]

@@ -13,13 +13,29 @@ use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::wait::{Condition, await_condition, conditions};
 use serde_json::{Value, json};
 
+/// The mergeable master for `apps.example.com` (NIC gives a host to one Ingress; the services of
+/// these tests share it through minions: examples/ingress-resources/mergeable-ingress-types).
+async fn master(client: &kube::Client) {
+    let ingresses: Api<Ingress> = Api::namespaced(client.clone(), "default");
+    let ing = json!({"metadata": {"name": "apps", "annotations": {"nginx.org/mergeable-ingress-type": "master"}}, "spec": {"ingressClassName": "nginx", "rules": [{"host": "apps.example.com"}]}});
+    ingresses
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(ing).unwrap(),
+        )
+        .await
+        .unwrap();
+}
+
+/// A Service for the Deployment `name` and a minion routing `path` on `apps.example.com` to it.
 async fn expose(
     client: &kube::Client,
     name: &str,
-    ingress_annotations: Value,
+    mut ingress_annotations: Value,
     path: &str,
     path_type: &str,
 ) {
+    ingress_annotations["nginx.org/mergeable-ingress-type"] = json!("minion");
     let services: Api<Service> = Api::namespaced(client.clone(), "default");
     let svc = json!({"metadata": {"name": name}, "spec": {"selector": {"app": name}, "ports": [{"port": 80, "targetPort": 8080}]}});
     services
@@ -191,10 +207,14 @@ async fn missing_and_crashing_images_are_reported_like_a_kubelet() {
     assert_eq!(d.status.unwrap().unavailable_replicas, Some(1));
 }
 
+/// NIC's data path through mergeable minions: path-regex + rewrite-target, rewrites with the
+/// auto-redirect, 404 for unknown hosts and paths, 502 for a Service without ready endpoints
+/// (NewUpstreamWithDefaultServer in NIC's internal/configs/version1/config.go).
 #[tokio::test]
-async fn ingress_routes_by_host_and_path_with_rewrites_404_and_503() {
+async fn ingress_routes_through_minions_with_rewrites_404_and_502() {
     let sim = sim().await;
     let client = sim.client().await.unwrap();
+    master(&client).await;
     let deploys: Api<Deployment> = Api::namespaced(client.clone(), "default");
     common::create_deployment(&deploys, "echo", "echo:1", 2).await;
     expose(
@@ -230,9 +250,9 @@ async fn ingress_routes_by_host_and_path_with_rewrites_404_and_503() {
     assert_eq!(echo["query"], "x=1&y=2");
     assert_eq!(echo["method"], "GET");
     assert_eq!(echo["headers"]["x-test"], "1");
-    // Round-robin over both ready pods.
+    // NIC's `random two least_conn` spreads requests over both ready pods.
     let mut pods_seen = std::collections::BTreeSet::new();
-    for _ in 0..4 {
+    for _ in 0..40 {
         let (_, body) = get(&sim, "apps.example.com", "/team/echo").await;
         let echo: Value = serde_json::from_str(&body).unwrap();
         assert_eq!(echo["path"], "/");
@@ -251,7 +271,7 @@ async fn ingress_routes_by_host_and_path_with_rewrites_404_and_503() {
 
     assert_eq!(get(&sim, "other.example.com", "/team/echo/").await.0, 404);
     assert_eq!(get(&sim, "apps.example.com", "/nothing-here").await.0, 404);
-    assert_eq!(get(&sim, "apps.example.com", "/down/x").await.0, 503);
+    assert_eq!(get(&sim, "apps.example.com", "/down/x").await.0, 502);
 
     let endpoints: Api<Endpoints> = Api::namespaced(client, "default");
     let ep = endpoints.get("echo").await.unwrap();
@@ -268,8 +288,17 @@ async fn rolling_update_keeps_serving_through_the_ingress() {
     })
     .await;
     let client = sim.client().await.unwrap();
+    master(&client).await;
     let deploys: Api<Deployment> = Api::namespaced(client.clone(), "default");
-    common::create_deployment(&deploys, "roll", "app:1", 2).await;
+    // The pods outlive the ingress's view of them by a preStop sleep longer than the endpoint
+    // propagation delay (1 s by default), as the product's pods do.
+    let mut d = deployment("roll", "app:1", 2);
+    d["spec"]["template"]["spec"]["containers"][0]["lifecycle"] =
+        json!({"preStop": {"sleep": {"seconds": 2}}});
+    deploys
+        .create(&PostParams::default(), &serde_json::from_value(d).unwrap())
+        .await
+        .unwrap();
     expose(&client, "roll", json!({}), "/", "Prefix").await;
     common::rolled_out(&deploys, "roll", Duration::from_secs(15)).await;
     eventually("serving", Duration::from_secs(5), || async {
@@ -299,7 +328,9 @@ async fn rolling_update_keeps_serving_through_the_ingress() {
         let done = conditions::is_deployment_completed().matches_object(Some(&d))
             && d.metadata.generation == d.status.as_ref().and_then(|s| s.observed_generation)
             && d.status.as_ref().and_then(|s| s.replicas) == Some(2);
-        if done || tokio::time::Instant::now() > deadline {
+        // New pods reach the ingress a propagation delay after they are ready: keep going until
+        // they answer, so the old pods' termination falls inside the measured window.
+        if (done && served_by.len() >= 3) || tokio::time::Instant::now() > deadline {
             assert!(done, "rollout did not finish");
             break;
         }
@@ -465,6 +496,7 @@ async fn local_processes_serve_ingress_traffic() {
     })
     .await;
     let client = sim.client().await.unwrap();
+    master(&client).await;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
     secrets
         .create(
@@ -503,7 +535,19 @@ async fn local_processes_serve_ingress_traffic() {
 
     let mut seen_pods = std::collections::HashSet::new();
     let mut ports = std::collections::HashSet::new();
-    for _ in 0..4 {
+    // Both processes are in NGINX's view once the propagation delay has passed.
+    eventually(
+        "both processes in the upstream",
+        Duration::from_secs(10),
+        || async {
+            let endpoints: Api<Endpoints> = Api::namespaced(client.clone(), "default");
+            let ep = endpoints.get("envy").await.ok()?;
+            (ep.subsets.map_or(0, |s| s.len()) == 2).then_some(())
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for _ in 0..40 {
         let (status, body) = get(&sim, "apps.example.com", "/some/path?q=1").await;
         assert_eq!(status, 200, "{body}");
         let v: Value = serde_json::from_str(&body).unwrap();
@@ -519,7 +563,7 @@ async fn local_processes_serve_ingress_traffic() {
     assert_eq!(
         (seen_pods.len(), ports.len()),
         (2, 2),
-        "round-robin over both processes"
+        "requests spread over both processes"
     );
 
     let endpoints: Api<Endpoints> = Api::namespaced(client.clone(), "default");
@@ -590,6 +634,7 @@ async fn local_process_arguments_and_restarts() {
     })
     .await;
     let client = sim.client().await.unwrap();
+    master(&client).await;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
     for (name, image) in [
         ("files", "registry.local/static:latest"),

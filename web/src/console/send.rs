@@ -14,7 +14,7 @@ use serde::Serialize;
 use super::model::{Pair, RequestParts};
 use super::request::{body_bytes, public_path};
 use super::rules::check_path;
-use crate::config::ConsoleLimits;
+use crate::config::{ConsoleLimits, PublicUrl};
 use crate::error::AppError;
 
 /// What came back, ready to show.
@@ -109,32 +109,35 @@ pub struct Sender {
     client: Client<HttpConnector, Full<Bytes>>,
     pub limits: ConsoleLimits,
     pub limiter: RateLimiter,
-    public_host: String,
+    public_url: PublicUrl,
 }
 
 impl Sender {
-    pub fn new(limits: ConsoleLimits, public_host: String) -> Self {
+    pub fn new(limits: ConsoleLimits, public_url: PublicUrl) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(limits.timeout));
         Self {
             client: Client::builder(TokioExecutor::new()).build(connector),
             limits,
             limiter: RateLimiter::default(),
-            public_host,
+            public_url,
         }
     }
 
+    /// The address a browser or curl uses for the same call: the site's public URL and the
+    /// repository's route.
     pub fn public_url(&self, namespace: &str, repo: &str, path: &str, query: &[Pair]) -> String {
         format!(
-            "http://{}{}",
-            self.public_host,
+            "{}{}",
+            self.public_url.base(),
             public_path(namespace, repo, path, query)
         )
     }
 
     /// Sends `parts` (path already filled) to `/<namespace>/<repo>/<path>` on the ingress.
     ///
-    /// The upstream authority and Host header come from the configuration only; the user's input
+    /// The upstream authority and Host header (the public URL's `host[:port]`, as a browser would
+    /// send it) come from the configuration only; the user's input
     /// is confined to the path after the repository's prefix, the query, the body and
     /// non-reserved headers, all validated before this point and checked again here.
     pub async fn send(
@@ -171,7 +174,7 @@ impl Sender {
         let mut builder = http::Request::builder()
             .method(method)
             .uri(uri)
-            .header(http::header::HOST, &self.public_host);
+            .header(http::header::HOST, self.public_url.authority());
         let has_content_type = parts
             .headers
             .iter()
@@ -290,6 +293,53 @@ mod tests {
             Shown::of("application/json", br#"{"a":"#, true),
             Shown::Text(_)
         ));
+    }
+
+    /// The console sends what a browser of the public URL sends: `Host: host[:port]`.
+    #[tokio::test]
+    async fn the_host_header_is_the_public_urls_authority() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let limits = ConsoleLimits::new(format!("http://{}", upstream.local_addr().unwrap()));
+        let url = PublicUrl::parse("http://kdeploy.localhost:8080").unwrap();
+        let sender = Sender::new(limits, url);
+        let received = tokio::spawn(async move {
+            let (mut stream, _) = upstream.accept().await.unwrap();
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = stream.read(&mut buf).await.unwrap();
+                head.extend_from_slice(&buf[..n]);
+            }
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+                .await
+                .unwrap();
+            String::from_utf8(head).unwrap()
+        });
+        let parts = RequestParts {
+            method: "GET".into(),
+            path: "/items".into(),
+            query: Vec::new(),
+            headers: Vec::new(),
+            body_kind: super::super::model::BodyKind::None,
+            body: String::new(),
+        };
+        let outcome = sender
+            .send("alice", "alice", "hello", &parts)
+            .await
+            .unwrap();
+        let head = received.await.unwrap().to_ascii_lowercase();
+        assert!(head.starts_with("get /alice/hello/items "), "{head}");
+        assert!(
+            head.contains("\r\nhost: kdeploy.localhost:8080\r\n"),
+            "{head}"
+        );
+        assert_eq!(outcome.status, 200);
+        assert_eq!(
+            outcome.url,
+            "http://kdeploy.localhost:8080/alice/hello/items"
+        );
     }
 
     #[test]

@@ -12,16 +12,12 @@ use crate::error::AppError;
 use crate::json::JsonBody;
 use crate::state::AppState;
 
+/// The list page's data: the repositories and the notices about refused Ingresses.
 pub async fn list(
     State(state): State<AppState>,
     user: CurrentUser,
 ) -> Result<impl IntoResponse, AppError> {
-    Ok(Json(
-        state
-            .repositories
-            .list_repositories(user.namespace())
-            .await?,
-    ))
+    Ok(Json(state.repositories.overview(user.namespace()).await?))
 }
 
 pub async fn create(

@@ -9,6 +9,7 @@ use kube::api::ListParams;
 use serde::Serialize;
 
 use super::objects;
+use super::route::{RouteNotice, RouteVerdict};
 use super::status::{self, Replicas, RepositoryState};
 use super::store::{RepositoryStore, StoreError, is_managed, spec_of};
 
@@ -22,8 +23,19 @@ pub struct RepositorySummary {
     pub state: RepositoryState,
     pub advice: Option<String>,
     pub age: String,
-    /// Present once the repository is ready.
+    /// The public URL of the repository, present once a pod is ready and the ingress controller
+    /// has accepted its route (so the link works).
     pub endpoint: Option<String>,
+    /// The ingress controller's verdict on the repository's Ingress.
+    pub route: RouteVerdict,
+}
+
+/// The list page: the user's repositories, and refused Ingresses of theirs that are no
+/// repository's own.
+#[derive(Debug, Clone, Serialize)]
+pub struct RepositoryOverview {
+    pub repositories: Vec<RepositorySummary>,
+    pub notices: Vec<RouteNotice>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -108,8 +120,22 @@ fn rs_revision(rs: &ReplicaSet) -> i64 {
         .unwrap_or(0)
 }
 
+/// Whether an Ingress is the route of the repository `name` (the site made it, under that name).
+fn is_route_of(ingress: &Ingress, name: &str) -> bool {
+    ingress.metadata.name.as_deref() == Some(name) && is_managed(&ingress.metadata)
+}
+
 impl RepositoryStore {
-    fn summary(&self, namespace: &str, deployment: &Deployment, pods: &[Pod]) -> RepositorySummary {
+    /// One repository's row; `route` is its Ingress (if any) and `events` the namespace's
+    /// Ingress Events, where the controller's verdict is.
+    fn summary(
+        &self,
+        namespace: &str,
+        deployment: &Deployment,
+        pods: &[Pod],
+        route: Option<&Ingress>,
+        events: &[Event],
+    ) -> RepositorySummary {
         let name = deployment.metadata.name.clone().unwrap_or_default();
         let spec = spec_of(deployment);
         let own_pods: Vec<Pod> = pods
@@ -117,36 +143,80 @@ impl RepositoryStore {
             .filter(|p| pod_belongs(p, &name))
             .cloned()
             .collect();
-        let state = status::derive_state(deployment, &own_pods);
+        let public_url = &self.config.public_url;
+        let route = RouteVerdict::of(route, events, public_url.host());
+        let state = status::derive_state(deployment, &own_pods, &route);
         let replicas = status::replicas(deployment);
-        let endpoint = (replicas.ready > 0)
-            .then(|| objects::endpoint(&self.config.public_host, namespace, &name));
+        let endpoint = (replicas.ready > 0 && route.is_accepted())
+            .then(|| public_url.endpoint(namespace, &name));
+        let advice = match (&state, &route) {
+            (
+                RepositoryState::Failing { reason, .. },
+                RouteVerdict::Failed {
+                    reason: refused,
+                    advice,
+                    ..
+                },
+            ) if reason == refused => Some(advice.clone()),
+            _ => state.advice(),
+        };
         RepositorySummary {
             image: spec.as_ref().map(|s| s.image.clone()).unwrap_or_default(),
             port: spec.as_ref().map_or(0, |s| s.port),
-            advice: state.advice(),
+            advice,
             state,
             replicas,
             age: status::age(deployment.metadata.creation_timestamp.as_ref()),
             endpoint,
+            route,
             name,
         }
     }
 
-    pub async fn list_repositories(
-        &self,
-        namespace: &str,
-    ) -> Result<Vec<RepositorySummary>, StoreError> {
+    /// The namespace's Events about Ingresses, in one list call: the controller's verdicts.
+    async fn ingress_events(&self, namespace: &str) -> Result<Vec<Event>, StoreError> {
+        let about_ingresses = ListParams::default().fields("involvedObject.kind=Ingress");
+        Ok(self
+            .api::<Event>(namespace)
+            .list(&about_ingresses)
+            .await?
+            .items)
+    }
+
+    /// The repositories of a namespace with their states, and notices about refused Ingresses
+    /// that belong to no repository; four list calls whatever the number of repositories.
+    pub async fn overview(&self, namespace: &str) -> Result<RepositoryOverview, StoreError> {
         let selector = ListParams::default().labels(&objects::managed_selector());
         let deployments = self.api::<Deployment>(namespace).list(&selector).await?;
         let pods = self.api::<Pod>(namespace).list(&selector).await?;
+        // Every Ingress, not only the site's: a hand-made one may be what the controller refused.
+        let ingresses = self
+            .api::<Ingress>(namespace)
+            .list(&ListParams::default())
+            .await?
+            .items;
+        let events = self.ingress_events(namespace).await?;
         let mut rows: Vec<RepositorySummary> = deployments
             .items
             .iter()
-            .map(|d| self.summary(namespace, d, &pods.items))
+            .map(|d| {
+                let name = d.metadata.name.as_deref().unwrap_or_default();
+                let route = ingresses.iter().find(|i| is_route_of(i, name));
+                self.summary(namespace, d, &pods.items, route, &events)
+            })
             .collect();
         rows.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(rows)
+        let host = self.config.public_url.host();
+        let mut notices: Vec<RouteNotice> = ingresses
+            .iter()
+            .filter(|i| !rows.iter().any(|r| is_route_of(i, &r.name)))
+            .filter_map(|i| RouteNotice::of(i, &events, namespace, host))
+            .collect();
+        notices.sort_by(|a, b| a.ingress.cmp(&b.ingress));
+        Ok(RepositoryOverview {
+            repositories: rows,
+            notices,
+        })
     }
 
     pub async fn repository(
@@ -180,9 +250,25 @@ impl RepositoryStore {
             .collect();
         replica_sets.sort_by_key(|rs| std::cmp::Reverse(rs_revision(rs)));
         let service = self.api::<Service>(namespace).get_opt(name).await?;
-        let ingress = self.api::<Ingress>(namespace).get_opt(name).await?;
+        let ingress = self
+            .api::<Ingress>(namespace)
+            .get_opt(name)
+            .await?
+            .filter(|i| is_route_of(i, name));
+        // All of the namespace's Events: the recent ones below, and the controller's verdict.
+        let namespace_events = self
+            .api::<Event>(namespace)
+            .list(&ListParams::default())
+            .await?
+            .items;
 
-        let mut summary = self.summary(namespace, &deployment, &pods);
+        let mut summary = self.summary(
+            namespace,
+            &deployment,
+            &pods,
+            ingress.as_ref(),
+            &namespace_events,
+        );
         // Kubernetes copies a ReplicaSet's ReplicaFailure to its Deployment, but not every
         // cluster (or simulator) does: the newest ReplicaSet says it first-hand.
         if !matches!(summary.state, RepositoryState::Failing { .. })
@@ -240,11 +326,7 @@ impl RepositoryStore {
                 .filter_map(|rs| rs.metadata.name.clone()),
         );
         related.extend(pods.iter().filter_map(|p| p.metadata.name.clone()));
-        let mut events: Vec<Event> = self
-            .api::<Event>(namespace)
-            .list(&ListParams::default())
-            .await?
-            .items
+        let mut events: Vec<Event> = namespace_events
             .into_iter()
             .filter(|e| {
                 e.involved_object
@@ -302,22 +384,17 @@ impl RepositoryStore {
             kind: "Ingress",
             name: name.to_string(),
             status: match &ingress {
-                Some(i) => i
-                    .spec
-                    .as_ref()
-                    .and_then(|s| {
-                        s.rules
-                            .as_ref()?
-                            .first()?
-                            .http
-                            .as_ref()?
-                            .paths
-                            .first()?
-                            .path
-                            .clone()
-                    })
-                    .map(|p| format!("path {p}"))
-                    .unwrap_or_default(),
+                Some(i) => {
+                    let rule = i.spec.as_ref().and_then(|s| s.rules.as_ref()?.first());
+                    let host = rule.and_then(|r| r.host.clone()).unwrap_or_default();
+                    let path = rule
+                        .and_then(|r| r.http.as_ref()?.paths.first()?.path.clone())
+                        .unwrap_or_default();
+                    format!(
+                        "minion for {host}, path {path}; {}",
+                        summary.route.summary()
+                    )
+                }
                 None => "missing: redeploy to recreate it".into(),
             },
         });

@@ -1,5 +1,7 @@
-//! Repositories: a public image deployed as a Deployment, Service and Ingress in the developer's
-//! namespace, with the pages and JSON API to create, watch, change and delete it.
+//! Repositories: a public image deployed as a Deployment, Service and Ingress (a minion of the
+//! platform's master Ingress for the public host) in the developer's namespace, with the pages and
+//! JSON API to create, watch, change and delete it; the ingress controller's verdict on the route
+//! is part of its state (`route`).
 
 pub mod api;
 pub mod describe;
@@ -7,6 +9,7 @@ pub mod detail;
 pub mod image;
 pub mod objects;
 pub mod pages;
+pub mod route;
 pub mod status;
 pub mod store;
 pub mod validation;

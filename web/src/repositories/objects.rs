@@ -6,9 +6,9 @@ use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
 };
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, LimitRange, LimitRangeItem, LimitRangeSpec, Namespace, PodSpec,
-    PodTemplateSpec, Probe, ResourceQuota, ResourceQuotaSpec, ResourceRequirements, Service,
-    ServicePort, ServiceSpec, TCPSocketAction,
+    Container, ContainerPort, Lifecycle, LifecycleHandler, LimitRange, LimitRangeItem,
+    LimitRangeSpec, Namespace, PodSpec, PodTemplateSpec, Probe, ResourceQuota, ResourceQuotaSpec,
+    ResourceRequirements, Service, ServicePort, ServiceSpec, SleepAction, TCPSocketAction,
 };
 use k8s_openapi::api::networking::v1::{
     HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
@@ -18,13 +18,29 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::validation::RepositorySpec;
+use super::validation::{RepositorySpec, check_dns1035_label};
 use crate::config::{MANAGED_BY, QuotaPolicy};
 
 pub const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
 pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const LABEL_NAME: &str = "app.kubernetes.io/name";
 pub const LABEL_PART_OF: &str = "app.kubernetes.io/part-of";
+
+/// NIC's annotation that makes an Ingress part of a mergeable set: one `master` per host
+/// (installed by the platform) and any number of `minion`s, each adding its paths.
+pub const MERGEABLE_TYPE: &str = "nginx.org/mergeable-ingress-type";
+/// NIC's prefix rewrite (`serviceName=<svc> rewrite=<path>`), allowed on minions.
+pub const REWRITES: &str = "nginx.org/rewrites";
+
+/// Seconds a stopping pod keeps serving before its container is asked to stop: the ingress
+/// controller learns that the pod left the Service's endpoints only after the EndpointSlice
+/// change reaches it and NGINX reloads, and until then it still sends requests to the pod.
+pub const PRE_STOP_SLEEP_SECONDS: i64 = 5;
+/// Time from the pod's deletion to SIGKILL; it covers the preStop sleep and leaves the server
+/// 25 seconds after SIGTERM to finish what it is serving.
+pub const TERMINATION_GRACE_SECONDS: i64 = 30;
+// The grace period counts from the deletion, so the preStop sleep must fit well inside it.
+const _: () = assert!(PRE_STOP_SLEEP_SECONDS < TERMINATION_GRACE_SECONDS);
 
 const CPU_REQUEST: &str = "50m";
 const MEMORY_REQUEST: &str = "64Mi";
@@ -198,8 +214,19 @@ pub fn deployment(
                             ])),
                             ..ResourceRequirements::default()
                         }),
+                        // The `sleep` action (GA in Kubernetes 1.34) needs no shell in the image.
+                        lifecycle: Some(Lifecycle {
+                            pre_stop: Some(LifecycleHandler {
+                                sleep: Some(SleepAction {
+                                    seconds: PRE_STOP_SLEEP_SECONDS,
+                                }),
+                                ..LifecycleHandler::default()
+                            }),
+                            ..Lifecycle::default()
+                        }),
                         ..Container::default()
                     }],
+                    termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
                     ..PodSpec::default()
                 }),
             },
@@ -242,9 +269,10 @@ pub fn service(namespace: &str, spec: &RepositorySpec, owner: Option<OwnerRefere
     }
 }
 
-/// The path the F5 NGINX controller matches; `$2` is what the service sees.
+/// The repository's path on the public host; NIC serves it as a prefix location and redirects
+/// `/<namespace>/<repo>` to it.
 pub fn ingress_path(namespace: &str, repo: &str) -> String {
-    format!("/{namespace}/{repo}(/|$)(.*)")
+    format!("/{namespace}/{repo}/")
 }
 
 /// Where a repository is reached from outside: the public host, under the platform's ingress class.
@@ -254,19 +282,58 @@ pub struct PublicRoute<'a> {
     pub ingress_class: &'a str,
 }
 
+/// A name that may not go into an Ingress's path or annotations.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what} {name:?} cannot be routed: {reason}")]
+pub struct UnroutableName {
+    pub what: &'static str,
+    pub name: String,
+    pub reason: String,
+}
+
+/// DNS-1123 label: what a namespace name is.
+fn check_dns1123_label(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err("not a DNS-1123 label (lowercase letters, digits and '-', at most 63)".into())
+    }
+}
+
+/// The repository's Ingress: a NIC minion on the public host (the platform's master Ingress
+/// `kdeploy-host` owns the host), with the path `/<namespace>/<repo>/` rewritten to `/`.
+///
+/// Both names go into the path and into the `nginx.org/rewrites` value, which NIC copies into
+/// NGINX's configuration, so they are checked here again whatever the caller did: a label has no
+/// space, quote, `;`, `{` or `$` to break out of that value (CVE-2026-24512).
 pub fn ingress(
     namespace: &str,
     spec: &RepositorySpec,
     route: PublicRoute,
     owner: Option<OwnerReference>,
-) -> Ingress {
+) -> Result<Ingress, UnroutableName> {
+    check_dns1123_label(namespace).map_err(|reason| UnroutableName {
+        what: "namespace",
+        name: namespace.to_string(),
+        reason,
+    })?;
+    check_dns1035_label(&spec.name).map_err(|reason| UnroutableName {
+        what: "repository",
+        name: spec.name.clone(),
+        reason,
+    })?;
     let mut metadata = repository_meta(namespace, &spec.name);
     metadata.owner_references = owner.map(|o| vec![o]);
-    metadata.annotations = Some(map(&[
-        ("nginx.org/path-regex", "case_sensitive"),
-        ("nginx.org/rewrite-target", "/$2"),
-    ]));
-    Ingress {
+    let rewrites = format!("serviceName={} rewrite=/", spec.name);
+    metadata.annotations = Some(map(&[(MERGEABLE_TYPE, "minion"), (REWRITES, &rewrites)]));
+    Ok(Ingress {
         metadata,
         spec: Some(IngressSpec {
             ingress_class_name: Some(route.ingress_class.into()),
@@ -275,7 +342,7 @@ pub fn ingress(
                 http: Some(HTTPIngressRuleValue {
                     paths: vec![HTTPIngressPath {
                         path: Some(ingress_path(namespace, &spec.name)),
-                        path_type: "ImplementationSpecific".into(),
+                        path_type: "Prefix".into(),
                         backend: IngressBackend {
                             service: Some(IngressServiceBackend {
                                 name: spec.name.clone(),
@@ -292,12 +359,7 @@ pub fn ingress(
             ..IngressSpec::default()
         }),
         ..Ingress::default()
-    }
-}
-
-/// The URL a developer calls, shown once the repository is ready.
-pub fn endpoint(host: &str, namespace: &str, repo: &str) -> String {
-    format!("http://{host}/{namespace}/{repo}/")
+    })
 }
 
 #[cfg(test)]
@@ -419,26 +481,96 @@ mod tests {
     }
 
     #[test]
-    fn ingress_routes_the_namespaced_path_with_the_regex_rewrite() {
+    fn ingress_is_a_minion_with_the_prefix_rewrite_on_the_public_host() {
+        let url = crate::config::PublicUrl::parse("http://kdeploy.localhost:8080").unwrap();
+        let route = PublicRoute {
+            host: url.host(),
+            ingress_class: "nginx",
+        };
+        let i = ingress(
+            "alice",
+            &repo("hello").port(3000),
+            route,
+            Some(owned_by("hello", "uid-1")),
+        )
+        .unwrap();
+        let annotations = i.metadata.annotations.unwrap();
+        assert_eq!(
+            annotations,
+            BTreeMap::from([
+                (MERGEABLE_TYPE.to_string(), "minion".to_string()),
+                (
+                    REWRITES.to_string(),
+                    "serviceName=hello rewrite=/".to_string()
+                ),
+            ]),
+            "only annotations NIC allows on a minion, and no regex form"
+        );
+        assert_eq!(i.metadata.name.as_deref(), Some("hello"));
+        assert_eq!(i.metadata.namespace.as_deref(), Some("alice"));
+        assert_eq!(i.metadata.labels.unwrap()["app"], "hello");
+        let owner = &i.metadata.owner_references.unwrap()[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.uid.as_str()),
+            ("Deployment", "uid-1")
+        );
+        let spec = i.spec.unwrap();
+        assert_eq!(spec.ingress_class_name.as_deref(), Some("nginx"));
+        let rules = spec.rules.unwrap();
+        assert_eq!(rules.len(), 1, "a mergeable Ingress has exactly one host");
+        assert_eq!(
+            rules[0].host.as_deref(),
+            Some("kdeploy.localhost"),
+            "the host without the port"
+        );
+        let paths = &rules[0].http.as_ref().unwrap().paths;
+        assert_eq!(paths.len(), 1);
+        assert_eq!(paths[0].path.as_deref(), Some("/alice/hello/"));
+        assert_eq!(paths[0].path_type, "Prefix");
+        let backend = paths[0].backend.service.as_ref().unwrap();
+        assert_eq!(backend.name, "hello");
+        assert_eq!(backend.port.as_ref().unwrap().number, Some(3000));
+    }
+
+    #[test]
+    fn names_that_could_break_out_of_an_annotation_are_refused() {
         let route = PublicRoute {
             host: "lb.example.com",
             ingress_class: "nginx",
         };
-        let i = ingress("alice", &repo("hello").port(3000), route, None);
-        let annotations = i.metadata.annotations.unwrap();
-        assert_eq!(annotations["nginx.org/path-regex"], "case_sensitive");
-        assert_eq!(annotations["nginx.org/rewrite-target"], "/$2");
-        assert_eq!(i.metadata.labels.unwrap()["app"], "hello");
-        let spec = i.spec.unwrap();
-        assert_eq!(spec.ingress_class_name.as_deref(), Some("nginx"));
-        let rule = &spec.rules.unwrap()[0];
-        assert_eq!(rule.host.as_deref(), Some("lb.example.com"));
-        let path = &rule.http.as_ref().unwrap().paths[0];
-        assert_eq!(path.path.as_deref(), Some("/alice/hello(/|$)(.*)"));
-        assert_eq!(path.path_type, "ImplementationSpecific");
-        let backend = path.backend.service.as_ref().unwrap();
-        assert_eq!(backend.name, "hello");
-        assert_eq!(backend.port.as_ref().unwrap().number, Some(3000));
+        for name in [
+            "hello rewrite=/etc",
+            "a;b",
+            "x\"y",
+            "${host}",
+            "Hello",
+            "",
+            "-x",
+        ] {
+            let e = ingress("alice", &repo(name), route, None).unwrap_err();
+            assert_eq!(e.what, "repository", "{name:?}");
+        }
+        for ns in ["al ice", "alice;", "Alice", "", "a-"] {
+            let e = ingress(ns, &repo("hello"), route, None).unwrap_err();
+            assert_eq!(e.what, "namespace", "{ns:?}");
+        }
+        assert!(ingress("7eleven", &repo("a1"), route, None).is_ok());
+    }
+
+    #[test]
+    fn pods_keep_serving_through_the_ingress_propagation_window() {
+        let d = deployment("alice", &repo("hello"), None);
+        let pod = d.spec.unwrap().template.spec.unwrap();
+        assert_eq!(pod.termination_grace_period_seconds, Some(30));
+        let pre_stop = pod.containers[0]
+            .lifecycle
+            .as_ref()
+            .unwrap()
+            .pre_stop
+            .as_ref()
+            .unwrap();
+        assert_eq!(pre_stop.sleep.as_ref().unwrap().seconds, 5);
+        assert!(pre_stop.exec.is_none(), "no shell needed in the image");
     }
 
     #[test]
@@ -449,6 +581,5 @@ mod tests {
         assert_eq!(q.spec.unwrap().hard.unwrap()["pods"], Quantity("20".into()));
         let l = limit_range("alice");
         assert_eq!(l.spec.unwrap().limits[0].type_, "Container");
-        assert_eq!(endpoint("lb", "alice", "hello"), "http://lb/alice/hello/");
     }
 }

@@ -21,11 +21,11 @@ pub async fn list(
     user: CurrentUser,
     CsrfToken(csrf): CsrfToken,
 ) -> Result<impl IntoResponse, AppError> {
-    let rows = state
-        .repositories
-        .list_repositories(user.namespace())
-        .await?;
-    Ok(views::repositories(&Frame::signed_in(&user, &csrf), &rows))
+    let overview = state.repositories.overview(user.namespace()).await?;
+    Ok(views::repositories(
+        &Frame::signed_in(&user, &csrf),
+        &overview,
+    ))
 }
 
 pub async fn new_form(

@@ -4,6 +4,8 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use serde::Serialize;
 
+use super::route::RouteVerdict;
+
 /// Container waiting reasons that will not fix themselves.
 const FAILING_REASONS: &[&str] = &[
     "ImagePullBackOff",
@@ -18,8 +20,9 @@ const FAILING_REASONS: &[&str] = &[
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "state")]
 pub enum RepositoryState {
-    /// First rollout, nothing ready yet.
+    /// First rollout: pods not ready yet, or the ingress controller has not accepted the route yet.
     Deploying,
+    /// Every pod is up to date and ready, and the ingress controller has accepted the route.
     Ready,
     /// A new version is rolling out (or replicas change) while the old one serves.
     Updating,
@@ -109,8 +112,14 @@ fn revision(deployment: &Deployment) -> i64 {
         .unwrap_or(0)
 }
 
-/// Derives the state from the Deployment and its pods (pods of any revision).
-pub fn derive_state(deployment: &Deployment, pods: &[Pod]) -> RepositoryState {
+/// Derives the state from the Deployment, its pods (of any revision) and the ingress controller's
+/// verdict on its route: pods that cannot start come first, then a refused route (NIC's reason and
+/// message), and Ready needs both the pods and the route.
+pub fn derive_state(
+    deployment: &Deployment,
+    pods: &[Pod],
+    route: &RouteVerdict,
+) -> RepositoryState {
     if let Some((reason, message)) = pod_failure(pods) {
         return RepositoryState::Failing { reason, message };
     }
@@ -135,6 +144,15 @@ pub fn derive_state(deployment: &Deployment, pods: &[Pod]) -> RepositoryState {
             message: c.message.clone().unwrap_or_default(),
         };
     }
+    if let RouteVerdict::Failed {
+        reason, message, ..
+    } = route
+    {
+        return RepositoryState::Failing {
+            reason: reason.clone(),
+            message: message.clone(),
+        };
+    }
     let r = replicas(deployment);
     let generation = deployment.metadata.generation.unwrap_or(0);
     let observed = status.observed_generation.unwrap_or(0);
@@ -142,9 +160,9 @@ pub fn derive_state(deployment: &Deployment, pods: &[Pod]) -> RepositoryState {
         && r.updated >= r.desired
         && r.ready >= r.desired
         && r.total <= r.desired;
-    if settled {
+    if settled && route.is_accepted() {
         RepositoryState::Ready
-    } else if revision(deployment) <= 1 && r.ready == 0 {
+    } else if revision(deployment) <= 1 && (r.ready == 0 || settled) {
         RepositoryState::Deploying
     } else {
         RepositoryState::Updating
@@ -169,6 +187,7 @@ pub fn age(created: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::repositories::route::{self, RouteVerdict};
     use k8s_openapi::api::apps::v1::{DeploymentCondition, DeploymentSpec, DeploymentStatus};
     use k8s_openapi::api::core::v1::{
         ContainerState, ContainerStateWaiting, ContainerStatus, PodStatus,
@@ -235,16 +254,103 @@ mod tests {
         }
     }
 
+    fn accepted() -> RouteVerdict {
+        RouteVerdict::Accepted {
+            message: "Configuration for alice/hello was added or updated".into(),
+        }
+    }
+
+    fn failed(reason: &str, message: &str) -> RouteVerdict {
+        RouteVerdict::Failed {
+            reason: reason.into(),
+            message: message.into(),
+            advice: route::advice(reason, message, "lb.example.com"),
+        }
+    }
+
+    /// The state with the route accepted, as before the controller's verdict counted.
+    fn derive_state_accepted(d: &Deployment, pods: &[Pod]) -> RepositoryState {
+        derive_state(d, pods, &accepted())
+    }
+
+    #[test]
+    fn ready_needs_the_route_accepted() {
+        let ready = deployment(2).ready(2).updated(2).total(2).revision(1).0;
+        assert_eq!(
+            derive_state(&ready, &[], &accepted()),
+            RepositoryState::Ready
+        );
+        // The pods are ready but the controller has not judged the route: still deploying.
+        assert_eq!(
+            derive_state(&ready, &[], &RouteVerdict::Pending),
+            RepositoryState::Deploying
+        );
+        let changed = deployment(2).ready(2).updated(2).total(2).revision(3).0;
+        assert_eq!(
+            derive_state(&changed, &[], &RouteVerdict::Pending),
+            RepositoryState::Updating
+        );
+    }
+
+    #[test]
+    fn a_refused_route_is_failing_with_nics_reason_and_message() {
+        let ready = deployment(1).ready(1).updated(1).total(1).revision(1).0;
+        for (reason, message) in [
+            (
+                route::ADDED_OR_UPDATED_WITH_WARNING,
+                "Configuration for alice/hello was added or updated with warning(s): path /alice/hello/ is taken by another resource",
+            ),
+            (
+                route::ADDED_OR_UPDATED_WITH_ERROR,
+                "Configuration for alice/hello was added or updated ; but was not applied: x",
+            ),
+            (route::REJECTED, "All hosts are taken by other resources"),
+            (
+                route::REJECTED_WITH_ERROR,
+                "alice/hello was rejected: with error: x; but was not applied: y",
+            ),
+            (
+                route::NO_INGRESS_MASTER_FOUND,
+                "Ingress master is invalid or doesn't exist",
+            ),
+            (route::INGRESS_MISSING, "the repository has no Ingress"),
+        ] {
+            let state = derive_state(&ready, &[], &failed(reason, message));
+            assert_eq!(
+                state,
+                RepositoryState::Failing {
+                    reason: reason.into(),
+                    message: message.into()
+                }
+            );
+        }
+        // A pod that cannot start says more than the route it would serve.
+        let state = derive_state(
+            &ready,
+            &[waiting_pod("ImagePullBackOff")],
+            &failed(route::REJECTED, "All hosts are taken by other resources"),
+        );
+        assert!(
+            matches!(&state, RepositoryState::Failing { reason, .. } if reason == "ImagePullBackOff")
+        );
+    }
+
     #[test]
     fn states() {
         let ready = deployment(2).ready(2).updated(2).total(2).revision(1).0;
-        assert_eq!(derive_state(&ready, &[]), RepositoryState::Ready);
+        assert_eq!(derive_state_accepted(&ready, &[]), RepositoryState::Ready);
 
         let first = deployment(2).updated(2).total(2).revision(1).0;
-        assert_eq!(derive_state(&first, &[]), RepositoryState::Deploying);
+        assert_eq!(
+            derive_state_accepted(&first, &[]),
+            RepositoryState::Deploying
+        );
 
         let rolling = deployment(2).ready(2).updated(1).total(3).revision(2).0;
-        assert_eq!(derive_state(&rolling, &[]), RepositoryState::Updating);
+        assert_eq!(
+            derive_state_accepted(&rolling, &[]),
+            RepositoryState::Updating
+        );
 
         let unobserved = deployment(2)
             .ready(2)
@@ -253,9 +359,12 @@ mod tests {
             .revision(1)
             .observed(0)
             .0;
-        assert_eq!(derive_state(&unobserved, &[]), RepositoryState::Updating);
+        assert_eq!(
+            derive_state_accepted(&unobserved, &[]),
+            RepositoryState::Updating
+        );
 
-        let failing = derive_state(
+        let failing = derive_state_accepted(
             &first,
             &[
                 waiting_pod("ContainerCreating"),
@@ -268,7 +377,7 @@ mod tests {
         );
         assert!(failing.advice().unwrap().contains("image"));
 
-        let crash = derive_state(&ready, &[waiting_pod("CrashLoopBackOff")]);
+        let crash = derive_state_accepted(&ready, &[waiting_pod("CrashLoopBackOff")]);
         assert!(
             matches!(&crash, RepositoryState::Failing { reason, .. } if reason == "CrashLoopBackOff")
         );
@@ -283,7 +392,7 @@ mod tests {
                 }])
             })
             .0;
-        assert_eq!(derive_state(&stuck, &[]).label(), "Failing");
+        assert_eq!(derive_state_accepted(&stuck, &[]).label(), "Failing");
 
         let over_quota = deployment(4)
             .ready(2)
@@ -297,7 +406,7 @@ mod tests {
                 }])
             })
             .0;
-        let state = derive_state(&over_quota, &[]);
+        let state = derive_state_accepted(&over_quota, &[]);
         assert!(
             matches!(&state, RepositoryState::Failing { reason, message } if reason == "FailedCreate" && message.contains("quota"))
         );

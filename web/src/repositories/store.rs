@@ -6,8 +6,9 @@ use std::sync::Arc;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota, Service};
 use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Api;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 
 use super::objects::{self, RESTARTED_AT};
 use super::validation::{Change, RepositorySpec};
@@ -23,6 +24,8 @@ pub enum StoreError {
     NameTaken(String),
     #[error("repository {name} kept changing for {attempts} attempts")]
     Busy { name: String, attempts: u32 },
+    #[error(transparent)]
+    Unroutable(#[from] objects::UnroutableName),
     #[error("{step:?} of a new repository failed: {source}")]
     Create {
         step: CreateStep,
@@ -113,9 +116,91 @@ impl RepositoryStore {
 
     fn route(&self) -> objects::PublicRoute<'_> {
         objects::PublicRoute {
-            host: &self.config.public_host,
+            host: self.config.public_url.host(),
             ingress_class: &self.config.ingress_class,
         }
+    }
+
+    /// The repository's Ingress as the site wants it now.
+    fn desired_ingress(
+        &self,
+        namespace: &str,
+        spec: &RepositorySpec,
+        owner: OwnerReference,
+    ) -> Result<Ingress, StoreError> {
+        Ok(objects::ingress(
+            namespace,
+            spec,
+            self.route(),
+            Some(owner),
+        )?)
+    }
+
+    /// Applies a repository's Ingress; server-side apply under the site's field manager replaces
+    /// whatever the site wrote before, so an Ingress of an older form (a plain Ingress with
+    /// `nginx.org/path-regex` and `nginx.org/rewrite-target`, before issue 11) loses those
+    /// annotations and becomes a minion.
+    async fn apply_ingress(&self, namespace: &str, ingress: &Ingress) -> Result<(), kube::Error> {
+        let name = ingress.metadata.name.as_deref().unwrap_or_default();
+        self.api::<Ingress>(namespace)
+            .patch(name, &apply_params(), &Patch::Apply(ingress))
+            .await
+            .map(|_| ())
+    }
+
+    /// Brings every repository's Ingress in the cluster to the current form, once at start-up.
+    ///
+    /// Needed for an upgrade: NIC gives a host to its oldest plain Ingress, and the platform's
+    /// master Ingress is newer than the repositories' Ingresses of the older, plain form, so until
+    /// they are minions the master (and with it every route on the host) is rejected. Each is
+    /// re-applied from its Deployment, as a change would; failures are logged and left to the
+    /// repository's next change.
+    pub async fn upgrade_routes(&self) -> Result<usize, StoreError> {
+        let managed = ListParams::default().labels(&objects::managed_selector());
+        let ingresses = Api::<Ingress>::all(self.client.clone())
+            .list(&managed)
+            .await?;
+        // The platform labels its own objects the same way (the master, the site's minion):
+        // only developers' namespaces hold repositories.
+        let platform = |ns: &str| {
+            ns == self.config.system_namespace
+                || self.config.platform_namespaces.iter().any(|p| p == ns)
+        };
+        let mut upgraded = 0;
+        for old in ingresses.items.iter().filter(|i| {
+            !i.metadata.namespace.as_deref().is_none_or(platform)
+                && i.metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(objects::MERGEABLE_TYPE))
+                    .is_none_or(|t| t != "minion")
+        }) {
+            let (Some(namespace), Some(name)) = (&old.metadata.namespace, &old.metadata.name)
+            else {
+                continue;
+            };
+            let result = async {
+                let deployment = self.managed_deployment(namespace, name).await?;
+                let spec =
+                    spec_of(&deployment).ok_or_else(|| StoreError::NotFound(name.clone()))?;
+                let owner =
+                    objects::owned_by(name, deployment.metadata.uid.as_deref().unwrap_or_default());
+                let ingress = self.desired_ingress(namespace, &spec, owner)?;
+                self.apply_ingress(namespace, &ingress).await?;
+                Ok::<_, StoreError>(())
+            }
+            .await;
+            match result {
+                Ok(()) => {
+                    upgraded += 1;
+                    tracing::info!(namespace, repository = name, "route upgraded to a minion");
+                }
+                Err(e) => {
+                    tracing::warn!(namespace, repository = name, error = %e, "route not upgraded");
+                }
+            }
+        }
+        Ok(upgraded)
     }
 
     /// Creates (or repairs) the user's namespace with its quota and default limits.
@@ -191,15 +276,15 @@ impl RepositoryStore {
                 source,
             });
         }
-        let ingresses = self.api::<Ingress>(namespace);
-        if let Err(source) = ingresses
-            .patch(
-                &spec.name,
-                &apply_params(),
-                &Patch::Apply(objects::ingress(namespace, spec, self.route(), Some(owner))),
-            )
-            .await
-        {
+        let ingress = match self.desired_ingress(namespace, spec, owner) {
+            Ok(i) => i,
+            Err(e) => {
+                self.roll_back(namespace, &spec.name, &["Service", "Deployment"])
+                    .await;
+                return Err(e);
+            }
+        };
+        if let Err(source) = self.apply_ingress(namespace, &ingress).await {
             self.roll_back(namespace, &spec.name, &["Service", "Deployment"])
                 .await;
             return Err(StoreError::Create {
@@ -272,7 +357,8 @@ impl RepositoryStore {
         let d = self.managed_deployment(namespace, name).await?;
         Ok(d.metadata.uid.unwrap_or_default())
     }
-    /// Applies a change to the Deployment (a rolling update) and keeps the Service and Ingress in step.
+    /// Applies a change to the Deployment (a rolling update) and keeps the Service and Ingress in
+    /// step (an Ingress of an older form is brought to the current one here too).
     pub async fn change_repository(
         &self,
         namespace: &str,
@@ -327,23 +413,16 @@ impl RepositoryStore {
                 &Patch::Apply(objects::service(namespace, &spec, Some(owner.clone()))),
             )
             .await?;
-        self.api::<Ingress>(namespace)
-            .patch(
-                name,
-                &apply_params(),
-                &Patch::Apply(objects::ingress(
-                    namespace,
-                    &spec,
-                    self.route(),
-                    Some(owner),
-                )),
-            )
-            .await?;
+        let ingress = self.desired_ingress(namespace, &spec, owner)?;
+        self.apply_ingress(namespace, &ingress).await?;
         tracing::info!(namespace, repository = name, image = %spec.image, replicas = spec.replicas, restart = change.restart, "repository changed");
         Ok(spec)
     }
 
     /// Deletes the repository's own three objects (its pods and ReplicaSets follow the Deployment).
+    /// The Ingress goes first, so the route stops before its pods do; should its delete fail, the
+    /// Ingress is still owned by the Deployment and the garbage collector removes it, so no minion
+    /// is left behind on the public host.
     pub async fn delete_repository(&self, namespace: &str, name: &str) -> Result<(), StoreError> {
         self.managed_deployment(namespace, name).await?;
         self.delete_objects(namespace, name, &["Ingress", "Service", "Deployment"])

@@ -2,7 +2,8 @@
 
 use maud::{Markup, html};
 
-use super::describe::{RepositoryDetail, RepositorySummary};
+use super::describe::{RepositoryDetail, RepositoryOverview};
+use super::route::RouteVerdict;
 use super::status::RepositoryState;
 use super::validation::{IMAGE_RULE, NAME_RULE, PORT_RULE, RepositoryInput, replicas_rule};
 use crate::error::FieldError;
@@ -17,7 +18,8 @@ fn pill_class(state: &RepositoryState) -> &'static str {
     }
 }
 
-pub fn repositories(frame: &Frame, rows: &[RepositorySummary]) -> Markup {
+pub fn repositories(frame: &Frame, overview: &RepositoryOverview) -> Markup {
+    let rows = &overview.repositories;
     page(
         frame,
         "Repositories",
@@ -25,6 +27,13 @@ pub fn repositories(frame: &Frame, rows: &[RepositorySummary]) -> Markup {
             div.heading {
                 h1 { "Your repositories" }
                 a.button.primary href="/repos/new" { "New repository" }
+            }
+            @for n in &overview.notices {
+                div.banner.error role="alert" data-ingress=(n.ingress) {
+                    "Your Ingress " code { (n.ingress) } " is not in service: the ingress controller says "
+                    strong { (n.reason) } ": " (n.message)
+                    br; (n.advice)
+                }
             }
             @if rows.is_empty() {
                 p.empty { "Nothing deployed yet. Choose " strong { "New repository" } " to deploy a public image; you get an address to call it." }
@@ -52,6 +61,14 @@ pub fn repositories(frame: &Frame, rows: &[RepositorySummary]) -> Markup {
             }
         },
     )
+}
+
+fn verdict_name(route: &RouteVerdict) -> &'static str {
+    match route {
+        RouteVerdict::Accepted { .. } => "accepted",
+        RouteVerdict::Pending => "pending",
+        RouteVerdict::Failed { .. } => "failed",
+    }
 }
 
 fn endpoint(url: Option<&str>) -> Markup {
@@ -155,6 +172,7 @@ pub fn repository(frame: &Frame, view: DetailView) -> Markup {
                 h2 { "Overview" }
                 dl.facts {
                     dt { "Endpoint" } dd data-field="endpoint" { (endpoint(s.endpoint.as_deref())) }
+                    dt { "Route" } dd data-field="route" data-verdict=(verdict_name(&s.route)) { (s.route.summary()) }
                     dt { "Image" } dd { code data-field="image" { (s.image) } }
                     dt { "Port" } dd { (s.port) }
                     dt { "Replicas" } dd data-field="replicas" { (r.ready) " ready of " (r.desired) }

@@ -12,14 +12,19 @@ use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use cluster::{ClusterSim, RunningSim, SimConfig};
 use http_body_util::BodyExt;
 use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Resource};
 use serde::de::DeserializeOwned;
 use tower::ServiceExt;
-use web::config::{LoginLimit, PasswordCost};
+use web::config::{LoginLimit, PasswordCost, PublicUrl};
 use web::{AppState, ClusterNames, Config};
 
+/// The public host of most tests (the public URL is `http://lb.test`); requests through the
+/// simulated load balancer carry it as their Host header.
 pub const HOST: &str = "lb.test";
+/// Name and namespace of the master Ingress the platform installs for the public host.
+pub const MASTER_INGRESS: (&str, &str) = ("kdeploy-system", "kdeploy-host");
 pub const PASSWORD: &str = "correct horse battery";
 
 pub struct Site {
@@ -39,8 +44,13 @@ pub fn names() -> ClusterNames {
     }
 }
 
+/// `http://lb.test`: links in assertions read like the load balancer's address.
+pub fn public_url() -> PublicUrl {
+    PublicUrl::parse(&format!("http://{HOST}")).unwrap()
+}
+
 pub fn config() -> Config {
-    let mut config = Config::new(HOST, names());
+    let mut config = Config::new(public_url(), names());
     config.secure_cookies = false;
     // Cheap hashes keep debug-build tests fast; verification reads the cost from the hash.
     config.password_cost = PasswordCost {
@@ -60,7 +70,18 @@ pub async fn site() -> Site {
 }
 
 /// Starts the simulator and the site; `token` makes the site talk to the cluster as someone else.
-pub async fn site_with(mut config: Config, token: Option<&str>) -> Site {
+pub async fn site_with(config: Config, token: Option<&str>) -> Site {
+    start(config, token, false).await
+}
+
+/// A site whose public URL is the simulated load balancer itself,
+/// `http://kdeploy.localhost:<ingress port>`, as `./dev up` sets it: its links open in a browser
+/// (Chromium and curl resolve `*.localhost` to the loopback address).
+pub async fn site_on_the_load_balancer() -> Site {
+    start(config(), None, true).await
+}
+
+async fn start(mut config: Config, token: Option<&str>, on_the_load_balancer: bool) -> Site {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
@@ -75,14 +96,55 @@ pub async fn site_with(mut config: Config, token: Option<&str>) -> Site {
     .expect("simulator starts");
     // The console goes through the simulated ingress, as it would through the real one.
     config.console.upstream = sim.ingress_url();
+    if on_the_load_balancer {
+        let port = sim.ingress_addr().port();
+        config.public_url = PublicUrl::parse(&format!("http://kdeploy.localhost:{port}")).unwrap();
+    }
     let admin = sim.client().await.unwrap();
     system_namespace(&admin, &config.system_namespace).await;
+    master_ingress(&admin, config.public_url.host(), &config.ingress_class).await;
     let client = match token {
         Some(t) => sim.client_with_token(t).await.unwrap(),
         None => admin.clone(),
     };
     let state = AppState::connect(client, config).await.unwrap();
     Site { sim, state, admin }
+}
+
+/// The master Ingress the platform installs for the public host (`kdeploy-host` in
+/// `manifests/deploy-site.yaml`), spelled here as the test's own fixture: NIC serves a
+/// repository's minion only under a master for its host.
+pub fn master_ingress_object(host: &str, ingress_class: &str) -> Ingress {
+    let (namespace, name) = MASTER_INGRESS;
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {
+                "app.kubernetes.io/name": "kdeploy-web",
+                "app.kubernetes.io/part-of": "kdeploy",
+                "app.kubernetes.io/managed-by": "kdeploy"
+            },
+            "annotations": {"nginx.org/mergeable-ingress-type": "master"}
+        },
+        "spec": {"ingressClassName": ingress_class, "rules": [{"host": host}]}
+    }))
+    .unwrap()
+}
+
+/// Applies the platform's master Ingress, as `platform::install` does.
+pub async fn master_ingress(client: &kube::Client, host: &str, ingress_class: &str) {
+    let (namespace, name) = MASTER_INGRESS;
+    Api::<Ingress>::namespaced(client.clone(), namespace)
+        .patch(
+            name,
+            &PatchParams::apply("kdeploy-platform").force(),
+            &Patch::Apply(master_ingress_object(host, ingress_class)),
+        )
+        .await
+        .unwrap();
 }
 
 pub async fn system_namespace(client: &kube::Client, name: &str) {
@@ -376,13 +438,18 @@ where
     tests::eventually(what, Duration::from_secs(20), check).await
 }
 
-/// One plain HTTP/1.1 request to the simulated load balancer.
+/// One plain HTTP/1.1 request to the simulated load balancer, for the public host `lb.test`.
 pub async fn through_ingress(sim: &RunningSim, path: &str) -> (u16, String) {
+    through_ingress_as(sim, HOST, path).await
+}
+
+/// One plain HTTP/1.1 request to the simulated load balancer with that Host header.
+pub async fn through_ingress_as(sim: &RunningSim, host: &str, path: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(sim.ingress_addr())
         .await
         .unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut raw = String::new();
     stream.read_to_string(&mut raw).await.unwrap();
@@ -396,4 +463,40 @@ pub async fn through_ingress(sim: &RunningSim, path: &str) -> (u16, String) {
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
     (status, body)
+}
+
+impl Site {
+    /// Waits until `path` answers 200 through the load balancer at the site's public URL, and
+    /// returns the body. A repository is Ready once its pods are and the controller accepted its
+    /// route, but NGINX learns of new endpoints a moment later (the simulator's endpoint
+    /// propagation delay, as on a cluster), so a test that calls it right away waits for that.
+    pub async fn reachable(&self, path: &str) -> String {
+        let host = self.state.config.public_url.authority();
+        eventually(
+            &format!("{path} to answer through the load balancer"),
+            || {
+                let host = host.clone();
+                async move {
+                    let (status, body) = through_ingress_as(&self.sim, &host, path).await;
+                    (status == 200).then_some(body)
+                }
+            },
+        )
+        .await
+    }
+
+    /// Creates a repository, waits until it is Ready and its endpoint answers, and returns its JSON.
+    pub async fn deploy_ready(&self, b: &mut Browser, name: &str) -> serde_json::Value {
+        b.create_ok(name, "nginx", "80", "1").await;
+        let j = b
+            .poll_json(
+                "the repository to be ready",
+                &format!("/api/v1/repos/{name}"),
+                |j| j["state"] == "Ready",
+            )
+            .await;
+        self.reachable(&format!("/{}/{name}/", j["namespace"].as_str().unwrap()))
+            .await;
+        j
+    }
 }

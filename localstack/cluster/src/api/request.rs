@@ -132,5 +132,9 @@ pub(super) fn delete_options(
             .pointer("/preconditions/resourceVersion")
             .and_then(Value::as_str)
             .and_then(|s| s.parse().ok()),
+        grace_period_seconds: params
+            .get("gracePeriodSeconds")
+            .and_then(|v| v.parse().ok())
+            .or_else(|| body.get("gracePeriodSeconds").and_then(Value::as_i64)),
     })
 }

@@ -175,6 +175,7 @@ fn reconcile_one(registry: &Registry, deployment: &Value) {
     let pods: Vec<Value> = registry
         .select(known::pods(), Some(ns), Some(&selector))
         .into_iter()
+        // controller_utils.go IsPodActive: a terminating pod is neither a replica nor available.
         .filter(|p| !meta::is_deleting(p))
         .collect();
     let pods_of = |rs: &Value| -> Vec<Value> {

@@ -45,6 +45,7 @@ pub(super) fn reconcile(registry: &Registry, local_ports: &std::collections::Has
         let pods: Vec<Value> = registry
             .select(known::pods(), Some(ns), Some(&selector))
             .into_iter()
+            // endpoints controller ShouldPodBeInEndpoints: a terminating pod leaves at once.
             .filter(|p| !meta::is_deleting(p) && p.pointer("/status/podIP").is_some())
             .collect();
         let address = |p: &Value| {

@@ -6,10 +6,12 @@ use serde_json::Value;
 
 use super::log_write;
 use crate::meta;
-use crate::registry::{Registry, WriteOptions};
+use crate::registry::{DeleteOptions, Registry, WriteOptions};
 use crate::resources::known;
 
-/// A terminating namespace loses everything in it, then disappears.
+/// A terminating namespace loses everything in it, then disappears. Pods are deleted like any
+/// API client deletes them, so they terminate gracefully; the namespace waits for them
+/// (pkg/controller/namespace/deletion/namespaced_resources_deleter.go).
 pub(super) fn namespaces(registry: &Registry) {
     for ns in registry
         .select(known::namespaces(), None, None)
@@ -17,15 +19,43 @@ pub(super) fn namespaces(registry: &Registry) {
         .filter(meta::is_deleting)
     {
         let name = meta::name(&ns).to_string();
+        let mut pods_left = false;
         for key in registry.store.keys_in_namespace(&name) {
-            registry.remove(&key);
+            if key.resource != known::pods().key() {
+                registry.remove(&key);
+                continue;
+            }
+            pods_left = true;
+            delete_pod_gracefully(registry, &key);
         }
-        registry.remove(&crate::store::ObjectKey::new(
-            known::namespaces().key(),
-            "",
-            &name,
-        ));
+        if !pods_left {
+            registry.remove(&crate::store::ObjectKey::new(
+                known::namespaces().key(),
+                "",
+                &name,
+            ));
+        }
     }
+}
+
+/// A DELETE with default options, unless the pod is already terminating.
+fn delete_pod_gracefully(registry: &Registry, key: &crate::store::ObjectKey) {
+    if registry
+        .store
+        .get(key)
+        .is_some_and(|p| meta::is_deleting(&p))
+    {
+        return;
+    }
+    log_write(
+        "delete pod",
+        registry.delete(
+            known::pods(),
+            &key.namespace,
+            &key.name,
+            &DeleteOptions::default(),
+        ),
+    );
 }
 
 /// Deletes dependents whose owners are all gone (background propagation) or being deleted in the
@@ -47,7 +77,11 @@ pub(super) fn garbage_collect(registry: &Registry) {
         let orphaned = owners.iter().all(|u| !live.contains(u.as_str()));
         let foreground_owner = owners.iter().any(|u| foreground.contains(u.as_str()));
         if orphaned || foreground_owner {
-            registry.remove(key);
+            if key.resource == known::pods().key() {
+                delete_pod_gracefully(registry, key);
+            } else {
+                registry.remove(key);
+            }
         }
         has_dependents.extend(owners);
     }

@@ -1,5 +1,6 @@
 //! Controllers that run inside the simulator: nodes, Deployments → ReplicaSets → Pods, the kubelet's
-//! view of pods, Service endpoints, garbage collection and namespace cleanup.
+//! view of pods (including graceful termination), Service endpoints, garbage collection and
+//! namespace cleanup.
 //!
 //! They run as one loop that reconciles everything every tick; writes go through the same
 //! [`Registry`] as API calls, so watchers see them like writes from a real controller manager.
@@ -11,6 +12,7 @@ mod pods;
 mod processes;
 mod quotas;
 mod replicasets;
+mod termination;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +20,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::SimConfig;
+use crate::containers::Containers;
 use crate::meta;
 use crate::registry::{Registry, WriteOptions};
 use crate::resources::{ResourceType, find, known};
@@ -93,8 +96,8 @@ fn log_write<T>(what: &str, result: Result<T, crate::error::ApiError>) -> Option
 }
 
 /// Reconciles the whole cluster every tick until the simulator stops.
-pub async fn run(registry: Arc<Registry>, config: Arc<SimConfig>) {
-    let mut kubelet = pods::Kubelet::new(config.clone());
+pub async fn run(registry: Arc<Registry>, config: Arc<SimConfig>, containers: Arc<Containers>) {
+    let mut kubelet = pods::Kubelet::new(config.clone(), containers);
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

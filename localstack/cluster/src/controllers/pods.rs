@@ -9,9 +9,11 @@ use serde_json::{Value, json};
 
 use super::log_write;
 use super::processes::{self, LocalProcess};
+use super::termination::{self, Action, Stage, Termination};
 use crate::SimConfig;
+use crate::containers::Containers;
 use crate::meta;
-use crate::registry::{PatchKind, Registry, WriteOptions};
+use crate::registry::{DeleteOptions, PatchKind, Registry, WriteOptions};
 use crate::resources::known;
 
 pub const NODE_NAMES: [&str; 3] = ["sim-node-1", "sim-node-2", "sim-node-3"];
@@ -61,6 +63,10 @@ pub(super) struct Kubelet {
     running: HashMap<String, Running>,
     /// Local processes by pod uid; dropping one kills it.
     processes: HashMap<String, LocalProcess>,
+    /// Simulated containers that answer requests, shared with the ingress data path.
+    containers: Arc<Containers>,
+    /// Pods being deleted, by uid.
+    terminations: HashMap<String, Termination>,
     next_ip: u32,
     next_node: usize,
 }
@@ -78,11 +84,13 @@ enum ImageBehaviour {
 }
 
 impl Kubelet {
-    pub(super) fn new(config: Arc<SimConfig>) -> Self {
+    pub(super) fn new(config: Arc<SimConfig>, containers: Arc<Containers>) -> Self {
         Self {
             config,
             running: HashMap::new(),
             processes: HashMap::new(),
+            containers,
+            terminations: HashMap::new(),
             next_ip: 10,
             next_node: 0,
         }
@@ -118,16 +126,16 @@ impl Kubelet {
         let pods = registry.select(known::pods(), None, None);
         let live: std::collections::HashSet<String> =
             pods.iter().map(|p| meta::uid(p).to_string()).collect();
+        // Pods removed without the kubelet (force deletion, namespace cleanup): the sandbox goes.
+        for uid in self.running.keys().filter(|u| !live.contains(*u)) {
+            self.containers.stopped(uid);
+        }
         self.running.retain(|uid, _| live.contains(uid));
-        let active: std::collections::HashSet<&str> = pods
-            .iter()
-            .filter(|p| !meta::is_deleting(p))
-            .map(meta::uid)
-            .collect();
-        self.processes
-            .retain(|uid, _| active.contains(uid.as_str()));
+        self.processes.retain(|uid, _| live.contains(uid));
+        self.terminations.retain(|uid, _| live.contains(uid));
         for pod in pods {
             if meta::is_deleting(&pod) {
+                self.terminate(registry, &pod);
                 continue;
             }
             if pod
@@ -139,6 +147,79 @@ impl Kubelet {
                 continue;
             }
             self.report_status(registry, &pod);
+        }
+    }
+
+    /// Whether the pod's (first) container has stopped, or never ran.
+    fn container_exited(&mut self, pod: &Value) -> bool {
+        let uid = meta::uid(pod);
+        match self.behaviour(pod) {
+            ImageBehaviour::Local => self
+                .processes
+                .get_mut(uid)
+                .is_none_or(|p| p.exited().is_some()),
+            ImageBehaviour::Runs => !self.containers.is_running(uid),
+            ImageBehaviour::Missing | ImageBehaviour::Crashes => true,
+        }
+    }
+
+    fn signal(&mut self, pod: &Value, action: Action) {
+        let uid = meta::uid(pod);
+        match action {
+            Action::None => {}
+            // A simulated container exits at once on SIGTERM.
+            Action::Terminate | Action::Kill => self.containers.stopped(uid),
+        }
+        if let Some(process) = self.processes.get_mut(uid) {
+            match action {
+                Action::Terminate => process.terminate(),
+                Action::Kill => process.kill(),
+                Action::None => {}
+            }
+        }
+    }
+
+    /// The kubelet's graceful termination of a deleted pod (see [`termination`]); the pod object
+    /// goes once its containers have stopped.
+    fn terminate(&mut self, registry: &Registry, pod: &Value) {
+        let uid = meta::uid(pod).to_string();
+        let now = Instant::now();
+        if !self.terminations.contains_key(&uid) {
+            let running = !self.container_exited(pod);
+            if running {
+                for message in termination::killing_messages(pod) {
+                    event(registry, pod, "Normal", "Killing", &message, "kubelet");
+                }
+            }
+            let (started, action) = Termination::begin(pod, running, now);
+            self.terminations.insert(uid.clone(), started);
+            self.signal(pod, action);
+        }
+        let exited = self.container_exited(pod);
+        let Some(t) = self.terminations.get_mut(&uid) else {
+            return;
+        };
+        let action = t.step(exited, now);
+        let stopped = t.stage == Stage::Stopped;
+        self.signal(pod, action);
+        if !stopped {
+            return;
+        }
+        // status_manager.go: the kubelet deletes the pod object once its containers are gone.
+        let opts = DeleteOptions {
+            grace_period_seconds: Some(0),
+            precondition_uid: Some(uid.clone()),
+            ..DeleteOptions::default()
+        };
+        if log_write(
+            "delete terminated pod",
+            registry.delete(known::pods(), meta::namespace(pod), meta::name(pod), &opts),
+        )
+        .is_some()
+        {
+            self.containers.stopped(&uid);
+            self.processes.remove(&uid);
+            self.terminations.remove(&uid);
         }
     }
 
@@ -228,6 +309,9 @@ impl Kubelet {
         let now = Instant::now();
         let first_seen = !self.running.contains_key(&uid);
         let behaviour = self.behaviour(pod);
+        if matches!(behaviour, ImageBehaviour::Runs) {
+            self.containers.started(&uid);
+        }
         let local = match behaviour {
             ImageBehaviour::Local => {
                 self.running.entry(uid.clone()).or_insert(Running {

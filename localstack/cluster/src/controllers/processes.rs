@@ -1,6 +1,7 @@
 //! Pods whose image is mapped to a local command run as real child processes on 127.0.0.1:
 //! the kubelet starts one per pod with the container's environment plus `PORT`, probes the port
-//! for readiness, and kills the process when the pod goes away or the simulator stops.
+//! for readiness, stops it the way the runtime stops a container when the pod is deleted
+//! (SIGTERM, then SIGKILL), and kills it when the simulator stops.
 
 use std::collections::HashMap;
 use std::process::Stdio;
@@ -57,6 +58,27 @@ impl LocalProcess {
     /// Ready once the port accepts TCP connections (and as long as it does).
     pub(super) fn ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)
+    }
+
+    /// Asks the process to stop, as the runtime's StopContainer does first (SIGTERM).
+    pub(super) fn terminate(&self) {
+        let Some(pid) = self.child.id() else { return };
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        if let Err(e) = sent {
+            tracing::warn!(pid, error = %e, "cannot send SIGTERM");
+        }
+    }
+
+    /// SIGKILL, when the grace period has run out.
+    pub(super) fn kill(&mut self) {
+        if let Err(e) = self.child.start_kill() {
+            tracing::debug!(error = %e, "local process already gone");
+        }
     }
 
     /// The exit code when the process has ended.

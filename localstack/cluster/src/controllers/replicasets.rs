@@ -20,6 +20,7 @@ pub(super) fn reconcile(registry: &Registry) {
             .unwrap_or(1);
         let mut pods: Vec<Value> = owned_by(registry, known::pods(), &rs)
             .into_iter()
+            // controller_utils.go FilterActivePods: terminating pods are replaced, not counted.
             .filter(|p| !meta::is_deleting(p))
             .collect();
         let current = pods.len() as i64;

@@ -1,287 +1,249 @@
-//! Routing of the NGINX Ingress Controller: which Ingress rule and path a request matches, by Host
-//! and path over Ingresses of class `nginx`, and how the `nginx.org/*` annotations rewrite it.
+//! How NGINX picks a `location` for a request and what URI it passes upstream, per the nginx
+//! documentation (https://nginx.org/en/docs/http/ngx_http_core_module.html#location) and source
+//! (`src/http/ngx_http_core_module.c` ngx_http_core_find_static_location / find_location,
+//! `ngx_http_parse.c` ngx_http_parse_complex_uri, `ngx_http_proxy_module.c`
+//! ngx_http_proxy_create_request, `ngx_http_rewrite_module.c`):
+//! - the URI is matched after decoding `%XX`, resolving `.`/`..` and merging slashes;
+//! - an exact location wins at once; a request equal to a proxied prefix location's name minus
+//!   its trailing `/` is redirected (301) to the name with the slash (`auto_redirect`), before
+//!   regex locations are tried; otherwise regex locations in order, first match wins, else the
+//!   longest matching prefix.
 
-use serde_json::Value;
+use super::servers::{Location, Matcher, Server};
 
-use crate::meta;
-
-const CLASS: &str = "nginx";
-
-/// Where a request goes after routing.
-#[derive(Debug, PartialEq)]
-pub struct RouteMatch {
-    pub namespace: String,
-    pub service: String,
-    pub port: Value,
-    pub upstream_path: String,
-}
-
-/// Routing outcome other than a backend.
-#[derive(Debug, PartialEq)]
-pub enum Routed {
-    Backend(RouteMatch),
+/// The outcome of location selection.
+#[derive(Debug)]
+pub enum Selected<'a> {
+    Location(&'a Location),
+    /// 301 to this path (the location's name, escaped).
     Redirect(String),
-    NoMatch,
+    NotFound,
 }
 
-fn host_matches(rule_host: Option<&str>, host: &str) -> bool {
-    match rule_host {
-        None | Some("") => true,
-        Some(h) if h.starts_with("*.") => host
-            .split_once('.')
-            .is_some_and(|(_, rest)| rest == &h[2..]),
-        Some(h) => h.eq_ignore_ascii_case(host),
-    }
+fn hex(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).and_then(|d| u8::try_from(d).ok())
 }
 
-fn prefix_matches(prefix: &str, path: &str) -> bool {
-    let prefix = prefix.trim_end_matches('/');
-    prefix.is_empty()
-        || path == prefix
-        || path
-            .strip_prefix(prefix)
-            .is_some_and(|rest| rest.starts_with('/'))
-}
-
-/// `serviceName=svc rewrite=/x;serviceName=other rewrite=/` → the rewrite for `service`.
-fn rewrite_for<'a>(annotation: &'a str, service: &str) -> Option<&'a str> {
-    annotation.split(';').find_map(|entry| {
-        let mut svc = None;
-        let mut rewrite = None;
-        for part in entry.split_whitespace() {
-            if let Some(v) = part.strip_prefix("serviceName=") {
-                svc = Some(v);
-            } else if let Some(v) = part.strip_prefix("rewrite=") {
-                rewrite = Some(v);
-            }
-        }
-        (svc == Some(service)).then_some(rewrite).flatten()
-    })
-}
-
-/// Expands `$1`, `$2`... in a rewrite target.
-fn expand(target: &str, caps: &regex_lite::Captures) -> String {
-    let mut out = String::new();
-    let mut chars = target.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '$' && chars.peek().is_some_and(char::is_ascii_digit) {
-            let mut n = String::new();
-            while let Some(d) = chars.peek().filter(|d| d.is_ascii_digit()) {
-                n.push(*d);
-                chars.next();
-            }
-            if let Some(m) = n.parse::<usize>().ok().and_then(|i| caps.get(i)) {
-                out.push_str(m.as_str());
-            }
+/// ngx_http_parse_complex_uri with `merge_slashes on`: None where nginx answers 400.
+pub fn normalize(raw: &str) -> Option<String> {
+    let bytes = raw.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let value = hex(*bytes.get(i + 1)?)? * 16 + hex(*bytes.get(i + 2)?)?;
+            decoded.push(value);
+            i += 3;
         } else {
-            out.push(c);
+            decoded.push(bytes[i]);
+            i += 1;
+        }
+    }
+    let text = String::from_utf8_lossy(&decoded).into_owned();
+    let mut segments: Vec<&str> = Vec::new();
+    for segment in text.split('/').skip(1) {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                segments.pop()?;
+            }
+            s => segments.push(s),
+        }
+    }
+    let trailing = text.ends_with('/') || text.ends_with("/.") || text.ends_with("/..");
+    let mut out = format!("/{}", segments.join("/"));
+    if trailing && out != "/" {
+        out.push('/');
+    }
+    Some(out)
+}
+
+/// ngx_escape_uri(NGX_ESCAPE_URI): controls, space, `#`, `%`, `?` and bytes >= 0x7f.
+pub fn escape(uri: &str) -> String {
+    let mut out = String::with_capacity(uri.len());
+    for b in uri.bytes() {
+        if !(0x20..0x7f).contains(&b) || matches!(b, b' ' | b'#' | b'%' | b'?') {
+            out.push_str(&format!("%{b:02X}"));
+        } else {
+            out.push(b as char);
         }
     }
     out
 }
 
-/// Picks the backend for `host` + `path` over the stored Ingresses, like NGINX's location matching:
-/// regex locations in order, otherwise the longest matching prefix; Exact wins over Prefix.
-pub fn route(ingresses: &[Value], host: &str, path: &str) -> Routed {
-    let mut best: Option<(usize, bool, RouteMatch)> = None;
-    for ing in ingresses {
-        let class = ing
-            .pointer("/spec/ingressClassName")
-            .and_then(Value::as_str)
-            .or_else(|| meta::annotation(ing, "kubernetes.io/ingress.class"));
-        if class != Some(CLASS) {
-            continue;
-        }
-        let rewrites = meta::annotation(ing, "nginx.org/rewrites");
-        let regex_mode = meta::annotation(ing, "nginx.org/path-regex");
-        let rewrite_target = meta::annotation(ing, "nginx.org/rewrite-target");
-        for rule in ing
-            .pointer("/spec/rules")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
+/// Location selection for a normalized URI.
+pub fn select<'a>(server: &'a Server, uri: &str) -> Selected<'a> {
+    let locations = &server.locations;
+    if let Some(exact) = locations
+        .iter()
+        .find(|l| matches!(&l.matcher, Matcher::Exact(n) if n == uri))
+    {
+        return Selected::Location(exact);
+    }
+    let names_uri = locations
+        .iter()
+        .any(|l| matches!(&l.matcher, Matcher::Prefix(n) if n == uri));
+    if !names_uri {
+        let with_slash = format!("{uri}/");
+        // Every NIC location proxies, so every static one ending in `/` auto-redirects.
+        if locations
+            .iter()
+            .any(|l| l.name() == Some(with_slash.as_str()))
         {
-            if !host_matches(rule.get("host").and_then(Value::as_str), host) {
-                continue;
-            }
-            for p in rule
-                .pointer("/http/paths")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                let rule_path = p.get("path").and_then(Value::as_str).unwrap_or("/");
-                let path_type = p
-                    .get("pathType")
-                    .and_then(Value::as_str)
-                    .unwrap_or("ImplementationSpecific");
-                let service = p
-                    .pointer("/backend/service/name")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string();
-                let port = p
-                    .pointer("/backend/service/port/number")
-                    .or_else(|| p.pointer("/backend/service/port/name"))
-                    .cloned()
-                    .unwrap_or(Value::Null);
-                let backend = |upstream_path: String| RouteMatch {
-                    namespace: meta::namespace(ing).to_string(),
-                    service: service.clone(),
-                    port: port.clone(),
-                    upstream_path,
-                };
-                let svc_rewrite = rewrites.and_then(|r| rewrite_for(r, &service));
-                let (matched, exact, upstream) = if let Some(rewrite) = svc_rewrite {
-                    // Prefix `/ns/repo/` with rewrite `/`: `/ns/repo` redirects, `/ns/repo/abc` → `/abc`.
-                    let with_slash = if rule_path.ends_with('/') {
-                        rule_path.to_string()
-                    } else {
-                        format!("{rule_path}/")
-                    };
-                    if path == with_slash.trim_end_matches('/') && with_slash != "/" {
-                        return Routed::Redirect(with_slash);
-                    }
-                    match path.strip_prefix(&with_slash) {
-                        Some(rest) => (
-                            true,
-                            false,
-                            format!(
-                                "{}{rest}",
-                                if rewrite.ends_with('/') {
-                                    rewrite.to_string()
-                                } else {
-                                    format!("{rewrite}/")
-                                }
-                            ),
-                        ),
-                        None => (false, false, String::new()),
-                    }
-                } else if let (Some(mode), true) =
-                    (regex_mode, path_type == "ImplementationSpecific")
-                {
-                    let pattern = match mode {
-                        "case_insensitive" => format!("(?i)^{rule_path}"),
-                        "exact" => format!("^{rule_path}$"),
-                        _ => format!("^{rule_path}"),
-                    };
-                    match regex_lite::Regex::new(&pattern).ok().and_then(|re| {
-                        re.captures(path).map(|c| {
-                            (
-                                c.get(0).map_or(0, |m| m.len()),
-                                rewrite_target.map(|t| expand(t, &c)),
-                            )
-                        })
-                    }) {
-                        Some((_, upstream)) => {
-                            // NGINX checks regex locations in order and takes the first match.
-                            return Routed::Backend(backend(
-                                upstream.unwrap_or_else(|| path.to_string()),
-                            ));
-                        }
-                        None => (false, false, String::new()),
-                    }
-                } else {
-                    match path_type {
-                        "Exact" => (path == rule_path, true, path.to_string()),
-                        _ => (prefix_matches(rule_path, path), false, path.to_string()),
-                    }
-                };
-                if !matched {
-                    continue;
-                }
-                let better = best.as_ref().is_none_or(|(len, was_exact, _)| {
-                    rule_path.len() > *len || (rule_path.len() == *len && exact && !was_exact)
-                });
-                if better {
-                    best = Some((rule_path.len(), exact, backend(upstream)));
-                }
-            }
+            return Selected::Redirect(escape(&with_slash));
         }
     }
-    best.map_or(Routed::NoMatch, |(_, _, m)| Routed::Backend(m))
+    let prefix = locations
+        .iter()
+        .filter(|l| matches!(&l.matcher, Matcher::Prefix(n) if uri.starts_with(n.as_str())))
+        .max_by_key(|l| l.name().map_or(0, str::len));
+    if let Some(regex) = locations
+        .iter()
+        .find(|l| matches!(&l.matcher, Matcher::Regex(re) if re.is_match(uri)))
+    {
+        return Selected::Location(regex);
+    }
+    prefix.map_or(Selected::NotFound, Selected::Location)
+}
+
+/// `$1`..`$9` of a rewrite replacement (other variables are not modelled and stay literal).
+fn expand(target: &str, caps: &regex_lite::Captures) -> String {
+    let mut out = String::new();
+    let mut chars = target.chars().peekable();
+    while let Some(c) = chars.next() {
+        let digit = chars.peek().and_then(|d| d.to_digit(10)).filter(|d| *d > 0);
+        match (c, digit) {
+            ('$', Some(n)) => {
+                chars.next();
+                if let Some(m) = caps.get(n as usize) {
+                    out.push_str(m.as_str());
+                }
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// The request line URI NGINX sends upstream for this location.
+/// `uri` is the normalized path, `raw_path` and `query` the request's own.
+pub fn upstream_uri(loc: &Location, uri: &str, raw_path: &str, query: Option<&str>) -> String {
+    let with_args = |path: String, args: Option<&str>| match args {
+        Some(a) if !a.is_empty() => format!("{path}?{a}"),
+        _ => path,
+    };
+    if let Some((re, target)) = &loc.rewrite
+        && let Some(caps) = re.captures(uri)
+    {
+        // `rewrite ... break`: the changed URI is passed; new arguments come before the old.
+        let replaced = expand(target, &caps);
+        return match replaced.split_once('?') {
+            Some((path, new_args)) => {
+                let args = match query {
+                    Some(q) if !q.is_empty() => format!("{new_args}&{q}"),
+                    _ => new_args.to_string(),
+                };
+                with_args(escape(path), Some(&args))
+            }
+            None => with_args(escape(&replaced), query),
+        };
+    }
+    if let (Some(replacement), Some(name)) = (&loc.proxy_uri, loc.name()) {
+        // proxy_pass with a URI: the part matching the location name is replaced.
+        let rest = uri.get(name.len()..).unwrap_or("");
+        return with_args(format!("{replacement}{}", escape(rest)), query);
+    }
+    with_args(raw_path.to_string(), query)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::ingress::servers::Backend;
+    use serde_json::Value;
 
-    fn ingress(annotations: Value, host: &str, paths: Value) -> Value {
-        json!({"metadata": {"name": "i", "namespace": "team", "annotations": annotations}, "spec": {"ingressClassName": "nginx", "rules": [{"host": host, "http": {"paths": paths}}]}})
-    }
-
-    fn backend(path: &str, kind: &str, svc: &str) -> Value {
-        json!({"path": path, "pathType": kind, "backend": {"service": {"name": svc, "port": {"number": 80}}}})
-    }
-
-    fn upstream(r: Routed) -> (String, String) {
-        match r {
-            Routed::Backend(m) => (m.service, m.upstream_path),
-            other => panic!("expected a backend, got {other:?}"),
+    fn loc(matcher: Matcher, proxy_uri: Option<&str>) -> Location {
+        Location {
+            matcher,
+            proxy_uri: proxy_uri.map(str::to_string),
+            rewrite: None,
+            backend: Backend {
+                namespace: "ns".into(),
+                service: "s".into(),
+                port: Value::Null,
+                upstream: "u".into(),
+            },
         }
     }
 
-    #[test]
-    fn prefix_exact_and_host() {
-        let ings = [ingress(
-            json!({}),
-            "a.example.com",
-            json!([
-                backend("/", "Prefix", "root"),
-                backend("/api", "Prefix", "api"),
-                backend("/api/exact", "Exact", "exact")
-            ]),
-        )];
-        assert_eq!(upstream(route(&ings, "a.example.com", "/api/x")).0, "api");
-        assert_eq!(upstream(route(&ings, "a.example.com", "/apix")).0, "root");
-        assert_eq!(
-            upstream(route(&ings, "a.example.com", "/api/exact")).0,
-            "exact"
-        );
-        assert_eq!(
-            upstream(route(&ings, "a.example.com", "/api/exact/more")).0,
-            "api"
-        );
-        assert_eq!(route(&ings, "b.example.com", "/"), Routed::NoMatch);
+    fn chosen(server: &Server, uri: &str) -> String {
+        match select(server, uri) {
+            Selected::Location(l) => match &l.matcher {
+                Matcher::Prefix(n) => format!("prefix {n}"),
+                Matcher::Exact(n) => format!("exact {n}"),
+                Matcher::Regex(re) => format!("regex {}", re.as_str()),
+            },
+            Selected::Redirect(to) => format!("301 {to}"),
+            Selected::NotFound => "404".into(),
+        }
     }
 
+    /// ngx_http_core_module.c: exact first; auto_redirect before regexes; regex in order before
+    /// the longest prefix; nginx prefixes are plain string prefixes (`/api` matches `/apix`).
     #[test]
-    fn regex_rewrite_target() {
-        let ings = [ingress(
-            json!({"nginx.org/path-regex": "case_sensitive", "nginx.org/rewrite-target": "/$2"}),
-            "",
-            json!([backend(
-                "/team/repo(/|$)(.*)",
-                "ImplementationSpecific",
-                "repo"
-            )]),
-        )];
-        assert_eq!(
-            upstream(route(&ings, "x", "/team/repo/hello/world")),
-            ("repo".into(), "/hello/world".into())
-        );
-        assert_eq!(
-            upstream(route(&ings, "x", "/team/repo")),
-            ("repo".into(), "/".into())
-        );
-        assert_eq!(route(&ings, "x", "/team/other"), Routed::NoMatch);
+    fn location_selection_follows_ngx_http_core_find_location() {
+        let server = Server {
+            locations: vec![
+                loc(Matcher::Prefix("/".into()), None),
+                loc(Matcher::Prefix("/api".into()), None),
+                loc(Matcher::Prefix("/alice/web/".into()), Some("/")),
+                loc(Matcher::Exact("/api/exact".into()), None),
+                loc(
+                    Matcher::Regex(regex_lite::Regex::new("^/alice/w").unwrap()),
+                    None,
+                ),
+            ],
+        };
+        assert_eq!(chosen(&server, "/api/exact"), "exact /api/exact");
+        assert_eq!(chosen(&server, "/apix"), "prefix /api");
+        assert_eq!(chosen(&server, "/alice/web"), "301 /alice/web/");
+        assert_eq!(chosen(&server, "/alice/web/x"), "regex ^/alice/w");
+        assert_eq!(chosen(&server, "/other"), "prefix /");
+        let empty = Server::default();
+        assert_eq!(chosen(&empty, "/"), "404");
     }
 
+    /// ngx_http_parse_complex_uri: decoding, dot segments, merged slashes, 400 above the root.
     #[test]
-    fn rewrites_annotation() {
-        let ings = [ingress(
-            json!({"nginx.org/rewrites": "serviceName=repo rewrite=/"}),
-            "",
-            json!([backend("/team/repo/", "Prefix", "repo")]),
-        )];
+    fn uris_are_normalized_like_ngx_http_parse_complex_uri() {
+        assert_eq!(normalize("/a//b/./c/../d").as_deref(), Some("/a/b/d"));
+        assert_eq!(normalize("/alice/web%2Fx").as_deref(), Some("/alice/web/x"));
+        assert_eq!(normalize("/a/").as_deref(), Some("/a/"));
+        assert_eq!(normalize("/../etc"), None);
+        assert_eq!(normalize("/%zz"), None);
+    }
+
+    /// ngx_http_proxy_module.c: proxy_pass with a URI replaces the location's name.
+    #[test]
+    fn proxy_pass_with_a_uri_replaces_the_location_name() {
+        let l = loc(Matcher::Prefix("/alice/web/".into()), Some("/"));
         assert_eq!(
-            upstream(route(&ings, "x", "/team/repo/abc")),
-            ("repo".into(), "/abc".into())
+            upstream_uri(&l, "/alice/web/a b", "/alice/web/a%20b", Some("q=1")),
+            "/a%20b?q=1"
         );
+        let plain = loc(Matcher::Prefix("/".into()), None);
+        assert_eq!(upstream_uri(&plain, "/x/y", "/x//y", None), "/x//y");
+        let mut rw = loc(
+            Matcher::Regex(regex_lite::Regex::new("^/team/echo(/|$)(.*)").unwrap()),
+            None,
+        );
+        rw.rewrite = Some((
+            regex_lite::Regex::new("^/team/echo(/|$)(.*)").unwrap(),
+            "/$2".into(),
+        ));
         assert_eq!(
-            route(&ings, "x", "/team/repo"),
-            Routed::Redirect("/team/repo/".into())
+            upstream_uri(&rw, "/team/echo/hello", "/team/echo/hello", Some("a=1")),
+            "/hello?a=1"
         );
     }
 }

@@ -32,9 +32,11 @@ impl Registry {
             .cloned()
             .unwrap_or_default();
         let namespace_delete = rt.is("", "namespaces");
+        let grace = rt.is("", "pods").then(|| pod_grace_period(&current, opts));
         let pending = namespace_delete
             || !finalizers.is_empty()
-            || opts.propagation == Propagation::Foreground;
+            || opts.propagation == Propagation::Foreground
+            || grace.is_some_and(|g| g > 0);
         if opts.dry_run {
             return Ok(if pending {
                 Deletion::Pending(current)
@@ -47,14 +49,28 @@ impl Registry {
         }
         let key = key_of(rt, ns, name);
         if pending {
-            if meta::is_deleting(&current) {
+            // rest/delete.go BeforeDelete: a deletion in progress only changes for a shorter
+            // grace period.
+            let shorter = match (
+                grace,
+                current.pointer("/metadata/deletionGracePeriodSeconds"),
+            ) {
+                (Some(g), Some(old)) => old.as_i64().is_some_and(|old| g < old),
+                _ => false,
+            };
+            if meta::is_deleting(&current) && !shorter {
                 return Ok(Deletion::Pending(current));
             }
+            let grace = grace.unwrap_or(0);
             let mut marked = current.clone();
             let metadata = meta::metadata_mut(&mut marked);
-            metadata.insert("deletionTimestamp".into(), json!(meta::now_rfc3339()));
-            metadata.insert("deletionGracePeriodSeconds".into(), json!(0));
-            if opts.propagation == Propagation::Foreground && !namespace_delete {
+            let at = meta::unix_now().saturating_add(u64::try_from(grace).unwrap_or(0));
+            metadata.insert("deletionTimestamp".into(), json!(meta::format_rfc3339(at)));
+            metadata.insert("deletionGracePeriodSeconds".into(), json!(grace));
+            if opts.propagation == Propagation::Foreground
+                && !namespace_delete
+                && !finalizers.iter().any(|f| *f == "foregroundDeletion")
+            {
                 let mut f = finalizers;
                 f.push(json!("foregroundDeletion"));
                 metadata.insert("finalizers".into(), Value::Array(f));
@@ -92,4 +108,29 @@ impl Registry {
             }
         }
     }
+}
+
+/// pkg/registry/core/pod/strategy.go CheckGracefulDelete: the requested grace period, else the
+/// pod's `terminationGracePeriodSeconds`; 0 for a pod never scheduled or already terminal; a
+/// negative request becomes 1.
+fn pod_grace_period(pod: &Value, opts: &DeleteOptions) -> i64 {
+    let mut period = opts.grace_period_seconds.unwrap_or_else(|| {
+        pod.pointer("/spec/terminationGracePeriodSeconds")
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+    });
+    if pod
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
+        period = 0;
+    }
+    if matches!(
+        pod.pointer("/status/phase").and_then(Value::as_str),
+        Some("Succeeded" | "Failed")
+    ) {
+        period = 0;
+    }
+    if period < 0 { 1 } else { period }
 }

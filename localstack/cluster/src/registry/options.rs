@@ -34,6 +34,8 @@ pub struct DeleteOptions {
     pub dry_run: bool,
     pub precondition_uid: Option<String>,
     pub precondition_rv: Option<u64>,
+    /// `gracePeriodSeconds`; for pods, None means the pod's `terminationGracePeriodSeconds`.
+    pub grace_period_seconds: Option<i64>,
 }
 
 impl Default for DeleteOptions {
@@ -43,6 +45,7 @@ impl Default for DeleteOptions {
             dry_run: false,
             precondition_uid: None,
             precondition_rv: None,
+            grace_period_seconds: None,
         }
     }
 }

@@ -103,6 +103,24 @@ mod tests {
         );
     }
 
+    /// validation.go validateSleepAction (1.34): 0..=terminationGracePeriodSeconds.
+    #[test]
+    fn pre_stop_sleep_must_fit_in_the_grace_period_per_validate_sleep_action() {
+        let pod = |sleep: i64| json!({"metadata": {"name": "p"}, "spec": {"terminationGracePeriodSeconds": 30, "containers": [{"name": "c", "image": "i", "lifecycle": {"preStop": {"sleep": {"seconds": sleep}}}}]}});
+        assert!(validate(known::pods(), &pod(5), None).is_empty());
+        assert!(validate(known::pods(), &pod(0), None).is_empty());
+        let causes = validate(known::pods(), &pod(31), None);
+        assert_eq!(
+            format!("{}: {}", causes[0].field, causes[0].message),
+            "spec.containers[0].lifecycle.preStop.sleep: Invalid value: 31: must be non-negative and less than terminationGracePeriodSeconds (30)"
+        );
+        let none = json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "i", "lifecycle": {"preStop": {}}}]}});
+        assert_eq!(
+            validate(known::pods(), &none, None)[0].message,
+            "Required value: must specify a handler type"
+        );
+    }
+
     #[test]
     fn ingress_paths() {
         let i = json!({"metadata": {"name": "i"}, "spec": {"rules": [{"http": {"paths": [{"path": "x", "pathType": "Prefix", "backend": {"service": {"name": "s", "port": {"number": 80}}}}, {"path": "/", "backend": {"service": {"name": "s", "port": {"number": 80}}}}]}}]}});

@@ -49,6 +49,17 @@ pub(super) fn validate_pod_spec(spec: Option<&Value>, field: &str, causes: &mut 
             }
         }
     }
+    let grace = spec
+        .and_then(|s| s.get("terminationGracePeriodSeconds"))
+        .and_then(Value::as_i64);
+    for (i, c) in containers.iter().enumerate() {
+        for hook in ["postStart", "preStop"] {
+            if let Some(handler) = c.pointer(&format!("/lifecycle/{hook}")) {
+                let at = format!("{field}.containers[{i}].lifecycle.{hook}");
+                validate_handler(handler, grace, &at, causes);
+            }
+        }
+    }
     if let Some(policy) = spec.and_then(|s| s.get("restartPolicy")) {
         let allowed = ["Always", "OnFailure", "Never"];
         if !policy.as_str().is_some_and(|p| allowed.contains(&p)) {
@@ -58,6 +69,48 @@ pub(super) fn validate_pod_spec(spec: Option<&Value>, field: &str, causes: &mut 
                 &allowed,
             ));
         }
+    }
+}
+
+/// pkg/apis/core/validation/validation.go validateHandler (Kubernetes 1.34): exactly one handler
+/// type; a `sleep` must fit in the grace period (validateSleepAction, with
+/// PodLifecycleSleepActionAllowZero GA: zero allowed).
+fn validate_handler(handler: &Value, grace: Option<i64>, at: &str, causes: &mut Vec<Cause>) {
+    let mut handlers = 0;
+    for kind in ["exec", "httpGet", "tcpSocket"] {
+        if handler.get(kind).is_some_and(|h| !h.is_null()) {
+            handlers += 1;
+        }
+    }
+    if let Some(sleep) = handler.get("sleep").filter(|s| !s.is_null()) {
+        if handlers > 0 {
+            causes.push(Cause {
+                field: format!("{at}.sleep"),
+                reason: "FieldValueForbidden",
+                message: "Forbidden: may not specify more than 1 handler type".into(),
+            });
+        } else {
+            handlers += 1;
+            let seconds = sleep.get("seconds").and_then(Value::as_i64).unwrap_or(0);
+            if let Some(grace) = grace
+                && (seconds < 0 || seconds > grace)
+            {
+                causes.push(Cause::invalid(
+                    format!("{at}.sleep"),
+                    &Value::from(seconds),
+                    format!(
+                        "must be non-negative and less than terminationGracePeriodSeconds ({grace})"
+                    ),
+                ));
+            }
+        }
+    }
+    if handlers == 0 {
+        causes.push(Cause {
+            field: at.to_string(),
+            reason: "FieldValueRequired",
+            message: "Required value: must specify a handler type".into(),
+        });
     }
 }
 

@@ -1,0 +1,211 @@
+//! NIC's control loop over Ingresses and Services (NIC 5.5.4 `internal/k8s/handlers.go`
+//! createIngressHandlers / `service.go` createServiceHandlers, `controller.go` syncIngress,
+//! processChanges, processProblems, `service.go` syncService): it watches the API, judges each
+//! change with [`Configuration`], records the Events NIC records (through client-go's recorder,
+//! source `nginx-ingress-controller`) and publishes the NGINX configuration the data path uses.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use tokio::sync::broadcast::error::RecvError;
+
+use super::configuration::{Configuration, Problem, ResourceChange};
+use super::events::{self, EventSpec};
+use super::{Published, servers};
+use crate::meta;
+use crate::recorder::EventRecorder;
+use crate::registry::Registry;
+use crate::resources::known;
+use crate::store::{Change, ChangeKind};
+
+/// `-ingress-class`'s controller's event source (cmd/nginx-ingress/main.go).
+pub const COMPONENT: &str = "nginx-ingress-controller";
+
+struct Controller {
+    registry: Arc<Registry>,
+    configuration: Configuration,
+    recorder: EventRecorder,
+    published: Published,
+    /// The informers' caches: the last version seen of each Ingress and Service.
+    seen: HashMap<(&'static str, String, String), Value>,
+}
+
+/// handlers.go hasChanges: anything but the status addresses and the resourceVersion.
+fn ingress_changed(old: &Value, new: &Value) -> bool {
+    let strip = |o: &Value| {
+        let mut o = o.clone();
+        crate::meta::metadata_mut(&mut o).remove("resourceVersion");
+        if let Some(status) = o.get_mut("status").and_then(Value::as_object_mut) {
+            status.remove("loadBalancer");
+        }
+        o
+    };
+    strip(old) != strip(new)
+}
+
+/// service.go hasServicedChanged: ports (number and name), an ExternalName's name, headless.
+fn service_changed(old: &Value, new: &Value) -> bool {
+    let ports = |s: &Value| {
+        let mut ports: Vec<(Value, Value)> = s
+            .pointer("/spec/ports")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|p| {
+                (
+                    p.get("port").cloned().unwrap_or(Value::Null),
+                    p.get("name").cloned().unwrap_or(json!("")),
+                )
+            })
+            .collect();
+        ports.sort_by_key(|(port, name)| (port.to_string(), name.to_string()));
+        ports
+    };
+    let headless = |s: &Value| s.pointer("/spec/clusterIP").and_then(Value::as_str) == Some("None");
+    let external_name = |s: &Value| {
+        (s.pointer("/spec/type").and_then(Value::as_str) == Some("ExternalName"))
+            .then(|| s.pointer("/spec/externalName").cloned())
+    };
+    ports(old) != ports(new)
+        || (external_name(new).is_some() && external_name(old) != external_name(new))
+        || headless(old)
+        || headless(new)
+}
+
+impl Controller {
+    fn record(&self, event: &EventSpec) {
+        self.recorder.event(
+            &self.registry,
+            &event.object,
+            event.kind,
+            event.reason,
+            &event.message,
+        );
+    }
+
+    /// processChanges then processProblems.
+    fn report(&self, changes: Vec<ResourceChange>, problems: Vec<Problem>) {
+        for change in &changes {
+            let ing = &change.resource.ingress;
+            let exists = self
+                .registry
+                .try_get(known::ingresses(), meta::namespace(ing), meta::name(ing))
+                .is_some();
+            for event in events::for_change(change, exists) {
+                self.record(&event);
+            }
+        }
+        for problem in &problems {
+            self.record(&events::for_problem(problem));
+        }
+    }
+
+    fn publish(&self) {
+        let config = Arc::new(servers::build(self.configuration.hosts()));
+        match self.published.write() {
+            Ok(mut current) => *current = config,
+            Err(poisoned) => *poisoned.into_inner() = config,
+        }
+    }
+
+    /// syncIngress: the current version of the Ingress, or its deletion.
+    fn sync_ingress(&mut self, ns: &str, name: &str) {
+        let (changes, problems) = match self.registry.try_get(known::ingresses(), ns, name) {
+            Some(ing) => self.configuration.add_or_update(&ing),
+            None => self.configuration.delete(&format!("{ns}/{name}")),
+        };
+        self.report(changes, problems);
+        self.publish();
+    }
+
+    /// syncService: the resources routing to the Service are regenerated and reported again.
+    fn sync_service(&self, ns: &str, name: &str) {
+        for resource in self.configuration.resources_for_service(ns, name) {
+            for event in events::for_resource(&resource) {
+                self.record(&event);
+            }
+        }
+    }
+
+    fn handle(&mut self, change: &Change) {
+        let resource = change.key.resource;
+        let is_ingress = resource == known::ingresses().key();
+        if !is_ingress && resource != known::services().key() {
+            return;
+        }
+        let (ns, name) = (change.key.namespace.clone(), change.key.name.clone());
+        let cache_key = (resource, ns.clone(), name.clone());
+        let previous = match change.kind {
+            ChangeKind::Deleted => self.seen.remove(&cache_key),
+            _ => self.seen.insert(cache_key, change.object.clone()),
+        };
+        let relevant = match (change.kind, &previous) {
+            (ChangeKind::Modified, Some(old)) if is_ingress => ingress_changed(old, &change.object),
+            (ChangeKind::Modified, Some(old)) => service_changed(old, &change.object),
+            _ => true,
+        };
+        if !relevant {
+            return;
+        }
+        if is_ingress {
+            self.sync_ingress(&ns, &name);
+        } else {
+            self.sync_service(&ns, &name);
+        }
+    }
+
+    /// Relists after the watch fell behind, as an informer does, and syncs every Ingress.
+    fn resync(&mut self) {
+        let ingresses = self.registry.select(known::ingresses(), None, None);
+        let mut keys: Vec<(String, String)> = self
+            .seen
+            .keys()
+            .filter(|(r, _, _)| *r == known::ingresses().key())
+            .map(|(_, ns, n)| (ns.clone(), n.clone()))
+            .collect();
+        self.seen.clear();
+        for rt in [known::ingresses(), known::services()] {
+            for o in self.registry.select(rt, None, None) {
+                self.seen.insert(
+                    (
+                        rt.key(),
+                        meta::namespace(&o).to_string(),
+                        meta::name(&o).to_string(),
+                    ),
+                    o,
+                );
+            }
+        }
+        keys.extend(
+            ingresses
+                .iter()
+                .map(|i| (meta::namespace(i).to_string(), meta::name(i).to_string())),
+        );
+        keys.sort();
+        keys.dedup();
+        for (ns, name) in keys {
+            self.sync_ingress(&ns, &name);
+        }
+    }
+}
+
+/// Runs the controller until the simulator stops.
+pub async fn run(registry: Arc<Registry>, published: Published) {
+    let mut feed = registry.store.subscribe();
+    let mut controller = Controller {
+        registry,
+        configuration: Configuration::default(),
+        recorder: EventRecorder::new(COMPONENT),
+        published,
+        seen: HashMap::new(),
+    };
+    controller.resync();
+    loop {
+        match feed.recv().await {
+            Ok(change) => controller.handle(&change),
+            Err(RecvError::Lagged(_)) => controller.resync(),
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
