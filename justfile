@@ -64,7 +64,7 @@ up: build
     done
     "{{bin}}/provisioner" --endpoint http://127.0.0.1:{{aws_port}} \
         --kube-endpoint http://127.0.0.1:{{kube_port}} --kube-token "$token" \
-        --public-host "kdeploy.localhost=http://kdeploy.localhost:{{ingress_port}}/" up
+        --public-url "http://kdeploy.localhost:{{ingress_port}}" up
     echo
     echo "kubectl works too: kubectl --kubeconfig .local/cluster-sim.kubeconfig get pods -A"
     echo "Press Ctrl-C to stop the local stack."
@@ -74,7 +74,7 @@ up: build
 local *args: build
     "{{bin}}/provisioner" --endpoint http://127.0.0.1:{{aws_port}} \
         --kube-endpoint http://127.0.0.1:{{kube_port}} --kube-token "$(cat .local/kube-token 2>/dev/null)" \
-        --public-host "kdeploy.localhost=http://kdeploy.localhost:{{ingress_port}}/" {{args}}
+        --public-url "http://kdeploy.localhost:{{ingress_port}}" {{args}}
 
 # Benchmarks (figures, not pass/fail): provisioner `up` against the realistic front.
 bench:

@@ -101,6 +101,14 @@ pub enum Error {
         after: Duration,
         last: String,
     },
+    /// The ingress controller will not serve one of the platform's Ingresses as it is; `reason`
+    /// and `message` are its own (NGINX Ingress Controller's Event).
+    #[error("the ingress controller refused Ingress {ingress}: {reason}: {message}")]
+    RouteRefused {
+        ingress: String,
+        reason: String,
+        message: String,
+    },
     #[error("secret {secret} has no usable {key:?} (it must be UTF-8 text)")]
     Credentials { secret: String, key: &'static str },
 }

@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 use crate::error::{Error, Result};
 use crate::ingress::CONTROLLER_IMAGE;
 use crate::names;
+use crate::public_url::PublicUrl;
 use crate::wait::{self, Patience};
 
 pub use crate::names::FIELD_MANAGER;
@@ -27,8 +28,9 @@ pub const DEPLOY_SITE_DEPLOYMENT: (&str, &str) = (names::SYSTEM_NAMESPACE, names
 /// The deploy site's settings that go into its manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SiteValues {
-    /// The NLB's DNS name: the site's Ingress host and the host of every endpoint it shows.
-    pub public_host: String,
+    /// Where developers open the site (on AWS `http://<the NLB's DNS name>`): its host is the
+    /// host of the public Ingresses, the whole URL the base of every endpoint the site shows.
+    pub public_url: PublicUrl,
     pub image: String,
 }
 
@@ -80,6 +82,7 @@ fn name_placeholders() -> Vec<(&'static str, String)> {
         ("HEALTH_PORT", names::HEALTH_PORT.to_string()),
         ("HEALTH_PATH", names::HEALTH_PATH.to_owned()),
         ("SITE", names::SITE.to_owned()),
+        ("HOST_INGRESS", names::HOST_INGRESS.to_owned()),
         ("SITE_PORT", names::SITE_PORT.to_string()),
         (
             "INITIAL_ADMIN_SECRET",
@@ -100,13 +103,8 @@ pub fn ingress_controller() -> Result<Vec<DynamicObject>> {
 
 /// The deploy site's objects, in apply order.
 pub fn deploy_site(values: &SiteValues) -> Result<Vec<DynamicObject>> {
-    // Both end up inside YAML scalars: allow only what a DNS name or an image reference can hold.
-    check(
-        "public_host",
-        &values.public_host,
-        |c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-',
-        "must be a DNS name (lowercase letters, digits, '.', '-')",
-    )?;
+    // The image ends up inside a YAML scalar: allow only what an image reference can hold. The
+    // public URL was checked when it was parsed.
     check(
         "image",
         &values.image,
@@ -114,7 +112,8 @@ pub fn deploy_site(values: &SiteValues) -> Result<Vec<DynamicObject>> {
         "must be an image reference such as registry/name:tag",
     )?;
     let mut placeholders = name_placeholders();
-    placeholders.push(("PUBLIC_HOST", values.public_host.clone()));
+    placeholders.push(("PUBLIC_URL", values.public_url.to_string()));
+    placeholders.push(("PUBLIC_HOST", values.public_url.host().to_owned()));
     placeholders.push(("IMAGE", values.image.clone()));
     labelled(parse(&render(DEPLOY_SITE_TEMPLATE, &placeholders)?)?)
 }
@@ -198,9 +197,10 @@ fn gvk(object: &DynamicObject) -> Option<GroupVersionKind> {
 }
 
 /// Server-side applies each object in order (namespaces and RBAC come first in the files).
-/// Returns how many objects it applied.
-pub async fn apply(client: &kube::Client, objects: &[DynamicObject]) -> Result<usize> {
+/// Returns the objects as the API server stored them, in the same order.
+pub async fn apply(client: &kube::Client, objects: &[DynamicObject]) -> Result<Vec<DynamicObject>> {
     let params = PatchParams::apply(FIELD_MANAGER).force();
+    let mut applied = Vec::with_capacity(objects.len());
     for (index, object) in objects.iter().enumerate() {
         let resource = describe(object);
         let (Some(gvk), Some(name)) = (gvk(object), object.metadata.name.as_deref()) else {
@@ -221,11 +221,13 @@ pub async fn apply(client: &kube::Client, objects: &[DynamicObject]) -> Result<u
             }
             (Scope::Cluster, _) => Api::all_with(client.clone(), &api_resource),
         };
-        api.patch(name, &params, &Patch::Apply(object))
+        let stored = api
+            .patch(name, &params, &Patch::Apply(object))
             .await
             .map_err(|e| Error::api("applying", &resource, e))?;
+        applied.push(stored);
     }
-    Ok(objects.len())
+    Ok(applied)
 }
 
 /// Waits until the Deployment's rollout is complete; kept for callers that predate
@@ -245,9 +247,22 @@ mod tests {
 
     fn site() -> SiteValues {
         SiteValues {
-            public_host: "kdeploy-nlb-1.ap-northeast-2.elb.amazonaws.com".into(),
+            public_url: PublicUrl::parse("http://kdeploy-nlb-1.ap-northeast-2.elb.amazonaws.com")
+                .unwrap(),
             image: "ghcr.io/kdeploy/web:0.1.0".into(),
         }
+    }
+
+    fn ingress(objects: &[DynamicObject], name: &str) -> k8s_openapi::api::networking::v1::Ingress {
+        typed(
+            objects
+                .iter()
+                .find(|o| {
+                    o.types.as_ref().unwrap().kind == "Ingress"
+                        && o.metadata.name.as_deref() == Some(name)
+                })
+                .unwrap_or_else(|| panic!("no Ingress {name}")),
+        )
     }
 
     /// Every object converts into its k8s-openapi type (so the YAML matches the real schema).
@@ -277,27 +292,70 @@ mod tests {
                 other => panic!("unexpected kind {other}"),
             }
         }
-        assert_eq!(all.len(), 17);
+        assert_eq!(all.len(), 18);
     }
 
     #[test]
-    fn the_site_ingress_host_is_the_load_balancer() {
+    fn the_public_host_has_a_master_and_the_site_is_its_minion() {
         let objects = deploy_site(&site()).unwrap();
-        let ingress: k8s_openapi::api::networking::v1::Ingress = typed(
-            objects
-                .iter()
-                .find(|o| o.types.as_ref().unwrap().kind == "Ingress")
-                .unwrap(),
+        let host = "kdeploy-nlb-1.ap-northeast-2.elb.amazonaws.com";
+        let master = ingress(&objects, names::HOST_INGRESS);
+        let annotations = master.metadata.annotations.clone().unwrap();
+        assert_eq!(
+            annotations
+                .get("nginx.org/mergeable-ingress-type")
+                .map(String::as_str),
+            Some("master")
         );
-        let spec = ingress.spec.unwrap();
+        // Host-wide settings only: none of the annotations NIC refuses on a master.
+        assert_eq!(annotations.len(), 1, "{annotations:?}");
+        let spec = master.spec.unwrap();
         assert_eq!(
             spec.ingress_class_name.as_deref(),
             Some(names::INGRESS_CLASS)
         );
+        let rules = spec.rules.unwrap();
+        assert_eq!(rules.len(), 1);
+        assert_eq!(rules[0].host.as_deref(), Some(host));
+        assert!(rules[0].http.is_none(), "a master has no paths");
+
+        let minion = ingress(&objects, names::SITE);
         assert_eq!(
-            spec.rules.unwrap()[0].host.as_deref(),
-            Some(site().public_host.as_str())
+            minion.metadata.annotations.unwrap()["nginx.org/mergeable-ingress-type"],
+            "minion"
         );
+        let spec = minion.spec.unwrap();
+        assert_eq!(
+            spec.ingress_class_name.as_deref(),
+            Some(names::INGRESS_CLASS)
+        );
+        let rule = &spec.rules.unwrap()[0];
+        assert_eq!(rule.host.as_deref(), Some(host));
+        let path = &rule.http.as_ref().unwrap().paths[0];
+        assert_eq!(
+            (path.path.as_deref(), path.path_type.as_str()),
+            (Some("/"), "Prefix")
+        );
+        let backend = path.backend.service.as_ref().unwrap();
+        assert_eq!(backend.name, names::SITE);
+        assert_eq!(backend.port.as_ref().unwrap().name.as_deref(), Some("http"));
+
+        // The master comes first, so the minion never waits for one.
+        let position = |name: &str| {
+            objects
+                .iter()
+                .position(|o| {
+                    o.metadata.name.as_deref() == Some(name)
+                        && o.types.as_ref().unwrap().kind == "Ingress"
+                })
+                .unwrap()
+        };
+        assert!(position(names::HOST_INGRESS) < position(names::SITE));
+    }
+
+    #[test]
+    fn the_site_stays_in_service_until_the_ingress_has_let_go_of_it() {
+        let objects = deploy_site(&site()).unwrap();
         let deployment: Deployment = typed(
             objects
                 .iter()
@@ -306,24 +364,40 @@ mod tests {
         );
         let spec = deployment.spec.unwrap();
         assert_eq!(spec.replicas, Some(2));
-        let container = &spec.template.spec.unwrap().containers[0];
+        let pod = spec.template.spec.unwrap();
+        let container = &pod.containers[0];
         assert_eq!(
             container.image.as_deref(),
             Some("ghcr.io/kdeploy/web:0.1.0")
         );
         assert!(container.readiness_probe.is_some() && container.liveness_probe.is_some());
+        let sleep = container
+            .lifecycle
+            .as_ref()
+            .and_then(|l| l.pre_stop.as_ref())
+            .and_then(|h| h.sleep.as_ref())
+            .expect("a preStop sleep");
+        assert_eq!(sleep.seconds, 5);
+        let grace = pod.termination_grace_period_seconds.unwrap();
+        assert!(
+            grace > sleep.seconds + 10,
+            "{grace}s covers the sleep and a graceful stop"
+        );
+        let env = container.env.clone().unwrap();
+        let url = env.iter().find(|e| e.name == "KDEPLOY_PUBLIC_URL").unwrap();
+        assert_eq!(
+            url.value.as_deref(),
+            Some("http://kdeploy-nlb-1.ap-northeast-2.elb.amazonaws.com")
+        );
+        assert!(!env.iter().any(|e| e.name == "KDEPLOY_PUBLIC_HOST"));
     }
 
     #[test]
     fn values_that_could_break_the_yaml_are_refused() {
-        let bad_host = SiteValues {
-            public_host: "x\"\n  evil: true".into(),
-            ..site()
-        };
         assert!(matches!(
-            deploy_site(&bad_host),
+            PublicUrl::parse("http://x\"\n  evil: true"),
             Err(Error::Value {
-                field: "public_host",
+                field: "public_url",
                 ..
             })
         ));

@@ -14,8 +14,12 @@ pub const INGRESS_CONFIG: &str = "nginx-config";
 /// The IngressClass the controller serves and every Ingress of the platform names.
 pub const INGRESS_CLASS: &str = "nginx";
 
-/// The deploy site's Deployment, Service, Ingress, ServiceAccount and RBAC objects.
+/// The deploy site's Deployment, Service, ServiceAccount and RBAC objects, and its Ingress: the
+/// minion that routes `/` on the public host to the site.
 pub const SITE: &str = "kdeploy-web";
+/// The master Ingress of the public host (in [`SYSTEM_NAMESPACE`]): NGINX Ingress Controller gives
+/// a host to one resource only, so the site and every repository route there as its minions.
+pub const HOST_INGRESS: &str = "kdeploy-host";
 /// The port the site listens on inside its pod.
 pub const SITE_PORT: i32 = 8080;
 /// The Secret in which the site stores its first administrator's credentials, once.

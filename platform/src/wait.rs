@@ -1,4 +1,5 @@
-//! Named waits on the cluster (nodes Ready, a rollout complete, the first credentials present),
+//! Named waits on the cluster (nodes Ready, a rollout complete, the ingress controller serving the
+//! public routes, the first credentials present),
 //! each a kube-runtime watch checked against a condition until it holds or a deadline passes.
 //! On timeout the error says what was awaited and the last state seen, because "timed out"
 //! alone sends an operator looking in the wrong place.
@@ -10,7 +11,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Node, Secret};
+use k8s_openapi::api::core::v1::{Event, Node, Secret};
 use kube::runtime::wait::{Condition, conditions};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Resource};
@@ -18,7 +19,9 @@ use serde::de::DeserializeOwned;
 
 use crate::credentials::{Credentials, secret_name};
 use crate::error::{Error, Result};
+use crate::ingress::EVENT_SOURCE;
 use crate::names::{INITIAL_ADMIN_SECRET, SYSTEM_NAMESPACE};
+use crate::verdict::{self, Judgement, Verdict};
 
 /// Receives a status line ("3 nodes to be Ready: 1/3 Ready") whenever what a wait sees changes.
 pub type Progress = dyn Fn(&str) + Send + Sync;
@@ -130,6 +133,79 @@ pub async fn rollout_complete(
         },
     )
     .await
+}
+
+/// An Ingress whose acceptance by the ingress controller a wait looks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub name: String,
+    /// The Ingress's current uid: Events about an earlier Ingress of the same name do not count.
+    pub uid: String,
+    /// Set when the caller has just changed the Ingress (its resourceVersion after the change):
+    /// a verdict on an earlier version does not count.
+    pub changed_at: Option<String>,
+}
+
+/// Waits until the controller's verdict on each of these Ingresses of `namespace` is
+/// `AddedOrUpdated`. A verdict that depends on other resources (the host or path held by an
+/// older one, a master not judged yet) is waited out and shown as the state; one saying the
+/// Ingress itself is invalid or NGINX failed to load it ends the wait with NIC's reason and message.
+pub async fn routes_accepted(
+    client: &kube::Client,
+    namespace: &str,
+    routes: &[Route],
+    patience: Patience<'_>,
+) -> Result<()> {
+    let names: Vec<&str> = routes.iter().map(|r| r.name.as_str()).collect();
+    let what = format!(
+        "the ingress controller to accept Ingress {namespace}/{}",
+        names.join(" and ")
+    );
+    let config = watcher::Config::default().fields(&format!(
+        "involvedObject.kind=Ingress,source={EVENT_SOURCE}"
+    ));
+    let outcome = watch_until(
+        Api::<Event>::namespaced(client.clone(), namespace),
+        config,
+        &what,
+        patience,
+        |events| {
+            let mut pending = Vec::new();
+            for route in routes {
+                let ingress = format!("{namespace}/{}", route.name);
+                let latest = verdict::latest(events.iter().map(|e| &**e), &route.uid).filter(|e| {
+                    route
+                        .changed_at
+                        .as_deref()
+                        .is_none_or(|v| verdict::judges_version(e, v))
+                });
+                let Some(event) = latest else {
+                    pending.push(format!("{ingress} not judged yet"));
+                    continue;
+                };
+                let verdict = Verdict::of(event);
+                match verdict.judgement() {
+                    Judgement::Accepted => {}
+                    Judgement::Conflict => pending.push(format!(
+                        "{ingress}: {}: {}",
+                        verdict.reason, verdict.message
+                    )),
+                    Judgement::Refused => return Seen::Done(Err((ingress, verdict))),
+                }
+            }
+            if pending.is_empty() {
+                Seen::Done(Ok(()))
+            } else {
+                Seen::Pending(pending.join("; "))
+            }
+        },
+    )
+    .await?;
+    outcome.map_err(|(ingress, verdict)| Error::RouteRefused {
+        ingress,
+        reason: verdict.reason,
+        message: verdict.message,
+    })
 }
 
 /// Waits until the site has stored its first administrator's credentials, and returns them.

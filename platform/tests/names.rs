@@ -7,6 +7,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Container, EnvVar, Service};
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use kube::api::DynamicObject;
+use platform::PublicUrl;
 use platform::manifests::{
     DEPLOY_SITE_TEMPLATE, INGRESS_CONTROLLER_TEMPLATE, SiteValues, deploy_site, ingress_controller,
 };
@@ -14,7 +15,8 @@ use platform::names::*;
 
 fn site() -> SiteValues {
     SiteValues {
-        public_host: "kdeploy-nlb-1.ap-northeast-2.elb.amazonaws.com".into(),
+        public_url: PublicUrl::parse("http://kdeploy-nlb-1.ap-northeast-2.elb.amazonaws.com")
+            .unwrap(),
         image: "ghcr.io/kdeploy/web:0.1.0".into(),
     }
 }
@@ -65,6 +67,7 @@ fn the_templates_spell_no_name_that_the_names_module_defines() {
             INGRESS_CONTROLLER,
             INGRESS_CONFIG,
             SITE,
+            HOST_INGRESS,
             INITIAL_ADMIN_SECRET,
             HEALTH_PATH,
             PART_OF_LABEL,
@@ -126,7 +129,10 @@ fn the_rendered_manifests_use_the_names_module() {
         Some(SYSTEM_NAMESPACE)
     );
     let env = container(&deployment).env.unwrap();
-    assert_eq!(value(&env, "KDEPLOY_PUBLIC_HOST"), Some(site().public_host));
+    assert_eq!(
+        value(&env, "KDEPLOY_PUBLIC_URL"),
+        Some(site().public_url.to_string())
+    );
     assert_eq!(
         value(&env, "KDEPLOY_LISTEN"),
         Some(format!("0.0.0.0:{SITE_PORT}"))
@@ -152,11 +158,24 @@ fn the_rendered_manifests_use_the_names_module() {
     let namespace = env.iter().find(|e| e.name == "KDEPLOY_NAMESPACE").unwrap();
     let field = namespace.value_from.clone().unwrap().field_ref.unwrap();
     assert_eq!(field.field_path, "metadata.namespace");
-    let ingress: Ingress = find(&website, "Ingress");
-    assert_eq!(
-        ingress.spec.unwrap().ingress_class_name.as_deref(),
-        Some(INGRESS_CLASS)
-    );
+    let ingresses: Vec<Ingress> = website
+        .iter()
+        .filter(|o| o.types.as_ref().is_some_and(|t| t.kind == "Ingress"))
+        .map(|o| serde_json::from_value(serde_json::to_value(o).unwrap()).unwrap())
+        .collect();
+    let named: Vec<&str> = ingresses
+        .iter()
+        .filter_map(|i| i.metadata.name.as_deref())
+        .collect();
+    assert_eq!(named, [HOST_INGRESS, SITE]);
+    for ingress in &ingresses {
+        let spec = ingress.spec.clone().unwrap();
+        assert_eq!(spec.ingress_class_name.as_deref(), Some(INGRESS_CLASS));
+        assert_eq!(
+            spec.rules.unwrap()[0].host.as_deref(),
+            Some(site().public_url.host())
+        );
+    }
 
     // Every object and every pod template carries the recommended labels, and nothing lands
     // outside the platform's namespaces.

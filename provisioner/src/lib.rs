@@ -6,6 +6,7 @@ pub mod access;
 pub mod aws;
 pub mod config;
 pub mod error;
+pub mod image;
 pub mod ingress;
 pub mod plan;
 pub mod progress;

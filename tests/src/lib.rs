@@ -1,13 +1,28 @@
 //! Support for the end-to-end tests: the workspace's binaries found through cargo, eventual waits,
-//! and the local stack (AWS emulator, cluster simulator running the site's real binary).
+//! the local stack (AWS emulator, cluster simulator running the site's real binary), and a
+//! browser that reaches the site and the developers' endpoints through the simulated NLB.
 
 #![allow(clippy::expect_used, clippy::panic)] // test support: a failed set-up is a failed test
 
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use cluster::{ClusterSim, LocalCommand, RunningSim, SimConfig};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use k8s_openapi::api::core::v1::Event;
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::Api;
+use kube::api::ListParams;
+use platform::verdict::{self, Verdict};
+use serde_json::Value;
 
 /// A binary of this workspace, as cargo itself reports it. The build asked for is the one
 /// `./dev test` (nextest) makes, `cargo test --no-run --workspace`, so that under the test command
@@ -132,4 +147,184 @@ fn rand_suffix() -> u128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos())
+}
+
+/// The ingress controller's latest verdict on Ingress `namespace/name` (NIC's Event for its current
+/// uid), or `None` while it has not judged it.
+pub async fn route_verdict(kube: &kube::Client, namespace: &str, name: &str) -> Option<Verdict> {
+    let ingress = Api::<Ingress>::namespaced(kube.clone(), namespace)
+        .get(name)
+        .await
+        .unwrap_or_else(|e| panic!("Ingress {namespace}/{name}: {e}"));
+    let uid = ingress.metadata.uid.expect("an Ingress has a uid");
+    let events = Api::<Event>::namespaced(kube.clone(), namespace)
+        .list(&ListParams::default().fields("involvedObject.kind=Ingress"))
+        .await
+        .unwrap_or_else(|e| panic!("Events in {namespace}: {e}"))
+        .items;
+    verdict::latest(&events, &uid).map(Verdict::of)
+}
+
+/// One HTTP answer, read whole.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub location: Option<String>,
+    pub body: String,
+}
+
+impl Reply {
+    /// The body as JSON; fails the test when it is not.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {} {}", self.status, self.body))
+    }
+}
+
+/// A browser pointed at a public host: every request goes to the simulated NLB with that `Host`
+/// (as a browser would send it for `http://<host>/...`), keeping cookies and the site's CSRF token
+/// between requests.
+pub struct Browser {
+    ingress: SocketAddr,
+    host: String,
+    client: Client<HttpConnector, Full<Bytes>>,
+    cookies: Mutex<BTreeMap<String, String>>,
+    csrf: Mutex<Option<String>>,
+}
+
+impl Browser {
+    /// `host` is the Host header: `host[:port]` as in the public URL.
+    pub fn new(ingress: SocketAddr, host: impl Into<String>) -> Self {
+        Self {
+            ingress,
+            host: host.into(),
+            client: Client::builder(TokioExecutor::new()).build_http(),
+            cookies: Mutex::new(BTreeMap::new()),
+            csrf: Mutex::new(None),
+        }
+    }
+
+    /// Sends one request; `headers` come on top of Host and the cookies.
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Reply {
+        let mut request = http::Request::builder()
+            .method(method)
+            .uri(format!("http://{}{path}", self.ingress))
+            .header(http::header::HOST, &self.host);
+        let cookies = self.cookie_header();
+        if !cookies.is_empty() {
+            request = request.header(http::header::COOKIE, cookies);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request
+            .body(Full::new(Bytes::from(body)))
+            .expect("a valid request");
+        let response = self
+            .client
+            .request(request)
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path} through the load balancer: {e}"));
+        let status = response.status().as_u16();
+        let location = response
+            .headers()
+            .get(http::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        for cookie in response.headers().get_all(http::header::SET_COOKIE) {
+            self.keep_cookie(cookie.to_str().unwrap_or_default());
+        }
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .unwrap_or_else(|e| panic!("reading the answer to {method} {path}: {e}"))
+            .to_bytes();
+        Reply {
+            status,
+            location,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.request("GET", path, &[], Vec::new()).await
+    }
+
+    /// Signs in through the JSON API and keeps the session cookie and the CSRF token.
+    pub async fn sign_in(&self, username: &str, password: &str) -> Reply {
+        let body = serde_json::json!({"username": username, "password": password});
+        let reply = self
+            .request(
+                "POST",
+                "/api/v1/session",
+                &[("content-type", "application/json")],
+                body.to_string().into_bytes(),
+            )
+            .await;
+        if reply.status == 200 {
+            let token = reply.json()["csrfToken"].as_str().map(str::to_owned);
+            *self.csrf.lock().expect("lock") = token;
+        }
+        reply
+    }
+
+    /// A JSON API call with the CSRF header, as the site's own pages make it.
+    pub async fn send_json(&self, method: &str, path: &str, body: &Value) -> Reply {
+        let csrf = self.csrf_token();
+        let headers = [
+            ("content-type", "application/json"),
+            ("x-csrf-token", csrf.as_str()),
+        ];
+        self.request(method, path, &headers, body.to_string().into_bytes())
+            .await
+    }
+
+    /// A form post with the CSRF field, as a page's form sends it.
+    pub async fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> Reply {
+        let csrf = self.csrf_token();
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(fields)
+            .append_pair("csrf", &csrf)
+            .finish();
+        let headers = [("content-type", "application/x-www-form-urlencoded")];
+        self.request("POST", path, &headers, body.into_bytes())
+            .await
+    }
+
+    fn csrf_token(&self) -> String {
+        self.csrf
+            .lock()
+            .expect("lock")
+            .clone()
+            .expect("sign in first: the CSRF token comes with the session")
+    }
+
+    fn cookie_header(&self) -> String {
+        let cookies = self.cookies.lock().expect("lock");
+        let pairs: Vec<String> = cookies.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        pairs.join("; ")
+    }
+
+    fn keep_cookie(&self, set_cookie: &str) {
+        let pair = set_cookie.split(';').next().unwrap_or_default();
+        let Some((name, value)) = pair.split_once('=') else {
+            return;
+        };
+        let expired = set_cookie
+            .split(';')
+            .any(|a| a.trim().eq_ignore_ascii_case("max-age=0"));
+        let mut cookies = self.cookies.lock().expect("lock");
+        if expired || value.is_empty() {
+            cookies.remove(name.trim());
+        } else {
+            cookies.insert(name.trim().to_owned(), value.trim().to_owned());
+        }
+    }
 }

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::Api;
+use platform::names::{HOST_INGRESS, SITE, SYSTEM_NAMESPACE};
+use platform::verdict::ADDED_OR_UPDATED;
 use provisioner::aws::{CallLog, Target};
 use provisioner::config::{Overrides, StackConfig, StackFile};
 use provisioner::plan::{Context, Plan};
@@ -17,8 +19,7 @@ use provisioner::steps::load_balancer::LoadBalancer;
 use provisioner::steps::platform::Site;
 use provisioner::steps::{self, PlatformSettings};
 use provisioner::{Aws, remaining};
-use tests::{SiteCluster, aws_emulator};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tests::{Browser, SiteCluster, aws_emulator, eventually, route_verdict};
 
 /// The default stack under another name, with deadlines short enough for a test to fail fast.
 fn config(name: &str) -> StackConfig {
@@ -58,23 +59,6 @@ async fn context(emulator: &aws::AwsEmulator) -> (Context, CallLog) {
     (cx, calls)
 }
 
-/// GET `path` from the ingress at `addr` with this Host header; returns status line and body.
-async fn get(addr: std::net::SocketAddr, host: &str, path: &str) -> (String, String) {
-    let mut stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .expect("connect to the ingress");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.expect("send");
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).await.expect("read");
-    let text = String::from_utf8_lossy(&response).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    (
-        head.lines().next().unwrap_or_default().to_owned(),
-        body.to_owned(),
-    )
-}
-
 #[tokio::test]
 async fn up_brings_the_platform_up_and_down_takes_it_away() {
     let provisioner_binary = tests::workspace_binary("provisioner", "provisioner");
@@ -92,9 +76,10 @@ async fn up_brings_the_platform_up_and_down_takes_it_away() {
         .outputs
         .get::<LoadBalancer>()
         .expect("load balancer output");
+    // No --public-url: the site is reached at the NLB's address.
     assert_eq!(
         site.url,
-        format!("http://{}/", lb.dns_name.to_ascii_lowercase())
+        format!("http://{}", lb.dns_name.to_ascii_lowercase())
     );
     // The site made its first administrator itself and left the credentials in a Secret, which
     // the installer shows once.
@@ -121,14 +106,40 @@ async fn up_brings_the_platform_up_and_down_takes_it_away() {
     let roles = aws_auth.data.expect("data")["mapRoles"].clone();
     assert!(roles.contains(&first.stack.node_role()), "{roles}");
 
-    // The site answers through the simulated NLB + ingress, under the NLB's host name.
+    // The site answers through the simulated NLB + ingress, under the NLB's host name: the
+    // controller accepted the host's master and the site's minion, as NIC says it in its Events.
     let host = lb.dns_name.to_ascii_lowercase();
-    let (status, body) = get(sim.ingress_addr(), &host, "/login").await;
-    assert!(status.contains("200"), "{status} {body}");
+    let browser = Browser::new(sim.ingress_addr(), host);
+    // NGINX learns of the site's endpoints after a propagation delay (502 until then).
+    let page = eventually(
+        "the site to answer through the NLB",
+        Duration::from_secs(60),
+        || async {
+            let page = browser.get("/login").await;
+            (page.status == 200).then_some(page)
+        },
+    )
+    .await;
     assert!(
-        body.contains("Sign in") && body.contains("kdeploy"),
-        "the site's page: {body}"
+        page.body.contains("Sign in") && page.body.contains("kdeploy"),
+        "the site's page: {}",
+        page.body
     );
+    for name in [HOST_INGRESS, SITE] {
+        let verdict = route_verdict(&kube, SYSTEM_NAMESPACE, name).await;
+        assert_eq!(
+            verdict.map(|v| (v.reason, v.message)),
+            Some((
+                ADDED_OR_UPDATED.to_owned(),
+                format!("Configuration for {SYSTEM_NAMESPACE}/{name} was added or updated")
+            )),
+            "the controller's verdict on {name}"
+        );
+    }
+    // Through the site's minion only: a path of no repository is the site's (its 404 page).
+    let elsewhere = browser.get("/nobody/nothing/").await;
+    assert_eq!(elsewhere.status, 404, "{}", elsewhere.body);
+    assert!(elsewhere.body.contains("kdeploy"), "{}", elsewhere.body);
 
     // The operator's command shows the credentials again while the Secret exists, and says what
     // to do once it is gone.

@@ -80,7 +80,7 @@ impl Config {
 pub const PUBLIC_URL_ENV: &str = "KDEPLOY_PUBLIC_URL";
 
 /// What a public URL must look like, said once for every error.
-pub const PUBLIC_URL_RULE: &str = "scheme://host[:port] with scheme http or https, host a lowercase DNS name (RFC 1123) or an IPv4 address, an optional port 1-65535, and no user, path, query or fragment (one trailing / is accepted), e.g. http://kdeploy.localhost:8080";
+pub const PUBLIC_URL_RULE: &str = "scheme://host[:port] with scheme http or https, host a lowercase DNS name (RFC 1123; not an IP address, since it becomes the Ingress host), an optional port 1-65535, and no user, path, query or fragment (one trailing / is accepted), e.g. http://kdeploy.localhost:8080";
 
 /// The public base URL of the site and of every endpoint: `scheme://host[:port]`, checked once at
 /// start-up so that the Ingress host, the links and the console's Host header all agree.
@@ -124,8 +124,10 @@ pub enum UrlProblem {
     Port(String),
     #[error("the host {0:?} has uppercase letters; write it in lowercase")]
     Uppercase(String),
-    #[error("the host {0:?} is neither a DNS name (RFC 1123) nor an IPv4 address")]
+    #[error("the host {0:?} is not a DNS name (RFC 1123)")]
     Host(String),
+    #[error("the host {0:?} is an IP address; an Ingress host must be a DNS name")]
+    IpHost(String),
 }
 
 impl PublicUrl {
@@ -170,7 +172,12 @@ impl PublicUrl {
         if host.chars().any(|c| c.is_ascii_uppercase()) {
             return Err(UrlProblem::Uppercase(host.to_string()));
         }
-        if host.parse::<Ipv4Addr>().is_err() && !is_dns_name(host) {
+        // Kubernetes refuses an IP as an Ingress rule's host ("must be a DNS name, not an IP
+        // address": pkg/apis/networking/validation/validation.go validateIngressRules).
+        if host.parse::<Ipv4Addr>().is_ok() || host.starts_with('[') {
+            return Err(UrlProblem::IpHost(host.to_string()));
+        }
+        if !is_dns_name(host) {
             return Err(UrlProblem::Host(host.to_string()));
         }
         Ok(Self {
@@ -354,8 +361,12 @@ mod tests {
         assert_eq!(aws.host(), "kdeploy-nlb-1.elb.amazonaws.com");
         assert_eq!(aws.authority(), aws.host());
         assert_eq!(aws.to_string(), "https://kdeploy-nlb-1.elb.amazonaws.com");
-        let ip = PublicUrl::parse("http://10.0.0.7:30080").unwrap();
-        assert_eq!(ip.host(), "10.0.0.7");
+        assert_eq!(
+            PublicUrl::parse("http://10.0.0.7:30080")
+                .unwrap_err()
+                .problem,
+            UrlProblem::IpHost("10.0.0.7".into())
+        );
     }
 
     #[test]

@@ -598,10 +598,10 @@ async fn failing_images_show_the_reason() {
 #[tokio::test]
 async fn admin_creates_users_and_toggles_registration() {
     let site = site().await;
-    site.account("root1", true).await;
+    site.account("chief", true).await;
     let mut admin = site.browser();
     assert_eq!(
-        admin.sign_in("root1", PASSWORD).await.status,
+        admin.sign_in("chief", PASSWORD).await.status,
         StatusCode::SEE_OTHER
     );
     let mut alice = site.user("alice").await;

@@ -533,3 +533,33 @@ async fn a_repeated_verdict_is_counted_on_one_event() {
     )
     .await;
 }
+
+/// The API server (not NIC) refuses an IP address as an Ingress rule's host:
+/// kubernetes pkg/apis/networking/validation/validation.go validateIngressRules
+/// ("must be a DNS name, not an IP address").
+#[tokio::test]
+async fn the_api_server_refuses_an_ip_address_as_ingress_host() {
+    let sim = sim().await;
+    let client = sim.client().await.unwrap();
+    let mut by_ip = ingress("by-ip", None, json!({}), &[("/", "web")]);
+    by_ip["spec"]["rules"][0]["host"] = json!("10.0.0.7");
+    let api: Api<Ingress> = Api::namespaced(client.clone(), "default");
+    let err = api
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(by_ip).unwrap(),
+        )
+        .await
+        .expect_err("an IP host is refused");
+    let kube::Error::Api(status) = err else {
+        panic!("expected the API's refusal, got {err:?}");
+    };
+    assert_eq!(status.code, 422);
+    assert!(
+        status.message.contains(
+            "spec.rules[0].host: Invalid value: \"10.0.0.7\": must be a DNS name, not an IP address"
+        ),
+        "{}",
+        status.message
+    );
+}

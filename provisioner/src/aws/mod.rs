@@ -5,6 +5,7 @@
 pub mod autoscaling;
 mod calls;
 pub mod ec2;
+pub mod ecr;
 pub mod eks;
 pub mod elbv2;
 mod error;
@@ -38,6 +39,7 @@ pub const LOCAL_ENDPOINT: &str = "http://127.0.0.1:5000";
 #[derive(Clone, Debug)]
 pub struct Clients {
     pub ec2: aws_sdk_ec2::Client,
+    pub ecr: aws_sdk_ecr::Client,
     pub eks: aws_sdk_eks::Client,
     pub iam: aws_sdk_iam::Client,
     pub autoscaling: aws_sdk_autoscaling::Client,
@@ -103,6 +105,7 @@ impl Aws {
         let shared = loader.load().await;
         let clients = Clients {
             ec2: client!(aws_sdk_ec2, &shared, calls),
+            ecr: client!(aws_sdk_ecr, &shared, calls),
             eks: client!(aws_sdk_eks, &shared, calls),
             iam: client!(aws_sdk_iam, &shared, calls),
             autoscaling: client!(aws_sdk_autoscaling, &shared, calls),
@@ -120,6 +123,10 @@ impl Aws {
 
     pub fn ec2(&self) -> ec2::Ec2<'_> {
         ec2::Ec2(&self.clients.ec2)
+    }
+
+    pub fn ecr(&self) -> ecr::Ecr<'_> {
+        ecr::Ecr(&self.clients.ecr)
     }
 
     pub fn iam(&self) -> iam::Iam<'_> {

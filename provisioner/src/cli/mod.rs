@@ -13,6 +13,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use platform::PublicUrl;
 use provisioner::Aws;
 use provisioner::aws::{CallLog, LOCAL_ENDPOINT, Target};
 use provisioner::config::{ConfigError, Overrides, StackFile};
@@ -76,10 +77,16 @@ pub struct Cli {
         hide_env_values = true
     )]
     kube_token: Option<String>,
-    /// The deploy site's host name instead of the NLB's DNS name, and the URL to print, as
-    /// HOST=URL (locally: kdeploy.localhost=http://kdeploy.localhost:8080/).
-    #[arg(long, global = true, value_name = "HOST=URL")]
-    public_host: Option<String>,
+    /// The deploy site's public URL, scheme://host[:port], instead of http://<the NLB's DNS name>
+    /// (locally: http://kdeploy.localhost:8080); its host is the host of the public Ingresses.
+    #[arg(
+        long,
+        global = true,
+        env = "PROVISIONER_PUBLIC_URL",
+        value_name = "URL",
+        value_parser = public_url
+    )]
+    public_url: Option<PublicUrl>,
     /// Only the AWS side: skip node access, the ingress controller and the deploy site.
     #[arg(long, global = true)]
     aws_only: bool,
@@ -190,7 +197,7 @@ async fn wire(cli: &Cli) -> Result<Wiring, InvalidConfig> {
             return Err(InvalidConfig);
         }
     };
-    let settings = platform_settings(cli)?;
+    let settings = platform_settings(cli);
     let kube_override = settings.kube_override.clone();
     let target = match (&cli.endpoint, cli.local) {
         (Some(endpoint), _) => Target::Local {
@@ -229,8 +236,16 @@ async fn wire(cli: &Cli) -> Result<Wiring, InvalidConfig> {
     })
 }
 
+/// `--public-url`: clap names the flag and the value, this the rule it breaks.
+fn public_url(text: &str) -> Result<PublicUrl, String> {
+    PublicUrl::parse(text).map_err(|e| match e {
+        platform::Error::Value { rule, .. } => rule.to_owned(),
+        other => other.to_string(),
+    })
+}
+
 /// The Kubernetes steps' settings from the flags.
-fn platform_settings(cli: &Cli) -> Result<PlatformSettings, InvalidConfig> {
+fn platform_settings(cli: &Cli) -> PlatformSettings {
     let mut settings = PlatformSettings::default();
     if let Some(endpoint) = &cli.kube_endpoint {
         settings.kube_override = Some(platform::cluster::Access {
@@ -239,17 +254,58 @@ fn platform_settings(cli: &Cli) -> Result<PlatformSettings, InvalidConfig> {
             token: cli.kube_token.clone().unwrap_or_default(),
         });
     }
-    if let Some(spec) = &cli.public_host {
-        let Some((host, url)) = spec.split_once('=') else {
-            eprintln!(
-                "error: --public-host = {spec:?}: must be HOST=URL, e.g. kdeploy.localhost=http://kdeploy.localhost:8080/"
-            );
-            return Err(InvalidConfig);
-        };
-        settings.public_host = Some((host.to_owned(), url.to_owned()));
-    }
+    settings.public_url = cli.public_url.clone();
     if let Some(image) = &cli.site_image {
         settings.site_image = image.clone();
     }
-    Ok(settings)
+    settings
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_public_url_flag_sets_the_sites_url_or_names_the_rule_it_breaks() {
+        let cli = Cli::try_parse_from([
+            "provisioner",
+            "--public-url",
+            "http://kdeploy.localhost:8080/",
+            "plan",
+        ])
+        .unwrap();
+        let url = platform_settings(&cli).public_url.unwrap();
+        assert_eq!(url.to_string(), "http://kdeploy.localhost:8080");
+        assert_eq!(url.host(), "kdeploy.localhost");
+        assert!(
+            platform_settings(&Cli::try_parse_from(["provisioner", "plan"]).unwrap())
+                .public_url
+                .is_none()
+        );
+
+        for (value, rule) in [
+            (
+                "kdeploy.localhost:8080",
+                "must start with http:// or https://",
+            ),
+            ("http://kdeploy.localhost:8080/site", "no path"),
+            ("http://10.0.0.1", "not an IP address"),
+        ] {
+            let Err(err) = Cli::try_parse_from(["provisioner", "--public-url", value, "plan"])
+            else {
+                panic!("{value} was accepted");
+            };
+            let message = err.to_string();
+            assert!(
+                message.contains("--public-url")
+                    && message.contains(value)
+                    && message.contains(rule),
+                "{message}"
+            );
+        }
+        let Err(old) = Cli::try_parse_from(["provisioner", "--public-host", "a=b", "plan"]) else {
+            panic!("--public-host was accepted");
+        };
+        assert!(old.to_string().contains("--public-url"), "{old}");
+    }
 }

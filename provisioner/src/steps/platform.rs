@@ -1,12 +1,13 @@
 //! AWS glue for the Kubernetes side of the stack: the nodes' permission to join, and the
 //! platform install, which the `platform` crate owns (what is applied, in which order, what is
-//! waited for). This step hands it the cluster's address, the load balancer's DNS name and the
-//! site's settings, then waits for the load balancer's targets to be healthy.
+//! waited for). This step hands it the cluster's address, the site's public URL (by default the
+//! load balancer's) and the site's settings, then waits for the load balancer's targets to be
+//! healthy.
 
 use platform::cluster::Access;
 use platform::manifests::{self, SiteValues};
 use platform::wait::Progress;
-use platform::{Credentials, InstallSpec};
+use platform::{Credentials, InstallSpec, PublicUrl};
 
 use super::cluster::{self, Cluster};
 use super::iam::{self, Roles};
@@ -27,9 +28,9 @@ pub struct PlatformSettings {
     pub kube_override: Option<Access>,
     /// The deploy site's image.
     pub site_image: String,
-    /// The site's host name instead of the NLB's DNS name (locally: a name that resolves to
-    /// 127.0.0.1, such as `kdeploy.localhost`), and the URL it is reached at.
-    pub public_host: Option<(String, String)>,
+    /// Where developers reach the site instead of `http://<the NLB's DNS name>` (locally the
+    /// simulated NLB: `http://kdeploy.localhost:8080`); its host is the public Ingresses' host.
+    pub public_url: Option<PublicUrl>,
 }
 
 impl Default for PlatformSettings {
@@ -37,7 +38,7 @@ impl Default for PlatformSettings {
         Self {
             kube_override: None,
             site_image: manifests::default_site_image(),
-            public_host: None,
+            public_url: None,
         }
     }
 }
@@ -45,6 +46,7 @@ impl Default for PlatformSettings {
 /// What the platform step produces: where developers go.
 #[derive(Debug, Clone)]
 pub struct Site {
+    /// The site's public URL, as the site itself was given it.
     pub url: String,
     /// Set only by the run that installed the site and so created its first administrator:
     /// shown once (`provisioner initial-admin` shows it again while the site's Secret exists).
@@ -150,16 +152,17 @@ impl Step for PlatformStep {
         Box::pin(async move {
             let lb = s.input::<LoadBalancer>()?;
             let kube = cluster_client(s, self.settings.kube_override.as_ref()).await?;
-            let (public_host, url) = match &self.settings.public_host {
-                Some((host, url)) => (host.clone(), url.clone()),
-                None => {
-                    let host = lb.dns_name.to_ascii_lowercase();
-                    (host.clone(), format!("http://{host}/"))
-                }
+            let public_url = match &self.settings.public_url {
+                Some(url) => url.clone(),
+                None => PublicUrl::parse(&format!("http://{}", lb.dns_name.to_ascii_lowercase()))
+                    .map_err(|e| {
+                    StepError::platform(format!("load balancer DNS name {}", lb.dns_name), e)
+                })?,
             };
+            let url = public_url.to_string();
             let spec = InstallSpec {
                 site: SiteValues {
-                    public_host,
+                    public_url,
                     image: self.settings.site_image.clone(),
                 },
                 nodes: s.config.nodes.desired as usize,

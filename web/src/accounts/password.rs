@@ -88,7 +88,8 @@ pub fn check_username(name: &str, platform_namespaces: &[String]) -> Result<(), 
     if reserved {
         return Err(format!("'{name}' is reserved; choose another username."));
     }
-    Ok(())
+    // The username is the first segment of every route path of the user's repositories.
+    crate::repositories::validation::check_route_segment(name)
 }
 
 pub const PASSWORD_RULE: &str = "At least 10 characters.";

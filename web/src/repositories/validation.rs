@@ -52,7 +52,7 @@ pub fn validate_repository(
 ) -> Result<RepositorySpec, Vec<FieldError>> {
     let mut errors = Vec::new();
     let name = input.name.trim();
-    if let Err(m) = check_dns1035_label(name) {
+    if let Err(m) = check_dns1035_label(name).and_then(|()| check_route_segment(name)) {
         errors.push(FieldError::new("name", m));
     }
     let image = match normalise_image(input.image.trim()) {
@@ -115,6 +115,26 @@ pub fn check_dns1035_label(name: &str) -> Result<(), String> {
     }
     if name.ends_with('-') {
         return Err("End with a letter or digit.".into());
+    }
+    Ok(())
+}
+
+/// Names that become a segment of a route path `/<namespace>/<repo>/` must not make a path that the
+/// ingress controller refuses. NGINX Ingress Controller 5.5.4 (the version the platform installs)
+/// rejects every Ingress path matching `^/etc/|/root|/var|\\n|\\r$` ("must not contain invalid
+/// paths", internal/k8s/validation.go `illegalKeywordFmt` at tag v5.5.4): the alternation is not
+/// anchored, so any segment starting with `root` or `var` is refused, and `/etc/` at the start.
+pub fn check_route_segment(name: &str) -> Result<(), String> {
+    if let Some(word) = ["var", "root"].into_iter().find(|w| name.starts_with(w)) {
+        return Err(format!(
+            "Names starting with '{word}' are refused: the NGINX Ingress Controller rejects route paths containing '/{word}'."
+        ));
+    }
+    if name == "etc" {
+        return Err(
+            "'etc' is refused: the NGINX Ingress Controller rejects route paths starting with '/etc/'."
+                .into(),
+        );
     }
     Ok(())
 }
@@ -256,6 +276,25 @@ mod tests {
         ];
         for (name, ok) in cases {
             assert_eq!(check_dns1035_label(name).is_ok(), *ok, "name {name:?}");
+        }
+    }
+
+    #[test]
+    fn names_nginx_ingress_controller_5_5_4_refuses_in_paths_are_refused() {
+        for name in ["var", "variables", "root", "rootless", "etc"] {
+            let result = validate_repository(&input(name, "nginx", "80", "1"), 3);
+            let message = &result.expect_err(name)[0];
+            assert_eq!(message.field, "name", "{name}");
+            assert!(
+                message.message.contains("NGINX Ingress Controller"),
+                "{name}: {message:?}"
+            );
+        }
+        for name in ["avar", "my-root", "etcd", "web"] {
+            assert!(
+                validate_repository(&input(name, "nginx", "80", "1"), 3).is_ok(),
+                "{name}"
+            );
         }
     }
 

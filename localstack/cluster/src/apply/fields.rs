@@ -20,7 +20,9 @@ const OWNED_METADATA: &[&str] = &["labels", "annotations", "finalizers", "ownerR
 
 pub(super) fn key_fields(item: &Value) -> Option<&'static [&'static str]> {
     let obj = item.as_object()?;
-    if obj.contains_key("uid") && obj.contains_key("kind") {
+    // ownerReferences are keyed by uid (x-kubernetes-list-map-keys in the OpenAPI schema); an item
+    // seeded from its `k:{"uid":...}` key has no other field yet and must still match by uid.
+    if obj.contains_key("uid") {
         Some(&["uid"])
     } else if obj.contains_key("containerPort") {
         Some(&["containerPort", "protocol"])
@@ -259,6 +261,32 @@ pub(super) fn is_item(path: &[String]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_owner_reference_applied_field_by_field_stays_one_item() {
+        let mut obj = json!({});
+        let key = r#"k:{"uid":"u-1"}"#.to_string();
+        for (field, value) in [
+            ("f:uid", json!("u-1")),
+            ("f:kind", json!("Deployment")),
+            ("f:name", json!("web")),
+            ("f:apiVersion", json!("apps/v1")),
+        ] {
+            set_at(
+                &mut obj,
+                &[
+                    "f:ownerReferences".to_string(),
+                    key.clone(),
+                    field.to_string(),
+                ],
+                value,
+            );
+        }
+        assert_eq!(
+            obj["ownerReferences"],
+            json!([{"uid": "u-1", "kind": "Deployment", "name": "web", "apiVersion": "apps/v1"}])
+        );
+    }
 
     #[test]
     fn fields_v1_round_trip() {

@@ -82,7 +82,15 @@ pub(super) fn validate_ingress(obj: &Value, causes: &mut Vec<Cause>) {
     for (i, rule) in rules.into_iter().flatten().enumerate() {
         if let Some(host) = rule.get("host").and_then(Value::as_str) {
             let bare = host.strip_prefix("*.").unwrap_or(host);
-            if !is_dns1123_subdomain(bare) {
+            // pkg/apis/networking/validation/validation.go validateIngressRules: an IP is refused
+            // before the DNS-1123 check (an IPv4 address is a valid subdomain otherwise).
+            if host.parse::<std::net::IpAddr>().is_ok() {
+                causes.push(Cause::invalid(
+                    format!("spec.rules[{i}].host"),
+                    &Value::String(host.into()),
+                    "must be a DNS name, not an IP address",
+                ));
+            } else if !is_dns1123_subdomain(bare) {
                 causes.push(Cause::invalid(
                     format!("spec.rules[{i}].host"),
                     &Value::String(host.into()),
