@@ -398,7 +398,7 @@ mod tests {
             ("http://-x.example", UrlProblem::Host("-x.example".into())),
             ("http://x..example", UrlProblem::Host("x..example".into())),
             ("http://10.0.0.256", UrlProblem::Host("10.0.0.256".into())),
-            ("http://[::1]:8080", UrlProblem::Host("[::1]".into())),
+            ("http://[::1]:8080", UrlProblem::IpHost("[::1]".into())),
             ("http://x\"\n  evil", UrlProblem::Host("x\"\n  evil".into())),
         ] {
             let e = PublicUrl::parse(value).unwrap_err();
