@@ -422,19 +422,8 @@ fn common_path_errors(field: &str, path: &str) -> Vec<FieldError> {
     if path.is_empty() {
         return vec![required(field, "")];
     }
-    if path.starts_with("//") {
-        return vec![invalid(
-            field,
-            path,
-            "protocol-relative URIs not allowed, must not start with '//'",
-        )];
-    }
-    if has_dot_dot_segment(path) {
-        return vec![invalid(
-            field,
-            path,
-            "path traversal not allowed, path must not contain '..' segments",
-        )];
+    if let Some(error) = escape_error(field, path) {
+        return vec![error];
     }
     let ok = path.starts_with('/')
         && !path
@@ -449,6 +438,25 @@ fn common_path_errors(field: &str, path: &str) -> Vec<FieldError> {
         return vec![invalid(field, path, &msg)];
     }
     vec![]
+}
+
+/// The checks NIC's two validatePath functions (common.go and validation.go) both start with:
+/// no protocol-relative URI, no `..` segment.
+fn escape_error(field: &str, path: &str) -> Option<FieldError> {
+    if path.starts_with("//") {
+        return Some(invalid(
+            field,
+            path,
+            "protocol-relative URIs not allowed, must not start with '//'",
+        ));
+    }
+    has_dot_dot_segment(path).then(|| {
+        invalid(
+            field,
+            path,
+            "path traversal not allowed, path must not contain '..' segments",
+        )
+    })
 }
 
 /// `^([^"\\]|\\.)*$`: every `"` escaped, no trailing unescaped `\`.
@@ -499,19 +507,8 @@ fn path_errors(field: &str, path: &str, path_type: Option<&str>) -> Vec<FieldErr
             "path is required for Exact and Prefix PathTypes",
         )];
     }
-    if path.starts_with("//") {
-        return vec![invalid(
-            field,
-            path,
-            "protocol-relative URIs not allowed, must not start with '//'",
-        )];
-    }
-    if has_dot_dot_segment(path) {
-        return vec![invalid(
-            field,
-            path,
-            "path traversal not allowed, path must not contain '..' segments",
-        )];
+    if let Some(error) = escape_error(field, path) {
+        return vec![error];
     }
     if !path.starts_with('/') || path.chars().any(|c| c.is_whitespace() || c == ';') {
         let msg = regex_error(
