@@ -9,8 +9,12 @@ CARGO_TARGET_DIR := env_var_or_default("CARGO_TARGET_DIR", env_var("HOME") / ".c
 aws_port := env_var_or_default("LOCAL_AWS_PORT", "5000")
 kube_port := env_var_or_default("LOCAL_KUBE_PORT", "6443")
 ingress_port := env_var_or_default("LOCAL_INGRESS_PORT", "8080")
-# The simulator runs the deploy site's pod as a local process of our `web` binary.
-sim_site_flags := "--local-command 'ghcr.io/kdeploy/web=" + bin + "/web serve --listen 127.0.0.1:{port} --insecure-cookies'"
+# The deploy site's image is built by `provisioner up` from this static binary (`just site-binary`),
+# pushed to the emulated ECR and also written to this OCI image layout, from which the simulator runs
+# the site's pods.
+site_target := "x86_64-unknown-linux-musl"
+site_binary := CARGO_TARGET_DIR / site_target / "site/web"
+image_store := ".local/oci"
 # Empty: moto answers at once. `fast` or `realistic`: the realistic front (see localstack/aws/src/front).
 aws_profile := env_var_or_default("LOCAL_AWS_PROFILE", "")
 profile_flag := if aws_profile == "" { "" } else { "--profile " + aws_profile }
@@ -24,8 +28,16 @@ default:
 build:
     cargo build --workspace --bins
 
+# The deploy site's static binary for its image: x86_64 musl, cargo profile `site` (release, stripped).
+site-binary:
+    if [ "$(uname -sm)" = "Linux x86_64" ]; then \
+        cargo build --profile site --target {{site_target}} -p web --bin web; \
+    else \
+        PATH="$PWD/.venv/bin:$PATH" cargo zigbuild --profile site --target {{site_target}} -p web --bin web; \
+    fi
+
 # Run every test: unit tests and the provisioner against the local AWS emulator.
-test:
+test: site-binary
     if cargo nextest --version >/dev/null 2>&1; then \
         cargo nextest run --workspace --no-fail-fast; \
     else \
@@ -42,17 +54,16 @@ aws: build
     "{{bin}}/localstack" aws --port {{aws_port}} {{profile_flag}}
 
 # Everything locally: AWS emulator, cluster simulator, `provisioner up` against both; Ctrl-C stops it.
-up: build
+up: build site-binary
     #!/usr/bin/env bash
     set -euo pipefail
-    mkdir -p .local
+    mkdir -p .local {{image_store}}
     token=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
     (umask 077 && printf '%s' "$token" > .local/kube-token)
     "{{bin}}/localstack" aws --port {{aws_port}} {{profile_flag}} &
     emulator=$!
-    # The site's process reaches the simulator's API through this kubeconfig (as the admin).
-    KUBECONFIG="$PWD/.local/cluster-sim.kubeconfig" "{{bin}}/cluster-sim" --port {{kube_port}} --ingress-port {{ingress_port}} --admin-token "$token" \
-        --kubeconfig .local/cluster-sim.kubeconfig {{sim_site_flags}} &
+    "{{bin}}/cluster-sim" --port {{kube_port}} --ingress-port {{ingress_port}} --admin-token "$token" \
+        --kubeconfig .local/cluster-sim.kubeconfig --image-store {{image_store}} &
     simulator=$!
     trap 'kill $emulator $simulator 2>/dev/null || true' EXIT INT TERM
     for port in {{aws_port}} {{kube_port}}; do
@@ -64,7 +75,8 @@ up: build
     done
     "{{bin}}/provisioner" --endpoint http://127.0.0.1:{{aws_port}} \
         --kube-endpoint http://127.0.0.1:{{kube_port}} --kube-token "$token" \
-        --public-url "http://kdeploy.localhost:{{ingress_port}}" up
+        --public-url "http://kdeploy.localhost:{{ingress_port}}" \
+        --site-binary "{{site_binary}}" --image-layout {{image_store}} up
     echo
     echo "kubectl works too: kubectl --kubeconfig .local/cluster-sim.kubeconfig get pods -A"
     echo "Press Ctrl-C to stop the local stack."
@@ -74,8 +86,11 @@ up: build
 local *args: build
     "{{bin}}/provisioner" --endpoint http://127.0.0.1:{{aws_port}} \
         --kube-endpoint http://127.0.0.1:{{kube_port}} --kube-token "$(cat .local/kube-token 2>/dev/null)" \
-        --public-url "http://kdeploy.localhost:{{ingress_port}}" {{args}}
+        --public-url "http://kdeploy.localhost:{{ingress_port}}" \
+        --site-binary "{{site_binary}}" --image-layout {{image_store}} {{args}}
 
-# Benchmarks (figures, not pass/fail): provisioner `up` against the realistic front.
+# Benchmarks (figures, not pass/fail): provisioner `up` against the realistic front; the site
+# image's build, size, push to ECR through the front and no-op re-run.
 bench:
     cargo run --quiet -p provisioner --example bench_up
+    cargo run --quiet -p provisioner --example bench_image

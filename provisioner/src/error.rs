@@ -97,6 +97,10 @@ pub enum PlanError {
     },
     #[error("the steps' dependencies form a cycle through `{0}`")]
     Cycle(&'static str),
+    #[error(
+        "the steps' removal order (what they need and what they are removed after) forms a cycle through `{0}`"
+    )]
+    RemovalCycle(&'static str),
     #[error("two steps are named `{0}`")]
     Duplicate(&'static str),
 }

@@ -17,12 +17,20 @@ pub struct Stack {
     pub region: String,
 }
 
+/// The parts whose security groups the stack makes (`<name>-cluster-sg`, `<name>-node-sg`).
+pub const SECURITY_GROUP_PARTS: [&str; 2] = ["cluster-sg", "node-sg"];
+
 impl Stack {
     pub fn new(config: &StackConfig) -> Self {
         Self {
             name: config.name.clone(),
             region: config.region.clone(),
         }
+    }
+
+    /// The EC2 security group name (`GroupName`) of a part.
+    pub fn security_group(&self, part: &str) -> String {
+        self.display_name(part)
     }
 
     /// The EKS cluster is named after the stack.
@@ -86,6 +94,63 @@ impl Stack {
     }
 }
 
+/// The rules AWS puts on the names derived from a stack name that the stack name's own rule
+/// (lowercase letters, digits, '-', at most 24) does not already imply. Each broken rule comes
+/// back as a sentence naming the resource, the name and the rule. The region does not matter
+/// here: only IAM names carry it, and they fit for every region (see the tests).
+pub fn name_rules_broken(name: &str) -> Vec<String> {
+    let stack = Stack {
+        name: name.to_owned(),
+        region: String::new(),
+    };
+    let mut broken = Vec::new();
+    // EC2 CreateSecurityGroup, GroupName: "Constraints: Up to 255 characters in length. Cannot
+    // start with sg-."
+    for part in SECURITY_GROUP_PARTS {
+        let group = stack.security_group(part);
+        if group.starts_with("sg-") {
+            broken.push(format!(
+                "makes the security group name `{group}`, and EC2 refuses group names that start with `sg-` (CreateSecurityGroup GroupName)"
+            ));
+        }
+    }
+    // ELBv2 CreateLoadBalancer, Name: "at most 32 characters, only alphanumeric characters or
+    // hyphens, must not begin or end with a hyphen, and must not begin with \"internal-\"".
+    let lb = stack.load_balancer();
+    if lb.starts_with("internal-") {
+        broken.push(format!(
+            "makes the load balancer name `{lb}`, and ELB refuses names that begin with `internal-` (CreateLoadBalancer Name)"
+        ));
+    }
+    if let Some(rule) = elb_name_rule(&lb) {
+        broken.push(format!(
+            "makes the load balancer name `{lb}`, which {rule} (CreateLoadBalancer Name)"
+        ));
+    }
+    // ELBv2 CreateTargetGroup, Name: the same 32 characters, alphanumerics and hyphens, no
+    // hyphen at either end.
+    let tg = stack.target_group();
+    if let Some(rule) = elb_name_rule(&tg) {
+        broken.push(format!(
+            "makes the target group name `{tg}`, which {rule} (CreateTargetGroup Name)"
+        ));
+    }
+    broken
+}
+
+/// The rule an ELB load balancer or target group name breaks, if any.
+fn elb_name_rule(name: &str) -> Option<&'static str> {
+    if name.len() > 32 {
+        Some("is longer than the 32 characters ELB allows")
+    } else if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        Some("has characters other than the letters, digits and hyphens ELB allows")
+    } else if name.starts_with('-') || name.ends_with('-') {
+        Some("begins or ends with a hyphen, which ELB refuses")
+    } else {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,6 +166,47 @@ mod tests {
         assert!(stack.target_group().len() <= 32);
         assert!(stack.cluster_role().len() <= 64);
         assert!(stack.node_instance_profile().len() <= 128);
+    }
+
+    /// EC2 API reference, CreateSecurityGroup, GroupName: "Cannot start with sg-".
+    #[test]
+    fn a_stack_named_sg_would_make_security_group_names_ec2_refuses() {
+        for name in ["sg", "sg-prod"] {
+            let broken = name_rules_broken(name);
+            assert_eq!(broken.len(), 2, "{broken:?}");
+            assert!(broken[0].contains("`sg-"), "{}", broken[0]);
+            assert!(broken[0].contains("CreateSecurityGroup"), "{}", broken[0]);
+        }
+        assert!(name_rules_broken("sgprod").is_empty());
+        assert!(name_rules_broken("prod-sg").is_empty());
+    }
+
+    /// ELBv2 API reference, CreateLoadBalancer, Name: "must not begin with \"internal-\"".
+    #[test]
+    fn a_stack_named_internal_would_make_a_load_balancer_name_elb_refuses() {
+        for name in ["internal", "internal-tools"] {
+            let broken = name_rules_broken(name);
+            assert_eq!(broken.len(), 1, "{broken:?}");
+            assert!(broken[0].contains("`internal-"), "{}", broken[0]);
+            assert!(broken[0].contains("CreateLoadBalancer"), "{}", broken[0]);
+        }
+        assert!(name_rules_broken("internals").is_empty());
+        assert!(name_rules_broken("kdeploy").is_empty());
+    }
+
+    /// ELBv2 API reference, CreateLoadBalancer and CreateTargetGroup, Name: at most 32
+    /// characters, alphanumerics and hyphens, not beginning or ending with a hyphen.
+    #[test]
+    fn elb_names_are_checked_for_length_charset_and_hyphens() {
+        assert_eq!(elb_name_rule(&"a".repeat(32)), None);
+        assert!(elb_name_rule(&"a".repeat(33)).unwrap().contains("32"));
+        assert!(elb_name_rule("a_b").unwrap().contains("letters, digits"));
+        assert!(elb_name_rule("-ab").unwrap().contains("hyphen"));
+        assert!(elb_name_rule("ab-").unwrap().contains("hyphen"));
+        // A name the stack-name rule lets through but ELB would not: caught by the derived check.
+        let broken = name_rules_broken(&"x".repeat(29));
+        assert_eq!(broken.len(), 2, "{broken:?}");
+        assert!(broken.iter().all(|b| b.contains("32 characters")));
     }
 
     #[test]

@@ -1,13 +1,23 @@
 //! The site image's repository and push against the local AWS emulator (moto computes layer
 //! digests from the uploaded bytes), checked with plain ECR calls rather than the provisioner's.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
+
 mod common;
 
+use std::path::PathBuf;
+
 use aws_sdk_ecr::types::{ImageIdentifier, LayerAvailability};
-use common::{config, emulator, run};
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use common::{Run, config, emulator, run};
 use provisioner::aws::ecr::{self, EcrError, RepositoryRemoval, site_repository};
-use provisioner::image::{Image, MANIFEST_MEDIA_TYPE, Recipe};
+use provisioner::image::{Digest, Image, MANIFEST_MEDIA_TYPE, Recipe, layout};
+use provisioner::plan::{Plan, StepError};
+use provisioner::progress::{Action, Event, Outcome};
+use provisioner::remaining;
 use provisioner::stack::STACK_TAG;
+use provisioner::steps::site_image::{self, SiteImage, SiteImageStep, SiteSource};
+use provisioner::steps::{self, PlatformSettings, cluster};
 use rand::RngCore;
 
 const MIB: usize = 1024 * 1024;
@@ -238,4 +248,293 @@ async fn delete_removes_the_stacks_repository_and_leaves_an_untagged_one_alone()
         .await
         .unwrap();
     assert_eq!(still.repositories().len(), 1);
+}
+
+/// A directory of its own for a test: the site's "binary" (random bytes) and an image layout.
+struct Workdir(PathBuf);
+
+impl Workdir {
+    fn new(test: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("kdeploy-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    /// `len` random bytes: incompressible, so the layer needs several upload parts.
+    fn binary(&self, len: usize) -> PathBuf {
+        let mut bytes = vec![0; len];
+        rand::rng().fill_bytes(&mut bytes);
+        let path = self.0.join("web");
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+}
+
+impl Drop for Workdir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// What `provisioner up --aws-only` does plus the site's image, as the full plan registers it
+/// (the Kubernetes steps need a cluster API, which these tests do not have).
+fn aws_and_image(source: &SiteSource) -> Plan {
+    let full = steps::full(PlatformSettings {
+        site: source.clone(),
+        ..PlatformSettings::default()
+    });
+    let registered = full.steps().find(|s| s.id() == site_image::ID).unwrap();
+    assert_eq!(registered.removed_after(), [cluster::ID]);
+    steps::infrastructure().with(SiteImageStep {
+        source: source.clone(),
+    })
+}
+
+/// Calls that change something in ECR.
+const ECR_CHANGES: [&str; 8] = [
+    "ECR:CreateRepository",
+    "ECR:TagResource",
+    "ECR:InitiateLayerUpload",
+    "ECR:UploadLayerPart",
+    "ECR:CompleteLayerUpload",
+    "ECR:PutImage",
+    "ECR:DeleteRepository",
+    "ECR:BatchDeleteImage",
+];
+
+fn calls(run: &Run, op: &str) -> usize {
+    run.calls
+        .counts()
+        .by_operation
+        .get(op)
+        .copied()
+        .unwrap_or(0)
+}
+
+fn ecr_changes(run: &Run) -> Vec<(&'static str, usize)> {
+    ECR_CHANGES
+        .iter()
+        .map(|op| (*op, calls(run, op)))
+        .filter(|(_, n)| *n > 0)
+        .collect()
+}
+
+fn at(events: &[Event], event: &Event) -> usize {
+    events
+        .iter()
+        .position(|e| e == event)
+        .unwrap_or_else(|| panic!("{event:?} not in {events:?}"))
+}
+
+/// The AWS error code of a DescribeRepositories for `name`, `None` when it exists.
+async fn repository_error(run: &Run, name: &str) -> Option<String> {
+    let described = run
+        .cx
+        .aws
+        .clients
+        .ecr
+        .describe_repositories()
+        .repository_names(name)
+        .send()
+        .await;
+    described.err().map(|e| {
+        e.as_service_error()
+            .and_then(|e| e.code())
+            .unwrap_or("?")
+            .to_owned()
+    })
+}
+
+#[tokio::test]
+async fn up_pushes_the_site_image_while_eks_is_created_and_down_removes_it_after_the_cluster() {
+    let emu = emulator().await;
+    let work = Workdir::new("siteimage");
+    let source = SiteSource::Binary {
+        path: work.binary(12 * 1024 * 1024),
+        layout: Some(work.0.join("oci")),
+    };
+    let plan = aws_and_image(&source);
+
+    let first = run(&emu, config("siteimg")).await;
+    plan.up(&first.cx)
+        .await
+        .unwrap_or_else(|e| panic!("up failed: {e}"));
+    let events = first.progress.events();
+    assert!(
+        at(&events, &Event::Started("site-image"))
+            < at(&events, &Event::Finished("cluster", Outcome::Done)),
+        "the image is pushed while EKS is being created: {events:?}"
+    );
+    // Config and two parts of the layer, at least.
+    assert!(
+        calls(&first, "ECR:UploadLayerPart") >= 3,
+        "{:?}",
+        first.calls.counts()
+    );
+
+    // What ECR has, through plain ECR calls: the reference handed to the platform step is the
+    // repository's URI pinned by the digest of the manifest ECR holds under the version tag.
+    let client = &first.cx.aws.clients.ecr;
+    let repositories = client
+        .describe_repositories()
+        .repository_names("siteimg/web")
+        .send()
+        .await
+        .unwrap();
+    let uri = repositories.repositories()[0].repository_uri().unwrap();
+    let got = client
+        .batch_get_image()
+        .repository_name("siteimg/web")
+        .image_ids(
+            ImageIdentifier::builder()
+                .image_tag(site_image::TAG)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let manifest = got.images()[0].image_manifest().unwrap();
+    let digest = Digest::of(manifest.as_bytes());
+    let details = client
+        .describe_images()
+        .repository_name("siteimg/web")
+        .send()
+        .await
+        .unwrap();
+    let tagged: Vec<(Option<&str>, &[String])> = details
+        .image_details()
+        .iter()
+        .map(|d| (d.image_digest(), d.image_tags()))
+        .collect();
+    assert_eq!(
+        tagged,
+        [(Some(digest.as_str()), &[site_image::TAG.to_owned()][..])]
+    );
+    let handed = first.cx.outputs.get::<SiteImage>().unwrap();
+    assert_eq!(handed.reference, format!("{uri}@{digest}"));
+    // The same image in the layout, for the local simulator, under `uri:version`.
+    let written = layout::read(&work.0.join("oci"), &format!("{uri}:{}", site_image::TAG)).unwrap();
+    assert_eq!(written.manifest_digest, digest);
+    assert_eq!(written.manifest, manifest.as_bytes());
+
+    // Again: everything is found, nothing in ECR changes.
+    let again = run(&emu, config("siteimg")).await;
+    plan.up(&again.cx).await.unwrap();
+    assert_eq!(ecr_changes(&again), [], "{:?}", again.calls.counts());
+    for read in [
+        "ECR:DescribeRepositories",
+        "ECR:ListTagsForResource",
+        "ECR:DescribeImages",
+    ] {
+        assert!(
+            calls(&again, read) >= 1,
+            "{read}: {:?}",
+            again.calls.counts()
+        );
+    }
+    assert_eq!(
+        again.cx.outputs.get::<SiteImage>().unwrap().reference,
+        handed.reference
+    );
+
+    // Down: the repository and its image go, once the cluster is gone.
+    let gone = run(&emu, config("siteimg")).await;
+    plan.down(&gone.cx)
+        .await
+        .unwrap_or_else(|e| panic!("down failed: {e}"));
+    let events = gone.progress.events();
+    assert!(
+        at(&events, &Event::Finished("cluster", Outcome::Done))
+            < at(&events, &Event::Started("site-image")),
+        "{events:?}"
+    );
+    assert!(
+        gone.progress
+            .changes()
+            .iter()
+            .any(|c| c.step == "site-image"
+                && c.action == Action::Deleted
+                && c.id == "siteimg/web")
+    );
+    assert_eq!(calls(&gone, "ECR:DeleteRepository"), 1);
+    assert_eq!(
+        repository_error(&gone, "siteimg/web").await.as_deref(),
+        Some("RepositoryNotFoundException")
+    );
+    let left = remaining(&plan, &gone.cx).await.unwrap();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[tokio::test]
+async fn a_given_image_is_used_as_it_is_and_a_foreign_repository_is_never_touched() {
+    let emu = emulator().await;
+    let given = "registry.example/kdeploy/web@sha256:0123";
+    let plan = |source: SiteSource| {
+        steps::full(PlatformSettings {
+            site: source,
+            ..PlatformSettings::default()
+        })
+        .through(site_image::ID)
+        .unwrap()
+    };
+
+    // --site-image: no build, no repository, the platform gets the reference as given.
+    let image = run(&emu, config("given")).await;
+    plan(SiteSource::Image(given.to_owned()))
+        .up(&image.cx)
+        .await
+        .unwrap();
+    assert_eq!(
+        image.cx.outputs.get::<SiteImage>().unwrap().reference,
+        given
+    );
+    assert_eq!(ecr_changes(&image), []);
+    assert_eq!(
+        repository_error(&image, "given/web").await.as_deref(),
+        Some("RepositoryNotFoundException")
+    );
+
+    // Someone else's repository under the stack's repository name.
+    let foreign = run(&emu, config("foreign")).await;
+    foreign
+        .cx
+        .aws
+        .clients
+        .ecr
+        .create_repository()
+        .repository_name("foreign/web")
+        .send()
+        .await
+        .unwrap();
+    let before = ecr_changes(&foreign);
+    let work = Workdir::new("foreignimage");
+    let binary = SiteSource::Binary {
+        path: work.binary(1024),
+        layout: None,
+    };
+    let err = plan(binary.clone()).up(&foreign.cx).await.unwrap_err();
+    assert!(
+        matches!(err.failed[0].1, StepError::NotOwned { .. }),
+        "{err}"
+    );
+    // Status tells it apart from the stack's own, and it is not left over by the stack.
+    let inspected = plan(SiteSource::Unset).inspect(&foreign.cx).await;
+    let found = inspected[0].1.as_ref().unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].id, None);
+    assert!(
+        found[0].state.contains("NOT tagged for this stack"),
+        "{found:?}"
+    );
+    // Down, whatever the flags, says so and leaves it.
+    plan(SiteSource::Unset).down(&foreign.cx).await.unwrap();
+    let said = foreign.progress.changes();
+    assert!(
+        said.iter()
+            .any(|c| c.step == "site-image" && c.kind.contains("left alone")),
+        "{said:?}"
+    );
+    assert_eq!(ecr_changes(&foreign), before, "nothing changed in ECR");
+    assert_eq!(repository_error(&foreign, "foreign/web").await, None);
 }

@@ -8,11 +8,13 @@ use std::collections::BTreeSet;
 use aws_sdk_ec2::types::Filter;
 use base64::Engine;
 use common::{Census, census, config, down, emulator, left, run, up};
+use provisioner::config::Support;
 use provisioner::ingress::{HEALTH_NODE_PORT, HEALTH_PATH, HTTP_NODE_PORT};
 use provisioner::plan::StepError;
 use provisioner::progress::{Event, Outcome};
 use provisioner::stack::STACK_TAG;
 use provisioner::steps;
+use provisioner::steps::cluster::Cluster;
 use provisioner::steps::load_balancer::LoadBalancer;
 use provisioner::steps::network::Network;
 
@@ -256,10 +258,8 @@ async fn up_builds_the_papers_stack_with_every_relationship() {
         .await
         .unwrap();
     let cluster = cluster.cluster().unwrap();
-    assert_eq!(
-        cluster.version(),
-        Some(run.cx.config.kubernetes_version.as_str())
-    );
+    let made = run.cx.outputs.get::<Cluster>().unwrap();
+    assert_eq!(cluster.version(), Some(made.version.as_str()));
     assert_eq!(cluster.role_arn(), role.role().map(|r| r.arn()));
     let vpc_config = cluster.resources_vpc_config().unwrap();
     assert!(vpc_config.endpoint_public_access() && vpc_config.endpoint_private_access());
@@ -278,9 +278,7 @@ async fn up_builds_the_papers_stack_with_every_relationship() {
         .clients
         .ssm
         .get_parameter()
-        .name(provisioner::steps::nodes::ami_parameter(
-            &run.cx.config.kubernetes_version,
-        ))
+        .name(provisioner::steps::nodes::ami_parameter(&made.version))
         .send()
         .await
         .unwrap();
@@ -616,4 +614,163 @@ async fn a_foreign_resource_with_our_name_stops_up_with_the_step_and_resource() 
         .await
         .unwrap();
     assert!(vpcs.vpcs().is_empty(), "the stack's own VPC was removed");
+}
+
+/// Every CreateCluster request as the SDK was given it: token and `upgradePolicy.supportType`
+/// (moto 5.2 accepts `upgradePolicy` but neither keeps nor returns it).
+/// `(clientRequestToken, upgradePolicy.supportType)` of one CreateCluster call.
+type CreateClusterRequest = (Option<String>, Option<String>);
+
+#[derive(Debug, Clone, Default)]
+struct CreateClusterRequests(std::sync::Arc<std::sync::Mutex<Vec<CreateClusterRequest>>>);
+
+impl CreateClusterRequests {
+    fn taken(&self) -> Vec<CreateClusterRequest> {
+        self.0.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+}
+
+impl aws_smithy_runtime_api::client::interceptors::Intercept for CreateClusterRequests {
+    fn name(&self) -> &'static str {
+        "CreateClusterRequests"
+    }
+
+    fn read_before_serialization(
+        &self,
+        context: &aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef<'_>,
+        _components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        _cfg: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        use aws_sdk_eks::operation::create_cluster::CreateClusterInput;
+        if let Some(input) = context.input().downcast_ref::<CreateClusterInput>() {
+            let support = input
+                .upgrade_policy()
+                .and_then(|u| u.support_type())
+                .map(|t| t.as_str().to_owned());
+            if let Ok(mut taken) = self.0.lock() {
+                taken.push((input.client_request_token().map(str::to_owned), support));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A run whose EKS client also records the CreateCluster requests.
+async fn recorded_run(
+    emu: &aws::AwsEmulator,
+    config: provisioner::config::StackConfig,
+) -> (common::Run, CreateClusterRequests) {
+    let mut run = run(emu, config).await;
+    let requests = CreateClusterRequests::default();
+    let eks = &run.cx.aws.clients.eks;
+    run.cx.aws.clients.eks = aws_sdk_eks::Client::from_conf(
+        eks.config()
+            .to_builder()
+            .interceptor(requests.clone())
+            .build(),
+    );
+    (run, requests)
+}
+
+/// The newest version in standard support today whose node AMI parameter the emulator serves.
+async fn newest_with_an_ami(run: &common::Run) -> String {
+    let today = run.cx.config.today;
+    for release in provisioner::config::versions::accepted(today, Support::Standard) {
+        let found = run
+            .cx
+            .aws
+            .clients
+            .ssm
+            .get_parameter()
+            .name(provisioner::steps::nodes::ami_parameter(release.version))
+            .send()
+            .await;
+        if found.is_ok() {
+            return release.version.to_owned();
+        }
+    }
+    panic!("the emulator serves no AMI parameter of an accepted version");
+}
+
+/// Issue 13, items 4 and 5: CreateCluster asks for upgrade policy STANDARD (no extended-support
+/// charges), with the newest version the AMI parameters know, and each `up` sends its own
+/// `clientRequestToken` (the same one on every retry of that call).
+#[tokio::test]
+async fn create_cluster_asks_for_standard_support_with_a_fresh_token_per_run() {
+    let emu = emulator().await;
+    let name = "tokens";
+
+    let (plan_run, _) = recorded_run(&emu, config(name)).await;
+    let newest = newest_with_an_ami(&plan_run).await;
+    let said = steps::cluster::support_plan(&plan_run.cx).await.unwrap();
+    assert!(
+        said[0].contains(&format!("Kubernetes {newest}"))
+            && said[0].contains("upgrade policy STANDARD"),
+        "{said:?}"
+    );
+    assert!(
+        said.iter().any(|l| l.contains("standard support until")),
+        "{said:?}"
+    );
+
+    let (first, first_requests) = recorded_run(&emu, config(name)).await;
+    steps::infrastructure().up(&first.cx).await.unwrap();
+    let taken = first_requests.taken();
+    assert!(!taken.is_empty(), "no CreateCluster was made");
+    let first_token = taken[0].0.clone().expect("a clientRequestToken");
+    for (token, support) in &taken {
+        assert_eq!(
+            token.as_deref(),
+            Some(first_token.as_str()),
+            "a retry changed the token"
+        );
+        assert_eq!(support.as_deref(), Some("STANDARD"));
+    }
+    assert_ne!(first_token, format!("{name}-{}", first.cx.stack.region));
+    let described = first
+        .cx
+        .aws
+        .clients
+        .eks
+        .describe_cluster()
+        .name(name)
+        .send()
+        .await
+        .unwrap();
+    let described = described.cluster().unwrap();
+    assert_eq!(described.version(), Some(newest.as_str()));
+    // moto drops upgradePolicy; should it ever keep it, it must be what was asked.
+    if let Some(policy) = described.upgrade_policy() {
+        assert_eq!(policy.support_type().map(|t| t.as_str()), Some("STANDARD"));
+    }
+
+    down(&emu, name).await;
+    let (second, second_requests) = recorded_run(&emu, config(name)).await;
+    steps::infrastructure().up(&second.cx).await.unwrap();
+    let taken = second_requests.taken();
+    assert!(!taken.is_empty(), "no CreateCluster in the second up");
+    let second_token = taken[0].0.clone().expect("a clientRequestToken");
+    assert_ne!(
+        second_token, first_token,
+        "the second up reused the first up's token"
+    );
+    assert!(taken.iter().all(|(_, s)| s.as_deref() == Some("STANDARD")));
+    down(&emu, name).await;
+}
+
+/// Issue 13, item 4: with extended support asked for, CreateCluster says EXTENDED.
+#[tokio::test]
+async fn extended_support_is_asked_for_only_when_configured() {
+    let emu = emulator().await;
+    let mut config = config("extended");
+    config.support = Support::Extended;
+    let (run, requests) = recorded_run(&emu, config).await;
+    steps::infrastructure().up(&run.cx).await.unwrap();
+    let taken = requests.taken();
+    assert!(!taken.is_empty());
+    assert!(
+        taken.iter().all(|(_, s)| s.as_deref() == Some("EXTENDED")),
+        "{taken:?}"
+    );
+    down(&emu, "extended").await;
 }

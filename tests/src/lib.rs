@@ -62,6 +62,34 @@ pub fn workspace_binary(package: &str, bin: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("cargo built no executable {bin} of package {package}"))
 }
 
+/// The deploy site's static binary for its image, as `./dev site-binary` builds it (which
+/// `./dev test` runs first, so nothing is rebuilt here): release profile `site`, target
+/// `x86_64-unknown-linux-musl`. Fails naming what is missing when the target or musl-gcc is not
+/// installed (`./dev` installs both).
+pub fn site_binary() -> PathBuf {
+    const TARGET: &str = "x86_64-unknown-linux-musl";
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let output = Command::new(cargo)
+        .args(["build", "--profile", "site", "--target", TARGET])
+        .args(["-p", "web", "--bin", "web", "--quiet"])
+        .arg("--message-format=json-render-diagnostics")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap_or_else(|e| panic!("running cargo to build the site's static binary: {e}"));
+    assert!(
+        output.status.success(),
+        "cargo could not build the site's static binary (needs `rustup target add {TARGET}` and \
+         musl-gcc from Debian's musl-tools; `./dev site-binary` installs both): {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "web")
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .unwrap_or_else(|| panic!("cargo built no static `web` executable"))
+}
+
 /// Polls `check` until it returns `Some`, failing the test with `what` after `timeout`.
 pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
 where
@@ -137,9 +165,31 @@ impl SiteCluster {
     }
 }
 
+impl SiteCluster {
+    /// The simulator running the site's pods from the images in the OCI image layout `store`
+    /// (the one `provisioner up --image-layout` writes): the pod gets its ServiceAccount's token
+    /// from the kubelet's token volume, as on a cluster.
+    pub async fn from_image_store(store: &std::path::Path) -> Self {
+        let sim = ClusterSim::start(SimConfig {
+            readiness_delay: Duration::from_millis(100),
+            admin_token: Some(format!("test-{}", rand_suffix())),
+            image_store: Some(store.to_path_buf()),
+            ..SimConfig::default()
+        })
+        .await
+        .expect("simulator");
+        Self {
+            sim,
+            kubeconfig: PathBuf::new(),
+        }
+    }
+}
+
 impl Drop for SiteCluster {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.kubeconfig);
+        if !self.kubeconfig.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.kubeconfig);
+        }
     }
 }
 

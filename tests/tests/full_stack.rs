@@ -1,13 +1,17 @@
 //! The whole bring-up over the local stack: the AWS emulator for AWS, the cluster simulator for
-//! Kubernetes (the only local switch), the site as our real binary under its own ServiceAccount,
+//! Kubernetes (the only local switch), the site's image built from its static binary and pushed to
+//! the emulated ECR, the site's pods started by the simulator from that image (its entrypoint,
+//! user and port, chrooted where the simulator runs as root) under the site's own ServiceAccount,
 //! then a request through the simulated NLB + ingress, and `down`.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // test set-up
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret};
 use kube::Api;
 use platform::names::{HOST_INGRESS, SITE, SYSTEM_NAMESPACE};
 use platform::verdict::ADDED_OR_UPDATED;
@@ -17,6 +21,7 @@ use provisioner::plan::{Context, Plan};
 use provisioner::progress::RecordedProgress;
 use provisioner::steps::load_balancer::LoadBalancer;
 use provisioner::steps::platform::Site;
+use provisioner::steps::site_image::{SiteImage, SiteSource};
 use provisioner::steps::{self, PlatformSettings};
 use provisioner::{Aws, remaining};
 use tests::{Browser, SiteCluster, aws_emulator, eventually, route_verdict};
@@ -35,16 +40,41 @@ fn config(name: &str) -> StackConfig {
     config
 }
 
-/// The full plan, its Kubernetes steps sent to the simulator (the only local switch).
-fn full_plan(sim: &cluster::RunningSim) -> Plan {
+/// The full plan, its Kubernetes steps sent to the simulator (the only local switch); the site's
+/// image is built from `binary` and also written to the simulator's image store.
+fn full_plan(sim: &cluster::RunningSim, binary: &Path, store: &Path) -> Plan {
     steps::full(PlatformSettings {
         kube_override: Some(platform::cluster::Access {
             endpoint: sim.api_url(),
             certificate_authority: None,
             token: sim.admin_token().to_owned(),
         }),
+        site: SiteSource::Binary {
+            path: binary.to_path_buf(),
+            layout: Some(store.to_path_buf()),
+        },
         ..PlatformSettings::default()
     })
+}
+
+/// A fresh directory for the simulator's image store, removed with the value.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let dir = std::env::temp_dir().join(format!("kdeploy-oci-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("image store directory");
+        Self(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// A run against the emulator, with its own call log.
@@ -62,12 +92,15 @@ async fn context(emulator: &aws::AwsEmulator) -> (Context, CallLog) {
 #[tokio::test]
 async fn up_brings_the_platform_up_and_down_takes_it_away() {
     let provisioner_binary = tests::workspace_binary("provisioner", "provisioner");
+    let site_binary = tests::site_binary();
+    let store = TempDir::new();
     let emu = aws_emulator().await;
-    let site_cluster = SiteCluster::start("kdeploy-system", "kdeploy-web").await;
+    let site_cluster = SiteCluster::from_image_store(&store.0).await;
     let sim = &site_cluster.sim;
+    let full_plan = || full_plan(sim, &site_binary, &store.0);
 
     let (first, _) = context(&emu).await;
-    full_plan(sim)
+    full_plan()
         .up(&first)
         .await
         .unwrap_or_else(|e| panic!("up failed: {e}"));
@@ -141,6 +174,79 @@ async fn up_brings_the_platform_up_and_down_takes_it_away() {
     assert_eq!(elsewhere.status, 404, "{}", elsewhere.body);
     assert!(elsewhere.body.contains("kdeploy"), "{}", elsewhere.body);
 
+    // The site runs from the image `up` built and pushed: the Deployment is pinned to the digest
+    // ECR holds (read with a plain ECR call), and the simulator started its pods from that image
+    // (each on a pod IP of its own), not from a host binary.
+    let pushed = first.outputs.get::<SiteImage>().expect("site image output");
+    let (uri, digest) = pushed
+        .reference
+        .split_once("@sha256:")
+        .expect("pinned by digest");
+    let deployment = Api::<Deployment>::namespaced(kube.clone(), SYSTEM_NAMESPACE)
+        .get(SITE)
+        .await
+        .expect("the site's Deployment");
+    let containers = deployment
+        .spec
+        .expect("spec")
+        .template
+        .spec
+        .expect("pod spec")
+        .containers;
+    assert_eq!(
+        containers[0].image.as_deref(),
+        Some(pushed.reference.as_str())
+    );
+    let images = first
+        .aws
+        .clients
+        .ecr
+        .describe_images()
+        .repository_name("full/web")
+        .send()
+        .await
+        .expect("describe the site's repository");
+    let held: Vec<_> = images
+        .image_details()
+        .iter()
+        .map(|d| {
+            (
+                d.image_digest().unwrap_or_default().to_owned(),
+                d.image_tags().to_vec(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        held,
+        [(
+            format!("sha256:{digest}"),
+            vec![env!("CARGO_PKG_VERSION").to_owned()]
+        )]
+    );
+    assert!(uri.ends_with("/full/web"), "{uri}");
+    let pods = Api::<Pod>::namespaced(kube.clone(), SYSTEM_NAMESPACE)
+        .list(&kube::api::ListParams::default().labels(&format!("app.kubernetes.io/name={SITE}")))
+        .await
+        .expect("the site's pods");
+    let running: Vec<_> = pods
+        .items
+        .iter()
+        .filter_map(|p| p.status.as_ref())
+        .filter(|s| {
+            s.container_statuses
+                .iter()
+                .flatten()
+                .any(|c| c.ready && c.image_id.contains(digest))
+        })
+        .filter_map(|s| s.pod_ip.clone())
+        .collect();
+    assert!(
+        running.len() == 2
+            && running.iter().all(|ip| ip.starts_with("127."))
+            && running[0] != running[1],
+        "two ready replicas run from the image, each on its own loopback pod IP: {running:?}"
+    );
+
     // The operator's command shows the credentials again while the Secret exists, and says what
     // to do once it is gone.
     let initial_admin = || {
@@ -189,7 +295,7 @@ async fn up_brings_the_platform_up_and_down_takes_it_away() {
 
     // Again: no AWS change, and the credentials are not shown a second time.
     let (again, calls) = context(&emu).await;
-    full_plan(sim)
+    full_plan()
         .up(&again)
         .await
         .unwrap_or_else(|e| panic!("second up failed: {e}"));
@@ -202,7 +308,7 @@ async fn up_brings_the_platform_up_and_down_takes_it_away() {
     assert!(again.outputs.get::<Site>().expect("site").admin.is_none());
 
     let (last, _) = context(&emu).await;
-    full_plan(sim)
+    full_plan()
         .down(&last)
         .await
         .unwrap_or_else(|e| panic!("down failed: {e}"));
@@ -210,6 +316,21 @@ async fn up_brings_the_platform_up_and_down_takes_it_away() {
         .await
         .expect("inspecting the stack");
     assert!(left.is_empty(), "{left:?}");
+    // The image's repository went too, after the cluster (a plain ECR call).
+    let repository = last
+        .aws
+        .clients
+        .ecr
+        .describe_repositories()
+        .repository_names("full/web")
+        .send()
+        .await;
+    let code = repository
+        .as_ref()
+        .err()
+        .and_then(|e| e.as_service_error())
+        .map(|e| e.is_repository_not_found_exception());
+    assert_eq!(code, Some(true), "{repository:?}");
     let namespaces: Api<Namespace> = Api::all(kube);
     for ns in ["kdeploy-system", "nginx-ingress"] {
         let gone = match namespaces.get_opt(ns).await.expect("get") {

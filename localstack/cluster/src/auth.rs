@@ -78,6 +78,15 @@ impl Authenticator {
         token
     }
 
+    /// Stops accepting a token: a bound service account token is invalid once the object it is
+    /// bound to (its pod) is gone (https://kubernetes.io/docs/concepts/security/service-accounts/#bound-service-account-tokens).
+    pub fn revoke_service_account_token(&self, token: &str) {
+        self.service_account_tokens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(token);
+    }
+
     pub fn authenticate(&self, authorization: Option<&str>) -> Option<User> {
         if authorization.is_none() && self.anonymous_is_admin {
             return Some(Self::admin());

@@ -9,6 +9,8 @@ pub mod containers;
 pub mod controllers;
 pub mod defaults;
 pub mod error;
+pub mod expansion;
+pub mod images;
 pub mod ingress;
 pub mod meta;
 pub mod quantity;
@@ -60,6 +62,10 @@ pub struct SimConfig {
     /// EndpointSlice update, the controller's queue and the NGINX reload take about this long,
     /// while the kubelet is already stopping the pod. Zero makes the ingress see changes at once.
     pub endpoint_propagation_delay: Duration,
+    /// An OCI image layout (the node's image store): a pod whose first container's image is
+    /// in it runs that image's program on a loopback pod IP of its own (127.1.0.0/16), before
+    /// `local_commands` and the simulated containers are considered.
+    pub image_store: Option<std::path::PathBuf>,
 }
 
 /// A local program standing in for an image: a pod whose first container's image starts with
@@ -88,6 +94,7 @@ impl Default for SimConfig {
             anonymous_is_admin: false,
             local_commands: Vec::new(),
             endpoint_propagation_delay: Duration::from_secs(1),
+            image_store: None,
         }
     }
 }
@@ -170,6 +177,10 @@ impl ClusterSim {
             registry.clone(),
             Arc::new(config.clone()),
             containers.clone(),
+            controllers::ApiAccess {
+                authenticator: authenticator.clone(),
+                addr: api_addr,
+            },
         )));
         let nginx: ingress::Published = Arc::default();
         tasks.push(tokio::spawn(ingress::controller::run(

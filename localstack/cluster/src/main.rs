@@ -35,6 +35,10 @@ struct Args {
     /// whitespace; `{port}` in an argument becomes the pod's port, also passed as `PORT`). Repeatable.
     #[arg(long = "local-command", value_parser = parse_local_command)]
     local_commands: Vec<LocalCommand>,
+    /// An OCI image layout directory: pods of images found there run the image's program
+    /// (entrypoint, command, env, user) on a loopback pod IP of their own.
+    #[arg(long, env = "CLUSTER_SIM_IMAGE_STORE")]
+    image_store: Option<PathBuf>,
 }
 
 fn parse_local_command(spec: &str) -> Result<LocalCommand, String> {
@@ -61,6 +65,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         anonymous_is_admin: !args.require_token,
         local_commands: args.local_commands,
         endpoint_propagation_delay: Duration::from_millis(args.endpoint_propagation_ms),
+        image_store: args.image_store,
         ..SimConfig::default()
     };
     let sim = ClusterSim::start(config).await?;

@@ -52,11 +52,14 @@ impl CallCounts {
     }
 }
 
-/// Read-only AWS operations by naming convention; everything else changes state.
+/// Read-only AWS operations by naming convention (`Describe*`, `List*`, `Get*`, `BatchGet*`),
+/// plus ECR's `BatchCheckLayerAvailability`, which only reports which blobs exist; everything
+/// else, the image push's `InitiateLayerUpload`, `UploadLayerPart`, `CompleteLayerUpload` and
+/// `PutImage` included, changes state.
 pub fn is_mutating(operation: &str) -> bool {
-    !["Describe", "List", "Get"]
-        .iter()
-        .any(|prefix| operation.starts_with(prefix))
+    const READS: [&str; 4] = ["Describe", "List", "Get", "BatchGet"];
+    operation != "BatchCheckLayerAvailability"
+        && !READS.iter().any(|prefix| operation.starts_with(prefix))
 }
 
 impl CallLog {
@@ -169,5 +172,30 @@ mod tests {
         assert!(is_mutating("CreateVpc"));
         assert!(is_mutating("AuthorizeSecurityGroupIngress"));
         assert!(is_mutating("RegisterTargets"));
+    }
+
+    /// ECR API reference, Actions: what an image push reads and what it changes.
+    #[test]
+    fn ecr_push_checks_are_reads_and_uploads_are_changes() {
+        for read in [
+            "BatchCheckLayerAvailability",
+            "BatchGetImage",
+            "DescribeRepositories",
+            "DescribeImages",
+            "ListTagsForResource",
+        ] {
+            assert!(!is_mutating(read), "{read}");
+        }
+        for change in [
+            "CreateRepository",
+            "TagResource",
+            "InitiateLayerUpload",
+            "UploadLayerPart",
+            "CompleteLayerUpload",
+            "PutImage",
+            "DeleteRepository",
+        ] {
+            assert!(is_mutating(change), "{change}");
+        }
     }
 }

@@ -1,10 +1,12 @@
 //! EKS: the cluster itself (describe, create, the two settings `up` converges, delete).
 
 use aws_sdk_eks::types::{
-    AuthenticationMode, CreateAccessConfigRequest, UpdateAccessConfigRequest, VpcConfigRequest,
+    AuthenticationMode, CreateAccessConfigRequest, SupportType, UpdateAccessConfigRequest,
+    UpgradePolicyRequest, VpcConfigRequest,
 };
 
 use super::{AwsError, NotFoundExt, SdkResultExt, Tags, required_str};
+use crate::config::Support;
 
 /// The EKS layer; see [`super::Aws::eks`].
 pub struct Eks<'a>(pub(super) &'a aws_sdk_eks::Client);
@@ -25,6 +27,8 @@ pub struct EksCluster {
     /// Only the aws-auth ConfigMap authenticates (no access entries).
     pub config_map_only: bool,
     pub health: Option<String>,
+    /// `upgradePolicy.supportType` (`STANDARD`, `EXTENDED`), when EKS reports it.
+    pub support: Option<String>,
     pub tags: Tags,
 }
 
@@ -37,7 +41,18 @@ pub struct NewCluster<'a> {
     pub security_group_id: &'a str,
     /// The same token on every retry: EKS then treats a repeated create as the same request.
     pub request_token: &'a str,
+    pub support: Support,
     pub tags: &'a [(String, String)],
+}
+
+fn upgrade_policy(support: Support) -> UpgradePolicyRequest {
+    let support_type = match support {
+        Support::Standard => SupportType::Standard,
+        Support::Extended => SupportType::Extended,
+    };
+    UpgradePolicyRequest::builder()
+        .support_type(support_type)
+        .build()
 }
 
 const DESCRIBE: &str = "eks:DescribeCluster";
@@ -67,6 +82,10 @@ fn cluster(c: &aws_sdk_eks::types::Cluster) -> Result<EksCluster, AwsError> {
             .and_then(|a| a.authentication_mode())
             .is_some_and(|m| *m == AuthenticationMode::ConfigMap),
         health: c.health().map(|h| format!("{:?}", h.issues())),
+        support: c
+            .upgrade_policy()
+            .and_then(|u| u.support_type())
+            .map(|t| t.as_str().to_owned()),
         tags: c
             .tags()
             .into_iter()
@@ -111,6 +130,7 @@ impl Eks<'_> {
             .role_arn(new.role_arn)
             .resources_vpc_config(vpc)
             .access_config(access)
+            .upgrade_policy(upgrade_policy(new.support))
             .client_request_token(new.request_token);
         for (k, v) in new.tags {
             request = request.tags(k, v);
@@ -145,6 +165,18 @@ impl Eks<'_> {
                     .authentication_mode(AuthenticationMode::ApiAndConfigMap)
                     .build(),
             )
+            .send()
+            .await
+            .op("eks:UpdateClusterConfig")
+            .map(drop)
+    }
+
+    /// Sets the upgrade policy: whether the cluster may stay in extended support (billed).
+    pub async fn set_support(&self, name: &str, support: Support) -> Result<(), AwsError> {
+        self.0
+            .update_cluster_config()
+            .name(name)
+            .upgrade_policy(upgrade_policy(support))
             .send()
             .await
             .op("eks:UpdateClusterConfig")

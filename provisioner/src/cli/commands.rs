@@ -86,6 +86,7 @@ pub async fn plan(w: &Wiring) -> anyhow::Result<ExitCode> {
     let order = w.plan.order().context("the plan is inconsistent")?;
     let inspected = w.plan.inspect(&w.cx).await;
     report::plan(&w.plan, &order, &inspected);
+    report::support(&w.cx).await;
     Ok(ExitCode::SUCCESS)
 }
 

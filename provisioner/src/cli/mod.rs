@@ -19,7 +19,7 @@ use provisioner::aws::{CallLog, LOCAL_ENDPOINT, Target};
 use provisioner::config::{ConfigError, Overrides, StackFile};
 use provisioner::plan::{Context, Plan};
 use provisioner::progress::{PlainProgress, Progress, TerminalProgress};
-use provisioner::steps::{self, PlatformSettings};
+use provisioner::steps::{self, PlatformSettings, SiteSource};
 
 pub const EXIT_FAILED: u8 = 1;
 pub const EXIT_CONFIG: u8 = 2;
@@ -45,9 +45,14 @@ pub struct Cli {
     /// AWS region (default ap-northeast-2).
     #[arg(long, global = true)]
     region: Option<String>,
-    /// Kubernetes version of the EKS cluster, e.g. 1.34.
+    /// Kubernetes version of the EKS cluster, e.g. 1.35 (default: the newest in EKS standard
+    /// support whose node AMI is published).
     #[arg(long, global = true)]
     kubernetes_version: Option<String>,
+    /// Allow versions in EKS extended support and set the cluster's upgrade policy to EXTENDED
+    /// (billed per cluster-hour); as `support = "extended"` in stack.toml.
+    #[arg(long, global = true)]
+    extended_support: bool,
     /// Number of worker nodes (sets min, desired and max).
     #[arg(long, global = true)]
     nodes: Option<i64>,
@@ -90,9 +95,32 @@ pub struct Cli {
     /// Only the AWS side: skip node access, the ingress controller and the deploy site.
     #[arg(long, global = true)]
     aws_only: bool,
-    /// The deploy site's image (default: the published image of this version).
-    #[arg(long, global = true, env = "PROVISIONER_SITE_IMAGE")]
+    /// The deploy site's static x86_64-unknown-linux-musl binary (`./dev site-binary` builds it):
+    /// `up` builds the site's image from it and pushes it to the stack's ECR repository.
+    #[arg(
+        long,
+        global = true,
+        env = "PROVISIONER_SITE_BINARY",
+        value_name = "PATH"
+    )]
+    site_binary: Option<PathBuf>,
+    /// The deploy site's image, published elsewhere, used as it is (instead of --site-binary).
+    #[arg(
+        long,
+        global = true,
+        env = "PROVISIONER_SITE_IMAGE",
+        value_name = "REF"
+    )]
     site_image: Option<String>,
+    /// Also write the image built from --site-binary into this OCI image layout (the local
+    /// cluster simulator's image store).
+    #[arg(
+        long,
+        global = true,
+        env = "PROVISIONER_IMAGE_LAYOUT",
+        value_name = "DIR"
+    )]
+    image_layout: Option<PathBuf>,
     /// Show every resource, also those kept unchanged, and debug logs.
     #[arg(short, long, global = true)]
     pub verbose: bool,
@@ -187,6 +215,8 @@ async fn wire(cli: &Cli) -> Result<Wiring, InvalidConfig> {
         region: cli.region.clone(),
         kubernetes_version: cli.kubernetes_version.clone(),
         nodes: cli.nodes,
+        extended_support: cli.extended_support,
+        today: None,
     };
     let config = match file.and_then(|f| f.resolve(&overrides)) {
         Ok(config) => config,
@@ -197,7 +227,13 @@ async fn wire(cli: &Cli) -> Result<Wiring, InvalidConfig> {
             return Err(InvalidConfig);
         }
     };
-    let settings = platform_settings(cli);
+    let settings = match platform_settings(cli) {
+        Ok(settings) => settings,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return Err(InvalidConfig);
+        }
+    };
     let kube_override = settings.kube_override.clone();
     let target = match (&cli.endpoint, cli.local) {
         (Some(endpoint), _) => Target::Local {
@@ -244,21 +280,88 @@ fn public_url(text: &str) -> Result<PublicUrl, String> {
     })
 }
 
-/// The Kubernetes steps' settings from the flags.
-fn platform_settings(cli: &Cli) -> PlatformSettings {
-    let mut settings = PlatformSettings::default();
-    if let Some(endpoint) = &cli.kube_endpoint {
-        settings.kube_override = Some(platform::cluster::Access {
-            endpoint: endpoint.clone(),
-            certificate_authority: None,
-            token: cli.kube_token.clone().unwrap_or_default(),
-        });
+/// The Kubernetes steps' settings from the flags; for `up` of the whole platform, with the
+/// site's binary checked before any AWS call.
+fn platform_settings(cli: &Cli) -> Result<PlatformSettings, SiteFlagsError> {
+    let site = site_source(cli)?;
+    if matches!(cli.command, Command::Up) && !cli.aws_only {
+        match &site {
+            SiteSource::Unset => return Err(SiteFlagsError::Missing),
+            SiteSource::Binary { path, .. } => readable(path)?,
+            SiteSource::Image(_) => {}
+        }
     }
-    settings.public_url = cli.public_url.clone();
-    if let Some(image) = &cli.site_image {
-        settings.site_image = image.clone();
+    Ok(PlatformSettings {
+        kube_override: cli
+            .kube_endpoint
+            .as_ref()
+            .map(|endpoint| platform::cluster::Access {
+                endpoint: endpoint.clone(),
+                certificate_authority: None,
+                token: cli.kube_token.clone().unwrap_or_default(),
+            }),
+        site,
+        public_url: cli.public_url.clone(),
+    })
+}
+
+/// Where the site's image comes from: the rules between the three flags.
+fn site_source(cli: &Cli) -> Result<SiteSource, SiteFlagsError> {
+    match (&cli.site_binary, &cli.site_image) {
+        (Some(_), Some(_)) => Err(SiteFlagsError::Both),
+        (None, Some(_)) if cli.image_layout.is_some() => Err(SiteFlagsError::LayoutWithoutBinary),
+        (None, Some(image)) => Ok(SiteSource::Image(image.clone())),
+        (Some(path), None) => Ok(SiteSource::Binary {
+            path: path.clone(),
+            layout: cli.image_layout.clone(),
+        }),
+        // --image-layout alone (say from the environment) matters only to an `up`, which refuses.
+        (None, None) => Ok(SiteSource::Unset),
     }
-    settings
+}
+
+/// A binary `up` could not read should stop it before it creates anything.
+fn readable(path: &std::path::Path) -> Result<(), SiteFlagsError> {
+    let unreadable = |source| SiteFlagsError::Unreadable {
+        path: path.to_owned(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(unreadable)?;
+    match file.metadata().map_err(unreadable)? {
+        meta if meta.is_file() => Ok(()),
+        _ => Err(unreadable(std::io::Error::other("not a regular file"))),
+    }
+}
+
+/// Why the site's flags do not say which image to install.
+#[derive(Debug, thiserror::Error)]
+enum SiteFlagsError {
+    #[error(
+        "`up` installs the deploy site and needs its image: give --site-binary PATH, the site's static \
+         x86_64-unknown-linux-musl binary (`./dev site-binary` builds it at \
+         $CARGO_TARGET_DIR/x86_64-unknown-linux-musl/site/web; `up` builds the image and pushes it to the \
+         stack's ECR repository), or --site-image REF, an image published elsewhere; or bring up only \
+         the AWS side with --aws-only"
+    )]
+    Missing,
+    #[error(
+        "--site-binary and --site-image exclude each other: give --site-binary to build and push the \
+         site's image from its binary, or --site-image to use an image published elsewhere as it is"
+    )]
+    Both,
+    #[error(
+        "--image-layout writes the image built from --site-binary; with --site-image nothing is built"
+    )]
+    LayoutWithoutBinary,
+    #[error(
+        "--site-binary {}: cannot be read ({source}); `./dev site-binary` builds the site's static binary \
+         at $CARGO_TARGET_DIR/x86_64-unknown-linux-musl/site/web",
+        path.display()
+    )]
+    Unreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 #[cfg(test)]
@@ -274,11 +377,12 @@ mod tests {
             "plan",
         ])
         .unwrap();
-        let url = platform_settings(&cli).public_url.unwrap();
+        let url = platform_settings(&cli).unwrap().public_url.unwrap();
         assert_eq!(url.to_string(), "http://kdeploy.localhost:8080");
         assert_eq!(url.host(), "kdeploy.localhost");
         assert!(
             platform_settings(&Cli::try_parse_from(["provisioner", "plan"]).unwrap())
+                .unwrap()
                 .public_url
                 .is_none()
         );
@@ -307,5 +411,137 @@ mod tests {
             panic!("--public-host was accepted");
         };
         assert!(old.to_string().contains("--public-url"), "{old}");
+    }
+
+    fn site(args: &[&str]) -> Result<SiteSource, SiteFlagsError> {
+        let cli = Cli::try_parse_from(std::iter::once("provisioner").chain(args.iter().copied()))
+            .unwrap();
+        platform_settings(&cli).map(|settings| settings.site)
+    }
+
+    /// A file that stands for the site's binary, removed when dropped.
+    struct Binary(PathBuf);
+
+    impl Binary {
+        fn new(name: &str) -> Self {
+            let path = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+            std::fs::write(&path, b"\x7fELF").unwrap();
+            Self(path)
+        }
+
+        fn arg(&self) -> &str {
+            self.0.to_str().unwrap()
+        }
+    }
+
+    impl Drop for Binary {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    #[test]
+    fn the_site_flags_choose_a_binary_to_push_or_an_image_as_it_is() {
+        let binary = Binary::new("site-flags-binary");
+        assert_eq!(
+            site(&["--site-binary", binary.arg(), "up"]).unwrap(),
+            SiteSource::Binary {
+                path: binary.0.clone(),
+                layout: None
+            }
+        );
+        assert_eq!(
+            site(&[
+                "--site-binary",
+                binary.arg(),
+                "--image-layout",
+                ".local/oci",
+                "up"
+            ])
+            .unwrap(),
+            SiteSource::Binary {
+                path: binary.0.clone(),
+                layout: Some(PathBuf::from(".local/oci"))
+            }
+        );
+        assert_eq!(
+            site(&["--site-image", "registry.example/web:1", "up"]).unwrap(),
+            SiteSource::Image("registry.example/web:1".into())
+        );
+        // Only `up` of the whole platform installs the site; the others need no image.
+        for args in [
+            &["--aws-only", "up"][..],
+            &["down"],
+            &["plan"],
+            &["status"],
+            &["--site-binary", "/nowhere/web", "down"],
+        ] {
+            assert!(site(args).is_ok(), "{args:?}");
+        }
+        assert_eq!(site(&["down"]).unwrap(), SiteSource::Unset);
+    }
+
+    #[test]
+    fn up_without_a_site_image_or_with_two_names_both_flags_and_the_rule() {
+        let missing = site(&["up"]).unwrap_err().to_string();
+        for needed in [
+            "--site-binary",
+            "--site-image",
+            "./dev site-binary",
+            "$CARGO_TARGET_DIR/x86_64-unknown-linux-musl/site/web",
+        ] {
+            assert!(missing.contains(needed), "{needed}: {missing}");
+        }
+
+        let binary = Binary::new("site-flags-both");
+        let both = site(&["--site-binary", binary.arg(), "--site-image", "x:1", "up"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            both.contains("--site-binary and --site-image exclude each other"),
+            "{both}"
+        );
+        // The rule holds for every command, not only `up`.
+        assert!(matches!(
+            site(&["--site-binary", binary.arg(), "--site-image", "x:1", "down"]),
+            Err(SiteFlagsError::Both)
+        ));
+        assert!(matches!(
+            site(&["--site-image", "x:1", "--image-layout", "dir", "up"]),
+            Err(SiteFlagsError::LayoutWithoutBinary)
+        ));
+    }
+
+    #[test]
+    fn a_site_binary_that_cannot_be_read_stops_up() {
+        let gone = site(&["--site-binary", "/nowhere/web", "up"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            gone.contains("--site-binary /nowhere/web: cannot be read")
+                && gone.contains("./dev site-binary"),
+            "{gone}"
+        );
+        let dir = std::env::temp_dir();
+        let not_a_file = site(&["--site-binary", dir.to_str().unwrap(), "up"]);
+        assert!(
+            matches!(not_a_file, Err(SiteFlagsError::Unreadable { .. })),
+            "{not_a_file:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn up_without_a_site_image_exits_2_before_any_aws_call() {
+        // Were any call made, it would go to a closed port and fail with exit code 1.
+        let cli = Cli::try_parse_from([
+            "provisioner",
+            "--endpoint",
+            "http://127.0.0.1:9",
+            "--name",
+            "noimage",
+            "up",
+        ])
+        .unwrap();
+        assert_eq!(run(cli).await.unwrap(), ExitCode::from(EXIT_CONFIG));
     }
 }

@@ -35,12 +35,30 @@ pub fn plan(plan: &Plan, order: &[&'static str], inspected: &Inspected) {
                 for r in resources.iter().filter(|r| r.managed) {
                     match &r.id {
                         Some(id) => say!("  = keep   {:<22} {:<30} {id}", r.kind, r.name),
-                        None => say!("  + create {:<22} {}", r.kind, r.name),
+                        None if r.state == "missing" => {
+                            say!("  + create {:<22} {}", r.kind, r.name)
+                        }
+                        // In the way: something of that name the stack does not own.
+                        None => say!("  ! in the way {:<18} {:<30} {}", r.kind, r.name, r.state),
                     }
                 }
             }
             Err(err) => say!("  ! cannot tell: {err}"),
         }
+    }
+}
+
+/// `plan`: the Kubernetes version, the upgrade policy (whether extended support is billed) and
+/// how long standard support lasts.
+pub async fn support(cx: &Context) {
+    say!("\nKubernetes version and support:");
+    match provisioner::steps::cluster::support_plan(cx).await {
+        Ok(lines) => {
+            for line in lines {
+                say!("  {line}");
+            }
+        }
+        Err(err) => say!("  ! cannot tell: {err}"),
     }
 }
 

@@ -9,13 +9,10 @@ use ipnet::Ipv4Net;
 use serde::Deserialize;
 
 mod resolve;
+pub mod versions;
 
 pub use resolve::{check_stack_name, parse_duration};
-
-/// Kubernetes versions the provisioner supports: those EKS offers in standard support with AL2023
-/// node AMIs (AL2 AMIs ended with 1.32).
-pub const SUPPORTED_VERSIONS: [&str; 3] = ["1.33", "1.34", "1.35"];
-pub const DEFAULT_VERSION: &str = "1.34";
+pub use versions::{Date, Support};
 pub const DEFAULT_REGION: &str = "ap-northeast-2";
 pub const DEFAULT_NAME: &str = "kdeploy";
 
@@ -67,6 +64,9 @@ pub struct StackFile {
     pub name: Option<String>,
     pub region: Option<String>,
     pub kubernetes_version: Option<String>,
+    /// `"standard"` (the default) or `"extended"`: whether versions in EKS extended support
+    /// (billed per cluster-hour) may be used, and the cluster's upgrade policy.
+    pub support: Option<String>,
     pub network: NetworkFile,
     pub nodes: NodesFile,
     pub timeouts: TimeoutsFile,
@@ -109,6 +109,10 @@ pub struct Overrides {
     pub region: Option<String>,
     pub kubernetes_version: Option<String>,
     pub nodes: Option<i64>,
+    /// `--extended-support`: as `support = "extended"` in the file.
+    pub extended_support: bool,
+    /// The day the support windows are judged on; the system clock when `None` (tests pin it).
+    pub today: Option<Date>,
 }
 
 /// A validated stack configuration.
@@ -116,7 +120,15 @@ pub struct Overrides {
 pub struct StackConfig {
     pub name: String,
     pub region: String,
+    /// The version a new cluster is made with. Unless pinned, the newest accepted one in the
+    /// release table; the cluster step then takes the newest whose node AMI is published.
     pub kubernetes_version: String,
+    /// Whether the operator chose the version (file or flag).
+    pub version_pinned: bool,
+    /// The cluster's upgrade policy (`upgradePolicy.supportType`).
+    pub support: Support,
+    /// The day the version was judged on, for the warnings of `plan` and `up`.
+    pub today: Date,
     pub vpc_cidr: Ipv4Net,
     pub zones: [Zone; 2],
     pub nodes: NodeCounts,

@@ -24,6 +24,10 @@ impl StackFile {
             .unwrap_or_else(|| DEFAULT_NAME.to_owned());
         if let Err(rule) = check_stack_name(&name) {
             reject("name", &name, &rule);
+        } else {
+            for rule in crate::stack::name_rules_broken(&name) {
+                reject("name", &name, &rule);
+            }
         }
 
         let region = overrides
@@ -39,25 +43,49 @@ impl StackFile {
             );
         }
 
-        let version = overrides
+        let today = overrides.today.unwrap_or_else(Date::today);
+        let support_text = self.support.clone();
+        let support = match (overrides.extended_support, support_text.as_deref()) {
+            (true, _) | (false, Some("extended")) => Support::Extended,
+            (false, None | Some("standard")) => Support::Standard,
+            (false, Some(other)) => {
+                reject(
+                    "support",
+                    other,
+                    "must be \"standard\" (no extended-support charges; EKS upgrades the cluster when standard support ends) or \"extended\" (versions in extended support allowed, billed per cluster-hour)",
+                );
+                Support::Standard
+            }
+        };
+        let pinned = overrides
             .kubernetes_version
             .clone()
-            .or(self.kubernetes_version)
-            .unwrap_or_else(|| DEFAULT_VERSION.to_owned());
-        if !SUPPORTED_VERSIONS.contains(&version.as_str()) {
-            let rule = if looks_like_version(&version) {
-                format!(
-                    "must be a Kubernetes version EKS supports with AL2023 nodes: {}",
-                    SUPPORTED_VERSIONS.join(", ")
-                )
-            } else {
-                format!(
-                    "must be a version string like \"{DEFAULT_VERSION}\" (major.minor), one of {}",
-                    SUPPORTED_VERSIONS.join(", ")
-                )
-            };
-            reject("kubernetes_version", &version, &rule);
-        }
+            .or(self.kubernetes_version);
+        let version = match pinned.clone() {
+            Some(version) => {
+                let accepted =
+                    versions::release(&version).is_some_and(|r| r.accepted(today, support));
+                if !accepted {
+                    reject(
+                        "kubernetes_version",
+                        &version,
+                        &version_rule(&version, today, support),
+                    );
+                }
+                version
+            }
+            None => match versions::accepted(today, support).next() {
+                Some(newest) => newest.version.to_owned(),
+                None => {
+                    reject(
+                        "kubernetes_version",
+                        "(default)",
+                        &version_rule("", today, support),
+                    );
+                    String::new()
+                }
+            },
+        };
 
         let vpc_text = self
             .network
@@ -244,6 +272,9 @@ impl StackFile {
                 name,
                 region,
                 kubernetes_version: version,
+                version_pinned: pinned.is_some(),
+                support,
+                today,
                 vpc_cidr,
                 nodes,
                 instance_type,
@@ -317,6 +348,30 @@ pub fn check_stack_name(name: &str) -> Result<(), String> {
     if ok { Ok(()) } else { Err(rule) }
 }
 
+/// Why a version is refused: the accepted versions with their dates, and what else would do.
+fn version_rule(version: &str, today: Date, support: Support) -> String {
+    let accepted = versions::describe_accepted(today, support);
+    let why = match versions::release(version).map(|r| (r, r.phase(today))) {
+        Some((r, versions::Phase::Extended)) => format!(
+            "{version} left EKS standard support on {}; it is in extended support (billed per cluster-hour) until {}: set support = \"extended\" (or --extended-support) to use it anyway, or pick",
+            r.end_of_standard, r.end_of_extended
+        ),
+        Some((r, versions::Phase::Ended)) => format!(
+            "{version} left EKS extended support on {}; pick",
+            r.end_of_extended
+        ),
+        Some((r, versions::Phase::NotYetReleased)) => format!(
+            "{version} is not released on EKS before {}; pick",
+            r.eks_release
+        ),
+        Some((_, versions::Phase::Standard)) | None if looks_like_version(version) => {
+            "must be a Kubernetes version EKS supports with AL2023 nodes:".to_owned()
+        }
+        _ => "must be a version string like \"1.35\" (major.minor), one of".to_owned(),
+    };
+    format!("{why} {accepted} (as of {today}; EKS release calendar)")
+}
+
 fn looks_like_version(v: &str) -> bool {
     matches!(v.split_once('.'), Some((a, b)) if !a.is_empty() && !b.is_empty()
         && a.chars().all(|c| c.is_ascii_digit()) && b.chars().all(|c| c.is_ascii_digit()))
@@ -343,6 +398,16 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
 mod tests {
     use super::*;
 
+    /// The day the issue was written: 1.33 out of standard support, 1.34 on its last day.
+    const TODAY: Date = Date::new(2026, 12, 2);
+
+    fn on_today() -> Overrides {
+        Overrides {
+            today: Some(TODAY),
+            ..Overrides::default()
+        }
+    }
+
     fn invalid(text: &str, overrides: Overrides) -> Vec<Invalid> {
         match StackFile::parse(text, "test.toml").and_then(|f| f.resolve(&overrides)) {
             Err(ConfigError::Invalid(list)) => list,
@@ -352,7 +417,7 @@ mod tests {
 
     #[test]
     fn defaults_are_the_papers_stack_in_seoul() {
-        let cfg = StackFile::default().resolve(&Overrides::default()).unwrap();
+        let cfg = StackFile::default().resolve(&on_today()).unwrap();
         assert_eq!(cfg.region, "ap-northeast-2");
         assert_eq!(cfg.zones[0].name, "ap-northeast-2a");
         assert_eq!(cfg.zones[1].name, "ap-northeast-2c");
@@ -367,7 +432,9 @@ mod tests {
                 max: 3
             }
         );
-        assert!(SUPPORTED_VERSIONS.contains(&cfg.kubernetes_version.as_str()));
+        assert_eq!(cfg.kubernetes_version, "1.36");
+        assert!(!cfg.version_pinned);
+        assert_eq!(cfg.support, Support::Standard);
     }
 
     #[test]
@@ -392,9 +459,10 @@ mod tests {
             "stack.toml",
         )
         .unwrap()
-        .resolve(&Overrides::default())
+        .resolve(&on_today())
         .unwrap();
         assert_eq!(cfg.name, "demo");
+        assert!(cfg.version_pinned);
         assert_eq!(cfg.kubernetes_version, "1.35");
         assert_eq!(cfg.zones[1].cidr.to_string(), "172.20.2.0/24");
         assert_eq!(cfg.nodes.max, 5);
@@ -474,10 +542,106 @@ mod tests {
 
     #[test]
     fn version_strings_are_checked() {
-        let errs = invalid("kubernetes_version = \"1.29\"", Overrides::default());
+        let errs = invalid("kubernetes_version = \"1.29\"", on_today());
         assert!(errs[0].rule.contains("AL2023"), "{}", errs[0]);
-        let errs = invalid("kubernetes_version = \"v1.34.2\"", Overrides::default());
+        let errs = invalid("kubernetes_version = \"v1.34.2\"", on_today());
         assert!(errs[0].rule.contains("major.minor"), "{}", errs[0]);
+    }
+
+    /// EKS release calendar: on 2026-12-02 standard support covers 1.34-1.36.
+    #[test]
+    fn only_versions_in_standard_support_on_the_day_are_accepted() {
+        for v in ["1.34", "1.35", "1.36"] {
+            let cfg = StackFile::parse(&format!("kubernetes_version = \"{v}\""), "t")
+                .unwrap()
+                .resolve(&on_today())
+                .unwrap();
+            assert_eq!(cfg.kubernetes_version, v);
+            assert_eq!(cfg.support, Support::Standard);
+        }
+        let errs = invalid("kubernetes_version = \"1.33\"", on_today());
+        assert_eq!(errs[0].field, "kubernetes_version");
+        let rule = &errs[0].rule;
+        assert!(
+            rule.contains("left EKS standard support on 2026-07-29"),
+            "{rule}"
+        );
+        assert!(rule.contains("support = \"extended\""), "{rule}");
+        assert!(
+            rule.contains("1.34 (standard support until 2026-12-02)"),
+            "{rule}"
+        );
+        assert!(rule.contains("1.36 (standard support until"), "{rule}");
+        // The next day 1.34 is out too: the date is the rule's, not the table's.
+        let errs = invalid(
+            "kubernetes_version = \"1.34\"",
+            Overrides {
+                today: Some(Date::new(2026, 12, 3)),
+                ..Overrides::default()
+            },
+        );
+        assert!(errs[0].rule.contains("2026-12-02"), "{}", errs[0]);
+    }
+
+    #[test]
+    fn extended_support_by_file_or_flag_accepts_versions_in_extended_support() {
+        let by_file =
+            StackFile::parse("kubernetes_version = \"1.33\"\nsupport = \"extended\"", "t")
+                .unwrap()
+                .resolve(&on_today())
+                .unwrap();
+        assert_eq!(by_file.support, Support::Extended);
+        assert_eq!(by_file.kubernetes_version, "1.33");
+        let by_flag = StackFile::parse("kubernetes_version = \"1.32\"", "t")
+            .unwrap()
+            .resolve(&Overrides {
+                extended_support: true,
+                ..on_today()
+            })
+            .unwrap();
+        assert_eq!(by_flag.support, Support::Extended);
+        // Past extended support nothing helps.
+        let errs = invalid(
+            "kubernetes_version = \"1.32\"\nsupport = \"extended\"",
+            Overrides {
+                today: Some(Date::new(2027, 3, 24)),
+                ..Overrides::default()
+            },
+        );
+        assert!(
+            errs[0]
+                .rule
+                .contains("left EKS extended support on 2027-03-23"),
+            "{}",
+            errs[0]
+        );
+    }
+
+    #[test]
+    fn an_unknown_support_value_names_the_field_and_both_choices() {
+        let errs = invalid("support = \"premium\"", on_today());
+        assert_eq!(errs[0].field, "support");
+        assert!(errs[0].rule.contains("\"standard\""), "{}", errs[0]);
+        assert!(errs[0].rule.contains("\"extended\""), "{}", errs[0]);
+    }
+
+    /// EC2 CreateSecurityGroup ("Cannot start with sg-") and ELBv2 CreateLoadBalancer ("must not
+    /// begin with internal-"): refused up front, with the field and the rule.
+    #[test]
+    fn names_that_make_names_aws_forbids_are_refused_up_front() {
+        let errs = invalid("name = \"sg-prod\"", on_today());
+        assert!(errs.iter().all(|e| e.field == "name"));
+        assert!(errs[0].rule.contains("`sg-prod-cluster-sg`"), "{}", errs[0]);
+        assert!(errs[0].rule.contains("start with `sg-`"), "{}", errs[0]);
+        let errs = invalid("name = \"internal\"", on_today());
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].field, "name");
+        assert!(errs[0].rule.contains("`internal-nlb`"), "{}", errs[0]);
+        assert!(
+            errs[0].rule.contains("begin with `internal-`"),
+            "{}",
+            errs[0]
+        );
     }
 
     #[test]

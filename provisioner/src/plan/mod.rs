@@ -67,6 +67,7 @@ impl Plan {
         self.steps.iter().position(|s| s.id() == id)
     }
 
+    /// For each step, by index, the steps it needs.
     fn dependencies(&self) -> Result<Vec<Vec<usize>>, PlanError> {
         let mut deps = Vec::with_capacity(self.steps.len());
         for (i, step) in self.steps.iter().enumerate() {
@@ -85,26 +86,35 @@ impl Plan {
         Ok(deps)
     }
 
-    /// Step names in an order `up` could run them one by one; checks the plan for cycles.
+    /// Whom each step waits for in either direction, checked for cycles in both.
+    fn graph(&self) -> Result<Graph, PlanError> {
+        let up = self.dependencies()?;
+        let n = self.steps.len();
+        // Down: a step goes once the steps that need it are gone, and those it is removed after.
+        let down: Vec<Vec<usize>> = (0..n)
+            .map(|i| {
+                let mut waits: Vec<usize> = (0..n).filter(|&j| up[j].contains(&i)).collect();
+                let after = self.steps[i].removed_after().iter();
+                waits.extend(after.filter_map(|id| self.index(*id)));
+                waits.sort_unstable();
+                waits.dedup();
+                waits
+            })
+            .collect();
+        let up_order = sorted(&up).map_err(|stuck| PlanError::Cycle(self.steps[stuck].name()))?;
+        sorted(&down).map_err(|stuck| PlanError::RemovalCycle(self.steps[stuck].name()))?;
+        Ok(Graph { up, down, up_order })
+    }
+
+    /// Step names in an order `up` could run them one by one; checks the plan for cycles, the
+    /// order of `down` included.
     pub fn order(&self) -> Result<Vec<&'static str>, PlanError> {
-        let deps = self.dependencies()?;
-        let mut done = vec![false; self.steps.len()];
-        let mut order = Vec::new();
-        while order.len() < self.steps.len() {
-            let next =
-                (0..self.steps.len()).find(|&i| !done[i] && deps[i].iter().all(|&d| done[d]));
-            match next {
-                Some(i) => {
-                    done[i] = true;
-                    order.push(self.steps[i].name());
-                }
-                None => {
-                    let stuck = (0..self.steps.len()).find(|&i| !done[i]).unwrap_or(0);
-                    return Err(PlanError::Cycle(self.steps[stuck].name()));
-                }
-            }
-        }
-        Ok(order)
+        let graph = self.graph()?;
+        Ok(graph
+            .up_order
+            .into_iter()
+            .map(|i| self.steps[i].name())
+            .collect())
     }
 
     /// Brings everything up: each step once the steps it needs are done, independent steps at the
@@ -138,17 +148,15 @@ impl Plan {
     }
 
     async fn run(&self, cx: &Context, direction: Direction) -> Result<(), RunError> {
-        let needs = self.dependencies().map_err(|e| RunError {
+        let graph = self.graph().map_err(|e| RunError {
             failed: vec![("plan", StepError::Plan(e))],
             skipped: vec![],
         })?;
         let n = self.steps.len();
         // Up: wait for what a step needs. Down: wait for the steps that need it.
-        let waits_for: Vec<Vec<usize>> = match direction {
-            Direction::Up => needs,
-            Direction::Down => (0..n)
-                .map(|i| (0..n).filter(|&j| needs[j].contains(&i)).collect())
-                .collect(),
+        let waits_for = match direction {
+            Direction::Up => graph.up,
+            Direction::Down => graph.down,
         };
         let scopes: Vec<Scope<'_>> = self
             .steps
@@ -240,6 +248,33 @@ impl Plan {
     }
 }
 
+/// Whom each step waits for, by index, in `up` and in `down`.
+struct Graph {
+    up: Vec<Vec<usize>>,
+    down: Vec<Vec<usize>>,
+    /// An order in which `up` could run the steps one by one.
+    up_order: Vec<usize>,
+}
+
+/// Indices ordered so that each comes after those it waits for (the earliest possible first);
+/// on a cycle, one of the steps caught in it.
+fn sorted(waits_for: &[Vec<usize>]) -> Result<Vec<usize>, usize> {
+    let n = waits_for.len();
+    let mut done = vec![false; n];
+    let mut order = Vec::with_capacity(n);
+    while order.len() < n {
+        let next = (0..n).find(|&i| !done[i] && waits_for[i].iter().all(|&d| done[d]));
+        match next {
+            Some(i) => {
+                done[i] = true;
+                order.push(i);
+            }
+            None => return Err((0..n).find(|&i| !done[i]).unwrap_or(0)),
+        }
+    }
+    Ok(order)
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::{Arc, Mutex};
@@ -253,11 +288,20 @@ mod tests {
     struct Fake {
         name: &'static str,
         needs: Vec<StepId>,
+        removed_after: Vec<StepId>,
         fail: bool,
         log: Arc<Mutex<Vec<String>>>,
     }
 
     impl Fake {
+        fn removed_after(self, steps: &[&'static str]) -> Self {
+            let removed_after = steps.iter().map(|n| StepId::new(n)).collect();
+            Self {
+                removed_after,
+                ..self
+            }
+        }
+
         fn go(&self, what: &str) -> StepFuture<'_, ()> {
             let entry = format!("{what} {}", self.name);
             Box::pin(async move {
@@ -283,6 +327,9 @@ mod tests {
         fn needs(&self) -> &[StepId] {
             &self.needs
         }
+        fn removed_after(&self) -> &[StepId] {
+            &self.removed_after
+        }
         fn ensure<'a>(&'a self, _: &'a Scope<'a>) -> StepFuture<'a, ()> {
             self.go("up")
         }
@@ -305,6 +352,7 @@ mod tests {
         let step = |name, needs: &[&'static str]| Fake {
             name,
             needs: needs.iter().map(|n| StepId::new(n)).collect(),
+            removed_after: Vec::new(),
             fail: name == failing,
             log: log.clone(),
         };
@@ -343,6 +391,7 @@ mod tests {
         let fake = |name, needs: &[&'static str]| Fake {
             name,
             needs: needs.iter().map(|n| StepId::new(n)).collect(),
+            removed_after: Vec::new(),
             fail: false,
             log: log.clone(),
         };
@@ -357,6 +406,62 @@ mod tests {
         ));
         let twice = Plan::default().with(fake("a", &[])).with(fake("a", &[]));
         assert!(matches!(twice.order(), Err(PlanError::Duplicate("a"))));
+        // `a` uses `b`, so `b` goes after it; `a` cannot also wait for `b`'s removal.
+        let crossed = Plan::default()
+            .with(fake("b", &[]))
+            .with(fake("a", &["b"]).removed_after(&["b"]));
+        assert!(matches!(crossed.order(), Err(PlanError::RemovalCycle(_))));
+        // The same order as `needs` gives, or a step not in the plan: nothing to object to.
+        let agreeing = Plan::default()
+            .with(fake("b", &[]).removed_after(&["a", "elsewhere"]))
+            .with(fake("a", &["b"]));
+        assert_eq!(agreeing.order().unwrap(), ["b", "a"]);
+    }
+
+    #[tokio::test]
+    async fn a_step_removed_after_another_waits_for_it_only_in_down() {
+        let mut f = fixture("");
+        let registry = Fake {
+            name: "registry",
+            needs: Vec::new(),
+            removed_after: Vec::new(),
+            fail: false,
+            log: f.log.clone(),
+        };
+        f.plan = f.plan.with(registry.removed_after(&["cluster"]));
+        assert_eq!(
+            f.plan.order().unwrap(),
+            ["network", "iam", "cluster", "lb", "nodes", "registry"]
+        );
+        let (cx, _) = context().await;
+        f.plan.up(&cx).await.unwrap();
+        let up = std::mem::take(&mut *f.log.lock().unwrap());
+        // Up: it needs nothing, so it runs with the first steps.
+        assert!(position(&up, "start up registry") < position(&up, "end up network"));
+
+        f.plan.down(&cx).await.unwrap();
+        let down = f.log.lock().unwrap().clone();
+        assert!(position(&down, "end down cluster") < position(&down, "start down registry"));
+        // Nothing waits for it: the network goes without it.
+        assert!(position(&down, "start down network") < position(&down, "end down registry"));
+    }
+
+    #[tokio::test]
+    async fn down_skips_a_step_removed_after_one_that_failed() {
+        let mut f = fixture("cluster");
+        let registry = Fake {
+            name: "registry",
+            needs: Vec::new(),
+            removed_after: Vec::new(),
+            fail: false,
+            log: f.log.clone(),
+        };
+        f.plan = f.plan.with(registry.removed_after(&["cluster"]));
+        let (cx, _) = context().await;
+        let err = f.plan.down(&cx).await.unwrap_err();
+        assert!(err.skipped.contains(&"registry"), "{err}");
+        let log = f.log.lock().unwrap().clone();
+        assert!(!log.iter().any(|l| l.contains("registry")), "{log:?}");
     }
 
     #[tokio::test]

@@ -43,6 +43,12 @@ pub trait Step: Send + Sync {
     fn title(&self) -> &'static str;
     /// The steps whose resources this one uses; they are ensured before it and destroyed after it.
     fn needs(&self) -> &[StepId];
+    /// Steps whose removal must have finished before this one's starts, though this one does not
+    /// use them (`up` ignores it): a registry the cluster's nodes pull from goes after the cluster.
+    /// Steps not in the plan are passed over.
+    fn removed_after(&self) -> &[StepId] {
+        &[]
+    }
     /// Finds what exists, creates only what is missing, and waits until it is usable.
     fn ensure<'a>(&'a self, scope: &'a Scope<'a>) -> StepFuture<'a, ()>;
     /// Deletes what the stack owns; what is already gone counts as done.

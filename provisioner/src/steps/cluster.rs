@@ -4,10 +4,15 @@
 use super::Removal;
 use super::iam::{self, Roles};
 use super::network::{self, Network};
+use super::nodes::ami_parameter;
 use super::security_groups::{self, SecurityGroups};
 use crate::aws::eks::{EksCluster, NewCluster};
 use crate::aws::required;
-use crate::plan::{OnResource, Output, Resource, Scope, Step, StepError, StepFuture, StepId};
+use crate::config::versions::{self, Phase, Release};
+use crate::config::{Date, Support};
+use crate::plan::{
+    Context, OnResource, Output, Resource, Scope, Step, StepError, StepFuture, StepId,
+};
 use crate::progress::Action;
 use crate::retry::{Poll, retry_not_yet, wait_for};
 use crate::stack::{PART_TAG, STACK_TAG};
@@ -92,6 +97,9 @@ impl Step for ClusterStep {
             };
             s.kept_or_created(created, "EKS cluster", name);
             let cluster = wait_active(s).await?;
+            if let Some(warning) = standard_support_warning(&cluster.version, s.config.today) {
+                tracing::warn!(cluster = name, "{warning}");
+            }
             let cluster = if converge(s, &cluster).await? {
                 wait_active(s).await?
             } else {
@@ -133,8 +141,15 @@ impl Step for ClusterStep {
             Ok(vec![match describe(s).await? {
                 Some(c) => {
                     let (public, private) = c.endpoint_access.unwrap_or((false, false));
+                    let support = match (&c.support, s.config.support.as_str()) {
+                        (Some(now), wanted) if now != wanted => {
+                            format!(" support={now} (configured {wanted})")
+                        }
+                        (Some(now), _) => format!(" support={now}"),
+                        (None, _) => String::new(),
+                    };
                     let state = format!(
-                        "{} v{} endpoint public={public} private={private}",
+                        "{} v{} endpoint public={public} private={private}{support}",
                         c.status, c.version
                     );
                     Resource::found("EKS cluster", name, c.arn, state)
@@ -147,12 +162,133 @@ impl Step for ClusterStep {
 
 /// The stack's cluster as EKS describes it now.
 pub(crate) async fn describe(s: &Scope<'_>) -> Result<Option<EksCluster>, StepError> {
-    let name = s.stack.cluster_name();
-    s.aws
+    describe_in(s).await
+}
+
+async fn describe_in(cx: &Context) -> Result<Option<EksCluster>, StepError> {
+    let name = cx.stack.cluster_name();
+    cx.aws
         .eks()
         .cluster(name)
         .await
         .on(format!("EKS cluster {name}"))
+}
+
+/// A fresh `clientRequestToken` for this run's CreateCluster: the retries of that one call share
+/// it (EKS then treats them as one request); a later run, perhaps after `down` and with other
+/// subnets, gets another, so EKS never answers it with the old request's result.
+pub fn request_token() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+/// The version a new cluster gets: the configured one if the operator chose it, else the newest
+/// accepted version whose EKS-optimized AL2023 AMI parameter is published in the region.
+pub async fn new_cluster_version(cx: &Context) -> Result<&'static Release, StepError> {
+    let config = &cx.config;
+    if config.version_pinned
+        && let Some(release) = versions::release(&config.kubernetes_version)
+    {
+        return Ok(release);
+    }
+    let mut tried = Vec::new();
+    for release in versions::accepted(config.today, config.support) {
+        let parameter = ami_parameter(release.version);
+        match cx.aws.ssm().parameter(&parameter).await {
+            Ok(_) => return Ok(release),
+            Err(e) if e.is("ParameterNotFound") => tried.push(release.version),
+            Err(e) => return Err(e).on(format!("SSM parameter {parameter}")),
+        }
+    }
+    Err(StepError::conflict(
+        "kubernetes_version",
+        format!(
+            "no node AMI is published in {} for the accepted versions ({}); set kubernetes_version",
+            cx.stack.region,
+            tried.join(", ")
+        ),
+    ))
+}
+
+/// The warning for a version whose standard support ends within 60 days (or has ended).
+pub fn standard_support_warning(version: &str, today: Date) -> Option<String> {
+    let release = versions::release(version)?;
+    let days = release.standard_days_left(today);
+    match release.phase(today) {
+        Phase::Standard if release.leaves_standard_soon(today) => Some(format!(
+            "Kubernetes {version} leaves EKS standard support on {} ({days} days from {today}): \
+             with upgrade policy STANDARD EKS then upgrades the cluster by itself, with EXTENDED \
+             it bills extended support per cluster-hour; plan the upgrade",
+            release.end_of_standard
+        )),
+        Phase::Extended => Some(format!(
+            "Kubernetes {version} left EKS standard support on {} and is billed as extended \
+             support until {}",
+            release.end_of_standard, release.end_of_extended
+        )),
+        _ => None,
+    }
+}
+
+/// What `plan` says about the cluster's version and support: the version and upgrade policy a
+/// new cluster gets with the end of its standard support, or how the existing one differs.
+pub async fn support_plan(cx: &Context) -> Result<Vec<String>, StepError> {
+    let wanted = cx.config.support;
+    let today = cx.config.today;
+    let mut lines = Vec::new();
+    let version = match describe_in(cx).await? {
+        Some(cluster) => {
+            lines.push(format!(
+                "existing cluster runs Kubernetes {}, upgrade policy {}",
+                cluster.version,
+                cluster.support.as_deref().unwrap_or("not reported")
+            ));
+            if let Some(now) = cluster.support.as_deref().filter(|s| *s != wanted.as_str()) {
+                lines.push(format!(
+                    "! upgrade policy is {now}, configured {wanted}: `up` sets it to {wanted}{}",
+                    if wanted == Support::Standard {
+                        " (no extended-support charges)"
+                    } else {
+                        " (extended support is billed per cluster-hour)"
+                    }
+                ));
+            }
+            cluster.version
+        }
+        None => {
+            let release = new_cluster_version(cx).await?;
+            lines.push(format!(
+                "new cluster: Kubernetes {} ({}), upgrade policy {wanted}{}",
+                release.version,
+                if cx.config.version_pinned {
+                    "as configured"
+                } else {
+                    "the newest with a published node AMI"
+                },
+                if wanted == Support::Extended {
+                    " (extended support billed per cluster-hour once the version leaves standard support)"
+                } else {
+                    " (no extended-support charges)"
+                }
+            ));
+            release.version.to_owned()
+        }
+    };
+    if let Some(release) = versions::release(&version) {
+        lines.push(format!(
+            "Kubernetes {version}: standard support until {}, extended support until {}{}",
+            release.end_of_standard,
+            release.end_of_extended,
+            if release.source == versions::Source::Estimated {
+                " (estimated dates)"
+            } else {
+                ""
+            }
+        ));
+    }
+    if let Some(warning) = standard_support_warning(&version, today) {
+        lines.push(format!("! {warning}"));
+    }
+    Ok(lines)
 }
 
 /// The cluster if it exists and carries the stack's tag; an untagged one is never touched.
@@ -175,14 +311,16 @@ async fn create(s: &Scope<'_>) -> Result<(), StepError> {
         (PART_TAG.to_owned(), "cluster".to_owned()),
         ("Name".to_owned(), name.to_owned()),
     ];
-    let token = format!("{}-{}", s.stack.name, s.stack.region);
+    let release = new_cluster_version(s).await?;
+    let token = request_token();
     let new = NewCluster {
         name,
-        version: &s.config.kubernetes_version,
+        version: release.version,
         role_arn: &roles.cluster_role_arn,
         subnet_ids: &network.subnet_ids,
         security_group_id: &groups.cluster_sg_id,
         request_token: &token,
+        support: s.config.support,
         tags: &tags,
     };
     let eks = s.aws.eks();
@@ -256,7 +394,13 @@ async fn converge(s: &Scope<'_>, cluster: &EksCluster) -> Result<bool, StepError
         );
         wait_active(s).await?;
     }
-    if cluster.version != s.config.kubernetes_version {
+    let support_drift = support_to_set(cluster, s.config.support, s.config.today);
+    if let Some(support) = support_drift {
+        eks.set_support(name, support).await.on(&resource)?;
+        s.record(Action::Updated, "EKS upgrade policy", support.as_str());
+        wait_active(s).await?;
+    }
+    if s.config.version_pinned && cluster.version != s.config.kubernetes_version {
         tracing::warn!(
             cluster = name,
             running = %cluster.version,
@@ -264,5 +408,94 @@ async fn converge(s: &Scope<'_>, cluster: &EksCluster) -> Result<bool, StepError
             "the cluster runs another Kubernetes version than configured; upgrades are not done by `up`"
         );
     }
-    Ok(endpoint_drift || cluster.config_map_only)
+    Ok(endpoint_drift || cluster.config_map_only || support_drift.is_some())
+}
+
+/// The upgrade policy `up` sets on an existing cluster, if it differs from the configured one.
+/// A cluster already past standard support keeps EXTENDED (STANDARD would make EKS upgrade it
+/// at once); that is reported instead.
+fn support_to_set(cluster: &EksCluster, wanted: Support, today: Date) -> Option<Support> {
+    let now = cluster.support.as_deref()?;
+    if now == wanted.as_str() {
+        return None;
+    }
+    let past_standard = versions::release(&cluster.version)
+        .is_some_and(|r| matches!(r.phase(today), Phase::Extended | Phase::Ended));
+    if wanted == Support::Standard && past_standard {
+        tracing::warn!(
+            cluster = %cluster.name,
+            version = %cluster.version,
+            "the cluster is past standard support: its upgrade policy stays EXTENDED; upgrade it, then run `up` again"
+        );
+        return None;
+    }
+    Some(wanted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_run_gets_its_own_request_token() {
+        let a = request_token();
+        let b = request_token();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 32);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
+    }
+
+    fn cluster(version: &str, support: Option<&str>) -> EksCluster {
+        EksCluster {
+            name: "demo".into(),
+            arn: "arn".into(),
+            status: "ACTIVE".into(),
+            version: version.into(),
+            endpoint: None,
+            certificate_authority: None,
+            service_cidr: None,
+            endpoint_access: None,
+            config_map_only: false,
+            health: None,
+            support: support.map(str::to_owned),
+            tags: Vec::new(),
+        }
+    }
+
+    const TODAY: Date = Date::new(2026, 12, 2);
+
+    #[test]
+    fn a_differing_upgrade_policy_is_set_unless_that_would_force_an_upgrade() {
+        let extended = cluster("1.35", Some("EXTENDED"));
+        assert_eq!(
+            support_to_set(&extended, Support::Standard, TODAY),
+            Some(Support::Standard)
+        );
+        assert_eq!(support_to_set(&extended, Support::Extended, TODAY), None);
+        assert_eq!(
+            support_to_set(&cluster("1.35", None), Support::Standard, TODAY),
+            None
+        );
+        let old = cluster("1.33", Some("EXTENDED"));
+        assert_eq!(support_to_set(&old, Support::Standard, TODAY), None);
+        assert_eq!(
+            support_to_set(&cluster("1.36", Some("STANDARD")), Support::Extended, TODAY),
+            Some(Support::Extended)
+        );
+    }
+
+    #[test]
+    fn a_version_leaving_standard_support_within_60_days_is_warned_about() {
+        let warning = standard_support_warning("1.34", TODAY).unwrap();
+        assert!(warning.contains("2026-12-02"), "{warning}");
+        assert!(warning.contains("0 days"), "{warning}");
+        assert!(standard_support_warning("1.35", TODAY).is_none());
+        assert!(standard_support_warning("1.35", Date::new(2027, 1, 26)).is_some());
+        assert!(standard_support_warning("1.35", Date::new(2027, 1, 25)).is_none());
+        assert!(
+            standard_support_warning("1.33", TODAY)
+                .unwrap()
+                .contains("extended")
+        );
+    }
 }

@@ -10,22 +10,29 @@ pub mod nodes;
 pub mod platform;
 mod removal;
 pub mod security_groups;
+pub mod site_image;
 pub mod targets;
 
 use crate::plan::{Plan, StepError, StepId};
 
 pub use platform::PlatformSettings;
 pub(crate) use removal::Removal;
+pub use site_image::SiteSource;
 
 /// The AWS side of the platform (paper, section III).
 pub fn infrastructure() -> Plan {
     aws(vec![cluster::ID])
 }
 
-/// Everything: the AWS side, then the nodes' access, the ingress controller and the site.
+/// Everything: the AWS side and the site's image in ECR, then the nodes' access, the ingress
+/// controller and the site. The image step is there whatever the flags, so that `down` always
+/// removes the stack's repository.
 pub fn full(settings: PlatformSettings) -> Plan {
     // Down removes the platform's LoadBalancer Services before sweeping what they left in AWS.
     aws(vec![cluster::ID, platform::ID])
+        .with(site_image::SiteImageStep {
+            source: settings.site.clone(),
+        })
         .with(platform::NodeAccessStep {
             kube_override: settings.kube_override.clone(),
         })
@@ -79,6 +86,21 @@ mod tests {
         let order = checked_order(&infrastructure());
         assert_eq!(order.first(), Some(&"network"));
         assert_eq!(order.last(), Some(&"targets"));
+    }
+
+    #[test]
+    fn the_site_image_is_built_with_the_aws_side_and_removed_after_the_cluster() {
+        let plan = full(PlatformSettings::default());
+        checked_order(&plan);
+        let step = |id: StepId| plan.steps().find(|s| s.id() == id).unwrap();
+        let image = step(site_image::ID);
+        assert!(image.needs().is_empty(), "it runs while EKS is created");
+        assert_eq!(image.removed_after(), [cluster::ID]);
+        assert!(step(platform::ID).needs().contains(&site_image::ID));
+        assert!(
+            infrastructure().steps().all(|s| s.id() != site_image::ID),
+            "--aws-only pushes no image"
+        );
     }
 
     #[test]

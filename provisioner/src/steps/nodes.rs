@@ -183,7 +183,7 @@ async fn desired_template(s: &Scope<'_>) -> Result<NodeTemplate, StepError> {
     let cluster = s.input::<Cluster>()?;
     let roles = s.input::<Roles>()?;
     let groups = s.input::<SecurityGroups>()?;
-    let parameter = ami_parameter(&s.config.kubernetes_version);
+    let parameter = ami_parameter(&cluster.version);
     let image_id = s
         .aws
         .ssm()

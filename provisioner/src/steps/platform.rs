@@ -1,17 +1,18 @@
 //! AWS glue for the Kubernetes side of the stack: the nodes' permission to join, and the
 //! platform install, which the `platform` crate owns (what is applied, in which order, what is
 //! waited for). This step hands it the cluster's address, the site's public URL (by default the
-//! load balancer's) and the site's settings, then waits for the load balancer's targets to be
+//! load balancer's) and the site's image (from the site-image step), then waits for the load balancer's targets to be
 //! healthy.
 
 use platform::cluster::Access;
-use platform::manifests::{self, SiteValues};
+use platform::manifests::SiteValues;
 use platform::wait::Progress;
 use platform::{Credentials, InstallSpec, PublicUrl};
 
 use super::cluster::{self, Cluster};
 use super::iam::{self, Roles};
 use super::load_balancer::{self, LoadBalancer};
+use super::site_image::{self, SiteImage, SiteSource};
 use super::{nodes, targets};
 use crate::access;
 use crate::plan::{OnResource, Output, Resource, Scope, Step, StepError, StepFuture, StepId};
@@ -22,25 +23,15 @@ pub const ID: StepId = StepId::new("platform");
 pub const NODE_ACCESS: StepId = StepId::new("node-access");
 
 /// How the Kubernetes steps reach the cluster and what they install: the CLI's flags.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct PlatformSettings {
     /// Where the Kubernetes steps go instead of the EKS endpoint: the local cluster simulator.
     pub kube_override: Option<Access>,
-    /// The deploy site's image.
-    pub site_image: String,
+    /// Where the deploy site's image comes from (the site-image step's setting).
+    pub site: SiteSource,
     /// Where developers reach the site instead of `http://<the NLB's DNS name>` (locally the
     /// simulated NLB: `http://kdeploy.localhost:8080`); its host is the public Ingresses' host.
     pub public_url: Option<PublicUrl>,
-}
-
-impl Default for PlatformSettings {
-    fn default() -> Self {
-        Self {
-            kube_override: None,
-            site_image: manifests::default_site_image(),
-            public_url: None,
-        }
-    }
 }
 
 /// What the platform step produces: where developers go.
@@ -145,12 +136,19 @@ impl Step for PlatformStep {
     }
 
     fn needs(&self) -> &[StepId] {
-        &[nodes::ID, NODE_ACCESS, load_balancer::ID, targets::ID]
+        &[
+            nodes::ID,
+            NODE_ACCESS,
+            load_balancer::ID,
+            targets::ID,
+            site_image::ID,
+        ]
     }
 
     fn ensure<'a>(&'a self, s: &'a Scope<'a>) -> StepFuture<'a, ()> {
         Box::pin(async move {
             let lb = s.input::<LoadBalancer>()?;
+            let image = s.input::<SiteImage>()?;
             let kube = cluster_client(s, self.settings.kube_override.as_ref()).await?;
             let public_url = match &self.settings.public_url {
                 Some(url) => url.clone(),
@@ -163,7 +161,7 @@ impl Step for PlatformStep {
             let spec = InstallSpec {
                 site: SiteValues {
                     public_url,
-                    image: self.settings.site_image.clone(),
+                    image: image.reference.clone(),
                 },
                 nodes: s.config.nodes.desired as usize,
                 wait_limit: s.config.timeouts.resources().limit,

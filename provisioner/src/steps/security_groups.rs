@@ -6,6 +6,7 @@ use crate::aws::ec2::{Rule, SecurityGroup, Source};
 use crate::ingress::{HEALTH_NODE_PORT, HTTP_NODE_PORT};
 use crate::plan::{OnResource, Output, Resource, Scope, Step, StepError, StepFuture, StepId};
 use crate::progress::Action;
+use crate::stack::SECURITY_GROUP_PARTS;
 
 pub const ID: StepId = StepId::new("security-groups");
 
@@ -22,8 +23,8 @@ impl Output for SecurityGroups {
 
 pub struct SecurityGroupsStep;
 
-const CLUSTER_PART: &str = "cluster-sg";
-const NODE_PART: &str = "node-sg";
+const CLUSTER_PART: &str = SECURITY_GROUP_PARTS[0];
+const NODE_PART: &str = SECURITY_GROUP_PARTS[1];
 
 /// The ingress rules of both groups, as data (so they are unit-tested and compared, not re-sent).
 pub fn ingress_rules(cluster_sg: &str, node_sg: &str, vpc_cidr: &str) -> (Vec<Rule>, Vec<Rule>) {
@@ -149,7 +150,7 @@ impl Step for SecurityGroupsStep {
         Box::pin(async move {
             let mut found = Vec::new();
             for part in [CLUSTER_PART, NODE_PART] {
-                let name = s.stack.display_name(part);
+                let name = s.stack.security_group(part);
                 let groups = s
                     .aws
                     .ec2()
@@ -176,7 +177,7 @@ async fn ensure_group(
     purpose: &str,
 ) -> Result<SecurityGroup, StepError> {
     let ec2 = s.aws.ec2();
-    let name = s.stack.display_name(part);
+    let name = s.stack.security_group(part);
     let resource = format!("security group {name}");
     let existing = ec2
         .security_groups(&s.stack, Some(part))

@@ -1,11 +1,13 @@
 //! The deploy site's image: built in memory from the site's static binary (see [`crate::image`]),
 //! pushed to the stack's ECR repository `<stack>/web` under the version tag, and handed to the
 //! platform step as a digest-pinned reference. It needs only AWS credentials, so it runs while
-//! EKS is being created. `down` deletes the repository with its images.
+//! EKS is being created. `down` deletes the repository with its images once the cluster, whose
+//! nodes pull from it, is gone, whatever image `up` was given.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use super::cluster;
 use crate::aws::ecr::{EcrError, RepositoryRemoval, site_repository};
 use crate::image::{Image, ImageError, Recipe, layout};
 use crate::plan::{Output, Resource, Scope, Step, StepError, StepFuture, StepId};
@@ -19,7 +21,7 @@ pub const TAG: &str = env!("CARGO_PKG_VERSION");
 /// What the site-image step produces.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SiteImage {
-    /// `repositoryUri@sha256:…`, for the site's Deployment.
+    /// `repositoryUri@sha256:…` for the site's Deployment, or the image given as it is.
     pub reference: String,
 }
 
@@ -27,15 +29,34 @@ impl Output for SiteImage {
     const STEP: StepId = ID;
 }
 
+/// Where the deploy site's image comes from (the CLI's `--site-binary` and `--site-image`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum SiteSource {
+    /// An image built and published elsewhere: used as it is, nothing built or pushed.
+    Image(String),
+    /// The site's statically linked `x86_64-unknown-linux-musl` binary: built into an image and
+    /// pushed to the stack's repository.
+    Binary {
+        path: PathBuf,
+        /// An OCI image layout to write the image into as well, under `repositoryUri:TAG`, so
+        /// the local cluster simulator can run the pushed image; `None` on a real account.
+        layout: Option<PathBuf>,
+    },
+    /// Neither: enough for `down`, `plan` and `status`; `up` stops at this step.
+    #[default]
+    Unset,
+}
+
 pub struct SiteImageStep {
-    /// The site's statically linked `x86_64-unknown-linux-musl` binary.
-    pub binary: PathBuf,
-    /// An OCI image layout to write the image into as well, under `repositoryUri:TAG`, so the
-    /// local cluster simulator can run the pushed image; `None` on a real account.
-    pub layout: Option<PathBuf>,
+    pub source: SiteSource,
 }
 
 const KIND: &str = "ECR repository";
+/// `down`'s word on a repository of the stack's name that the stack does not own.
+const NOT_OWNED: &str =
+    "ECR repository (one of that name is not tagged for this stack: left alone)";
+/// `status`'s.
+const NOT_OWNED_STATE: &str = "exists, NOT tagged for this stack: never adopted or deleted";
 
 impl Step for SiteImageStep {
     fn id(&self) -> StepId {
@@ -50,11 +71,31 @@ impl Step for SiteImageStep {
         &[]
     }
 
+    fn removed_after(&self) -> &[StepId] {
+        &[cluster::ID]
+    }
+
     fn ensure<'a>(&'a self, s: &'a Scope<'a>) -> StepFuture<'a, ()> {
         Box::pin(async move {
+            let (binary, layout) = match &self.source {
+                SiteSource::Binary { path, layout } => (path, layout),
+                SiteSource::Image(reference) => {
+                    s.record(Action::Kept, "site image (given, not built)", reference);
+                    s.outputs.put(SiteImage {
+                        reference: reference.clone(),
+                    });
+                    return Ok(());
+                }
+                SiteSource::Unset => {
+                    return Err(StepError::conflict(
+                        "deploy site image",
+                        "neither the site's binary nor an image was given",
+                    ));
+                }
+            };
             let name = site_repository(&s.stack);
             let resource = format!("{KIND} {name}");
-            let (image, (repository, created)) = tokio::try_join!(self.build(s), async {
+            let (image, (repository, created)) = tokio::try_join!(build(s, binary), async {
                 s.aws
                     .ecr()
                     .ensure_stack_repository(&s.stack)
@@ -62,7 +103,7 @@ impl Step for SiteImageStep {
                     .map_err(|e| ecr_error(&resource, e))
             })?;
             s.kept_or_created(created, KIND, &repository.name);
-            if let Some(dir) = &self.layout {
+            if let Some(dir) = layout {
                 let (dir, image) = (dir.clone(), Arc::clone(&image));
                 let name = format!("{}:{TAG}", repository.uri);
                 let what = format!("image layout {}", dir.display());
@@ -92,17 +133,14 @@ impl Step for SiteImageStep {
                 .delete_stack_repository(&s.stack)
                 .await
                 .map_err(|e| ecr_error(&format!("{KIND} {name}"), e))?;
-            let action = match removal {
-                RepositoryRemoval::Deleted => Action::Deleted,
-                RepositoryRemoval::Absent => Action::Absent,
+            match removal {
+                RepositoryRemoval::Deleted => s.record(Action::Deleted, KIND, name),
+                RepositoryRemoval::Absent => s.record(Action::Absent, KIND, name),
                 RepositoryRemoval::NotOwned => {
-                    tracing::warn!(
-                        "{KIND} {name} is not tagged as part of this stack; leaving it alone"
-                    );
-                    Action::Absent
+                    tracing::warn!("{KIND} {name} is not tagged for this stack; left alone");
+                    s.record(Action::Absent, NOT_OWNED, name);
                 }
-            };
-            s.record(action, KIND, name);
+            }
             Ok(())
         })
     }
@@ -114,8 +152,13 @@ impl Step for SiteImageStep {
             let resource = format!("{KIND} {name}");
             let repository = match ecr.stack_repository(&s.stack).await {
                 Ok(found) => found,
-                // Someone else's repository of that name is not the stack's.
-                Err(EcrError::NotOwned { .. }) => None,
+                // Someone else's repository of that name: not the stack's, not left over by it.
+                Err(EcrError::NotOwned { .. }) => {
+                    return Ok(vec![Resource {
+                        state: NOT_OWNED_STATE.to_owned(),
+                        ..Resource::missing(KIND, name)
+                    }]);
+                }
                 Err(e) => return Err(ecr_error(&resource, e)),
             };
             let Some(repository) = repository else {
@@ -134,19 +177,17 @@ impl Step for SiteImageStep {
     }
 }
 
-impl SiteImageStep {
-    /// Reads the binary and builds its image off the async runtime (gzip of tens of MiB).
-    async fn build(&self, s: &Scope<'_>) -> Result<Arc<Image>, StepError> {
-        let what = format!("site binary {}", self.binary.display());
-        s.waiting("building the image");
-        let binary = tokio::fs::read(&self.binary).await.map_err(|e| {
-            StepError::conflict(
-                &what,
-                format!("cannot be read ({e}); build the site's static binary first"),
-            )
-        })?;
-        blocking(&what, move || Recipe::site().build(&binary).map(Arc::new)).await
-    }
+/// Reads the binary and builds its image off the async runtime (gzip of tens of MiB).
+async fn build(s: &Scope<'_>, binary: &std::path::Path) -> Result<Arc<Image>, StepError> {
+    let what = format!("site binary {}", binary.display());
+    s.waiting("building the image");
+    let binary = tokio::fs::read(binary).await.map_err(|e| {
+        StepError::conflict(
+            &what,
+            format!("cannot be read ({e}); build the site's static binary first"),
+        )
+    })?;
+    blocking(&what, move || Recipe::site().build(&binary).map(Arc::new)).await
 }
 
 /// Runs blocking image work (compression, file writes) on the blocking pool.

@@ -8,9 +8,12 @@
 //!   assume yet; `DependencyViolation` while interfaces of deleted instances, load balancers or
 //!   clusters linger; `ResourceInUse` for a target group whose load balancer is still going.
 //! - Throttling and 5xx on a configurable fraction of calls (rejected before reaching moto).
-//! - A kill switch: after the N-th mutating call reaches moto, that call's answer and every later
-//!   call are dropped, as if the caller had died right then.
+//! - ECR's push rules moto does not check (part sizes, layer and manifest digests, blobs present
+//!   before PutImage; see [`ecr`]), and an upload bandwidth for the bytes sent.
+//! - A kill switch: after the N-th mutating call (of one service, or of any) reaches moto, that
+//!   call's answer and every later call are dropped, as if the caller had died right then.
 
+pub mod ecr;
 pub mod profile;
 pub mod protocol;
 pub mod rewrite;
@@ -42,8 +45,27 @@ pub struct FrontStats {
     pub forwarded: BTreeMap<String, usize>,
     /// Mutating calls that reached moto.
     pub mutating: usize,
+    /// Signing name (`ecr`, `ec2`, ...) → mutating calls that reached moto.
+    pub mutating_by_service: BTreeMap<String, usize>,
     /// Error code → how many times the front answered with it instead of moto.
     pub injected: BTreeMap<String, usize>,
+    /// `service:Operation` → how many of its calls the front answered with an error.
+    pub refused: BTreeMap<String, usize>,
+}
+
+impl FrontStats {
+    /// Calls of `service:Operation` that reached moto.
+    pub fn forwarded(&self, operation: &str) -> usize {
+        self.forwarded.get(operation).copied().unwrap_or(0)
+    }
+}
+
+/// Where the kill switch fires: at the `at`-th mutating call, counted over one service's calls
+/// (`Some("ecr")`) or over all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct KillPoint {
+    service: Option<String>,
+    at: usize,
 }
 
 /// Times at which things happened, from which the states AWS would show are derived.
@@ -69,10 +91,13 @@ struct Shared {
     client: Client<HttpConnector, Full<Bytes>>,
     timeline: Mutex<Timeline>,
     stats: Mutex<FrontStats>,
-    kill_after: Mutex<Option<usize>>,
+    kill_after: Mutex<Option<KillPoint>>,
     killed: watch::Sender<bool>,
     /// Operation → (code, message) it always fails with: for tests of real (not "not yet") errors.
     failures: Mutex<HashMap<String, (String, String)>>,
+    /// Operation → how many of its next calls are throttled.
+    throttles: Mutex<HashMap<String, usize>>,
+    uploads: Mutex<ecr::Uploads>,
 }
 
 /// A running front; it stops when dropped.
@@ -107,6 +132,8 @@ impl Front {
             kill_after: Mutex::new(None),
             killed: watch::channel(false).0,
             failures: Mutex::new(HashMap::new()),
+            throttles: Mutex::new(HashMap::new()),
+            uploads: Mutex::new(ecr::Uploads::default()),
         });
         let serving = shared.clone();
         let task = tokio::spawn(async move {
@@ -147,8 +174,24 @@ impl Front {
     /// hears nothing more.
     pub fn kill_after_mutating(&self, n: usize) {
         let done = self.stats().mutating;
+        self.arm(None, done + n);
+    }
+
+    /// Arms the kill switch at the `n`-th mutating call of one service (its signing name, e.g.
+    /// `ecr`) from now on, however the caller interleaves it with other services' calls.
+    pub fn kill_after_mutating_in(&self, service: &str, n: usize) {
+        let done = self
+            .stats()
+            .mutating_by_service
+            .get(service)
+            .copied()
+            .unwrap_or(0);
+        self.arm(Some(service.to_owned()), done + n);
+    }
+
+    fn arm(&self, service: Option<String>, at: usize) {
         if let Ok(mut kill) = self.shared.kill_after.lock() {
-            *kill = Some(done + n);
+            *kill = Some(KillPoint { service, at });
         }
         self.shared.killed.send_replace(false);
     }
@@ -168,6 +211,14 @@ impl Front {
     pub fn fail(&self, operation: &str, code: &str, message: &str) {
         if let Ok(mut failures) = self.shared.failures.lock() {
             failures.insert(operation.to_owned(), (code.to_owned(), message.to_owned()));
+        }
+    }
+
+    /// Answers the next `times` calls of `operation` with the service's throttling error, so a
+    /// test knows the caller met throttling on that call.
+    pub fn throttle(&self, operation: &str, times: usize) {
+        if let Ok(mut throttles) = self.shared.throttles.lock() {
+            throttles.insert(operation.to_owned(), times);
         }
     }
 
@@ -195,9 +246,16 @@ async fn handle(
     let call = identify(&parts.method, &path, &parts.headers, &body);
 
     let (low, high) = shared.profile.latency;
-    if high > Duration::ZERO {
-        let pause = rand::rng().random_range(low.as_secs_f64()..=high.as_secs_f64());
-        tokio::time::sleep(Duration::from_secs_f64(pause)).await;
+    let mut pause = if high > Duration::ZERO {
+        Duration::from_secs_f64(rand::rng().random_range(low.as_secs_f64()..=high.as_secs_f64()))
+    } else {
+        Duration::ZERO
+    };
+    if let Some(rate) = shared.profile.upload_bandwidth.filter(|r| *r > 0) {
+        pause += Duration::from_secs_f64(body.len() as f64 / rate as f64);
+    }
+    if pause > Duration::ZERO {
+        tokio::time::sleep(pause).await;
     }
     if *shared.killed.borrow() {
         return Err(Dropped);
@@ -208,6 +266,17 @@ async fn handle(
     if let Some(response) = shared.before(&call) {
         return Ok(response);
     }
+    if call.service == "ecr"
+        && let Some(refusal) = shared.ecr_rules(&call, &parts.headers, &body).await
+    {
+        shared.refused(&call, refusal.code);
+        return Ok(error_response(
+            "ecr",
+            StatusCode::BAD_REQUEST,
+            refusal.code,
+            &refusal.message,
+        ));
+    }
 
     let mut forward = Request::builder()
         .method(parts.method.clone())
@@ -217,6 +286,7 @@ async fn handle(
             forward = forward.header(name, value);
         }
     }
+    let forward_body = body.clone();
     let forward = forward.body(Full::new(body)).map_err(|_| Dropped)?;
     let response = match shared.client.request(forward).await {
         Ok(response) => response,
@@ -230,10 +300,11 @@ async fn handle(
             ));
         }
     };
+    let request = forward_body;
     let (mut head, body) = response.into_parts();
     let body = body.collect().await.map_err(|_| Dropped)?.to_bytes();
     let body = if head.status.is_success() {
-        shared.after(&call, body)
+        shared.after(&call, &request, body)
     } else {
         body
     };
@@ -262,8 +333,21 @@ impl Shared {
             return false;
         }
         stats.mutating += 1;
-        let kill_after = self.kill_after.lock().ok().and_then(|k| *k);
-        kill_after == Some(stats.mutating)
+        let of_service = stats
+            .mutating_by_service
+            .entry(call.service.clone())
+            .or_default();
+        *of_service += 1;
+        let of_service = *of_service;
+        let kill_after = self.kill_after.lock().ok().and_then(|k| k.clone());
+        match kill_after {
+            Some(KillPoint { service: None, at }) => at == stats.mutating,
+            Some(KillPoint {
+                service: Some(service),
+                at,
+            }) => service == call.service && at == of_service,
+            None => false,
+        }
     }
 
     fn injected(&self, code: &str) {
@@ -272,13 +356,107 @@ impl Shared {
         }
     }
 
+    /// Counts an error the front answered `call` with.
+    fn refused(&self, call: &Call, code: &str) {
+        self.injected(code);
+        if let Ok(mut stats) = self.stats.lock() {
+            *stats
+                .refused
+                .entry(format!("{}:{}", call.service, call.operation))
+                .or_default() += 1;
+        }
+    }
+
+    /// ECR's push rules moto lacks (see [`ecr`]); PutImage asks moto which referenced blobs the
+    /// repository has, so blobs pushed before this front started count too.
+    async fn ecr_rules(
+        &self,
+        call: &Call,
+        headers: &http::HeaderMap,
+        body: &Bytes,
+    ) -> Option<ecr::Refusal> {
+        match call.operation.as_str() {
+            "UploadLayerPart" => ecr::check_part(body),
+            "CompleteLayerUpload" => self.uploads.lock().ok()?.check_complete(body),
+            "PutImage" => {
+                let referenced = match ecr::check_manifest(body) {
+                    Ok(referenced) => referenced,
+                    Err(refusal) => return Some(refusal),
+                };
+                let missing = self.missing_blobs(call, headers, &referenced).await?;
+                (!missing.is_empty()).then(|| ecr::layers_not_found(&missing))
+            }
+            _ => None,
+        }
+    }
+
+    /// Which of `digests` moto's repository lacks (BatchCheckLayerAvailability, sent with the
+    /// caller's credentials so moto picks the same account and region); `None` when moto cannot
+    /// say, and then moto answers the call itself.
+    async fn missing_blobs(
+        &self,
+        call: &Call,
+        headers: &http::HeaderMap,
+        digests: &[String],
+    ) -> Option<Vec<String>> {
+        let mut query = serde_json::json!({
+            "repositoryName": call.params.get("repositoryName")?,
+            "layerDigests": digests,
+        });
+        if let Some(registry) = call.params.get("registryId") {
+            query["registryId"] = registry.clone().into();
+        }
+        let mut request = Request::builder()
+            .method(http::Method::POST)
+            .uri(format!("{}/", self.upstream))
+            .header(http::header::CONTENT_TYPE, "application/x-amz-json-1.1")
+            .header(
+                "x-amz-target",
+                "AmazonEC2ContainerRegistry_V20150921.BatchCheckLayerAvailability",
+            );
+        for name in [http::header::AUTHORIZATION.as_str(), "x-amz-date"] {
+            if let Some(value) = headers.get(name) {
+                request = request.header(name, value);
+            }
+        }
+        let request = request
+            .body(Full::new(Bytes::from(query.to_string())))
+            .ok()?;
+        let response = self.client.request(request).await.ok()?;
+        if !response.status().is_success() {
+            return None;
+        }
+        let body = response.into_body().collect().await.ok()?.to_bytes();
+        let answer: serde_json::Value = serde_json::from_slice(&body).ok()?;
+        let available: Vec<&str> = answer
+            .get("layers")?
+            .as_array()?
+            .iter()
+            .filter(|l| l.get("layerAvailability").and_then(|a| a.as_str()) == Some("AVAILABLE"))
+            .filter_map(|l| l.get("layerDigest").and_then(|d| d.as_str()))
+            .collect();
+        Some(
+            digests
+                .iter()
+                .filter(|d| !available.contains(&d.as_str()))
+                .cloned()
+                .collect(),
+        )
+    }
+
     fn inject_fault(&self, call: &Call) -> Option<Response<Full<Bytes>>> {
+        let planned = self.throttles.lock().ok().is_some_and(|mut t| {
+            t.get_mut(&call.operation)
+                .filter(|left| **left > 0)
+                .map(|left| *left -= 1)
+                .is_some()
+        });
         let (throttle, server) = (self.profile.throttle_rate, self.profile.server_error_rate);
-        if throttle <= 0.0 && server <= 0.0 {
+        if !planned && throttle <= 0.0 && server <= 0.0 {
             return None;
         }
         let roll: f64 = rand::rng().random();
-        let fault = if roll < throttle {
+        let fault = if planned || roll < throttle {
             Fault::Throttle
         } else if roll < throttle + server {
             Fault::ServerError
@@ -286,7 +464,7 @@ impl Shared {
             return None;
         };
         let (code, status) = fault_code(&call.service, fault);
-        self.injected(code);
+        self.refused(call, code);
         Some(error_response(
             &call.service,
             status,
@@ -389,7 +567,7 @@ impl Shared {
     }
 
     /// Records what a successful call started, and shows states that are not final yet.
-    fn after(&self, call: &Call, body: Bytes) -> Bytes {
+    fn after(&self, call: &Call, request: &[u8], body: Bytes) -> Bytes {
         let now = Instant::now();
         let p = &self.profile;
         let Ok(mut timeline) = self.timeline.lock() else {
@@ -530,6 +708,20 @@ impl Shared {
                             .is_some_and(|t| now.duration_since(*t) < p.target_registration)
                     });
                 Bytes::from(out)
+            }
+            ("ecr", "UploadLayerPart") => {
+                drop(timeline);
+                if let Ok(mut uploads) = self.uploads.lock() {
+                    uploads.part_accepted(request);
+                }
+                body
+            }
+            ("ecr", "CompleteLayerUpload") => {
+                drop(timeline);
+                if let Ok(mut uploads) = self.uploads.lock() {
+                    uploads.completed(request);
+                }
+                body
             }
             _ => body,
         }

@@ -27,6 +27,8 @@ pub struct Profile {
     pub throttle_rate: f64,
     /// Fraction of calls answered with a 5xx before reaching the emulator.
     pub server_error_rate: f64,
+    /// Bytes per second of request bodies (ECR layer parts are the big ones); `None`: no limit.
+    pub upload_bandwidth: Option<u64>,
 }
 
 impl Profile {
@@ -44,11 +46,12 @@ impl Profile {
             interfaces_linger: Duration::ZERO,
             throttle_rate: 0.0,
             server_error_rate: 0.0,
+            upload_bandwidth: None,
         }
     }
 
     /// As measured on AWS in ap-northeast-2: EKS 10-15 minutes (12 here), instances 1-2 minutes,
-    /// NLBs 2-3 minutes, IAM propagation seconds.
+    /// NLBs 2-3 minutes, IAM propagation seconds; pushes over an operator's 100 Mbit/s uplink.
     pub fn realistic() -> Self {
         Self {
             name: "realistic",
@@ -62,6 +65,7 @@ impl Profile {
             interfaces_linger: Duration::from_secs(60),
             throttle_rate: 0.0,
             server_error_rate: 0.0,
+            upload_bandwidth: Some(100_000_000 / 8),
         }
     }
 
@@ -82,6 +86,7 @@ impl Profile {
             interfaces_linger: Duration::from_secs(2),
             throttle_rate: 0.0,
             server_error_rate: 0.0,
+            upload_bandwidth: None,
         }
     }
 
@@ -96,6 +101,12 @@ impl Profile {
 
     pub fn with_latency(mut self, min: Duration, max: Duration) -> Self {
         self.latency = (min, max.max(min));
+        self
+    }
+
+    /// Request bodies travel at `bytes_per_second` (`None`: as fast as the loopback allows).
+    pub fn with_upload_bandwidth(mut self, bytes_per_second: Option<u64>) -> Self {
+        self.upload_bandwidth = bytes_per_second;
         self
     }
 

@@ -1,6 +1,6 @@
 //! Just enough of the AWS wire protocols to know which call a request is, and to answer with an
 //! error exactly as that service would (EC2's XML, the query services' XML, EKS's REST JSON,
-//! SSM's JSON), so that the SDK parses it into the right error code.
+//! SSM's and ECR's AWS JSON 1.1), so that the SDK parses it into the right error code.
 
 use std::collections::HashMap;
 
@@ -11,10 +11,12 @@ use http_body_util::Full;
 /// One AWS call as the front sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Call {
-    /// The SigV4 signing name: `ec2`, `iam`, `eks`, `autoscaling`, `elasticloadbalancing`, `ssm`, `sts`.
+    /// The SigV4 signing name: `ec2`, `iam`, `eks`, `autoscaling`, `elasticloadbalancing`, `ssm`,
+    /// `sts`, `ecr`.
     pub service: String,
     pub operation: String,
-    /// Form parameters of query-protocol calls (`RoleName`, `GroupId`, ...).
+    /// Form parameters of query-protocol calls (`RoleName`, `GroupId`, ...); top-level string
+    /// fields of JSON calls (`repositoryName`, `uploadId`, ...).
     pub params: HashMap<String, String>,
     /// The EKS cluster a REST call is about, from its path.
     pub cluster: Option<String>,
@@ -23,10 +25,16 @@ pub struct Call {
 impl Call {
     /// Read-only calls by AWS's naming convention; the rest change something.
     pub fn is_mutating(&self) -> bool {
-        !["Describe", "List", "Get"]
-            .iter()
-            .any(|p| self.operation.starts_with(p))
+        is_mutating(&self.operation)
     }
+}
+
+/// Reads are `Describe*`, `List*`, `Get*` and `BatchGet*`, plus ECR's
+/// `BatchCheckLayerAvailability` (which only reports whether blobs exist); everything else,
+/// `PutImage` and `UploadLayerPart` included, changes state.
+pub fn is_mutating(operation: &str) -> bool {
+    const READS: [&str; 4] = ["Describe", "List", "Get", "BatchGet"];
+    operation != "BatchCheckLayerAvailability" && !READS.iter().any(|p| operation.starts_with(p))
 }
 
 /// Works out service and operation from the signature, the target header, the form body or
@@ -47,6 +55,10 @@ pub fn identify(method: &Method, path: &str, headers: &HeaderMap, body: &[u8]) -
     };
     if let Some(target) = headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
         call.operation = target.rsplit('.').next().unwrap_or(target).to_owned();
+        // UploadLayerPart carries megabytes of base64; nothing the front needs is in it.
+        if call.operation != "UploadLayerPart" {
+            call.params = json_strings(body);
+        }
         return call;
     }
     if call.service == "eks" {
@@ -77,7 +89,8 @@ pub fn identify(method: &Method, path: &str, headers: &HeaderMap, body: &[u8]) -
     call
 }
 
-/// Top-level string fields of a JSON body (EKS CreateCluster's `name`, `roleArn`).
+/// Top-level string fields of a JSON body (EKS CreateCluster's `name`, `roleArn`; ECR's
+/// `repositoryName`).
 fn json_strings(body: &[u8]) -> HashMap<String, String> {
     match serde_json::from_slice::<serde_json::Value>(body) {
         Ok(serde_json::Value::Object(map)) => map
@@ -106,10 +119,15 @@ pub fn fault_code(service: &str, fault: Fault) -> (&'static str, StatusCode) {
         ("ec2", Fault::Throttle) => ("RequestLimitExceeded", StatusCode::SERVICE_UNAVAILABLE),
         ("eks", Fault::Throttle) => ("ThrottlingException", StatusCode::TOO_MANY_REQUESTS),
         ("ssm", Fault::Throttle) => ("ThrottlingException", StatusCode::BAD_REQUEST),
+        // ECR API reference, Common Errors: ThrottlingException, HTTP 400; the SDK retries it
+        // (aws-runtime `retries/classifiers.rs`, THROTTLING_ERRORS).
+        ("ecr", Fault::Throttle) => ("ThrottlingException", StatusCode::BAD_REQUEST),
         (_, Fault::Throttle) => ("Throttling", StatusCode::BAD_REQUEST),
         ("ec2", Fault::ServerError) => ("InternalError", StatusCode::INTERNAL_SERVER_ERROR),
         ("eks", Fault::ServerError) => ("ServerException", StatusCode::INTERNAL_SERVER_ERROR),
         ("ssm", Fault::ServerError) => ("InternalServerError", StatusCode::INTERNAL_SERVER_ERROR),
+        // ECR API reference: ServerException, "usually caused by a server-side issue", HTTP 500.
+        ("ecr", Fault::ServerError) => ("ServerException", StatusCode::INTERNAL_SERVER_ERROR),
         (_, Fault::ServerError) => ("ServiceUnavailable", StatusCode::SERVICE_UNAVAILABLE),
     }
 }
@@ -142,7 +160,9 @@ pub fn error_response(
             "application/json",
             serde_json::json!({ "message": message }).to_string(),
         ),
-        "ssm" => (
+        // AWS JSON 1.1: the error code in `__type` (smithy awsJson1_1 protocol, "Operation error
+        // serialization").
+        "ssm" | "ecr" => (
             "application/x-amz-json-1.1",
             serde_json::json!({ "__type": code, "message": message }).to_string(),
         ),
@@ -241,6 +261,80 @@ mod tests {
             identify(&Method::POST, "/", &h, b"{}").operation,
             "GetParameter"
         );
+    }
+
+    fn ecr(operation: &str, body: &[u8]) -> Call {
+        let mut h = signed("ecr");
+        h.insert(
+            "x-amz-target",
+            format!("AmazonEC2ContainerRegistry_V20150921.{operation}")
+                .parse()
+                .unwrap(),
+        );
+        identify(&Method::POST, "/", &h, body)
+    }
+
+    #[test]
+    fn ecr_calls_are_named_by_their_target_with_their_repository() {
+        let call = ecr("InitiateLayerUpload", br#"{"repositoryName":"s/web"}"#);
+        assert_eq!(
+            (call.service.as_str(), call.operation.as_str()),
+            ("ecr", "InitiateLayerUpload")
+        );
+        assert_eq!(call.params["repositoryName"], "s/web");
+        let part = ecr(
+            "UploadLayerPart",
+            br#"{"repositoryName":"s/web","layerPartBlob":"AAAA"}"#,
+        );
+        assert!(part.params.is_empty(), "the blob is not copied");
+    }
+
+    /// ECR API reference, Actions: the image push calls change the registry; the availability
+    /// check, BatchGetImage and Describe/List/Get only read it.
+    #[test]
+    fn ecr_push_calls_change_state_and_checks_only_read() {
+        for read in [
+            "BatchCheckLayerAvailability",
+            "BatchGetImage",
+            "DescribeRepositories",
+            "DescribeImages",
+            "ListTagsForResource",
+            "GetAuthorizationToken",
+        ] {
+            assert!(!ecr(read, b"{}").is_mutating(), "{read}");
+        }
+        for change in [
+            "CreateRepository",
+            "TagResource",
+            "InitiateLayerUpload",
+            "UploadLayerPart",
+            "CompleteLayerUpload",
+            "PutImage",
+            "BatchDeleteImage",
+            "DeleteRepository",
+        ] {
+            assert!(ecr(change, b"{}").is_mutating(), "{change}");
+        }
+    }
+
+    /// ECR API reference, Common Errors: ThrottlingException is a 400 with the code in the
+    /// AWS JSON 1.1 `__type`.
+    #[test]
+    fn ecr_throttling_is_a_json_throttling_exception() {
+        let (code, status) = fault_code("ecr", Fault::Throttle);
+        assert_eq!(
+            (code, status),
+            ("ThrottlingException", StatusCode::BAD_REQUEST)
+        );
+        let r = error_response("ecr", status, code, "Rate exceeded");
+        assert_eq!(
+            r.headers()[http::header::CONTENT_TYPE],
+            "application/x-amz-json-1.1"
+        );
+        let body: serde_json::Value =
+            serde_json::from_slice(&r.into_body().into_inner_for_test()).unwrap();
+        assert_eq!(body["__type"], "ThrottlingException");
+        assert_eq!(fault_code("ecr", Fault::ServerError).0, "ServerException");
     }
 
     #[test]

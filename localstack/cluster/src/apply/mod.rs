@@ -214,6 +214,7 @@ pub fn apply(
             );
         }
     }
+    keep_applied_order(&mut result, config, live);
     for top in ["apiVersion", "kind"] {
         if let Some(v) = config.get(top) {
             result[top] = v.clone();
@@ -234,6 +235,100 @@ pub fn apply(
     });
     write_managed(&mut result, &entries);
     Ok(result)
+}
+
+/// Puts the items of every associative list of `result` in the order server-side apply gives
+/// them: structured-merge-diff's `typed/merge.go` (`mergingWalker.visitListItems`) walks the live
+/// list (lhs) and the applied one (rhs) together, keeping the applied configuration's order for
+/// its items and leaving items only the live object has where they were. Order matters beyond
+/// looks: the kubelet expands `$(VAR)` in an env value only against the variables before it.
+fn keep_applied_order(result: &mut Value, config: &Value, live: Option<&Value>) {
+    match (result, config) {
+        (Value::Object(out), Value::Object(config)) => {
+            for (k, v) in config {
+                if let Some(child) = out.get_mut(k) {
+                    keep_applied_order(child, v, live.and_then(|l| l.get(k)));
+                }
+            }
+        }
+        (Value::Array(out), Value::Array(config)) if is_associative(config) => {
+            let rhs: Vec<String> = config.iter().filter_map(item_key).collect();
+            let lhs: Vec<String> = live
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(item_key)
+                .filter(|k| out.iter().any(|i| item_key(i).as_ref() == Some(k)))
+                .collect();
+            let order = merged_order(&lhs, &rhs);
+            let mut items: Vec<Option<Value>> = std::mem::take(out).into_iter().map(Some).collect();
+            for key in &order {
+                if let Some(slot) = items
+                    .iter_mut()
+                    .find(|i| i.as_ref().and_then(item_key).as_ref() == Some(key))
+                {
+                    out.extend(slot.take());
+                }
+            }
+            // Whatever the walk did not name (an item without a key) stays, at the end.
+            out.extend(items.into_iter().flatten());
+            for item in config {
+                let Some(key) = item_key(item) else { continue };
+                let before = live
+                    .and_then(Value::as_array)
+                    .and_then(|l| l.iter().find(|i| item_key(i).as_ref() == Some(&key)));
+                if let Some(mine) = out.iter_mut().find(|i| item_key(i).as_ref() == Some(&key)) {
+                    keep_applied_order(mine, item, before);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The key order of `visitListItems` for a live list `lhs` and an applied list `rhs`.
+fn merged_order(lhs: &[String], rhs: &[String]) -> Vec<String> {
+    let in_rhs = |k: &String| rhs.contains(k);
+    let shared: Vec<&String> = rhs.iter().filter(|k| lhs.contains(k)).collect();
+    let mut next_shared = shared.iter().copied();
+    let mut want = next_shared.next();
+    let mut out: Vec<String> = Vec::with_capacity(lhs.len() + rhs.len());
+    let (mut l, mut r) = (0, 0);
+    while l < lhs.len() || r < rhs.len() {
+        if l < lhs.len() && r < rhs.len() {
+            if lhs[l] == rhs[r] {
+                out.push(rhs[r].clone());
+                if want == Some(&rhs[r]) {
+                    want = next_shared.next();
+                }
+                l += 1;
+                r += 1;
+                continue;
+            }
+            if in_rhs(&lhs[l]) && want.is_some_and(|w| *w != lhs[l]) {
+                l += 1;
+                continue;
+            }
+        }
+        if l < lhs.len() && !in_rhs(&lhs[l]) {
+            out.push(lhs[l].clone());
+            l += 1;
+            continue;
+        }
+        if r < rhs.len() {
+            if !out.contains(&rhs[r]) {
+                out.push(rhs[r].clone());
+            }
+            if want == Some(&rhs[r]) {
+                want = next_shared.next();
+            }
+            r += 1;
+        } else {
+            // Only shared items are left on the live side, all already placed.
+            l += 1;
+        }
+    }
+    out
 }
 
 /// Strategic merge patch, simplified: a JSON merge patch, except that lists whose items carry a
@@ -283,6 +378,57 @@ pub fn strategic_merge(target: &mut Value, patch: &Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn env_names(obj: &Value) -> Vec<&str> {
+        obj.pointer("/spec/containers/0/env")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e["name"].as_str())
+            .collect()
+    }
+
+    /// structured-merge-diff typed/merge.go (visitListItems): the applied order is kept, so a
+    /// `$(POD_IP)` after `POD_IP` stays after it (kubelet expansion needs that order).
+    #[test]
+    fn server_side_apply_keeps_the_applied_order_of_associative_lists() {
+        let config = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+            "spec": {"containers": [{"name": "web", "image": "x", "env": [
+                {"name": "Z", "value": "1"},
+                {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+                {"name": "LISTEN", "value": "$(POD_IP):8080"}]}]}});
+        let created = apply(None, &config, "m", false, "v1").unwrap();
+        assert_eq!(env_names(&created), ["Z", "POD_IP", "LISTEN"]);
+
+        // Another manager's item stays where it was; the applied items keep their new order.
+        let mut live = created.clone();
+        live["spec"]["containers"][0]["env"]
+            .as_array_mut()
+            .unwrap()
+            .insert(1, json!({"name": "OTHER", "value": "o"}));
+        let reordered = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+            "spec": {"containers": [{"name": "web", "image": "x", "env": [
+                {"name": "A", "value": "new"},
+                {"name": "Z", "value": "1"},
+                {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+                {"name": "LISTEN", "value": "$(POD_IP):8080"}]}]}});
+        let merged = apply(Some(&live), &reordered, "m", false, "v1").unwrap();
+        assert_eq!(env_names(&merged), ["A", "Z", "OTHER", "POD_IP", "LISTEN"]);
+    }
+
+    #[test]
+    fn the_merged_order_follows_visit_list_items() {
+        let k = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(merged_order(&[], &k(&["b", "a"])), k(&["b", "a"]));
+        assert_eq!(
+            merged_order(&k(&["a", "b"]), &k(&["b", "a"])),
+            k(&["b", "a"])
+        );
+        assert_eq!(
+            merged_order(&k(&["a", "x", "b"]), &k(&["a", "c", "b"])),
+            k(&["a", "x", "c", "b"])
+        );
+    }
 
     #[test]
     fn apply_conflicts_force_and_removal() {

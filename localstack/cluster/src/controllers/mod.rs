@@ -7,8 +7,10 @@
 
 mod deployments;
 mod endpoints;
+mod images;
 mod lifecycle;
 mod pods;
+mod probes;
 mod processes;
 mod quotas;
 mod replicasets;
@@ -25,6 +27,7 @@ use crate::meta;
 use crate::registry::{Registry, WriteOptions};
 use crate::resources::{ResourceType, find, known};
 
+pub use images::ApiAccess;
 pub use pods::NODE_NAMES;
 
 const TICK: Duration = Duration::from_millis(50);
@@ -96,8 +99,13 @@ fn log_write<T>(what: &str, result: Result<T, crate::error::ApiError>) -> Option
 }
 
 /// Reconciles the whole cluster every tick until the simulator stops.
-pub async fn run(registry: Arc<Registry>, config: Arc<SimConfig>, containers: Arc<Containers>) {
-    let mut kubelet = pods::Kubelet::new(config.clone(), containers);
+pub async fn run(
+    registry: Arc<Registry>,
+    config: Arc<SimConfig>,
+    containers: Arc<Containers>,
+    api: ApiAccess,
+) {
+    let mut kubelet = pods::Kubelet::new(config.clone(), containers, api);
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use super::images::{self, ImagePod, PodIps, Runtime, Stage as ImageStage, StartFailure};
 use super::log_write;
 use super::processes::{self, LocalProcess};
 use super::termination::{self, Action, Stage, Termination};
@@ -67,6 +68,16 @@ pub(super) struct Kubelet {
     containers: Arc<Containers>,
     /// Pods being deleted, by uid.
     terminations: HashMap<String, Termination>,
+    /// The container runtime for images from the local store (None without a store).
+    runtime: Option<Runtime>,
+    /// Pods run from an image, by uid.
+    image_pods: HashMap<String, ImagePod>,
+    /// Loopback IPs of the pods run from an image.
+    pod_ips: PodIps,
+    /// Whether containers can run as their own user, chrooted (the simulator runs as root).
+    as_root: bool,
+    /// How a pod's service account token reaches the API server.
+    api: images::ApiAccess,
     next_ip: u32,
     next_node: usize,
 }
@@ -81,22 +92,57 @@ enum ImageBehaviour {
     Crashes,
     /// Runs as a local process (a [`crate::LocalCommand`] matches the image).
     Local,
+    /// Runs from the local image store, as a local process on its own pod IP.
+    Image,
 }
 
+/// Why a container is waiting: its reason and message.
+type Waiting = (&'static str, String);
+
 impl Kubelet {
-    pub(super) fn new(config: Arc<SimConfig>, containers: Arc<Containers>) -> Self {
+    pub(super) fn new(
+        config: Arc<SimConfig>,
+        containers: Arc<Containers>,
+        api: images::ApiAccess,
+    ) -> Self {
+        let runtime = config
+            .image_store
+            .as_ref()
+            .map(|dir| Runtime::new(crate::images::ImageStore::new(dir)));
+        let as_root = crate::images::running_as_root();
+        if runtime.is_some() && !as_root {
+            tracing::info!(
+                "not running as root: containers from images run without chroot (they see the host's files, their paths are host paths) and as the simulator's user"
+            );
+        }
         Self {
             config,
             running: HashMap::new(),
             processes: HashMap::new(),
             containers,
             terminations: HashMap::new(),
+            runtime,
+            image_pods: HashMap::new(),
+            pod_ips: PodIps::default(),
+            as_root,
+            api,
             next_ip: 10,
             next_node: 0,
         }
     }
 
+    /// The image of the pod's first container in the local store, if it is there.
+    fn stored_image(&self, pod: &Value) -> Option<crate::images::Resolved> {
+        let image = pod
+            .pointer("/spec/containers/0/image")
+            .and_then(Value::as_str)?;
+        self.runtime.as_ref()?.store.resolve(image)
+    }
+
     fn behaviour(&self, pod: &Value) -> ImageBehaviour {
+        if self.image_pods.contains_key(meta::uid(pod)) || self.stored_image(pod).is_some() {
+            return ImageBehaviour::Image;
+        }
         let images: Vec<&str> = pod
             .pointer("/spec/containers")
             .and_then(Value::as_array)
@@ -131,7 +177,10 @@ impl Kubelet {
             self.containers.stopped(uid);
         }
         self.running.retain(|uid, _| live.contains(uid));
+        // Processes first, then their directories.
         self.processes.retain(|uid, _| live.contains(uid));
+        self.image_pods.retain(|uid, _| live.contains(uid));
+        self.pod_ips.retain(|uid| live.contains(uid));
         self.terminations.retain(|uid, _| live.contains(uid));
         for pod in pods {
             if meta::is_deleting(&pod) {
@@ -154,7 +203,7 @@ impl Kubelet {
     fn container_exited(&mut self, pod: &Value) -> bool {
         let uid = meta::uid(pod);
         match self.behaviour(pod) {
-            ImageBehaviour::Local => self
+            ImageBehaviour::Local | ImageBehaviour::Image => self
                 .processes
                 .get_mut(uid)
                 .is_none_or(|p| p.exited().is_some()),
@@ -219,26 +268,127 @@ impl Kubelet {
         {
             self.containers.stopped(&uid);
             self.processes.remove(&uid);
+            self.image_pods.remove(&uid);
             self.terminations.remove(&uid);
         }
     }
 
-    /// Pod uid → 127.0.0.1 port of each running local process.
+    /// Pod uid → 127.0.0.1 port of each running local command (pods run from an image serve on
+    /// their own IP and container port instead).
     pub(super) fn local_ports(&self) -> HashMap<String, u16> {
         self.processes
             .iter()
-            .map(|(uid, p)| (uid.clone(), p.port()))
+            .filter_map(|(uid, p)| Some((uid.clone(), p.local_port()?)))
             .collect()
     }
 
+    /// Starts the pod's image pull on first sight and notices its end; records the pull
+    /// failure's events.
+    fn advance_image(&mut self, registry: &Registry, pod: &Value) {
+        let uid = meta::uid(pod);
+        if !self.image_pods.contains_key(uid) {
+            let (Some(runtime), Some(resolved)) = (self.runtime.as_ref(), self.stored_image(pod))
+            else {
+                return;
+            };
+            self.image_pods
+                .insert(uid.to_string(), runtime.pull(uid, resolved));
+        }
+        let Some(image_pod) = self.image_pods.get_mut(uid) else {
+            return;
+        };
+        let ImageStage::Pulling(task) = &mut image_pod.stage else {
+            return;
+        };
+        if !task.is_finished() {
+            return;
+        }
+        let outcome = futures::FutureExt::now_or_never(task);
+        let image = pod
+            .pointer("/spec/containers/0/image")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        image_pod.stage = match outcome {
+            Some(Ok(Ok(unpacked))) => ImageStage::Pulled(Box::new(unpacked)),
+            Some(Ok(Err(e))) => {
+                let message = format!("failed to pull and unpack image {image:?}: {e}");
+                tracing::warn!(pod = meta::name(pod), %message, "image pull failed");
+                event(
+                    registry,
+                    pod,
+                    "Warning",
+                    "Failed",
+                    &format!("Failed to pull image {image:?}: {message}"),
+                    "kubelet",
+                );
+                ImageStage::Failed(message)
+            }
+            Some(Err(e)) => ImageStage::Failed(format!("image pull interrupted: {e}")),
+            None => return,
+        };
+    }
+
+    /// Starts the pod's container: its local command, or its image's program.
+    fn start_container(
+        &mut self,
+        registry: &Registry,
+        pod: &Value,
+    ) -> Option<Result<LocalProcess, Waiting>> {
+        let uid = meta::uid(pod);
+        let Some(image_pod) = self.image_pods.get_mut(uid) else {
+            let command = processes::command_for(&self.config.local_commands, pod)?;
+            return Some(
+                LocalProcess::spawn(command, registry, pod)
+                    .map_err(|e| ("RunContainerError", e.to_string())),
+            );
+        };
+        let ImageStage::Pulled(unpacked) = &image_pod.stage else {
+            return None;
+        };
+        let Some(ip) = self.pod_ips.allocate(uid) else {
+            return Some(Err(("RunContainerError", "no free pod IP".into())));
+        };
+        let token = images::service_account(registry, pod).map(|account| {
+            image_pod
+                .token
+                .get_or_insert_with(|| {
+                    images::BoundToken::issue(&self.api, meta::namespace(pod), &account)
+                })
+                .token()
+                .to_string()
+        });
+        let volume = token.as_deref().map(|token| (token, self.api.addr));
+        let launch = match images::launch(unpacked, registry, pod, ip, self.as_root, volume) {
+            Ok(launch) => launch,
+            Err(StartFailure::Config(message)) => {
+                // kuberuntime_container.go startContainer: a Failed event "Error: <err>".
+                if image_pod.config_error.as_ref() != Some(&message) {
+                    event(
+                        registry,
+                        pod,
+                        "Warning",
+                        "Failed",
+                        &format!("Error: {message}"),
+                        "kubelet",
+                    );
+                    image_pod.config_error = Some(message.clone());
+                }
+                return Some(Err(("CreateContainerConfigError", message)));
+            }
+            Err(StartFailure::Run(message)) => return Some(Err(("RunContainerError", message))),
+        };
+        image_pod.config_error = None;
+        Some(LocalProcess::start(launch, pod).map_err(|e| ("RunContainerError", e.to_string())))
+    }
+
     /// Keeps the pod's local process running: starts it (again, after a back-off when it
-    /// exited, remembering the exit code). Returns (ready, Some(error) when it cannot start).
+    /// exited, remembering the exit code). Returns (ready, Some(why) when it cannot start).
     fn supervise(
         &mut self,
         registry: &Registry,
         pod: &Value,
         now: Instant,
-    ) -> (bool, Option<String>) {
+    ) -> (bool, Option<Waiting>) {
         let uid = meta::uid(pod).to_string();
         if let Some(process) = self.processes.get_mut(&uid) {
             let Some(code) = process.exited() else {
@@ -256,17 +406,16 @@ impl Kubelet {
             .running
             .get(&uid)
             .is_none_or(|r| r.restarts == 0 || now.duration_since(r.last_crash) >= CRASH_INTERVAL);
-        let Some(command) =
-            processes::command_for(&self.config.local_commands, pod).filter(|_| backoff_over)
-        else {
+        if !backoff_over {
             return (false, None);
-        };
-        match LocalProcess::spawn(command, registry, pod) {
-            Ok(process) => {
+        }
+        match self.start_container(registry, pod) {
+            Some(Ok(process)) => {
                 self.processes.insert(uid, process);
                 (false, None)
             }
-            Err(e) => (false, Some(e.to_string())),
+            Some(Err(waiting)) => (false, Some(waiting)),
+            None => (false, None),
         }
     }
 
@@ -312,8 +461,19 @@ impl Kubelet {
         if matches!(behaviour, ImageBehaviour::Runs) {
             self.containers.started(&uid);
         }
+        // A pod run from an image: still pulling (None) or failed to pull (Some(message)).
+        let mut not_pulled: Option<Option<String>> = None;
+        if matches!(behaviour, ImageBehaviour::Image) {
+            self.advance_image(registry, pod);
+            self.pod_ips.allocate(&uid);
+            match self.image_pods.get(&uid).map(|p| &p.stage) {
+                Some(ImageStage::Pulled(_)) => {}
+                Some(ImageStage::Failed(message)) => not_pulled = Some(Some(message.clone())),
+                Some(ImageStage::Pulling(_)) | None => not_pulled = Some(None),
+            }
+        }
         let local = match behaviour {
-            ImageBehaviour::Local => {
+            ImageBehaviour::Local | ImageBehaviour::Image if not_pulled.is_none() => {
                 self.running.entry(uid.clone()).or_insert(Running {
                     started: now,
                     restarts: 0,
@@ -337,7 +497,14 @@ impl Kubelet {
             .to_string();
         let node_index = NODE_NAMES.iter().position(|n| *n == node).unwrap_or(0);
         let host_ip = format!("10.0.0.{}", node_index + 11);
+        let image_ip = self.pod_ips.get(&uid);
+        let image_id = self
+            .image_pods
+            .get(&uid)
+            .map(|p| p.resolved.image_id.clone())
+            .unwrap_or_default();
         let pod_ip = match pod.pointer("/status/podIP").and_then(Value::as_str) {
+            _ if image_ip.is_some() => image_ip.map(|ip| ip.to_string()).unwrap_or_default(),
             _ if local.is_some() => "127.0.0.1".to_string(),
             Some(ip) => ip.to_string(),
             None => {
@@ -362,19 +529,24 @@ impl Kubelet {
         let age = now.duration_since(entry.started);
 
         let (phase, ready, state_of): (&str, bool, ContainerStateFn) = match (behaviour, local) {
-            (ImageBehaviour::Local, Some((ready, failure))) => {
+            (ImageBehaviour::Local | ImageBehaviour::Image, Some((ready, failure))) => {
                 let started_at = start_time.clone();
                 let last = entry.last_exit.clone().map(|(code, finished)| {
                     json!({"terminated": {"exitCode": code, "reason": if code == 0 { "Completed" } else { "Error" }, "startedAt": started_at.clone(), "finishedAt": finished}})
                 });
                 let crashed = entry.restarts > 0 && !self.processes.contains_key(&uid);
+                // A container the kubelet never created leaves the pod Pending.
+                let phase = match &failure {
+                    Some(("CreateContainerConfigError", _)) if entry.restarts == 0 => "Pending",
+                    _ => "Running",
+                };
                 (
-                    "Running",
+                    phase,
                     ready,
                     Box::new(move |c| {
                         let name = c.get("name").and_then(Value::as_str).unwrap_or_default();
-                        let state = if let Some(message) = &failure {
-                            json!({"waiting": {"reason": "RunContainerError", "message": message}})
+                        let state = if let Some((reason, message)) = &failure {
+                            json!({"waiting": {"reason": reason, "message": message}})
                         } else if crashed {
                             json!({"waiting": {"reason": "CrashLoopBackOff", "message": format!("back-off restarting failed container {name}")}})
                         } else {
@@ -384,6 +556,11 @@ impl Kubelet {
                     }),
                 )
             }
+            (ImageBehaviour::Image, None) if matches!(not_pulled, Some(None)) => (
+                "Pending",
+                false,
+                Box::new(|_c| (json!({"waiting": {"reason": "ContainerCreating"}}), None)),
+            ),
             (ImageBehaviour::Runs | ImageBehaviour::Local, _) => {
                 let ready = age >= self.config.readiness_delay;
                 let started_at = start_time.clone();
@@ -393,7 +570,8 @@ impl Kubelet {
                     Box::new(move |_c| (json!({"running": {"startedAt": started_at}}), None)),
                 )
             }
-            (ImageBehaviour::Missing, _) => {
+            (ImageBehaviour::Missing | ImageBehaviour::Image, _) => {
+                let pull_error = not_pulled.clone().flatten();
                 let reason = if age < PULL_BACKOFF_AFTER {
                     "ErrImagePull"
                 } else {
@@ -405,7 +583,9 @@ impl Kubelet {
                     Box::new(move |c| {
                         let image = c.get("image").and_then(Value::as_str).unwrap_or_default();
                         let message = if reason == "ErrImagePull" {
-                            format!("failed to pull and unpack image {image:?}: not found")
+                            pull_error.clone().unwrap_or_else(|| {
+                                format!("failed to pull and unpack image {image:?}: not found")
+                            })
                         } else {
                             format!("Back-off pulling image {image:?}")
                         };
@@ -446,14 +626,17 @@ impl Kubelet {
                 let mut s = json!({
                     "name": c.get("name").cloned().unwrap_or(Value::Null),
                     "image": image,
-                    "imageID": "",
+                    "imageID": &image_id,
                     "ready": ready,
                     "started": state.get("running").is_some(),
                     "restartCount": restarts,
                     "state": state,
                     "lastState": last.unwrap_or(json!({})),
                 });
-                if matches!(behaviour, ImageBehaviour::Runs | ImageBehaviour::Local) {
+                if matches!(
+                    behaviour,
+                    ImageBehaviour::Runs | ImageBehaviour::Local | ImageBehaviour::Image
+                ) {
                     s["containerID"] = json!(format!(
                         "containerd://{}",
                         meta::fnv32(meta::uid(pod).as_bytes())
@@ -534,7 +717,7 @@ impl Kubelet {
             .and_then(Value::as_str)
             .unwrap_or_default();
         match behaviour {
-            ImageBehaviour::Runs | ImageBehaviour::Local if first_seen => {
+            ImageBehaviour::Runs | ImageBehaviour::Local | ImageBehaviour::Image if first_seen => {
                 event(
                     registry,
                     pod,

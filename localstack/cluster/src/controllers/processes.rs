@@ -1,9 +1,15 @@
-//! Pods whose image is mapped to a local command run as real child processes on 127.0.0.1:
-//! the kubelet starts one per pod with the container's environment plus `PORT`, probes the port
+//! Pods whose image is mapped to a local command, or found in the local image store, run as real
+//! child processes: the kubelet starts one per pod with the container's environment, probes it
 //! for readiness, stops it the way the runtime stops a container when the pod is deleted
 //! (SIGTERM, then SIGKILL), and kills it when the simulator stops.
+//!
+//! A local command runs on 127.0.0.1 with `PORT` set to a free port; an image's program runs on
+//! its pod's own loopback IP and container port (see [`super::images`]).
 
 use std::collections::HashMap;
+use std::ffi::CString;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,7 +20,9 @@ use serde_json::Value;
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 
+use super::probes::Probe;
 use crate::LocalCommand;
+use crate::expansion;
 use crate::meta;
 use crate::registry::Registry;
 use crate::resources::known;
@@ -30,12 +38,49 @@ pub enum ProcessError {
         program: String,
         source: std::io::Error,
     },
+    #[error("cannot open the container log {path}: {source}")]
+    Log {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// When a started process counts as ready.
+pub(super) enum Readiness {
+    /// While this address accepts TCP connections.
+    Accepts(SocketAddr),
+    /// As the container's readiness probe says.
+    Probe(Probe),
+    /// As long as it runs (a container without a readiness probe or a port).
+    Running,
+}
+
+/// How to start one process.
+pub(super) struct Launch {
+    pub program: PathBuf,
+    /// `argv[0]` when it differs from `program` (an image's own name for its program).
+    pub arg0: Option<String>,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    /// A local command sees the simulator's environment; a container only its own.
+    pub inherit_env: bool,
+    /// The working directory (a path inside `chroot` when there is one).
+    pub cwd: Option<PathBuf>,
+    /// The root directory the process is confined to (only when the simulator runs as root).
+    pub chroot: Option<PathBuf>,
+    /// uid and gid to run as (only applied when the simulator runs as root).
+    pub user: Option<(u32, u32)>,
+    /// Where stdout and stderr go (discarded when None).
+    pub log: Option<PathBuf>,
+    pub readiness: Readiness,
+    /// The 127.0.0.1 port a local command serves on (Endpoints and ingress use it).
+    pub local_port: Option<u16>,
 }
 
 /// A running local process standing in for a pod's container.
 pub(super) struct LocalProcess {
     child: Child,
-    port: u16,
+    local_port: Option<u16>,
     ready: Arc<AtomicBool>,
     probe: JoinHandle<()>,
 }
@@ -51,11 +96,12 @@ impl Drop for LocalProcess {
 }
 
 impl LocalProcess {
-    pub(super) fn port(&self) -> u16 {
-        self.port
+    /// The 127.0.0.1 port of a local command (None for a pod run from an image).
+    pub(super) fn local_port(&self) -> Option<u16> {
+        self.local_port
     }
 
-    /// Ready once the port accepts TCP connections (and as long as it does).
+    /// Ready as its [`Readiness`] says.
     pub(super) fn ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)
     }
@@ -81,10 +127,17 @@ impl LocalProcess {
         }
     }
 
-    /// The exit code when the process has ended.
+    /// The exit code when the process has ended (128 + the signal when a signal ended it, as
+    /// container runtimes report it).
     pub(super) fn exited(&mut self) -> Option<i32> {
+        use std::os::unix::process::ExitStatusExt;
         match self.child.try_wait() {
-            Ok(Some(status)) => Some(status.code().unwrap_or(-1)),
+            Ok(Some(status)) => Some(
+                status
+                    .code()
+                    .or_else(|| status.signal().map(|s| 128 + s))
+                    .unwrap_or(-1),
+            ),
             Ok(None) => None,
             Err(_) => Some(-1),
         }
@@ -102,37 +155,148 @@ impl LocalProcess {
             .iter()
             .map(|a| a.replace("{port}", &port.to_string()))
             .collect();
-        let mut cmd = Command::new(&command.program);
-        cmd.args(&args)
-            .envs(container_env(registry, pod))
-            .env("PORT", port.to_string())
+        let mut env = container_env(registry, pod, "127.0.0.1");
+        env.push(("PORT".into(), port.to_string()));
+        Self::start(
+            Launch {
+                program: PathBuf::from(&command.program),
+                arg0: None,
+                args,
+                env,
+                inherit_env: true,
+                cwd: None,
+                chroot: None,
+                user: None,
+                log: None,
+                readiness: Readiness::Accepts(SocketAddr::from(([127, 0, 0, 1], port))),
+                local_port: Some(port),
+            },
+            pod,
+        )
+    }
+
+    /// Starts a process as `launch` describes, for `pod`.
+    pub(super) fn start(launch: Launch, pod: &Value) -> Result<Self, ProcessError> {
+        let mut cmd = Command::new(&launch.program);
+        if !launch.inherit_env {
+            cmd.env_clear();
+        }
+        if let Some(arg0) = &launch.arg0 {
+            cmd.arg0(arg0);
+        }
+        match &launch.chroot {
+            Some(root) => confine(&mut cmd, root, launch.cwd.as_deref(), launch.user)?,
+            None => {
+                if let Some(cwd) = &launch.cwd {
+                    cmd.current_dir(cwd);
+                }
+                if let Some((uid, gid)) = launch.user {
+                    cmd.uid(uid).gid(gid);
+                }
+            }
+        }
+        let (stdout, stderr) = match &launch.log {
+            Some(path) => {
+                let open = || {
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(path)
+                        .map_err(|source| ProcessError::Log {
+                            path: path.clone(),
+                            source,
+                        })
+                };
+                (Stdio::from(open()?), Stdio::from(open()?))
+            }
+            None => (Stdio::null(), Stdio::null()),
+        };
+        cmd.args(&launch.args)
+            .envs(launch.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
             .kill_on_drop(true);
+        let program = launch.program.display().to_string();
         let child = cmd.spawn().map_err(|source| ProcessError::Spawn {
-            program: command.program.clone(),
+            program: program.clone(),
             source,
         })?;
-        tracing::info!(pod = meta::name(pod), port, program = %command.program, "started local process");
+        tracing::info!(pod = meta::name(pod), port = ?launch.local_port, %program, "started local process");
         let ready = Arc::new(AtomicBool::new(false));
         let flag = ready.clone();
-        let probe = tokio::spawn(async move {
-            loop {
-                let up = tokio::net::TcpStream::connect(("127.0.0.1", port))
-                    .await
-                    .is_ok();
-                flag.store(up, Ordering::Relaxed);
-                tokio::time::sleep(PROBE_INTERVAL).await;
+        let probe = match launch.readiness {
+            Readiness::Accepts(addr) => tokio::spawn(async move {
+                loop {
+                    let up = tokio::net::TcpStream::connect(addr).await.is_ok();
+                    flag.store(up, Ordering::Relaxed);
+                    tokio::time::sleep(PROBE_INTERVAL).await;
+                }
+            }),
+            Readiness::Probe(probe) => tokio::spawn(probe.run(flag)),
+            Readiness::Running => {
+                flag.store(true, Ordering::Relaxed);
+                tokio::spawn(async {})
             }
-        });
+        };
         Ok(Self {
             child,
-            port,
+            local_port: launch.local_port,
             ready,
             probe,
         })
     }
+}
+
+/// Confines the child to `root` as runc does before it executes a container's process
+/// (libcontainer/rootfs_linux.go, then init_linux.go finalizeNamespace: the working directory,
+/// then `setgroups`, `setgid`, `setuid`): `chroot(root)` and `chdir(cwd)` — `cwd` is a path
+/// inside the root — then the user switch. All of it happens in the child between fork and exec,
+/// in this order because `chroot` needs CAP_SYS_CHROOT, which `setuid` to a non-root user drops;
+/// std's own `uid`/`gid` (and `current_dir`) would run before the `pre_exec` closure
+/// (std/src/sys/process/unix/unix.rs `do_exec`), so they are not used here.
+/// runc uses pivot_root in a mount namespace instead of chroot; for a process's view of its
+/// files the two are alike, and the simulator mounts nothing (no /proc, /dev or /sys).
+fn confine(
+    cmd: &mut Command,
+    root: &Path,
+    cwd: Option<&Path>,
+    user: Option<(u32, u32)>,
+) -> Result<(), ProcessError> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_string = |path: &Path| {
+        CString::new(path.as_os_str().as_bytes()).map_err(|e| ProcessError::Spawn {
+            program: path.display().to_string(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
+        })
+    };
+    // Allocated here: the closure runs after fork, where only async-signal-safe calls are sound.
+    let root = c_string(root)?;
+    let cwd = c_string(cwd.unwrap_or(Path::new("/")))?;
+    let check = |rc: libc::c_int| {
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    };
+    #[allow(unsafe_code)]
+    // SAFETY: the closure only makes the async-signal-safe system calls chroot, chdir,
+    // setgroups, setgid and setuid (signal-safety(7)) on pointers to strings owned by the
+    // closure, and reads errno; it neither allocates nor takes locks.
+    unsafe {
+        cmd.pre_exec(move || {
+            check(libc::chroot(root.as_ptr()))?;
+            check(libc::chdir(cwd.as_ptr()))?;
+            if let Some((uid, gid)) = user {
+                check(libc::setgroups(0, std::ptr::null()))?;
+                check(libc::setgid(gid))?;
+                check(libc::setuid(uid))?;
+            }
+            Ok(())
+        });
+    }
+    Ok(())
 }
 
 /// The command configured for the first container's image, if any (longest prefix wins).
@@ -155,11 +319,17 @@ fn free_port() -> std::io::Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
-/// The first container's `env`: literal values, `fieldRef` (name, namespace, uid, node, pod IP),
-/// and `configMapKeyRef`/`secretKeyRef` read from the store. `envFrom` and `$(VAR)` expansion
-/// are not supported.
-fn container_env(registry: &Registry, pod: &Value) -> HashMap<String, String> {
-    let mut env = HashMap::new();
+/// The first container's `env` as the kubelet builds it (pkg/kubelet/kubelet_pods.go
+/// makeEnvironmentVariables): in order, literal values with `$(VAR)` expanded against the
+/// variables defined before them, `fieldRef` (name, namespace, uid, node, pod IP, host IP) and
+/// `configMapKeyRef`/`secretKeyRef` read from the store; a later entry of the same name wins.
+/// `envFrom`, `resourceFieldRef` and the Service link variables are not supported.
+pub(super) fn container_env(
+    registry: &Registry,
+    pod: &Value,
+    pod_ip: &str,
+) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = Vec::new();
     let ns = meta::namespace(pod);
     for var in pod
         .pointer("/spec/containers/0/env")
@@ -171,7 +341,11 @@ fn container_env(registry: &Registry, pod: &Value) -> HashMap<String, String> {
             continue;
         };
         let value = if let Some(v) = var.get("value").and_then(Value::as_str) {
-            Some(v.to_string())
+            let defined: HashMap<&str, &str> =
+                env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            Some(expansion::expand(v, |n| {
+                defined.get(n).map(|v| (*v).to_string())
+            }))
         } else if let Some(path) = var
             .pointer("/valueFrom/fieldRef/fieldPath")
             .and_then(Value::as_str)
@@ -184,7 +358,12 @@ fn container_env(registry: &Registry, pod: &Value) -> HashMap<String, String> {
                     .pointer("/spec/nodeName")
                     .and_then(Value::as_str)
                     .map(str::to_string),
-                "status.podIP" | "status.hostIP" => Some("127.0.0.1".to_string()),
+                "spec.serviceAccountName" => pod
+                    .pointer("/spec/serviceAccountName")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+                "status.podIP" | "status.podIPs" => Some(pod_ip.to_string()),
+                "status.hostIP" | "status.hostIPs" => Some("127.0.0.1".to_string()),
                 other => {
                     tracing::debug!(field = other, "unsupported fieldRef for a local process");
                     None
@@ -198,7 +377,10 @@ fn container_env(registry: &Registry, pod: &Value) -> HashMap<String, String> {
             None
         };
         if let Some(v) = value {
-            env.insert(name.to_string(), v);
+            match env.iter_mut().find(|(k, _)| k == name) {
+                Some(slot) => slot.1 = v,
+                None => env.push((name.to_string(), v)),
+            }
         }
     }
     env

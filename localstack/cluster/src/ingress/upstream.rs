@@ -108,7 +108,8 @@ pub struct Peer {
     pub address: String,
     pub pod: String,
     pub pod_uid: String,
-    /// Set when a local process serves the pod on 127.0.0.1.
+    /// Set when a local process serves the pod: a local command on 127.0.0.1, or a pod run
+    /// from an image on its own loopback IP.
     pub local: Option<std::net::SocketAddr>,
 }
 
@@ -176,8 +177,11 @@ pub fn peers(registry: &Registry, view: &EndpointsView, backend: &Backend) -> Ve
                 address: format!("{ip}:{number}"),
                 pod: field("name"),
                 pod_uid: field("uid"),
-                local: (ip == "127.0.0.1")
-                    .then(|| std::net::SocketAddr::from(([127, 0, 0, 1], number))),
+                local: ip
+                    .parse::<std::net::Ipv4Addr>()
+                    .ok()
+                    .filter(std::net::Ipv4Addr::is_loopback)
+                    .map(|ip| std::net::SocketAddr::from((ip, number))),
             });
         }
     }
