@@ -28,6 +28,8 @@ pub enum Error {
 
     #[error("could not sign the STS request for the EKS token: {0}")]
     Signing(#[source] BoxError),
+    #[error("could not make a bearer token for the cluster: {0}")]
+    Token(#[source] BoxError),
 
     #[error("EKS {operation} for {principal} failed: {code}: {message}")]
     Eks {

@@ -51,6 +51,114 @@ pub fn not_yet(err: &AwsError) -> Option<&'static str> {
     }
 }
 
+/// The codes EC2 answers for an id that has not propagated yet ("Eventual consistency in the
+/// Amazon EC2 API", <https://docs.aws.amazon.com/ec2/latest/devguide/eventual-consistency.html>),
+/// which are also the codes for a resource that really is gone: only [`retry_until_visible`]
+/// retries them, and only for a [`Fresh`] id.
+pub const NOT_PROPAGATED: [&str; 7] = [
+    "InvalidVpcID.NotFound",
+    "InvalidSubnetID.NotFound",
+    "InvalidInternetGatewayID.NotFound",
+    "InvalidRouteTableID.NotFound",
+    "InvalidGroup.NotFound",
+    "InvalidLaunchTemplateId.NotFound",
+    "InvalidInstanceID.NotFound",
+];
+
+/// How long a NotFound about an id this run created may still mean "not propagated": the page
+/// advises backing off "starting with a couple of seconds ... up to a few minutes"; a minute is
+/// ample in practice and keeps a real loss from hiding long.
+pub const CREATED_PROPAGATION: Duration = Duration::from_secs(60);
+
+/// The same for an id a listing of this run showed: the listing proves it existed a moment ago,
+/// so only a short while is given.
+pub const LISTED_PROPAGATION: Duration = Duration::from_secs(10);
+
+/// An EC2 id this run created, or listed moments ago: for a while EC2 may answer `*.NotFound`
+/// about it although it exists. Any other id is a plain `&str`, and its NotFound is final.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fresh {
+    pub id: String,
+    /// Until then a NotFound naming the id is retried.
+    until: Instant,
+}
+
+impl Fresh {
+    /// An id from this run's own create call.
+    pub fn created(id: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            until: Instant::now() + CREATED_PROPAGATION,
+        }
+    }
+
+    /// An id a listing (by tag) returned just now.
+    pub fn listed(id: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            until: Instant::now() + LISTED_PROPAGATION,
+        }
+    }
+
+    /// An id created or listed by this run: `created` says which.
+    pub fn learned(id: impl Into<String>, created: bool) -> Self {
+        if created {
+            Self::created(id)
+        } else {
+            Self::listed(id)
+        }
+    }
+
+    fn still_propagating(&self, now: Instant) -> bool {
+        now < self.until
+    }
+}
+
+/// Whether `err` is EC2 saying that one of the `fresh` ids, still young enough, does not exist:
+/// the code is one of [`NOT_PROPAGATED`] and the message names that id (AWS's messages do: "The
+/// vpc ID 'vpc-1' does not exist"). A NotFound about any other id is a real one.
+pub fn not_propagated(err: &AwsError, fresh: &[&Fresh], now: Instant) -> bool {
+    NOT_PROPAGATED.contains(&err.code())
+        && fresh
+            .iter()
+            .any(|f| f.still_propagating(now) && err.message().contains(f.id.as_str()))
+}
+
+/// Runs `call`, which names the `fresh` ids, until it succeeds, retrying (with backoff) only the
+/// NotFound answers of [`not_propagated`], each id no longer than its bound and all within `pace`.
+pub async fn retry_until_visible<T, F, Fut>(
+    pace: Pace,
+    fresh: &[&Fresh],
+    mut on_retry: impl FnMut(&str),
+    mut call: F,
+) -> Result<T, AwsError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, AwsError>>,
+{
+    let start = Instant::now();
+    for attempt in 0u32.. {
+        match call().await {
+            Ok(value) => return Ok(value),
+            Err(err) => {
+                let now = Instant::now();
+                let elapsed = now.duration_since(start);
+                if !not_propagated(&err, fresh, now) || elapsed >= pace.limit {
+                    return Err(err);
+                }
+                tracing::debug!(
+                    operation = err.operation,
+                    code = err.code(),
+                    "retrying: a new resource is not visible yet"
+                );
+                on_retry("a new resource is not visible to EC2 yet");
+                tokio::time::sleep(backoff(attempt, pace.max_poll).min(pace.limit - elapsed)).await;
+            }
+        }
+    }
+    unreachable!("the retry loop only ends by returning")
+}
+
 /// The delay before poll or retry number `attempt` (0-based): exponential from 1 s up to `max`,
 /// with ±25 % jitter so that many waiters do not poll in lockstep.
 pub fn backoff(attempt: u32, max: Duration) -> Duration {
@@ -183,6 +291,131 @@ mod tests {
         );
         assert!(not_yet(&AwsError::new("ec2:CreateVpc", "VpcLimitExceeded", "x")).is_none());
         assert!(not_yet(&AwsError::new("iam:CreateRole", "AccessDenied", "x")).is_none());
+    }
+
+    /// "Eventual consistency in the Amazon EC2 API": a NotFound right after the create is
+    /// retried, but only for the id this run created or listed, and only for a while.
+    #[tokio::test(start_paused = true)]
+    async fn eventual_consistency_in_the_ec2_api_not_found_is_retried_only_for_fresh_ids() {
+        let vpc = Fresh::created("vpc-1");
+        let listed = Fresh::listed("sg-1");
+        let not_found = |code, id: &str| {
+            AwsError::new(
+                "ec2:ModifyVpcAttribute",
+                code,
+                &format!("The ID '{id}' does not exist"),
+            )
+        };
+        let now = Instant::now();
+        let fresh = [&vpc, &listed];
+        assert!(not_propagated(
+            &not_found("InvalidVpcID.NotFound", "vpc-1"),
+            &fresh,
+            now
+        ));
+        assert!(not_propagated(
+            &not_found("InvalidGroup.NotFound", "sg-1"),
+            &fresh,
+            now
+        ));
+        // An id read from elsewhere (tags of an earlier run, another step's output) is gone.
+        assert!(!not_propagated(
+            &not_found("InvalidVpcID.NotFound", "vpc-2"),
+            &fresh,
+            now
+        ));
+        assert!(!not_propagated(
+            &not_found("InvalidVpcID.NotFound", "vpc-1"),
+            &[],
+            now
+        ));
+        // Other codes are not about propagation.
+        assert!(!not_propagated(
+            &not_found("DependencyViolation", "vpc-1"),
+            &fresh,
+            now
+        ));
+        // Past its bound the id is not fresh any more: the listed one first.
+        let later = now + LISTED_PROPAGATION;
+        assert!(!not_propagated(
+            &not_found("InvalidGroup.NotFound", "sg-1"),
+            &fresh,
+            later
+        ));
+        assert!(not_propagated(
+            &not_found("InvalidVpcID.NotFound", "vpc-1"),
+            &fresh,
+            later
+        ));
+        let much_later = now + CREATED_PROPAGATION;
+        assert!(!not_propagated(
+            &not_found("InvalidVpcID.NotFound", "vpc-1"),
+            &fresh,
+            much_later
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn eventual_consistency_in_the_ec2_api_retries_until_visible_then_stops() {
+        let vpc = Fresh::created("vpc-1");
+        let calls = AtomicU32::new(0);
+        let result = retry_until_visible(
+            PACE,
+            &[&vpc],
+            |_| {},
+            || async {
+                match calls.fetch_add(1, Ordering::SeqCst) {
+                    0..=2 => Err(AwsError::new(
+                        "ec2:ModifyVpcAttribute",
+                        "InvalidVpcID.NotFound",
+                        "The vpc ID 'vpc-1' does not exist",
+                    )),
+                    _ => Ok(()),
+                }
+            },
+        )
+        .await;
+        assert!(result.is_ok());
+        assert_eq!(calls.load(Ordering::SeqCst), 4);
+
+        // A resource that really is gone surfaces once the bound passes.
+        let start = Instant::now();
+        let err = retry_until_visible(
+            PACE,
+            &[&vpc],
+            |_| {},
+            || async {
+                Err::<(), _>(AwsError::new(
+                    "ec2:ModifyVpcAttribute",
+                    "InvalidVpcID.NotFound",
+                    "The vpc ID 'vpc-1' does not exist",
+                ))
+            },
+        )
+        .await
+        .unwrap_err();
+        assert!(err.is("InvalidVpcID.NotFound"));
+        assert!(start.elapsed() <= CREATED_PROPAGATION + MAX_POLL.mul_f64(1.25));
+
+        // Not fresh: the first NotFound is the answer.
+        let calls = AtomicU32::new(0);
+        let err = retry_until_visible(
+            PACE,
+            &[],
+            |_| {},
+            || async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Err::<(), _>(AwsError::new(
+                    "ec2:ModifyVpcAttribute",
+                    "InvalidVpcID.NotFound",
+                    "The vpc ID 'vpc-1' does not exist",
+                ))
+            },
+        )
+        .await
+        .unwrap_err();
+        assert!(err.is("InvalidVpcID.NotFound"));
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
 
     #[test]

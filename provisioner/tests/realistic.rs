@@ -548,3 +548,47 @@ async fn a_real_error_stops_up_naming_step_resource_and_aws_code() {
     assert_eq!(creates, Some(1));
     assert!(err.skipped.contains(&"targets"));
 }
+
+/// "Eventual consistency in the Amazon EC2 API"
+/// (<https://docs.aws.amazon.com/ec2/latest/devguide/eventual-consistency.html>): each new VPC,
+/// subnet, gateway, route table and security group answers `*.NotFound` to the calls naming it for
+/// a while; `up` waits that out for what it created and converges, and `down` leaves nothing.
+#[tokio::test]
+async fn eventual_consistency_in_the_ec2_api_up_waits_for_new_ids_and_down_leaves_nothing() {
+    let emu = emulator().await;
+    let profile = fast().with_ec2_consistency_window(Duration::from_secs(2));
+    let front = front(&emu, profile).await;
+    let run = up(&front, "fresh").await;
+    assert_eq!(census(&run).await, Census::COMPLETE);
+    let stats = front.stats();
+    // The route table's calls wait for the subnets and the gateway, by when it may be visible.
+    for code in [
+        "InvalidVpcID.NotFound",
+        "InvalidSubnetID.NotFound",
+        "InvalidInternetGatewayID.NotFound",
+        "InvalidGroup.NotFound",
+    ] {
+        assert!(
+            stats.injected.get(code).copied().unwrap_or(0) >= 1,
+            "{code} was answered: {:?}",
+            stats.injected
+        );
+    }
+    let events = run.progress.events();
+    for step in ["network", "security-groups"] {
+        assert!(
+            waited(&events, step, "not visible to EC2 yet"),
+            "{step}: {events:?}"
+        );
+    }
+    // A second run finds everything by tag and changes nothing.
+    let again = up(&front, "fresh").await;
+    assert_eq!(
+        again.calls.counts().mutating,
+        0,
+        "{:?}",
+        again.calls.counts()
+    );
+    down(&front, "fresh").await;
+    assert_eq!(left(&emu, "fresh").await, Vec::<String>::new());
+}

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use serde_json::Value;
@@ -40,19 +41,50 @@ pub struct Authenticator {
     admin_token: String,
     service_account_tokens: Mutex<HashMap<String, (String, String)>>,
     aws_identities: Vec<AwsIdentity>,
+    eks_token_lifetime: Duration,
     anonymous_is_admin: bool,
 }
+
+/// Why an EKS token was refused; the messages are aws-iam-authenticator's
+/// (kubernetes-sigs/aws-iam-authenticator pkg/token/token.go, `tokenVerifier.Verify`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EksTokenRejected {
+    #[error("input token was not properly formatted: {0}")]
+    Format(String),
+    #[error(
+        "input token was not properly formatted: X-Amz-Date parameter is expired ({lifetime_secs} second expiration) {signed}"
+    )]
+    Expired { lifetime_secs: u64, signed: String },
+    #[error("access key {0} is not mapped to a user or role of the cluster")]
+    UnknownAccessKey(String),
+}
+
+/// The query parameters aws-iam-authenticator lets through (`parameterWhitelist` in
+/// pkg/token/token.go); anything else is refused.
+const EKS_TOKEN_PARAMETERS: [&str; 9] = [
+    "action",
+    "version",
+    "x-amz-algorithm",
+    "x-amz-credential",
+    "x-amz-date",
+    "x-amz-expires",
+    "x-amz-security-token",
+    "x-amz-signature",
+    "x-amz-signedheaders",
+];
 
 impl Authenticator {
     pub fn new(
         admin_token: String,
         aws_identities: Vec<AwsIdentity>,
+        eks_token_lifetime: Duration,
         anonymous_is_admin: bool,
     ) -> Self {
         Self {
             admin_token,
             service_account_tokens: Mutex::new(HashMap::new()),
             aws_identities,
+            eks_token_lifetime,
             anonymous_is_admin,
         }
     }
@@ -99,7 +131,12 @@ impl Authenticator {
             });
         }
         if let Some(presigned) = token.strip_prefix("k8s-aws-v1.") {
-            return self.authenticate_eks(presigned);
+            // The API server answers a bare 401 `Unauthorized` and only logs the reason
+            // (kubernetes/kubernetes staging/src/k8s.io/apiserver/pkg/endpoints/filters/authentication.go).
+            return self
+                .verify_eks(presigned, SystemTime::now())
+                .inspect_err(|reason| tracing::info!(%reason, "EKS token refused"))
+                .ok();
         }
         let tokens = self
             .service_account_tokens
@@ -116,51 +153,136 @@ impl Authenticator {
         })
     }
 
-    /// EKS tokens are base64url presigned `sts:GetCallerIdentity` URLs; the simulator cannot call STS,
-    /// so it checks the URL's shape (STS host, action, the signed `x-k8s-aws-id` header) and maps the
-    /// access key id in `X-Amz-Credential` to a configured identity.
-    fn authenticate_eks(&self, presigned: &str) -> Option<User> {
+    /// EKS tokens are base64url presigned `sts:GetCallerIdentity` URLs. The simulator cannot call
+    /// STS, so it makes aws-iam-authenticator's checks before that call (pkg/token/token.go,
+    /// `tokenVerifier.Verify`): an https STS host, path `/`, only whitelisted single-valued
+    /// parameters, action GetCallerIdentity, the signed `x-k8s-aws-id` header, X-Amz-Expires within
+    /// 0..=900, and X-Amz-Date no older than the token lifetime (`presignedURLExpiration`, 15 min:
+    /// STS honours a presigned GetCallerIdentity for 15 minutes after X-Amz-Date whatever
+    /// X-Amz-Expires says, so the verifier ignores X-Amz-Expires' value). Then it maps the access
+    /// key id in X-Amz-Credential to a configured identity, as STS's answer would.
+    pub fn verify_eks(&self, presigned: &str, now: SystemTime) -> Result<User, EksTokenRejected> {
+        let malformed = |m: &str| EksTokenRejected::Format(m.to_string());
+        // `maxTokenLenBytes`, counted with the `k8s-aws-v1.` prefix.
+        if presigned.len() + "k8s-aws-v1.".len() > 4 * 1024 {
+            return Err(malformed("token is too large"));
+        }
         let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(presigned.trim_end_matches('='))
-            .ok()?;
-        let url = String::from_utf8(raw).ok()?;
-        let rest = url.strip_prefix("https://")?;
-        let (host, query) = rest.split_once('?')?;
-        let host = host.trim_end_matches('/');
+            .decode(presigned)
+            .map_err(|e| malformed(&e.to_string()))?;
+        let url = String::from_utf8(raw).map_err(|e| malformed(&e.to_string()))?;
+        let rest = url
+            .strip_prefix("https://")
+            .ok_or_else(|| malformed("unexpected scheme in pre-signed URL"))?;
+        let (authority, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let (host, path) = match authority.find('/') {
+            Some(i) => authority.split_at(i),
+            None => (authority, ""),
+        };
         if !(host.starts_with("sts.")
             && (host.ends_with(".amazonaws.com") || host.ends_with(".amazonaws.com.cn")))
         {
-            return None;
+            return Err(malformed(&format!(
+                "unexpected hostname {host:?} in pre-signed URL"
+            )));
         }
-        let params: HashMap<String, String> = form_urlencoded::parse(query.as_bytes())
-            .into_owned()
-            .collect();
-        if params.get("Action").map(String::as_str) != Some("GetCallerIdentity") {
-            return None;
+        if path != "/" {
+            return Err(malformed("unexpected path in pre-signed URL"));
         }
-        let signed = params.get("X-Amz-SignedHeaders")?;
-        if !signed
+        let mut params: HashMap<String, String> = HashMap::new();
+        for (key, value) in form_urlencoded::parse(query.as_bytes()).into_owned() {
+            let key_lower = key.to_ascii_lowercase();
+            if !EKS_TOKEN_PARAMETERS.contains(&key_lower.as_str()) {
+                return Err(malformed(&format!(
+                    "non-whitelisted query parameter {key:?}"
+                )));
+            }
+            if params.insert(key_lower, value).is_some() {
+                return Err(malformed(
+                    "query parameter with multiple values not supported",
+                ));
+            }
+        }
+        let param = |name: &str| params.get(name).map(String::as_str).unwrap_or_default();
+        if param("action") != "GetCallerIdentity" {
+            return Err(malformed("unexpected action parameter in pre-signed URL"));
+        }
+        if !param("x-amz-signedheaders")
             .split(';')
             .any(|h| h.eq_ignore_ascii_case("x-k8s-aws-id"))
         {
-            return None;
+            return Err(malformed(
+                "client did not sign the x-k8s-aws-id header in the pre-signed URL",
+            ));
         }
-        let access_key = params
-            .get("X-Amz-Credential")?
+        let expires = param("x-amz-expires");
+        if !expires.parse::<i64>().is_ok_and(|e| (0..=900).contains(&e)) {
+            return Err(malformed(&format!(
+                "invalid X-Amz-Expires parameter in pre-signed URL: {expires}"
+            )));
+        }
+        let date = param("x-amz-date");
+        if date.is_empty() {
+            return Err(malformed(
+                "X-Amz-Date parameter must be present in pre-signed URL",
+            ));
+        }
+        let signed = parse_amz_date(date).ok_or_else(|| {
+            malformed(&format!(
+                "error parsing X-Amz-Date parameter {date} into format 20060102T150405Z"
+            ))
+        })?;
+        if now > signed + self.eks_token_lifetime {
+            return Err(EksTokenRejected::Expired {
+                lifetime_secs: self.eks_token_lifetime.as_secs(),
+                signed: date.to_string(),
+            });
+        }
+        let access_key = param("x-amz-credential")
             .split('/')
-            .next()?
-            .to_string();
+            .next()
+            .unwrap_or_default();
         let identity = self
             .aws_identities
             .iter()
-            .find(|i| i.access_key_id == access_key)?;
+            .find(|i| i.access_key_id == access_key)
+            .ok_or_else(|| EksTokenRejected::UnknownAccessKey(access_key.to_string()))?;
         let mut groups = identity.groups.clone();
         groups.push("system:authenticated".into());
-        Some(User {
+        Ok(User {
             name: identity.username.clone(),
             groups,
         })
     }
+}
+
+/// SigV4's basic date format (`20060102T150405Z`, UTC) as a point in time.
+fn parse_amz_date(date: &str) -> Option<SystemTime> {
+    let bytes = date.as_bytes();
+    let digits = |r: std::ops::Range<usize>| {
+        let part = bytes.get(r)?;
+        part.iter()
+            .all(u8::is_ascii_digit)
+            .then(|| std::str::from_utf8(part).ok()?.parse::<u32>().ok())?
+    };
+    if bytes.len() != 16 || bytes[8] != b'T' || bytes[15] != b'Z' {
+        return None;
+    }
+    let (month, day) = (digits(4..6)?, digits(6..8)?);
+    let (hour, minute, second) = (digits(9..11)?, digits(11..13)?, digits(13..15)?);
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 59
+    {
+        return None;
+    }
+    let rfc3339 = format!(
+        "{:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}Z",
+        digits(0..4)?
+    );
+    meta::parse_rfc3339(&rfc3339).map(|secs| UNIX_EPOCH + Duration::from_secs(secs))
 }
 
 fn list_contains(rule: &Value, field: &str, wanted: &str) -> bool {
@@ -323,31 +445,130 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn eks_token_shape() {
-        let auth = Authenticator::new(
+    const EKS_URL: &str = "https://sts.eu-west-1.amazonaws.com/?Action=GetCallerIdentity&Version=2011-06-15&X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIDEXAMPLE%2F20240101%2Feu-west-1%2Fsts%2Faws4_request&X-Amz-Date=20240101T000000Z&X-Amz-Expires=60&X-Amz-SignedHeaders=host%3Bx-k8s-aws-id&X-Amz-Signature=abc";
+
+    /// 2024-01-01T00:00:00Z, the X-Amz-Date of [`EKS_URL`].
+    fn signed_at() -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1_704_067_200)
+    }
+
+    fn eks_authenticator(lifetime: Duration) -> Authenticator {
+        Authenticator::new(
             "admin".into(),
             vec![AwsIdentity {
                 access_key_id: "AKIDEXAMPLE".into(),
                 username: "arn:aws:iam::123:user/dev".into(),
                 groups: vec!["devs".into()],
             }],
+            lifetime,
             false,
-        );
-        let url = "https://sts.eu-west-1.amazonaws.com/?Action=GetCallerIdentity&Version=2011-06-15&X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIDEXAMPLE%2F20240101%2Feu-west-1%2Fsts%2Faws4_request&X-Amz-Date=20240101T000000Z&X-Amz-Expires=60&X-Amz-SignedHeaders=host%3Bx-k8s-aws-id&X-Amz-Signature=abc";
-        let token = format!(
-            "Bearer k8s-aws-v1.{}",
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(url)
-        );
+        )
+    }
+
+    fn presigned(url: &str) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(url)
+    }
+
+    #[test]
+    fn eks_token_shape() {
+        let auth = eks_authenticator(Duration::from_secs(15 * 60));
+        let now = signed_at() + Duration::from_secs(30);
+        let user = auth.verify_eks(&presigned(EKS_URL), now).unwrap();
+        assert_eq!(user.name, "arn:aws:iam::123:user/dev");
+        assert_eq!(user.groups, ["devs", "system:authenticated"]);
+        let unsigned = EKS_URL.replace("host%3Bx-k8s-aws-id", "host");
+        assert!(matches!(
+            auth.verify_eks(&presigned(&unsigned), now),
+            Err(EksTokenRejected::Format(m)) if m.contains("x-k8s-aws-id")
+        ));
+        let stranger = EKS_URL.replace("AKIDEXAMPLE", "AKIDSTRANGER");
         assert_eq!(
-            auth.authenticate(Some(&token)).unwrap().name,
-            "arn:aws:iam::123:user/dev"
+            auth.verify_eks(&presigned(&stranger), now),
+            Err(EksTokenRejected::UnknownAccessKey("AKIDSTRANGER".into()))
         );
-        let unsigned = url.replace("host%3Bx-k8s-aws-id", "host");
-        let token = format!(
-            "Bearer k8s-aws-v1.{}",
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(unsigned)
+        // Through the bearer header, the token is judged at the current time: long expired.
+        let header = format!("Bearer k8s-aws-v1.{}", presigned(EKS_URL));
+        assert!(auth.authenticate(Some(&header)).is_none());
+    }
+
+    /// aws-iam-authenticator pkg/token/token.go: `presignedURLExpiration` (15 min) after
+    /// X-Amz-Date, `now.After(expiration)` refuses; X-Amz-Expires' value (60) does not shorten it.
+    #[test]
+    fn eks_tokens_expire_a_lifetime_after_x_amz_date_not_after_x_amz_expires() {
+        let auth = eks_authenticator(Duration::from_secs(15 * 60));
+        let token = presigned(EKS_URL);
+        let at = |secs| signed_at() + Duration::from_secs(secs);
+        assert!(auth.verify_eks(&token, at(61)).is_ok());
+        assert!(auth.verify_eks(&token, at(15 * 60)).is_ok());
+        let expired = auth.verify_eks(&token, at(15 * 60 + 1)).unwrap_err();
+        assert_eq!(
+            expired,
+            EksTokenRejected::Expired {
+                lifetime_secs: 900,
+                signed: "20240101T000000Z".into()
+            }
         );
-        assert!(auth.authenticate(Some(&token)).is_none());
+        assert!(
+            expired
+                .to_string()
+                .contains("X-Amz-Date parameter is expired")
+        );
+        let short = eks_authenticator(Duration::from_secs(2));
+        assert!(short.verify_eks(&token, at(2)).is_ok());
+        assert!(short.verify_eks(&token, at(3)).is_err());
+    }
+
+    /// aws-iam-authenticator pkg/token/token.go `Verify`: X-Amz-Expires must be an integer in
+    /// 0..=900, X-Amz-Date must be present and in SigV4's basic format, only the whitelisted
+    /// parameters may appear, once each, on an https STS host with path `/`.
+    #[test]
+    fn eks_tokens_are_refused_for_what_aws_iam_authenticator_refuses() {
+        let auth = eks_authenticator(Duration::from_secs(15 * 60));
+        let now = signed_at() + Duration::from_secs(1);
+        let refused = |url: String, why: &str| {
+            let rejected = auth.verify_eks(&presigned(&url), now).unwrap_err();
+            assert!(
+                rejected.to_string().contains(why),
+                "{url}: {rejected} does not say {why:?}"
+            );
+        };
+        refused(
+            EKS_URL.replace("X-Amz-Expires=60", "X-Amz-Expires=901"),
+            "invalid X-Amz-Expires",
+        );
+        refused(
+            EKS_URL.replace("X-Amz-Expires=60", "X-Amz-Expires=soon"),
+            "invalid X-Amz-Expires",
+        );
+        refused(
+            EKS_URL.replace("&X-Amz-Date=20240101T000000Z", ""),
+            "X-Amz-Date parameter must be present",
+        );
+        refused(
+            EKS_URL.replace("20240101T000000Z", "2024-01-01T00:00:00Z"),
+            "error parsing X-Amz-Date",
+        );
+        refused(
+            format!("{EKS_URL}&Foo=bar"),
+            "non-whitelisted query parameter",
+        );
+        refused(
+            format!("{EKS_URL}&Action=GetCallerIdentity"),
+            "multiple values",
+        );
+        refused(
+            EKS_URL.replace("Action=GetCallerIdentity", "Action=AssumeRole"),
+            "unexpected action",
+        );
+        refused(EKS_URL.replace("https://", "http://"), "unexpected scheme");
+        refused(
+            EKS_URL.replace("sts.eu-west-1.amazonaws.com", "evil.example.com"),
+            "unexpected hostname",
+        );
+        refused(EKS_URL.replace(".com/?", ".com/x?"), "unexpected path");
+        refused(
+            format!("{EKS_URL}{}", "a".repeat(4096)),
+            "token is too large",
+        );
     }
 }

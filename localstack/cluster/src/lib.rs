@@ -53,6 +53,10 @@ pub struct SimConfig {
     pub bookmark_interval: Duration,
     /// IAM identities EKS-style tokens map to.
     pub aws_identities: Vec<AwsIdentity>,
+    /// How long after its X-Amz-Date an EKS-style token is accepted: 15 minutes on EKS
+    /// (kubernetes-sigs/aws-iam-authenticator pkg/token/token.go `presignedURLExpiration`);
+    /// tests set seconds to see clients renew their tokens.
+    pub eks_token_lifetime: Duration,
     /// Treat requests without credentials as the admin. kubectl (client-go) does not send bearer
     /// tokens to a plain-HTTP server, and the simulator serves no TLS, so kubectl needs this.
     pub anonymous_is_admin: bool,
@@ -91,6 +95,7 @@ impl Default for SimConfig {
             watch_history: 10_000,
             bookmark_interval: Duration::from_secs(10),
             aws_identities: Vec::new(),
+            eks_token_lifetime: Duration::from_secs(15 * 60),
             anonymous_is_admin: false,
             local_commands: Vec::new(),
             endpoint_propagation_delay: Duration::from_secs(1),
@@ -155,6 +160,7 @@ impl ClusterSim {
         let authenticator = Arc::new(auth::Authenticator::new(
             admin_token.clone(),
             config.aws_identities.clone(),
+            config.eks_token_lifetime,
             config.anonymous_is_admin,
         ));
         controllers::bootstrap(&registry);

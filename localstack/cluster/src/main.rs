@@ -24,6 +24,10 @@ struct Args {
     /// Milliseconds a pod takes to become Ready.
     #[arg(long, default_value_t = 1000)]
     readiness_delay_ms: u64,
+    /// Seconds an EKS token (presigned STS URL) is accepted after its X-Amz-Date; 900 as on EKS
+    /// (aws-iam-authenticator's presignedURLExpiration).
+    #[arg(long, default_value_t = 900)]
+    eks_token_lifetime_secs: u64,
     /// Require a bearer token on every request (kubectl sends none over plain HTTP, so off by default).
     #[arg(long)]
     require_token: bool,
@@ -62,6 +66,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ingress_port: args.ingress_port,
         admin_token: args.admin_token,
         readiness_delay: Duration::from_millis(args.readiness_delay_ms),
+        eks_token_lifetime: Duration::from_secs(args.eks_token_lifetime_secs),
         anonymous_is_admin: !args.require_token,
         local_commands: args.local_commands,
         endpoint_propagation_delay: Duration::from_millis(args.endpoint_propagation_ms),

@@ -7,6 +7,7 @@ use crate::aws::ec2::{DnsAttribute, RouteTable, Subnet};
 use crate::config::Zone;
 use crate::plan::{OnResource, Output, Resource, Scope, Step, StepError, StepFuture, StepId};
 use crate::progress::Action;
+use crate::retry::{Fresh, retry_until_visible};
 use crate::stack::PART_TAG;
 
 pub const ID: StepId = StepId::new("network");
@@ -48,30 +49,31 @@ impl Step for NetworkStep {
 
     fn ensure<'a>(&'a self, s: &'a Scope<'a>) -> StepFuture<'a, ()> {
         Box::pin(async move {
-            let vpc_id = ensure_vpc(s).await?;
+            // Every id is `Fresh` (created or listed just now): EC2 may not know it everywhere yet.
+            let vpc = ensure_vpc(s).await?;
             let subnets = futures::future::try_join_all(
                 s.config
                     .zones
                     .iter()
-                    .map(|zone| ensure_subnet(s, &vpc_id, zone)),
+                    .map(|zone| ensure_subnet(s, &vpc.id, zone)),
             );
-            let (subnet_ids, igw, route_table) = tokio::try_join!(
+            let (subnets, igw, (route_table, table)) = tokio::try_join!(
                 subnets,
-                ensure_internet_gateway(s, &vpc_id),
-                ensure_route_table(s, &vpc_id),
+                ensure_internet_gateway(s, &vpc),
+                ensure_route_table(s, &vpc.id),
             )?;
-            let routes = ensure_default_route(s, &route_table, &igw);
+            let routes = ensure_default_route(s, &route_table, &table, &igw);
             let associations = futures::future::try_join_all(
-                subnet_ids
+                subnets
                     .iter()
-                    .map(|subnet| ensure_association(s, &route_table, subnet)),
+                    .map(|subnet| ensure_association(s, &route_table, &table, subnet)),
             );
             tokio::try_join!(routes, associations)?;
             s.outputs.put(Network {
-                vpc_id,
+                vpc_id: vpc.id,
                 vpc_cidr: s.config.vpc_cidr,
-                subnet_ids,
-                internet_gateway_id: igw,
+                subnet_ids: subnets.into_iter().map(|subnet| subnet.id).collect(),
+                internet_gateway_id: igw.id,
                 route_table_id: route_table.id,
             });
             Ok(())
@@ -228,7 +230,7 @@ fn has_part(subnet: &Subnet, part: &str) -> bool {
     subnet.tags.iter().any(|(k, v)| k == PART_TAG && v == part)
 }
 
-async fn ensure_vpc(s: &Scope<'_>) -> Result<String, StepError> {
+async fn ensure_vpc(s: &Scope<'_>) -> Result<Fresh, StepError> {
     let ec2 = s.aws.ec2();
     let resource = format!("VPC {}", s.stack.display_name(VPC));
     let existing = single(
@@ -253,23 +255,38 @@ async fn ensure_vpc(s: &Scope<'_>) -> Result<String, StepError> {
         }
     };
     s.kept_or_created(created, "VPC", &vpc_id);
+    let vpc = Fresh::learned(vpc_id.clone(), created);
+    let pace = s.config.timeouts.resources();
     // EKS needs DNS resolution and hostnames in the VPC; each attribute is its own call.
     for attribute in [DnsAttribute::Support, DnsAttribute::Hostnames] {
         let resource = format!("VPC {vpc_id}");
-        if !ec2.dns_attribute(&vpc_id, attribute).await.on(&resource)? {
-            ec2.enable_dns_attribute(&vpc_id, attribute)
-                .await
-                .on(&resource)?;
+        let enabled = retry_until_visible(
+            pace,
+            &[&vpc],
+            |why| s.waiting(why),
+            || ec2.dns_attribute(&vpc_id, attribute),
+        )
+        .await
+        .on(&resource)?;
+        if !enabled {
+            retry_until_visible(
+                pace,
+                &[&vpc],
+                |why| s.waiting(why),
+                || ec2.enable_dns_attribute(&vpc_id, attribute),
+            )
+            .await
+            .on(&resource)?;
             if !created {
                 let id = format!("{vpc_id} {}", attribute.as_str());
                 s.record(Action::Updated, "VPC attribute", id);
             }
         }
     }
-    Ok(vpc_id)
+    Ok(vpc)
 }
 
-async fn ensure_subnet(s: &Scope<'_>, vpc_id: &str, zone: &Zone) -> Result<String, StepError> {
+async fn ensure_subnet(s: &Scope<'_>, vpc_id: &str, zone: &Zone) -> Result<Fresh, StepError> {
     let ec2 = s.aws.ec2();
     let part = subnet_part(zone);
     let name = s.stack.display_name(&part);
@@ -305,16 +322,23 @@ async fn ensure_subnet(s: &Scope<'_>, vpc_id: &str, zone: &Zone) -> Result<Strin
         }
     };
     s.kept_or_created(created, "subnet", &format!("{} ({})", subnet.id, zone.name));
+    let fresh = Fresh::learned(subnet.id.clone(), created);
     if !subnet.public_ip_on_launch {
-        ec2.map_public_ip_on_launch(&subnet.id)
-            .await
-            .on(format!("subnet {}", subnet.id))?;
+        retry_until_visible(
+            s.config.timeouts.resources(),
+            &[&fresh],
+            |why| s.waiting(why),
+            || ec2.map_public_ip_on_launch(&subnet.id),
+        )
+        .await
+        .on(format!("subnet {}", subnet.id))?;
     }
-    Ok(subnet.id)
+    Ok(fresh)
 }
 
-async fn ensure_internet_gateway(s: &Scope<'_>, vpc_id: &str) -> Result<String, StepError> {
+async fn ensure_internet_gateway(s: &Scope<'_>, vpc: &Fresh) -> Result<Fresh, StepError> {
     let ec2 = s.aws.ec2();
+    let vpc_id = vpc.id.as_str();
     let existing = single(
         ec2.internet_gateways(&s.stack, Some(GATEWAY))
             .await
@@ -342,15 +366,21 @@ async fn ensure_internet_gateway(s: &Scope<'_>, vpc_id: &str) -> Result<String, 
         }
     };
     s.kept_or_created(created, "internet gateway", &igw_id);
+    let igw = Fresh::learned(igw_id.clone(), created);
     if !attached {
-        ec2.attach_internet_gateway(&igw_id, vpc_id)
-            .await
-            .on(format!("internet gateway {igw_id}"))?;
+        retry_until_visible(
+            s.config.timeouts.resources(),
+            &[&igw, vpc],
+            |why| s.waiting(why),
+            || ec2.attach_internet_gateway(&igw_id, vpc_id),
+        )
+        .await
+        .on(format!("internet gateway {igw_id}"))?;
     }
-    Ok(igw_id)
+    Ok(igw)
 }
 
-async fn ensure_route_table(s: &Scope<'_>, vpc_id: &str) -> Result<RouteTable, StepError> {
+async fn ensure_route_table(s: &Scope<'_>, vpc_id: &str) -> Result<(RouteTable, Fresh), StepError> {
     let ec2 = s.aws.ec2();
     let existing = single(
         ec2.route_tables(&s.stack, Some(ROUTES))
@@ -376,14 +406,17 @@ async fn ensure_route_table(s: &Scope<'_>, vpc_id: &str) -> Result<RouteTable, S
         }
     };
     s.kept_or_created(created, "route table", &table.id);
-    Ok(table)
+    let fresh = Fresh::learned(table.id.clone(), created);
+    Ok((table, fresh))
 }
 
 async fn ensure_default_route(
     s: &Scope<'_>,
     table: &RouteTable,
-    igw_id: &str,
+    fresh_table: &Fresh,
+    igw: &Fresh,
 ) -> Result<(), StepError> {
+    let igw_id = igw.id.as_str();
     let current = table
         .routes
         .iter()
@@ -393,11 +426,15 @@ async fn ensure_default_route(
         Some(_) => Action::Updated,
         None => Action::Created,
     };
-    s.aws
-        .ec2()
-        .put_route(&table.id, DEFAULT_ROUTE, igw_id, action == Action::Updated)
-        .await
-        .on(format!("route table {}", table.id))?;
+    let ec2 = s.aws.ec2();
+    retry_until_visible(
+        s.config.timeouts.resources(),
+        &[fresh_table, igw],
+        |why| s.waiting(why),
+        || ec2.put_route(&table.id, DEFAULT_ROUTE, igw_id, action == Action::Updated),
+    )
+    .await
+    .on(format!("route table {}", table.id))?;
     s.record(
         action,
         "route",
@@ -409,8 +446,10 @@ async fn ensure_default_route(
 async fn ensure_association(
     s: &Scope<'_>,
     table: &RouteTable,
-    subnet_id: &str,
+    fresh_table: &Fresh,
+    subnet: &Fresh,
 ) -> Result<(), StepError> {
+    let subnet_id = subnet.id.as_str();
     if table
         .associations
         .iter()
@@ -418,11 +457,15 @@ async fn ensure_association(
     {
         return Ok(());
     }
-    s.aws
-        .ec2()
-        .associate_route_table(&table.id, subnet_id)
-        .await
-        .on(format!("route table {}", table.id))?;
+    let ec2 = s.aws.ec2();
+    retry_until_visible(
+        s.config.timeouts.resources(),
+        &[fresh_table, subnet],
+        |why| s.waiting(why),
+        || ec2.associate_route_table(&table.id, subnet_id),
+    )
+    .await
+    .on(format!("route table {}", table.id))?;
     s.record(
         Action::Created,
         "route table association",

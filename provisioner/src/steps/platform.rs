@@ -48,21 +48,21 @@ impl Output for Site {
     const STEP: StepId = ID;
 }
 
-/// A client for the stack's cluster: the override (the local simulator) or EKS with a fresh token.
+/// A client for the stack's cluster: the override (the local simulator, whose token does not
+/// expire) or EKS with a token renewed before it expires, since the waits outlast one.
 pub async fn cluster_client(
     s: &Scope<'_>,
     kube_override: Option<&Access>,
 ) -> Result<kube::Client, StepError> {
-    let access = match kube_override {
-        Some(access) => access.clone(),
+    match kube_override {
+        Some(access) => platform::cluster::connect(access)
+            .map_err(|e| StepError::platform(format!("cluster API {}", access.endpoint), e)),
         None => {
             let cluster = s.input::<Cluster>()?;
             let (name, endpoint) = (&cluster.name, &cluster.endpoint);
-            access::cluster_access(&s.aws, name, endpoint, &cluster.certificate_authority).await?
+            access::cluster_client(&s.aws, name, endpoint, &cluster.certificate_authority).await
         }
-    };
-    platform::cluster::connect(&access)
-        .map_err(|e| StepError::platform(format!("cluster API {}", access.endpoint), e))
+    }
 }
 
 /// Lets the node role join: an EC2_LINUX access entry, or the aws-auth mapping where EKS has no

@@ -6,6 +6,7 @@ use crate::aws::ec2::{Rule, SecurityGroup, Source};
 use crate::ingress::{HEALTH_NODE_PORT, HTTP_NODE_PORT};
 use crate::plan::{OnResource, Output, Resource, Scope, Step, StepError, StepFuture, StepId};
 use crate::progress::Action;
+use crate::retry::{Fresh, retry_until_visible};
 use crate::stack::SECURITY_GROUP_PARTS;
 
 pub const ID: StepId = StepId::new("security-groups");
@@ -91,15 +92,17 @@ impl Step for SecurityGroupsStep {
     fn ensure<'a>(&'a self, s: &'a Scope<'a>) -> StepFuture<'a, ()> {
         Box::pin(async move {
             let network = s.input::<Network>()?;
-            let (cluster, node) = tokio::try_join!(
+            let ((cluster, fresh_cluster), (node, fresh_node)) = tokio::try_join!(
                 ensure_group(s, &network.vpc_id, CLUSTER_PART, "EKS control plane"),
                 ensure_group(s, &network.vpc_id, NODE_PART, "EKS worker nodes"),
             )?;
             let (cluster_rules, node_rules) =
                 ingress_rules(&cluster.id, &node.id, &network.vpc_cidr.to_string());
+            // The rules name both groups, each just created or listed.
+            let fresh = [&fresh_cluster, &fresh_node];
             tokio::try_join!(
-                ensure_rules(s, &cluster, &cluster_rules),
-                ensure_rules(s, &node, &node_rules),
+                ensure_rules(s, &cluster, &cluster_rules, &fresh),
+                ensure_rules(s, &node, &node_rules, &fresh),
             )?;
             s.outputs.put(SecurityGroups {
                 cluster_sg_id: cluster.id,
@@ -175,7 +178,7 @@ async fn ensure_group(
     vpc_id: &str,
     part: &str,
     purpose: &str,
-) -> Result<SecurityGroup, StepError> {
+) -> Result<(SecurityGroup, Fresh), StepError> {
     let ec2 = s.aws.ec2();
     let name = s.stack.security_group(part);
     let resource = format!("security group {name}");
@@ -191,7 +194,8 @@ async fn ensure_group(
             ));
         }
         s.kept_or_created(false, "security group", &group.id);
-        return Ok(group);
+        let fresh = Fresh::listed(group.id.clone());
+        return Ok((group, fresh));
     }
     let description = format!("{purpose} of stack {}", s.stack.name);
     let id = ec2
@@ -199,30 +203,38 @@ async fn ensure_group(
         .await
         .on(&resource)?;
     s.kept_or_created(true, "security group", &id);
+    let fresh = Fresh::created(id.clone());
     // Read it back: the rules AWS added by itself (egress to anywhere) are part of its state.
-    let group = ec2
-        .security_group(&id)
-        .await
-        .on(format!("security group {id}"))?;
-    Ok(group.unwrap_or(SecurityGroup {
-        id,
-        name,
-        vpc_id: vpc_id.to_owned(),
-        ingress: Vec::new(),
-        egress: Vec::new(),
-    }))
+    let group = retry_until_visible(
+        s.config.timeouts.resources(),
+        &[&fresh],
+        |why| s.waiting(why),
+        || ec2.security_group(&id),
+    )
+    .await
+    .on(format!("security group {id}"))?;
+    Ok((group, fresh))
 }
 
 async fn ensure_rules(
     s: &Scope<'_>,
     group: &SecurityGroup,
     rules: &[Rule],
+    fresh: &[&Fresh],
 ) -> Result<(), StepError> {
     let ec2 = s.aws.ec2();
     let id = &group.id;
+    let pace = s.config.timeouts.resources();
     let missing: Vec<&Rule> = rules.iter().filter(|r| !group.has_rule(r)).collect();
     if !missing.is_empty() {
-        match ec2.authorize_ingress(id, &missing).await {
+        let authorized = retry_until_visible(
+            pace,
+            fresh,
+            |why| s.waiting(why),
+            || ec2.authorize_ingress(id, &missing),
+        )
+        .await;
+        match authorized {
             Ok(()) => {}
             // Added by a run that died before it could see the answer.
             Err(e) if e.is("InvalidPermission.Duplicate") => {}
@@ -237,9 +249,14 @@ async fn ensure_rules(
         }
     }
     if !group.allows_all_egress() {
-        ec2.authorize_egress_anywhere(id)
-            .await
-            .on(format!("security group {id}"))?;
+        retry_until_visible(
+            pace,
+            fresh,
+            |why| s.waiting(why),
+            || ec2.authorize_egress_anywhere(id),
+        )
+        .await
+        .on(format!("security group {id}"))?;
         s.record(
             Action::Created,
             "egress rule",

@@ -7,12 +7,15 @@
 //! - Eventual consistency and dependency errors as AWS returns them: a new IAM role that EKS cannot
 //!   assume yet; `DependencyViolation` while interfaces of deleted instances, load balancers or
 //!   clusters linger; `ResourceInUse` for a target group whose load balancer is still going.
+//! - EC2's eventual consistency: a new VPC, subnet, gateway, route table, security group, launch
+//!   template or instance is `*.NotFound` for a while to calls that name it (see [`consistency`]).
 //! - Throttling and 5xx on a configurable fraction of calls (rejected before reaching moto).
 //! - ECR's push rules moto does not check (part sizes, layer and manifest digests, blobs present
 //!   before PutImage; see [`ecr`]), and an upload bandwidth for the bytes sent.
 //! - A kill switch: after the N-th mutating call (of one service, or of any) reaches moto, that
 //!   call's answer and every later call are dropped, as if the caller had died right then.
 
+pub mod consistency;
 pub mod ecr;
 pub mod profile;
 pub mod protocol;
@@ -98,6 +101,8 @@ struct Shared {
     /// Operation → how many of its next calls are throttled.
     throttles: Mutex<HashMap<String, usize>>,
     uploads: Mutex<ecr::Uploads>,
+    /// EC2 ids created through the front, not yet visible for the profile's consistency window.
+    propagation: Mutex<consistency::Propagation>,
 }
 
 /// A running front; it stops when dropped.
@@ -134,6 +139,7 @@ impl Front {
             failures: Mutex::new(HashMap::new()),
             throttles: Mutex::new(HashMap::new()),
             uploads: Mutex::new(ecr::Uploads::default()),
+            propagation: Mutex::new(consistency::Propagation::default()),
         });
         let serving = shared.clone();
         let task = tokio::spawn(async move {
@@ -490,6 +496,9 @@ impl Shared {
             ));
         }
         let now = Instant::now();
+        if let Some(response) = self.not_yet_visible(call, now) {
+            return Some(response);
+        }
         let Ok(mut timeline) = self.timeline.lock() else {
             return None;
         };
@@ -566,10 +575,38 @@ impl Shared {
         }
     }
 
+    /// "Eventual consistency in the Amazon EC2 API"
+    /// (<https://docs.aws.amazon.com/ec2/latest/devguide/eventual-consistency.html>): a call naming
+    /// an EC2 resource created less than the profile's window ago meets its `*.NotFound` code.
+    fn not_yet_visible(&self, call: &Call, now: Instant) -> Option<Response<Full<Bytes>>> {
+        let window = self.profile.ec2_consistency_window;
+        if call.service != "ec2" || window.is_zero() {
+            return None;
+        }
+        let refusal =
+            self.propagation
+                .lock()
+                .ok()?
+                .check(&call.operation, &call.params, window, now)?;
+        self.refused(call, refusal.code);
+        Some(error_response(
+            "ec2",
+            StatusCode::BAD_REQUEST,
+            refusal.code,
+            &refusal.message,
+        ))
+    }
+
     /// Records what a successful call started, and shows states that are not final yet.
     fn after(&self, call: &Call, request: &[u8], body: Bytes) -> Bytes {
         let now = Instant::now();
         let p = &self.profile;
+        if call.service == "ec2"
+            && !p.ec2_consistency_window.is_zero()
+            && let Ok(mut propagation) = self.propagation.lock()
+        {
+            propagation.created(&call.operation, &String::from_utf8_lossy(&body), now);
+        }
         let Ok(mut timeline) = self.timeline.lock() else {
             return body;
         };

@@ -23,6 +23,10 @@ pub struct Profile {
     /// After instances, load balancers or a cluster go away, their interfaces linger this long:
     /// deleting security groups, subnets or the VPC meanwhile is a `DependencyViolation`.
     pub interfaces_linger: Duration,
+    /// A new EC2 resource's id is `*.NotFound` to calls that name it for this long ("Eventual
+    /// consistency in the Amazon EC2 API",
+    /// <https://docs.aws.amazon.com/ec2/latest/devguide/eventual-consistency.html>).
+    pub ec2_consistency_window: Duration,
     /// Fraction of calls answered with throttling (`Throttling`, `RequestLimitExceeded`, ...).
     pub throttle_rate: f64,
     /// Fraction of calls answered with a 5xx before reaching the emulator.
@@ -44,6 +48,7 @@ impl Profile {
             target_registration: Duration::ZERO,
             iam_propagation: Duration::ZERO,
             interfaces_linger: Duration::ZERO,
+            ec2_consistency_window: Duration::ZERO,
             throttle_rate: 0.0,
             server_error_rate: 0.0,
             upload_bandwidth: None,
@@ -63,6 +68,8 @@ impl Profile {
             target_registration: Duration::from_secs(60),
             iam_propagation: Duration::from_secs(8),
             interfaces_linger: Duration::from_secs(60),
+            // The page says to back off "starting with a couple of seconds of wait time".
+            ec2_consistency_window: Duration::from_secs(3),
             throttle_rate: 0.0,
             server_error_rate: 0.0,
             upload_bandwidth: Some(100_000_000 / 8),
@@ -84,6 +91,8 @@ impl Profile {
             target_registration: scale(real.target_registration),
             iam_propagation: Duration::from_secs(2),
             interfaces_linger: Duration::from_secs(2),
+            // Not scaled: long enough that the callers' retries really happen.
+            ec2_consistency_window: Duration::from_millis(800),
             throttle_rate: 0.0,
             server_error_rate: 0.0,
             upload_bandwidth: None,
@@ -107,6 +116,12 @@ impl Profile {
     /// Request bodies travel at `bytes_per_second` (`None`: as fast as the loopback allows).
     pub fn with_upload_bandwidth(mut self, bytes_per_second: Option<u64>) -> Self {
         self.upload_bandwidth = bytes_per_second;
+        self
+    }
+
+    /// New EC2 resources stay `*.NotFound` to calls naming them for `window` (zero: never).
+    pub fn with_ec2_consistency_window(mut self, window: Duration) -> Self {
+        self.ec2_consistency_window = window;
         self
     }
 

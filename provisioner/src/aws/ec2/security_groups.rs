@@ -3,7 +3,7 @@
 use aws_sdk_ec2::types::{Filter, IpPermission, IpRange, ResourceType, UserIdGroupPair};
 
 use super::{Ec2, filter, owned_by, tag_spec};
-use crate::aws::{AwsError, NotFoundExt, SdkResultExt, required_str};
+use crate::aws::{AwsError, SdkResultExt, required, required_str};
 use crate::stack::Stack;
 
 /// Where traffic may come from.
@@ -68,12 +68,15 @@ impl Ec2<'_> {
         .await
     }
 
-    pub async fn security_group(&self, id: &str) -> Result<Option<SecurityGroup>, AwsError> {
-        Ok(self
-            .describe_security_groups(Vec::new(), Some(id))
-            .await
-            .found()?
-            .and_then(|groups| groups.into_iter().next()))
+    /// The group with this id; `InvalidGroup.NotFound` when EC2 does not know it, which right
+    /// after its creation may only mean "not yet" (see [`crate::retry::Fresh`]).
+    pub async fn security_group(&self, id: &str) -> Result<SecurityGroup, AwsError> {
+        let groups = self.describe_security_groups(Vec::new(), Some(id)).await?;
+        required(
+            groups.into_iter().next(),
+            "ec2:DescribeSecurityGroups",
+            "SecurityGroups",
+        )
     }
 
     async fn describe_security_groups(
