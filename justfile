@@ -28,6 +28,10 @@ default:
 build:
     cargo build --workspace --bins
 
+# Only what `up` runs: the emulator, the simulator and the provisioner (the site runs from its image).
+build-stack:
+    cargo build -p aws -p cluster -p provisioner --bins
+
 # The deploy site's static binary for its image: x86_64 musl, cargo profile `site` (release, stripped).
 site-binary:
     if [ "$(uname -sm)" = "Linux x86_64" ]; then \
@@ -50,11 +54,11 @@ lint:
     cargo clippy --workspace --all-targets -- -D warnings
 
 # Run the local AWS emulator in the foreground on 127.0.0.1:5000 ($LOCAL_AWS_PORT, $LOCAL_AWS_PROFILE).
-aws: build
+aws: build-stack
     "{{bin}}/localstack" aws --port {{aws_port}} {{profile_flag}}
 
 # Everything locally: AWS emulator, cluster simulator, `provisioner up` against both; Ctrl-C stops it.
-up: build site-binary
+up: build-stack site-binary
     #!/usr/bin/env bash
     set -euo pipefail
     mkdir -p .local {{image_store}}
@@ -83,7 +87,7 @@ up: build site-binary
     wait $emulator $simulator
 
 # `provisioner` against the running local stack (`./dev up`), e.g. `just local status` or `just local down`.
-local *args: build
+local *args: build-stack
     "{{bin}}/provisioner" --endpoint http://127.0.0.1:{{aws_port}} \
         --kube-endpoint http://127.0.0.1:{{kube_port}} --kube-token "$(cat .local/kube-token 2>/dev/null)" \
         --public-url "http://kdeploy.localhost:{{ingress_port}}" \
