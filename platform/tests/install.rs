@@ -66,7 +66,12 @@ fn object(name: &str) -> ObjectMeta {
 
 /// Plays the site, whose simulated pods are not real processes: once its rollout is complete,
 /// it stores the first administrator's credentials as the site does on start.
-fn play_the_site(client: kube::Client) -> tokio::task::JoinHandle<()> {
+/// The site's part: once its rollout is complete it stores its first credentials; with `lines`,
+/// only once the installer reports waiting for them (so that the wait is certain to be seen).
+fn play_the_site(
+    client: kube::Client,
+    lines: Option<Arc<Mutex<Vec<String>>>>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         wait::rollout_complete(
             &client,
@@ -94,6 +99,19 @@ fn play_the_site(client: kube::Client) -> tokio::task::JoinHandle<()> {
             ),
             ..Secret::default()
         };
+        if let Some(lines) = lines {
+            let waiting = || {
+                lines
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .any(|l| l.contains("first credentials"))
+            };
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            while !waiting() && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
         Api::<Secret>::namespaced(client, SYSTEM_NAMESPACE)
             .create(&PostParams::default(), &secret)
             .await
@@ -119,8 +137,8 @@ async fn deployment(client: &kube::Client, namespace: &str, name: &str) -> Deplo
 #[tokio::test]
 async fn install_waits_for_the_first_credentials_and_installing_again_changes_nothing() {
     let (_sim, client) = simulator().await;
-    let site_task = play_the_site(client.clone());
     let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let site_task = play_the_site(client.clone(), Some(lines.clone()));
     let recorder = {
         let lines = lines.clone();
         move |line: &str| lines.lock().unwrap().push(line.to_owned())
@@ -133,9 +151,10 @@ async fn install_waits_for_the_first_credentials_and_installing_again_changes_no
     assert!(first.site_newly_created);
     assert_eq!(first.initial_admin, Some(admin()));
     assert_eq!(first.applied, 18);
+    let reported = lines.lock().unwrap().clone();
     assert!(
-        !lines.lock().unwrap().is_empty(),
-        "no progress was reported"
+        reported.iter().any(|l| l.contains("first credentials")),
+        "the wait for the first credentials was reported: {reported:?}"
     );
 
     let controller = deployment(&client, INGRESS_NAMESPACE, INGRESS_CONTROLLER).await;
@@ -301,7 +320,7 @@ async fn verdict_on(client: &kube::Client, namespace: &str, name: &str) -> Optio
 #[tokio::test]
 async fn the_controller_accepts_the_public_hosts_master_and_the_sites_minion() {
     let (_sim, client) = simulator().await;
-    let site_task = play_the_site(client.clone());
+    let site_task = play_the_site(client.clone(), None);
     install(&client, &spec(Duration::from_secs(60)), None)
         .await
         .expect("install");
@@ -435,7 +454,7 @@ async fn an_older_ingress_holding_the_public_host_fails_the_install_with_the_con
 #[tokio::test]
 async fn uninstall_removes_the_platform_and_the_namespaces_the_site_created() {
     let (_sim, client) = simulator().await;
-    let site_task = play_the_site(client.clone());
+    let site_task = play_the_site(client.clone(), None);
     install(&client, &spec(Duration::from_secs(60)), None)
         .await
         .expect("install");

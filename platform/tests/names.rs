@@ -133,10 +133,21 @@ fn the_rendered_manifests_use_the_names_module() {
         value(&env, "KDEPLOY_PUBLIC_URL"),
         Some(site().public_url.to_string())
     );
+    // The pod's own IP, defined before the variable that expands it (Kubernetes expands `$(VAR)`
+    // only against the variables before it).
     assert_eq!(
         value(&env, "KDEPLOY_LISTEN"),
-        Some(format!("0.0.0.0:{SITE_PORT}"))
+        Some(format!("$(POD_IP):{SITE_PORT}"))
     );
+    let at = |name: &str| env.iter().position(|e| e.name == name).unwrap();
+    assert!(at("POD_IP") < at("KDEPLOY_LISTEN"));
+    let pod_ip = env[at("POD_IP")]
+        .value_from
+        .clone()
+        .unwrap()
+        .field_ref
+        .unwrap();
+    assert_eq!(pod_ip.field_path, "status.podIP");
     assert_eq!(
         value(&env, "KDEPLOY_INGRESS_CLASS").as_deref(),
         Some(INGRESS_CLASS)
