@@ -486,3 +486,111 @@ async fn kubectl_rollout_history_and_undo() {
         .await;
     assert_eq!(image, "nginx:1.26");
 }
+
+/// kubectl's client-side → server-side apply migration (kubectl `pkg/cmd/apply/apply.go`,
+/// `migrateToSSAIfNecessary`; client-go `util/csaupgrade/upgrade.go`): after the first server-side
+/// apply kubectl sends a JSON patch that replaces `metadata.managedFields`, moving the fields of the
+/// `kubectl-client-side-apply` Update entry into the `kubectl` Apply entry, then applies again. The
+/// server honours managedFields written by a request (apimachinery
+/// `pkg/util/managedfields/internal/fieldmanager.go`, `decodeLiveOrNew`), so the second apply
+/// releases `b`, which only the client-side apply had set, and the field is removed.
+#[tokio::test]
+async fn kubectl_server_side_apply_after_client_side_apply_releases_a_field_it_no_longer_applies() {
+    let sim = common::sim_with(SimConfig {
+        anonymous_is_admin: true,
+        ..SimConfig::default()
+    })
+    .await;
+    let k = Kubectl::new(&sim);
+    let both = k.kubeconfig.with_file_name("cm.yaml");
+    let a_only = k.kubeconfig.with_file_name("cm-a-only.yaml");
+    let cm = |data: &str| {
+        format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n{data}")
+    };
+    std::fs::write(&both, cm("  a: \"1\"\n  b: \"2\"\n")).unwrap();
+    std::fs::write(&a_only, cm("  a: \"1\"\n")).unwrap();
+
+    let out = k.ok(&["apply", "-f", &both.display().to_string()]).await;
+    assert!(out.contains("configmap/settings created"), "{out}");
+    let (ok, out, err) = k
+        .run(
+            &[
+                "apply",
+                "--server-side",
+                "-f",
+                &a_only.display().to_string(),
+            ],
+            Duration::from_secs(40),
+        )
+        .await;
+    assert!(
+        ok && out.contains("configmap/settings serverside-applied"),
+        "{out}\n{err}"
+    );
+    // kubectl prints a warning when the migration patch or the re-apply fails.
+    assert!(!err.contains("Warning"), "{err}");
+
+    let got = k
+        .ok(&[
+            "get",
+            "configmap",
+            "settings",
+            "-o",
+            "json",
+            "--show-managed-fields",
+        ])
+        .await;
+    let got: serde_json::Value = serde_json::from_str(&got).unwrap();
+    assert_eq!(got["data"], serde_json::json!({"a": "1"}), "{got:#}");
+    let entries = got["metadata"]["managedFields"].as_array().unwrap();
+    let owners: Vec<(&str, &str)> = entries
+        .iter()
+        .map(|e| {
+            (
+                e["manager"].as_str().unwrap(),
+                e["operation"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    // kubectl keeps the annotation under its own applier (`saveLastApplyAnnotationIfNecessary`);
+    // the client-side apply's Update entry is gone.
+    let mut owners = owners;
+    owners.sort();
+    assert_eq!(
+        owners,
+        [("kubectl", "Apply"), ("kubectl-last-applied", "Apply")],
+        "{got:#}"
+    );
+    let keeper = entries
+        .iter()
+        .find(|e| e["manager"] == "kubectl-last-applied")
+        .unwrap();
+    assert_eq!(
+        keeper["fieldsV1"],
+        serde_json::json!({"f:metadata": {"f:annotations": {
+            "f:kubectl.kubernetes.io/last-applied-configuration": {}}}}),
+        "{got:#}"
+    );
+    let kubectl = entries
+        .iter()
+        .find(|e| e["manager"] == "kubectl" && e["operation"] == "Apply")
+        .unwrap_or_else(|| panic!("no kubectl Apply entry: {got:#}"));
+    assert_eq!(
+        kubectl["fieldsV1"],
+        serde_json::json!({"f:data": {"f:a": {}}}),
+        "{got:#}"
+    );
+    // The annotation follows the server-side apply (lastappliedupdater.go), so a later
+    // client-side apply starts from what was applied last.
+    let last_applied: serde_json::Value = serde_json::from_str(
+        got["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        last_applied["data"],
+        serde_json::json!({"a": "1"}),
+        "{got:#}"
+    );
+}

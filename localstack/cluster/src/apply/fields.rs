@@ -203,6 +203,8 @@ pub fn display_path(path: &[String]) -> String {
     out
 }
 
+/// The `FieldsV1` trie of a set, as structured-merge-diff's `fieldpath/serialize.go` writes it: a
+/// member without children is `{}`, a member with children also carries `".": {}`.
 pub fn to_fields_v1(set: &FieldSet) -> Value {
     let mut root = Map::new();
     for path in set {
@@ -210,35 +212,90 @@ pub fn to_fields_v1(set: &FieldSet) -> Value {
         for seg in path {
             cur = meta::object_entry(cur, seg);
         }
-        if path.last().is_some_and(|s| s.starts_with("k:")) {
+    }
+    for path in set {
+        let mut cur = &mut root;
+        for seg in path {
+            cur = meta::object_entry(cur, seg);
+        }
+        if !cur.is_empty() {
             cur.insert(".".into(), json!({}));
         }
     }
     Value::Object(root)
 }
 
-pub fn from_fields_v1(v: &Value) -> FieldSet {
-    let mut set = FieldSet::new();
-    fn walk(v: &Value, path: &mut FieldPath, set: &mut FieldSet) {
-        let Some(m) = v.as_object() else { return };
-        if m.is_empty() {
-            if !path.is_empty() {
-                set.insert(path.clone());
+/// Reads a `FieldsV1` trie the way structured-merge-diff's `fieldpath/serialize.go`
+/// (`readIterV1`) and `serialize-pe.go` (`DeserializePathElement`) do: every value is an object
+/// (or null), `"."` marks the path itself as a member, and a key is `f:`, `k:` (a JSON object of
+/// at least one field), `v:` (a JSON value) or `i:` (an index). Keys of another type are dropped,
+/// as a newer version may know them; a malformed key of a known type is an error.
+pub fn decode_fields_v1(v: &Value) -> Result<FieldSet, String> {
+    fn walk(v: &Value, path: &mut FieldPath, set: &mut FieldSet) -> Result<(), String> {
+        let m = match v {
+            Value::Null => {
+                leaf(path, set);
+                return Ok(());
             }
-            return;
-        }
+            Value::Object(m) => m,
+            other => return Err(format!("expected an object in fieldsV1, got {other}")),
+        };
+        let mut children = false;
         for (k, child) in m {
             if k == "." {
-                set.insert(path.clone());
+                leaf(path, set);
                 continue;
             }
-            path.push(k.clone());
-            walk(child, path, set);
-            path.pop();
+            if known_path_element(k)? {
+                children = true;
+                path.push(k.clone());
+                walk(child, path, set)?;
+                path.pop();
+            }
+        }
+        if !children {
+            leaf(path, set);
+        }
+        Ok(())
+    }
+    fn leaf(path: &FieldPath, set: &mut FieldSet) {
+        if !path.is_empty() {
+            set.insert(path.clone());
         }
     }
-    walk(v, &mut Vec::new(), &mut set);
-    set
+    let mut set = FieldSet::new();
+    walk(v, &mut Vec::new(), &mut set)?;
+    Ok(set)
+}
+
+/// Whether `key` is a path element of a known type (and then well formed).
+fn known_path_element(key: &str) -> Result<bool, String> {
+    let Some((kind, content)) = key.split_at_checked(2) else {
+        return Err(format!(
+            "parsing key as path element: key must be 2 characters long: {key:?}"
+        ));
+    };
+    let known = match kind {
+        "f:" => true,
+        "k:" => serde_json::from_str::<Map<String, Value>>(content)
+            .map_err(|e| format!("parsing key as path element: {key:?}: {e}"))
+            .and_then(|fields| {
+                if fields.is_empty() {
+                    Err(format!("parsing key as path element: {key:?}: an associative list key needs at least one field"))
+                } else {
+                    Ok(true)
+                }
+            })?,
+        "v:" => serde_json::from_str::<Value>(content)
+            .map(|_| true)
+            .map_err(|e| format!("parsing key as path element: {key:?}: {e}"))?,
+        "i:" => content
+            .parse::<i64>()
+            .map(|_| true)
+            .map_err(|e| format!("parsing key as path element: {key:?}: {e}"))?,
+        _ => false,
+    };
+    Ok(known)
 }
 
 /// A key field of a list item (`port` in `k:{"port":80,...}`): it goes with the item, never alone.
@@ -293,6 +350,6 @@ mod tests {
         let obj = json!({"metadata": {"labels": {"a": "b"}}, "spec": {"replicas": 2, "template": {"spec": {"containers": [{"name": "app", "image": "x"}]}}}});
         let set = fields_of(&obj, false);
         assert!(set.contains(&vec!["f:spec".to_string(), "f:replicas".to_string()]));
-        assert_eq!(from_fields_v1(&to_fields_v1(&set)), set);
+        assert_eq!(decode_fields_v1(&to_fields_v1(&set)).unwrap(), set);
     }
 }

@@ -1,93 +1,30 @@
 //! Field ownership (`metadata.managedFields`), server-side apply, and the strategic merge patch.
-//! Field sets and paths are in [`fields`].
+//! Field sets and paths are in [`fields`]; the entries as stored and as requests set them in
+//! [`managed`]; kubectl's client-side apply annotation in [`last_applied`].
 
 mod fields;
+mod last_applied;
+mod managed;
 
 use serde_json::{Map, Value, json};
 
 use crate::meta;
 pub use fields::{
-    FieldPath, FieldSet, display_path, fields_of, from_fields_v1, to_fields_v1, value_at,
+    FieldPath, FieldSet, decode_fields_v1, display_path, fields_of, to_fields_v1, value_at,
 };
 use fields::{is_associative, is_item, is_key_field, item_key, remove_at, set_at};
+use last_applied::KUBECTL;
+pub use managed::{ManagedEntry, check_shape, decode_live_or_new, read_managed, write_managed};
 
-/// One `managedFields` entry.
-#[derive(Debug, Clone)]
-pub struct ManagedEntry {
-    pub manager: String,
-    pub operation: String,
-    pub api_version: String,
-    pub time: String,
-    pub subresource: Option<String>,
-    pub fields: FieldSet,
-}
+/// The manager that owns what an object held before its first apply, when nothing tracked it
+/// (skipnonapplied.go).
+const BEFORE_FIRST_APPLY: &str = "before-first-apply";
 
-pub fn read_managed(obj: &Value) -> Vec<ManagedEntry> {
-    obj.pointer("/metadata/managedFields")
-        .and_then(Value::as_array)
-        .map(|entries| {
-            entries
-                .iter()
-                .map(|e| ManagedEntry {
-                    manager: e
-                        .get("manager")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_string(),
-                    operation: e
-                        .get("operation")
-                        .and_then(Value::as_str)
-                        .unwrap_or("Update")
-                        .to_string(),
-                    api_version: e
-                        .get("apiVersion")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_string(),
-                    time: e
-                        .get("time")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_string(),
-                    subresource: e
-                        .get("subresource")
-                        .and_then(Value::as_str)
-                        .map(str::to_string),
-                    fields: e.get("fieldsV1").map(from_fields_v1).unwrap_or_default(),
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-pub fn write_managed(obj: &mut Value, entries: &[ManagedEntry]) {
-    let list: Vec<Value> = entries
-        .iter()
-        .filter(|e| !e.fields.is_empty())
-        .map(|e| {
-            let mut v = json!({
-                "manager": e.manager,
-                "operation": e.operation,
-                "apiVersion": e.api_version,
-                "time": e.time,
-                "fieldsType": "FieldsV1",
-                "fieldsV1": to_fields_v1(&e.fields),
-            });
-            if let Some(s) = &e.subresource {
-                v["subresource"] = json!(s);
-            }
-            v
-        })
-        .collect();
-    let metadata = meta::metadata_mut(obj);
-    if list.is_empty() {
-        metadata.remove("managedFields");
-    } else {
-        metadata.insert("managedFields".into(), Value::Array(list));
-    }
-}
-
-/// Records a non-apply write (create, update, patch): the writer owns what it changed, others lose it.
+/// Records a non-apply write (create, update, patch): the writer owns what it changed, others lose
+/// it. The bookkeeping starts from the request's own managedFields when it sets them (see
+/// [`decode_live_or_new`]); an update of an object whose field management is empty (reset by a
+/// request, or never tracked) stays untracked (apimachinery
+/// `pkg/util/managedfields/internal/skipnonapplied.go`).
 pub fn record_update(
     old: Option<&Value>,
     new: &mut Value,
@@ -95,7 +32,11 @@ pub fn record_update(
     api_version: &str,
     subresource: Option<&str>,
 ) {
-    let mut entries = old.map(read_managed).unwrap_or_default();
+    let mut entries = decode_live_or_new(old, new, subresource.is_some());
+    if old.is_some() && entries.is_empty() {
+        write_managed(new, &[]);
+        return;
+    }
     let include_status = subresource == Some("status");
     let new_fields = fields_of(new, include_status);
     let changed: FieldSet = new_fields
@@ -104,9 +45,12 @@ pub fn record_update(
         .filter(|p| old.and_then(|o| value_at(o, p)) != value_at(new, p))
         .cloned()
         .collect();
-    let all_now = fields_of(new, true);
+    // structured-merge-diff merge/update.go: every manager loses what the write removed (and,
+    // below, what it changed); fields the object never had stay where a request put them.
+    let removed =
+        |p: &FieldPath| old.is_some_and(|o| value_at(o, p).is_some()) && value_at(new, p).is_none();
     for e in &mut entries {
-        e.fields.retain(|p| all_now.contains(p));
+        e.fields.retain(|p| !removed(p));
         if e.manager != manager {
             e.fields.retain(|p| !changed.contains(p));
         }
@@ -114,7 +58,10 @@ pub fn record_update(
     if !changed.is_empty() {
         let subresource = subresource.map(str::to_string);
         let pos = entries.iter().position(|e| {
-            e.manager == manager && e.operation == "Update" && e.subresource == subresource
+            e.manager == manager
+                && e.operation == "Update"
+                && e.subresource == subresource
+                && e.api_version == api_version
         });
         let entry = match pos {
             Some(p) => &mut entries[p],
@@ -158,21 +105,50 @@ pub fn apply(
 ) -> Result<Value, Conflicts> {
     let mut result = live.cloned().unwrap_or_else(|| json!({}));
     let mut entries = live.map(read_managed).unwrap_or_default();
+    // skipnonapplied.go: an object nobody's fields are tracked on gets an Update manager owning
+    // everything it holds, so the first applier shares (and, by changing, conflicts on) it.
+    if let Some(live) = live
+        && entries.is_empty()
+    {
+        entries.push(ManagedEntry {
+            manager: BEFORE_FIRST_APPLY.into(),
+            operation: "Update".into(),
+            api_version: api_version.to_string(),
+            time: meta::now_rfc3339(),
+            subresource: None,
+            fields: fields_of(live, false),
+        });
+    }
     let applied = fields_of(config, false);
 
-    let mut conflicts = Conflicts::new();
-    let mut contested = FieldSet::new();
+    let mut conflicts: Vec<(String, FieldPath)> = Vec::new();
     for e in entries.iter().filter(|e| e.manager != manager) {
         for p in e.fields.intersection(&applied).filter(|p| !is_item(p)) {
             if value_at(&result, p) != value_at(config, p) {
-                conflicts.push((e.manager.clone(), display_path(p)));
-                contested.insert(p.clone());
+                conflicts.push((e.manager.clone(), p.clone()));
             }
         }
     }
-    if !conflicts.is_empty() && !force {
-        return Err(conflicts);
+    // lastappliedmanager.go: kubectl may take over, without forcing, the fields its client-side
+    // apply annotation says it set and nobody changed since.
+    if !conflicts.is_empty()
+        && !force
+        && manager == KUBECTL
+        && let Some(own) =
+            live.and_then(|l| last_applied::fields_set_by_client_side_apply(l, api_version))
+    {
+        conflicts.retain(|(_, p)| !own.contains(p));
+        if conflicts.is_empty() {
+            return apply(live, config, manager, true, api_version);
+        }
     }
+    if !conflicts.is_empty() && !force {
+        return Err(conflicts
+            .iter()
+            .map(|(m, p)| (m.clone(), display_path(p)))
+            .collect());
+    }
+    let contested: FieldSet = conflicts.into_iter().map(|(_, p)| p).collect();
     for e in entries.iter_mut().filter(|e| e.manager != manager) {
         e.fields.retain(|p| !contested.contains(p));
     }
@@ -188,9 +164,16 @@ pub fn apply(
             .filter(|e| !(e.manager == manager && e.operation == "Apply"))
             .any(|e| e.fields.iter().any(|q| q.starts_with(p)))
     };
+    // A map the applier owned as a whole (`".": {}` in its entry) stays while it applies
+    // something inside it.
+    let still_applied = |p: &FieldPath| {
+        applied
+            .iter()
+            .any(|q| q.len() > p.len() && q.starts_with(p))
+    };
     let mut dropped: Vec<&FieldPath> = previous
         .difference(&applied)
-        .filter(|p| !owned_by_others(p) && !is_key_field(p))
+        .filter(|p| !owned_by_others(p) && !is_key_field(p) && !still_applied(p))
         .collect();
     // Whole items go first: their leaves then no longer resolve, and removing a key leaf first
     // would leave an item its key no longer finds (an old port without `port`, then a 422).
@@ -224,6 +207,9 @@ pub fn apply(
         meta::metadata_mut(&mut result).insert("name".into(), name.clone());
     }
 
+    if manager == KUBECTL {
+        last_applied::sync_annotation(&mut result, config);
+    }
     entries.retain(|e| !(e.manager == manager && e.operation == "Apply"));
     entries.push(ManagedEntry {
         manager: manager.to_string(),

@@ -79,7 +79,6 @@ impl Registry {
             "resourceVersion",
             "deletionTimestamp",
             "deletionGracePeriodSeconds",
-            "managedFields",
             "selfLink",
         ] {
             metadata.remove(server_owned);
@@ -93,6 +92,9 @@ impl Registry {
                 root.remove("status");
             }
         }
+        // managedFields sent with a create are honoured like those of an update (apiserver
+        // `endpoints/handlers/create.go` runs the field manager over the new object).
+        apply::check_shape(&obj).map_err(ApiError::bad_request)?;
         self.check_namespace_for_create(rt, ns)?;
         self.prepare(rt, &mut obj, None)?;
         quota::admit_create(self, rt, ns, &mut obj)?;

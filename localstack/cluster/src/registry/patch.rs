@@ -57,6 +57,20 @@ impl Registry {
             }
             PatchKind::Apply { .. } => unreachable!("handled above"),
         }
+        // The patched object must still decode (apiserver `endpoints/handlers/patch.go`
+        // reports a patch that breaks it as an invalid `patch`); managedFields a patch writes
+        // are then honoured by the update below.
+        apply::check_shape(&patched).map_err(|message| {
+            ApiError::invalid(
+                rt,
+                name,
+                vec![Cause {
+                    field: "patch".into(),
+                    reason: "FieldValueInvalid",
+                    message,
+                }],
+            )
+        })?;
         // A patch without a resourceVersion is unconditional: it applies to what was just read.
         if meta::resource_version(&patched) == meta::resource_version(&old) {
             meta::metadata_mut(&mut patched).remove("resourceVersion");
@@ -91,6 +105,13 @@ impl Registry {
                 rt.api_version(),
                 rt.kind
             )));
+        }
+        // structuredmerge.go: an apply configuration cannot set field ownership.
+        if config
+            .pointer("/metadata/managedFields")
+            .is_some_and(|m| !m.is_null())
+        {
+            return Err(ApiError::bad_request("metadata.managedFields must be nil"));
         }
         if meta::name(&config) != name {
             return Err(ApiError::bad_request(format!(

@@ -95,11 +95,9 @@ impl Registry {
                         None => metadata.remove(keep),
                     };
                 }
-                if !metadata.contains_key("managedFields")
-                    && let Some(mf) = old_meta.get("managedFields")
-                {
-                    metadata.insert("managedFields".into(), mf.clone());
-                }
+                // managedFields the request leaves out stay as they are; those it sets are
+                // honoured (apply::record_update).
+                apply::check_shape(&obj).map_err(ApiError::bad_request)?;
                 obj
             }
         };
