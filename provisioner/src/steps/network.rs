@@ -1,13 +1,16 @@
 //! The VPC, two public subnets (zones a and c), the internet gateway and the public route table.
 
+use std::future::Future;
+
 use ipnet::Ipv4Net;
 
 use super::{Removal, single};
+use crate::aws::AwsError;
 use crate::aws::ec2::{DnsAttribute, RouteTable, Subnet};
 use crate::config::Zone;
 use crate::plan::{OnResource, Output, Resource, Scope, Step, StepError, StepFuture, StepId};
 use crate::progress::Action;
-use crate::retry::{Fresh, retry_until_visible};
+use crate::retry::{Fresh, Poll, WaitError, not_yet, retry_until_visible, wait_for};
 use crate::stack::PART_TAG;
 
 pub const ID: StepId = StepId::new("network");
@@ -84,9 +87,6 @@ impl Step for NetworkStep {
         Box::pin(async move {
             let ec2 = s.aws.ec2();
             let vpcs = ec2.vpcs(&s.stack, Some(VPC)).await.on("VPC")?;
-            for vpc in &vpcs {
-                sweep_detached_interfaces(s, &vpc.id).await?;
-            }
             // Route tables: associations first, then the table.
             let tables = ec2.route_tables(&s.stack, None).await.on("route tables")?;
             for table in &tables {
@@ -114,16 +114,16 @@ impl Step for NetworkStep {
                     .delete(|| ec2.delete_internet_gateway(&igw.id))
                     .await?;
             }
-            // Subnets, then the VPC: both wait out interfaces that are still going away.
+            // Subnets, then the VPC, each after the interfaces detached by then (and again while
+            // AWS says others are still in it).
             for subnet in ec2.subnets(&s.stack, None).await.on("subnets")? {
-                Removal::new(s, "subnet", &subnet.id)
-                    .delete(|| ec2.delete_subnet(&subnet.id))
-                    .await?;
+                delete_sweeping(s, "subnet", &subnet.id, &subnet.vpc_id, || {
+                    ec2.delete_subnet(&subnet.id)
+                })
+                .await?;
             }
             for vpc in &vpcs {
-                Removal::new(s, "VPC", &vpc.id)
-                    .delete(|| ec2.delete_vpc(&vpc.id))
-                    .await?;
+                delete_sweeping(s, "VPC", &vpc.id, &vpc.id, || ec2.delete_vpc(&vpc.id)).await?;
             }
             Ok(())
         })
@@ -474,18 +474,88 @@ async fn ensure_association(
     Ok(())
 }
 
-/// Interfaces left behind in the VPC once their instances are gone (the VPC CNI's are the usual
-/// ones): detached, they still block deleting the subnets.
-async fn sweep_detached_interfaces(s: &Scope<'_>, vpc_id: &str) -> Result<(), StepError> {
+/// The status of an interface attached to nothing (EC2 `NetworkInterfaceStatus`); an attached
+/// one (`in-use`) belongs to an instance or a load balancer and is never touched.
+const DETACHED: &str = "available";
+
+/// Deletes, once each, the interfaces in the VPC that are attached to nothing: left behind once
+/// their instances or load balancers are gone (the VPC CNI's are the usual ones), they still
+/// block deleting the subnets and the VPC. Answers what could not be deleted (for the progress
+/// line and a timeout's "last seen") rather than failing, since the deletion this pass serves is
+/// retried anyway.
+async fn sweep_detached_interfaces(s: &Scope<'_>, vpc_id: &str) -> Result<Vec<String>, StepError> {
     let ec2 = s.aws.ec2();
     let interfaces = ec2
         .network_interfaces(vpc_id)
         .await
         .on(format!("network interfaces of {vpc_id}"))?;
-    for eni in interfaces.iter().filter(|e| e.status == "available") {
-        Removal::new(s, "network interface", &eni.id)
-            .delete(|| ec2.delete_network_interface(&eni.id))
-            .await?;
+    let mut failed = Vec::new();
+    for eni in interfaces.iter().filter(|e| e.status == DETACHED) {
+        match ec2.delete_network_interface(&eni.id).await {
+            Ok(()) => s.record(Action::Deleted, "network interface", &eni.id),
+            Err(e) if e.is_not_found() => {}
+            Err(e) => {
+                tracing::debug!(interface = %eni.id, error = %e, "detached interface not deleted");
+                failed.push(format!("network interface {}: {e}", eni.id));
+            }
+        }
     }
+    Ok(failed)
+}
+
+/// Deletes a subnet or the VPC after sweeping the detached interfaces of its VPC, and while AWS
+/// answers "not yet" (DependencyViolation: interfaces still in it) sweeps again and retries,
+/// until the resources' deadline. The VPC CNI and load balancers release their interfaces
+/// minutes after their owners are gone, so one sweep at the start of the step is not enough:
+/// `down` would wait out its deadline on an interface detached after it.
+async fn delete_sweeping<F, Fut>(
+    s: &Scope<'_>,
+    kind: &'static str,
+    id: &str,
+    vpc_id: &str,
+    delete: F,
+) -> Result<(), StepError>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<(), AwsError>>,
+{
+    let deleted = wait_for(
+        s.config.timeouts.resources(),
+        |state| s.waiting(state),
+        || async {
+            let failed = sweep_detached_interfaces(s, vpc_id).await?;
+            match delete().await {
+                Ok(()) => Ok(Poll::Ready(true)),
+                Err(e) if e.is_not_found() => Ok(Poll::Ready(false)),
+                Err(e) => {
+                    let Some(reason) = not_yet(&e) else {
+                        return Err(e).on(format!("{kind} {id}"));
+                    };
+                    let mut state = format!("{kind} {id}: {reason}");
+                    for why in failed {
+                        state.push_str("; ");
+                        state.push_str(&why);
+                    }
+                    Ok(Poll::Pending(state))
+                }
+            }
+        },
+    )
+    .await
+    .map_err(|e| match e {
+        WaitError::Failed(inner) => inner,
+        WaitError::Timeout { after, last } => StepError::Timeout {
+            resource: format!("{kind} {id}"),
+            what: "it to be deleted".into(),
+            after,
+            last,
+        },
+    })?;
+    let action = if deleted {
+        Action::Deleted
+    } else {
+        Action::Absent
+    };
+    s.record(action, kind, id);
     Ok(())
 }

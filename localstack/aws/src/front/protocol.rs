@@ -232,6 +232,37 @@ mod tests {
         assert_eq!(call.params["Filter.1.Name"], "tag:kdeploy.io/stack");
     }
 
+    /// Classic ELB (API version 2012-06-01) and ELBv2 (2015-12-01) share the signing name
+    /// `elasticloadbalancing` and the endpoint (Elastic Load Balancing endpoints and quotas, AWS
+    /// General Reference); both speak the query protocol, so a Classic call is named by its
+    /// Action and judged mutating or not like any other.
+    #[test]
+    fn classic_elb_calls_are_elastic_load_balancing_query_calls() {
+        let call =
+            |body: &[u8]| identify(&Method::POST, "/", &signed("elasticloadbalancing"), body);
+        let delete = call(b"Action=DeleteLoadBalancer&LoadBalancerName=a1b2&Version=2012-06-01");
+        assert_eq!(
+            (delete.service.as_str(), delete.operation.as_str()),
+            ("elasticloadbalancing", "DeleteLoadBalancer")
+        );
+        assert_eq!(delete.params["LoadBalancerName"], "a1b2");
+        assert!(delete.is_mutating());
+        for read in ["DescribeLoadBalancers", "DescribeTags"] {
+            let body = format!("Action={read}&Version=2012-06-01");
+            assert!(!call(body.as_bytes()).is_mutating(), "{read}");
+        }
+        for change in [
+            "CreateLoadBalancer",
+            "AddTags",
+            "ApplySecurityGroupsToLoadBalancer",
+        ] {
+            let body = format!("Action={change}&Version=2012-06-01");
+            assert!(call(body.as_bytes()).is_mutating(), "{change}");
+        }
+        let (code, _) = fault_code("elasticloadbalancing", Fault::Throttle);
+        assert_eq!(code, "Throttling");
+    }
+
     #[test]
     fn eks_rest_calls_are_named_by_method_and_path() {
         let create = identify(
