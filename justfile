@@ -66,8 +66,14 @@ up: build-stack site-binary
     (umask 077 && printf '%s' "$token" > .local/kube-token)
     "{{bin}}/localstack" aws --port {{aws_port}} {{profile_flag}} &
     emulator=$!
+    # The simulator's nodes are the instances `provisioner up` launches for the stack's cluster
+    # (stack.toml's name and region, else the provisioner's defaults).
+    stack=$(sed -n 's/^name *= *"\(.*\)".*/\1/p' stack.toml 2>/dev/null | head -n 1)
+    region=$(sed -n 's/^region *= *"\(.*\)".*/\1/p' stack.toml 2>/dev/null | head -n 1)
     "{{bin}}/cluster-sim" --port {{kube_port}} --ingress-port {{ingress_port}} --admin-token "$token" \
-        --kubeconfig .local/cluster-sim.kubeconfig --image-store {{image_store}} &
+        --kubeconfig .local/cluster-sim.kubeconfig --image-store {{image_store}} \
+        --aws-endpoint http://127.0.0.1:{{aws_port}} --eks-cluster "${stack:-kdeploy}" \
+        --aws-region "${region:-ap-northeast-2}" &
     simulator=$!
     trap 'kill $emulator $simulator 2>/dev/null || true' EXIT INT TERM
     for port in {{aws_port}} {{kube_port}}; do

@@ -11,7 +11,7 @@ use std::process::Command;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use cluster::{ClusterSim, LocalCommand, RunningSim, SimConfig};
+use cluster::{AwsJoin, ClusterSim, LocalCommand, RunningSim, SimConfig};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
@@ -156,11 +156,24 @@ impl SiteCluster {
         .await
         .expect("simulator");
         let token = sim.service_account_token(namespace, service_account);
-        std::fs::write(
-            &kubeconfig,
-            sim.kubeconfig_for_token(&token).expect("kubeconfig"),
-        )
-        .expect("write the site's kubeconfig");
+        {
+            // It holds the site's token: owner-only from the first byte.
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&kubeconfig)
+                .and_then(|mut f| {
+                    f.write_all(
+                        sim.kubeconfig_for_token(&token)
+                            .expect("kubeconfig")
+                            .as_bytes(),
+                    )
+                })
+                .expect("write the site's kubeconfig");
+        }
         Self { sim, kubeconfig }
     }
 }
@@ -170,10 +183,21 @@ impl SiteCluster {
     /// (the one `provisioner up --image-layout` writes): the pod gets its ServiceAccount's token
     /// from the kubelet's token volume, as on a cluster.
     pub async fn from_image_store(store: &std::path::Path) -> Self {
+        Self::from_image_store_with(store, None).await
+    }
+
+    /// As [`Self::from_image_store`], with nodes that join from the emulator's instances of
+    /// `join`'s cluster (the simulator's `--aws-endpoint`/`--eks-cluster`) instead of fixed ones.
+    pub async fn from_image_store_joining(store: &std::path::Path, join: AwsJoin) -> Self {
+        Self::from_image_store_with(store, Some(join)).await
+    }
+
+    async fn from_image_store_with(store: &std::path::Path, aws: Option<AwsJoin>) -> Self {
         let sim = ClusterSim::start(SimConfig {
             readiness_delay: Duration::from_millis(100),
             admin_token: Some(format!("test-{}", rand_suffix())),
             image_store: Some(store.to_path_buf()),
+            aws,
             ..SimConfig::default()
         })
         .await

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Pod, Secret};
 use kube::Api;
 use platform::names::{HOST_INGRESS, SITE, SYSTEM_NAMESPACE};
 use platform::verdict::ADDED_OR_UPDATED;
@@ -95,7 +95,17 @@ async fn up_brings_the_platform_up_and_down_takes_it_away() {
     let site_binary = tests::site_binary();
     let store = TempDir::new();
     let emu = aws_emulator().await;
-    let site_cluster = SiteCluster::from_image_store(&store.0).await;
+    // The simulator's nodes are the instances `up` launches, once their kubelets could join.
+    let site_cluster = SiteCluster::from_image_store_joining(
+        &store.0,
+        cluster::AwsJoin {
+            endpoint: emu.endpoint().to_owned(),
+            region: config("full").region,
+            cluster_name: "full".to_owned(),
+            poll_interval: Duration::from_millis(250),
+        },
+    )
+    .await;
     let sim = &site_cluster.sim;
     let full_plan = || full_plan(sim, &site_binary, &store.0);
 
@@ -138,6 +148,38 @@ async fn up_brings_the_platform_up_and_down_takes_it_away() {
         .expect("aws-auth");
     let roles = aws_auth.data.expect("data")["mapRoles"].clone();
     assert!(roles.contains(&first.stack.node_role()), "{roles}");
+    // ...and the Nodes are the stack's instances: their InternalIPs are the running instances'
+    // private IPs (plain EC2 DescribeInstances).
+    let described = first
+        .aws
+        .clients
+        .ec2
+        .describe_instances()
+        .send()
+        .await
+        .expect("describe the instances");
+    let mut instance_ips: Vec<String> = described
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .filter(|i| i.state().and_then(|s| s.name()).map(|n| n.as_str()) == Some("running"))
+        .filter_map(|i| i.private_ip_address().map(str::to_owned))
+        .collect();
+    let mut node_ips: Vec<String> = Api::<Node>::all(kube.clone())
+        .list(&kube::api::ListParams::default())
+        .await
+        .expect("nodes")
+        .items
+        .iter()
+        .filter_map(|n| n.status.as_ref()?.addresses.as_ref())
+        .flat_map(|addresses| addresses.iter())
+        .filter(|a| a.type_ == "InternalIP")
+        .map(|a| a.address.clone())
+        .collect();
+    instance_ips.sort();
+    node_ips.sort();
+    assert_eq!(node_ips, instance_ips);
+    assert_eq!(node_ips.len(), first.config.nodes.desired as usize);
 
     // The site answers through the simulated NLB + ingress, under the NLB's host name: the
     // controller accepted the host's master and the site's minion, as NIC says it in its Events.
@@ -307,6 +349,11 @@ async fn up_brings_the_platform_up_and_down_takes_it_away() {
     );
     assert!(again.outputs.get::<Site>().expect("site").admin.is_none());
 
+    // The Auto Scaling group replaces a node whose instance is terminated; the replacement
+    // joins the cluster and the targets controller (in the cluster, from the site's image, on the
+    // node role's credentials) moves the target group to it, with no operator command.
+    nodes_are_replaced_and_the_target_group_follows(&again, &kube, &lb.target_group_arn).await;
+
     let (last, _) = context(&emu).await;
     full_plan()
         .down(&last)
@@ -339,4 +386,149 @@ async fn up_brings_the_platform_up_and_down_takes_it_away() {
         };
         assert!(gone, "{ns} is being removed");
     }
+}
+
+/// The running instances' private IPs (plain EC2 DescribeInstances).
+async fn running_instance_ips(cx: &Context) -> Vec<(String, String)> {
+    let described = cx
+        .aws
+        .clients
+        .ec2
+        .describe_instances()
+        .send()
+        .await
+        .expect("describe the instances");
+    let mut found: Vec<(String, String)> = described
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .filter(|i| i.state().and_then(|s| s.name()).map(|n| n.as_str()) == Some("running"))
+        .filter_map(|i| {
+            Some((
+                i.instance_id()?.to_owned(),
+                i.private_ip_address()?.to_owned(),
+            ))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// The InternalIPs of the Ready Nodes.
+async fn ready_node_ips(kube: &kube::Client) -> Vec<String> {
+    let mut ips: Vec<String> = Api::<Node>::all(kube.clone())
+        .list(&kube::api::ListParams::default())
+        .await
+        .expect("nodes")
+        .items
+        .iter()
+        .filter_map(|n| n.status.as_ref())
+        .filter(|s| {
+            s.conditions
+                .iter()
+                .flatten()
+                .any(|c| c.type_ == "Ready" && c.status == "True")
+        })
+        .filter_map(|s| s.addresses.as_ref())
+        .flat_map(|addresses| addresses.iter())
+        .filter(|a| a.type_ == "InternalIP")
+        .map(|a| a.address.clone())
+        .collect();
+    ips.sort();
+    ips
+}
+
+/// The target group's targets that are not leaving (plain ELBv2 DescribeTargetHealth).
+async fn registered_targets(cx: &Context, target_group_arn: &str) -> Vec<String> {
+    let health = cx
+        .aws
+        .clients
+        .elbv2
+        .describe_target_health()
+        .target_group_arn(target_group_arn)
+        .send()
+        .await
+        .expect("describe the target health");
+    let mut ips: Vec<String> = health
+        .target_health_descriptions()
+        .iter()
+        .filter(|d| {
+            d.target_health()
+                .and_then(|h| h.state())
+                .map(|s| s.as_str())
+                != Some("draining")
+        })
+        .filter_map(|d| d.target()?.id().map(str::to_owned))
+        .collect();
+    ips.sort();
+    ips
+}
+
+async fn nodes_are_replaced_and_the_target_group_follows(
+    cx: &Context,
+    kube: &kube::Client,
+    target_group_arn: &str,
+) {
+    use platform::names::TARGETS_CONTROLLER;
+    // The controller runs from the pushed image on the host network of a joined node.
+    let controller = eventually(
+        "the targets controller to run",
+        Duration::from_secs(60),
+        || async {
+            let pods = Api::<Pod>::namespaced(kube.clone(), SYSTEM_NAMESPACE)
+                .list(
+                    &kube::api::ListParams::default()
+                        .labels(&format!("app.kubernetes.io/name={TARGETS_CONTROLLER}")),
+                )
+                .await
+                .expect("the controller's pods");
+            pods.items
+                .into_iter()
+                .find(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+        },
+    )
+    .await;
+    let status = controller.status.expect("status");
+    assert_eq!(
+        status.pod_ip, status.host_ip,
+        "a host-network pod has its node's IP"
+    );
+
+    let before = running_instance_ips(cx).await;
+    let ips = |found: &[(String, String)]| {
+        let mut ips: Vec<String> = found.iter().map(|(_, ip)| ip.clone()).collect();
+        ips.sort();
+        ips
+    };
+    assert_eq!(registered_targets(cx, target_group_arn).await, ips(&before));
+
+    let (victim, victim_ip) = before[0].clone();
+    cx.aws
+        .clients
+        .ec2
+        .terminate_instances()
+        .instance_ids(&victim)
+        .send()
+        .await
+        .expect("terminate a node's instance");
+    let after = eventually(
+        "the Auto Scaling group to replace the instance and the replacement to join",
+        Duration::from_secs(180),
+        || async {
+            let now = running_instance_ips(cx).await;
+            let joined = ready_node_ips(kube).await;
+            (now.len() == before.len()
+                && now.iter().all(|(id, _)| *id != victim)
+                && joined == ips(&now))
+            .then_some(now)
+        },
+    )
+    .await;
+    assert!(!ips(&after).contains(&victim_ip), "{after:?}");
+    eventually(
+        "the target group to hold exactly the Ready nodes",
+        Duration::from_secs(120),
+        || async { (registered_targets(cx, target_group_arn).await == ips(&after)).then_some(()) },
+    )
+    .await;
 }

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod apply;
 pub mod auth;
+pub mod cloud;
 pub mod containers;
 pub mod controllers;
 pub mod defaults;
@@ -30,6 +31,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 pub use auth::AwsIdentity;
+pub use cloud::AwsJoin;
 pub use error::ApiError;
 
 /// How the simulated cluster behaves.
@@ -70,6 +72,13 @@ pub struct SimConfig {
     /// in it runs that image's program on a loopback pod IP of its own (127.1.0.0/16), before
     /// `local_commands` and the simulated containers are considered.
     pub image_store: Option<std::path::PathBuf>,
+    /// Nodes come from the AWS emulator's instances of this EKS cluster (see [`cloud`]) instead
+    /// of the three fixed nodes [`controllers::NODE_NAMES`].
+    pub aws: Option<AwsJoin>,
+    /// How long a pod bound to a Node that no longer exists is left before the pod garbage
+    /// collector deletes it: 40 s in kube-controller-manager (pkg/controller/podgc
+    /// gc_controller.go `quarantineTime`); tests shorten it.
+    pub orphaned_pod_quarantine: Duration,
 }
 
 /// A local program standing in for an image: a pod whose first container's image starts with
@@ -100,6 +109,8 @@ impl Default for SimConfig {
             local_commands: Vec::new(),
             endpoint_propagation_delay: Duration::from_secs(1),
             image_store: None,
+            aws: None,
+            orphaned_pod_quarantine: Duration::from_secs(40),
         }
     }
 }
@@ -163,7 +174,7 @@ impl ClusterSim {
             config.eks_token_lifetime,
             config.anonymous_is_admin,
         ));
-        controllers::bootstrap(&registry);
+        controllers::bootstrap(&registry, config.aws.is_none());
 
         let state = Arc::new(api::ApiState {
             registry: registry.clone(),
@@ -179,10 +190,21 @@ impl ClusterSim {
             }
         }));
         let containers = Arc::new(containers::Containers::default());
+        let machines = Arc::new(cloud::Machines::default());
+        let join_report = Arc::new(cloud::JoinReport::default());
+        if let Some(join) = config.aws.clone() {
+            tasks.push(tokio::spawn(cloud::run(
+                registry.clone(),
+                join,
+                machines.clone(),
+                join_report.clone(),
+            )));
+        }
         tasks.push(tokio::spawn(controllers::run(
             registry.clone(),
             Arc::new(config.clone()),
             containers.clone(),
+            machines.clone(),
             controllers::ApiAccess {
                 authenticator: authenticator.clone(),
                 addr: api_addr,
@@ -212,6 +234,8 @@ impl ClusterSim {
             admin_token,
             registry,
             authenticator,
+            machines,
+            join_report,
             tasks,
         })
     }
@@ -224,6 +248,8 @@ pub struct RunningSim {
     admin_token: String,
     registry: Arc<registry::Registry>,
     authenticator: Arc<auth::Authenticator>,
+    machines: Arc<cloud::Machines>,
+    join_report: Arc<cloud::JoinReport>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -248,6 +274,17 @@ impl RunningSim {
     /// Direct access to the stored objects, for tests that check state without HTTP.
     pub fn registry(&self) -> &Arc<registry::Registry> {
         &self.registry
+    }
+
+    /// With [`SimConfig::aws`]: each running instance that does not join, by id, with the reason
+    /// (also logged once).
+    pub fn instances_not_joining(&self) -> std::collections::BTreeMap<String, String> {
+        self.join_report.not_joining()
+    }
+
+    /// The 127.0.0.1 address of a joined node's instance metadata service.
+    pub fn instance_metadata_address(&self, node: &str) -> Option<SocketAddr> {
+        self.machines.imds_address(node)
     }
 
     /// A bearer token for a ServiceAccount, subject to RBAC like any other user.

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use cluster::{ClusterSim, LocalCommand, SimConfig};
+use cluster::{AwsJoin, ClusterSim, LocalCommand, SimConfig};
 
 #[derive(Parser, Debug)]
 #[command(about = "Local Kubernetes cluster simulator (API server, controllers, ingress)")]
@@ -43,6 +43,19 @@ struct Args {
     /// (entrypoint, command, env, user) on a loopback pod IP of their own.
     #[arg(long, env = "CLUSTER_SIM_IMAGE_STORE")]
     image_store: Option<PathBuf>,
+    /// The AWS emulator's URL: nodes then join from the running instances of --eks-cluster
+    /// (whose user data and role let a kubelet join) instead of three fixed nodes.
+    #[arg(long, requires = "eks_cluster")]
+    aws_endpoint: Option<String>,
+    /// The EKS cluster (in the emulator) whose instances become the nodes.
+    #[arg(long, requires = "aws_endpoint")]
+    eks_cluster: Option<String>,
+    /// The region of the cluster and its instances.
+    #[arg(long, default_value = "ap-northeast-2")]
+    aws_region: String,
+    /// Milliseconds between two reads of the instances and the cluster.
+    #[arg(long, default_value_t = 1000)]
+    aws_poll_ms: u64,
 }
 
 fn parse_local_command(spec: &str) -> Result<LocalCommand, String> {
@@ -60,6 +73,27 @@ fn parse_local_command(spec: &str) -> Result<LocalCommand, String> {
     })
 }
 
+/// The kubeconfig holds the admin token: owner-only (0600) from its first byte, written to a fresh
+/// temporary file and renamed over the old one, as kubectl writes kubeconfigs.
+fn write_private(path: &std::path::Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let temporary = path.with_extension("kdeploy-tmp");
+    match std::fs::remove_file(&temporary) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&temporary)?;
+    file.write_all(contents)?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&temporary, path)
+}
+
 async fn run(args: Args) -> anyhow::Result<()> {
     let config = SimConfig {
         api_port: args.port,
@@ -71,10 +105,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
         local_commands: args.local_commands,
         endpoint_propagation_delay: Duration::from_millis(args.endpoint_propagation_ms),
         image_store: args.image_store,
+        aws: args
+            .aws_endpoint
+            .zip(args.eks_cluster)
+            .map(|(endpoint, cluster_name)| AwsJoin {
+                endpoint,
+                region: args.aws_region,
+                cluster_name,
+                poll_interval: Duration::from_millis(args.aws_poll_ms),
+            }),
         ..SimConfig::default()
     };
     let sim = ClusterSim::start(config).await?;
-    tokio::fs::write(&args.kubeconfig, sim.kubeconfig_yaml()?).await?;
+    write_private(&args.kubeconfig, sim.kubeconfig_yaml()?.as_bytes())?;
     tracing::info!(api = %sim.api_url(), ingress = %sim.ingress_url(), kubeconfig = %args.kubeconfig.display(), "ready; Ctrl-C stops");
     // SIGTERM too (what `kill` and the justfile's trap send): dropping the simulator stops the
     // pods' local processes, which would otherwise outlive it.

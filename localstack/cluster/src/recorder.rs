@@ -302,7 +302,7 @@ mod tests {
     #[test]
     fn repeats_are_counted_on_one_event_like_events_cache_go() {
         let registry = Registry::new(100);
-        crate::controllers::bootstrap(&registry);
+        crate::controllers::bootstrap(&registry, true);
         let recorder = EventRecorder::new("nginx-ingress-controller");
         for _ in 0..3 {
             recorder.event(&registry, &ingress(), "Normal", "AddedOrUpdated", "ok");
@@ -324,7 +324,7 @@ mod tests {
     #[test]
     fn the_spam_filter_drops_events_past_a_burst_of_25_per_object() {
         let registry = Registry::new(1000);
-        crate::controllers::bootstrap(&registry);
+        crate::controllers::bootstrap(&registry, true);
         let recorder = EventRecorder::new("nginx-ingress-controller");
         for i in 0..30 {
             let reason = if i % 2 == 0 { "A" } else { "B" };
@@ -341,7 +341,7 @@ mod tests {
     #[test]
     fn the_tenth_distinct_message_of_a_reason_is_combined() {
         let registry = Registry::new(1000);
-        crate::controllers::bootstrap(&registry);
+        crate::controllers::bootstrap(&registry, true);
         let recorder = EventRecorder::new("nginx-ingress-controller");
         for i in 0..10 {
             recorder.event(

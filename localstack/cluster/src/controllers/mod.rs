@@ -9,11 +9,13 @@ mod deployments;
 mod endpoints;
 mod images;
 mod lifecycle;
+mod podgc;
 mod pods;
 mod probes;
 mod processes;
 mod quotas;
 mod replicasets;
+mod scheduling;
 mod termination;
 
 use std::sync::Arc;
@@ -32,8 +34,9 @@ pub use pods::NODE_NAMES;
 
 const TICK: Duration = Duration::from_millis(50);
 
-/// Objects every cluster has before anyone writes: namespaces, nodes, the nginx IngressClass.
-pub fn bootstrap(registry: &Registry) {
+/// Objects every cluster has before anyone writes: namespaces, the nginx IngressClass, and the
+/// three fixed nodes unless nodes join from the AWS emulator's instances.
+pub fn bootstrap(registry: &Registry, fixed_nodes: bool) {
     let opts = WriteOptions::controller("cluster-bootstrap");
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         create_quietly(
@@ -44,7 +47,7 @@ pub fn bootstrap(registry: &Registry) {
             &opts,
         );
     }
-    for (i, node) in NODE_NAMES.iter().enumerate() {
+    for (i, node) in NODE_NAMES.iter().enumerate().filter(|_| fixed_nodes) {
         create_quietly(
             registry,
             known::nodes(),
@@ -103,9 +106,11 @@ pub async fn run(
     registry: Arc<Registry>,
     config: Arc<SimConfig>,
     containers: Arc<Containers>,
+    machines: Arc<crate::cloud::Machines>,
     api: ApiAccess,
 ) {
-    let mut kubelet = pods::Kubelet::new(config.clone(), containers, api);
+    let mut pod_gc = podgc::PodGc::new(config.orphaned_pod_quarantine);
+    let mut kubelet = pods::Kubelet::new(config.clone(), containers, machines, api);
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -114,6 +119,7 @@ pub async fn run(
         lifecycle::garbage_collect(&registry);
         deployments::reconcile(&registry);
         replicasets::reconcile(&registry);
+        pod_gc.reconcile(&registry);
         kubelet.reconcile(&registry);
         endpoints::reconcile(&registry, &kubelet.local_ports());
         quotas::reconcile(&registry);

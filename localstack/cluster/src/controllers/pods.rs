@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use super::images::{self, ImagePod, PodIps, Runtime, Stage as ImageStage, StartFailure};
 use super::log_write;
 use super::processes::{self, LocalProcess};
+use super::scheduling;
 use super::termination::{self, Action, Stage, Termination};
 use crate::SimConfig;
 use crate::containers::Containers;
@@ -78,6 +79,8 @@ pub(super) struct Kubelet {
     as_root: bool,
     /// How a pod's service account token reaches the API server.
     api: images::ApiAccess,
+    /// The machines of nodes joined from the AWS emulator (their metadata services).
+    machines: Arc<crate::cloud::Machines>,
     next_ip: u32,
     next_node: usize,
 }
@@ -103,6 +106,7 @@ impl Kubelet {
     pub(super) fn new(
         config: Arc<SimConfig>,
         containers: Arc<Containers>,
+        machines: Arc<crate::cloud::Machines>,
         api: images::ApiAccess,
     ) -> Self {
         let runtime = config
@@ -126,6 +130,7 @@ impl Kubelet {
             pod_ips: PodIps::default(),
             as_root,
             api,
+            machines,
             next_ip: 10,
             next_node: 0,
         }
@@ -175,6 +180,7 @@ impl Kubelet {
         // Pods removed without the kubelet (force deletion, namespace cleanup): the sandbox goes.
         for uid in self.running.keys().filter(|u| !live.contains(*u)) {
             self.containers.stopped(uid);
+            self.containers.listens_at(uid, None);
         }
         self.running.retain(|uid, _| live.contains(uid));
         // Processes first, then their directories.
@@ -182,21 +188,40 @@ impl Kubelet {
         self.image_pods.retain(|uid, _| live.contains(uid));
         self.pod_ips.retain(|uid| live.contains(uid));
         self.terminations.retain(|uid, _| live.contains(uid));
+        let nodes: std::collections::HashSet<String> = registry
+            .select(known::nodes(), None, None)
+            .iter()
+            .map(|n| meta::name(n).to_string())
+            .collect();
         for pod in pods {
+            let node = pod
+                .pointer("/spec/nodeName")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            if !node.is_empty() && !nodes.contains(node) {
+                // The node (its machine, its kubelet) is gone: its containers with it; the pod
+                // object stays until the pod garbage collector removes it.
+                self.machine_gone(&pod);
+                continue;
+            }
             if meta::is_deleting(&pod) {
                 self.terminate(registry, &pod);
                 continue;
             }
-            if pod
-                .pointer("/spec/nodeName")
-                .and_then(Value::as_str)
-                .is_none_or(str::is_empty)
-            {
+            if node.is_empty() {
                 self.schedule(registry, &pod);
                 continue;
             }
             self.report_status(registry, &pod);
         }
+    }
+
+    /// The pod's containers stop with their machine, without a grace period.
+    fn machine_gone(&mut self, pod: &Value) {
+        let uid = meta::uid(pod);
+        self.containers.stopped(uid);
+        self.containers.listens_at(uid, None);
+        self.processes.remove(uid);
     }
 
     /// Whether the pod's (first) container has stopped, or never ran.
@@ -335,10 +360,11 @@ impl Kubelet {
         pod: &Value,
     ) -> Option<Result<LocalProcess, Waiting>> {
         let uid = meta::uid(pod);
+        let imds = self.imds_endpoint(pod);
         let Some(image_pod) = self.image_pods.get_mut(uid) else {
             let command = processes::command_for(&self.config.local_commands, pod)?;
             return Some(
-                LocalProcess::spawn(command, registry, pod)
+                LocalProcess::spawn(command, registry, pod, imds.as_deref())
                     .map_err(|e| ("RunContainerError", e.to_string())),
             );
         };
@@ -359,7 +385,12 @@ impl Kubelet {
         });
         let volume = token.as_deref().map(|token| (token, self.api.addr));
         let launch = match images::launch(unpacked, registry, pod, ip, self.as_root, volume) {
-            Ok(launch) => launch,
+            Ok(mut launch) => {
+                if let Some(endpoint) = &imds {
+                    processes::reach_metadata_service(&mut launch, endpoint);
+                }
+                launch
+            }
             Err(StartFailure::Config(message)) => {
                 // kuberuntime_container.go startContainer: a Failed event "Error: <err>".
                 if image_pod.config_error.as_ref() != Some(&message) {
@@ -379,6 +410,13 @@ impl Kubelet {
         };
         image_pod.config_error = None;
         Some(LocalProcess::start(launch, pod).map_err(|e| ("RunContainerError", e.to_string())))
+    }
+
+    /// The node's metadata service for a pod that could reach it on EC2 (see
+    /// [`crate::cloud::Machines::imds_endpoint`]).
+    fn imds_endpoint(&self, pod: &Value) -> Option<String> {
+        let node = pod.pointer("/spec/nodeName").and_then(Value::as_str)?;
+        self.machines.imds_endpoint(node, host_network(pod))
     }
 
     /// Keeps the pod's local process running: starts it (again, after a back-off when it
@@ -419,9 +457,19 @@ impl Kubelet {
         }
     }
 
-    /// Binds a pod to a node, round-robin, like a scheduler with an empty cluster would spread them.
+    /// Binds a pod to a Ready, schedulable node that it tolerates, round-robin, as a scheduler
+    /// with an empty cluster would spread them; with none, the pod stays Pending with the
+    /// scheduler's reason (schedule_one.go handleSchedulingFailure: a FailedScheduling Event
+    /// and the PodScheduled condition False, reason Unschedulable).
     fn schedule(&mut self, registry: &Registry, pod: &Value) {
-        let node = NODE_NAMES[self.next_node % NODE_NAMES.len()];
+        let nodes = match scheduling::feasible_nodes(registry, pod) {
+            Ok(nodes) => nodes,
+            Err(message) => {
+                unschedulable(registry, pod, &message);
+                return;
+            }
+        };
+        let node = nodes[self.next_node % nodes.len()].as_str();
         self.next_node += 1;
         let patch = json!({"spec": {"nodeName": node}}).to_string();
         if log_write(
@@ -495,15 +543,30 @@ impl Kubelet {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
-        let node_index = NODE_NAMES.iter().position(|n| *n == node).unwrap_or(0);
-        let host_ip = format!("10.0.0.{}", node_index + 11);
+        let host_ip = registry
+            .try_get(known::nodes(), "", &node)
+            .as_ref()
+            .and_then(internal_ip)
+            .unwrap_or_default();
         let image_ip = self.pod_ips.get(&uid);
+        let on_host_network = host_network(pod);
+        if on_host_network {
+            let listening = image_ip.map(std::net::IpAddr::V4).or_else(|| {
+                local
+                    .is_some()
+                    .then_some(std::net::IpAddr::from([127, 0, 0, 1]))
+            });
+            self.containers.listens_at(&uid, listening);
+        }
         let image_id = self
             .image_pods
             .get(&uid)
             .map(|p| p.resolved.image_id.clone())
             .unwrap_or_default();
         let pod_ip = match pod.pointer("/status/podIP").and_then(Value::as_str) {
+            // A pod on the host's network has the node's address (its process still listens on
+            // a loopback address here: see Containers::listens_at).
+            _ if on_host_network && !host_ip.is_empty() => host_ip.clone(),
             _ if image_ip.is_some() => image_ip.map(|ip| ip.to_string()).unwrap_or_default(),
             _ if local.is_some() => "127.0.0.1".to_string(),
             Some(ip) => ip.to_string(),
@@ -775,6 +838,68 @@ impl Kubelet {
             _ => {}
         }
         let _ = became_ready;
+    }
+}
+
+/// Whether the pod uses the node's network namespace.
+fn host_network(pod: &Value) -> bool {
+    pod.pointer("/spec/hostNetwork").and_then(Value::as_bool) == Some(true)
+}
+
+/// A Node's InternalIP address.
+fn internal_ip(node: &Value) -> Option<String> {
+    node.pointer("/status/addresses")
+        .and_then(Value::as_array)?
+        .iter()
+        .find(|a| a["type"] == "InternalIP")
+        .and_then(|a| a["address"].as_str())
+        .map(str::to_string)
+}
+
+/// A pod no node fits: Pending, PodScheduled False (Unschedulable) with the scheduler's
+/// message, and a FailedScheduling Event, written when the message changes.
+fn unschedulable(registry: &Registry, pod: &Value, message: &str) {
+    let condition = pod
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "PodScheduled"));
+    if condition.is_some_and(|c| c["status"] == "False" && c["message"] == message) {
+        return;
+    }
+    let mut next = pod.clone();
+    next["status"] = json!({
+        "phase": "Pending",
+        "conditions": [{
+            "type": "PodScheduled",
+            "status": "False",
+            "reason": "Unschedulable",
+            "message": message,
+            "lastProbeTime": null,
+            "lastTransitionTime": meta::now_rfc3339(),
+        }],
+        "qosClass": pod.pointer("/status/qosClass").cloned().unwrap_or(json!("BestEffort")),
+    });
+    if log_write(
+        "pod scheduling condition",
+        registry.update(
+            known::pods(),
+            meta::namespace(pod),
+            meta::name(pod),
+            next,
+            Some("status"),
+            &WriteOptions::controller("default-scheduler"),
+        ),
+    )
+    .is_some()
+    {
+        event(
+            registry,
+            pod,
+            "Warning",
+            "FailedScheduling",
+            message,
+            "default-scheduler",
+        );
     }
 }
 

@@ -64,6 +64,8 @@ pub(super) struct Launch {
     pub env: Vec<(String, String)>,
     /// A local command sees the simulator's environment; a container only its own.
     pub inherit_env: bool,
+    /// Variables of the simulator's environment a local command must not inherit.
+    pub env_remove: Vec<String>,
     /// The working directory (a path inside `chroot` when there is one).
     pub cwd: Option<PathBuf>,
     /// The root directory the process is confined to (only when the simulator runs as root).
@@ -143,11 +145,13 @@ impl LocalProcess {
         }
     }
 
-    /// Starts `command` for `pod` on a free port.
+    /// Starts `command` for `pod` on a free port; `imds` is the node's metadata service when
+    /// the pod could reach it.
     pub(super) fn spawn(
         command: &LocalCommand,
         registry: &Registry,
         pod: &Value,
+        imds: Option<&str>,
     ) -> Result<Self, ProcessError> {
         let port = free_port().map_err(ProcessError::Port)?;
         let args: Vec<String> = command
@@ -157,22 +161,24 @@ impl LocalProcess {
             .collect();
         let mut env = container_env(registry, pod, "127.0.0.1");
         env.push(("PORT".into(), port.to_string()));
-        Self::start(
-            Launch {
-                program: PathBuf::from(&command.program),
-                arg0: None,
-                args,
-                env,
-                inherit_env: true,
-                cwd: None,
-                chroot: None,
-                user: None,
-                log: None,
-                readiness: Readiness::Accepts(SocketAddr::from(([127, 0, 0, 1], port))),
-                local_port: Some(port),
-            },
-            pod,
-        )
+        let mut launch = Launch {
+            program: PathBuf::from(&command.program),
+            arg0: None,
+            args,
+            env,
+            inherit_env: true,
+            env_remove: Vec::new(),
+            cwd: None,
+            chroot: None,
+            user: None,
+            log: None,
+            readiness: Readiness::Accepts(SocketAddr::from(([127, 0, 0, 1], port))),
+            local_port: Some(port),
+        };
+        if let Some(endpoint) = imds {
+            reach_metadata_service(&mut launch, endpoint);
+        }
+        Self::start(launch, pod)
     }
 
     /// Starts a process as `launch` describes, for `pod`.
@@ -180,6 +186,9 @@ impl LocalProcess {
         let mut cmd = Command::new(&launch.program);
         if !launch.inherit_env {
             cmd.env_clear();
+        }
+        for name in &launch.env_remove {
+            cmd.env_remove(name);
         }
         if let Some(arg0) = &launch.arg0 {
             cmd.arg0(arg0);
@@ -297,6 +306,32 @@ fn confine(
         });
     }
     Ok(())
+}
+
+/// Variables of the simulator's own environment that would keep a process from the node's
+/// metadata service or put other credentials before it in the SDKs' default chain: a pod on EC2
+/// sees none of its node's environment.
+const NOT_FROM_THE_HOST: [&str; 5] = [
+    "AWS_EC2_METADATA_DISABLED",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+];
+
+/// Points the process at its node's metadata service, `endpoint`, with
+/// `AWS_EC2_METADATA_SERVICE_ENDPOINT` (the SDKs' setting for the IMDS address; on EC2 it is
+/// 169.254.169.254, which the simulator cannot serve per node), unless the container sets it.
+pub(super) fn reach_metadata_service(launch: &mut Launch, endpoint: &str) {
+    const VARIABLE: &str = "AWS_EC2_METADATA_SERVICE_ENDPOINT";
+    if !launch.env.iter().any(|(k, _)| k == VARIABLE) {
+        launch.env.push((VARIABLE.into(), endpoint.into()));
+    }
+    if launch.inherit_env {
+        launch
+            .env_remove
+            .extend(NOT_FROM_THE_HOST.iter().map(|v| (*v).to_string()));
+    }
 }
 
 /// The command configured for the first container's image, if any (longest prefix wins).

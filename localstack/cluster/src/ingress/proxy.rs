@@ -144,7 +144,17 @@ async fn attempt(
     peer: &Peer,
     request: &Upstreamed<'_>,
 ) -> Attempt {
-    match peer.local {
+    // A host-network pod's endpoint is the node's IP; its process listens on loopback.
+    let host_network = state
+        .containers
+        .host_network_address(&peer.pod_uid)
+        .zip(
+            peer.address
+                .rsplit_once(':')
+                .and_then(|(_, p)| p.parse::<u16>().ok()),
+        )
+        .map(|(ip, port)| std::net::SocketAddr::new(ip, port));
+    match peer.local.or(host_network) {
         Some(addr) => forward(state, addr, request).await,
         None if state.containers.is_running(&peer.pod_uid) => {
             Attempt::Answered(echo(loc, peer, request))
