@@ -72,6 +72,20 @@ pub enum Error {
         value: String,
         rule: &'static str,
     },
+    #[error("{field} is not set: {rule}")]
+    Unset {
+        field: &'static str,
+        rule: &'static str,
+    },
+    /// An ELBv2 call of the targets controller failed; `code` is AWS's error code (`unknown`
+    /// when the call got no answer) and `message` its message or the transport's error.
+    #[error("ELBv2 {operation} on target group {target_group} failed: {code}: {message}")]
+    TargetGroup {
+        operation: &'static str,
+        target_group: String,
+        code: String,
+        message: String,
+    },
     #[error("the manifest still has a placeholder {0} after rendering")]
     Placeholder(String),
     #[error("document {index} of the manifest is not a Kubernetes object: {source}")]

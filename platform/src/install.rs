@@ -1,8 +1,9 @@
-//! What goes into the cluster and what comes out of it: `install` applies the ingress controller
-//! and the deploy site in order and waits until they serve (the rollouts, then the controller's
-//! acceptance of the public host's routes); `uninstall` removes what would outlive the cluster in
-//! AWS (LoadBalancer Services) and then the whole platform: the namespaces the site created for
-//! developers, the platform's namespaces and its cluster-wide objects.
+//! What goes into the cluster and what comes out of it: `install` applies the ingress controller,
+//! the deploy site and the targets controller in order and waits until they serve (the rollouts,
+//! then the ingress controller's acceptance of the public host's routes); `uninstall` removes
+//! what would outlive the cluster in AWS (LoadBalancer Services) and then the whole platform: the
+//! namespaces the site created for developers, the platform's namespaces and its cluster-wide
+//! objects.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -19,14 +20,19 @@ use crate::error::{Error, Result};
 use crate::manifests::{self, SiteValues};
 use crate::names::{
     HOST_INGRESS, INGRESS_CONTROLLER, INGRESS_NAMESPACE, MANAGED_BY_LABEL, PART_OF_LABEL,
-    PLATFORM_NAMESPACES, PRODUCT, SITE, SYSTEM_NAMESPACE,
+    PLATFORM_NAMESPACES, PRODUCT, SITE, SYSTEM_NAMESPACE, TARGETS_CONTROLLER,
 };
+use crate::targets;
 use crate::wait::{self, Patience, Progress, Route};
 
 /// What the installer decides; everything else is fixed by the manifests and [`crate::names`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InstallSpec {
     pub site: SiteValues,
+    /// The load balancer's target group that the targets controller (the site's image, `web
+    /// targets`) keeps equal to the Ready nodes. `None` installs no targets controller: for a
+    /// cluster whose load balancer someone else keeps (tests of the routes alone).
+    pub targets: Option<targets::Settings>,
     /// How many nodes must be Ready before anything is applied.
     pub nodes: usize,
     /// How long each wait (nodes, rollouts, first credentials) may take.
@@ -46,8 +52,8 @@ pub struct Installed {
     pub applied: usize,
 }
 
-/// Waits for the nodes, applies the ingress controller and the deploy site, waits for both
-/// rollouts and for the controller to accept the public host's master and the site's minion
+/// Waits for the nodes, applies the ingress controller, the deploy site and the targets
+/// controller, waits for their rollouts and for the ingress controller to accept the public host's master and the site's minion
 /// (without that, nothing on the public host is served) and, on the run that created the site,
 /// for the site to store its first credentials.
 pub async fn install(
@@ -62,6 +68,10 @@ pub async fn install(
     // Render first: a bad host or image fails before anything changes.
     let controller = manifests::ingress_controller()?;
     let site = manifests::deploy_site(&spec.site)?;
+    let keeper = match &spec.targets {
+        Some(settings) => manifests::targets_controller(settings, &spec.site.image)?,
+        None => Vec::new(),
+    };
 
     wait::nodes_ready(client, spec.nodes, patience).await?;
     let namespaces: Api<Namespace> = Api::all(client.clone());
@@ -74,13 +84,24 @@ pub async fn install(
     let before = judged_routes(client).await?;
     let controller = manifests::apply(client, &controller).await?;
     let site = manifests::apply(client, &site).await?;
-    let applied = controller.len() + site.len();
+    // After the site's objects, which make the namespace.
+    let keeper = manifests::apply(client, &keeper).await?;
+    let applied = controller.len() + site.len() + keeper.len();
     let routes = routes(&site, &before);
-    let (controller, site) = tokio::join!(
+    let keeper_rollout = async {
+        match spec.targets {
+            Some(_) => {
+                wait::rollout_complete(client, SYSTEM_NAMESPACE, TARGETS_CONTROLLER, patience).await
+            }
+            None => Ok(()),
+        }
+    };
+    let (controller, site, keeper) = tokio::join!(
         wait::rollout_complete(client, INGRESS_NAMESPACE, INGRESS_CONTROLLER, patience),
         wait::rollout_complete(client, SYSTEM_NAMESPACE, SITE, patience),
+        keeper_rollout,
     );
-    controller.and(site)?;
+    controller.and(site).and(keeper)?;
     wait::routes_accepted(client, SYSTEM_NAMESPACE, &routes, patience).await?;
 
     let initial_admin = if site_newly_created {

@@ -25,6 +25,10 @@ pub const SITE_PORT: i32 = 8080;
 /// The Secret in which the site stores its first administrator's credentials, once.
 pub const INITIAL_ADMIN_SECRET: &str = "kdeploy-initial-admin";
 
+/// The targets controller's Deployment, ServiceAccount and RBAC objects: it keeps the NLB's
+/// targets equal to the Ready nodes (`web targets`, from the site's image).
+pub const TARGETS_CONTROLLER: &str = "kdeploy-targets";
+
 /// NodePort of the controller's HTTP listener (container port 80): the NLB forwards here.
 pub const HTTP_NODE_PORT: i32 = 30080;
 /// NodePort of the controller's readiness endpoint: the NLB health check.

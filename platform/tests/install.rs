@@ -28,6 +28,7 @@ use platform::manifests::SiteValues;
 use platform::names::{
     FIELD_MANAGER, HOST_INGRESS, INGRESS_CLASS, INGRESS_CONTROLLER, INGRESS_NAMESPACE,
     INITIAL_ADMIN_SECRET, MANAGED_BY_LABEL, PART_OF_LABEL, PRODUCT, SITE, SYSTEM_NAMESPACE,
+    TARGETS_CONTROLLER,
 };
 use platform::verdict::{self, Verdict};
 use platform::wait::{self, Patience};
@@ -45,6 +46,12 @@ fn site() -> SiteValues {
 fn spec(wait_limit: Duration) -> InstallSpec {
     InstallSpec {
         site: site(),
+        targets: Some(platform::targets::Settings {
+            target_group_arn: "arn:aws:elasticloadbalancing:ap-northeast-2:123456789012:targetgroup/kdeploy-http/50dc6c495c0c9188".into(),
+            port: platform::names::HTTP_NODE_PORT,
+            region: "ap-northeast-2".into(),
+            endpoint: None,
+        }),
         nodes: 3,
         wait_limit,
     }
@@ -150,7 +157,7 @@ async fn install_waits_for_the_first_credentials_and_installing_again_changes_no
     site_task.await.expect("the site's task");
     assert!(first.site_newly_created);
     assert_eq!(first.initial_admin, Some(admin()));
-    assert_eq!(first.applied, 18);
+    assert_eq!(first.applied, 22);
     let reported = lines.lock().unwrap().clone();
     assert!(
         reported.iter().any(|l| l.contains("first credentials")),
@@ -159,6 +166,7 @@ async fn install_waits_for_the_first_credentials_and_installing_again_changes_no
 
     let controller = deployment(&client, INGRESS_NAMESPACE, INGRESS_CONTROLLER).await;
     let site_before = deployment(&client, SYSTEM_NAMESPACE, SITE).await;
+    let keeper = deployment(&client, SYSTEM_NAMESPACE, TARGETS_CONTROLLER).await;
     let again = install(&client, &spec(Duration::from_secs(60)), None)
         .await
         .expect("install again");
@@ -171,6 +179,7 @@ async fn install_waits_for_the_first_credentials_and_installing_again_changes_no
     for (before, namespace, name) in [
         (controller, INGRESS_NAMESPACE, INGRESS_CONTROLLER),
         (site_before, SYSTEM_NAMESPACE, SITE),
+        (keeper, SYSTEM_NAMESPACE, TARGETS_CONTROLLER),
     ] {
         let after = deployment(&client, namespace, name).await;
         assert_eq!(
@@ -509,8 +518,10 @@ async fn uninstall_removes_the_platform_and_the_namespaces_the_site_created() {
             ("user namespace", "bob", Outcome::Deleted),
             ("namespace", SYSTEM_NAMESPACE, Outcome::Deleted),
             ("namespace", INGRESS_NAMESPACE, Outcome::Deleted),
+            ("ClusterRoleBinding", TARGETS_CONTROLLER, Outcome::Deleted),
             ("ClusterRoleBinding", SITE, Outcome::Deleted),
             ("ClusterRoleBinding", INGRESS_CONTROLLER, Outcome::Deleted),
+            ("ClusterRole", TARGETS_CONTROLLER, Outcome::Deleted),
             ("ClusterRole", SITE, Outcome::Deleted),
             ("ClusterRole", INGRESS_CONTROLLER, Outcome::Deleted),
             ("IngressClass", INGRESS_CLASS, Outcome::Deleted),

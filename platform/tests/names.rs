@@ -9,7 +9,8 @@ use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use kube::api::DynamicObject;
 use platform::PublicUrl;
 use platform::manifests::{
-    DEPLOY_SITE_TEMPLATE, INGRESS_CONTROLLER_TEMPLATE, SiteValues, deploy_site, ingress_controller,
+    DEPLOY_SITE_TEMPLATE, INGRESS_CONTROLLER_TEMPLATE, SiteValues, TARGETS_CONTROLLER_TEMPLATE,
+    deploy_site, ingress_controller, targets_controller,
 };
 use platform::names::*;
 
@@ -18,6 +19,15 @@ fn site() -> SiteValues {
         public_url: PublicUrl::parse("http://kdeploy-nlb-1.ap-northeast-2.elb.amazonaws.com")
             .unwrap(),
         image: "ghcr.io/kdeploy/web:0.1.0".into(),
+    }
+}
+
+fn targets() -> platform::targets::Settings {
+    platform::targets::Settings {
+        target_group_arn: "arn:aws:elasticloadbalancing:ap-northeast-2:123456789012:targetgroup/kdeploy-http/50dc6c495c0c9188".into(),
+        port: HTTP_NODE_PORT,
+        region: "ap-northeast-2".into(),
+        endpoint: None,
     }
 }
 
@@ -55,6 +65,7 @@ fn the_templates_spell_no_name_that_the_names_module_defines() {
     for (file, template) in [
         ("ingress-controller.yaml", INGRESS_CONTROLLER_TEMPLATE),
         ("deploy-site.yaml", DEPLOY_SITE_TEMPLATE),
+        ("targets-controller.yaml", TARGETS_CONTROLLER_TEMPLATE),
     ] {
         let code: String = template
             .lines()
@@ -67,6 +78,7 @@ fn the_templates_spell_no_name_that_the_names_module_defines() {
             INGRESS_CONTROLLER,
             INGRESS_CONFIG,
             SITE,
+            TARGETS_CONTROLLER,
             HOST_INGRESS,
             INITIAL_ADMIN_SECRET,
             HEALTH_PATH,
@@ -88,6 +100,7 @@ fn the_templates_spell_no_name_that_the_names_module_defines() {
 fn the_rendered_manifests_use_the_names_module() {
     let controller = ingress_controller().unwrap();
     let website = deploy_site(&site()).unwrap();
+    let keeper = targets_controller(&targets(), &site().image).unwrap();
 
     let deployment: Deployment = find(&controller, "Deployment");
     assert_eq!(
@@ -188,9 +201,45 @@ fn the_rendered_manifests_use_the_names_module() {
         );
     }
 
+    // The targets controller: its objects by the names module's name, in the site's namespace,
+    // with the environment that `web targets` reads (platform::targets' variable names).
+    for object in &keeper {
+        assert_eq!(object.metadata.name.as_deref(), Some(TARGETS_CONTROLLER));
+        if let Some(ns) = &object.metadata.namespace {
+            assert_eq!(ns, SYSTEM_NAMESPACE);
+        }
+    }
+    let deployment: Deployment = find(&keeper, "Deployment");
+    let pod = deployment.spec.clone().unwrap().template.spec.unwrap();
+    assert_eq!(
+        pod.service_account_name.as_deref(),
+        Some(TARGETS_CONTROLLER)
+    );
+    let env = container(&deployment).env.unwrap();
+    assert_eq!(
+        value(&env, platform::targets::TARGET_GROUP_ARN_ENV),
+        Some(targets().target_group_arn)
+    );
+    assert_eq!(
+        value(&env, platform::targets::TARGET_PORT_ENV),
+        Some(HTTP_NODE_PORT.to_string())
+    );
+    assert_eq!(
+        value(&env, platform::targets::REGION_ENV).as_deref(),
+        Some("ap-northeast-2")
+    );
+    let binding: k8s_openapi::api::rbac::v1::ClusterRoleBinding =
+        find(&keeper, "ClusterRoleBinding");
+    let subject = &binding.subjects.unwrap()[0];
+    assert_eq!(
+        (subject.name.as_str(), subject.namespace.as_deref()),
+        (TARGETS_CONTROLLER, Some(SYSTEM_NAMESPACE))
+    );
+    assert_eq!(binding.role_ref.name, TARGETS_CONTROLLER);
+
     // Every object and every pod template carries the recommended labels, and nothing lands
     // outside the platform's namespaces.
-    for object in controller.iter().chain(&website) {
+    for object in controller.iter().chain(&website).chain(&keeper) {
         let labels = object.metadata.labels.clone().unwrap_or_default();
         for (key, value) in recommended_labels() {
             assert_eq!(

@@ -24,6 +24,11 @@ struct Cli {
 enum Command {
     /// Serve the site (the default).
     Serve(ServeArgs),
+    /// Keep the load balancer's target group equal to the cluster's Ready nodes (the targets
+    /// controller, which the platform runs from this image). Settings come from the environment:
+    /// KDEPLOY_TARGET_GROUP_ARN, KDEPLOY_TARGET_PORT, AWS_REGION, and AWS_ENDPOINT_URL only for a
+    /// local AWS emulator; credentials from the AWS SDK's default chain (on a node, the node role).
+    Targets,
     /// Create a user; the password is read from standard input.
     CreateUser {
         #[arg(long)]
@@ -182,6 +187,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             tracing::info!(username, admin, "user created");
             Ok(())
         }
+        Command::Targets => {
+            // The settings first, so a wrong one is reported before anything else happens.
+            let settings = platform::targets::Settings::from_env(|name| std::env::var(name).ok())?;
+            let client = kube_client().await?;
+            let stop = stop_signal()?;
+            tokio::select! {
+                ended = platform::targets::run(platform::targets::Config::new(settings, client)) => {
+                    ended?;
+                }
+                signal = stop => tracing::info!("{signal}: stopping"),
+            }
+            Ok(())
+        }
         Command::Serve(args) => {
             // The settings first, so a wrong one is reported before anything else happens.
             let (public_url, names, args) = cluster_names(cli.namespace, args)?;
@@ -247,12 +265,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 /// container, so nothing else forwards it) or Ctrl-C; in-flight requests then finish and the
 /// server exits well within the pod's termination grace period.
 fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    let stop = stop_signal()?;
+    Ok(async move {
+        let signal = stop.await;
+        tracing::info!("{signal}: finishing open requests, then stopping");
+    })
+}
+
+/// Resolves with the signal's name on SIGTERM or Ctrl-C.
+fn stop_signal() -> anyhow::Result<impl std::future::Future<Output = &'static str>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
     Ok(async move {
         tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM: finishing open requests, then stopping"),
-            _ = tokio::signal::ctrl_c() => tracing::info!("Ctrl-C: finishing open requests, then stopping"),
+            _ = term.recv() => "SIGTERM",
+            _ = tokio::signal::ctrl_c() => "Ctrl-C",
         }
     })
 }

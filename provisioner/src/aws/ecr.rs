@@ -346,10 +346,23 @@ impl Ecr<'_> {
         if let Some(found) = self.stack_repository(stack).await? {
             return Ok((found, false));
         }
-        let created = self
+        match self
             .create_repository(&site_repository(stack), &stack.tags(PART))
-            .await?;
-        Ok((created, true))
+            .await
+        {
+            Ok(created) => Ok((created, true)),
+            // CreateRepository is not idempotent: when an earlier attempt reached ECR but its
+            // answer did not reach us (the SDK retried after a 5xx or a timeout, or the previous
+            // run was stopped mid-call), the retry answers RepositoryAlreadyExistsException.
+            // Read it again: it is ours only if it carries the stack's tag.
+            Err(e) if e.is("RepositoryAlreadyExistsException") => {
+                match self.stack_repository(stack).await? {
+                    Some(found) => Ok((found, false)),
+                    None => Err(e.into()),
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Deletes the stack's repository and its images; one of that name without the stack's tag

@@ -143,6 +143,42 @@ impl Iam<'_> {
         Ok(out.policy_names().to_vec())
     }
 
+    /// The inline policy's document, decoded (IAM returns it URL-encoded, RFC 3986); `None`
+    /// when the role or the policy does not exist.
+    pub async fn inline_policy(
+        &self,
+        role: &str,
+        policy: &str,
+    ) -> Result<Option<String>, AwsError> {
+        const OP: &str = "iam:GetRolePolicy";
+        let request = self.0.get_role_policy().role_name(role).policy_name(policy);
+        let Some(out) = request.send().await.op(OP).found()? else {
+            return Ok(None);
+        };
+        let document = percent_encoding::percent_decode_str(out.policy_document())
+            .decode_utf8_lossy()
+            .into_owned();
+        Ok(Some(document))
+    }
+
+    /// Creates or replaces the role's inline policy `policy`.
+    pub async fn put_inline_policy(
+        &self,
+        role: &str,
+        policy: &str,
+        document: &str,
+    ) -> Result<(), AwsError> {
+        self.0
+            .put_role_policy()
+            .role_name(role)
+            .policy_name(policy)
+            .policy_document(document)
+            .send()
+            .await
+            .op("iam:PutRolePolicy")
+            .map(drop)
+    }
+
     pub async fn delete_inline_policy(&self, role: &str, policy: &str) -> Result<(), AwsError> {
         self.0
             .delete_role_policy()

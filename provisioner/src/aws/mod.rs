@@ -7,6 +7,7 @@ mod calls;
 pub mod ec2;
 pub mod ecr;
 pub mod eks;
+pub mod elb;
 pub mod elbv2;
 mod error;
 pub mod iam;
@@ -43,6 +44,8 @@ pub struct Clients {
     pub eks: aws_sdk_eks::Client,
     pub iam: aws_sdk_iam::Client,
     pub autoscaling: aws_sdk_autoscaling::Client,
+    /// Classic load balancers, which only Kubernetes makes (swept in teardown).
+    pub elb: aws_sdk_elasticloadbalancing::Client,
     pub elbv2: aws_sdk_elasticloadbalancingv2::Client,
     pub ssm: aws_sdk_ssm::Client,
     pub sts: aws_sdk_sts::Client,
@@ -109,6 +112,7 @@ impl Aws {
             eks: client!(aws_sdk_eks, &shared, calls),
             iam: client!(aws_sdk_iam, &shared, calls),
             autoscaling: client!(aws_sdk_autoscaling, &shared, calls),
+            elb: client!(aws_sdk_elasticloadbalancing, &shared, calls),
             elbv2: client!(aws_sdk_elasticloadbalancingv2, &shared, calls),
             ssm: client!(aws_sdk_ssm, &shared, calls),
             sts: client!(aws_sdk_sts, &shared, calls),
@@ -139,6 +143,10 @@ impl Aws {
 
     pub fn autoscaling(&self) -> autoscaling::AutoScaling<'_> {
         autoscaling::AutoScaling(&self.clients.autoscaling)
+    }
+
+    pub fn elb(&self) -> elb::Elb<'_> {
+        elb::Elb(&self.clients.elb)
     }
 
     pub fn elbv2(&self) -> elbv2::Elbv2<'_> {

@@ -142,7 +142,9 @@ enum Command {
     },
     /// Print an EKS bearer token as a kubectl ExecCredential (the kubeconfig's credential plugin).
     Token,
-    /// Register the current nodes' IPs in the load balancer's target group, deregister stale ones.
+    /// Repair: register the current nodes' IPs in the load balancer's target group and deregister
+    /// every other target, by the rule of the in-cluster targets controller, which otherwise keeps
+    /// them by itself.
     SyncTargets,
     /// Print the site's first administrator's credentials again, while the site's Secret holds them.
     InitialAdmin,

@@ -141,7 +141,7 @@ impl Step for IamStep {
 }
 
 /// The role if it exists and is the stack's; an untagged one is never adopted.
-async fn owned_role(s: &Scope<'_>, name: &str) -> Result<Option<Role>, StepError> {
+pub(crate) async fn owned_role(s: &Scope<'_>, name: &str) -> Result<Option<Role>, StepError> {
     let resource = format!("IAM role {name}");
     match s.aws.iam().role(name).await.on(&resource)? {
         Some(role) if !s.stack.owns(&role.tags) => Err(StepError::NotOwned { resource }),
@@ -280,6 +280,8 @@ async fn destroy_role(s: &Scope<'_>, name: &str) -> Result<(), StepError> {
             .release(|| iam.detach_policy(name, &policy.arn))
             .await?;
     }
+    // Inline policies (the targets step's `<stack>-targets` on the node role, if that step's
+    // own removal did not run) block DeleteRole as attached ones do: DeleteRolePolicy first.
     for policy in iam.inline_policies(name).await.on(&resource)? {
         Removal::new(s, "IAM role", name)
             .release(|| iam.delete_inline_policy(name, &policy))

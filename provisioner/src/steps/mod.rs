@@ -13,7 +13,7 @@ pub mod security_groups;
 pub mod site_image;
 pub mod targets;
 
-use crate::plan::{Plan, StepError, StepId};
+use crate::plan::{Plan, StepError};
 
 pub use platform::PlatformSettings;
 pub(crate) use removal::Removal;
@@ -21,15 +21,16 @@ pub use site_image::SiteSource;
 
 /// The AWS side of the platform (paper, section III).
 pub fn infrastructure() -> Plan {
-    aws(vec![cluster::ID])
+    aws()
 }
 
 /// Everything: the AWS side and the site's image in ECR, then the nodes' access, the ingress
 /// controller and the site. The image step is there whatever the flags, so that `down` always
 /// removes the stack's repository.
 pub fn full(settings: PlatformSettings) -> Plan {
-    // Down removes the platform's LoadBalancer Services before sweeping what they left in AWS.
-    aws(vec![cluster::ID, platform::ID])
+    // Down removes the platform's LoadBalancer Services before the leftovers step sweeps what
+    // they left in AWS (its `removed_after`).
+    aws()
         .with(site_image::SiteImageStep {
             source: settings.site.clone(),
         })
@@ -39,15 +40,13 @@ pub fn full(settings: PlatformSettings) -> Plan {
         .with(platform::PlatformStep { settings })
 }
 
-fn aws(leftovers_after: Vec<StepId>) -> Plan {
+fn aws() -> Plan {
     Plan::default()
         .with(network::NetworkStep)
         .with(iam::IamStep)
         .with(security_groups::SecurityGroupsStep)
         .with(cluster::ClusterStep)
-        .with(leftovers::LeftoversStep {
-            after: leftovers_after,
-        })
+        .with(leftovers::LeftoversStep)
         .with(nodes::NodesStep)
         .with(load_balancer::LoadBalancerStep)
         .with(targets::TargetsStep)
@@ -67,6 +66,7 @@ pub(crate) fn single<T>(found: Vec<T>, what: &str) -> Result<Option<T>, StepErro
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::StepId;
 
     /// Every step comes after what it needs; returns the order.
     fn checked_order(plan: &Plan) -> Vec<&'static str> {
@@ -103,10 +103,65 @@ mod tests {
         );
     }
 
+    /// Whether `down` has finished removing `first` before it starts removing `then`: `then`
+    /// waits for it, directly or through other steps (a step waits for the steps that need it and
+    /// for those it is removed after).
+    fn removed_before(plan: &Plan, first: StepId, then: StepId) -> bool {
+        let steps: Vec<_> = plan.steps().collect();
+        let waits_for = |id: StepId| -> Vec<StepId> {
+            let needed_by = steps
+                .iter()
+                .filter(|s| s.needs().contains(&id))
+                .map(|s| s.id());
+            let step = steps.iter().find(|s| s.id() == id);
+            let after = step
+                .into_iter()
+                .flat_map(|s| s.removed_after().iter().copied());
+            needed_by
+                .chain(after.filter(|a| steps.iter().any(|s| s.id() == *a)))
+                .collect()
+        };
+        let mut seen = Vec::new();
+        let mut todo = waits_for(then);
+        while let Some(id) = todo.pop() {
+            if id == first {
+                return true;
+            }
+            if !seen.contains(&id) {
+                seen.push(id);
+                todo.extend(waits_for(id));
+            }
+        }
+        false
+    }
+
+    /// Issue 13, item 3: the LoadBalancer Services go first (the platform step), then what the
+    /// cloud provider made for them (once the cluster, whose controllers would make it again, is
+    /// gone), then the security groups and the network that those load balancers held.
     #[test]
-    fn the_full_plan_sweeps_kubernetes_leftovers_after_the_platform() {
-        let order = checked_order(&full(PlatformSettings::default()));
-        assert_eq!(order.last(), Some(&"k8s-leftovers"));
-        assert!(order.contains(&"platform") && order.contains(&"node-access"));
+    fn down_deletes_the_services_then_what_kubernetes_made_then_the_network() {
+        let plan = full(PlatformSettings::default());
+        checked_order(&plan);
+        let before = |first, then| removed_before(&plan, first, then);
+        assert!(before(platform::ID, leftovers::ID));
+        assert!(before(cluster::ID, leftovers::ID));
+        assert!(before(leftovers::ID, network::ID));
+        assert!(before(leftovers::ID, security_groups::ID));
+        assert!(!before(leftovers::ID, platform::ID), "the sweep waits");
+        assert!(!before(network::ID, leftovers::ID));
+        assert!(plan.order().unwrap().contains(&"node-access"));
+    }
+
+    /// `--aws-only` has no platform step: the sweep follows the cluster and precedes the rest.
+    #[test]
+    fn the_infrastructure_plan_sweeps_after_the_cluster_and_before_the_network() {
+        let plan = infrastructure();
+        checked_order(&plan);
+        let before = |first, then| removed_before(&plan, first, then);
+        assert!(plan.steps().all(|s| s.id() != platform::ID));
+        assert!(before(nodes::ID, leftovers::ID));
+        assert!(before(cluster::ID, leftovers::ID));
+        assert!(before(leftovers::ID, network::ID));
+        assert!(before(leftovers::ID, security_groups::ID));
     }
 }

@@ -224,7 +224,9 @@ async fn ensure_launch_template(s: &Scope<'_>) -> Result<String, StepError> {
     if !s.stack.owns(&existing.tags) {
         return Err(StepError::NotOwned { resource });
     }
-    // A new version only when what nodes boot with changed (AMI, user data, type, profile).
+    // A new version only when what nodes boot with changed (AMI, user data, type, profile,
+    // metadata options: a stack made before the IMDS hop limit went to 1 gets a version here, and
+    // the Auto Scaling group, on `$Latest`, launches every later node with it).
     let same = ec2
         .latest_version_launches(&name, &desired)
         .await

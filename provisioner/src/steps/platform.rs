@@ -1,8 +1,9 @@
 //! AWS glue for the Kubernetes side of the stack: the nodes' permission to join, and the
 //! platform install, which the `platform` crate owns (what is applied, in which order, what is
 //! waited for). This step hands it the cluster's address, the site's public URL (by default the
-//! load balancer's) and the site's image (from the site-image step), then waits for the load balancer's targets to be
-//! healthy.
+//! load balancer's), the site's image (from the site-image step) and what the targets controller
+//! keeps (the target group, its port, the region and, for the local emulator, the endpoint),
+//! then waits for the load balancer's targets to be healthy.
 
 use platform::cluster::Access;
 use platform::manifests::SiteValues;
@@ -15,6 +16,7 @@ use super::load_balancer::{self, LoadBalancer};
 use super::site_image::{self, SiteImage, SiteSource};
 use super::{nodes, targets};
 use crate::access;
+use crate::ingress::HTTP_NODE_PORT;
 use crate::plan::{OnResource, Output, Resource, Scope, Step, StepError, StepFuture, StepId};
 use crate::progress::Action;
 use crate::retry::{Poll, wait_for};
@@ -158,11 +160,20 @@ impl Step for PlatformStep {
                 })?,
             };
             let url = public_url.to_string();
+            // The controller's AWS calls go where the provisioner's go: AWS's regional endpoint,
+            // or the emulator's when `--endpoint` was given.
+            let targets = platform::targets::Settings {
+                target_group_arn: lb.target_group_arn.clone(),
+                port: HTTP_NODE_PORT,
+                region: s.aws.region.clone(),
+                endpoint: s.aws.sdk.endpoint_url().map(str::to_owned),
+            };
             let spec = InstallSpec {
                 site: SiteValues {
                     public_url,
                     image: image.reference.clone(),
                 },
+                targets: Some(targets),
                 nodes: s.config.nodes.desired as usize,
                 wait_limit: s.config.timeouts.resources().limit,
             };

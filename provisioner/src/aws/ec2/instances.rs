@@ -3,13 +3,22 @@
 use aws_sdk_ec2::types::{
     Filter, InstanceType, LaunchTemplateHttpTokensState,
     LaunchTemplateIamInstanceProfileSpecificationRequest,
-    LaunchTemplateInstanceMetadataOptionsRequest, LaunchTemplateTagSpecificationRequest,
-    RequestLaunchTemplateData, ResourceType, ResponseLaunchTemplateData, Tag,
+    LaunchTemplateInstanceMetadataEndpointState, LaunchTemplateInstanceMetadataOptionsRequest,
+    LaunchTemplateTagSpecificationRequest, RequestLaunchTemplateData, ResourceType,
+    ResponseLaunchTemplateData, Tag,
 };
 
 use super::{Ec2, owned_by, tag_spec, tags};
 use crate::aws::{AwsError, NotFoundExt, SdkResultExt, Tags, required_str};
 use crate::stack::Stack;
+
+/// The instance metadata service's response hop limit on the nodes: 1, so that only what runs
+/// in the host's network namespace (the VPC CNI, kube-proxy, the targets controller) gets IMDSv2
+/// tokens and with them the node role's credentials; a pod on the pod network is one hop further
+/// and gets none (EKS Best Practices Guide, Security, "Restrict access to the instance profile
+/// assigned to the worker node"; EC2 User Guide, "Configure the instance metadata options").
+/// IMDSv2 only (HttpTokens required), endpoint on.
+pub const IMDS_HOP_LIMIT: i32 = 1;
 
 /// What the worker nodes boot with: the launch template's data.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,11 +56,11 @@ impl NodeTemplate {
             )
             .security_group_ids(&self.security_group_id)
             .user_data(&self.user_data)
-            // IMDSv2 only; hop limit 2 so that pods (one hop further) can still reach it.
             .metadata_options(
                 LaunchTemplateInstanceMetadataOptionsRequest::builder()
+                    .http_endpoint(LaunchTemplateInstanceMetadataEndpointState::Enabled)
                     .http_tokens(LaunchTemplateHttpTokensState::Required)
-                    .http_put_response_hop_limit(2)
+                    .http_put_response_hop_limit(IMDS_HOP_LIMIT)
                     .build(),
             )
             .tag_specifications(tagged(ResourceType::Instance))
@@ -59,9 +68,16 @@ impl NodeTemplate {
             .build()
     }
 
-    /// Whether a version launches the same nodes (AMI, user data, type, group, profile).
+    /// Whether a version launches the same nodes (AMI, user data, type, group, profile,
+    /// metadata options).
     fn launched_by(&self, current: &ResponseLaunchTemplateData) -> bool {
-        current.image_id() == Some(self.image_id.as_str())
+        let metadata = current.metadata_options();
+        metadata.and_then(|m| m.http_endpoint())
+            == Some(&LaunchTemplateInstanceMetadataEndpointState::Enabled)
+            && metadata.and_then(|m| m.http_tokens())
+                == Some(&LaunchTemplateHttpTokensState::Required)
+            && metadata.and_then(|m| m.http_put_response_hop_limit()) == Some(IMDS_HOP_LIMIT)
+            && current.image_id() == Some(self.image_id.as_str())
             && current.user_data() == Some(self.user_data.as_str())
             && current.instance_type().map(|t| t.as_str()) == Some(self.instance_type.as_str())
             && current.security_group_ids() == [self.security_group_id.clone()]
