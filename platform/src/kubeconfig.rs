@@ -134,19 +134,40 @@ pub fn write(path: &Path, entry: &Entry) -> Result<()> {
         })?;
     }
     let temporary = path.with_extension("kdeploy-tmp");
-    std::fs::write(&temporary, merged)
-        .and_then(|()| restrict(&temporary))
+    write_private(&temporary, merged.as_bytes())
         .and_then(|()| std::fs::rename(&temporary, path))
-        .map_err(|source| Error::KubeconfigWrite {
-            path: path.to_owned(),
-            source,
+        .map_err(|source| {
+            let _ = std::fs::remove_file(&temporary);
+            Error::KubeconfigWrite {
+                path: path.to_owned(),
+                source,
+            }
         })
 }
 
-/// Kubeconfigs hold credentials: owner-only, as kubectl writes them.
-fn restrict(path: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+/// Writes `contents` to a new file that is owner-only (0600, as kubectl writes kubeconfigs) from
+/// its creation, so no one else can open it while the credentials go in. A file already at
+/// `path` (the leftover of an interrupted write, or someone else's) is never written into, since
+/// whoever holds it open would read them: it is removed, and a new one created in its place.
+fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let create = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+    };
+    let mut file = match create() {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            std::fs::remove_file(path)?;
+            create()?
+        }
+        other => other?,
+    };
+    file.write_all(contents)?;
+    file.sync_all()
 }
 
 #[cfg(test)]
@@ -200,9 +221,41 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = std::env::temp_dir().join(format!("kdeploy-kubeconfig-{}", std::process::id()));
         let path = dir.join("config");
+        // An existing kubeconfig others could read is replaced by a private one.
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(&path, "").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         write(&path, &entry("kdeploy")).unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A temporary file left where `write` puts its own (readable by others, and held open by
+    /// someone) receives nothing: the credentials go into a new owner-only file.
+    #[test]
+    fn a_temporary_file_already_there_does_not_leak_the_credentials() {
+        use std::io::Read;
+        use std::os::unix::fs::PermissionsExt;
+        let dir =
+            std::env::temp_dir().join(format!("kdeploy-kubeconfig-stale-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("config");
+        let temporary = path.with_extension("kdeploy-tmp");
+        std::fs::write(&temporary, "stale").unwrap();
+        std::fs::set_permissions(&temporary, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let mut reader = std::fs::File::open(&temporary).unwrap();
+
+        write(&path, &entry("kdeploy")).unwrap();
+
+        let mut seen = String::new();
+        reader.read_to_string(&mut seen).unwrap();
+        assert_eq!(seen, "stale", "nothing was written into the old file");
+        assert!(!temporary.exists());
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("provisioner"), "{text}");
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

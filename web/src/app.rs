@@ -5,10 +5,12 @@ use std::time::Instant;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
+use axum::handler::Handler;
+use axum::http::HeaderMap;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Json, Redirect, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{MethodFilter, MethodRouter, on};
 use axum_extra::extract::cookie::SignedCookieJar;
 
 use crate::accounts::session::{self, CSRF_COOKIE, SESSION_COOKIE, SessionClaims};
@@ -25,120 +27,219 @@ const OPENAPI: &str = include_str!("../static/openapi.yaml");
 /// The public URL the OpenAPI document's examples are written with; served, it is the site's own.
 const OPENAPI_EXAMPLE_URL: &str = "http://lb.example.com";
 
-pub fn app(state: AppState) -> Router {
+/// The HTTP methods the site routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    Get,
+    Post,
+    Put,
+    Patch,
+    Delete,
+}
+
+impl Verb {
+    pub fn method(self) -> Method {
+        match self {
+            Self::Get => Method::GET,
+            Self::Post => Method::POST,
+            Self::Put => Method::PUT,
+            Self::Patch => Method::PATCH,
+            Self::Delete => Method::DELETE,
+        }
+    }
+
+    fn filter(self) -> MethodFilter {
+        match self {
+            Self::Get => MethodFilter::GET,
+            Self::Post => MethodFilter::POST,
+            Self::Put => MethodFilter::PUT,
+            Self::Patch => MethodFilter::PATCH,
+            Self::Delete => MethodFilter::DELETE,
+        }
+    }
+
+    /// Whether requests of this method change something, and so must carry the CSRF token.
+    pub fn is_mutating(self) -> bool {
+        self != Self::Get
+    }
+}
+
+/// One row of the routes table: a method on a path and its handler.
+pub struct Route {
+    pub verb: Verb,
+    pub path: &'static str,
+    handler: MethodRouter<AppState>,
+}
+
+impl Route {
+    fn new<H, T>(verb: Verb, path: &'static str, handler: H) -> Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        Self {
+            verb,
+            path,
+            handler: on(verb.filter(), handler),
+        }
+    }
+}
+
+/// The one routes table: `app` serves exactly these rows, and tests walk them (every mutating
+/// row must refuse a request without the CSRF token, unless [`CSRF_EXEMPT`] lists it).
+pub fn routes() -> Vec<Route> {
+    use Verb::{Delete, Get, Patch, Post, Put};
     use accounts::{api as account_api, pages as account_pages};
     use console::{api as console_api, pages as console_pages};
     use repositories::{api as repo_api, pages as repo_pages};
-    Router::new()
-        .route("/", get(account_pages::home))
-        .route(
-            "/login",
-            get(account_pages::login_form).post(account_pages::login),
-        )
-        .route("/logout", post(account_pages::logout))
-        .route(
-            "/register",
-            get(account_pages::register_form).post(account_pages::register),
-        )
-        .route("/account", get(account_pages::account))
-        .route("/account/password", post(account_pages::change_password))
-        .route("/admin", get(account_pages::admin))
-        .route("/admin/users", post(account_pages::admin_create_user))
-        .route(
+    vec![
+        Route::new(Get, "/", account_pages::home),
+        Route::new(Get, "/login", account_pages::login_form),
+        Route::new(Post, "/login", account_pages::login),
+        Route::new(Post, "/logout", account_pages::logout),
+        Route::new(Get, "/register", account_pages::register_form),
+        Route::new(Post, "/register", account_pages::register),
+        Route::new(Get, "/account", account_pages::account),
+        Route::new(Post, "/account/password", account_pages::change_password),
+        Route::new(Get, "/admin", account_pages::admin),
+        Route::new(Post, "/admin/users", account_pages::admin_create_user),
+        Route::new(
+            Post,
             "/admin/registration",
-            post(account_pages::admin_registration),
-        )
-        .route("/repos", get(repo_pages::list).post(repo_pages::create))
-        .route("/repos/new", get(repo_pages::new_form))
-        .route("/repos/{name}", get(repo_pages::detail))
-        .route("/repos/{name}/redeploy", post(repo_pages::redeploy))
-        .route("/repos/{name}/change", post(repo_pages::change))
-        .route("/repos/{name}/delete", post(repo_pages::delete))
-        .route("/repos/{name}/endpoints", post(console_pages::create))
-        .route("/repos/{name}/endpoints/new", get(console_pages::new_form))
-        .route(
-            "/repos/{name}/endpoints/{id}",
-            get(console_pages::console).post(console_pages::update),
-        )
-        .route(
+            account_pages::admin_registration,
+        ),
+        Route::new(Get, "/repos", repo_pages::list),
+        Route::new(Post, "/repos", repo_pages::create),
+        Route::new(Get, "/repos/new", repo_pages::new_form),
+        Route::new(Get, "/repos/{name}", repo_pages::detail),
+        Route::new(Post, "/repos/{name}/redeploy", repo_pages::redeploy),
+        Route::new(Post, "/repos/{name}/change", repo_pages::change),
+        Route::new(Post, "/repos/{name}/delete", repo_pages::delete),
+        Route::new(Post, "/repos/{name}/endpoints", console_pages::create),
+        Route::new(Get, "/repos/{name}/endpoints/new", console_pages::new_form),
+        Route::new(Get, "/repos/{name}/endpoints/{id}", console_pages::console),
+        Route::new(Post, "/repos/{name}/endpoints/{id}", console_pages::update),
+        Route::new(
+            Get,
             "/repos/{name}/endpoints/{id}/edit",
-            get(console_pages::edit_form),
-        )
-        .route(
+            console_pages::edit_form,
+        ),
+        Route::new(
+            Post,
             "/repos/{name}/endpoints/{id}/send",
-            post(console_pages::send),
-        )
+            console_pages::send,
+        ),
         // duplicate, up, down and delete
-        .route(
+        Route::new(
+            Post,
             "/repos/{name}/endpoints/{id}/{action}",
-            post(console_pages::act),
-        )
-        .route("/repos/{name}/endpoint-import", post(console_pages::import))
-        .route("/console/history/{index}/rerun", post(console_pages::rerun))
-        .route(
-            "/api/v1/session",
-            post(account_api::sign_in).delete(account_api::sign_out),
-        )
-        .route(
+            console_pages::act,
+        ),
+        Route::new(Post, "/repos/{name}/endpoint-import", console_pages::import),
+        Route::new(Post, "/console/history/{index}/rerun", console_pages::rerun),
+        Route::new(Post, SESSION_API, account_api::sign_in),
+        Route::new(Delete, SESSION_API, account_api::sign_out),
+        Route::new(
+            Put,
             "/api/v1/account/password",
-            put(account_api::change_password),
-        )
-        .route("/api/v1/repos", get(repo_api::list).post(repo_api::create))
-        .route(
-            "/api/v1/repos/{name}",
-            get(repo_api::get)
-                .patch(repo_api::change)
-                .delete(repo_api::delete),
-        )
-        .route("/api/v1/repos/{name}/redeploy", post(repo_api::redeploy))
-        .route(
-            "/api/v1/repos/{name}/endpoints",
-            get(console_api::list).post(console_api::create),
-        )
-        .route(
+            account_api::change_password,
+        ),
+        Route::new(Get, "/api/v1/repos", repo_api::list),
+        Route::new(Post, "/api/v1/repos", repo_api::create),
+        Route::new(Get, "/api/v1/repos/{name}", repo_api::get),
+        Route::new(Patch, "/api/v1/repos/{name}", repo_api::change),
+        Route::new(Delete, "/api/v1/repos/{name}", repo_api::delete),
+        Route::new(Post, "/api/v1/repos/{name}/redeploy", repo_api::redeploy),
+        Route::new(Get, "/api/v1/repos/{name}/endpoints", console_api::list),
+        Route::new(Post, "/api/v1/repos/{name}/endpoints", console_api::create),
+        Route::new(Get, "/api/v1/repos/{name}/endpoints/{id}", console_api::get),
+        Route::new(
+            Put,
             "/api/v1/repos/{name}/endpoints/{id}",
-            get(console_api::get)
-                .put(console_api::update)
-                .delete(console_api::delete),
-        )
-        .route(
+            console_api::update,
+        ),
+        Route::new(
+            Delete,
+            "/api/v1/repos/{name}/endpoints/{id}",
+            console_api::delete,
+        ),
+        Route::new(
+            Post,
             "/api/v1/repos/{name}/endpoints/{id}/duplicate",
-            post(console_api::duplicate),
-        )
-        .route(
+            console_api::duplicate,
+        ),
+        Route::new(
+            Post,
             "/api/v1/repos/{name}/endpoints/{id}/send",
-            post(console_api::send_endpoint),
-        )
-        .route(
+            console_api::send_endpoint,
+        ),
+        Route::new(
+            Put,
             "/api/v1/repos/{name}/endpoint-order",
-            put(console_api::reorder),
-        )
-        .route(
+            console_api::reorder,
+        ),
+        Route::new(
+            Post,
             "/api/v1/repos/{name}/endpoint-import",
-            post(console_api::import),
-        )
-        .route("/api/v1/repos/{name}/send", post(console_api::send))
-        .route("/api/v1/console/history", get(console_api::history))
-        .route(
+            console_api::import,
+        ),
+        Route::new(Post, "/api/v1/repos/{name}/send", console_api::send),
+        Route::new(Get, "/api/v1/console/history", console_api::history),
+        Route::new(
+            Post,
             "/api/v1/console/history/{index}/rerun",
-            post(console_api::rerun),
-        )
-        .route("/api/v1/openapi.yaml", get(openapi))
-        .route(
-            "/static/style.css",
-            get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE) }),
-        )
-        .route(
-            "/static/app.js",
-            get(|| async {
-                (
-                    [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
-                    SCRIPT,
-                )
-            }),
-        )
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
+            console_api::rerun,
+        ),
+        Route::new(Get, "/api/v1/openapi.yaml", openapi),
+        Route::new(Get, "/static/style.css", || async {
+            ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE)
+        }),
+        Route::new(Get, "/static/app.js", || async {
+            (
+                [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+                SCRIPT,
+            )
+        }),
+        Route::new(Get, "/healthz", || async { "ok" }),
+        Route::new(Get, "/readyz", readyz),
+    ]
+}
+
+/// Signing in and out through the API.
+pub const SESSION_API: &str = "/api/v1/session";
+
+/// The mutating routes that need no CSRF token, each only for a JSON body: signing in through
+/// the API, which has no session to ride on yet. A page of another site can send a cookie-less
+/// or cookie-carrying POST here only as a form (urlencoded, multipart or text/plain bodies);
+/// `Content-Type: application/json` from another origin needs a CORS preflight, which this site
+/// never grants. So without the token a form cannot sign a visitor in as someone else (login
+/// CSRF): a text/plain body shaped as JSON still needs the token.
+pub const CSRF_EXEMPT: [(Verb, &str); 1] = [(Verb::Post, SESSION_API)];
+
+/// Whether a request may skip the CSRF check (see [`CSRF_EXEMPT`]).
+fn csrf_exempt(method: &Method, path: &str, headers: &HeaderMap) -> bool {
+    CSRF_EXEMPT
+        .iter()
+        .any(|(verb, exempt)| verb.method() == *method && *exempt == path)
+        && is_json(headers)
+}
+
+/// Whether the body is declared `application/json` (parameters such as `charset` aside).
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
+}
+
+pub fn app(state: AppState) -> Router {
+    let mut router = Router::new();
+    for route in routes() {
+        // Rows of one path with different methods merge into one method router.
+        router = router.route(route.path, route.handler);
+    }
+    router
         .fallback(|| async { AppError::NotFound("This page".into()) })
         .layer(middleware::from_fn_with_state(state.clone(), csrf))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
@@ -229,8 +330,8 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
 }
 
 /// Double-submit CSRF check: the token in a signed cookie must come back in the form's `csrf` field,
-/// or for the API in the `X-CSRF-Token` header. Signing in through the API is exempt (no session yet,
-/// and a JSON body cannot be sent cross-site without CORS).
+/// or for the API in the `X-CSRF-Token` header, on every mutating request but those of
+/// [`CSRF_EXEMPT`].
 async fn csrf(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let jar = SignedCookieJar::from_headers(request.headers(), state.key.clone());
     let existing = jar.get(CSRF_COOKIE).map(|c| c.value().to_string());
@@ -240,7 +341,7 @@ async fn csrf(State(state): State<AppState>, request: Request, next: Next) -> Re
     );
     let path = request.uri().path().to_string();
     let mut request = request;
-    if unsafe_method && path != "/api/v1/session" {
+    if unsafe_method && !csrf_exempt(request.method(), &path, request.headers()) {
         let (supplied, rebuilt) = if is_api(&path) {
             let header = request
                 .headers()

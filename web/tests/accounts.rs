@@ -31,7 +31,7 @@ async fn replicas_starting_together_make_one_administrator_with_one_password() {
     let config = Arc::new(common::config());
     let replicas: Vec<_> = (0..6)
         .map(|_| {
-            let accounts = Accounts::new(site.admin.clone(), config.clone());
+            let accounts = Accounts::new(site.client.clone(), config.clone());
             tokio::spawn(async move { accounts.ensure_initial_admin().await })
         })
         .collect();

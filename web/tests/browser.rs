@@ -3,10 +3,11 @@
 //! The site's public URL is the simulated load balancer, `http://kdeploy.localhost:<port>` as
 //! `./dev up` has it (Chromium resolves `*.localhost` to the loopback address), so the link the
 //! detail page shows is followed for real. Screenshots at 1280 px
-//! and at phone width go to `$CARGO_TARGET_DIR/browser-screenshots` (or `target/`).
+//! and at phone width go to `$CARGO_TARGET_DIR/browser-screenshots` (or `target/`), each checked:
+//! a PNG of the window's size that is not blank, of a page whose text says what the step expects.
 //!
-//! Installs Debian's `chromium` and `chromium-driver` when missing; skips, saying why, only when
-//! they are missing and apt-get cannot install them.
+//! Needs Debian's `chromium` and `chromium-driver`: without them the test fails, naming what is
+//! missing (it never passes without running).
 // The driver helpers fail the test with the step's error, like the test body does.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -23,31 +24,106 @@ use tokio::process::{Child, Command};
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
-/// True when Chromium and its driver are there (installing them if apt-get can).
-async fn browser_available() -> bool {
-    let present =
-        || std::path::Path::new(CHROMIUM).exists() && std::path::Path::new(CHROMEDRIVER).exists();
-    if present() {
-        return true;
+/// Fails the test, naming what is missing, unless Chromium and its driver are installed.
+fn require_browser() {
+    let missing: Vec<String> = [(CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")]
+        .into_iter()
+        .filter(|(path, _)| !std::path::Path::new(path).exists())
+        .map(|(path, package)| format!("{path} (Debian package {package})"))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "the browser test needs {}: install them (`apt-get install chromium chromium-driver`) \
+         and run it again",
+        missing.join(" and ")
+    );
+}
+
+/// A screenshot's width, height and how many distinct colours it has (counted up to `enough`),
+/// read from the PNG itself: signature, IHDR, the inflated IDAT stream, each scanline unfiltered.
+/// Chromium writes 8-bit RGB or RGBA, not interlaced; anything else fails the test.
+fn png_colours(png: &[u8], enough: usize) -> (usize, usize, usize) {
+    use std::io::Read;
+    assert!(
+        png.starts_with(b"\x89PNG\r\n\x1a\n"),
+        "not a PNG: {} bytes",
+        png.len()
+    );
+    let (mut header, mut data) = (None, Vec::new());
+    let mut rest = &png[8..];
+    while rest.len() >= 12 {
+        let length = u32::from_be_bytes(rest[..4].try_into().unwrap()) as usize;
+        let (kind, body) = (&rest[4..8], &rest[8..8 + length]);
+        match kind {
+            b"IHDR" => header = Some(body.to_vec()),
+            b"IDAT" => data.extend_from_slice(body),
+            _ => {}
+        }
+        rest = &rest[12 + length..];
     }
-    let apt = |args: &'static [&'static str]| async move {
-        Command::new("apt-get")
-            .args(args)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .stdout(Stdio::null())
-            .status()
-            .await
-            .is_ok_and(|s| s.success())
+    let header = header.expect("a PNG has an IHDR chunk");
+    let number = |at: usize| u32::from_be_bytes(header[at..at + 4].try_into().unwrap()) as usize;
+    let (width, height) = (number(0), number(4));
+    let (depth, colour, interlace) = (header[8], header[9], header[12]);
+    let bpp = match (depth, colour, interlace) {
+        (8, 2, 0) => 3,
+        (8, 6, 0) => 4,
+        other => panic!("unexpected PNG format (depth, colour type, interlace) {other:?}"),
     };
-    if !apt(&["update", "-qq"]).await
-        || !apt(&["install", "-y", "-qq", "chromium", "chromium-driver"]).await
-    {
-        eprintln!(
-            "SKIPPED browser test: chromium/chromium-driver are missing and apt-get could not install them"
-        );
-        return false;
+    let mut raw = Vec::new();
+    flate2::read::ZlibDecoder::new(data.as_slice())
+        .read_to_end(&mut raw)
+        .unwrap();
+    let stride = width * bpp;
+    assert_eq!(
+        raw.len(),
+        height * (stride + 1),
+        "IDAT size of {width}x{height}"
+    );
+    let mut previous = vec![0u8; stride];
+    let mut row = vec![0u8; stride];
+    let mut colours = std::collections::HashSet::new();
+    for line in raw.chunks(stride + 1) {
+        let (filter, bytes) = (line[0], &line[1..]);
+        for i in 0..stride {
+            let left = if i >= bpp { row[i - bpp] } else { 0 };
+            let up = previous[i];
+            let up_left = if i >= bpp { previous[i - bpp] } else { 0 };
+            let predicted = match filter {
+                0 => 0,
+                1 => left,
+                2 => up,
+                3 => ((u16::from(left) + u16::from(up)) / 2) as u8,
+                4 => paeth(left, up, up_left),
+                other => panic!("unknown PNG filter {other}"),
+            };
+            row[i] = bytes[i].wrapping_add(predicted);
+        }
+        for pixel in row.chunks(bpp) {
+            colours.insert(pixel.to_vec());
+        }
+        if colours.len() >= enough {
+            break;
+        }
+        std::mem::swap(&mut previous, &mut row);
     }
-    present()
+    (width, height, colours.len())
+}
+
+fn paeth(a: u8, b: u8, c: u8) -> u8 {
+    let p = i16::from(a) + i16::from(b) - i16::from(c);
+    let (pa, pb, pc) = (
+        (p - i16::from(a)).abs(),
+        (p - i16::from(b)).abs(),
+        (p - i16::from(c)).abs(),
+    );
+    if pa <= pb && pa <= pc {
+        a
+    } else if pb <= pc {
+        b
+    } else {
+        c
+    }
 }
 
 fn screenshot_dir() -> PathBuf {
@@ -115,12 +191,21 @@ impl Driver {
         panic!("chromedriver did not start: {last:?}");
     }
 
-    /// Saves the page at 1280 px and at phone width.
-    async fn shoot(&self, name: &str) {
+    /// Saves the page at 1280 px and at phone width, once its text (through the DOM) says
+    /// `expected`; each screenshot must be a PNG of that width, and not blank.
+    async fn shoot(&self, name: &str, expected: &str) {
+        let text = self.text("body").await;
+        assert!(text.contains(expected), "{name}: no {expected:?} in {text}");
         for (width, height, suffix) in [(1280, 2000, "1280"), (390, 2400, "narrow")] {
             self.client.set_window_size(width, height).await.unwrap();
             tokio::time::sleep(Duration::from_millis(150)).await;
             let png = self.client.screenshot().await.unwrap();
+            let (shot_width, shot_height, colours) = png_colours(&png, 16);
+            assert!(
+                shot_width == width as usize && shot_height >= 300,
+                "{name}-{suffix}: a {shot_width}x{shot_height} screenshot of a {width} px window"
+            );
+            assert!(colours > 1, "{name}-{suffix}: the screenshot is blank");
             std::fs::write(self.shots.join(format!("{name}-{suffix}.png")), png).unwrap();
         }
         self.client.set_window_size(1280, 2000).await.unwrap();
@@ -194,9 +279,7 @@ impl Driver {
 
 #[tokio::test]
 async fn a_developer_deploys_tries_redeploys_and_deletes_in_a_real_browser() {
-    if !browser_available().await {
-        return;
-    }
+    require_browser();
     let site = common::site_on_the_load_balancer().await;
     site.state
         .accounts
@@ -212,7 +295,7 @@ async fn a_developer_deploys_tries_redeploys_and_deletes_in_a_real_browser() {
 
     // Sign in.
     c.goto(&format!("{base}/login")).await.unwrap();
-    d.shoot("01-login").await;
+    d.shoot("01-login", "Sign in").await;
     d.fill("#username", "alice").await;
     d.fill("#password", common::PASSWORD).await;
     d.submit("button[type=submit].primary").await;
@@ -238,7 +321,7 @@ async fn a_developer_deploys_tries_redeploys_and_deletes_in_a_real_browser() {
             .path()
             .ends_with("/repos/new")
     );
-    d.shoot("02-new-repository-bad-name").await;
+    d.shoot("02-new-repository-bad-name", "lowercase").await;
 
     // The server refuses it too when the page's script is bypassed.
     c.execute(
@@ -290,7 +373,8 @@ async fn a_developer_deploys_tries_redeploys_and_deletes_in_a_real_browser() {
             .await
             .contains("accepted by the ingress controller")
     );
-    d.shoot("03-detail-ready").await;
+    d.shoot("03-detail-ready", "accepted by the ingress controller")
+        .await;
 
     // The endpoint link opens the service through the load balancer: the simulated echo pod
     // answers with what reached it (once NGINX has the new pod, a moment after Ready).
@@ -308,7 +392,7 @@ async fn a_developer_deploys_tries_redeploys_and_deletes_in_a_real_browser() {
     assert_eq!(echo["namespace"], "alice", "{echo}");
     assert_eq!(echo["service"], "hello", "{echo}");
     assert_eq!(echo["path"], "/", "the prefix is stripped: {echo}");
-    d.shoot("03b-endpoint-answer").await;
+    d.shoot("03b-endpoint-answer", "\"service\"").await;
     c.goto(&format!("{base}/repos/hello")).await.unwrap();
     d.wait_for("a.button.primary[href='/repos/hello/endpoints/new']")
         .await;
@@ -344,7 +428,8 @@ async fn a_developer_deploys_tries_redeploys_and_deletes_in_a_real_browser() {
     assert!(body.contains("hello from the browser"), "{body}");
     assert!(body.contains("\"path\": \"/echo\""), "{body}");
     assert!(d.text("#result .summary").await.contains("200 OK"));
-    d.shoot("04-console-response").await;
+    d.shoot("04-console-response", "hello from the browser")
+        .await;
 
     // Redeploy from the detail page.
     c.goto(&format!("{base}/repos/hello")).await.unwrap();
@@ -352,7 +437,8 @@ async fn a_developer_deploys_tries_redeploys_and_deletes_in_a_real_browser() {
         .await;
     let notice = d.wait_for(".banner.ok").await.text().await.unwrap();
     assert!(notice.contains("Redeploy started"), "{notice}");
-    d.shoot("05-detail-after-redeploy").await;
+    d.shoot("05-detail-after-redeploy", "Redeploy started")
+        .await;
 
     // Delete, confirming the dialog.
     d.click("form[action='/repos/hello/delete'] button[type=submit]")
@@ -360,8 +446,48 @@ async fn a_developer_deploys_tries_redeploys_and_deletes_in_a_real_browser() {
     c.accept_alert().await.unwrap();
     d.wait_for("p.empty").await;
     assert!(!c.source().await.unwrap().contains("data-repo=\"hello\""));
-    d.shoot("06-list-after-delete").await;
+    d.shoot("06-list-after-delete", "Nothing deployed yet")
+        .await;
 
     d.stop().await;
     server.abort();
+}
+
+/// The screenshot check itself: a one-colour image is blank, one more pixel of another colour is
+/// not (each row written with a different PNG filter, as Chromium's encoder chooses them).
+#[test]
+fn the_screenshot_check_tells_a_blank_image() {
+    use std::io::Write;
+    fn png(width: u32, rows: &[Vec<u8>]) -> Vec<u8> {
+        let chunk = |kind: &[u8], body: &[u8]| {
+            let mut c = u32::try_from(body.len()).unwrap().to_be_bytes().to_vec();
+            c.extend_from_slice(kind);
+            c.extend_from_slice(body);
+            c.extend_from_slice(&[0; 4]); // CRC, not checked
+            c
+        };
+        let mut header = width.to_be_bytes().to_vec();
+        header.extend_from_slice(&u32::try_from(rows.len()).unwrap().to_be_bytes());
+        header.extend_from_slice(&[8, 2, 0, 0, 0]);
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+        for row in rows {
+            z.write_all(row).unwrap();
+        }
+        let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+        out.extend(chunk(b"IHDR", &header));
+        out.extend(chunk(b"IDAT", &z.finish().unwrap()));
+        out.extend(chunk(b"IEND", &[]));
+        out
+    }
+    // 2x3 white: filter None, then Sub (0 difference), then Up (0 difference).
+    let white = [255u8; 6];
+    let mut rows = vec![
+        [&[0u8][..], &white].concat(),
+        [&[1u8][..], &[255, 255, 255, 0, 0, 0]].concat(),
+        [&[2u8][..], &[0; 6]].concat(),
+    ];
+    assert_eq!(png_colours(&png(2, &rows), 16), (2, 3, 1));
+    // The last row's second pixel a shade darker (Paeth: predicted from the white above).
+    rows[2] = [&[4u8][..], &[0, 0, 0, 255, 255, 255]].concat();
+    assert_eq!(png_colours(&png(2, &rows), 16), (2, 3, 2));
 }

@@ -310,7 +310,7 @@ async fn limits_are_shown_as_limits() {
     let mut config = common::config();
     config.console.max_calls = 2;
     config.console.max_response_bytes = 100;
-    let site = common::site_with(config, None).await;
+    let site = common::site_with(config).await;
     let mut alice = site.user("alice").await;
     ready_repo(&site, &mut alice, "hello").await;
     let send = "/api/v1/repos/hello/send";
@@ -341,7 +341,7 @@ async fn limits_are_shown_as_limits() {
 async fn an_unreachable_ingress_is_reported_and_recorded() {
     let mut config = common::config();
     config.console.timeout = std::time::Duration::from_secs(2);
-    let mut site = common::site_with(config.clone(), None).await;
+    let mut site = common::site_with(config.clone()).await;
     // Point the console at a closed port on 127.0.0.1.
     let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = closed.local_addr().unwrap();

@@ -431,6 +431,51 @@ async fn a_failed_step_rolls_back_the_earlier_objects() {
     );
 }
 
+/// Every other test's site talks to the cluster as the installed manifest's ServiceAccount:
+/// outside its role it is refused, and taking its ClusterRoleBinding away stops the site's work.
+#[tokio::test]
+async fn the_site_works_as_its_installed_service_account_and_no_more() {
+    use k8s_openapi::api::core::v1::Node;
+    use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
+    let site = site().await;
+    let mut alice = site.user("alice").await;
+    alice.create_ok("hello", "nginx", "80", "1").await;
+    assert!(site.refusals.take().is_empty());
+
+    // The identity's limits: nodes and another namespace's Secrets are not the site's.
+    let nodes = Api::<Node>::all(site.client.clone())
+        .list(&Default::default())
+        .await;
+    assert!(
+        matches!(nodes, Err(kube::Error::Api(ref s)) if s.code == 403),
+        "{nodes:?}"
+    );
+    let secrets = Api::<Secret>::namespaced(site.client.clone(), "kube-system")
+        .list(&Default::default())
+        .await;
+    assert!(
+        matches!(secrets, Err(kube::Error::Api(ref s)) if s.code == 403),
+        "{secrets:?}"
+    );
+    let refused = site.refusals.take();
+    assert_eq!(refused.len(), 2, "each refusal is noted: {refused:?}");
+    assert!(refused[0].starts_with("GET /api/v1/nodes"), "{refused:?}");
+
+    // Without the binding of its ClusterRole the site can no longer work in alice's namespace.
+    Api::<ClusterRoleBinding>::all(site.admin.clone())
+        .delete(platform::names::SITE, &Default::default())
+        .await
+        .unwrap();
+    let r = alice.create("again", "nginx", "80", "1").await;
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{}", r.body);
+    assert!(r.body.contains("forbidden"), "{}", r.body);
+    let refused = site.refusals.take();
+    assert!(
+        refused.iter().any(|c| c.contains("/namespaces/alice")),
+        "{refused:?}"
+    );
+}
+
 #[tokio::test]
 async fn two_simultaneous_creates_make_one_repository_and_one_error() {
     let site = site().await;
@@ -766,7 +811,7 @@ async fn quota_and_limit_range_are_created_and_a_scale_beyond_the_quota_is_expla
         pods: 2,
         ..web::config::QuotaPolicy::default()
     });
-    let site = common::site_with(config, None).await;
+    let site = common::site_with(config).await;
     let mut alice = site.user("alice").await;
     alice.create_ok("hello", "nginx", "80", "2").await;
     let quota = site

@@ -124,6 +124,32 @@ mod tests {
         assert!(!verify_password("x", "not a hash").await.unwrap());
     }
 
+    /// The cost the site runs with (every other test uses a cheap one): OWASP's argon2id
+    /// parameters end up in the hash, and the hash verifies.
+    #[tokio::test]
+    async fn production_cost_hashes_with_owasps_parameters_and_verifies() {
+        let cost = PasswordCost::default();
+        assert_eq!(
+            (cost.memory_kib, cost.iterations, cost.lanes),
+            (19 * 1024, 2, 1)
+        );
+        let hash = hash_password("correct horse battery", cost).await.unwrap();
+        assert!(
+            hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{hash}"
+        );
+        assert!(
+            verify_password("correct horse battery", &hash)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !verify_password("correct horse battery!", &hash)
+                .await
+                .unwrap()
+        );
+    }
+
     #[test]
     fn generated_passwords_are_long_unambiguous_and_pass_the_rule() {
         let p = generate_password();

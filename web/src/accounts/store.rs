@@ -442,7 +442,9 @@ impl Accounts {
         self.settings()
             .patch(
                 SETTINGS,
-                &PatchParams::apply(FIELD_MANAGER).force(),
+                &PatchParams::apply(FIELD_MANAGER)
+                    .force()
+                    .validation_strict(),
                 &Patch::Apply(settings),
             )
             .await?;

@@ -342,6 +342,103 @@ mod tests {
         );
     }
 
+    /// A service that answers with a redirect leaves the console where it was: the redirect is
+    /// shown (status and `Location`), and nothing is sent to another host or to another route's
+    /// path prefix on the same ingress.
+    #[tokio::test]
+    async fn redirects_are_shown_and_never_followed() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        /// Answers every connection with `answer` and sends each request's first line.
+        async fn serve(
+            listener: tokio::net::TcpListener,
+            answer: String,
+            seen: tokio::sync::mpsc::UnboundedSender<String>,
+        ) {
+            loop {
+                let Ok((mut stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let line = String::from_utf8_lossy(&head)
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
+                let _ = seen.send(line);
+                let _ = stream.write_all(answer.as_bytes()).await;
+            }
+        }
+        let elsewhere = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let elsewhere_url = format!("http://{}/steal", elsewhere.local_addr().unwrap());
+        let (elsewhere_seen, mut elsewhere_log) = tokio::sync::mpsc::unbounded_channel();
+        let trap = tokio::spawn(serve(elsewhere, String::new(), elsewhere_seen));
+
+        let url = PublicUrl::parse("http://kdeploy.localhost:8080").unwrap();
+        for (status, location) in [
+            ("302 Found", elsewhere_url.as_str()),
+            ("301 Moved Permanently", "/bob/secret/"),
+            (
+                "307 Temporary Redirect",
+                "http://kdeploy.localhost:8080/bob/secret/",
+            ),
+            ("308 Permanent Redirect", "/alice/hello/elsewhere"),
+        ] {
+            let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let limits = ConsoleLimits::new(format!("http://{}", upstream.local_addr().unwrap()));
+            let (seen, mut log) = tokio::sync::mpsc::unbounded_channel();
+            let answer = format!(
+                "HTTP/1.1 {status}\r\nlocation: {location}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            );
+            let server = tokio::spawn(serve(upstream, answer, seen));
+            let parts = RequestParts {
+                method: "GET".into(),
+                path: "/items".into(),
+                query: Vec::new(),
+                headers: Vec::new(),
+                body_kind: super::super::model::BodyKind::None,
+                body: String::new(),
+            };
+            let outcome = Sender::new(limits, url.clone())
+                .send("alice", "alice", "hello", &parts)
+                .await
+                .unwrap();
+            let code: u16 = status[..3].parse().unwrap();
+            assert_eq!(outcome.status, code, "{status}");
+            assert!(
+                outcome
+                    .headers
+                    .iter()
+                    .any(|h| h.name == "location" && h.value == location),
+                "{status}: the redirect is shown: {:?}",
+                outcome.headers
+            );
+            server.abort();
+            let _ = server.await;
+            let mut requests = Vec::new();
+            while let Ok(line) = log.try_recv() {
+                requests.push(line);
+            }
+            assert_eq!(
+                requests,
+                ["GET /alice/hello/items HTTP/1.1"],
+                "{status} to {location}: only the user's own route was called"
+            );
+        }
+        trap.abort();
+        let _ = trap.await;
+        assert!(
+            elsewhere_log.try_recv().is_err(),
+            "the other host was never called"
+        );
+    }
+
     #[test]
     fn rate_limit_counts_per_user_in_a_window() {
         let l = RateLimiter::default();

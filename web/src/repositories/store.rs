@@ -52,8 +52,12 @@ pub struct RepositoryStore {
     pub config: Arc<Config>,
 }
 
+/// Strict: a field the API server does not know fails the write instead of being dropped with a
+/// warning (`?fieldValidation=Strict`), so a typo in what the site builds cannot go unnoticed.
 fn apply_params() -> PatchParams {
-    PatchParams::apply(FIELD_MANAGER).force()
+    PatchParams::apply(FIELD_MANAGER)
+        .force()
+        .validation_strict()
 }
 
 fn post_params() -> PostParams {

@@ -4,6 +4,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
@@ -13,8 +17,12 @@ use cluster::{ClusterSim, RunningSim, SimConfig};
 use http_body_util::BodyExt;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::networking::v1::Ingress;
-use kube::api::{Patch, PatchParams};
+use kube::api::{DynamicObject, Patch, PatchParams};
 use kube::{Api, Resource};
+use platform::manifests::{SiteValues, default_site_image, deploy_site};
+use platform::names::{
+    HOST_INGRESS, INGRESS_CLASS, INITIAL_ADMIN_SECRET, PLATFORM_NAMESPACES, SITE, SYSTEM_NAMESPACE,
+};
 use serde::de::DeserializeOwned;
 use tower::ServiceExt;
 use web::config::{LoginLimit, PasswordCost, PublicUrl};
@@ -23,24 +31,30 @@ use web::{AppState, ClusterNames, Config};
 /// The public host of most tests (the public URL is `http://lb.test`); requests through the
 /// simulated load balancer carry it as their Host header.
 pub const HOST: &str = "lb.test";
-/// Name and namespace of the master Ingress the platform installs for the public host.
-pub const MASTER_INGRESS: (&str, &str) = ("kdeploy-system", "kdeploy-host");
+/// Namespace and name of the master Ingress the platform installs for the public host.
+pub const MASTER_INGRESS: (&str, &str) = (SYSTEM_NAMESPACE, HOST_INGRESS);
 pub const PASSWORD: &str = "correct horse battery";
 
 pub struct Site {
     pub sim: RunningSim,
     pub state: AppState,
+    /// The cluster administrator: the tests' fixtures and their look at what the site did.
     pub admin: kube::Client,
+    /// The site's own identity (its ServiceAccount under the installed manifest's RBAC), which
+    /// `state` talks to the cluster with.
+    pub client: kube::Client,
+    /// What the API server refused the site's identity.
+    pub refusals: Refusals,
 }
 
-/// The names the platform's manifest would pass, spelled here as the test's own fixture.
+/// The names the platform's manifest passes the site (from `platform::names`, as installed).
 pub fn names() -> ClusterNames {
     ClusterNames {
-        namespace: "kdeploy-system".into(),
-        ingress_class: "nginx".into(),
-        platform_namespaces: vec!["kdeploy-system".into(), "nginx-ingress".into()],
-        console_upstream: "http://nginx-ingress.nginx-ingress.svc".into(),
-        initial_admin_secret: "kdeploy-initial-admin".into(),
+        namespace: SYSTEM_NAMESPACE.into(),
+        ingress_class: INGRESS_CLASS.into(),
+        platform_namespaces: PLATFORM_NAMESPACES.map(String::from).to_vec(),
+        console_upstream: platform::names::console_upstream(),
+        initial_admin_secret: INITIAL_ADMIN_SECRET.into(),
     }
 }
 
@@ -66,22 +80,24 @@ pub fn config() -> Config {
 }
 
 pub async fn site() -> Site {
-    site_with(config(), None).await
+    site_with(config()).await
 }
 
-/// Starts the simulator and the site; `token` makes the site talk to the cluster as someone else.
-pub async fn site_with(config: Config, token: Option<&str>) -> Site {
-    start(config, token, false).await
+/// Starts the simulator and the site with that configuration.
+pub async fn site_with(config: Config) -> Site {
+    start(config, false).await
 }
 
 /// A site whose public URL is the simulated load balancer itself,
 /// `http://kdeploy.localhost:<ingress port>`, as `./dev up` sets it: its links open in a browser
 /// (Chromium and curl resolve `*.localhost` to the loopback address).
 pub async fn site_on_the_load_balancer() -> Site {
-    start(config(), None, true).await
+    start(config(), true).await
 }
 
-async fn start(mut config: Config, token: Option<&str>, on_the_load_balancer: bool) -> Site {
+/// The simulator with the platform's fixtures (made as the administrator), and the site under
+/// its own identity: every call it makes is one its installed role must allow.
+async fn start(mut config: Config, on_the_load_balancer: bool) -> Site {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
@@ -103,12 +119,148 @@ async fn start(mut config: Config, token: Option<&str>, on_the_load_balancer: bo
     let admin = sim.client().await.unwrap();
     system_namespace(&admin, &config.system_namespace).await;
     master_ingress(&admin, config.public_url.host(), &config.ingress_class).await;
-    let client = match token {
-        Some(t) => sim.client_with_token(t).await.unwrap(),
-        None => admin.clone(),
+    let refusals = Refusals::default();
+    let client = site_identity(&sim, &admin, &config, refusals.clone()).await;
+    let state = AppState::connect(client.clone(), config).await.unwrap();
+    Site {
+        sim,
+        state,
+        admin,
+        client,
+        refusals,
+    }
+}
+
+/// The kinds of the site's identity in its manifest.
+const RBAC_KINDS: [&str; 5] = [
+    "ServiceAccount",
+    "Role",
+    "RoleBinding",
+    "ClusterRole",
+    "ClusterRoleBinding",
+];
+
+/// The site's identity as the platform installs it: the ServiceAccount, Role, ClusterRole and
+/// bindings of the rendered `manifests/deploy-site.yaml`, applied by the administrator (as
+/// `platform::install` does). Returns a token of that ServiceAccount.
+pub async fn install_site_identity(
+    sim: &RunningSim,
+    admin: &kube::Client,
+    config: &Config,
+) -> String {
+    assert_eq!(
+        config.system_namespace, SYSTEM_NAMESPACE,
+        "the installed Role and ServiceAccount live in the platform's system namespace"
+    );
+    let values = SiteValues {
+        public_url: platform::PublicUrl::parse(&config.public_url.base()).unwrap(),
+        image: default_site_image(),
     };
-    let state = AppState::connect(client, config).await.unwrap();
-    Site { sim, state, admin }
+    let rbac: Vec<DynamicObject> = deploy_site(&values)
+        .unwrap()
+        .into_iter()
+        .filter(|o| {
+            o.types
+                .as_ref()
+                .is_some_and(|t| RBAC_KINDS.contains(&t.kind.as_str()))
+        })
+        .collect();
+    for kind in RBAC_KINDS {
+        assert!(
+            rbac.iter()
+                .any(|o| o.types.as_ref().is_some_and(|t| t.kind == kind)),
+            "the site's manifest has no {kind}"
+        );
+    }
+    platform::manifests::apply(admin, &rbac).await.unwrap();
+    sim.service_account_token(SYSTEM_NAMESPACE, SITE)
+}
+
+/// A client of the site's installed identity (see [`install_site_identity`]). The simulator's
+/// RBAC refuses (403) any call the site's role does not allow, which fails the test that made it
+/// (the refusal is noted in `refusals` even when the site copes with it).
+pub async fn site_identity(
+    sim: &RunningSim,
+    admin: &kube::Client,
+    config: &Config,
+    refusals: Refusals,
+) -> kube::Client {
+    let token = install_site_identity(sim, admin, config).await;
+    let kubeconfig: kube::config::Kubeconfig =
+        serde_yaml::from_str(&sim.kubeconfig_for_token(&token).unwrap()).unwrap();
+    let options = kube::config::KubeConfigOptions::default();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+        .await
+        .unwrap();
+    let layer = tower::layer::layer_fn(move |inner| Watched {
+        inner,
+        refusals: refusals.clone(),
+    });
+    kube::client::ClientBuilder::try_from(config)
+        .unwrap()
+        .with_layer(&layer)
+        .build()
+}
+
+/// The calls of the site the API server refused as forbidden (`METHOD path?query`), however the
+/// site handled the refusal: a refusal the site turns into a warning or a fallback still fails
+/// the test (see `Site`'s `Drop`).
+#[derive(Clone, Default)]
+pub struct Refusals(Arc<Mutex<Vec<String>>>);
+
+impl Refusals {
+    /// The refusals so far, forgotten (a test that provokes one on purpose takes it).
+    pub fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+/// The site's client service, noting each 403 it gets.
+#[derive(Clone)]
+struct Watched<S> {
+    inner: S,
+    refusals: Refusals,
+}
+
+impl<S, B, R> tower::Service<http::Request<R>> for Watched<S>
+where
+    S: tower::Service<http::Request<R>, Response = http::Response<B>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<R>) -> Self::Future {
+        let call = format!("{} {}", request.method(), request.uri());
+        let refusals = self.refusals.clone();
+        let response = self.inner.call(request);
+        Box::pin(async move {
+            let response = response.await?;
+            if response.status() == StatusCode::FORBIDDEN {
+                refusals.0.lock().unwrap().push(call);
+            }
+            Ok(response)
+        })
+    }
+}
+
+impl Drop for Site {
+    /// A test whose site made a call its installed role does not allow fails, even when the
+    /// site coped with the refusal.
+    fn drop(&mut self) {
+        let refused = self.refusals.take();
+        if !std::thread::panicking() {
+            assert!(
+                refused.is_empty(),
+                "the site made calls its role in manifests/deploy-site.yaml does not allow: {refused:#?}"
+            );
+        }
+    }
 }
 
 /// The master Ingress the platform installs for the public host (`kdeploy-host` in
