@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::ingress::CONTROLLER_IMAGE;
 use crate::names;
 use crate::public_url::PublicUrl;
+use crate::targets::{self, Settings};
 use crate::wait::{self, Patience};
 
 pub use crate::names::FIELD_MANAGER;
@@ -19,11 +20,15 @@ pub use crate::names::FIELD_MANAGER;
 pub const INGRESS_CONTROLLER_TEMPLATE: &str =
     include_str!("../../manifests/ingress-controller.yaml");
 pub const DEPLOY_SITE_TEMPLATE: &str = include_str!("../../manifests/deploy-site.yaml");
+pub const TARGETS_CONTROLLER_TEMPLATE: &str =
+    include_str!("../../manifests/targets-controller.yaml");
 
 /// Where each rollout to wait for lives (namespace, Deployment).
 pub const INGRESS_CONTROLLER_DEPLOYMENT: (&str, &str) =
     (names::INGRESS_NAMESPACE, names::INGRESS_CONTROLLER);
 pub const DEPLOY_SITE_DEPLOYMENT: (&str, &str) = (names::SYSTEM_NAMESPACE, names::SITE);
+pub const TARGETS_CONTROLLER_DEPLOYMENT: (&str, &str) =
+    (names::SYSTEM_NAMESPACE, names::TARGETS_CONTROLLER);
 
 /// The deploy site's settings that go into its manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,6 +87,7 @@ fn name_placeholders() -> Vec<(&'static str, String)> {
         ("HEALTH_PORT", names::HEALTH_PORT.to_string()),
         ("HEALTH_PATH", names::HEALTH_PATH.to_owned()),
         ("SITE", names::SITE.to_owned()),
+        ("TARGETS_CONTROLLER", names::TARGETS_CONTROLLER.to_owned()),
         ("HOST_INGRESS", names::HOST_INGRESS.to_owned()),
         ("SITE_PORT", names::SITE_PORT.to_string()),
         (
@@ -101,21 +107,51 @@ pub fn ingress_controller() -> Result<Vec<DynamicObject>> {
     )?)?)
 }
 
-/// The deploy site's objects, in apply order.
-pub fn deploy_site(values: &SiteValues) -> Result<Vec<DynamicObject>> {
-    // The image ends up inside a YAML scalar: allow only what an image reference can hold. The
-    // public URL was checked when it was parsed.
+/// The image ends up inside a YAML scalar: allow only what an image reference can hold.
+fn check_image(image: &str) -> Result<()> {
     check(
         "image",
-        &values.image,
+        image,
         |c| c.is_ascii_alphanumeric() || "./:@_-".contains(c),
         "must be an image reference such as registry/name:tag",
-    )?;
+    )
+}
+
+/// The deploy site's objects, in apply order.
+pub fn deploy_site(values: &SiteValues) -> Result<Vec<DynamicObject>> {
+    // The public URL was checked when it was parsed.
+    check_image(&values.image)?;
     let mut placeholders = name_placeholders();
     placeholders.push(("PUBLIC_URL", values.public_url.to_string()));
     placeholders.push(("PUBLIC_HOST", values.public_url.host().to_owned()));
     placeholders.push(("IMAGE", values.image.clone()));
     labelled(parse(&render(DEPLOY_SITE_TEMPLATE, &placeholders)?)?)
+}
+
+/// The targets controller's objects, in apply order: `web targets` from the site's `image`,
+/// keeping `settings`' target group; the endpoint, when there is one, goes into its environment
+/// as the SDKs' `AWS_ENDPOINT_URL`.
+pub fn targets_controller(settings: &Settings, image: &str) -> Result<Vec<DynamicObject>> {
+    check_image(image)?;
+    settings.check()?;
+    let mut placeholders = name_placeholders();
+    placeholders.push(("IMAGE", image.to_owned()));
+    placeholders.push(("TARGET_GROUP_ARN", settings.target_group_arn.clone()));
+    placeholders.push(("TARGET_PORT", settings.port.to_string()));
+    placeholders.push(("AWS_REGION", settings.region.clone()));
+    let mut objects = labelled(parse(&render(TARGETS_CONTROLLER_TEMPLATE, &placeholders)?)?)?;
+    if let Some(endpoint) = &settings.endpoint {
+        let env = objects
+            .iter_mut()
+            .filter_map(|o| o.data.pointer_mut("/spec/template/spec/containers/0/env"))
+            .find_map(Value::as_array_mut)
+            .ok_or(Error::Incomplete {
+                index: 0,
+                missing: "the targets controller's container env",
+            })?;
+        env.push(serde_json::json!({ "name": targets::ENDPOINT_ENV, "value": endpoint }));
+    }
+    Ok(objects)
 }
 
 /// Puts the recommended labels on every object and pod template, so that no template spells them.
@@ -199,7 +235,11 @@ fn gvk(object: &DynamicObject) -> Option<GroupVersionKind> {
 /// Server-side applies each object in order (namespaces and RBAC come first in the files).
 /// Returns the objects as the API server stored them, in the same order.
 pub async fn apply(client: &kube::Client, objects: &[DynamicObject]) -> Result<Vec<DynamicObject>> {
-    let params = PatchParams::apply(FIELD_MANAGER).force();
+    // Strict: a field the API server does not know (a misspelling in a manifest) fails the install
+    // instead of being dropped with a warning (`?fieldValidation=Strict`).
+    let params = PatchParams::apply(FIELD_MANAGER)
+        .force()
+        .validation_strict();
     let mut applied = Vec::with_capacity(objects.len());
     for (index, object) in objects.iter().enumerate() {
         let resource = describe(object);
@@ -253,6 +293,15 @@ mod tests {
         }
     }
 
+    fn settings() -> Settings {
+        Settings {
+            target_group_arn: "arn:aws:elasticloadbalancing:ap-northeast-2:123456789012:targetgroup/kdeploy-http/50dc6c495c0c9188".into(),
+            port: names::HTTP_NODE_PORT,
+            region: "ap-northeast-2".into(),
+            endpoint: None,
+        }
+    }
+
     fn ingress(objects: &[DynamicObject], name: &str) -> k8s_openapi::api::networking::v1::Ingress {
         typed(
             objects
@@ -276,6 +325,7 @@ mod tests {
         use k8s_openapi::api::{core::v1 as core, networking::v1 as net, rbac::v1 as rbac};
         let mut all = ingress_controller().unwrap();
         all.extend(deploy_site(&site()).unwrap());
+        all.extend(targets_controller(&settings(), "ghcr.io/kdeploy/web:0.1.0").unwrap());
         for object in &all {
             match object.types.as_ref().unwrap().kind.as_str() {
                 "Namespace" => drop(typed::<core::Namespace>(object)),
@@ -292,7 +342,7 @@ mod tests {
                 other => panic!("unexpected kind {other}"),
             }
         }
-        assert_eq!(all.len(), 18);
+        assert_eq!(all.len(), 22);
     }
 
     #[test]
@@ -393,6 +443,109 @@ mod tests {
     }
 
     #[test]
+    fn the_targets_controller_runs_once_on_the_host_network_as_nobody() {
+        use k8s_openapi::api::rbac::v1::ClusterRole;
+        let objects = targets_controller(&settings(), "ghcr.io/kdeploy/web:0.1.0").unwrap();
+        let find = |kind: &str| {
+            objects
+                .iter()
+                .find(|o| o.types.as_ref().unwrap().kind == kind)
+                .unwrap_or_else(|| panic!("no {kind}"))
+        };
+        let deployment: Deployment = typed(find("Deployment"));
+        let spec = deployment.spec.unwrap();
+        assert_eq!(spec.replicas, Some(1));
+        assert_eq!(
+            spec.strategy.and_then(|s| s.type_).as_deref(),
+            Some("Recreate")
+        );
+        let pod = spec.template.spec.unwrap();
+        // Only host-network pods reach IMDS with the launch template's hop limit of 1.
+        assert_eq!(pod.host_network, Some(true));
+        assert_eq!(pod.dns_policy.as_deref(), Some("ClusterFirstWithHostNet"));
+        assert_eq!(
+            pod.service_account_name.as_deref(),
+            Some(names::TARGETS_CONTROLLER)
+        );
+        let security = pod.security_context.unwrap();
+        assert_eq!(
+            (security.run_as_non_root, security.run_as_user),
+            (Some(true), Some(65532))
+        );
+        let container = &pod.containers[0];
+        assert_eq!(
+            container.image.as_deref(),
+            Some("ghcr.io/kdeploy/web:0.1.0")
+        );
+        assert_eq!(container.args.as_deref(), Some(&["targets".to_owned()][..]));
+        let security = container.security_context.clone().unwrap();
+        assert_eq!(security.allow_privilege_escalation, Some(false));
+        assert_eq!(security.read_only_root_filesystem, Some(true));
+        let resources = container.resources.clone().unwrap();
+        assert!(resources.requests.is_some() && resources.limits.is_some());
+        let env: Vec<(String, Option<String>)> = container
+            .env
+            .clone()
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.name, e.value))
+            .collect();
+        let value = |name: &str| {
+            env.iter()
+                .find(|(n, _)| n == name)
+                .and_then(|(_, v)| v.clone())
+        };
+        assert_eq!(
+            value(targets::TARGET_GROUP_ARN_ENV),
+            Some(settings().target_group_arn)
+        );
+        assert_eq!(
+            value(targets::TARGET_PORT_ENV),
+            Some(names::HTTP_NODE_PORT.to_string())
+        );
+        assert_eq!(
+            value(targets::REGION_ENV).as_deref(),
+            Some("ap-northeast-2")
+        );
+        assert!(
+            !env.iter().any(|(n, _)| n == targets::ENDPOINT_ENV),
+            "no endpoint on AWS: the SDK finds the regional one"
+        );
+
+        // Reading Nodes is all it may do in the cluster.
+        let role: ClusterRole = typed(find("ClusterRole"));
+        let rules = role.rules.unwrap();
+        assert_eq!(rules.len(), 1);
+        assert_eq!(
+            rules[0].resources.as_deref(),
+            Some(&["nodes".to_owned()][..])
+        );
+        assert_eq!(rules[0].verbs, ["get", "list", "watch"]);
+
+        // The local stack's emulator endpoint goes into the env.
+        let local = Settings {
+            endpoint: Some("http://127.0.0.1:5000".into()),
+            ..settings()
+        };
+        let objects = targets_controller(&local, "ghcr.io/kdeploy/web:0.1.0").unwrap();
+        let deployment: Deployment = typed(
+            objects
+                .iter()
+                .find(|o| o.types.as_ref().unwrap().kind == "Deployment")
+                .unwrap(),
+        );
+        let env = deployment.spec.unwrap().template.spec.unwrap().containers[0]
+            .env
+            .clone()
+            .unwrap();
+        let endpoint = env
+            .iter()
+            .find(|e| e.name == targets::ENDPOINT_ENV)
+            .unwrap();
+        assert_eq!(endpoint.value.as_deref(), Some("http://127.0.0.1:5000"));
+    }
+
+    #[test]
     fn values_that_could_break_the_yaml_are_refused() {
         assert!(matches!(
             PublicUrl::parse("http://x\"\n  evil: true"),
@@ -412,5 +565,20 @@ mod tests {
         assert!(
             matches!(render("a: {{MISSING}}", &[]), Err(Error::Placeholder(p)) if p == "{{MISSING}}")
         );
+        let bad_arn = Settings {
+            target_group_arn: "arn:x\"\n  evil: true".into(),
+            ..settings()
+        };
+        assert!(matches!(
+            targets_controller(&bad_arn, "ghcr.io/kdeploy/web:0.1.0"),
+            Err(Error::Value {
+                field: targets::TARGET_GROUP_ARN_ENV,
+                ..
+            })
+        ));
+        assert!(matches!(
+            targets_controller(&settings(), "web latest"),
+            Err(Error::Value { field: "image", .. })
+        ));
     }
 }

@@ -57,7 +57,12 @@ impl Kubectl {
             .kill_on_drop(true);
         match tokio::time::timeout(timeout, cmd.output()).await {
             Ok(out) => {
-                let out = out.expect("kubectl runs");
+                let out = out.unwrap_or_else(|e| {
+                    panic!(
+                        "these tests run the real kubectl, which could not be started ({e}): \
+                         install kubectl on the PATH and run them again"
+                    )
+                });
                 (
                     out.status.success(),
                     String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -68,11 +68,13 @@ pub(super) fn sync_annotation(result: &mut Value, config: &Value) {
     }
 }
 
-/// JSON as Go's `json.Encoder` writes it: keys sorted (serde_json's map is ordered), HTML
-/// characters and the line/paragraph separators escaped, and a trailing newline.
+/// JSON as Go's `json.Encoder` writes it: map keys sorted (encoding/json sorts them; serde_json's
+/// map keeps insertion order when any crate of the build enables its `preserve_order` feature, so
+/// the keys are sorted here), HTML characters and the line/paragraph separators escaped, and a
+/// trailing newline.
 fn go_json(v: &Value) -> String {
     let mut out = String::new();
-    for c in v.to_string().chars() {
+    for c in sorted(v).to_string().chars() {
         match c {
             '<' => out.push_str("\\u003c"),
             '>' => out.push_str("\\u003e"),
@@ -84,6 +86,23 @@ fn go_json(v: &Value) -> String {
     }
     out.push('\n');
     out
+}
+
+/// `v` with every object's keys in sorted order, whatever order its map keeps.
+fn sorted(v: &Value) -> Value {
+    match v {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            Value::Object(
+                keys.into_iter()
+                    .map(|k| (k.clone(), sorted(&map[k])))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
+        other => other.clone(),
+    }
 }
 
 #[cfg(test)]

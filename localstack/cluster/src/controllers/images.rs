@@ -33,10 +33,45 @@ use crate::registry::Registry;
 /// containerd's default PATH for a container whose image sets none
 /// (containerd `oci/spec.go` defaultUnixEnv).
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-/// Pod IPs for image pods: 127.1.0.0/16. All of 127.0.0.0/8 is loopback (RFC 1122 §3.2.1.3 (g))
-/// and Linux routes the whole block to `lo` (`local 127.0.0.0/8 dev lo` in the local table), so
-/// every pod can listen on its own address and port without any network setup.
-const POD_NETWORK: [u8; 2] = [127, 1];
+/// Pod IPs for image pods: a /16 of 127.0.0.0/8, 127.1.0.0/16 for the first simulator on the
+/// machine. All of 127.0.0.0/8 is loopback (RFC 1122 §3.2.1.3 (g)) and Linux routes the whole
+/// block to `lo` (`local 127.0.0.0/8 dev lo` in the local table), so every pod can listen on its
+/// own address and port without any network setup.
+///
+/// Like two clusters, two simulators on one machine (parallel tests, `./dev up` beside a test
+/// run) must not hand out the same pod IP: each claims its own /16 by binding
+/// [`POD_NETWORK_CLAIM_PORT`] on the block's last address and holds that socket while it runs.
+const FIRST_POD_NETWORK: u8 = 1;
+const POD_NETWORK_CLAIM_PORT: u16 = 47_001;
+
+/// A /16 of the loopback block held by this simulator (see [`FIRST_POD_NETWORK`]).
+struct PodNetwork {
+    second_octet: u8,
+    _claim: Option<std::net::TcpListener>,
+}
+
+impl PodNetwork {
+    fn claim() -> Self {
+        for second_octet in FIRST_POD_NETWORK..=254 {
+            let marker = Ipv4Addr::new(127, second_octet, 255, 254);
+            if let Ok(claim) = std::net::TcpListener::bind((marker, POD_NETWORK_CLAIM_PORT)) {
+                return Self {
+                    second_octet,
+                    _claim: Some(claim),
+                };
+            }
+        }
+        tracing::warn!("no free pod network in 127.0.0.0/8; sharing 127.1.0.0/16");
+        Self::fixed(FIRST_POD_NETWORK)
+    }
+
+    fn fixed(second_octet: u8) -> Self {
+        Self {
+            second_octet,
+            _claim: None,
+        }
+    }
+}
 const CONTAINER_LOG: &str = "container.log";
 /// Where the kubelet mounts the default service account token volume
 /// (https://kubernetes.io/docs/tasks/configure-pod-container/configure-service-account/).
@@ -114,13 +149,28 @@ pub(super) fn service_account(registry: &Registry, pod: &Value) -> Option<String
 /// The per-pod IP allocator: the next free address after the last one handed out (CNI
 /// host-local IPAM's round robin, plugins/ipam/host-local/backend/allocator), so a released IP
 /// is not reused at once while a lagging ingress may still route to it.
-#[derive(Default)]
 pub(super) struct PodIps {
+    network: PodNetwork,
     by_pod: HashMap<String, Ipv4Addr>,
     last: u16,
 }
 
+impl Default for PodIps {
+    /// The allocator of a pod network this simulator claims for itself.
+    fn default() -> Self {
+        Self::on(PodNetwork::claim())
+    }
+}
+
 impl PodIps {
+    fn on(network: PodNetwork) -> Self {
+        Self {
+            network,
+            by_pod: HashMap::new(),
+            last: 0,
+        }
+    }
+
     pub(super) fn get(&self, uid: &str) -> Option<Ipv4Addr> {
         self.by_pod.get(uid).copied()
     }
@@ -135,7 +185,10 @@ impl PodIps {
         for _ in 0..u16::MAX {
             n = if n >= u16::MAX - 1 { 1 } else { n + 1 };
             let [hi, lo] = n.to_be_bytes();
-            let ip = Ipv4Addr::new(POD_NETWORK[0], POD_NETWORK[1], hi, lo);
+            let ip = Ipv4Addr::new(127, self.network.second_octet, hi, lo);
+            if hi == 255 && lo == 254 {
+                continue; // the network's claim
+            }
             if !used.contains(&ip) {
                 self.last = n;
                 self.by_pod.insert(uid.to_string(), ip);
@@ -684,6 +737,7 @@ pub(super) fn launch(
         args: args.to_vec(),
         env,
         inherit_env: false,
+        env_remove: Vec::new(),
         cwd: Some(cwd),
         chroot,
         user: applied,
@@ -719,7 +773,7 @@ mod tests {
 
     #[test]
     fn pod_ips_are_loopback_round_robin_and_released() {
-        let mut ips = PodIps::default();
+        let mut ips = PodIps::on(PodNetwork::fixed(1));
         let a = ips.allocate("a");
         let b = ips.allocate("b");
         assert_eq!(a, Some(Ipv4Addr::new(127, 1, 0, 1)));
@@ -729,6 +783,19 @@ mod tests {
         ips.retain(|uid| uid != "a");
         assert_eq!(ips.get("a"), None);
         assert_eq!(ips.allocate("c"), Some(Ipv4Addr::new(127, 1, 0, 3)));
+    }
+
+    #[test]
+    fn two_simulators_on_one_machine_get_pod_networks_of_their_own() {
+        let (mut one, mut two) = (PodIps::default(), PodIps::default());
+        let (a, b) = (one.allocate("a"), two.allocate("a"));
+        assert!(a.is_some() && b.is_some() && a != b, "{a:?} {b:?}");
+        let net = |ip: Option<Ipv4Addr>| ip.map(|ip| ip.octets()[1]);
+        assert_ne!(net(a), net(b));
+        drop(one);
+        // A released network is claimed again.
+        let three = PodIps::default();
+        assert_ne!(Some(three.network.second_octet), net(b));
     }
 
     /// filepath-securejoin SecureJoin: absolute links and `..` stay inside the root.
