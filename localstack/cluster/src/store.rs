@@ -48,6 +48,9 @@ pub struct Change {
     pub kind: ChangeKind,
     pub key: ObjectKey,
     pub object: Value,
+    /// The object before a `Modified` change (the watch cache's `PrevObject`), so a filtered watch
+    /// can tell an object entering or leaving its selection.
+    pub previous: Option<Value>,
     pub revision: u64,
 }
 
@@ -152,7 +155,14 @@ impl Store {
         let rev = state.revision + 1;
         set_revision(&mut object, rev);
         state.objects.insert(key.clone(), object.clone());
-        self.commit(&mut state, ChangeKind::Added, key, object.clone(), rev);
+        self.commit(
+            &mut state,
+            ChangeKind::Added,
+            key,
+            object.clone(),
+            None,
+            rev,
+        );
         Ok(object)
     }
 
@@ -177,12 +187,13 @@ impl Store {
         }
         let rev = state.revision + 1;
         set_revision(&mut object, rev);
-        state.objects.insert(key.clone(), object.clone());
+        let previous = state.objects.insert(key.clone(), object.clone());
         self.commit(
             &mut state,
             ChangeKind::Modified,
             key.clone(),
             object.clone(),
+            previous,
             rev,
         );
         Ok(object)
@@ -204,17 +215,27 @@ impl Store {
             ChangeKind::Deleted,
             key.clone(),
             object.clone(),
+            None,
             rev,
         );
         Ok(object)
     }
 
-    fn commit(&self, state: &mut State, kind: ChangeKind, key: ObjectKey, object: Value, rev: u64) {
+    fn commit(
+        &self,
+        state: &mut State,
+        kind: ChangeKind,
+        key: ObjectKey,
+        object: Value,
+        previous: Option<Value>,
+        rev: u64,
+    ) {
         state.revision = rev;
         let change = Arc::new(Change {
             kind,
             key,
             object,
+            previous,
             revision: rev,
         });
         state.history.push_back(change.clone());

@@ -595,46 +595,101 @@ async fn delete_cascades_through_owner_references_and_namespaces() {
     assert_eq!(err.code, 404);
 }
 
+/// kube-runtime's watcher against the simulator: the initial list, then adds, changes and deletes
+/// in order, and an object that stops matching the label selector arrives as a delete, as the
+/// API server's watch cache sends it (kubernetes/kubernetes
+/// staging/src/k8s.io/apiserver/pkg/storage/cacher/cache_watcher.go, `convertToWatchEvent`:
+/// old object passes the filter, new one does not → `watch.Deleted`).
 #[tokio::test]
 async fn watcher_sees_adds_changes_and_deletes() {
     let sim = sim().await;
     let cms: Api<ConfigMap> = Api::namespaced(sim.client().await.unwrap(), "default");
-    let stream = watcher(
+    let pp = PostParams::default();
+    cms.create(&pp, &cm("before", json!({"watched": "yes"})))
+        .await
+        .unwrap();
+    let mut stream = watcher(
         cms.clone(),
         watcher::Config::default().labels("watched=yes"),
     )
-    .applied_objects()
     .boxed();
-    let writer = cms.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        writer
-            .create(&PostParams::default(), &cm("w1", json!({"watched": "yes"})))
+    let mut next = async || -> watcher::Event<ConfigMap> {
+        tokio::time::timeout(Duration::from_secs(10), stream.next())
             .await
-            .unwrap();
-        writer
-            .create(
-                &PostParams::default(),
-                &cm("ignored", json!({"watched": "no"})),
+            .expect("a watch event within 10 s")
+            .expect("the watch stream goes on")
+            .expect("no watch error")
+    };
+    let described = |e: &watcher::Event<ConfigMap>| -> String {
+        let d = |o: &ConfigMap| {
+            format!(
+                "{}={}",
+                o.metadata.name.as_deref().unwrap_or_default(),
+                o.data
+                    .as_ref()
+                    .and_then(|d| d.get("k"))
+                    .cloned()
+                    .unwrap_or_default()
             )
-            .await
-            .unwrap();
-        writer
-            .patch(
-                "w1",
-                &PatchParams::default(),
-                &Patch::Merge(json!({"data": {"k": "changed"}})),
-            )
-            .await
-            .unwrap();
-    });
-    let seen: Vec<ConfigMap> =
-        tokio::time::timeout(Duration::from_secs(10), stream.take(2).try_collect())
-            .await
-            .unwrap()
-            .unwrap();
-    assert_eq!(seen[0].metadata.name.as_deref(), Some("w1"));
-    assert_eq!(seen[1].data.as_ref().unwrap()["k"], "changed");
+        };
+        match e {
+            watcher::Event::Init => "init".into(),
+            watcher::Event::InitApply(o) => format!("init-apply {}", d(o)),
+            watcher::Event::InitDone => "init-done".into(),
+            watcher::Event::Apply(o) => format!("apply {}", d(o)),
+            watcher::Event::Delete(o) => format!("delete {}", d(o)),
+        }
+    };
+    // The initial list: the watch is established once it is done, so no sleep is needed.
+    let mut initial = Vec::new();
+    loop {
+        let event = next().await;
+        let done = matches!(event, watcher::Event::InitDone);
+        initial.push(described(&event));
+        if done {
+            break;
+        }
+    }
+    assert_eq!(initial, ["init", "init-apply before=v", "init-done"]);
+
+    cms.create(&pp, &cm("w1", json!({"watched": "yes"})))
+        .await
+        .unwrap();
+    cms.create(&pp, &cm("ignored", json!({"watched": "no"})))
+        .await
+        .unwrap();
+    cms.patch(
+        "w1",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"k": "changed"}})),
+    )
+    .await
+    .unwrap();
+    cms.patch(
+        "before",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"watched": "no"}}})),
+    )
+    .await
+    .unwrap();
+    cms.delete("w1", &DeleteParams::default()).await.unwrap();
+    cms.delete("ignored", &DeleteParams::default())
+        .await
+        .unwrap();
+
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        seen.push(described(&next().await));
+    }
+    assert_eq!(
+        seen,
+        [
+            "apply w1=v",
+            "apply w1=changed",
+            "delete before=v",
+            "delete w1=changed"
+        ]
+    );
 }
 
 #[tokio::test]

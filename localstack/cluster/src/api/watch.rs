@@ -14,7 +14,7 @@ use super::request::{Params, flag, list_options};
 use super::{ApiState, table};
 use crate::error::{ApiError, ApiResult};
 use crate::resources::ResourceType;
-use crate::store::{Change, StoreError};
+use crate::store::{Change, ChangeKind, StoreError};
 
 fn event_line(kind: &str, object: &Value) -> Bytes {
     let mut line = json!({"type": kind, "object": object}).to_string();
@@ -95,17 +95,44 @@ pub(super) fn watch(
     };
 
     let ns = ns.map(str::to_string);
-    let matches = move |change: &Change| {
-        change.key.resource == rt.key()
-            && ns.as_deref().is_none_or(|n| change.key.namespace == n)
-            && opts
-                .label_selector
-                .as_ref()
-                .is_none_or(|s| s.matches_object(&change.object))
+    let passes = move |object: &Value| {
+        opts.label_selector
+            .as_ref()
+            .is_none_or(|s| s.matches_object(object))
             && opts
                 .field_selector
                 .as_ref()
-                .is_none_or(|s| s.matches(&change.object))
+                .is_none_or(|s| s.matches(object))
+    };
+    // What a filtered watcher is sent for one change, as the watch cache decides it
+    // (kubernetes/kubernetes staging/src/k8s.io/apiserver/pkg/storage/cacher/cache_watcher.go,
+    // `convertToWatchEvent`): a modified object that starts to pass the selectors is ADDED, one
+    // that stops passing is DELETED (the previous object at the new resourceVersion), and one that
+    // passes neither before nor after is not sent.
+    let event = move |change: &Change| -> Option<(&'static str, Value)> {
+        if change.key.resource != rt.key()
+            || ns.as_deref().is_some_and(|n| change.key.namespace != n)
+        {
+            return None;
+        }
+        let now = passes(&change.object);
+        match (change.kind, &change.previous) {
+            (ChangeKind::Modified, Some(previous)) => match (passes(previous), now) {
+                (true, true) => Some(("MODIFIED", change.object.clone())),
+                (false, true) => Some(("ADDED", change.object.clone())),
+                (true, false) => {
+                    let mut gone = previous.clone();
+                    if let Some(rv) = change.object.pointer("/metadata/resourceVersion")
+                        && let Some(meta) = gone.get_mut("metadata").and_then(Value::as_object_mut)
+                    {
+                        meta.insert("resourceVersion".into(), rv.clone());
+                    }
+                    Some(("DELETED", gone))
+                }
+                (false, false) => None,
+            },
+            (kind, _) => now.then(|| (kind.watch_type(), change.object.clone())),
+        }
     };
     let render = move |object: &Value| {
         if as_table {
@@ -136,16 +163,12 @@ pub(super) fn watch(
         {
             return;
         }
-        for change in start.backlog.iter().filter(|c| matches(c)) {
+        for change in &start.backlog {
+            let Some((kind, object)) = event(change) else {
+                continue;
+            };
             last_revision = change.revision;
-            if tx
-                .send(event_line(
-                    change.kind.watch_type(),
-                    &render(&change.object),
-                ))
-                .await
-                .is_err()
-            {
+            if tx.send(event_line(kind, &render(&object))).await.is_err() {
                 return;
             }
         }
@@ -164,11 +187,14 @@ pub(super) fn watch(
                 }
                 received = feed.recv() => match received {
                     Ok(change) => {
-                        if change.revision <= start.revision || !matches(&change) {
+                        if change.revision <= start.revision {
                             continue;
                         }
+                        let Some((kind, object)) = event(&change) else {
+                            continue;
+                        };
                         last_revision = change.revision;
-                        if tx.send(event_line(change.kind.watch_type(), &render(&change.object))).await.is_err() {
+                        if tx.send(event_line(kind, &render(&object))).await.is_err() {
                             return;
                         }
                     }
