@@ -234,6 +234,309 @@ def replace_unhealthy_asg_instances() -> None:
     threading.Thread(target=check, name="asg-health-check", daemon=True).start()
 
 
+def eks_cluster_version_updates() -> None:
+    """EKS UpdateClusterVersion, DescribeUpdate and ListUpdates, which moto lacks (its EKS has
+    UpdateClusterConfig only). As the Amazon EKS API Reference describes them:
+    UpdateClusterVersion (POST /clusters/{name}/updates) "updates an Amazon EKS cluster to the
+    specified Kubernetes version"; the response is an `update` with an id, status `InProgress`,
+    type `VersionUpdate` and params `Version` and `PlatformVersion`, to be tracked "with the
+    DescribeUpdate API operation" (GET /clusters/{name}/updates/{updateId}), which reports
+    `Successful` once done; ListUpdates (GET /clusters/{name}/updates) lists the ids. EKS
+    upgrades one minor version at a time ("Update existing cluster to new Kubernetes version":
+    "you can't skip minor versions"; no downgrade) -- anything else is InvalidParameterException
+    "Unsupported Kubernetes minor version update from X to Y" -- and refuses an update while the
+    cluster is not ACTIVE (ResourceInUseException). moto answers at once, so the update is
+    done by the time it is described and the cluster is ACTIVE on the new version."""
+    import uuid
+
+    from moto.core.responses import ActionResult
+    from moto.core.utils import utcnow
+    from moto.eks import urls
+    from moto.eks.exceptions import (
+        InvalidParameterException,
+        ResourceInUseException,
+        ResourceNotFoundException,
+    )
+    from moto.eks.responses import EKSResponse
+
+    def minor(version: str) -> tuple[int, int] | None:
+        try:
+            major, minor_ = version.split(".")
+            return int(major), int(minor_)
+        except (AttributeError, ValueError):
+            return None
+
+    def find_cluster(backend, name):  # type: ignore[no-untyped-def]
+        cluster = backend.clusters.get(name)
+        if cluster is None:
+            raise ResourceNotFoundException(
+                clusterName=name,
+                nodegroupName=None,
+                fargateProfileName=None,
+                addonName=None,
+                message=f"No cluster found for name: {name}.",
+            )
+        return cluster
+
+    def updates_of(cluster):  # type: ignore[no-untyped-def]
+        if not hasattr(cluster, "kdeploy_updates"):
+            cluster.kdeploy_updates = {}
+        return cluster.kdeploy_updates
+
+    def update_cluster_version(self):  # type: ignore[no-untyped-def]
+        name = self._get_param("name")
+        version = self._get_param("version")
+        cluster = find_cluster(self.eks_backend, name)
+        if cluster.status != "ACTIVE":
+            raise ResourceInUseException(
+                clusterName=name,
+                nodegroupName=None,
+                addonName=None,
+                message=f"Cluster {name} is currently {cluster.status}; an update is only possible on an ACTIVE cluster.",
+            )
+        now, wanted = minor(cluster.version), minor(version)
+        if now is None or wanted is None or wanted != (now[0], now[1] + 1):
+            raise InvalidParameterException(
+                clusterName=name,
+                nodegroupName=None,
+                fargateProfileName=None,
+                addonName=None,
+                message=f"Unsupported Kubernetes minor version update from {cluster.version} to {version}",
+            )
+        cluster.version = version
+        cluster.platformVersion = "eks.1"
+        update = {
+            "id": str(uuid.uuid4()),
+            "status": "Successful",
+            "type": "VersionUpdate",
+            "params": [
+                {"type": "Version", "value": version},
+                {"type": "PlatformVersion", "value": "eks.1"},
+            ],
+            "createdAt": utcnow(),
+            "errors": [],
+        }
+        updates_of(cluster)[update["id"]] = update
+        return ActionResult({"update": dict(update, status="InProgress")})
+
+    def describe_update(self):  # type: ignore[no-untyped-def]
+        name = self._get_param("name")
+        update_id = self._get_param("updateId")
+        update = updates_of(find_cluster(self.eks_backend, name)).get(update_id)
+        if update is None:
+            raise ResourceNotFoundException(
+                clusterName=name,
+                nodegroupName=None,
+                fargateProfileName=None,
+                addonName=None,
+                message=f"No update found for ID: {update_id}.",
+            )
+        return ActionResult({"update": update})
+
+    def list_updates(self):  # type: ignore[no-untyped-def]
+        name = self._get_param("name")
+        ids = list(updates_of(find_cluster(self.eks_backend, name)))
+        return ActionResult({"updateIds": ids})
+
+    EKSResponse.update_cluster_version = update_cluster_version
+    EKSResponse.describe_update = describe_update
+    EKSResponse.list_updates = list_updates
+    urls.url_paths["{0}/clusters/(?P<name>[^/]+)/updates$"] = urls.response.dispatch
+    urls.url_paths["{0}/clusters/(?P<name>[^/]+)/updates/(?P<updateId>[^/]+)$"] = (
+        urls.response.dispatch
+    )
+
+
+def sts_presigned_get_caller_identity() -> None:
+    """STS GetCallerIdentity as a presigned GET, the way EKS tokens reach STS
+    (kubernetes-sigs/aws-iam-authenticator pkg/token/token.go `Verify`: the decoded token URL, sent
+    with the header `x-k8s-aws-id: <cluster>`). SigV4 query-string authentication carries the
+    credential in the query, not in an Authorization header ("Authenticating Requests: Using Query
+    Parameters (AWS Signature Version 4)", Amazon S3 API Reference, sigv4-query-string-auth.html:
+    `X-Amz-Credential` = `<access-key-id>/<date>/<region>/<service>/aws4_request`,
+    `X-Amz-SignedHeaders`, `X-Amz-Signature`). moto reads neither: it routes such a request by
+    default to S3 and answers for a made-up key `AKIAEXAMPLE`. Here
+    - the service and region come from X-Amz-Credential's scope when there is no Authorization
+      header, as they do from the Authorization header's;
+    - the caller is the access key in X-Amz-Credential;
+    - GetCallerIdentity checks the signature when moto knows the key's secret (an IAM user's
+      access key, or the credentials of an assumed role), over the signed headers as received
+      (so `x-k8s-aws-id` with the cluster the verifier names): a mismatch is STS's 403
+      `SignatureDoesNotMatch` ("Signing AWS API requests", IAM User Guide: the service
+      recalculates the signature and rejects the request if it does not match). A key moto does
+      not know (the emulator's dummy `test`) keeps moto's default identity, unverified."""
+    import hashlib
+    import hmac
+    from urllib.parse import quote
+
+    from moto.core.exceptions import SignatureDoesNotMatchError
+    from moto.core.responses import BaseResponse
+    from moto.iam.models import iam_backends
+    from moto.moto_server import werkzeug_app
+    from moto.sts.models import sts_backends
+    from moto.sts.responses import TokenResponse
+
+    def query_credential(query: str) -> list[str] | None:
+        from urllib.parse import parse_qs
+
+        values = parse_qs(query).get("X-Amz-Credential")
+        scope = values[0].split("/") if values else []
+        return scope if len(scope) == 5 else None
+
+    original_infer = werkzeug_app.DomainDispatcherApplication.infer_service_region_host
+
+    def infer_service_region_host(self, environ, path):  # type: ignore[no-untyped-def]
+        if not environ.get("HTTP_AUTHORIZATION"):
+            scope = query_credential(environ.get("QUERY_STRING", ""))
+            if scope is not None:
+                _, _, region, service, _ = scope
+                return f"{service.lower()}.{region}.amazonaws.com"
+        return original_infer(self, environ, path)
+
+    werkzeug_app.DomainDispatcherApplication.infer_service_region_host = infer_service_region_host
+
+    original_access_key = BaseResponse.get_access_key
+
+    def get_access_key(self):  # type: ignore[no-untyped-def]
+        if "Authorization" not in self.headers:
+            credential = self.querystring.get("X-Amz-Credential")
+            if credential:
+                return credential[0].split("/")[0]
+        return original_access_key(self)
+
+    BaseResponse.get_access_key = get_access_key
+
+    def known_secret(access_key_id: str) -> str | None:
+        for regions in list(sts_backends.values()):
+            for backend in list(regions.values()):
+                role = backend.get_assumed_role_from_access_key(access_key_id)
+                if role is not None:
+                    return role.secret_access_key
+        for partitions in list(iam_backends.values()):
+            for iam in list(partitions.values()):
+                user = iam.get_user_from_access_key_id(access_key_id)
+                if user is not None:
+                    for key in iam.list_access_keys(user.name):
+                        if key.access_key_id == access_key_id:
+                            return key.secret_access_key
+        return None
+
+    def encode(text: str) -> str:
+        return quote(text, safe="-_.~")
+
+    def expected_signature(self, secret: str) -> str:  # type: ignore[no-untyped-def]
+        # Signature Version 4: canonical request, string to sign, derived key (IAM User Guide,
+        # "Create a signed AWS API request"); for a presigned URL the payload is hashed as sent
+        # (empty), as botocore's SigV4QueryAuth does for every service but S3.
+        params = {k: v[0] for k, v in self.querystring.items() if k != "X-Amz-Signature"}
+        query = "&".join(f"{encode(k)}={encode(v)}" for k, v in sorted(params.items()))
+        signed = params.get("X-Amz-SignedHeaders", "").split(";")
+        headers = "".join(
+            f"{h}:{' '.join(str(self.headers.get(h, '')).split())}\n" for h in signed
+        )
+        canonical = "\n".join(
+            [
+                self.method,
+                encode(self.path or "/").replace("%2F", "/"),
+                query,
+                headers,
+                ";".join(signed),
+                hashlib.sha256(b"").hexdigest(),
+            ]
+        )
+        date = params.get("X-Amz-Date", "")
+        _, day, region, service, terminator = params["X-Amz-Credential"].split("/")
+        scope = f"{day}/{region}/{service}/{terminator}"
+        to_sign = "\n".join(
+            ["AWS4-HMAC-SHA256", date, scope, hashlib.sha256(canonical.encode()).hexdigest()]
+        )
+        key = f"AWS4{secret}".encode()
+        for part in (day, region, service, terminator):
+            key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+        return hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+
+    original_get_caller_identity = TokenResponse.get_caller_identity
+
+    def get_caller_identity(self):  # type: ignore[no-untyped-def]
+        credential = self.querystring.get("X-Amz-Credential")
+        if "Authorization" not in self.headers and credential:
+            secret = known_secret(credential[0].split("/")[0])
+            given = (self.querystring.get("X-Amz-Signature") or [""])[0]
+            if secret is not None and not hmac.compare_digest(
+                expected_signature(self, secret), given
+            ):
+                raise SignatureDoesNotMatchError()
+        return original_get_caller_identity(self)
+
+    TokenResponse.get_caller_identity = get_caller_identity
+
+    # For a key it does not know, moto answers `arn:aws:sts::<account>:user/moto`, an ARN STS never
+    # gives (an IAM user's is `arn:aws:iam::<account>:user/<name>`, STS API Reference,
+    # GetCallerIdentity examples) and that aws-iam-authenticator refuses (pkg/arn/arn.go
+    # Canonicalize: `sts` ARNs are assumed-role or federated-user only). The emulator's dummy key
+    # stands for the IAM user `moto` of the default account.
+    from moto.sts import models as sts_models
+
+    original_backend_identity = sts_models.STSBackend.get_caller_identity
+
+    def backend_get_caller_identity(self, access_key_id, region):  # type: ignore[no-untyped-def]
+        user_id, arn, account_id = original_backend_identity(self, access_key_id, region)
+        prefix = f":sts::{account_id}:user/"
+        if prefix in arn:
+            arn = arn.replace(prefix, f":iam::{account_id}:user/")
+        return user_id, arn, account_id
+
+    sts_models.STSBackend.get_caller_identity = backend_get_caller_identity
+
+
+def eks_cluster_creator() -> None:
+    """Who created each EKS cluster, which the cluster's authenticator (the cluster simulator)
+    asks for at `GET /moto-api/kdeploy/eks-cluster-creator?name=<cluster>` (`{"arn": ...}`).
+    On EKS "the IAM principal that creates the cluster is automatically granted system:masters
+    permissions in the cluster's RBAC configuration in the Amazon EKS control plane. This
+    principal doesn't appear in any visible configuration" (Amazon EKS User Guide, "Grant IAM
+    users and roles access to Kubernetes APIs", for clusters with the ConfigMap; with access
+    entries, CreateCluster's `bootstrapClusterCreatorAdminPermissions` makes the same principal
+    an access entry with AmazonEKSClusterAdminPolicy). moto has no access-entry API and keeps
+    no creator, so this records the caller of CreateCluster on the cluster: the ARN STS's
+    GetCallerIdentity gives for the request's access key (the reader canonicalises an
+    assumed-role ARN as aws-iam-authenticator does)."""
+    import json
+
+    from moto.eks.models import eks_backends
+    from moto.eks.responses import EKSResponse
+    from moto.moto_api._internal import urls as moto_api_urls
+    from moto.sts.models import sts_backends
+
+    original_create_cluster = EKSResponse.create_cluster
+
+    def create_cluster(self):  # type: ignore[no-untyped-def]
+        result = original_create_cluster(self)
+        name = self._get_param("name")
+        cluster = self.eks_backend.clusters.get(name)
+        if cluster is not None and not hasattr(cluster, "kdeploy_creator_arn"):
+            sts = sts_backends[self.current_account][self.partition]
+            _, arn, _ = sts.get_caller_identity(self.get_access_key(), self.region)
+            cluster.kdeploy_creator_arn = arn
+        return result
+
+    EKSResponse.create_cluster = create_cluster
+
+    def creator(request, full_url, headers):  # type: ignore[no-untyped-def]
+        from urllib.parse import parse_qs, urlparse
+
+        name = (parse_qs(urlparse(full_url).query).get("name") or [""])[0]
+        for partitions in list(eks_backends.values()):
+            for backend in list(partitions.values()):
+                cluster = backend.clusters.get(name)
+                arn = getattr(cluster, "kdeploy_creator_arn", None)
+                if arn:
+                    return 200, {"Content-Type": "application/json"}, json.dumps({"arn": arn})
+        return 404, {"Content-Type": "application/json"}, json.dumps({"message": f"no cluster {name}"})
+
+    moto_api_urls.url_paths["{0}/moto-api/kdeploy/eks-cluster-creator$"] = creator
+
+
 def exit_with_parent(parent: int) -> None:
     while True:
         if os.getppid() != parent:
@@ -254,6 +557,9 @@ def main() -> None:
     launch_template_instance_settings()
     fresh_private_ips_first()
     replace_unhealthy_asg_instances()
+    eks_cluster_version_updates()
+    sts_presigned_get_caller_identity()
+    eks_cluster_creator()
 
     from moto.server import ThreadedMotoServer
 

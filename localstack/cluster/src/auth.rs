@@ -1,7 +1,7 @@
 //! Authentication (bearer tokens) and RBAC authorization over the stored Roles and bindings.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
@@ -12,10 +12,42 @@ use crate::registry::Registry;
 use crate::resources::find;
 
 /// An authenticated caller.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct User {
     pub name: String,
     pub groups: Vec<String>,
+    /// EKS access policies associated with the caller's access entry, which EKS's own
+    /// authorizer applies alongside RBAC.
+    pub access_policies: Vec<AccessPolicy>,
+}
+
+/// An EKS access policy association (ListAssociatedAccessPolicies): the policy's ARN and its
+/// access scope (None: the whole cluster; Some: these namespaces).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessPolicy {
+    pub arn: String,
+    pub namespaces: Option<Vec<String>>,
+}
+
+impl AccessPolicy {
+    /// Amazon EKS User Guide, "Review access policy permissions": AmazonEKSClusterAdminPolicy
+    /// has the permissions of the `cluster-admin` ClusterRole (`*` on everything) within its
+    /// scope. The other access policies (Admin, Edit, View, ...) are not modelled: they grant
+    /// nothing here, which is stricter than EKS, never more lenient.
+    fn allows(&self, attrs: &Attributes) -> bool {
+        if !self
+            .arn
+            .ends_with(":cluster-access-policy/AmazonEKSClusterAdminPolicy")
+        {
+            return false;
+        }
+        match &self.namespaces {
+            None => true,
+            Some(namespaces) => {
+                !attrs.namespace.is_empty() && namespaces.iter().any(|n| n == attrs.namespace)
+            }
+        }
+    }
 }
 
 /// One request as RBAC sees it.
@@ -43,6 +75,20 @@ pub struct Authenticator {
     aws_identities: Vec<AwsIdentity>,
     eks_token_lifetime: Duration,
     anonymous_is_admin: bool,
+    /// With the AWS emulator: EKS tokens are verified through its STS and mapped as EKS maps
+    /// them, instead of through `aws_identities`.
+    eks: Option<Arc<crate::cloud::identity::EksAuth>>,
+}
+
+/// An EKS token that passed aws-iam-authenticator's checks made before it calls STS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresignedCall {
+    /// The STS host the URL was signed for (`sts.<region>.amazonaws.com`).
+    pub host: String,
+    /// The URL's query, as in the token.
+    pub query: String,
+    /// The access key id in X-Amz-Credential.
+    pub access_key_id: String,
 }
 
 /// Why an EKS token was refused; the messages are aws-iam-authenticator's
@@ -57,6 +103,19 @@ pub enum EksTokenRejected {
     Expired { lifetime_secs: u64, signed: String },
     #[error("access key {0} is not mapped to a user or role of the cluster")]
     UnknownAccessKey(String),
+    /// pkg/token/token.go: a non-200 answer from STS.
+    #[error("error from AWS (expected 200, got {status}). Body: {body}")]
+    Sts { status: u16, body: String },
+    #[error("error calling STS: {0}")]
+    StsCall(String),
+    /// pkg/arn/arn.go Canonicalize.
+    #[error("{0}")]
+    Arn(String),
+    /// pkg/server/server.go: no mapper maps the identity.
+    #[error("ARN is not mapped: {0}")]
+    NotMapped(String),
+    #[error("cannot read the cluster's access configuration from the AWS emulator: {0}")]
+    Emulator(String),
 }
 
 /// The query parameters aws-iam-authenticator lets through (`parameterWhitelist` in
@@ -86,13 +145,21 @@ impl Authenticator {
             aws_identities,
             eks_token_lifetime,
             anonymous_is_admin,
+            eks: None,
         }
+    }
+
+    /// EKS tokens go through the AWS emulator's STS and the cluster's access configuration.
+    pub fn with_eks(mut self, eks: Arc<crate::cloud::identity::EksAuth>) -> Self {
+        self.eks = Some(eks);
+        self
     }
 
     fn admin() -> User {
         User {
             name: "kubernetes-admin".into(),
             groups: vec!["system:masters".into(), "system:authenticated".into()],
+            ..User::default()
         }
     }
 
@@ -119,22 +186,26 @@ impl Authenticator {
             .remove(token);
     }
 
-    pub fn authenticate(&self, authorization: Option<&str>) -> Option<User> {
+    pub async fn authenticate(&self, authorization: Option<&str>) -> Option<User> {
         if authorization.is_none() && self.anonymous_is_admin {
             return Some(Self::admin());
         }
         let token = authorization?.strip_prefix("Bearer ")?.trim();
         if token == self.admin_token {
-            return Some(User {
-                name: "kubernetes-admin".into(),
-                groups: vec!["system:masters".into(), "system:authenticated".into()],
-            });
+            return Some(Self::admin());
         }
         if let Some(presigned) = token.strip_prefix("k8s-aws-v1.") {
+            let now = SystemTime::now();
+            let verified = match &self.eks {
+                Some(eks) => match self.check_eks(presigned, now) {
+                    Ok(call) => eks.identify(&call).await,
+                    Err(e) => Err(e),
+                },
+                None => self.verify_eks(presigned, now),
+            };
             // The API server answers a bare 401 `Unauthorized` and only logs the reason
             // (kubernetes/kubernetes staging/src/k8s.io/apiserver/pkg/endpoints/filters/authentication.go).
-            return self
-                .verify_eks(presigned, SystemTime::now())
+            return verified
                 .inspect_err(|reason| tracing::info!(%reason, "EKS token refused"))
                 .ok();
         }
@@ -150,18 +221,40 @@ impl Authenticator {
                 format!("system:serviceaccounts:{ns}"),
                 "system:authenticated".into(),
             ],
+            ..User::default()
         })
     }
 
-    /// EKS tokens are base64url presigned `sts:GetCallerIdentity` URLs. The simulator cannot call
-    /// STS, so it makes aws-iam-authenticator's checks before that call (pkg/token/token.go,
+    /// Without the AWS emulator: [`Self::check_eks`], then the access key id in
+    /// X-Amz-Credential is mapped to a configured identity, as STS's answer would be.
+    pub fn verify_eks(&self, presigned: &str, now: SystemTime) -> Result<User, EksTokenRejected> {
+        let call = self.check_eks(presigned, now)?;
+        let identity = self
+            .aws_identities
+            .iter()
+            .find(|i| i.access_key_id == call.access_key_id)
+            .ok_or(EksTokenRejected::UnknownAccessKey(call.access_key_id))?;
+        let mut groups = identity.groups.clone();
+        groups.push("system:authenticated".into());
+        Ok(User {
+            name: identity.username.clone(),
+            groups,
+            ..User::default()
+        })
+    }
+
+    /// EKS tokens are base64url presigned `sts:GetCallerIdentity` URLs. These are
+    /// aws-iam-authenticator's checks before it calls STS (pkg/token/token.go,
     /// `tokenVerifier.Verify`): an https STS host, path `/`, only whitelisted single-valued
     /// parameters, action GetCallerIdentity, the signed `x-k8s-aws-id` header, X-Amz-Expires within
     /// 0..=900, and X-Amz-Date no older than the token lifetime (`presignedURLExpiration`, 15 min:
     /// STS honours a presigned GetCallerIdentity for 15 minutes after X-Amz-Date whatever
-    /// X-Amz-Expires says, so the verifier ignores X-Amz-Expires' value). Then it maps the access
-    /// key id in X-Amz-Credential to a configured identity, as STS's answer would.
-    pub fn verify_eks(&self, presigned: &str, now: SystemTime) -> Result<User, EksTokenRejected> {
+    /// X-Amz-Expires says, so the verifier ignores X-Amz-Expires' value).
+    pub fn check_eks(
+        &self,
+        presigned: &str,
+        now: SystemTime,
+    ) -> Result<PresignedCall, EksTokenRejected> {
         let malformed = |m: &str| EksTokenRejected::Format(m.to_string());
         // `maxTokenLenBytes`, counted with the `k8s-aws-v1.` prefix.
         if presigned.len() + "k8s-aws-v1.".len() > 4 * 1024 {
@@ -238,20 +331,15 @@ impl Authenticator {
                 signed: date.to_string(),
             });
         }
-        let access_key = param("x-amz-credential")
+        let access_key_id = param("x-amz-credential")
             .split('/')
             .next()
-            .unwrap_or_default();
-        let identity = self
-            .aws_identities
-            .iter()
-            .find(|i| i.access_key_id == access_key)
-            .ok_or_else(|| EksTokenRejected::UnknownAccessKey(access_key.to_string()))?;
-        let mut groups = identity.groups.clone();
-        groups.push("system:authenticated".into());
-        Ok(User {
-            name: identity.username.clone(),
-            groups,
+            .unwrap_or_default()
+            .to_string();
+        Ok(PresignedCall {
+            host: host.to_string(),
+            query: query.to_string(),
+            access_key_id,
         })
     }
 }
@@ -342,6 +430,9 @@ fn subject_matches(subject: &Value, user: &User, binding_ns: &str) -> bool {
 /// Whether RBAC grants `attrs` to `user`. `system:masters` is allowed everything, as on a real cluster.
 pub fn authorize(registry: &Registry, user: &User, attrs: &Attributes) -> bool {
     if user.groups.iter().any(|g| g == "system:masters") {
+        return true;
+    }
+    if user.access_policies.iter().any(|p| p.allows(attrs)) {
         return true;
     }
     // Every authenticated user may ask what it may do, as the default `system:basic-user` role allows.
@@ -488,7 +579,7 @@ mod tests {
         );
         // Through the bearer header, the token is judged at the current time: long expired.
         let header = format!("Bearer k8s-aws-v1.{}", presigned(EKS_URL));
-        assert!(auth.authenticate(Some(&header)).is_none());
+        assert!(futures::executor::block_on(auth.authenticate(Some(&header))).is_none());
     }
 
     /// aws-iam-authenticator pkg/token/token.go: `presignedURLExpiration` (15 min) after

@@ -53,7 +53,9 @@ pub struct SimConfig {
     pub watch_history: usize,
     /// How often watches with `allowWatchBookmarks` receive a BOOKMARK.
     pub bookmark_interval: Duration,
-    /// IAM identities EKS-style tokens map to.
+    /// IAM identities EKS-style tokens map to by their access key, when [`Self::aws`] is None.
+    /// With `aws` set, tokens are authenticated through the emulator's STS and the cluster's
+    /// access entries, creator and aws-auth instead (see [`cloud::identity`]).
     pub aws_identities: Vec<AwsIdentity>,
     /// How long after its X-Amz-Date an EKS-style token is accepted: 15 minutes on EKS
     /// (kubernetes-sigs/aws-iam-authenticator pkg/token/token.go `presignedURLExpiration`);
@@ -168,12 +170,19 @@ impl ClusterSim {
             .clone()
             .unwrap_or_else(|| format!("sim-admin.{}", meta::random_suffix(24)));
         let registry = Arc::new(registry::Registry::new(config.watch_history));
-        let authenticator = Arc::new(auth::Authenticator::new(
+        let mut authenticator = auth::Authenticator::new(
             admin_token.clone(),
             config.aws_identities.clone(),
             config.eks_token_lifetime,
             config.anonymous_is_admin,
-        ));
+        );
+        // With the AWS emulator, EKS tokens are authenticated as EKS does: its STS, then the
+        // cluster's access entries, creator and aws-auth.
+        if let Some(join) = config.aws.clone() {
+            let eks = cloud::identity::EksAuth::new(join, registry.clone()).await;
+            authenticator = authenticator.with_eks(Arc::new(eks));
+        }
+        let authenticator = Arc::new(authenticator);
         controllers::bootstrap(&registry, config.aws.is_none());
 
         let state = Arc::new(api::ApiState {

@@ -153,6 +153,7 @@ async fn handle(
     let user = state
         .authenticator
         .authenticate(authorization)
+        .await
         .ok_or_else(ApiError::unauthorized)?;
     let route = parse_route(uri.path())?;
     let target = match route {

@@ -3,7 +3,6 @@
 //! role's identity register its Node (aws-auth or an EC2_LINUX access entry).
 
 use base64::Engine;
-use serde::Deserialize;
 
 use super::userdata::{self, NodeConfig, UserDataError};
 
@@ -210,17 +209,6 @@ fn kubelet_labels(config: &NodeConfig) -> Result<(), NotJoining> {
     }
 }
 
-/// One `mapRoles` entry (aws-iam-authenticator pkg/config RoleMapping).
-#[derive(Debug, Deserialize)]
-struct RoleMapping {
-    #[serde(default)]
-    rolearn: String,
-    #[serde(default)]
-    username: String,
-    #[serde(default)]
-    groups: Vec<String>,
-}
-
 /// The identity the API server gives the kubelet, per the cluster's authentication mode (EKS
 /// "Grant IAM users access to Kubernetes with EKS access entries": `API` ignores aws-auth,
 /// `CONFIG_MAP` ignores access entries).
@@ -245,13 +233,8 @@ fn check_access(
         };
     }
     let mapping = use_config_map
-        .then_some(access.map_roles.as_deref())
-        .flatten()
-        .and_then(|text| serde_yaml::from_str::<Vec<RoleMapping>>(text).ok())
-        .unwrap_or_default()
-        .into_iter()
-        // configmap/mapper.go Map: keys and the canonical ARN compared lower-cased.
-        .find(|m| m.rolearn.eq_ignore_ascii_case(&role.canonical_arn()));
+        .then(|| super::identity::find_mapping(access.map_roles.as_deref(), &role.canonical_arn()))
+        .flatten();
     let Some(mapping) = mapping else {
         return Err(NotJoining::NotMapped {
             role: role.arn.clone(),

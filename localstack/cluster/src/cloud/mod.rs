@@ -16,6 +16,7 @@
 //!   InstanceShutdownByProviderID), its kubelet no longer posting status;
 //! - runs an instance metadata service for each joined node ([`imds`]).
 
+pub mod identity;
 mod imds;
 pub mod join;
 mod node;
@@ -565,16 +566,33 @@ async fn profile_role(
     }
 }
 
-/// The principal ARNs with an access entry; empty (and remembered) when the API does not exist:
-/// a 404 without an AWS error code, as the emulator answers an operation it lacks.
+/// The principal ARNs with an access entry; empty (and remembered) when the API does not exist.
 async fn list_access_entries(
     clients: &Clients,
     cloud: &mut Cloud,
     cluster: &str,
 ) -> Result<Vec<String>, String> {
+    match access_entry_principals(&clients.eks, cluster).await? {
+        Some(principals) => Ok(principals),
+        None => {
+            tracing::info!(
+                cluster,
+                "EKS access entries are not available here; nodes join through kube-system/aws-auth only"
+            );
+            cloud.no_access_entries = true;
+            Ok(Vec::new())
+        }
+    }
+}
+
+/// The principal ARNs with an access entry (ListAccessEntries), None when the API does not
+/// exist: a 404 without an AWS error code, as the emulator answers an operation it lacks.
+pub(crate) async fn access_entry_principals(
+    eks: &aws_sdk_eks::Client,
+    cluster: &str,
+) -> Result<Option<Vec<String>>, String> {
     let mut principals = Vec::new();
-    let mut pages = clients
-        .eks
+    let mut pages = eks
         .list_access_entries()
         .cluster_name(cluster)
         .into_paginator()
@@ -587,12 +605,7 @@ async fn list_access_entries(
                 if status == Some(404)
                     && aws_sdk_eks::error::ProvideErrorMetadata::code(&e).is_none()
                 {
-                    tracing::info!(
-                        cluster,
-                        "EKS access entries are not available here; nodes join through kube-system/aws-auth only"
-                    );
-                    cloud.no_access_entries = true;
-                    return Ok(Vec::new());
+                    return Ok(None);
                 }
                 return Err(format!(
                     "eks:ListAccessEntries: {}",
@@ -601,7 +614,7 @@ async fn list_access_entries(
             }
         }
     }
-    Ok(principals)
+    Ok(Some(principals))
 }
 
 /// The type of the role's access entry (DescribeAccessEntry), if it has one.
