@@ -1,4 +1,5 @@
-//! EKS: the cluster itself (describe, create, the two settings `up` converges, delete).
+//! EKS: the cluster itself (describe, create, the settings `up` converges, version upgrades,
+//! delete).
 
 use aws_sdk_eks::types::{
     AuthenticationMode, CreateAccessConfigRequest, SupportType, UpdateAccessConfigRequest,
@@ -30,6 +31,14 @@ pub struct EksCluster {
     /// `upgradePolicy.supportType` (`STANDARD`, `EXTENDED`), when EKS reports it.
     pub support: Option<String>,
     pub tags: Tags,
+}
+
+/// An update of a cluster (a version upgrade) as DescribeUpdate reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterUpdate {
+    /// `InProgress`, `Successful`, `Failed`, `Cancelled`.
+    pub status: String,
+    pub errors: Vec<String>,
 }
 
 /// What a new cluster is made with.
@@ -181,6 +190,54 @@ impl Eks<'_> {
             .await
             .op("eks:UpdateClusterConfig")
             .map(drop)
+    }
+
+    /// Starts the upgrade to the next minor version (UpdateClusterVersion); the update's id, for
+    /// [`Eks::update`]. The control plane keeps serving meanwhile; the cluster is `UPDATING`.
+    pub async fn update_version(&self, name: &str, version: &str) -> Result<String, AwsError> {
+        const OP: &str = "eks:UpdateClusterVersion";
+        let out = self
+            .0
+            .update_cluster_version()
+            .name(name)
+            .version(version)
+            .send()
+            .await
+            .op(OP)?;
+        required_str(out.update().and_then(|u| u.id()), OP, "update.id")
+    }
+
+    /// An update of the cluster as DescribeUpdate reports it.
+    pub async fn update(&self, name: &str, id: &str) -> Result<Option<ClusterUpdate>, AwsError> {
+        let Some(out) = self
+            .0
+            .describe_update()
+            .name(name)
+            .update_id(id)
+            .send()
+            .await
+            .op("eks:DescribeUpdate")
+            .found()?
+        else {
+            return Ok(None);
+        };
+        Ok(out.update().map(|u| ClusterUpdate {
+            status: u
+                .status()
+                .map(|s| s.as_str().to_owned())
+                .unwrap_or_else(|| "UNKNOWN".to_owned()),
+            errors: u
+                .errors()
+                .iter()
+                .map(|e| {
+                    format!(
+                        "{}: {}",
+                        e.error_code().map(|c| c.as_str()).unwrap_or("error"),
+                        e.error_message().unwrap_or("")
+                    )
+                })
+                .collect(),
+        }))
     }
 
     pub async fn delete_cluster(&self, name: &str) -> Result<(), AwsError> {

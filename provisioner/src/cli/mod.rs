@@ -132,7 +132,7 @@ enum Command {
     Up,
     /// Delete everything the stack owns, in reverse order; safe to re-run.
     Down,
-    /// Show what `up` would create or keep, changing nothing.
+    /// Show what `up` would create, update or keep, changing nothing.
     Plan,
     /// Show each resource with its id and state.
     Status {

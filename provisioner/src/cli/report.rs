@@ -17,34 +17,10 @@ macro_rules! say {
 
 type Inspected = Vec<(&'static str, Result<Vec<Resource>, StepError>)>;
 
-/// `plan`: per step in order, what would be kept and what created.
+/// `plan`: per step in order, what would be created, updated or kept.
 pub fn plan(plan: &Plan, order: &[&'static str], inspected: &Inspected) {
-    for name in order {
-        let Some((_, found)) = inspected.iter().find(|(n, _)| n == name) else {
-            continue;
-        };
-        let title = plan
-            .steps()
-            .find(|s| s.name() == *name)
-            .map(|s| s.title())
-            .unwrap_or_default();
-        say!("\n{name}: {title}");
-        match found {
-            Ok(resources) if resources.is_empty() => say!("  (nothing to create)"),
-            Ok(resources) => {
-                for r in resources.iter().filter(|r| r.managed) {
-                    match &r.id {
-                        Some(id) => say!("  = keep   {:<22} {:<30} {id}", r.kind, r.name),
-                        None if r.state == "missing" => {
-                            say!("  + create {:<22} {}", r.kind, r.name)
-                        }
-                        // In the way: something of that name the stack does not own.
-                        None => say!("  ! in the way {:<18} {:<30} {}", r.kind, r.name, r.state),
-                    }
-                }
-            }
-            Err(err) => say!("  ! cannot tell: {err}"),
-        }
+    for line in plan.describe(order, inspected) {
+        say!("{line}");
     }
 }
 
@@ -91,7 +67,8 @@ pub fn status_json(inspected: &Inspected) -> serde_json::Result<()> {
                 .iter()
                 .map(|r| {
                     serde_json::json!({
-                        "step": step, "kind": r.kind, "name": r.name, "id": r.id, "state": r.state
+                        "step": step, "kind": r.kind, "name": r.name, "id": r.id, "state": r.state,
+                        "update": r.update
                     })
                 })
                 .collect::<Vec<_>>(),

@@ -69,6 +69,7 @@ pub struct StackFile {
     pub support: Option<String>,
     pub network: NetworkFile,
     pub nodes: NodesFile,
+    pub access: AccessFile,
     pub timeouts: TimeoutsFile,
 }
 
@@ -89,6 +90,15 @@ pub struct NodesFile {
     pub min: Option<i64>,
     pub desired: Option<i64>,
     pub max: Option<i64>,
+}
+
+/// Who may reach what, beyond what the stack itself needs.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AccessFile {
+    /// Networks outside the VPC (a VPN, a peered VPC) that may reach the Kubernetes API's
+    /// private endpoint: ingress rules on 443 of the cluster security group.
+    pub private_api_cidrs: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -133,6 +143,9 @@ pub struct StackConfig {
     pub zones: [Zone; 2],
     pub nodes: NodeCounts,
     pub instance_type: String,
+    /// Networks outside the VPC admitted to the private API endpoint (cluster security group,
+    /// tcp 443), sorted, no duplicates.
+    pub private_api_cidrs: Vec<Ipv4Net>,
     pub timeouts: Timeouts,
 }
 

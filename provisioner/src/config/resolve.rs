@@ -230,6 +230,25 @@ impl StackFile {
 
         let counts = node_counts(&self.nodes, overrides.nodes, &mut reject);
 
+        let mut private_api_cidrs = Vec::new();
+        for text in self.access.private_api_cidrs.iter().flatten() {
+            match text.parse::<Ipv4Net>() {
+                Ok(net) if net != net.trunc() => reject(
+                    "access.private_api_cidrs",
+                    text,
+                    &format!("host bits must be zero (did you mean {}?)", net.trunc()),
+                ),
+                Ok(net) => private_api_cidrs.push(net),
+                Err(_) => reject(
+                    "access.private_api_cidrs",
+                    text,
+                    "must be an IPv4 CIDR block such as 172.16.0.0/12",
+                ),
+            }
+        }
+        private_api_cidrs.sort();
+        private_api_cidrs.dedup();
+
         let mut parse_timeout = |field: &'static str, text: Option<String>, default: Duration| {
             let Some(text) = text else { return default };
             match parse_duration(&text) {
@@ -278,6 +297,7 @@ impl StackFile {
                 vpc_cidr,
                 nodes,
                 instance_type,
+                private_api_cidrs,
                 timeouts,
             }),
             _ => Err(ConfigError::Invalid(errors)),

@@ -147,6 +147,53 @@ impl Plan {
         futures::future::join_all(futures).await
     }
 
+    /// What `plan` prints for what [`Plan::inspect`] found: per step in `order`, each resource
+    /// `up` would create (`+`), change (`~`, with the change) or keep (`=`).
+    pub fn describe(
+        &self,
+        order: &[&'static str],
+        inspected: &[(&'static str, Result<Vec<Resource>, StepError>)],
+    ) -> Vec<String> {
+        let mut lines = Vec::new();
+        for name in order {
+            let Some((_, found)) = inspected.iter().find(|(n, _)| n == name) else {
+                continue;
+            };
+            let title = self
+                .steps()
+                .find(|s| s.name() == *name)
+                .map(|s| s.title())
+                .unwrap_or_default();
+            lines.push(format!("\n{name}: {title}"));
+            match found {
+                Ok(resources) if resources.is_empty() => {
+                    lines.push("  (nothing to create)".to_owned())
+                }
+                Ok(resources) => {
+                    for r in resources.iter().filter(|r| r.managed) {
+                        lines.push(match (&r.id, &r.update) {
+                            (Some(_), Some(change)) => {
+                                format!("  ~ update {:<22} {:<30} {change}", r.kind, r.name)
+                            }
+                            (Some(id), None) => {
+                                format!("  = keep   {:<22} {:<30} {id}", r.kind, r.name)
+                            }
+                            (None, _) if r.state == "missing" => {
+                                format!("  + create {:<22} {}", r.kind, r.name)
+                            }
+                            // In the way: something of that name the stack does not own.
+                            (None, _) => {
+                                format!("  ! in the way {:<18} {:<30} {}", r.kind, r.name, r.state)
+                            }
+                        });
+                    }
+                }
+                Err(err) => lines.push(format!("  ! cannot tell: {err}")),
+            }
+        }
+        lines
+    }
+
     async fn run(&self, cx: &Context, direction: Direction) -> Result<(), RunError> {
         let graph = self.graph().map_err(|e| RunError {
             failed: vec![("plan", StepError::Plan(e))],

@@ -104,6 +104,9 @@ pub struct Resource {
     /// Whether `up` creates it; `false` for what is only observed (instances the Auto Scaling
     /// group launched, network interfaces, registered targets).
     pub managed: bool,
+    /// What `up` would change on it, in the operator's words (`plan` shows it); `None` when it
+    /// matches the configuration.
+    pub update: Option<String>,
 }
 
 impl Resource {
@@ -119,6 +122,15 @@ impl Resource {
             id: Some(id.into()),
             state: state.into(),
             managed: true,
+            update: None,
+        }
+    }
+
+    /// Marks an existing resource that `up` would change, saying how.
+    pub fn updating(self, change: impl Into<String>) -> Self {
+        Self {
+            update: Some(change.into()),
+            ..self
         }
     }
 

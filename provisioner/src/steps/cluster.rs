@@ -9,7 +9,7 @@ use super::security_groups::{self, SecurityGroups};
 use crate::aws::eks::{EksCluster, NewCluster};
 use crate::aws::required;
 use crate::config::versions::{self, Phase, Release};
-use crate::config::{Date, Support};
+use crate::config::{Date, StackConfig, Support};
 use crate::plan::{
     Context, OnResource, Output, Resource, Scope, Step, StepError, StepFuture, StepId,
 };
@@ -97,14 +97,20 @@ impl Step for ClusterStep {
             };
             s.kept_or_created(created, "EKS cluster", name);
             let cluster = wait_active(s).await?;
-            if let Some(warning) = standard_support_warning(&cluster.version, s.config.today) {
-                tracing::warn!(cluster = name, "{warning}");
-            }
+            // Refused before anything is changed: a downgrade, or more than one minor version.
+            let upgrade = version_upgrade(&cluster, &s.config)?;
             let cluster = if converge(s, &cluster).await? {
                 wait_active(s).await?
             } else {
                 cluster
             };
+            let cluster = match upgrade {
+                Some(target) => upgrade_version(s, &cluster, target).await?,
+                None => cluster,
+            };
+            if let Some(warning) = standard_support_warning(&cluster.version, s.config.today) {
+                tracing::warn!(cluster = name, "{warning}");
+            }
             s.outputs.put(Cluster::from_active(&cluster)?);
             Ok(())
         })
@@ -152,7 +158,16 @@ impl Step for ClusterStep {
                         "{} v{} endpoint public={public} private={private}{support}",
                         c.status, c.version
                     );
-                    Resource::found("EKS cluster", name, c.arn, state)
+                    // A refused change is reported by `plan`'s version section.
+                    let upgrade = version_upgrade(&c, &s.config).ok().flatten();
+                    let running = c.version.clone();
+                    let found = Resource::found("EKS cluster", name, c.arn, state);
+                    match upgrade {
+                        Some(target) => found.updating(format!(
+                            "update cluster version {running} -> {target} (UpdateClusterVersion)"
+                        )),
+                        None => found,
+                    }
                 }
                 None => Resource::missing("EKS cluster", name),
             }])
@@ -172,6 +187,17 @@ async fn describe_in(cx: &Context) -> Result<Option<EksCluster>, StepError> {
         .cluster(name)
         .await
         .on(format!("EKS cluster {name}"))
+}
+
+/// The Kubernetes version the cluster runs once `up` is done: the version it runs, or the one
+/// `up` upgrades it to; `None` while there is no cluster.
+pub async fn version_after_up(cx: &Context) -> Result<Option<String>, StepError> {
+    Ok(describe_in(cx)
+        .await?
+        .map(|cluster| match version_upgrade(&cluster, &cx.config) {
+            Ok(Some(target)) => target.to_owned(),
+            _ => cluster.version,
+        }))
 }
 
 /// A fresh `clientRequestToken` for this run's CreateCluster: the retries of that one call share
@@ -232,6 +258,7 @@ pub fn standard_support_warning(version: &str, today: Date) -> Option<String> {
 /// What `plan` says about the cluster's version and support: the version and upgrade policy a
 /// new cluster gets with the end of its standard support, or how the existing one differs.
 pub async fn support_plan(cx: &Context) -> Result<Vec<String>, StepError> {
+    let config = &cx.config;
     let wanted = cx.config.support;
     let today = cx.config.today;
     let mut lines = Vec::new();
@@ -252,7 +279,21 @@ pub async fn support_plan(cx: &Context) -> Result<Vec<String>, StepError> {
                     }
                 ));
             }
-            cluster.version
+            match version_upgrade(&cluster, config) {
+                Ok(Some(target)) => {
+                    lines.push(format!(
+                        "`up` upgrades the cluster: Kubernetes {} -> {target} (UpdateClusterVersion), \
+                         then the nodes' launch template gets the {target} node AMI",
+                        cluster.version
+                    ));
+                    target.to_owned()
+                }
+                Ok(None) => cluster.version,
+                Err(refused) => {
+                    lines.push(format!("! `up` refuses: {refused}"));
+                    cluster.version
+                }
+            }
         }
         None => {
             let release = new_cluster_version(cx).await?;
@@ -400,15 +441,115 @@ async fn converge(s: &Scope<'_>, cluster: &EksCluster) -> Result<bool, StepError
         s.record(Action::Updated, "EKS upgrade policy", support.as_str());
         wait_active(s).await?;
     }
-    if s.config.version_pinned && cluster.version != s.config.kubernetes_version {
-        tracing::warn!(
-            cluster = name,
-            running = %cluster.version,
-            configured = %s.config.kubernetes_version,
-            "the cluster runs another Kubernetes version than configured; upgrades are not done by `up`"
-        );
-    }
     Ok(endpoint_drift || cluster.config_map_only || support_drift.is_some())
+}
+
+/// A Kubernetes version as (major, minor).
+fn minor_version(version: &str) -> Option<(u32, u32)> {
+    let (major, minor) = version.split_once('.')?;
+    Some((major.parse().ok()?, minor.parse().ok()?))
+}
+
+/// The version `up` moves an existing cluster to, when the configuration pins a later one.
+/// EKS upgrades one minor version at a time and never downgrades ("Update existing cluster to
+/// new Kubernetes version" in the EKS User Guide; UpdateClusterVersion answers anything else
+/// with InvalidParameterException), so both are refused here, naming the field and the rule,
+/// before anything is changed. Whether the version may be used at all (standard or extended
+/// support) was checked with the rest of the configuration.
+pub fn version_upgrade(
+    cluster: &EksCluster,
+    config: &StackConfig,
+) -> Result<Option<&'static str>, StepError> {
+    let wanted = config.kubernetes_version.as_str();
+    if !config.version_pinned || cluster.version == wanted {
+        return Ok(None);
+    }
+    let field = format!("kubernetes_version = {wanted:?}");
+    let (Some(running), Some(target)) = (minor_version(&cluster.version), minor_version(wanted))
+    else {
+        return Err(StepError::conflict(
+            field,
+            format!(
+                "EKS cluster {} runs {:?}, which is not a Kubernetes version this tool can upgrade from",
+                cluster.name, cluster.version
+            ),
+        ));
+    };
+    if target < running {
+        return Err(StepError::conflict(
+            field,
+            format!(
+                "EKS cluster {} runs Kubernetes {}; EKS cannot downgrade a cluster, only upgrade it \
+                 one minor version at a time: set kubernetes_version = \"{}\" (or a later version), \
+                 or `provisioner down` and `up` for a new cluster",
+                cluster.name, cluster.version, cluster.version
+            ),
+        ));
+    }
+    let next = format!("{}.{}", running.0, running.1 + 1);
+    if target != (running.0, running.1 + 1) {
+        return Err(StepError::conflict(
+            field,
+            format!(
+                "EKS cluster {} runs Kubernetes {}; EKS upgrades one minor version at a time: set \
+                 kubernetes_version = \"{next}\", run `up`, then the next version",
+                cluster.name, cluster.version
+            ),
+        ));
+    }
+    match versions::release(wanted) {
+        Some(release) => Ok(Some(release.version)),
+        None => Err(StepError::conflict(
+            field,
+            "is not in the release table (provisioner/src/config/versions.rs)",
+        )),
+    }
+}
+
+/// Upgrades the control plane one minor version and waits until the update has succeeded and
+/// the cluster is ACTIVE again; the nodes step then makes a launch template version with the
+/// new version's node AMI.
+async fn upgrade_version(
+    s: &Scope<'_>,
+    cluster: &EksCluster,
+    target: &str,
+) -> Result<EksCluster, StepError> {
+    let eks = s.aws.eks();
+    let name = cluster.name.as_str();
+    let resource = format!("EKS cluster {name}");
+    let id = eks.update_version(name, target).await.on(&resource)?;
+    s.record(
+        Action::Updated,
+        "EKS cluster version",
+        format!("{name} {} -> {target} (update {id})", cluster.version),
+    );
+    wait_for(
+        s.config.timeouts.cluster(),
+        |state| s.waiting(state),
+        || async {
+            let update = eks.update(name, &id).await.on(&resource)?;
+            match update {
+                Some(u) if u.status == "Successful" => Ok(Poll::Ready(())),
+                Some(u) if u.status == "Failed" || u.status == "Cancelled" => {
+                    Err(StepError::conflict(
+                        &resource,
+                        format!(
+                            "the upgrade to Kubernetes {target} (update {id}) is {}: {}",
+                            u.status,
+                            u.errors.join("; ")
+                        ),
+                    ))
+                }
+                Some(u) => Ok(Poll::Pending(format!("version update {}", u.status))),
+                None => Ok(Poll::Pending(format!(
+                    "version update {id} not visible yet"
+                ))),
+            }
+        },
+    )
+    .await
+    .on(&resource)?;
+    wait_active(s).await
 }
 
 /// The upgrade policy `up` sets on an existing cluster, if it differs from the configured one.

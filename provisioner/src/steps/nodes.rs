@@ -7,7 +7,8 @@ use super::iam::{self, Roles};
 use super::network::{self, Network};
 use super::security_groups::{self, SecurityGroups};
 use crate::aws::autoscaling::{Group, NewGroup};
-use crate::aws::ec2::NodeTemplate;
+use crate::aws::ec2::{NodeTemplate, TemplateVersion};
+use crate::config::NodeCounts;
 use crate::plan::{OnResource, Output, Resource, Scope, Step, StepError, StepFuture, StepId};
 use crate::progress::Action;
 use crate::retry::{Poll, retry_not_yet, wait_for};
@@ -111,7 +112,11 @@ impl Step for NodesStep {
             {
                 Some(t) => {
                     let state = format!("version {}", t.latest_version);
-                    found.push(Resource::found("launch template", &template, t.id, state));
+                    let found_template = Resource::found("launch template", &template, t.id, state);
+                    found.push(match template_changes(s).await? {
+                        Some(change) => found_template.updating(change),
+                        None => found_template,
+                    });
                 }
                 None => found.push(Resource::missing("launch template", &template)),
             }
@@ -125,8 +130,13 @@ impl Step for NodesStep {
                         g.min.unwrap_or_default(),
                         g.max.unwrap_or_default()
                     );
-                    let id = g.arn.unwrap_or_else(|| group.clone());
-                    found.push(Resource::found("Auto Scaling group", &group, id, state));
+                    let change = size_change(&g, s.config.nodes);
+                    let id = g.arn.clone().unwrap_or_else(|| group.clone());
+                    let found_group = Resource::found("Auto Scaling group", &group, id, state);
+                    found.push(match change {
+                        Some(change) => found_group.updating(change),
+                        None => found_group,
+                    });
                 }
                 None => found.push(Resource::missing("Auto Scaling group", &group)),
             }
@@ -157,6 +167,110 @@ fn node_tags(s: &Scope<'_>) -> Vec<(String, String)> {
     let mut tags = s.stack.tags("node");
     tags.push((s.stack.kubernetes_cluster_tag(), "owned".to_owned()));
     tags
+}
+
+/// What UpdateAutoScalingGroup changes on `group` to match `counts`, or `None` when it matches.
+fn size_change(group: &Group, counts: NodeCounts) -> Option<String> {
+    let fields = [
+        ("min", group.min, counts.min),
+        ("desired", group.desired, counts.desired),
+        ("max", group.max, counts.max),
+    ];
+    let changed: Vec<String> = fields
+        .iter()
+        .filter(|(_, now, wanted)| *now != Some(*wanted))
+        .map(|(field, now, wanted)| match now {
+            Some(now) => format!("{field} {now} -> {wanted}"),
+            None => format!("{field} -> {wanted}"),
+        })
+        .collect();
+    if changed.is_empty() {
+        return None;
+    }
+    let now = group.desired.unwrap_or_default();
+    let nodes = match counts.desired - now {
+        more if more > 0 => format!(" (launches {more} node{})", plural(more)),
+        fewer if fewer < 0 => format!(" (terminates {} node{})", -fewer, plural(-fewer)),
+        _ => String::new(),
+    };
+    Some(format!(
+        "UpdateAutoScalingGroup {}{nodes}",
+        changed.join(", ")
+    ))
+}
+
+fn plural(n: i32) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+/// What a launch template version differs in from the nodes wanted, in the operator's words.
+fn template_difference(
+    current: &TemplateVersion,
+    instance_type: &str,
+    image: Option<(&str, &str)>,
+) -> Vec<String> {
+    let mut changes = Vec::new();
+    let now_type = current.instance_type.as_deref().unwrap_or("none");
+    if now_type != instance_type {
+        changes.push(format!("instance type {now_type} -> {instance_type}"));
+    }
+    if let Some((image_id, version)) = image {
+        let now_image = current.image_id.as_deref().unwrap_or("none");
+        if now_image != image_id {
+            changes.push(format!(
+                "AMI {now_image} -> {image_id} (Kubernetes {version} node AMI)"
+            ));
+        }
+    }
+    changes
+}
+
+/// What happens to the running nodes when the template gets a new version: nothing, until they
+/// are replaced (see [`ensure_launch_template`]).
+fn rollout_note(group: &str, old_version: i64) -> String {
+    format!(
+        "running nodes keep version {old_version} until replaced; `up` does not replace them: \
+         start an instance refresh (aws autoscaling start-instance-refresh \
+         --auto-scaling-group-name {group}) when it suits you"
+    )
+}
+
+/// For `plan`: the new launch template version `up` would make (instance type, AMI of the
+/// version the cluster runs after `up`); user data and the rest are compared by `up` itself.
+async fn template_changes(s: &Scope<'_>) -> Result<Option<String>, StepError> {
+    let name = s.stack.launch_template();
+    let resource = format!("launch template {name}");
+    let Some(current) = s.aws.ec2().latest_version(&name).await.on(&resource)? else {
+        return Ok(None);
+    };
+    let version = cluster::version_after_up(s).await?;
+    let image = match &version {
+        Some(version) => {
+            let parameter = ami_parameter(version);
+            let id = s
+                .aws
+                .ssm()
+                .parameter(&parameter)
+                .await
+                .on(format!("SSM parameter {parameter}"))?;
+            Some((id, version.as_str()))
+        }
+        None => None,
+    };
+    let changes = template_difference(
+        &current,
+        &s.config.instance_type,
+        image.as_ref().map(|(id, v)| (id.as_str(), *v)),
+    );
+    if changes.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(format!(
+        "new launch template version {} ({}); {}",
+        current.number + 1,
+        changes.join(", "),
+        rollout_note(&s.stack.auto_scaling_group(), current.number)
+    )))
 }
 
 async fn describe_group(s: &Scope<'_>) -> Result<Option<Group>, StepError> {
@@ -227,22 +341,41 @@ async fn ensure_launch_template(s: &Scope<'_>) -> Result<String, StepError> {
     // A new version only when what nodes boot with changed (AMI, user data, type, profile,
     // metadata options: a stack made before the IMDS hop limit went to 1 gets a version here, and
     // the Auto Scaling group, on `$Latest`, launches every later node with it).
-    let same = ec2
-        .latest_version_launches(&name, &desired)
+    let current = ec2.latest_version(&name).await.on(&resource)?;
+    if current.as_ref().is_some_and(|v| v.launches(&desired)) {
+        s.kept_or_created(false, "launch template", &name);
+        return Ok(name);
+    }
+    ec2.create_launch_template_version(&name, &desired)
         .await
         .on(&resource)?;
-    if same {
-        s.kept_or_created(false, "launch template", &name);
-    } else {
-        ec2.create_launch_template_version(&name, &desired)
-            .await
-            .on(&resource)?;
-        s.record(
-            Action::Updated,
-            "launch template",
-            format!("{name} (new version; replace nodes to roll it out)"),
-        );
+    // The group launches `$Latest`: new nodes boot with this version, running ones are left
+    // alone (an instance refresh would replace them all; that is the operator's call).
+    let old = current.as_ref().map(|v| v.number).unwrap_or_default();
+    let cluster = s.input::<Cluster>()?;
+    let mut changes = current
+        .as_ref()
+        .map(|v| {
+            template_difference(
+                v,
+                &desired.instance_type,
+                Some((&desired.image_id, &cluster.version)),
+            )
+        })
+        .unwrap_or_default();
+    if changes.is_empty() {
+        changes.push("user data, profile, security group or metadata options".to_owned());
     }
+    s.record(
+        Action::Updated,
+        "launch template",
+        format!(
+            "{name} version {} ({}); {}",
+            old + 1,
+            changes.join(", "),
+            rollout_note(&s.stack.auto_scaling_group(), old)
+        ),
+    );
     Ok(name)
 }
 
@@ -253,23 +386,19 @@ async fn ensure_group(s: &Scope<'_>, template: &str) -> Result<(), StepError> {
     let resource = format!("Auto Scaling group {name}");
     let counts = s.config.nodes;
     if let Some(group) = owned_group(s).await? {
-        if (group.min, group.desired, group.max)
-            == (Some(counts.min), Some(counts.desired), Some(counts.max))
-        {
-            s.kept_or_created(false, "Auto Scaling group", &name);
-        } else {
-            autoscaling
-                .resize(&name, counts.min, counts.desired, counts.max)
-                .await
-                .on(&resource)?;
-            s.record(
-                Action::Updated,
-                "Auto Scaling group",
-                format!(
-                    "{name} min {} desired {} max {}",
-                    counts.min, counts.desired, counts.max
-                ),
-            );
+        match size_change(&group, counts) {
+            None => s.kept_or_created(false, "Auto Scaling group", &name),
+            Some(change) => {
+                autoscaling
+                    .resize(&name, counts.min, counts.desired, counts.max)
+                    .await
+                    .on(&resource)?;
+                s.record(
+                    Action::Updated,
+                    "Auto Scaling group",
+                    format!("{name} {change}"),
+                );
+            }
         }
         return Ok(());
     }

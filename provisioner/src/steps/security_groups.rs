@@ -1,5 +1,7 @@
 //! The security groups of the control plane and the nodes, and their rules.
 
+use ipnet::Ipv4Net;
+
 use super::network::{self, Network};
 use super::{Removal, single};
 use crate::aws::ec2::{Rule, SecurityGroup, Source};
@@ -27,15 +29,41 @@ pub struct SecurityGroupsStep;
 const CLUSTER_PART: &str = SECURITY_GROUP_PARTS[0];
 const NODE_PART: &str = SECURITY_GROUP_PARTS[1];
 
+/// The description of the cluster group's rules for `access.private_api_cidrs`: the stack
+/// revokes a rule of this description whose network is no longer configured, and leaves rules
+/// added by hand alone.
+pub const PRIVATE_API_RULE: &str = "private API endpoint from outside the VPC";
+
+/// The rule admitting one network of `access.private_api_cidrs` to the private API endpoint.
+fn private_api_rule(cidr: &str) -> Rule {
+    Rule {
+        protocol: "tcp",
+        from: 443,
+        to: 443,
+        source: Source::Cidr(cidr.to_owned()),
+        description: PRIVATE_API_RULE,
+    }
+}
+
 /// The ingress rules of both groups, as data (so they are unit-tested and compared, not re-sent).
-pub fn ingress_rules(cluster_sg: &str, node_sg: &str, vpc_cidr: &str) -> (Vec<Rule>, Vec<Rule>) {
-    let cluster = vec![Rule {
+pub fn ingress_rules(
+    cluster_sg: &str,
+    node_sg: &str,
+    vpc_cidr: &str,
+    private_api_cidrs: &[Ipv4Net],
+) -> (Vec<Rule>, Vec<Rule>) {
+    let mut cluster = vec![Rule {
         protocol: "tcp",
         from: 443,
         to: 443,
         source: Source::Group(node_sg.to_owned()),
         description: "nodes to the Kubernetes API",
     }];
+    cluster.extend(
+        private_api_cidrs
+            .iter()
+            .map(|cidr| private_api_rule(&cidr.to_string())),
+    );
     let node = vec![
         Rule {
             protocol: "-1",
@@ -96,14 +124,19 @@ impl Step for SecurityGroupsStep {
                 ensure_group(s, &network.vpc_id, CLUSTER_PART, "EKS control plane"),
                 ensure_group(s, &network.vpc_id, NODE_PART, "EKS worker nodes"),
             )?;
-            let (cluster_rules, node_rules) =
-                ingress_rules(&cluster.id, &node.id, &network.vpc_cidr.to_string());
+            let (cluster_rules, node_rules) = ingress_rules(
+                &cluster.id,
+                &node.id,
+                &network.vpc_cidr.to_string(),
+                &s.config.private_api_cidrs,
+            );
             // The rules name both groups, each just created or listed.
             let fresh = [&fresh_cluster, &fresh_node];
             tokio::try_join!(
                 ensure_rules(s, &cluster, &cluster_rules, &fresh),
                 ensure_rules(s, &node, &node_rules, &fresh),
             )?;
+            revoke_unconfigured(s, &cluster).await?;
             s.outputs.put(SecurityGroups {
                 cluster_sg_id: cluster.id,
                 node_sg_id: node.id,
@@ -165,12 +198,80 @@ impl Step for SecurityGroupsStep {
                 }
                 for g in groups {
                     let state = format!("{} ingress rules", g.ingress.len());
-                    found.push(Resource::found("security group", &name, g.id, state));
+                    let change = (part == CLUSTER_PART)
+                        .then(|| private_api_changes(&g, &s.config.private_api_cidrs))
+                        .flatten();
+                    let group = Resource::found("security group", &name, g.id, state);
+                    found.push(match change {
+                        Some(change) => group.updating(change),
+                        None => group,
+                    });
                 }
             }
             Ok(found)
         })
     }
+}
+
+/// The networks of `access.private_api_cidrs` the cluster group should admit and does not, and
+/// those it admits under [`PRIVATE_API_RULE`] that are no longer configured.
+fn private_api_drift(group: &SecurityGroup, configured: &[Ipv4Net]) -> (Vec<String>, Vec<String>) {
+    let wanted: Vec<String> = configured.iter().map(ToString::to_string).collect();
+    let missing = wanted
+        .iter()
+        .filter(|cidr| !group.has_rule(&private_api_rule(cidr)))
+        .cloned()
+        .collect();
+    let mut stale: Vec<String> = group
+        .described_cidrs("tcp", 443, 443, PRIVATE_API_RULE)
+        .into_iter()
+        .filter(|cidr| !wanted.contains(cidr))
+        .collect();
+    stale.sort();
+    stale.dedup();
+    (missing, stale)
+}
+
+/// For `plan`: the rules `up` authorizes and revokes on the cluster group.
+fn private_api_changes(group: &SecurityGroup, configured: &[Ipv4Net]) -> Option<String> {
+    let (missing, stale) = private_api_drift(group, configured);
+    let changes: Vec<String> = missing
+        .iter()
+        .map(|cidr| format!("authorize ingress {cidr} tcp 443 (private API endpoint)"))
+        .chain(
+            stale
+                .iter()
+                .map(|cidr| format!("revoke ingress {cidr} tcp 443 (private API endpoint)")),
+        )
+        .collect();
+    (!changes.is_empty()).then(|| changes.join("; "))
+}
+
+/// Revokes the cluster group's private-API rules whose networks left `access.private_api_cidrs`.
+async fn revoke_unconfigured(s: &Scope<'_>, group: &SecurityGroup) -> Result<(), StepError> {
+    let (_, stale) = private_api_drift(group, &s.config.private_api_cidrs);
+    if stale.is_empty() {
+        return Ok(());
+    }
+    let rules: Vec<Rule> = stale.iter().map(|cidr| private_api_rule(cidr)).collect();
+    let refs: Vec<&Rule> = rules.iter().collect();
+    match s.aws.ec2().revoke_rules(&group.id, &refs).await {
+        Ok(()) => {}
+        // Revoked by a run that died before it could see the answer.
+        Err(e) if e.is("InvalidPermission.NotFound") => {}
+        Err(e) => return Err(e).on(format!("security group {}", group.id)),
+    }
+    for cidr in &stale {
+        s.record(
+            Action::Deleted,
+            "ingress rule",
+            format!(
+                "{}: revoke ingress {cidr} tcp 443 ({PRIVATE_API_RULE})",
+                group.id
+            ),
+        );
+    }
+    Ok(())
 }
 
 async fn ensure_group(
@@ -272,7 +373,7 @@ mod tests {
 
     #[test]
     fn rules_name_group_ids_and_the_vpc_cidr() {
-        let (cluster, node) = ingress_rules("sg-c", "sg-n", "10.0.0.0/16");
+        let (cluster, node) = ingress_rules("sg-c", "sg-n", "10.0.0.0/16", &[]);
         assert_eq!(cluster.len(), 1);
         assert_eq!(cluster[0].source, Source::Group("sg-n".into()));
         assert_eq!((cluster[0].from, cluster[0].to), (443, 443));

@@ -86,6 +86,22 @@ impl NodeTemplate {
     }
 }
 
+/// One version of a launch template: what the nodes it launches boot with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TemplateVersion {
+    pub number: i64,
+    pub image_id: Option<String>,
+    pub instance_type: Option<String>,
+    data: Option<ResponseLaunchTemplateData>,
+}
+
+impl TemplateVersion {
+    /// Whether this version launches `nodes` already.
+    pub fn launches(&self, nodes: &NodeTemplate) -> bool {
+        self.data.as_ref().is_some_and(|d| nodes.launched_by(d))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LaunchTemplate {
     pub id: String,
@@ -160,12 +176,8 @@ impl Ec2<'_> {
             .map(drop)
     }
 
-    /// Whether the template's latest version launches `nodes` already.
-    pub async fn latest_version_launches(
-        &self,
-        name: &str,
-        nodes: &NodeTemplate,
-    ) -> Result<bool, AwsError> {
+    /// The template's latest version, as EC2 describes it.
+    pub async fn latest_version(&self, name: &str) -> Result<Option<TemplateVersion>, AwsError> {
         let out = self
             .0
             .describe_launch_template_versions()
@@ -174,11 +186,18 @@ impl Ec2<'_> {
             .send()
             .await
             .op("ec2:DescribeLaunchTemplateVersions")?;
-        Ok(out
-            .launch_template_versions()
-            .first()
-            .and_then(|v| v.launch_template_data())
-            .is_some_and(|current| nodes.launched_by(current)))
+        Ok(out.launch_template_versions().first().map(|v| {
+            let data = v.launch_template_data().cloned();
+            TemplateVersion {
+                number: v.version_number().unwrap_or(0),
+                image_id: data.as_ref().and_then(|d| d.image_id()).map(str::to_owned),
+                instance_type: data
+                    .as_ref()
+                    .and_then(|d| d.instance_type())
+                    .map(|t| t.as_str().to_owned()),
+                data,
+            }
+        }))
     }
 
     pub async fn create_launch_template_version(

@@ -10,7 +10,7 @@ use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
 use super::Tags;
 use crate::stack::{PART_TAG, STACK_TAG, Stack};
 
-pub use instances::{Instance, LaunchTemplate, NodeTemplate};
+pub use instances::{Instance, LaunchTemplate, NodeTemplate, TemplateVersion};
 pub use network::{
     Association, DnsAttribute, InternetGateway, NetworkInterface, Route, RouteTable, Subnet, Vpc,
 };

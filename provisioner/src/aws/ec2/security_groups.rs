@@ -162,6 +162,12 @@ impl Ec2<'_> {
             .map(drop)
     }
 
+    /// Revokes rules the stack added (AWS matches protocol, ports and source).
+    pub async fn revoke_rules(&self, group: &str, rules: &[&Rule]) -> Result<(), AwsError> {
+        self.revoke_ingress(group, rules.iter().map(|r| permission(r)).collect())
+            .await
+    }
+
     pub async fn delete_security_group(&self, id: &str) -> Result<(), AwsError> {
         self.0
             .delete_security_group()
@@ -177,6 +183,28 @@ impl SecurityGroup {
     /// Whether the group already has the rule (AWS merges rules into permissions per port range).
     pub fn has_rule(&self, rule: &Rule) -> bool {
         has_rule(&self.ingress, rule)
+    }
+
+    /// The CIDR sources of the ingress rules on `protocol` `from`-`to` that carry `description`
+    /// (how the stack tells its own rules from rules added by hand).
+    pub fn described_cidrs(
+        &self,
+        protocol: &str,
+        from: i32,
+        to: i32,
+        description: &str,
+    ) -> Vec<String> {
+        self.ingress
+            .iter()
+            .filter(|p| {
+                p.ip_protocol() == Some(protocol)
+                    && p.from_port() == Some(from)
+                    && p.to_port() == Some(to)
+            })
+            .flat_map(|p| p.ip_ranges())
+            .filter(|r| r.description() == Some(description))
+            .filter_map(|r| r.cidr_ip().map(str::to_owned))
+            .collect()
     }
 
     pub fn allows_all_egress(&self) -> bool {
