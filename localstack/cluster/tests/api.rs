@@ -6,12 +6,12 @@ mod common;
 use std::time::Duration;
 
 use common::{deployment, eventually, sim};
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, Service};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, PropagationPolicy};
 use kube::core::{Status, response::StatusSummary};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use serde_json::json;
 
 fn cm(name: &str, labels: serde_json::Value) -> ConfigMap {
