@@ -464,6 +464,7 @@ async fn up_pushes_the_site_image_while_eks_is_created_and_down_removes_it_after
     );
     let left = remaining(&plan, &gone.cx).await.unwrap();
     assert!(left.is_empty(), "{left:?}");
+    common::assert_nothing_left(&emu, "siteimg", "down with the site image").await;
 }
 
 #[tokio::test]
@@ -537,4 +538,10 @@ async fn a_given_image_is_used_as_it_is_and_a_foreign_repository_is_never_touche
     );
     assert_eq!(ecr_changes(&foreign), before, "nothing changed in ECR");
     assert_eq!(repository_error(&foreign, "foreign/web").await, None);
+    // In the whole account, only the foreign repository (counted by its name) is left.
+    assert_eq!(
+        common::observed(&emu, "foreign").await,
+        ["ECR repository foreign/web"],
+        "down left the foreign repository and nothing else"
+    );
 }

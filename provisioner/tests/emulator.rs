@@ -7,7 +7,9 @@ use std::collections::BTreeSet;
 
 use aws_sdk_ec2::types::Filter;
 use base64::Engine;
-use common::{Census, census, config, down, emulator, left, run, up};
+use common::{
+    Census, assert_nothing_left, census, config, down, emulator, left, observed, run, up,
+};
 use provisioner::config::Support;
 use provisioner::ingress::{HEALTH_NODE_PORT, HEALTH_PATH, HTTP_NODE_PORT};
 use provisioner::plan::StepError;
@@ -453,6 +455,7 @@ async fn up_again_changes_nothing_and_down_twice_leaves_nothing() {
 
     down(&emu, "rerun").await;
     assert_eq!(left(&emu, "rerun").await, Vec::<String>::new());
+    assert_nothing_left(&emu, "rerun", "down after two ups").await;
     // Nothing orphaned: no instance or interface of the stack anywhere.
     let aws = &first.cx.aws;
     let instances = aws
@@ -487,6 +490,7 @@ async fn up_again_changes_nothing_and_down_twice_leaves_nothing() {
         "{:?}",
         second.calls.counts().mutating_operations()
     );
+    assert_nothing_left(&emu, "rerun", "a second down").await;
 }
 
 #[tokio::test]
@@ -516,20 +520,65 @@ async fn a_run_killed_mid_way_converges_when_run_again() {
             Vec::<String>::new(),
             "{name}: down after a killed up"
         );
+        assert_nothing_left(&emu, &name, "down after a killed and resumed up").await;
     }
 }
 
+/// `up` killed right after its `kill_at`-th mutating call reached AWS (AWS did the work, the
+/// process never heard of it), then `down` at once, without resuming: the independent observer
+/// sees the partial stack before `down` and nothing of it after.
+async fn killed_then_down(emu: &aws::AwsEmulator, kill_at: usize, full: usize) {
+    let name = format!("partial{kill_at}");
+    let killed = run(emu, config(&name)).await;
+    killed.calls.kill_after_mutating(kill_at);
+    let result = steps::infrastructure().up(&killed.cx).await;
+    assert!(
+        killed.calls.killed(),
+        "kill point {kill_at} of {full} was reached: {:?}",
+        killed.calls.counts()
+    );
+    assert!(result.is_err(), "{name}: a killed run reports failure");
+    let partial = observed(emu, &name).await;
+    assert!(
+        !partial.is_empty(),
+        "{name}: {kill_at} mutating calls reached AWS, yet the account shows nothing of the stack"
+    );
+
+    down(emu, &name).await;
+    assert_nothing_left(
+        emu,
+        &name,
+        &format!(
+            "down after an up killed at mutating call {kill_at} of {full} (it had made {partial:#?})"
+        ),
+    )
+    .await;
+}
+
+/// How many kill points run at once: each is sequential in itself, moto serves them all.
+const KILLS_AT_ONCE: usize = 4;
+
 #[tokio::test]
 async fn down_after_a_partial_up_leaves_nothing() {
+    use futures::StreamExt;
+
     let emu = emulator().await;
-    for (i, kill_at) in [5, 25, 45].into_iter().enumerate() {
-        let name = format!("partial{i}");
-        let killed = run(&emu, config(&name)).await;
-        killed.calls.kill_after_mutating(kill_at);
-        let _ = steps::infrastructure().up(&killed.cx).await;
-        down(&emu, &name).await;
-        assert_eq!(left(&emu, &name).await, Vec::<String>::new(), "{name}");
-    }
+    // Every mutating call a full `up` of the AWS side makes is a kill point.
+    let full = up(&emu, "partialfull").await.calls.counts().mutating;
+    assert!(full >= 25, "a full up makes {full} mutating calls");
+    down(&emu, "partialfull").await;
+    assert_nothing_left(&emu, "partialfull", "down after a full up").await;
+
+    let started = std::time::Instant::now();
+    futures::stream::iter(1..=full)
+        .map(|kill_at| killed_then_down(&emu, kill_at, full))
+        .buffer_unordered(KILLS_AT_ONCE)
+        .collect::<Vec<()>>()
+        .await;
+    eprintln!(
+        "{full} kill points, each followed by down, in {:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -538,12 +587,24 @@ async fn two_stacks_do_not_touch_each_other() {
     up(&emu, "alpha").await;
     up(&emu, "beta").await;
     let beta_before = left(&emu, "beta").await;
+    let beta_seen = observed(&emu, "beta").await;
+    assert!(
+        beta_seen.iter().any(|r| r.starts_with("EKS cluster beta"))
+            && beta_seen.iter().any(|r| r.starts_with("instance ")),
+        "{beta_seen:#?}"
+    );
     down(&emu, "alpha").await;
     assert_eq!(left(&emu, "alpha").await, Vec::<String>::new());
+    assert_nothing_left(&emu, "alpha", "alpha's down").await;
     assert_eq!(
         left(&emu, "beta").await,
         beta_before,
         "alpha's down left beta intact"
+    );
+    assert_eq!(
+        observed(&emu, "beta").await,
+        beta_seen,
+        "alpha's down left beta intact, as the account shows it"
     );
     let again = up(&emu, "beta").await;
     assert_eq!(again.calls.counts().mutating, 0, "beta still complete");
@@ -614,6 +675,12 @@ async fn a_foreign_resource_with_our_name_stops_up_with_the_step_and_resource() 
         .await
         .unwrap();
     assert!(vpcs.vpcs().is_empty(), "the stack's own VPC was removed");
+    // Only the foreign role is left in the account (the observer counts it by its name).
+    assert_eq!(
+        observed(&emu, "clash").await,
+        [format!("IAM role {}", probe.cx.stack.cluster_role())],
+        "down removed everything but the foreign role"
+    );
 }
 
 /// Every CreateCluster request as the SDK was given it: token and `upgradePolicy.supportType`
@@ -745,6 +812,7 @@ async fn create_cluster_asks_for_standard_support_with_a_fresh_token_per_run() {
     }
 
     down(&emu, name).await;
+    assert_nothing_left(&emu, name, "the first down").await;
     let (second, second_requests) = recorded_run(&emu, config(name)).await;
     steps::infrastructure().up(&second.cx).await.unwrap();
     let taken = second_requests.taken();
@@ -756,6 +824,7 @@ async fn create_cluster_asks_for_standard_support_with_a_fresh_token_per_run() {
     );
     assert!(taken.iter().all(|(_, s)| s.as_deref() == Some("STANDARD")));
     down(&emu, name).await;
+    assert_nothing_left(&emu, name, "the second down").await;
 }
 
 /// Issue 13, item 4: with extended support asked for, CreateCluster says EXTENDED.
@@ -773,4 +842,190 @@ async fn extended_support_is_asked_for_only_when_configured() {
         "{taken:?}"
     );
     down(&emu, "extended").await;
+    assert_nothing_left(&emu, "extended", "down").await;
+}
+
+/// The independent observer (`common::account`) can fail: what is made by hand for a stack (by
+/// its tag, by its names, inside its VPC, by the cloud provider's cluster tag) is listed, and
+/// what belongs to other stacks or to no stack is not.
+#[tokio::test]
+async fn the_account_observer_sees_what_a_stack_leaves_behind() {
+    use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
+
+    assert_eq!(common::account::STACK_TAG, STACK_TAG);
+    let emu = emulator().await;
+    assert_eq!(observed(&emu, "seen").await, Vec::<String>::new());
+
+    let sdk = common::account_config(&emu).await;
+    let ec2 = aws_sdk_ec2::Client::new(&sdk);
+    let iam = aws_sdk_iam::Client::new(&sdk);
+    let ecr = aws_sdk_ecr::Client::new(&sdk);
+    let elb = aws_sdk_elasticloadbalancing::Client::new(&sdk);
+    let tags = |resource: ResourceType, stack: &str| {
+        TagSpecification::builder()
+            .resource_type(resource)
+            .tags(Tag::builder().key(STACK_TAG).value(stack).build())
+            .build()
+    };
+    let vpc = |stack: &'static str, cidr: &'static str| {
+        let ec2 = ec2.clone();
+        let spec = tags(ResourceType::Vpc, stack);
+        async move {
+            ec2.create_vpc()
+                .cidr_block(cidr)
+                .tag_specifications(spec)
+                .send()
+                .await
+                .unwrap()
+                .vpc()
+                .and_then(|v| v.vpc_id())
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let mine = vpc("seen", "10.1.0.0/16").await;
+    let theirs = vpc("seen2", "10.2.0.0/16").await;
+    // Untagged, inside the stack's VPC: found by where they are.
+    let subnet = ec2
+        .create_subnet()
+        .vpc_id(&mine)
+        .cidr_block("10.1.1.0/24")
+        .send()
+        .await
+        .unwrap();
+    let subnet = subnet.subnet().and_then(|s| s.subnet_id()).unwrap();
+    let group = ec2
+        .create_security_group()
+        .vpc_id(&mine)
+        .group_name("made-by-hand")
+        .description("an untagged group in the stack's VPC")
+        .send()
+        .await
+        .unwrap();
+    let group = group.group_id().unwrap();
+    let table = ec2.create_route_table().vpc_id(&mine).send().await.unwrap();
+    let table = table
+        .route_table()
+        .and_then(|t| t.route_table_id())
+        .unwrap();
+    let template = ec2
+        .create_launch_template()
+        .launch_template_name("seen-nodes")
+        .launch_template_data(
+            aws_sdk_ec2::types::RequestLaunchTemplateData::builder()
+                .image_id("ami-12c6146b")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let template = template
+        .launch_template()
+        .and_then(|t| t.launch_template_id())
+        .unwrap();
+    // Outside: another stack's group in its VPC.
+    ec2.create_security_group()
+        .vpc_id(&theirs)
+        .group_name("theirs")
+        .description("another stack's")
+        .send()
+        .await
+        .unwrap();
+
+    // IAM: a role by its name, with an inline policy; one by its tag; others not.
+    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+    for (role, tag) in [
+        ("seen-ap-northeast-2-eks-node", None),
+        ("kept-by-tag", Some("seen")),
+        ("seen2-ap-northeast-2-eks-node", None),
+        ("someone-elses", Some("seen2")),
+    ] {
+        let mut create = iam
+            .create_role()
+            .role_name(role)
+            .assume_role_policy_document(trust);
+        if let Some(stack) = tag {
+            create = create.tags(
+                aws_sdk_iam::types::Tag::builder()
+                    .key(STACK_TAG)
+                    .value(stack)
+                    .build()
+                    .unwrap(),
+            );
+        }
+        create.send().await.unwrap();
+    }
+    iam.put_role_policy()
+        .role_name("seen-ap-northeast-2-eks-node")
+        .policy_name("seen-targets")
+        .policy_document(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"ec2:DescribeInstances","Resource":"*"}]}"#,
+        )
+        .send()
+        .await
+        .unwrap();
+    iam.create_instance_profile()
+        .instance_profile_name("a-profile-of-the-role")
+        .send()
+        .await
+        .unwrap();
+    iam.add_role_to_instance_profile()
+        .instance_profile_name("a-profile-of-the-role")
+        .role_name("seen-ap-northeast-2-eks-node")
+        .send()
+        .await
+        .unwrap();
+
+    // ECR: the stack's repository by name; another stack's not.
+    for repository in ["seen/web", "seen2/web"] {
+        ecr.create_repository()
+            .repository_name(repository)
+            .send()
+            .await
+            .unwrap();
+    }
+    // A Classic ELB the cloud provider made for the stack's cluster, by its cluster tag.
+    elb.create_load_balancer()
+        .load_balancer_name("a0123456789abcdef")
+        .availability_zones("ap-northeast-2a")
+        .listeners(
+            aws_sdk_elasticloadbalancing::types::Listener::builder()
+                .protocol("TCP")
+                .load_balancer_port(80)
+                .instance_port(31080)
+                .build()
+                .unwrap(),
+        )
+        .tags(
+            aws_sdk_elasticloadbalancing::types::Tag::builder()
+                .key("kubernetes.io/cluster/seen")
+                .value("owned")
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    let mut expected = vec![
+        format!("VPC {mine} (10.1.0.0/16)"),
+        format!("subnet {subnet} (10.1.1.0/24)"),
+        format!("security group {group} (made-by-hand)"),
+        format!("route table {table} ({mine})"),
+        format!("launch template {template} (seen-nodes)"),
+        "IAM role seen-ap-northeast-2-eks-node".to_owned(),
+        "IAM inline role policy seen-ap-northeast-2-eks-node/seen-targets".to_owned(),
+        "IAM role kept-by-tag".to_owned(),
+        "IAM instance profile a-profile-of-the-role".to_owned(),
+        "ECR repository seen/web".to_owned(),
+        "Classic load balancer a0123456789abcdef".to_owned(),
+    ];
+    expected.sort();
+    assert_eq!(observed(&emu, "seen").await, expected);
+    let theirs_seen = observed(&emu, "seen2").await;
+    assert!(
+        theirs_seen.contains(&"ECR repository seen2/web".to_owned())
+            && theirs_seen.contains(&"IAM role someone-elses".to_owned()),
+        "{theirs_seen:#?}"
+    );
 }

@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use aws::{Front, Profile};
 use aws_sdk_ecr::primitives::Blob as SdkBlob;
-use common::{Census, Endpoint, census, config, down, emulator, left, run, up};
+use common::{
+    Census, Endpoint, assert_nothing_left, census, config, down, emulator, left, run, up,
+};
 use provisioner::aws::ecr::{self, site_repository};
 use provisioner::image::{Image, Recipe};
 use provisioner::plan::Plan;
@@ -254,23 +256,63 @@ async fn up_waits_through_every_state_aws_goes_through() {
     );
     down_all(&front, "slow", &binary.path).await;
     assert_eq!(left(&emu, "slow").await, Vec::<String>::new());
+    assert_nothing_left(&emu, "slow", &format!("down (front seed {})", front.seed())).await;
     assert_eq!(ecr_images(&emu, "slow").await, Vec::new());
+}
+
+/// How many of the first `rolls` draws of the front's seeded generator are below the throttle
+/// rate and how many between it and throttle + server error rate: the faults the seed implies
+/// (the front's rule, `Front::seed`, drawn here independently of the front).
+fn implied_faults(seed: u64, rolls: usize, throttle: f64, server: f64) -> (usize, usize) {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let (mut throttled, mut failed) = (0, 0);
+    for _ in 0..rolls {
+        let roll: f64 = rng.random();
+        if roll < throttle {
+            throttled += 1;
+        } else if roll < throttle + server {
+            failed += 1;
+        }
+    }
+    (throttled, failed)
 }
 
 #[tokio::test]
 async fn throttling_and_server_errors_do_not_stop_up_or_down() {
+    let (throttle, server) = (0.10, 0.02);
     let emu = emulator().await;
-    let front = front(&emu, fast().with_faults(0.10, 0.02)).await;
+    let front = front(&emu, fast().with_faults(throttle, server)).await;
+    let seed = front.seed();
     let binary = SiteBinary::new("noisy");
     // Besides the random faults, certainly some on the push (ECR's ThrottlingException).
-    for operation in ["CreateRepository", "UploadLayerPart", "PutImage"] {
+    let planned = ["CreateRepository", "UploadLayerPart", "PutImage"];
+    for operation in planned {
         front.throttle(operation, 2);
     }
     let run = up_all(&front, "noisy", &binary.path).await;
+    let during_up = front.stats();
     assert_pushed_once(&emu, &run, &binary).await;
+
+    // Every fault met during `up` was retried: the SDK made an attempt beyond each call's first
+    // for each one (the retried call then succeeded, since `up` did).
+    let faults = during_up.rolled_throttles + during_up.rolled_server_errors + 2 * planned.len();
+    let counts = run.calls.counts();
+    assert!(
+        counts.attempts >= counts.total + faults,
+        "seed {seed}: {faults} faults injected during up, yet only {} attempts for {} calls",
+        counts.attempts,
+        counts.total
+    );
+
     down_all(&front, "noisy", &binary.path).await;
-    assert_eq!(left(&emu, "noisy").await, Vec::<String>::new());
-    assert_eq!(ecr_images(&emu, "noisy").await, Vec::new());
+    assert_eq!(
+        left(&emu, "noisy").await,
+        Vec::<String>::new(),
+        "seed {seed}"
+    );
+    assert_eq!(ecr_images(&emu, "noisy").await, Vec::new(), "seed {seed}");
+    assert_nothing_left(&emu, "noisy", &format!("down (front seed {seed})")).await;
     let stats = front.stats();
     for operation in [
         "ecr:CreateRepository",
@@ -279,26 +321,46 @@ async fn throttling_and_server_errors_do_not_stop_up_or_down() {
     ] {
         assert!(
             stats.refused.get(operation).copied().unwrap_or(0) >= 2,
-            "{operation} throttled: {:?}",
+            "seed {seed}: {operation} throttled: {:?}",
             stats.refused
         );
     }
-    let throttled: usize = ["Throttling", "ThrottlingException", "RequestLimitExceeded"]
-        .iter()
-        .map(|c| stats.injected.get(*c).copied().unwrap_or(0))
-        .sum();
-    let failed: usize = [
-        "InternalError",
-        "ServiceUnavailable",
-        "ServerException",
-        "InternalServerError",
-    ]
-    .iter()
-    .map(|c| stats.injected.get(*c).copied().unwrap_or(0))
-    .sum();
+    // The random faults are those the seed implies for the number of calls that rolled.
+    let (throttled, failed) = implied_faults(seed, stats.rolls, throttle, server);
+    assert_eq!(
+        (stats.rolled_throttles, stats.rolled_server_errors),
+        (throttled, failed),
+        "seed {seed}: faults of {} rolls",
+        stats.rolls
+    );
+    // Hundreds of calls at a 10 % throttle rate: any seed implies throttling (no throttle in
+    // 200 rolls is a chance of 1 in 10^9); whether it implies a 5xx too (2 %) is checked above.
     assert!(
-        throttled > 0 && failed > 0,
-        "faults were injected: {:?}",
+        stats.rolls >= 200 && throttled > 0,
+        "seed {seed} implies {throttled} throttles and {failed} server errors in {} rolls",
+        stats.rolls
+    );
+    let injected = |codes: &[&str]| -> usize {
+        codes
+            .iter()
+            .map(|c| stats.injected.get(*c).copied().unwrap_or(0))
+            .sum()
+    };
+    assert_eq!(
+        injected(&["Throttling", "ThrottlingException", "RequestLimitExceeded"]),
+        throttled + 2 * planned.len(),
+        "seed {seed}: {:?}",
+        stats.injected
+    );
+    assert_eq!(
+        injected(&[
+            "InternalError",
+            "ServiceUnavailable",
+            "ServerException",
+            "InternalServerError",
+        ]),
+        failed,
+        "seed {seed}: {:?}",
         stats.injected
     );
 }
@@ -313,6 +375,12 @@ async fn down_waits_out_dependency_violations() {
     up(&front, "linger").await;
     let run = down(&front, "linger").await;
     assert_eq!(left(&emu, "linger").await, Vec::<String>::new());
+    assert_nothing_left(
+        &emu,
+        "linger",
+        &format!("down (front seed {})", front.seed()),
+    )
+    .await;
     let stats = front.stats();
     assert!(
         stats
@@ -380,6 +448,12 @@ async fn killed_then_converged(emu: &aws::AwsEmulator, service: Option<&str>, n:
         Vec::new(),
         "{name}: ECR after down"
     );
+    assert_nothing_left(
+        emu,
+        &name,
+        &format!("down after a kill (front seed {})", front.seed()),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -591,4 +665,10 @@ async fn eventual_consistency_in_the_ec2_api_up_waits_for_new_ids_and_down_leave
     );
     down(&front, "fresh").await;
     assert_eq!(left(&emu, "fresh").await, Vec::<String>::new());
+    assert_nothing_left(
+        &emu,
+        "fresh",
+        &format!("down (front seed {})", front.seed()),
+    )
+    .await;
 }

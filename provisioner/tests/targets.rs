@@ -128,6 +128,7 @@ async fn the_node_role_may_keep_only_the_stacks_target_group_and_down_removes_th
 
     down(&emu, "keeper").await;
     assert_eq!(left(&emu, "keeper").await, Vec::<String>::new());
+    common::assert_nothing_left(&emu, "keeper", "down").await;
     let gone = node_role_policy(&first.cx).await.unwrap_err();
     assert!(gone.contains("NoSuchEntity"), "{gone}");
     let role = first

@@ -565,4 +565,11 @@ async fn down_deletes_the_services_then_what_kubernetes_made_then_the_network() 
     // And the product agrees.
     let left = remaining(&full_plan(&sim), &cx).await.unwrap();
     assert!(left.is_empty(), "{left:?}");
+    // And the whole account, listed by the independent observer, holds nothing of the stack.
+    common::assert_nothing_left(&emu, STACK, "down of the full plan").await;
+    assert_eq!(
+        common::observed(&emu, "teardown2").await,
+        ["Classic load balancer another-clusters-elb"],
+        "another cluster's ELB stays"
+    );
 }

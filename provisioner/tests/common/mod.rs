@@ -3,6 +3,8 @@
 
 #![allow(dead_code, clippy::expect_used)]
 
+pub mod account;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -101,6 +103,37 @@ pub async fn left(emulator: &impl Endpoint, name: &str) -> Vec<String> {
         .into_iter()
         .map(|(step, r)| format!("{step}: {} {} {}", r.kind, r.name, r.id.unwrap_or_default()))
         .collect()
+}
+
+/// An SDK configuration for the account behind `emulator`, made here with plain `aws-config`
+/// (not the provisioner's connection), for the independent observer.
+pub async fn account_config(emulator: &impl Endpoint) -> aws_types::SdkConfig {
+    let http = aws_smithy_http_client::Builder::new().build_http();
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_types::region::Region::new(config("observer").region))
+        .endpoint_url(emulator.url())
+        .credentials_provider(aws_credential_types::Credentials::new(
+            "test", "test", None, None, "observer",
+        ))
+        .http_client(http)
+        .load()
+        .await
+}
+
+/// Everything of the stack in the emulated account, seen by the independent observer
+/// ([`account::leftovers`]); pass the emulator itself, not a front that injects faults.
+pub async fn observed(emulator: &impl Endpoint, name: &str) -> Vec<String> {
+    account::leftovers(&account_config(emulator).await, name).await
+}
+
+/// Asserts that the independent observer sees nothing of the stack in the account.
+pub async fn assert_nothing_left(emulator: &impl Endpoint, name: &str, context: &str) {
+    let left = observed(emulator, name).await;
+    assert!(
+        left.is_empty(),
+        "{context}: the account still holds, of stack {name}:\n  {}",
+        left.join("\n  ")
+    );
 }
 
 /// What a stack has in AWS, counted through AWS's own describe calls (not the provisioner's).

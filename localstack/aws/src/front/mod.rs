@@ -9,7 +9,8 @@
 //!   clusters linger; `ResourceInUse` for a target group whose load balancer is still going.
 //! - EC2's eventual consistency: a new VPC, subnet, gateway, route table, security group, launch
 //!   template or instance is `*.NotFound` for a while to calls that name it (see [`consistency`]).
-//! - Throttling and 5xx on a configurable fraction of calls (rejected before reaching moto).
+//! - Throttling and 5xx on a configurable fraction of calls (rejected before reaching moto),
+//!   rolled from a seed that the front prints, so that a failed run's faults can be had again.
 //! - ECR's push rules moto does not check (part sizes, layer and manifest digests, blobs present
 //!   before PutImage; see [`ecr`]), and an upload bandwidth for the bytes sent.
 //! - A kill switch: after the N-th mutating call (of one service, or of any) reaches moto, that
@@ -33,7 +34,8 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rand::Rng;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -54,6 +56,12 @@ pub struct FrontStats {
     pub injected: BTreeMap<String, usize>,
     /// `service:Operation` → how many of its calls the front answered with an error.
     pub refused: BTreeMap<String, usize>,
+    /// Calls whose fault was rolled (the profile has fault rates): the `rolls` first draws of
+    /// the seeded generator (see [`Front::seed`]) decided them, in the order the calls came.
+    pub rolls: usize,
+    /// Of those, answered with throttling and with a 5xx (planned throttles not counted).
+    pub rolled_throttles: usize,
+    pub rolled_server_errors: usize,
 }
 
 impl FrontStats {
@@ -88,9 +96,20 @@ struct Timeline {
     target_groups_held_until: Option<Instant>,
 }
 
+/// The environment variable that seeds the front when its profile has no seed.
+pub const SEED_ENV: &str = "KDEPLOY_FRONT_SEED";
+
+/// What the latency generator's seed adds to the fault generator's, so that the two sequences
+/// differ and the faults do not depend on how many latencies were drawn.
+const LATENCY_SEED_OFFSET: u64 = 0x9E37_79B9_7F4A_7C15;
+
 struct Shared {
     upstream: String,
     profile: Profile,
+    seed: u64,
+    /// One `random::<f64>()` per call that rolls for a fault, in the order the calls come.
+    fault_rolls: Mutex<StdRng>,
+    latency_rolls: Mutex<StdRng>,
     client: Client<HttpConnector, Full<Bytes>>,
     timeline: Mutex<Timeline>,
     stats: Mutex<FrontStats>,
@@ -125,12 +144,24 @@ pub struct Dropped;
 
 impl Front {
     /// Listens on 127.0.0.1 (`port` 0 picks a free one) and forwards to `upstream` (moto).
+    /// The rolls follow the profile's seed, else `KDEPLOY_FRONT_SEED`, else a random one; the
+    /// seed is printed to stderr, where a failing test shows it.
     pub async fn start(upstream: &str, profile: Profile, port: u16) -> std::io::Result<Self> {
+        let seed = choose_seed(profile.seed)?;
+        // stderr rather than tracing: a test shows what it printed when it fails, and tests
+        // install no subscriber.
+        eprintln!(
+            "realistic front ({}): seed {seed}; {SEED_ENV}={seed} rolls the same latencies and faults again",
+            profile.name
+        );
         let listener = TcpListener::bind(("127.0.0.1", port)).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             upstream: upstream.trim_end_matches('/').to_owned(),
             profile,
+            seed,
+            fault_rolls: Mutex::new(StdRng::seed_from_u64(seed)),
+            latency_rolls: Mutex::new(StdRng::seed_from_u64(seed ^ LATENCY_SEED_OFFSET)),
             client: Client::builder(TokioExecutor::new()).build_http(),
             timeline: Mutex::new(Timeline::default()),
             stats: Mutex::new(FrontStats::default()),
@@ -166,6 +197,15 @@ impl Front {
 
     pub fn profile(&self) -> &Profile {
         &self.shared.profile
+    }
+
+    /// The seed of this front's rolls: the fault of the `n`-th call that rolls is decided by the
+    /// `n`-th `random::<f64>()` of `StdRng::seed_from_u64(seed)` (throttled below the throttle
+    /// rate, a 5xx below throttle + server error rate). Concurrent calls take the draws in the
+    /// order they arrive, so which call meets a fault can differ between runs; the sequence of
+    /// draws does not.
+    pub fn seed(&self) -> u64 {
+        self.shared.seed
     }
 
     pub fn stats(&self) -> FrontStats {
@@ -237,6 +277,22 @@ impl Front {
     }
 }
 
+/// The profile's seed, else the one in [`SEED_ENV`], else a random one.
+fn choose_seed(configured: Option<u64>) -> std::io::Result<u64> {
+    if let Some(seed) = configured {
+        return Ok(seed);
+    }
+    match std::env::var(SEED_ENV) {
+        Ok(text) => text.trim().parse().map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{SEED_ENV}={text:?} is not a seed (an unsigned 64-bit number): {e}"),
+            )
+        }),
+        Err(_) => Ok(rand::rng().random()),
+    }
+}
+
 async fn handle(
     shared: Arc<Shared>,
     req: Request<Incoming>,
@@ -253,7 +309,12 @@ async fn handle(
 
     let (low, high) = shared.profile.latency;
     let mut pause = if high > Duration::ZERO {
-        Duration::from_secs_f64(rand::rng().random_range(low.as_secs_f64()..=high.as_secs_f64()))
+        let secs = shared
+            .latency_rolls
+            .lock()
+            .map(|mut rng| rng.random_range(low.as_secs_f64()..=high.as_secs_f64()))
+            .unwrap_or(low.as_secs_f64());
+        Duration::from_secs_f64(secs)
     } else {
         Duration::ZERO
     };
@@ -457,17 +518,10 @@ impl Shared {
                 .map(|left| *left -= 1)
                 .is_some()
         });
-        let (throttle, server) = (self.profile.throttle_rate, self.profile.server_error_rate);
-        if !planned && throttle <= 0.0 && server <= 0.0 {
-            return None;
-        }
-        let roll: f64 = rand::rng().random();
-        let fault = if planned || roll < throttle {
+        let fault = if planned {
             Fault::Throttle
-        } else if roll < throttle + server {
-            Fault::ServerError
         } else {
-            return None;
+            self.roll()?
         };
         let (code, status) = fault_code(&call.service, fault);
         self.refused(call, code);
@@ -477,6 +531,36 @@ impl Shared {
             code,
             "injected by the local realistic front",
         ))
+    }
+
+    /// The next draw of the seeded generator decides whether this call meets a fault; no draw
+    /// when the profile has no fault rates.
+    fn roll(&self) -> Option<Fault> {
+        let (throttle, server) = (self.profile.throttle_rate, self.profile.server_error_rate);
+        if throttle <= 0.0 && server <= 0.0 {
+            return None;
+        }
+        // Draw and count under the generator's lock, so that the counts always describe the
+        // first `rolls` draws.
+        let mut rolls = self.fault_rolls.lock().ok()?;
+        let roll: f64 = rolls.random();
+        let fault = if roll < throttle {
+            Some(Fault::Throttle)
+        } else if roll < throttle + server {
+            Some(Fault::ServerError)
+        } else {
+            None
+        };
+        if let Ok(mut stats) = self.stats.lock() {
+            stats.rolls += 1;
+            match fault {
+                Some(Fault::Throttle) => stats.rolled_throttles += 1,
+                Some(Fault::ServerError) => stats.rolled_server_errors += 1,
+                None => {}
+            }
+        }
+        drop(rolls);
+        fault
     }
 
     /// Answers AWS would give without doing the work: "not yet" and "still in use".
@@ -762,5 +846,115 @@ impl Shared {
             }
             _ => body,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::expect_used, clippy::unwrap_used)]
+
+    use super::*;
+
+    /// An EC2 query call as the SDK signs it (the front reads the service from the credential
+    /// scope), sent to a front whose upstream is closed: what the front does not answer itself
+    /// comes back as 502 (emulator unreachable).
+    async fn statuses(front: &Front, calls: usize) -> Vec<u16> {
+        let client: Client<HttpConnector, Full<Bytes>> =
+            Client::builder(TokioExecutor::new()).build_http();
+        let mut statuses = Vec::new();
+        for _ in 0..calls {
+            let request = Request::builder()
+                .method(http::Method::POST)
+                .uri(format!("{}/", front.endpoint()))
+                .header(
+                    http::header::AUTHORIZATION,
+                    "AWS4-HMAC-SHA256 Credential=test/20261203/ap-northeast-2/ec2/aws4_request",
+                )
+                .header(
+                    http::header::CONTENT_TYPE,
+                    "application/x-www-form-urlencoded",
+                )
+                .body(Full::new(Bytes::from_static(
+                    b"Action=DescribeVpcs&Version=2016-11-15",
+                )))
+                .unwrap();
+            statuses.push(client.request(request).await.unwrap().status().as_u16());
+        }
+        statuses
+    }
+
+    /// A port nothing listens on: bound, then released.
+    async fn closed_upstream() -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        format!("http://{addr}")
+    }
+
+    #[tokio::test]
+    async fn the_seed_decides_the_faults_as_its_generator_draws_them() {
+        let (throttle, server) = (0.3, 0.2);
+        let profile = Profile::instant()
+            .with_faults(throttle, server)
+            .with_seed(42);
+        let upstream = closed_upstream().await;
+        let calls = 40;
+
+        // What seed 42 implies, drawn here from the same generator: EC2's
+        // RequestLimitExceeded (503) below the throttle rate, InternalError (500) below both
+        // rates, else the call goes on (502: the closed upstream).
+        let mut rng = StdRng::seed_from_u64(42);
+        let expected: Vec<u16> = (0..calls)
+            .map(|_| {
+                let roll: f64 = rng.random();
+                if roll < throttle {
+                    503
+                } else if roll < throttle + server {
+                    500
+                } else {
+                    502
+                }
+            })
+            .collect();
+        assert!(expected.contains(&503) && expected.contains(&500) && expected.contains(&502));
+
+        let front = Front::start(&upstream, profile.clone(), 0).await.unwrap();
+        assert_eq!(front.seed(), 42);
+        assert_eq!(statuses(&front, calls).await, expected, "seed 42");
+        let stats = front.stats();
+        assert_eq!(stats.rolls, calls);
+        assert_eq!(
+            stats.rolled_throttles,
+            expected.iter().filter(|s| **s == 503).count()
+        );
+        assert_eq!(
+            stats.rolled_server_errors,
+            expected.iter().filter(|s| **s == 500).count()
+        );
+        assert_eq!(
+            stats.injected.get("RequestLimitExceeded").copied(),
+            Some(stats.rolled_throttles)
+        );
+
+        // Another front with the same seed rolls the same faults; another seed, others.
+        let again = Front::start(&upstream, profile.clone(), 0).await.unwrap();
+        assert_eq!(statuses(&again, calls).await, expected, "seed 42, again");
+        let other = Front::start(&upstream, profile.with_seed(43), 0)
+            .await
+            .unwrap();
+        assert_ne!(statuses(&other, calls).await, expected, "seed 43");
+    }
+
+    #[tokio::test]
+    async fn a_front_without_fault_rates_draws_no_rolls_and_planned_throttles_take_none() {
+        let upstream = closed_upstream().await;
+        let front = Front::start(&upstream, Profile::instant().with_seed(7), 0)
+            .await
+            .unwrap();
+        front.throttle("DescribeVpcs", 2);
+        assert_eq!(statuses(&front, 4).await, [503, 503, 502, 502]);
+        let stats = front.stats();
+        assert_eq!(stats.rolls, 0);
+        assert_eq!(stats.injected.get("RequestLimitExceeded"), Some(&2));
     }
 }

@@ -33,6 +33,10 @@ pub struct Profile {
     pub server_error_rate: f64,
     /// Bytes per second of request bodies (ECR layer parts are the big ones); `None`: no limit.
     pub upload_bandwidth: Option<u64>,
+    /// Seed of the latency and fault rolls, so a run's faults can be had again; `None`: the
+    /// front takes `KDEPLOY_FRONT_SEED` from the environment, else a random one (see
+    /// [`super::Front::seed`]).
+    pub seed: Option<u64>,
 }
 
 impl Profile {
@@ -52,6 +56,7 @@ impl Profile {
             throttle_rate: 0.0,
             server_error_rate: 0.0,
             upload_bandwidth: None,
+            seed: None,
         }
     }
 
@@ -73,6 +78,7 @@ impl Profile {
             throttle_rate: 0.0,
             server_error_rate: 0.0,
             upload_bandwidth: Some(100_000_000 / 8),
+            seed: None,
         }
     }
 
@@ -96,6 +102,7 @@ impl Profile {
             throttle_rate: 0.0,
             server_error_rate: 0.0,
             upload_bandwidth: None,
+            seed: real.seed,
         }
     }
 
@@ -122,6 +129,13 @@ impl Profile {
     /// New EC2 resources stay `*.NotFound` to calls naming them for `window` (zero: never).
     pub fn with_ec2_consistency_window(mut self, window: Duration) -> Self {
         self.ec2_consistency_window = window;
+        self
+    }
+
+    /// The rolls of latency and faults follow `seed` (a run that failed is had again with the
+    /// seed it printed).
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
         self
     }
 
