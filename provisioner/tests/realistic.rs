@@ -173,9 +173,10 @@ fn waited(events: &[Event], step: &str, text: &str) -> bool {
 #[tokio::test]
 async fn up_waits_through_every_state_aws_goes_through() {
     let emu = emulator().await;
-    // Long enough that CreateCluster meets it even when other tests' image builds load the CPU.
+    // The window is wall time, as IAM's is; 20 s is long enough that CreateCluster (a few calls
+    // after CreateRole) meets it even on a loaded machine (5 s was not, once, under four builds).
     let mut profile = fast();
-    profile.iam_propagation = Duration::from_secs(5);
+    profile.iam_propagation = Duration::from_secs(20);
     let front = front(&emu, profile).await;
     let run = up(&front, "slow").await;
     let events = run.progress.events();
