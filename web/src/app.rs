@@ -254,10 +254,17 @@ async fn openapi(State(state): State<AppState>) -> impl IntoResponse {
     )
 }
 
-/// Ready when the Kubernetes API answers: without it the site can do nothing.
-async fn readyz(State(state): State<AppState>) -> Result<&'static str, AppError> {
-    state.repositories.client.apiserver_version().await?;
-    Ok("ok")
+/// Ready once every watch of the mirror has synced (until then pages have nothing to show);
+/// answered at once from the watches' health, with the mirror's lag, whether the API server
+/// answers or not: a stale mirror still serves pages, marked "as of" its last sync.
+async fn readyz(State(state): State<AppState>) -> Response {
+    let readiness = state.mirror.readiness();
+    let status = if readiness.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(readiness)).into_response()
 }
 
 /// The signed-in user of a request, if any; used only to decorate error pages.

@@ -53,6 +53,9 @@ pub struct Config {
     /// How long a sign-in lasts.
     pub session_ttl: Duration,
     pub console: ConsoleLimits,
+    /// Longest a write (create, change, delete) waits for the cluster before it is reported as
+    /// not answering; pages never wait for the cluster (they read the mirror).
+    pub write_timeout: Duration,
 }
 
 impl Config {
@@ -72,6 +75,7 @@ impl Config {
             session_key: None,
             session_ttl: Duration::from_secs(12 * 3600),
             console: ConsoleLimits::new(names.console_upstream),
+            write_timeout: Duration::from_secs(10),
         }
     }
 }

@@ -67,6 +67,18 @@ pub enum AppError {
     },
     #[error("the body is over {limit_kib} KiB: send a smaller one")]
     BodyTooLarge { limit_kib: usize },
+    #[error(
+        "the cluster is not answering (no reply within {secs} s), so nothing was changed: try again in a minute"
+    )]
+    ClusterNotAnswering { secs: u64 },
+    #[error(
+        "the cluster stopped answering (no reply within {secs} s) before the repository was complete; what was created is being removed: try again in a minute"
+    )]
+    ClusterStoppedMidway { secs: u64 },
+    #[error("the site is starting and still reading the cluster's state: try again in a moment")]
+    Starting,
+    #[error("the cluster is not answering, so this cannot be shown now; it comes back by itself")]
+    ClusterAway,
 }
 
 impl From<StoreError> for AppError {
@@ -97,6 +109,9 @@ impl From<StoreError> for AppError {
                 Self::Invalid(vec![FieldError::new("name", e.to_string())])
             }
             StoreError::Kube(source) => Self::Kube(source),
+            StoreError::NotAnswering { secs } => Self::ClusterNotAnswering { secs },
+            StoreError::StoppedMidway { secs } => Self::ClusterStoppedMidway { secs },
+            StoreError::Starting => Self::Starting,
         }
     }
 }
@@ -152,6 +167,10 @@ impl AppError {
             | Self::Task(_)
             | Self::StoredDataUnreadable { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::ClusterNotAnswering { .. } | Self::ClusterStoppedMidway { .. } => {
+                StatusCode::GATEWAY_TIMEOUT
+            }
+            Self::Starting | Self::ClusterAway => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 

@@ -14,6 +14,7 @@ pub mod json;
 pub mod json_fields;
 pub mod kube_status;
 pub mod layout;
+pub mod mirror;
 pub mod repositories;
 pub mod state;
 

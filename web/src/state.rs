@@ -10,6 +10,7 @@ use crate::accounts::{Accounts, SessionSource, session};
 use crate::config::Config;
 use crate::console::send::Sender;
 use crate::error::AppError;
+use crate::mirror::{Mirror, Scope};
 use crate::repositories::store::RepositoryStore;
 
 #[derive(Clone)]
@@ -19,20 +20,31 @@ pub struct AppState {
     pub accounts: Accounts,
     pub key: Key,
     pub sender: Sender,
+    /// What pages read: the cluster's state kept from watches.
+    pub mirror: Mirror,
 }
 
 impl AppState {
-    /// Builds the state from a client; reads (or creates) the cookie signing key in the cluster.
+    /// Builds the state from a client: starts the mirror's watches (pages wait for their first
+    /// sync, `/readyz` reports it) and reads (or creates) the cookie signing key in the cluster.
     pub async fn connect(client: kube::Client, config: Config) -> Result<Self, AppError> {
+        let mirror = Mirror::start(
+            client.clone(),
+            Scope {
+                system_namespace: config.system_namespace.clone(),
+                platform_namespaces: config.platform_namespaces.clone(),
+            },
+        );
         let key = session::session_key(&client, &config).await?;
         let sender = Sender::new(config.console.clone(), config.public_url.clone());
         let config = Arc::new(config);
         Ok(Self {
             sender,
-            repositories: RepositoryStore::new(client.clone(), config.clone()),
-            accounts: Accounts::new(client, config.clone()),
+            repositories: RepositoryStore::new(client.clone(), config.clone(), mirror.clone()),
+            accounts: Accounts::new(client, config.clone()).with_mirror(mirror.clone()),
             config,
             key,
+            mirror,
         })
     }
 }

@@ -143,6 +143,16 @@ impl Accounts {
     /// The initial-admin Secret's name while it still exists, for the reminder administrators see.
     pub async fn initial_admin_secret(&self) -> Result<Option<InitialAdminSecret>, AppError> {
         let config = self.config();
+        if let Some(mirror) = self.synced_mirror().await {
+            let stored = mirror
+                .read()
+                .secrets
+                .contains_key(&config.initial_admin_secret);
+            return Ok(stored.then(|| InitialAdminSecret {
+                namespace: config.system_namespace.clone(),
+                name: config.initial_admin_secret.clone(),
+            }));
+        }
         Ok(self
             .secrets()
             .get_opt(&config.initial_admin_secret)

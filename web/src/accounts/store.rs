@@ -14,6 +14,8 @@ use super::password::{check_password, check_username, hash_password, verify_pass
 use crate::config::{Config, FIELD_MANAGER, LoginLimit, MANAGED_BY};
 use crate::error::{AppError, FieldError};
 use crate::kube_status::{is_already_exists, is_conflict};
+use crate::mirror::compact::AccountView;
+use crate::mirror::{self, Mirror, has_seen};
 use crate::repositories::objects::LABEL_MANAGED_BY;
 
 const SETTINGS: &str = "kdeploy-settings";
@@ -86,6 +88,34 @@ impl StoredUser {
     }
 }
 
+/// The account a Secret of the site's namespace holds, if it is one (for the mirror).
+pub fn account_of(secret: &Secret) -> Option<AccountView> {
+    let username = secret
+        .metadata
+        .labels
+        .as_ref()
+        .filter(|l| l.get(LABEL_COMPONENT).is_some_and(|c| c == "user"))?
+        .get("kdeploy.dev/username")
+        .cloned()
+        .or_else(|| {
+            secret
+                .metadata
+                .name
+                .as_deref()?
+                .strip_prefix("kdeploy-user-")
+                .map(str::to_string)
+        })?;
+    let user = StoredUser::from_secret(secret.clone());
+    Some(AccountView {
+        username,
+        admin: user.admin,
+        hash: user.hash,
+        failures: user.failures,
+        first_failure: user.first_failure,
+        epoch: user.epoch,
+    })
+}
+
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct UserRow {
     pub name: String,
@@ -135,11 +165,73 @@ fn secret_name(username: &str) -> String {
 pub struct Accounts {
     client: kube::Client,
     config: Arc<Config>,
+    /// Where sessions are resolved without an API call; without it (a one-off command), every
+    /// read goes to the API server.
+    mirror: Option<Mirror>,
 }
 
 impl Accounts {
     pub fn new(client: kube::Client, config: Arc<Config>) -> Self {
-        Self { client, config }
+        Self {
+            client,
+            config,
+            mirror: None,
+        }
+    }
+
+    /// Accounts that read users from the mirror (the site's).
+    pub fn with_mirror(mut self, mirror: Mirror) -> Self {
+        self.mirror = Some(mirror);
+        self
+    }
+
+    /// The mirror, once it has synced (briefly waited for).
+    pub(super) async fn synced_mirror(&self) -> Option<&Mirror> {
+        let mirror = self.mirror.as_ref()?;
+        mirror
+            .wait_synced(mirror::FIRST_SYNC)
+            .await
+            .then_some(mirror)
+    }
+
+    /// A user's sign-in fields: from the mirror when it has them, else from the API server (a
+    /// user just made by another replica may not have reached this one's mirror yet).
+    async fn account(&self, username: &str) -> Result<Option<AccountView>, AppError> {
+        if let Some(mirror) = self.synced_mirror().await {
+            let found = mirror
+                .read()
+                .secrets
+                .get(&secret_name(username))
+                .and_then(|s| s.account.clone());
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+        Ok(self
+            .get(username)
+            .await?
+            .and_then(|u| account_of(&u.secret)))
+    }
+
+    /// Waits until the mirror shows a write to the user's Secret (read-your-writes).
+    async fn seen(&self, username: &str, written: Option<String>) {
+        let (Some(mirror), Some(written)) = (&self.mirror, written) else {
+            return;
+        };
+        let name = secret_name(username);
+        let shown = mirror
+            .wait_for(mirror::READ_YOUR_WRITES, |c| {
+                c.secrets
+                    .get(&name)
+                    .is_some_and(|s| has_seen(&s.id.resource_version, &written))
+            })
+            .await;
+        if !shown {
+            tracing::warn!(
+                username,
+                "the mirror did not show the account's change in time"
+            );
+        }
     }
 
     pub(super) fn secrets(&self) -> Api<Secret> {
@@ -201,7 +293,10 @@ impl Accounts {
                 .replace(&secret_name(username), &PostParams::default(), &secret)
                 .await
             {
-                Ok(_) => return Ok(()),
+                Ok(written) => {
+                    self.seen(username, written.metadata.resource_version).await;
+                    return Ok(());
+                }
                 Err(e) if is_conflict(&e) => continue,
                 Err(e) => return Err(e.into()),
             }
@@ -302,7 +397,8 @@ impl Accounts {
             ..PostParams::default()
         };
         match self.secrets().create(&params, &secret).await {
-            Ok(_) => {
+            Ok(written) => {
+                self.seen(username, written.metadata.resource_version).await;
                 tracing::info!(username, admin, "user created");
                 Ok(())
             }
@@ -345,7 +441,11 @@ impl Accounts {
         username: &str,
         password: &str,
     ) -> Result<(CurrentUser, u64), AppError> {
-        let Some(user) = self.get(username).await? else {
+        if check_username(username, &self.config.platform_namespaces).is_err() {
+            let _ = hash_password(password, self.config.password_cost).await;
+            return Err(AppError::BadCredentials);
+        }
+        let Some(user) = self.account(username).await? else {
             // Same work as a real check, so response time does not tell which usernames exist.
             let _ = hash_password(password, self.config.password_cost).await;
             return Err(AppError::BadCredentials);
@@ -400,8 +500,11 @@ impl Accounts {
         username: &str,
         epoch: u64,
     ) -> Result<Option<CurrentUser>, AppError> {
+        if check_username(username, &self.config.platform_namespaces).is_err() {
+            return Ok(None);
+        }
         Ok(self
-            .get(username)
+            .account(username)
             .await?
             .filter(|user| user.epoch == epoch)
             .map(|user| CurrentUser {

@@ -1,17 +1,15 @@
-//! Reading repositories back: what the list and the detail page show, in the developer's words.
+//! Reading repositories back: what the list and the detail page show, in the developer's words,
+//! built from the mirror (no call to the API server).
 
 use std::collections::BTreeSet;
 
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::{Event, Pod, Service};
-use k8s_openapi::api::networking::v1::Ingress;
-use kube::api::ListParams;
 use serde::Serialize;
 
-use super::objects;
 use super::route::{RouteNotice, RouteVerdict};
 use super::status::{self, Replicas, RepositoryState};
-use super::store::{RepositoryStore, StoreError, is_managed, spec_of};
+use super::store::{RepositoryStore, StoreError};
+use crate::mirror::compact::{DeploymentView, EventView, IngressView, PodView};
+use crate::mirror::{Contents, NamespaceView};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RepositorySummary {
@@ -36,6 +34,10 @@ pub struct RepositorySummary {
 pub struct RepositoryOverview {
     pub repositories: Vec<RepositorySummary>,
     pub notices: Vec<RouteNotice>,
+    /// Set once the mirror is stale (the cluster has not been answering): the moment it was
+    /// last known current, RFC 3339.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub as_of: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -85,44 +87,38 @@ pub struct RepositoryDetail {
     pub events: Vec<EventInfo>,
     pub history: Vec<RevisionInfo>,
     pub objects: Vec<ObjectInfo>,
+    /// As in [`RepositoryOverview::as_of`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub as_of: Option<String>,
 }
 
-fn pod_belongs(pod: &Pod, repo: &str) -> bool {
-    pod.metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get("app"))
-        .is_some_and(|a| a == repo)
-}
-
-fn pod_info(pod: &Pod) -> PodInfo {
-    let status = pod.status.clone().unwrap_or_default();
-    let containers = status.container_statuses.clone().unwrap_or_default();
-    let reason = containers
-        .iter()
-        .find_map(|c| c.state.as_ref()?.waiting.as_ref()?.reason.clone());
+fn pod_info(pod: &PodView) -> PodInfo {
     PodInfo {
-        name: pod.metadata.name.clone().unwrap_or_default(),
-        phase: status.phase.clone().unwrap_or_else(|| "Pending".into()),
-        ready: !containers.is_empty() && containers.iter().all(|c| c.ready),
-        restarts: containers.iter().map(|c| c.restart_count).sum(),
-        reason,
-        age: status::age(pod.metadata.creation_timestamp.as_ref()),
+        name: pod.id.name.clone(),
+        phase: pod.phase.clone(),
+        ready: pod.ready,
+        restarts: pod.restarts,
+        reason: pod.waiting.first().map(|w| w.reason.clone()),
+        age: status::age(pod.id.created),
     }
 }
 
-fn rs_revision(rs: &ReplicaSet) -> i64 {
-    rs.metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get("deployment.kubernetes.io/revision"))
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(0)
+/// Whether an Ingress is the route of the repository `name` (the site made it, under that name).
+fn is_route_of(ingress: &IngressView, name: &str) -> bool {
+    ingress.id.name == name && ingress.managed
 }
 
-/// Whether an Ingress is the route of the repository `name` (the site made it, under that name).
-fn is_route_of(ingress: &Ingress, name: &str) -> bool {
-    ingress.metadata.name.as_deref() == Some(name) && is_managed(&ingress.metadata)
+/// The namespace's Events about Ingresses: where the controller's verdicts are.
+fn ingress_events(ns: &NamespaceView) -> Vec<&EventView> {
+    ns.events
+        .values()
+        .filter(|e| e.object_kind == "Ingress" && e.from_controller)
+        .collect()
+}
+
+/// The namespace's repositories: its managed Deployments.
+fn repositories(ns: &NamespaceView) -> impl Iterator<Item = &DeploymentView> {
+    ns.deployments.values().filter(|d| d.managed)
 }
 
 impl RepositoryStore {
@@ -131,22 +127,17 @@ impl RepositoryStore {
     fn summary(
         &self,
         namespace: &str,
-        deployment: &Deployment,
-        pods: &[Pod],
-        route: Option<&Ingress>,
-        events: &[Event],
+        ns: &NamespaceView,
+        deployment: &DeploymentView,
+        route: Option<&IngressView>,
+        events: &[&EventView],
     ) -> RepositorySummary {
-        let name = deployment.metadata.name.clone().unwrap_or_default();
-        let spec = spec_of(deployment);
-        let own_pods: Vec<Pod> = pods
-            .iter()
-            .filter(|p| pod_belongs(p, &name))
-            .cloned()
-            .collect();
+        let name = deployment.id.name.clone();
+        let own_pods = ns.pods.values().filter(|p| p.managed && p.app == name);
         let public_url = &self.config.public_url;
-        let route = RouteVerdict::of(route, events, public_url.host());
-        let state = status::derive_state(deployment, &own_pods, &route);
-        let replicas = status::replicas(deployment);
+        let route = RouteVerdict::of(route, events.iter().copied(), public_url.host());
+        let state = status::derive_state(deployment, own_pods, &route);
+        let replicas = deployment.replicas;
         let endpoint = (replicas.ready > 0 && route.is_accepted())
             .then(|| public_url.endpoint(namespace, &name));
         let advice = match (&state, &route) {
@@ -161,62 +152,54 @@ impl RepositoryStore {
             _ => state.advice(),
         };
         RepositorySummary {
-            image: spec.as_ref().map(|s| s.image.clone()).unwrap_or_default(),
-            port: spec.as_ref().map_or(0, |s| s.port),
+            image: deployment.image.clone(),
+            port: deployment.port,
             advice,
             state,
             replicas,
-            age: status::age(deployment.metadata.creation_timestamp.as_ref()),
+            age: status::age(deployment.id.created),
             endpoint,
             route,
             name,
         }
     }
 
-    /// The namespace's Events about Ingresses, in one list call: the controller's verdicts.
-    async fn ingress_events(&self, namespace: &str) -> Result<Vec<Event>, StoreError> {
-        let about_ingresses = ListParams::default().fields("involvedObject.kind=Ingress");
-        Ok(self
-            .api::<Event>(namespace)
-            .list(&about_ingresses)
-            .await?
-            .items)
+    /// The mirror's "as of" time, once it is stale.
+    fn as_of(&self) -> Option<String> {
+        self.mirror.as_of().map(|t| t.to_string())
     }
 
     /// The repositories of a namespace with their states, and notices about refused Ingresses
-    /// that belong to no repository; four list calls whatever the number of repositories.
+    /// that belong to no repository; read from the mirror.
     pub async fn overview(&self, namespace: &str) -> Result<RepositoryOverview, StoreError> {
-        let selector = ListParams::default().labels(&objects::managed_selector());
-        let deployments = self.api::<Deployment>(namespace).list(&selector).await?;
-        let pods = self.api::<Pod>(namespace).list(&selector).await?;
-        // Every Ingress, not only the site's: a hand-made one may be what the controller refused.
-        let ingresses = self
-            .api::<Ingress>(namespace)
-            .list(&ListParams::default())
-            .await?
-            .items;
-        let events = self.ingress_events(namespace).await?;
-        let mut rows: Vec<RepositorySummary> = deployments
-            .items
-            .iter()
+        self.mirror_synced().await?;
+        let contents = self.mirror.read();
+        Ok(self.overview_of(&contents, namespace))
+    }
+
+    fn overview_of(&self, contents: &Contents, namespace: &str) -> RepositoryOverview {
+        let empty = NamespaceView::default();
+        let ns = contents.namespace(namespace).unwrap_or(&empty);
+        let events = ingress_events(ns);
+        let mut rows: Vec<RepositorySummary> = repositories(ns)
             .map(|d| {
-                let name = d.metadata.name.as_deref().unwrap_or_default();
-                let route = ingresses.iter().find(|i| is_route_of(i, name));
-                self.summary(namespace, d, &pods.items, route, &events)
+                let route = ns.ingresses.get(&d.id.name).filter(|i| i.managed);
+                self.summary(namespace, ns, d, route, &events)
             })
             .collect();
         rows.sort_by(|a, b| a.name.cmp(&b.name));
         let host = self.config.public_url.host();
-        let mut notices: Vec<RouteNotice> = ingresses
-            .iter()
+        let notices: Vec<RouteNotice> = ns
+            .ingresses
+            .values()
             .filter(|i| !rows.iter().any(|r| is_route_of(i, &r.name)))
-            .filter_map(|i| RouteNotice::of(i, &events, namespace, host))
+            .filter_map(|i| RouteNotice::of(i, events.iter().copied(), namespace, host))
             .collect();
-        notices.sort_by(|a, b| a.ingress.cmp(&b.ingress));
-        Ok(RepositoryOverview {
+        RepositoryOverview {
             repositories: rows,
             notices,
-        })
+            as_of: self.as_of(),
+        }
     }
 
     pub async fn repository(
@@ -224,136 +207,81 @@ impl RepositoryStore {
         namespace: &str,
         name: &str,
     ) -> Result<RepositoryDetail, StoreError> {
-        let deployment = self.managed_deployment(namespace, name).await?;
-        let by_app = ListParams::default().labels(&format!("app={name}"));
-        let pods: Vec<Pod> = self
-            .api::<Pod>(namespace)
-            .list(&by_app)
-            .await?
-            .items
-            .into_iter()
-            .filter(|p| is_managed(&p.metadata))
-            .collect();
-        let mut replica_sets: Vec<ReplicaSet> = self
-            .api::<ReplicaSet>(namespace)
-            .list(&by_app)
-            .await?
-            .items
-            .into_iter()
-            .filter(|rs| {
-                rs.metadata
-                    .owner_references
-                    .iter()
-                    .flatten()
-                    .any(|o| o.kind == "Deployment" && o.name == name)
-            })
-            .collect();
-        replica_sets.sort_by_key(|rs| std::cmp::Reverse(rs_revision(rs)));
-        let service = self.api::<Service>(namespace).get_opt(name).await?;
-        let ingress = self
-            .api::<Ingress>(namespace)
-            .get_opt(name)
-            .await?
-            .filter(|i| is_route_of(i, name));
-        // All of the namespace's Events: the recent ones below, and the controller's verdict.
-        let namespace_events = self
-            .api::<Event>(namespace)
-            .list(&ListParams::default())
-            .await?
-            .items;
+        self.mirror_synced().await?;
+        let contents = self.mirror.read();
+        self.repository_of(&contents, namespace, name)
+            .ok_or_else(|| StoreError::NotFound(name.to_string()))
+    }
 
-        let mut summary = self.summary(
-            namespace,
-            &deployment,
-            &pods,
-            ingress.as_ref(),
-            &namespace_events,
-        );
+    fn repository_of(
+        &self,
+        contents: &Contents,
+        namespace: &str,
+        name: &str,
+    ) -> Option<RepositoryDetail> {
+        let ns = contents.namespace(namespace)?;
+        let deployment = ns.deployments.get(name).filter(|d| d.managed)?;
+        let pods: Vec<&PodView> = ns
+            .pods
+            .values()
+            .filter(|p| p.managed && p.app == name)
+            .collect();
+        let mut replica_sets: Vec<_> = ns
+            .replica_sets
+            .values()
+            .filter(|rs| rs.app == name && rs.owner.as_deref() == Some(name))
+            .collect();
+        replica_sets.sort_by_key(|rs| std::cmp::Reverse(rs.revision));
+        let service = ns.services.get(name);
+        let ingress = ns.ingresses.get(name).filter(|i| is_route_of(i, name));
+        let events = ingress_events(ns);
+        let mut summary = self.summary(namespace, ns, deployment, ingress, &events);
         // Kubernetes copies a ReplicaSet's ReplicaFailure to its Deployment, but not every
         // cluster (or simulator) does: the newest ReplicaSet says it first-hand.
         if !matches!(summary.state, RepositoryState::Failing { .. })
-            && let Some(c) = replica_sets.first().and_then(|rs| {
-                rs.status
-                    .as_ref()?
-                    .conditions
-                    .iter()
-                    .flatten()
-                    .find(|c| c.type_ == "ReplicaFailure" && c.status == "True")
-                    .cloned()
-            })
+            && let Some(f) = replica_sets
+                .first()
+                .and_then(|rs| rs.replica_failure.clone())
         {
             summary.state = RepositoryState::Failing {
-                reason: c.reason.unwrap_or_else(|| "FailedCreate".into()),
-                message: c.message.unwrap_or_default(),
+                reason: f.reason,
+                message: f.message,
             };
             summary.advice = summary.state.advice();
         }
-        let current_revision = replica_sets.first().map(rs_revision);
+        let current_revision = replica_sets.first().map(|rs| rs.revision);
         let history = replica_sets
             .iter()
             .map(|rs| RevisionInfo {
-                revision: rs_revision(rs),
-                replica_set: rs.metadata.name.clone().unwrap_or_default(),
-                image: rs
-                    .spec
-                    .as_ref()
-                    .and_then(|s| {
-                        s.template
-                            .as_ref()?
-                            .spec
-                            .as_ref()?
-                            .containers
-                            .first()?
-                            .image
-                            .clone()
-                    })
-                    .unwrap_or_default(),
-                replicas: rs.status.as_ref().map_or(0, |s| s.replicas),
-                ready: rs
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.ready_replicas)
-                    .unwrap_or(0),
-                current: Some(rs_revision(rs)) == current_revision,
-                age: status::age(rs.metadata.creation_timestamp.as_ref()),
+                revision: rs.revision,
+                replica_set: rs.id.name.clone(),
+                image: rs.image.clone(),
+                replicas: rs.replicas,
+                ready: rs.ready,
+                current: Some(rs.revision) == current_revision,
+                age: status::age(rs.id.created),
             })
             .collect();
 
-        let mut related: BTreeSet<String> = BTreeSet::from([name.to_string()]);
-        related.extend(
-            replica_sets
-                .iter()
-                .filter_map(|rs| rs.metadata.name.clone()),
-        );
-        related.extend(pods.iter().filter_map(|p| p.metadata.name.clone()));
-        let mut events: Vec<Event> = namespace_events
-            .into_iter()
-            .filter(|e| {
-                e.involved_object
-                    .name
-                    .as_ref()
-                    .is_some_and(|n| related.contains(n))
-            })
+        let mut related: BTreeSet<&str> = BTreeSet::from([name]);
+        related.extend(replica_sets.iter().map(|rs| rs.id.name.as_str()));
+        related.extend(pods.iter().map(|p| p.id.name.as_str()));
+        let mut recent: Vec<&EventView> = ns
+            .events
+            .values()
+            .filter(|e| related.contains(e.object_name.as_str()))
             .collect();
-        events.sort_by_key(|e| std::cmp::Reverse(event_time(e)));
-        events.truncate(20);
-        let events = events
+        recent.sort_by_key(|e| std::cmp::Reverse(e.when().map_or(0, |t| t.as_second())));
+        recent.truncate(20);
+        let events = recent
             .iter()
             .map(|e| EventInfo {
-                kind: e.type_.clone().unwrap_or_default(),
-                reason: e.reason.clone().unwrap_or_default(),
-                message: e.message.clone().unwrap_or_default(),
-                object: format!(
-                    "{}/{}",
-                    e.involved_object.kind.clone().unwrap_or_default(),
-                    e.involved_object.name.clone().unwrap_or_default()
-                ),
-                count: e.count.unwrap_or(1),
-                age: status::age(
-                    e.last_timestamp
-                        .as_ref()
-                        .or(e.metadata.creation_timestamp.as_ref()),
-                ),
+                kind: e.kind.clone(),
+                reason: e.reason.clone(),
+                message: e.message.clone(),
+                object: format!("{}/{}", e.object_kind, e.object_name),
+                count: e.count,
+                age: status::age(e.when()),
             })
             .collect();
 
@@ -369,13 +297,10 @@ impl RepositoryStore {
         objects.push(ObjectInfo {
             kind: "Service",
             name: name.to_string(),
-            status: match &service {
+            status: match service {
                 Some(s) => format!(
                     "ClusterIP {}",
-                    s.spec
-                        .as_ref()
-                        .and_then(|s| s.cluster_ip.clone())
-                        .unwrap_or_else(|| "pending".into())
+                    s.cluster_ip.clone().unwrap_or_else(|| "pending".into())
                 ),
                 None => "missing: redeploy to recreate it".into(),
             },
@@ -383,36 +308,25 @@ impl RepositoryStore {
         objects.push(ObjectInfo {
             kind: "Ingress",
             name: name.to_string(),
-            status: match &ingress {
-                Some(i) => {
-                    let rule = i.spec.as_ref().and_then(|s| s.rules.as_ref()?.first());
-                    let host = rule.and_then(|r| r.host.clone()).unwrap_or_default();
-                    let path = rule
-                        .and_then(|r| r.http.as_ref()?.paths.first()?.path.clone())
-                        .unwrap_or_default();
-                    format!(
-                        "minion for {host}, path {path}; {}",
-                        summary.route.summary()
-                    )
-                }
+            status: match ingress {
+                Some(i) => format!(
+                    "minion for {}, path {}; {}",
+                    i.host,
+                    i.path,
+                    summary.route.summary()
+                ),
                 None => "missing: redeploy to recreate it".into(),
             },
         });
 
-        Ok(RepositoryDetail {
+        Some(RepositoryDetail {
             summary,
             namespace: namespace.to_string(),
-            pods: pods.iter().map(pod_info).collect(),
+            pods: pods.iter().map(|p| pod_info(p)).collect(),
             events,
             history,
             objects,
+            as_of: self.as_of(),
         })
     }
-}
-
-fn event_time(e: &Event) -> i64 {
-    e.last_timestamp
-        .as_ref()
-        .or(e.metadata.creation_timestamp.as_ref())
-        .map_or(0, |t| t.0.as_second())
 }

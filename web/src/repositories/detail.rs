@@ -13,6 +13,9 @@ use crate::error::{AppError, FieldError};
 use crate::layout::Frame;
 use crate::state::AppState;
 
+/// The longest the page waits for the endpoints' ConfigMap.
+const ENDPOINTS_READ: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// What a submitted form brings back to the detail page: what was typed and why it was refused.
 #[derive(Default)]
 pub struct Submitted<'a> {
@@ -47,7 +50,18 @@ pub async fn page(
         .repositories
         .repository(user.namespace(), name)
         .await?;
-    let endpoints = console::store::endpoints(&state.repositories, user.namespace(), name).await;
+    // The endpoints are read from the API server: not at all while it does not answer, and
+    // never for long, so the page still answers within its bound.
+    let endpoints = if state.mirror.api_answering() {
+        tokio::time::timeout(
+            ENDPOINTS_READ,
+            console::store::endpoints(&state.repositories, user.namespace(), name),
+        )
+        .await
+        .unwrap_or(Err(AppError::ClusterAway))
+    } else {
+        Err(AppError::ClusterAway)
+    };
     let s = &detail.summary;
     let port = s.port.to_string();
     let replicas = s.replicas.desired.to_string();

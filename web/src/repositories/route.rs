@@ -5,9 +5,9 @@
 //! `updateMergeableIngressStatusAndEvents`, `processProblems`; reasons in `internal/logger/events.go`),
 //! so the latest of them says whether the route is in service now.
 
-use k8s_openapi::api::core::v1::Event;
-use k8s_openapi::api::networking::v1::Ingress;
 use serde::Serialize;
+
+use crate::mirror::compact::{EventView, IngressView};
 
 /// `source.component` of the Events NIC writes.
 pub const CONTROLLER_COMPONENT: &str = "nginx-ingress-controller";
@@ -71,7 +71,11 @@ impl RouteVerdict {
     }
 
     /// The verdict on `ingress` (or its absence) among `events` of its namespace.
-    pub fn of(ingress: Option<&Ingress>, events: &[Event], host: &str) -> Self {
+    pub fn of<'a>(
+        ingress: Option<&IngressView>,
+        events: impl IntoIterator<Item = &'a EventView>,
+        host: &str,
+    ) -> Self {
         let Some(ingress) = ingress else {
             return Self::Failed {
                 reason: INGRESS_MISSING.into(),
@@ -86,9 +90,9 @@ impl RouteVerdict {
     }
 
     /// Maps one NIC verdict Event to the route's state.
-    pub fn from_event(event: &Event, host: &str) -> Self {
-        let reason = event.reason.clone().unwrap_or_default();
-        let message = event.message.clone().unwrap_or_default();
+    pub fn from_event(event: &EventView, host: &str) -> Self {
+        let reason = event.reason.clone();
+        let message = event.message.clone();
         if reason == ADDED_OR_UPDATED {
             return Self::Accepted { message };
         }
@@ -103,30 +107,23 @@ impl RouteVerdict {
 /// The latest verdict Event NIC wrote on this very Ingress (its current uid: Events of an
 /// earlier Ingress of the same name do not count): latest `lastTimestamp`, then `eventTime`, then
 /// the later `resourceVersion` (a deduplicated Event is updated in place, so it has the newer one).
-pub fn latest_verdict<'a>(ingress: &Ingress, events: &'a [Event]) -> Option<&'a Event> {
-    let uid = ingress.metadata.uid.as_deref()?;
+pub fn latest_verdict<'a>(
+    ingress: &IngressView,
+    events: impl IntoIterator<Item = &'a EventView>,
+) -> Option<&'a EventView> {
+    let uid = ingress.id.uid.as_str();
+    if uid.is_empty() {
+        return None;
+    }
     events
-        .iter()
-        .filter(|e| e.involved_object.uid.as_deref() == Some(uid))
-        .filter(|e| {
-            e.source
-                .as_ref()
-                .and_then(|s| s.component.as_deref())
-                .is_some_and(|c| c == CONTROLLER_COMPONENT)
-        })
-        .filter(|e| {
-            e.reason
-                .as_deref()
-                .is_some_and(|r| VERDICT_REASONS.contains(&r))
-        })
+        .into_iter()
+        .filter(|e| e.object_uid == uid && e.from_controller)
+        .filter(|e| VERDICT_REASONS.contains(&e.reason.as_str()))
         .max_by_key(|e| {
             (
-                e.last_timestamp.as_ref().map(|t| t.0),
-                e.event_time.as_ref().map(|t| t.0),
-                e.metadata
-                    .resource_version
-                    .as_deref()
-                    .and_then(|rv| rv.parse::<u64>().ok()),
+                e.last_timestamp,
+                e.event_time,
+                e.id.resource_version.parse::<u64>().ok(),
             )
         })
 }
@@ -172,8 +169,13 @@ pub struct RouteNotice {
 
 impl RouteNotice {
     /// The notice for a foreign Ingress, if the controller refused it.
-    pub fn of(ingress: &Ingress, events: &[Event], namespace: &str, host: &str) -> Option<Self> {
-        let name = ingress.metadata.name.clone().unwrap_or_default();
+    pub fn of<'a>(
+        ingress: &IngressView,
+        events: impl IntoIterator<Item = &'a EventView>,
+        namespace: &str,
+        host: &str,
+    ) -> Option<Self> {
+        let name = ingress.id.name.clone();
         let RouteVerdict::Failed {
             reason,
             message,
@@ -201,11 +203,12 @@ impl RouteNotice {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::{EventSource, ObjectReference};
+    use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
+    use k8s_openapi::api::networking::v1::Ingress;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 
-    fn ingress(uid: &str) -> Ingress {
-        Ingress {
+    fn ingress(uid: &str) -> IngressView {
+        IngressView::of(&Ingress {
             metadata: ObjectMeta {
                 name: Some("hello".into()),
                 namespace: Some("alice".into()),
@@ -213,7 +216,7 @@ mod tests {
                 ..ObjectMeta::default()
             },
             ..Ingress::default()
-        }
+        })
     }
 
     /// `event("AddedOrUpdated", "msg").at(10).rv(3).uid("u2").from("kubelet")`
@@ -279,7 +282,7 @@ mod tests {
     const HOST: &str = "kdeploy.localhost";
 
     fn verdict(events: Vec<E>) -> RouteVerdict {
-        let events: Vec<Event> = events.into_iter().map(|e| e.0).collect();
+        let events: Vec<EventView> = events.into_iter().map(|e| EventView::of(&e.0)).collect();
         RouteVerdict::of(Some(&ingress("u1")), &events, HOST)
     }
 
@@ -368,7 +371,7 @@ mod tests {
             RouteVerdict::Pending
         );
         assert!(!RouteVerdict::Pending.is_accepted());
-        let missing = RouteVerdict::of(None, &[], HOST);
+        let missing = RouteVerdict::of(None, &[] as &[EventView], HOST);
         assert!(
             matches!(&missing, RouteVerdict::Failed { reason, .. } if reason == INGRESS_MISSING)
         );
@@ -410,7 +413,9 @@ mod tests {
     #[test]
     fn a_refused_foreign_ingress_becomes_a_notice() {
         let mine = ingress("u1");
-        let rejected = vec![event(REJECTED, "All hosts are taken by other resources").0];
+        let rejected = [EventView::of(
+            &event(REJECTED, "All hosts are taken by other resources").0,
+        )];
         let n = RouteNotice::of(&mine, &rejected, "alice", HOST).unwrap();
         assert_eq!(n.ingress, "hello");
         assert_eq!(n.message, "All hosts are taken by other resources");
@@ -419,14 +424,14 @@ mod tests {
             "{}",
             n.advice
         );
-        let accepted = vec![
-            event(
+        let accepted = [EventView::of(
+            &event(
                 ADDED_OR_UPDATED,
                 "Configuration for alice/hello was added or updated",
             )
             .0,
-        ];
+        )];
         assert!(RouteNotice::of(&mine, &accepted, "alice", HOST).is_none());
-        assert!(RouteNotice::of(&mine, &[], "alice", HOST).is_none());
+        assert!(RouteNotice::of(&mine, &[] as &[EventView], "alice", HOST).is_none());
     }
 }

@@ -1,10 +1,10 @@
 //! What a repository's objects say about it, in the developer's words.
 
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
 use serde::Serialize;
 
 use super::route::RouteVerdict;
+use crate::mirror::compact::{DeploymentView, PodView};
 
 /// Container waiting reasons that will not fix themselves.
 const FAILING_REASONS: &[&str] = &[
@@ -73,75 +73,35 @@ pub struct Replicas {
     pub total: i32,
 }
 
-pub fn replicas(deployment: &Deployment) -> Replicas {
-    let desired = deployment
-        .spec
-        .as_ref()
-        .and_then(|s| s.replicas)
-        .unwrap_or(1);
-    let status = deployment.status.clone().unwrap_or_default();
-    Replicas {
-        desired,
-        ready: status.ready_replicas.unwrap_or(0),
-        updated: status.updated_replicas.unwrap_or(0),
-        total: status.replicas.unwrap_or(0),
-    }
-}
-
 /// The first failing reason among the pods' containers, with its message.
-pub fn pod_failure(pods: &[Pod]) -> Option<(String, String)> {
-    pods.iter()
-        .filter_map(|p| p.status.as_ref()?.container_statuses.as_ref())
-        .flatten()
-        .filter_map(|c| c.state.as_ref()?.waiting.as_ref())
-        .find_map(|w| {
-            let reason = w.reason.clone()?;
-            FAILING_REASONS
-                .contains(&reason.as_str())
-                .then(|| (reason, w.message.clone().unwrap_or_default()))
-        })
-}
-
-fn revision(deployment: &Deployment) -> i64 {
-    deployment
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get("deployment.kubernetes.io/revision"))
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(0)
+pub fn pod_failure<'a>(pods: impl IntoIterator<Item = &'a PodView>) -> Option<(String, String)> {
+    pods.into_iter()
+        .flat_map(|p| p.waiting.iter())
+        .find(|w| FAILING_REASONS.contains(&w.reason.as_str()))
+        .map(|w| (w.reason.clone(), w.message.clone()))
 }
 
 /// Derives the state from the Deployment, its pods (of any revision) and the ingress controller's
 /// verdict on its route: pods that cannot start come first, then a refused route (NIC's reason and
 /// message), and Ready needs both the pods and the route.
-pub fn derive_state(
-    deployment: &Deployment,
-    pods: &[Pod],
+pub fn derive_state<'a>(
+    deployment: &DeploymentView,
+    pods: impl IntoIterator<Item = &'a PodView>,
     route: &RouteVerdict,
 ) -> RepositoryState {
     if let Some((reason, message)) = pod_failure(pods) {
         return RepositoryState::Failing { reason, message };
     }
-    let status = deployment.status.clone().unwrap_or_default();
-    let stuck = status.conditions.iter().flatten().find(|c| {
-        c.type_ == "Progressing" && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
-    });
-    if let Some(c) = stuck {
+    if let Some(message) = &deployment.stuck {
         return RepositoryState::Failing {
             reason: "ProgressDeadlineExceeded".into(),
-            message: c.message.clone().unwrap_or_default(),
+            message: message.clone(),
         };
     }
-    let refused = status
-        .conditions
-        .iter()
-        .flatten()
-        .find(|c| c.type_ == "ReplicaFailure" && c.status == "True");
-    if let Some(c) = refused {
+    if let Some(f) = &deployment.replica_failure {
         return RepositoryState::Failing {
-            reason: c.reason.clone().unwrap_or_else(|| "FailedCreate".into()),
-            message: c.message.clone().unwrap_or_default(),
+            reason: f.reason.clone(),
+            message: f.message.clone(),
         };
     }
     if let RouteVerdict::Failed {
@@ -153,16 +113,14 @@ pub fn derive_state(
             message: message.clone(),
         };
     }
-    let r = replicas(deployment);
-    let generation = deployment.metadata.generation.unwrap_or(0);
-    let observed = status.observed_generation.unwrap_or(0);
-    let settled = observed >= generation
+    let r = deployment.replicas;
+    let settled = deployment.observed_generation >= deployment.generation
         && r.updated >= r.desired
         && r.ready >= r.desired
         && r.total <= r.desired;
     if settled && route.is_accepted() {
         RepositoryState::Ready
-    } else if revision(deployment) <= 1 && (r.ready == 0 || settled) {
+    } else if deployment.revision <= 1 && (r.ready == 0 || settled) {
         RepositoryState::Deploying
     } else {
         RepositoryState::Updating
@@ -170,12 +128,12 @@ pub fn derive_state(
 }
 
 /// "3m", "2h", "5d": how long ago, as a list shows it.
-pub fn age(created: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>) -> String {
+pub fn age(created: Option<Timestamp>) -> String {
     let Some(created) = created else {
         return String::new();
     };
-    let now = k8s_openapi::jiff::Timestamp::now();
-    let seconds = now.as_second().saturating_sub(created.0.as_second()).max(0);
+    let now = Timestamp::now();
+    let seconds = now.as_second().saturating_sub(created.as_second()).max(0);
     match seconds {
         s if s < 60 => format!("{s}s"),
         s if s < 3600 => format!("{}m", s / 60),
@@ -188,10 +146,18 @@ pub fn age(created: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time
 mod tests {
     use super::*;
     use crate::repositories::route::{self, RouteVerdict};
-    use k8s_openapi::api::apps::v1::{DeploymentCondition, DeploymentSpec, DeploymentStatus};
-    use k8s_openapi::api::core::v1::{
-        ContainerState, ContainerStateWaiting, ContainerStatus, PodStatus,
+    use k8s_openapi::api::apps::v1::{
+        Deployment, DeploymentCondition, DeploymentSpec, DeploymentStatus,
     };
+    use k8s_openapi::api::core::v1::{
+        ContainerState, ContainerStateWaiting, ContainerStatus, Pod, PodStatus,
+    };
+
+    /// The state of API objects, through the records the mirror keeps of them.
+    fn derive_state(d: &Deployment, pods: &[Pod], route: &RouteVerdict) -> RepositoryState {
+        let pods: Vec<PodView> = pods.iter().map(PodView::of).collect();
+        super::derive_state(&DeploymentView::of(d), &pods, route)
+    }
     use std::collections::BTreeMap;
 
     /// `deployment(3).ready(1).updated(3).revision(2)`

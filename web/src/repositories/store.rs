@@ -1,7 +1,10 @@
 //! Everything the site asks of Kubernetes to create, change and delete a repository, one user
 //! namespace at a time; reading repositories back is in `describe`.
 
+use std::future::Future;
 use std::sync::Arc;
+
+use tokio::time::Instant;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota, Service};
@@ -14,6 +17,7 @@ use super::objects::{self, RESTARTED_AT};
 use super::validation::{Change, RepositorySpec};
 use crate::config::{Config, FIELD_MANAGER, MANAGED_BY};
 use crate::kube_status::{is_already_exists, is_conflict, is_not_found};
+use crate::mirror::{self, Contents, Mirror, has_seen};
 
 /// What went wrong in the repository store, in the store's terms; handlers turn it into a page or JSON.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +37,17 @@ pub enum StoreError {
     },
     #[error(transparent)]
     Kube(#[from] kube::Error),
+    #[error("the cluster did not answer within {secs} s; nothing was changed")]
+    NotAnswering { secs: u64 },
+    #[error("the cluster stopped answering within {secs} s of a create; it is being rolled back")]
+    StoppedMidway { secs: u64 },
+    #[error("the mirror of the cluster has not synced yet")]
+    Starting,
+}
+
+/// Whether a client error means the API server could not be reached (refused or cut connection).
+fn unreachable(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::HyperError(_) | kube::Error::Service(_))
 }
 
 /// The objects of a new repository, in the order they are created.
@@ -43,6 +58,9 @@ pub enum CreateStep {
     Ingress,
 }
 
+/// The annotation that marks the create request a Deployment came from.
+const CREATE_REQUEST: &str = "kdeploy.dev/create-request";
+
 /// How many times a change is read and applied again while controllers keep updating the Deployment.
 const CHANGE_ATTEMPTS: u32 = 10;
 
@@ -50,6 +68,8 @@ const CHANGE_ATTEMPTS: u32 = 10;
 pub struct RepositoryStore {
     pub client: kube::Client,
     pub config: Arc<Config>,
+    /// What pages read; writes wait until it shows them.
+    pub mirror: Mirror,
 }
 
 /// Strict: a field the API server does not know fails the write instead of being dropped with a
@@ -106,8 +126,68 @@ fn restarted_at(deployment: &Deployment) -> Option<String> {
 }
 
 impl RepositoryStore {
-    pub fn new(client: kube::Client, config: Arc<Config>) -> Self {
-        Self { client, config }
+    pub fn new(client: kube::Client, config: Arc<Config>, mirror: Mirror) -> Self {
+        Self {
+            client,
+            config,
+            mirror,
+        }
+    }
+
+    /// Waits (briefly) for the mirror's first sync; a page asked before it says the site starts.
+    pub(super) async fn mirror_synced(&self) -> Result<(), StoreError> {
+        if self.mirror.wait_synced(mirror::FIRST_SYNC).await {
+            Ok(())
+        } else {
+            Err(StoreError::Starting)
+        }
+    }
+
+    /// The moment a write that starts now must have finished by.
+    fn deadline(&self) -> Instant {
+        Instant::now() + self.config.write_timeout
+    }
+
+    /// Refuses a write at once while the API server does not answer the mirror's probe: then
+    /// nothing is sent, so nothing can be applied late.
+    fn answering(&self) -> Result<(), StoreError> {
+        if self.mirror.api_answering() {
+            Ok(())
+        } else {
+            Err(self.not_answering())
+        }
+    }
+
+    fn not_answering(&self) -> StoreError {
+        StoreError::NotAnswering {
+            secs: self.config.write_timeout.as_secs(),
+        }
+    }
+
+    /// One API call of a write, given until `deadline`: the outer error says the cluster did not
+    /// answer (or could not be reached), the inner one is the API server's own answer.
+    async fn within<T>(
+        &self,
+        deadline: Instant,
+        call: impl Future<Output = Result<T, kube::Error>>,
+    ) -> Result<Result<T, kube::Error>, StoreError> {
+        match tokio::time::timeout_at(deadline, call).await {
+            Ok(Err(e)) if unreachable(&e) => {
+                tracing::warn!(error = %e, "the API server cannot be reached");
+                Err(self.not_answering())
+            }
+            Ok(answer) => Ok(answer),
+            Err(_) => Err(self.not_answering()),
+        }
+    }
+
+    /// Waits until the mirror shows a write (read-your-writes), at most
+    /// [`mirror::READ_YOUR_WRITES`]; if it does not, the answer is built without it and a
+    /// warning says so.
+    async fn seen(&self, what: &str, seen: impl Fn(&Contents) -> bool) {
+        if !self.mirror.wait_for(mirror::READ_YOUR_WRITES, seen).await {
+            tracing::warn!(what, "the mirror did not show the site's own write in time");
+        }
     }
 
     pub(super) fn api<K>(&self, namespace: &str) -> Api<K>
@@ -144,12 +224,15 @@ impl RepositoryStore {
     /// whatever the site wrote before, so an Ingress of an older form (a plain Ingress with
     /// `nginx.org/path-regex` and `nginx.org/rewrite-target`, before issue 11) loses those
     /// annotations and becomes a minion.
-    async fn apply_ingress(&self, namespace: &str, ingress: &Ingress) -> Result<(), kube::Error> {
+    async fn apply_ingress(
+        &self,
+        namespace: &str,
+        ingress: &Ingress,
+    ) -> Result<Ingress, kube::Error> {
         let name = ingress.metadata.name.as_deref().unwrap_or_default();
         self.api::<Ingress>(namespace)
             .patch(name, &apply_params(), &Patch::Apply(ingress))
             .await
-            .map(|_| ())
     }
 
     /// Brings every repository's Ingress in the cluster to the current form, once at start-up.
@@ -207,49 +290,116 @@ impl RepositoryStore {
         Ok(upgraded)
     }
 
-    /// Creates (or repairs) the user's namespace with its quota and default limits.
+    /// Creates (or repairs) the user's namespace with its quota and default limits, writing only
+    /// what the mirror does not already show.
     pub async fn ensure_namespace(&self, namespace: &str) -> Result<(), StoreError> {
-        let namespaces: Api<Namespace> = Api::all(self.client.clone());
-        namespaces
-            .patch(
-                namespace,
-                &apply_params(),
-                &Patch::Apply(objects::namespace(namespace)),
-            )
-            .await?;
-        if let Some(policy) = &self.config.quota {
-            self.api::<ResourceQuota>(namespace)
-                .patch(
-                    "kdeploy",
-                    &apply_params(),
-                    &Patch::Apply(objects::resource_quota(namespace, policy)),
-                )
-                .await?;
-            self.api::<LimitRange>(namespace)
-                .patch(
-                    "kdeploy",
-                    &apply_params(),
-                    &Patch::Apply(objects::limit_range(namespace)),
-                )
-                .await?;
-        }
-        Ok(())
+        let deadline = self.deadline();
+        self.ensure_namespace_by(namespace, deadline).await
     }
 
-    /// Creates the Deployment, Service and Ingress in that order; a failed step removes the earlier ones.
+    async fn ensure_namespace_by(
+        &self,
+        namespace: &str,
+        deadline: Instant,
+    ) -> Result<(), StoreError> {
+        let (has_namespace, has_quota, has_limits) = {
+            let contents = self.mirror.read();
+            let ns = contents.namespace(namespace);
+            let own =
+                |p: Option<&crate::mirror::compact::PresenceView>| p.is_some_and(|p| p.managed);
+            (
+                own(ns.and_then(|n| n.namespace.as_ref())),
+                own(ns.and_then(|n| n.quota.as_ref())),
+                own(ns.and_then(|n| n.limits.as_ref())),
+            )
+        };
+        if !has_namespace {
+            let namespaces: Api<Namespace> = Api::all(self.client.clone());
+            let ns = objects::namespace(namespace);
+            self.within(
+                deadline,
+                namespaces.patch(namespace, &apply_params(), &Patch::Apply(&ns)),
+            )
+            .await??;
+        }
+        let Some(policy) = &self.config.quota else {
+            return Ok(());
+        };
+        let quota = async {
+            if has_quota {
+                return Ok(());
+            }
+            let quota = objects::resource_quota(namespace, policy);
+            self.within(
+                deadline,
+                self.api::<ResourceQuota>(namespace).patch(
+                    "kdeploy",
+                    &apply_params(),
+                    &Patch::Apply(&quota),
+                ),
+            )
+            .await??;
+            Ok::<_, StoreError>(())
+        };
+        let limits = async {
+            if has_limits {
+                return Ok(());
+            }
+            let limits = objects::limit_range(namespace);
+            self.within(
+                deadline,
+                self.api::<LimitRange>(namespace).patch(
+                    "kdeploy",
+                    &apply_params(),
+                    &Patch::Apply(&limits),
+                ),
+            )
+            .await??;
+            Ok::<_, StoreError>(())
+        };
+        let (quota, limits) = tokio::join!(quota, limits);
+        quota.and(limits)
+    }
+
+    /// Creates the Deployment, then its Service and Ingress together (both owned by it, so
+    /// deleting the Deployment removes them); a failed step removes what was made.
     ///
-    /// The Deployment is created (not applied) so that a taken name, also in a race, fails atomically.
+    /// The Deployment is created (not applied) so that a taken name, also in a race, fails
+    /// atomically. The whole create is given [`Config::write_timeout`]; should the cluster stop
+    /// answering after the Deployment exists, it is removed in the background.
     pub async fn create_repository(
         &self,
         namespace: &str,
         spec: &RepositorySpec,
     ) -> Result<(), StoreError> {
-        self.ensure_namespace(namespace).await?;
+        self.answering()?;
+        let deadline = self.deadline();
+        self.ensure_namespace_by(namespace, deadline).await?;
         let deployments = self.api::<Deployment>(namespace);
-        let created = match deployments
-            .create(&post_params(), &objects::deployment(namespace, spec, None))
-            .await
-        {
+        let mut desired = objects::deployment(namespace, spec, None);
+        // Marks this very create, so a create the cluster applies after it stopped answering
+        // can be told from a later one of the same name and undone.
+        let request = crate::accounts::session::random_token();
+        desired
+            .metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(CREATE_REQUEST.to_string(), request.clone());
+        let sent = self
+            .within(deadline, deployments.create(&post_params(), &desired))
+            .await;
+        let sent = match sent {
+            Ok(answer) => answer,
+            Err(e) => {
+                let store = self.clone();
+                let (namespace, name) = (namespace.to_string(), spec.name.clone());
+                tokio::spawn(
+                    async move { store.undo_late_create(&namespace, &name, &request).await },
+                );
+                return Err(e);
+            }
+        };
+        let created = match sent {
             Ok(d) => d,
             Err(e) if is_already_exists(&e) => {
                 return Err(StoreError::NameTaken(spec.name.clone()));
@@ -261,54 +411,159 @@ impl RepositoryStore {
                 });
             }
         };
-        let owner = objects::owned_by(
-            &spec.name,
-            created.metadata.uid.as_deref().unwrap_or_default(),
-        );
-        let services = self.api::<Service>(namespace);
-        if let Err(source) = services
-            .patch(
-                &spec.name,
-                &apply_params(),
-                &Patch::Apply(objects::service(namespace, spec, Some(owner.clone()))),
-            )
-            .await
-        {
-            self.roll_back(namespace, &spec.name, &["Deployment"]).await;
-            return Err(StoreError::Create {
-                step: CreateStep::Service,
-                source,
-            });
-        }
+        let uid = created.metadata.uid.clone().unwrap_or_default();
+        let owner = objects::owned_by(&spec.name, &uid);
+        let service = objects::service(namespace, spec, Some(owner.clone()));
         let ingress = match self.desired_ingress(namespace, spec, owner) {
             Ok(i) => i,
             Err(e) => {
-                self.roll_back(namespace, &spec.name, &["Service", "Deployment"])
-                    .await;
+                self.roll_back(namespace, &spec.name, &["Deployment"]).await;
                 return Err(e);
             }
         };
-        if let Err(source) = self.apply_ingress(namespace, &ingress).await {
-            self.roll_back(namespace, &spec.name, &["Service", "Deployment"])
+        let services = self.api::<Service>(namespace);
+        let (params, patch) = (apply_params(), Patch::Apply(&service));
+        let (service_result, ingress_result) = tokio::join!(
+            self.within(deadline, services.patch(&spec.name, &params, &patch)),
+            self.within(deadline, self.apply_ingress(namespace, &ingress)),
+        );
+        let failure = match (service_result, ingress_result) {
+            (Ok(Ok(service)), Ok(Ok(ingress))) => {
+                let written = [
+                    created.metadata.resource_version.unwrap_or_default(),
+                    service.metadata.resource_version.unwrap_or_default(),
+                    ingress.metadata.resource_version.unwrap_or_default(),
+                ];
+                self.seen("created repository", |c| {
+                    let Some(ns) = c.namespace(namespace) else {
+                        return false;
+                    };
+                    ns.deployments.get(&spec.name).is_some_and(|d| {
+                        d.id.uid == uid && has_seen(&d.id.resource_version, &written[0])
+                    }) && ns
+                        .services
+                        .get(&spec.name)
+                        .is_some_and(|s| has_seen(&s.id.resource_version, &written[1]))
+                        && ns
+                            .ingresses
+                            .get(&spec.name)
+                            .is_some_and(|i| has_seen(&i.id.resource_version, &written[2]))
+                })
                 .await;
-            return Err(StoreError::Create {
-                step: CreateStep::Ingress,
-                source,
-            });
+                tracing::info!(namespace, repository = %spec.name, image = %spec.image, "repository created");
+                return Ok(());
+            }
+            (Err(_), _) | (_, Err(_)) => None,
+            (Ok(Err(source)), _) => Some((CreateStep::Service, source)),
+            (_, Ok(Err(source))) => Some((CreateStep::Ingress, source)),
+        };
+        match failure {
+            Some((step, source)) => {
+                self.roll_back(namespace, &spec.name, &["Ingress", "Service", "Deployment"])
+                    .await;
+                Err(StoreError::Create { step, source })
+            }
+            None => {
+                // The cluster is not answering: remove the Deployment once it does (its Service
+                // and Ingress, if made, are owned by it and go with it).
+                let store = self.clone();
+                let (namespace, name) = (namespace.to_string(), spec.name.clone());
+                tokio::spawn(async move { store.remove_when_back(&namespace, &name, &uid).await });
+                Err(StoreError::StoppedMidway {
+                    secs: self.config.write_timeout.as_secs(),
+                })
+            }
         }
-        tracing::info!(namespace, repository = %spec.name, image = %spec.image, "repository created");
-        Ok(())
     }
 
-    /// Deletes the named objects of one repository, going on after a failure; absent counts as done.
+    /// Removes the Deployment of a create that timed out, should the cluster apply it late:
+    /// once the API server answers, looks for it (by the create's mark) for half a minute.
+    async fn undo_late_create(&self, namespace: &str, name: &str, request: &str) {
+        let until = Instant::now() + std::time::Duration::from_secs(600);
+        let mut seen_answering = None;
+        while Instant::now() < until {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            let api = self.api::<Deployment>(namespace);
+            let found =
+                match tokio::time::timeout(std::time::Duration::from_secs(5), api.get_opt(name))
+                    .await
+                {
+                    Ok(Ok(found)) => found,
+                    _ => continue,
+                };
+            let answering_since = *seen_answering.get_or_insert_with(Instant::now);
+            let ours = found.filter(|d| {
+                d.metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(CREATE_REQUEST))
+                    .is_some_and(|r| r == request)
+            });
+            if let Some(d) = ours {
+                let uid = d.metadata.uid.unwrap_or_default();
+                tracing::warn!(
+                    namespace,
+                    name,
+                    "a create that timed out was applied late; undoing it"
+                );
+                self.remove_when_back(namespace, name, &uid).await;
+                return;
+            }
+            if answering_since.elapsed() > std::time::Duration::from_secs(30) {
+                return;
+            }
+        }
+    }
+
+    /// Deletes a half-created repository's Deployment (that very one, by uid) once the cluster
+    /// answers again, trying for up to ten minutes.
+    async fn remove_when_back(&self, namespace: &str, name: &str, uid: &str) {
+        let params = DeleteParams {
+            preconditions: Some(kube::api::Preconditions {
+                uid: Some(uid.to_string()),
+                resource_version: None,
+            }),
+            ..DeleteParams::background()
+        };
+        let give_up = Instant::now() + std::time::Duration::from_secs(600);
+        let mut wait = std::time::Duration::from_secs(1);
+        while Instant::now() < give_up {
+            let deployments = self.api::<Deployment>(namespace);
+            let call = deployments.delete(name, &params);
+            match tokio::time::timeout(std::time::Duration::from_secs(10), call).await {
+                Ok(Ok(_)) => {
+                    tracing::info!(namespace, name, "half-created repository removed");
+                    return;
+                }
+                Ok(Err(e)) if is_not_found(&e) || is_conflict(&e) => return,
+                Ok(Err(e)) => {
+                    tracing::warn!(namespace, name, error = %e, "removing a half-created repository failed; retrying")
+                }
+                Err(_) => tracing::warn!(
+                    namespace,
+                    name,
+                    "removing a half-created repository: no answer; retrying"
+                ),
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(std::time::Duration::from_secs(30));
+        }
+        tracing::error!(
+            namespace,
+            name,
+            "a half-created repository was left: delete its Deployment"
+        );
+    }
+
+    /// Deletes the named objects of one repository together, going on after a failure; absent
+    /// counts as done.
     async fn delete_objects(
         &self,
         namespace: &str,
         name: &str,
         kinds: &[&str],
     ) -> Result<(), kube::Error> {
-        let mut first_error = None;
-        for kind in kinds {
+        let deletes = kinds.iter().map(|kind| async move {
             let result = match *kind {
                 "Service" => self
                     .api::<Service>(namespace)
@@ -327,15 +582,22 @@ impl RepositoryStore {
                     .map(|_| ()),
             };
             match result {
-                Ok(()) => tracing::info!(namespace, name, kind, "deleted"),
-                Err(e) if is_not_found(&e) => {}
+                Ok(()) => {
+                    tracing::info!(namespace, name, kind, "deleted");
+                    Ok(())
+                }
+                Err(e) if is_not_found(&e) => Ok(()),
                 Err(e) => {
                     tracing::error!(namespace, name, kind, error = %e, "delete failed");
-                    first_error.get_or_insert(e);
+                    Err(e)
                 }
             }
-        }
-        first_error.map_or(Ok(()), Err)
+        });
+        futures::future::join_all(deletes)
+            .await
+            .into_iter()
+            .collect::<Result<Vec<()>, _>>()
+            .map(|_| ())
     }
 
     /// Deletes what a failed create made; failures are logged by `delete_objects`, and the
@@ -349,17 +611,34 @@ impl RepositoryStore {
         namespace: &str,
         name: &str,
     ) -> Result<Deployment, StoreError> {
-        match self.api::<Deployment>(namespace).get_opt(name).await? {
+        self.managed_deployment_by(namespace, name, self.deadline())
+            .await
+    }
+
+    async fn managed_deployment_by(
+        &self,
+        namespace: &str,
+        name: &str,
+        deadline: Instant,
+    ) -> Result<Deployment, StoreError> {
+        let api = self.api::<Deployment>(namespace);
+        match self.within(deadline, api.get_opt(name)).await?? {
             Some(d) if is_managed(&d.metadata) => Ok(d),
             _ => Err(StoreError::NotFound(name.to_string())),
         }
     }
 
     /// The uid of a repository's Deployment (what its other objects are owned by); also the
-    /// check that `name` is a repository of this namespace.
+    /// check that `name` is a repository of this namespace. Read from the mirror.
     pub async fn repository_uid(&self, namespace: &str, name: &str) -> Result<String, StoreError> {
-        let d = self.managed_deployment(namespace, name).await?;
-        Ok(d.metadata.uid.unwrap_or_default())
+        self.mirror_synced().await?;
+        self.mirror
+            .read()
+            .namespace(namespace)
+            .and_then(|ns| ns.deployments.get(name))
+            .filter(|d| d.managed)
+            .map(|d| d.id.uid.clone())
+            .ok_or_else(|| StoreError::NotFound(name.to_string()))
     }
     /// Applies a change to the Deployment (a rolling update) and keeps the Service and Ingress in
     /// step (an Ingress of an older form is brought to the current one here too).
@@ -369,15 +648,19 @@ impl RepositoryStore {
         name: &str,
         change: &Change,
     ) -> Result<RepositorySpec, StoreError> {
+        self.answering()?;
         let restart_at = change
             .restart
             .then(|| k8s_openapi::jiff::Timestamp::now().to_string());
         // Read, change, apply with the read resourceVersion; controllers update status all the
         // time, so a conflict means "read again", as client-go's RetryOnConflict does.
+        let deadline = self.deadline();
         let mut attempts = 0;
-        let (current, spec) = loop {
+        let (current, spec, written) = loop {
             attempts += 1;
-            let current = self.managed_deployment(namespace, name).await?;
+            let current = self
+                .managed_deployment_by(namespace, name, deadline)
+                .await?;
             let Some(mut spec) = spec_of(&current) else {
                 return Err(StoreError::NotFound(name.to_string()));
             };
@@ -393,12 +676,15 @@ impl RepositoryStore {
             let restarted = restart_at.clone().or_else(|| restarted_at(&current));
             let mut desired = objects::deployment(namespace, &spec, restarted.as_deref());
             desired.metadata.resource_version = current.metadata.resource_version.clone();
+            let deployments = self.api::<Deployment>(namespace);
             match self
-                .api::<Deployment>(namespace)
-                .patch(name, &apply_params(), &Patch::Apply(desired))
-                .await
+                .within(
+                    deadline,
+                    deployments.patch(name, &apply_params(), &Patch::Apply(desired)),
+                )
+                .await?
             {
-                Ok(_) => break (current, spec),
+                Ok(applied) => break (current, spec, applied.metadata.resource_version),
                 Err(e) if is_conflict(&e) && attempts < CHANGE_ATTEMPTS => continue,
                 Err(e) if is_conflict(&e) => {
                     return Err(StoreError::Busy {
@@ -410,15 +696,23 @@ impl RepositoryStore {
             }
         };
         let owner = objects::owned_by(name, current.metadata.uid.as_deref().unwrap_or_default());
-        self.api::<Service>(namespace)
-            .patch(
-                name,
-                &apply_params(),
-                &Patch::Apply(objects::service(namespace, &spec, Some(owner.clone()))),
-            )
-            .await?;
+        let service = objects::service(namespace, &spec, Some(owner.clone()));
         let ingress = self.desired_ingress(namespace, &spec, owner)?;
-        self.apply_ingress(namespace, &ingress).await?;
+        let services = self.api::<Service>(namespace);
+        let (params, patch) = (apply_params(), Patch::Apply(&service));
+        let (service, ingress) = tokio::join!(
+            self.within(deadline, services.patch(name, &params, &patch)),
+            self.within(deadline, self.apply_ingress(namespace, &ingress)),
+        );
+        service??;
+        ingress??;
+        let written = written.unwrap_or_default();
+        self.seen("changed repository", |c| {
+            c.namespace(namespace)
+                .and_then(|ns| ns.deployments.get(name))
+                .is_some_and(|d| has_seen(&d.id.resource_version, &written))
+        })
+        .await;
         tracing::info!(namespace, repository = name, image = %spec.image, replicas = spec.replicas, restart = change.restart, "repository changed");
         Ok(spec)
     }
@@ -428,9 +722,37 @@ impl RepositoryStore {
     /// Ingress is still owned by the Deployment and the garbage collector removes it, so no minion
     /// is left behind on the public host.
     pub async fn delete_repository(&self, namespace: &str, name: &str) -> Result<(), StoreError> {
-        self.managed_deployment(namespace, name).await?;
-        self.delete_objects(namespace, name, &["Ingress", "Service", "Deployment"])
+        self.answering()?;
+        let deadline = self.deadline();
+        let uid = self
+            .managed_deployment_by(namespace, name, deadline)
+            .await?
+            .metadata
+            .uid
+            .unwrap_or_default();
+        // The route stops first; should its delete fail, the Deployment still goes and the
+        // garbage collector removes what it owns.
+        let routes = self
+            .within(
+                deadline,
+                self.delete_objects(namespace, name, &["Ingress", "Service"]),
+            )
             .await?;
+        let deployment = self
+            .within(
+                deadline,
+                self.delete_objects(namespace, name, &["Deployment"]),
+            )
+            .await?;
+        routes.and(deployment)?;
+        self.seen("deleted repository", |c| {
+            c.namespace(namespace).is_none_or(|ns| {
+                ns.deployments.get(name).is_none_or(|d| d.id.uid != uid)
+                    && !ns.services.contains_key(name)
+                    && !ns.ingresses.get(name).is_some_and(|i| i.managed)
+            })
+        })
+        .await;
         tracing::info!(namespace, repository = name, "repository deleted");
         Ok(())
     }

@@ -18,6 +18,17 @@ fn pill_class(state: &RepositoryState) -> &'static str {
     }
 }
 
+/// The banner of a page built from a stale mirror: the cluster has not been answering.
+fn stale(as_of: Option<&str>) -> Markup {
+    html! {
+        @if let Some(at) = as_of {
+            div.banner.warn role="status" data-as-of=(at) {
+                "As of " time datetime=(at) { (at) } ": the cluster is not answering, so this page shows its state at that moment. Changes made since may be missing; it updates by itself when the cluster answers again."
+            }
+        }
+    }
+}
+
 pub fn repositories(frame: &Frame, overview: &RepositoryOverview) -> Markup {
     let rows = &overview.repositories;
     page(
@@ -28,6 +39,7 @@ pub fn repositories(frame: &Frame, overview: &RepositoryOverview) -> Markup {
                 h1 { "Your repositories" }
                 a.button.primary href="/repos/new" { "New repository" }
             }
+            (stale(overview.as_of.as_deref()))
             @for n in &overview.notices {
                 div.banner.error role="alert" data-ingress=(n.ingress) {
                     "Your Ingress " code { (n.ingress) } " is not in service: the ingress controller says "
@@ -157,6 +169,7 @@ pub fn repository(frame: &Frame, view: DetailView) -> Markup {
         &s.name,
         html! {
             p { a href="/repos" { "← All repositories" } }
+            (stale(d.as_of.as_deref()))
             div.heading data-poll={ "/api/v1/repos/" (s.name) } {
                 h1 { (s.name) " " span data-field="state" { span class=(pill_class(&s.state)) { (s.state.label()) } } }
             }

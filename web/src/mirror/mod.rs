@@ -1,0 +1,395 @@
+//! The mirror: what the pages need of the cluster, kept in memory from watches (issue 15).
+//!
+//! Each watched kind (the site's Deployments, ReplicaSets, Pods, Services, quotas, limits and
+//! namespaces; every Ingress and Event of users' namespaces; the Secrets of the site's namespace)
+//! is a kube-runtime `watcher`: a list, then a watch that resumes after a disconnect and relists
+//! after `410 Gone`. Each event is decoded into a compact record (`compact`) filed under its
+//! namespace. The cluster stays the only store: a restarted replica rebuilds the mirror from the
+//! lists, and writes still go to the API server, after which the writer waits until the mirror
+//! has seen what it wrote (read-your-writes, [`Mirror::wait_for`]).
+//!
+//! Health: a prober asks the API server for its version every half second; while it answers and
+//! every watch runs, the mirror is current. Once it has not been current for [`STALE_AFTER`],
+//! pages say "as of" the last moment it was ([`Mirror::as_of`]).
+
+pub mod compact;
+mod watches;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::jiff::Timestamp;
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio::task::AbortHandle;
+
+use compact::{
+    DeploymentView, EventView, IngressView, PodView, PresenceView, ReplicaSetView, SecretView,
+    ServiceView,
+};
+
+/// How long the mirror may go without being known current before pages mark it stale.
+pub const STALE_AFTER: Duration = Duration::from_secs(3);
+/// How often the API server is asked whether it answers, and how long an answer may take.
+const PROBE_EVERY: Duration = Duration::from_millis(500);
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+/// A watch counts as running again once its last error is this old (the watcher retries by
+/// itself; a retry that fails again renews the error).
+const WATCH_ERROR_GRACE: Duration = Duration::from_secs(2);
+/// How long a handler waits for the mirror to show its own write (read-your-writes).
+pub const READ_YOUR_WRITES: Duration = Duration::from_secs(2);
+/// How long a page waits for the first sync before it says the site is starting.
+pub const FIRST_SYNC: Duration = Duration::from_secs(2);
+
+/// One user namespace as the mirror knows it; each map is keyed by object name.
+#[derive(Debug, Default)]
+pub struct NamespaceView {
+    pub namespace: Option<PresenceView>,
+    pub quota: Option<PresenceView>,
+    pub limits: Option<PresenceView>,
+    pub deployments: BTreeMap<String, DeploymentView>,
+    pub replica_sets: BTreeMap<String, ReplicaSetView>,
+    pub pods: BTreeMap<String, PodView>,
+    pub services: BTreeMap<String, ServiceView>,
+    pub ingresses: BTreeMap<String, IngressView>,
+    pub events: BTreeMap<String, EventView>,
+}
+
+impl NamespaceView {
+    fn is_empty(&self) -> bool {
+        self.namespace.is_none()
+            && self.quota.is_none()
+            && self.limits.is_none()
+            && self.deployments.is_empty()
+            && self.replica_sets.is_empty()
+            && self.pods.is_empty()
+            && self.services.is_empty()
+            && self.ingresses.is_empty()
+            && self.events.is_empty()
+    }
+}
+
+/// Everything the mirror holds.
+#[derive(Debug, Default)]
+pub struct Contents {
+    pub namespaces: BTreeMap<String, NamespaceView>,
+    /// The Secrets of the site's own namespace, by name.
+    pub secrets: BTreeMap<String, SecretView>,
+}
+
+impl Contents {
+    pub fn namespace(&self, namespace: &str) -> Option<&NamespaceView> {
+        self.namespaces.get(namespace)
+    }
+
+    fn namespace_mut(&mut self, namespace: &str) -> &mut NamespaceView {
+        self.namespaces.entry(namespace.to_string()).or_default()
+    }
+
+    /// Drops a namespace entry that no longer holds anything.
+    fn tidy(&mut self, namespace: &str) {
+        if self
+            .namespaces
+            .get(namespace)
+            .is_some_and(NamespaceView::is_empty)
+        {
+            self.namespaces.remove(namespace);
+        }
+    }
+}
+
+/// Whether `seen` is the version `written` or a later one. Kubernetes documents
+/// resourceVersions as opaque, but both etcd and the simulator hand out one increasing revision
+/// per write, which is what the API server's own consistent reads from its watch cache rely on
+/// (KEP-2340); an unparsable version counts only when equal.
+pub fn has_seen(seen: &str, written: &str) -> bool {
+    seen == written
+        || matches!((seen.parse::<u64>(), written.parse::<u64>()), (Ok(s), Ok(w)) if s >= w)
+}
+
+/// One watch's health, for `/readyz` and the stale marker.
+#[derive(Debug, Clone)]
+struct WatchHealth {
+    name: &'static str,
+    synced: bool,
+    last_error: Option<(Instant, String)>,
+    events: u64,
+}
+
+impl WatchHealth {
+    fn running(&self, now: Instant) -> bool {
+        self.synced
+            && self
+                .last_error
+                .as_ref()
+                .is_none_or(|(at, _)| now.duration_since(*at) >= WATCH_ERROR_GRACE)
+    }
+}
+
+/// What `/readyz` reports about one watch.
+#[derive(Debug, Clone, Serialize)]
+pub struct WatchReport {
+    pub name: &'static str,
+    pub synced: bool,
+    pub running: bool,
+    pub events: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// `/readyz`'s body: ready once every watch has synced; `lag_ms` is how long ago the mirror was
+/// last known current (the lag metric), `stale_since` set once that is over [`STALE_AFTER`].
+#[derive(Debug, Clone, Serialize)]
+pub struct Readiness {
+    pub ready: bool,
+    /// Whether the API server answered the last probe.
+    pub answering: bool,
+    pub lag_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stale_since: Option<String>,
+    pub watches: Vec<WatchReport>,
+}
+
+struct Inner {
+    contents: RwLock<Contents>,
+    /// Bumped after every change, so writers waiting for their write wake up.
+    changes: watch::Sender<u64>,
+    /// True once every watch has synced once.
+    synced: watch::Sender<bool>,
+    health: Mutex<Vec<WatchHealth>>,
+    /// The last moment the API server answered and every watch ran.
+    current_at: Mutex<(Instant, Timestamp)>,
+    /// Whether the API server answered the last probe.
+    answering: AtomicBool,
+}
+
+/// Aborts the mirror's tasks once the last handle is gone.
+struct Tasks(Vec<AbortHandle>);
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
+
+/// Where the mirror looks: the site's namespace, and the platform's, which hold no repositories.
+#[derive(Debug, Clone)]
+pub struct Scope {
+    pub system_namespace: String,
+    pub platform_namespaces: Vec<String>,
+}
+
+impl Scope {
+    /// Whether a namespace may hold repositories (every namespace but the platform's).
+    pub fn is_user_namespace(&self, namespace: &str) -> bool {
+        namespace != self.system_namespace
+            && !self.platform_namespaces.iter().any(|p| p == namespace)
+    }
+}
+
+/// A handle on the mirror; clones share it.
+#[derive(Clone)]
+pub struct Mirror {
+    inner: Arc<Inner>,
+    _tasks: Arc<Tasks>,
+}
+
+impl Mirror {
+    /// Starts the watches and the prober; the mirror fills as the lists come in.
+    pub fn start(client: kube::Client, scope: Scope) -> Self {
+        let names = watches::NAMES;
+        let inner = Arc::new(Inner {
+            contents: RwLock::new(Contents::default()),
+            changes: watch::Sender::new(0),
+            synced: watch::Sender::new(false),
+            health: Mutex::new(
+                names
+                    .iter()
+                    .map(|name| WatchHealth {
+                        name,
+                        synced: false,
+                        last_error: None,
+                        events: 0,
+                    })
+                    .collect(),
+            ),
+            current_at: Mutex::new((Instant::now(), Timestamp::now())),
+            answering: AtomicBool::new(true),
+        });
+        let mut tasks = watches::spawn(&client, &scope, &inner);
+        tasks.push(tokio::spawn(probe(client, inner.clone())).abort_handle());
+        Self {
+            inner,
+            _tasks: Arc::new(Tasks(tasks)),
+        }
+    }
+
+    /// A read of the mirror; hold it only to build an answer, never across an `.await`.
+    pub fn read(&self) -> RwLockReadGuard<'_, Contents> {
+        self.inner
+            .contents
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn is_synced(&self) -> bool {
+        *self.inner.synced.borrow()
+    }
+
+    /// Waits until every watch has synced once, at most `bound`; false if they have not.
+    pub async fn wait_synced(&self, bound: Duration) -> bool {
+        let mut synced = self.inner.synced.subscribe();
+        tokio::time::timeout(bound, synced.wait_for(|s| *s))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Waits until `seen` holds for the mirror's contents, at most `bound`; false if it did not.
+    pub async fn wait_for(&self, bound: Duration, seen: impl Fn(&Contents) -> bool) -> bool {
+        let mut changes = self.inner.changes.subscribe();
+        let check = async {
+            loop {
+                if seen(&self.read()) {
+                    return true;
+                }
+                if changes.changed().await.is_err() {
+                    return false;
+                }
+            }
+        };
+        tokio::time::timeout(bound, check).await.unwrap_or(false)
+    }
+
+    /// `None` while the mirror is current; once it has not been for [`STALE_AFTER`], the last
+    /// moment it was, which pages show as "as of".
+    pub fn as_of(&self) -> Option<Timestamp> {
+        let (at, wall) = *self
+            .inner
+            .current_at
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        (at.elapsed() > STALE_AFTER).then_some(wall)
+    }
+
+    /// Whether the API server answered its last probe: a write is not even sent when it did not.
+    pub fn api_answering(&self) -> bool {
+        self.inner.answering.load(Ordering::Relaxed)
+    }
+
+    pub fn readiness(&self) -> Readiness {
+        let now = Instant::now();
+        let (at, wall) = *self
+            .inner
+            .current_at
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let watches: Vec<WatchReport> = self
+            .inner
+            .health
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|h| WatchReport {
+                name: h.name,
+                synced: h.synced,
+                running: h.running(now),
+                events: h.events,
+                last_error: h.last_error.as_ref().map(|(_, e)| e.clone()),
+            })
+            .collect();
+        let lag = now.duration_since(at);
+        Readiness {
+            ready: self.is_synced(),
+            answering: self.api_answering(),
+            lag_ms: u64::try_from(lag.as_millis()).unwrap_or(u64::MAX),
+            stale_since: (lag > STALE_AFTER).then(|| wall.to_string()),
+            watches,
+        }
+    }
+}
+
+impl Inner {
+    fn change(&self, f: impl FnOnce(&mut Contents)) {
+        {
+            let mut contents = self
+                .contents
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            f(&mut contents);
+        }
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    fn health(&self, index: usize, f: impl FnOnce(&mut WatchHealth)) {
+        let all_synced = {
+            let mut health = self.health.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(h) = health.get_mut(index) {
+                f(h);
+            }
+            health.iter().all(|h| h.synced)
+        };
+        if all_synced && !*self.synced.borrow() {
+            self.synced.send_replace(true);
+            tracing::info!("mirror synced: every watch has listed once");
+        }
+    }
+
+    fn watches_running(&self) -> bool {
+        let now = Instant::now();
+        self.health
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .all(|h| h.running(now))
+    }
+}
+
+/// Asks the API server for its version every [`PROBE_EVERY`]; an answer within
+/// [`PROBE_TIMEOUT`] while every watch runs marks the mirror current.
+async fn probe(client: kube::Client, inner: Arc<Inner>) {
+    let mut tick = tokio::time::interval(PROBE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut answering = true;
+    loop {
+        tick.tick().await;
+        let answered = matches!(
+            tokio::time::timeout(PROBE_TIMEOUT, client.apiserver_version()).await,
+            Ok(Ok(_))
+        );
+        inner.answering.store(answered, Ordering::Relaxed);
+        if answered != answering {
+            if answered {
+                tracing::info!("the API server answers again");
+            } else {
+                tracing::warn!(
+                    "the API server does not answer: pages show the mirror as of its last sync"
+                );
+            }
+            answering = answered;
+        }
+        if answered && inner.watches_running() {
+            *inner
+                .current_at
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = (Instant::now(), Timestamp::now());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_seen;
+
+    #[test]
+    fn a_later_or_equal_version_counts_as_seen() {
+        assert!(has_seen("12", "12"));
+        assert!(has_seen("13", "12"));
+        assert!(!has_seen("11", "12"));
+        assert!(has_seen("opaque", "opaque"));
+        assert!(!has_seen("opaque", "12"));
+    }
+}
