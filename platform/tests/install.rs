@@ -114,8 +114,15 @@ fn play_the_site(
                     .iter()
                     .any(|l| l.contains("first credentials"))
             };
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-            while !waiting() && tokio::time::Instant::now() < deadline {
+            let limit = Duration::from_secs(60);
+            let deadline = tokio::time::Instant::now() + limit;
+            while !waiting() {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "install did not report waiting for the first credentials within {limit:?}; \
+                     it reported: {:?}",
+                    lines.lock().unwrap()
+                );
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
@@ -358,7 +365,11 @@ async fn a_later_second_than(client: &kube::Client, namespace: &str, time: &Time
         },
         ..ConfigMap::default()
     };
-    for _ in 0..50 {
+    // creationTimestamp has whole seconds, and the order under test is by it: real time has to
+    // pass, until the API server stamps a later second (polled, with a deadline).
+    let limit = Duration::from_secs(5);
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
         let stamped = clocks
             .create(&PostParams::default(), &clock)
             .await
@@ -368,12 +379,16 @@ async fn a_later_second_than(client: &kube::Client, namespace: &str, time: &Time
             .delete(&name, &DeleteParams::default())
             .await
             .expect("delete the clock");
-        if stamped.metadata.creation_timestamp.as_ref() > Some(time) {
+        let seen = stamped.metadata.creation_timestamp;
+        if seen.as_ref() > Some(time) {
             return;
         }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the API server's clock did not pass {time:?} within {limit:?}; last stamp {seen:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("the API server's clock did not pass {time:?}");
 }
 
 /// An install of an earlier version routed the site with a plain Ingress, which held the host.
@@ -553,18 +568,25 @@ async fn uninstall_removes_the_platform_and_the_namespaces_the_site_created() {
         .await
         .expect("uninstall while terminating");
     let gone = [SYSTEM_NAMESPACE, INGRESS_NAMESPACE, "bob"];
-    for _ in 0..100 {
-        let left = namespaces
+    let limit = Duration::from_secs(30);
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let left: Vec<String> = namespaces
             .list(&ListParams::default())
             .await
             .expect("list")
-            .items;
-        if !left
-            .iter()
-            .any(|n| gone.contains(&n.metadata.name.as_deref().unwrap_or("")))
-        {
+            .items
+            .into_iter()
+            .filter_map(|n| n.metadata.name)
+            .filter(|n| gone.contains(&n.as_str()))
+            .collect();
+        if left.is_empty() {
             break;
         }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "waited {limit:?} for the namespaces {gone:?} to go; still there: {left:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let changes = uninstall(&client).await.expect("uninstall again");

@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
@@ -365,16 +365,83 @@ impl Relay {
     }
 }
 
+/// The controller's log line for a failed comparison (platform/src/targets/controller.rs).
+const FAILED: &str = "could not bring the target group in line with the nodes";
+
+/// Counts the controller's logged failures, so that the test waits for a failure to have
+/// happened (and been logged) instead of sleeping. Installed for the test's thread, where the
+/// current-thread runtime of `#[tokio::test]` also runs the controller's task.
+#[derive(Clone, Default)]
+struct Failures(Arc<AtomicUsize>);
+
+impl Failures {
+    fn count(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    /// Waits until `n` failures have been logged, for up to 30 s.
+    async fn wait_for(&self, n: usize, what: &str) {
+        eventually(
+            &format!("{what} ({n} logged failures)"),
+            Duration::from_secs(30),
+            || std::future::ready(self.count()),
+            |seen| *seen >= n,
+        )
+        .await;
+    }
+}
+
+impl tracing::Subscriber for Failures {
+    fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
+        metadata.is_event()
+            && *metadata.level() == tracing::Level::WARN
+            && metadata.target().starts_with("platform")
+    }
+
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+
+    fn event(&self, event: &tracing::Event<'_>) {
+        struct Message(bool);
+        impl tracing::field::Visit for Message {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                if field.name() == "message" && format!("{value:?}").contains(FAILED) {
+                    self.0 = true;
+                }
+            }
+        }
+        let mut message = Message(false);
+        event.record(&mut message);
+        if message.0 {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn enter(&self, _: &tracing::span::Id) {}
+
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
 #[tokio::test]
 async fn the_controller_outlives_an_unreachable_aws_and_catches_up() {
+    let failures = Failures::default();
+    let _log = tracing::subscriber::set_default(failures.clone());
     let bench = bench().await;
     let relay = Relay::start(&bench.endpoint).await;
     relay.set_down(true);
     let controller = bench.controller(&relay.endpoint);
     let [(one, ip1), (_, ip2), (_, ip3)] = NODES;
 
-    // AWS unreachable: the controller fails, logs, backs off, and is still there.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // AWS unreachable: the controller fails, logs, backs off, fails its retry too, and is still
+    // there.
+    failures
+        .wait_for(2, "a failure and a failed retry after the back-off")
+        .await;
     assert!(!controller.is_finished(), "the controller gave up");
     assert!(targets(&bench.elbv2, &bench.arn).await.is_empty());
 
@@ -388,7 +455,13 @@ async fn the_controller_outlives_an_unreachable_aws_and_catches_up() {
     bench
         .patch(one, json!({"spec": {"unschedulable": true}}))
         .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // A failure logged after the cordon: the controller is failing, so only its back-off's retry
+    // calls AWS again (its watch, straight to the cluster, has the cordon long before a call
+    // through the relay fails).
+    let before = failures.count();
+    failures
+        .wait_for(before + 1, "a failure after the cordon")
+        .await;
     assert!(!controller.is_finished(), "the controller gave up");
     relay.set_down(false);
     bench

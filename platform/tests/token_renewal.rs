@@ -45,7 +45,7 @@ async fn list_namespaces(client: &kube::Client) -> Result<usize, kube::Error> {
     Ok(namespaces.list(&ListParams::default()).await?.items.len())
 }
 
-fn is_unauthorized(result: Result<usize, kube::Error>) -> bool {
+fn is_unauthorized_ref(result: &Result<usize, kube::Error>) -> bool {
     matches!(result, Err(kube::Error::Api(status)) if status.code == 401)
 }
 
@@ -76,29 +76,65 @@ async fn a_renewing_client_outlives_the_token_lifetime_and_a_fixed_token_does_no
     )
     .await
     .unwrap();
-    let fixed = connect(&Access {
-        endpoint: sim.api_url(),
-        certificate_authority: None,
-        token: signer.token().await.unwrap(),
-    })
-    .unwrap();
+    let fixed = |token: String| {
+        connect(&Access {
+            endpoint: sim.api_url(),
+            certificate_authority: None,
+            token,
+        })
+        .unwrap()
+    };
 
     assert!(list_namespaces(&renewing).await.unwrap() > 0);
-    assert!(
-        list_namespaces(&fixed).await.unwrap() > 0,
-        "the fixed token works while it is young"
-    );
+    // Each round holds a fixed token signed after the renewing client's current one and waits
+    // until the simulator refuses it: then the renewing client's token from the start of the
+    // round is at least as old, so being accepted proves it renewed. The lifetime is real time
+    // (the simulator compares X-Amz-Date with its clock), so real time passes, but only until the
+    // refusal is seen, polled, with a deadline.
     for round in 1..=3 {
-        tokio::time::sleep(LIFETIME + Duration::from_millis(500)).await;
+        assert!(list_namespaces(&renewing).await.is_ok());
+        let signed_at = tokio::time::Instant::now();
+        let young = fixed(eks_token(SystemTime::now()));
+        assert!(
+            list_namespaces(&young).await.unwrap() > 0,
+            "round {round}: the fixed token works while it is young"
+        );
+        let limit = LIFETIME + Duration::from_secs(3);
+        loop {
+            let seen = list_namespaces(&young).await;
+            if is_unauthorized_ref(&seen) {
+                break;
+            }
+            assert!(
+                signed_at.elapsed() < limit,
+                "round {round}: the fixed token was not refused with 401 within {limit:?} of \
+                 its signing (lifetime {LIFETIME:?}); last answer {seen:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(
+            signed_at.elapsed() >= LIFETIME - Duration::from_secs(1),
+            "round {round}: refused after {:?}, before its lifetime ({LIFETIME:?}, less the \
+             second X-Amz-Date drops)",
+            signed_at.elapsed()
+        );
         assert!(
             list_namespaces(&renewing).await.is_ok(),
             "round {round}: the renewing client is still accepted"
         );
-        assert!(
-            is_unauthorized(list_namespaces(&fixed).await),
-            "round {round}: the fixed token is refused with 401"
-        );
     }
-    // The first token, the fixed client's, and one per round.
-    assert!(signer.signed.load(Ordering::SeqCst) >= 5);
+    // The renewing client's first token and at least one renewal per round.
+    let signed = signer.signed.load(Ordering::SeqCst);
+    assert!(signed >= 4, "{signed} tokens signed by the renewing client");
+}
+
+/// A token signed at `at`, as the provisioner signs them, for the fixed clients.
+fn eks_token(at: SystemTime) -> String {
+    platform::auth::eks_token(
+        &Credentials::new(ACCESS_KEY, "secret", None, None, "test"),
+        "ap-northeast-2",
+        "kdeploy",
+        at,
+    )
+    .unwrap()
 }

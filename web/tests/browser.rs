@@ -170,9 +170,12 @@ impl Driver {
             }
         }))
         .unwrap();
-        let mut last = None;
-        for _ in 0..50 {
-            match ClientBuilder::new(HttpConnector::new())
+        // Chromedriver gives no signal that it listens: a session is tried until it opens, with
+        // a deadline, and the failure names the last refusal.
+        let limit = Duration::from_secs(20);
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let last = match ClientBuilder::new(HttpConnector::new())
                 .capabilities(caps.clone())
                 .connect(&format!("http://127.0.0.1:{port}"))
                 .await
@@ -184,11 +187,37 @@ impl Driver {
                         shots: screenshot_dir(),
                     };
                 }
-                Err(e) => last = Some(e),
-            }
+                Err(e) => e,
+            };
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "chromedriver on port {port} opened no session within {limit:?}; last: {last:?}"
+            );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        panic!("chromedriver did not start: {last:?}");
+    }
+
+    /// Resizes the window and waits until the page is laid out at the new width (its
+    /// `innerWidth`), so a screenshot never catches the old layout.
+    async fn resize(&self, width: u32, height: u32) {
+        self.client.set_window_size(width, height).await.unwrap();
+        let limit = Duration::from_secs(10);
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let seen = self
+                .client
+                .execute("return window.innerWidth;", vec![])
+                .await
+                .unwrap();
+            if seen.as_u64() == Some(u64::from(width)) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the page did not take the window's width {width} within {limit:?}: innerWidth {seen}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Saves the page at 1280 px and at phone width, once its text (through the DOM) says
@@ -197,8 +226,7 @@ impl Driver {
         let text = self.text("body").await;
         assert!(text.contains(expected), "{name}: no {expected:?} in {text}");
         for (width, height, suffix) in [(1280, 2000, "1280"), (390, 2400, "narrow")] {
-            self.client.set_window_size(width, height).await.unwrap();
-            tokio::time::sleep(Duration::from_millis(150)).await;
+            self.resize(width, height).await;
             let png = self.client.screenshot().await.unwrap();
             let (shot_width, shot_height, colours) = png_colours(&png, 16);
             assert!(
@@ -208,7 +236,7 @@ impl Driver {
             assert!(colours > 1, "{name}-{suffix}: the screenshot is blank");
             std::fs::write(self.shots.join(format!("{name}-{suffix}.png")), png).unwrap();
         }
-        self.client.set_window_size(1280, 2000).await.unwrap();
+        self.resize(1280, 2000).await;
     }
 
     async fn fill(&self, css: &str, text: &str) {
@@ -235,21 +263,30 @@ impl Driver {
             .await
             .unwrap();
         self.click(css).await;
-        for _ in 0..200 {
-            let loaded = self
+        let limit = Duration::from_secs(10);
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            // While the next page loads the script may fail; that counts as "not yet".
+            let seen = self
                 .client
                 .execute(
-                    "return window.__kdeployOld !== true && document.readyState === 'complete';",
+                    "return [window.__kdeployOld === true, document.readyState, location.href];",
                     vec![],
                 )
-                .await
-                .unwrap_or(serde_json::Value::Bool(false));
-            if loaded == serde_json::Value::Bool(true) {
+                .await;
+            if let Ok(state) = &seen
+                && state[0] == false
+                && state[1] == "complete"
+            {
                 return;
             }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "submitting {css} loaded no new page within {limit:?}; last seen \
+                 [old page marker, readyState, URL]: {seen:?}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("submitting {css} did not load a new page");
     }
 
     async fn text(&self, css: &str) -> String {

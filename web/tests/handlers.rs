@@ -533,7 +533,9 @@ async fn redeploy_change_scale_and_delete() {
     alice.submit("/repos/hello/redeploy", &[]).await;
     let d = deployment(&site, "hello").await;
     let first = template_annotation(&d).expect("restartedAt set");
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    // No pause: the site stamps restartedAt with sub-second precision, so a second redeploy in
+    // the same second still changes the template and restarts the pods (kubectl's whole-second
+    // stamp would make it a no-op).
     let r = alice
         .api(Method::POST, "/api/v1/repos/hello/redeploy", None)
         .await;
@@ -881,6 +883,7 @@ async fn requests_through_the_ingress_all_succeed_during_a_redeploy() {
                 } else {
                     failed.push(format!("{status} {body}"));
                 }
+                // Pacing of the load, not a wait: the loop ends when the rollout is over.
                 tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             }
             (ok, failed)

@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::http::StatusCode;
 use common::{HOST, MASTER_INGRESS, eventually, site, through_ingress};
@@ -35,10 +35,23 @@ fn hand_made_ingress(name: &str, annotations: Value, path: &str, service: &str) 
     .unwrap()
 }
 
-/// NIC decides ties between Ingresses by `creationTimestamp`, which has whole seconds: waiting
-/// one makes the next object strictly younger than the ones before.
+/// NIC decides ties between Ingresses by `creationTimestamp`, which has whole seconds (metav1.Time
+/// is serialised as RFC 3339 without a fraction): what is created after this returns is stamped a
+/// later second than what was created before. The order under test depends on real time, so real
+/// time passes, but only until the wall clock's second changes (the simulator stamps objects with
+/// the same clock).
 async fn next_second() {
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let start = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    loop {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+        if now.as_secs() > start {
+            return;
+        }
+        tokio::time::sleep(Duration::from_secs(now.as_secs() + 1) - now).await;
+    }
 }
 
 #[tokio::test]

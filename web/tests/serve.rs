@@ -119,23 +119,29 @@ async fn finish(child: Child) -> (std::process::ExitStatus, String) {
 /// Waits until the process answers `/healthz` (for up to 60 s), failing with its log if it exits
 /// or never answers.
 async fn up(mut child: Child, port: u16) -> Child {
-    for _ in 0..600 {
+    let limit = Duration::from_secs(60);
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
         if let Some(status) = child.try_wait().unwrap() {
             panic!(
                 "web serve exited early ({status}): {}",
                 finish(child).await.1
             );
         }
-        if get(port, "/healthz").await == Some(200) {
+        let seen = get(port, "/healthz").await;
+        if seen == Some(200) {
             return child;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            child.start_kill().unwrap();
+            panic!(
+                "web serve did not answer /healthz with 200 within {limit:?} (last: {}): {}",
+                seen.map_or("no answer".to_owned(), |s| s.to_string()),
+                finish(child).await.1
+            );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    child.start_kill().unwrap();
-    panic!(
-        "web serve did not answer /healthz: {}",
-        finish(child).await.1
-    );
 }
 
 /// Sends SIGTERM and returns how the process ended and its log, within 5 s.

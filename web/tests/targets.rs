@@ -190,20 +190,24 @@ async fn web_targets_registers_the_ready_nodes_and_stops_promptly_on_sigterm() {
         .iter()
         .map(|ip| format!("{ip}:30080"))
         .collect();
-    let mut seen = BTreeSet::new();
-    for _ in 0..300 {
+    let limit = Duration::from_secs(30);
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
         if let Some(status) = child.try_wait().unwrap() {
             panic!("web targets exited ({status}): {}", finish(child).await.1);
         }
-        seen = registered(&elbv2, &arn).await;
+        let seen = registered(&elbv2, &arn).await;
         if seen == want {
             break;
         }
+        if tokio::time::Instant::now() >= deadline {
+            child.start_kill().unwrap();
+            panic!(
+                "waited {limit:?} for the targets {want:?}; last seen {seen:?}: {}",
+                finish(child).await.1
+            );
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    if seen != want {
-        child.start_kill().unwrap();
-        panic!("targets {seen:?}, not {want:?}: {}", finish(child).await.1);
     }
 
     let pid = child.id().unwrap().to_string();

@@ -553,7 +553,31 @@ async fn delete_cascades_through_owner_references_and_namespaces() {
         )
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A marker whose owner never existed, created after the orphaning DELETE: the garbage
+    // collector deletes it on its next pass (garbagecollector.go attemptToDeleteItem: all owners
+    // dangling), and that pass would have deleted the ReplicaSet had it still been owned.
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "team");
+    let mut marker = cm("gc-marker", json!({}));
+    marker.metadata.owner_references = Some(vec![
+        serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "ConfigMap", "name": "never-existed",
+            "uid": "00000000-0000-0000-0000-000000000000"
+        }))
+        .unwrap(),
+    ]);
+    cms.create(&PostParams::default(), &marker).await.unwrap();
+    eventually(
+        "the garbage collector to delete the marker",
+        Duration::from_secs(10),
+        || async {
+            cms.get_opt("gc-marker")
+                .await
+                .unwrap()
+                .is_none()
+                .then_some(())
+        },
+    )
+    .await;
     let left = rss.list(&ListParams::default()).await.unwrap().items;
     assert_eq!(left.len(), 1);
     assert!(
@@ -564,7 +588,6 @@ async fn delete_cascades_through_owner_references_and_namespaces() {
             .is_none_or(|r| r.is_empty())
     );
 
-    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "team");
     cms.create(&PostParams::default(), &cm("cfg", json!({})))
         .await
         .unwrap();

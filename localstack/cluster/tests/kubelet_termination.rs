@@ -6,11 +6,13 @@ mod common;
 
 use std::time::Duration;
 
-use common::{deployment, eventually, sim};
+use common::{deployment, eventually, sim, until};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Endpoints, Event, Namespace, Pod, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::wait::Condition;
+use kube::runtime::wait::conditions::is_deployment_completed;
 use serde_json::{Value, json};
 
 fn with_pre_stop(mut d: Value, seconds: Option<i64>, grace: i64) -> Value {
@@ -112,10 +114,14 @@ async fn a_deleted_pod_terminates_gracefully_through_its_pre_stop_sleep() {
         || async { (ready_addresses(&client, "default", "web").await == 0).then_some(()) },
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // The preStop sleep is 2 s of real time: the pod must still be there half-way through it,
+    // counted from the DELETE (not from when the endpoint check above happened to finish).
+    tokio::time::sleep_until(tokio::time::Instant::from_std(started) + Duration::from_secs(1))
+        .await;
     assert!(
         api.get(&name).await.is_ok(),
-        "still terminating during the preStop sleep"
+        "still terminating during the preStop sleep ({:?} after the DELETE)",
+        started.elapsed()
     );
     eventually("pod gone", Duration::from_secs(10), || async {
         api.get(&name).await.is_err().then_some(())
@@ -207,17 +213,48 @@ async fn scale_down_and_namespace_deletion_terminate_pods_gracefully() {
         },
     )
     .await;
+    let active = pods(&client, "team", "web")
+        .await
+        .into_iter()
+        .find(|p| p.metadata.deletion_timestamp.is_none())
+        .and_then(|p| p.metadata.name)
+        .unwrap();
     namespaces
         .delete("team", &DeleteParams::default())
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let left = pods(&client, "team", "web").await;
-    assert!(!left.is_empty() && left.iter().all(|p| p.metadata.deletion_timestamp.is_some()));
+    // The namespace's deletion reaches the active pod: it terminates gracefully (2 s preStop).
+    let pod_api: Api<Pod> = Api::namespaced(client.clone(), "team");
+    until(
+        "the active pod terminating with the namespace",
+        Duration::from_secs(5),
+        || async {
+            let left = pods(&client, "team", "web").await;
+            let marked = left
+                .iter()
+                .filter(|p| p.metadata.deletion_timestamp.is_some())
+                .count();
+            let terminating = left.iter().any(|p| {
+                p.metadata.name.as_ref() == Some(&active) && p.metadata.deletion_timestamp.is_some()
+            });
+            if terminating && marked == left.len() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{marked} of {} pods marked for deletion",
+                    left.len()
+                ))
+            }
+        },
+    )
+    .await;
+    // Read in this order, a pod still there after the namespace was read was there before it.
+    let namespace_there = namespaces.get_opt("team").await.unwrap().is_some();
     assert!(
-        namespaces.get("team").await.is_ok(),
-        "the namespace waits for its pods"
+        pod_api.get_opt(&active).await.unwrap().is_some(),
+        "inconclusive: the pod's 2 s preStop ended before the namespace was read"
     );
+    assert!(namespace_there, "the namespace waits for its pods");
     eventually("namespace gone", Duration::from_secs(10), || async {
         namespaces.get("team").await.is_err().then_some(())
     })
@@ -358,6 +395,16 @@ async fn a_pre_stop_sleep_longer_than_the_propagation_delay_keeps_redeploys_loss
         (status("/bare/").await == 200 && status("/careful/").await == 200).then_some(())
     })
     .await;
+    let mut old_pods = Vec::new();
+    for name in ["bare", "careful"] {
+        old_pods.extend(
+            pods(&client, "default", name)
+                .await
+                .into_iter()
+                .filter_map(|p| p.metadata.name),
+        );
+    }
+    assert_eq!(old_pods.len(), 2, "{old_pods:?}");
     for name in ["bare", "careful"] {
         let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "app:2"}]}}}});
         deploys
@@ -365,11 +412,48 @@ async fn a_pre_stop_sleep_longer_than_the_propagation_delay_keeps_redeploys_loss
             .await
             .unwrap();
     }
+    // The load runs until the redeploys are over for NGINX too: both rollouts complete, the old
+    // pods gone, and then one propagation delay (the ingress's view of a pod's endpoint lags
+    // its removal by that much, and the removal precedes the pod's deletion).
+    let propagation = cluster::SimConfig::default().endpoint_propagation_delay;
+    let pod_api: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let limit = Duration::from_secs(30);
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut settled_at = None;
     let (mut bare_failed, mut careful_failed) = (0, 0);
-    let until = tokio::time::Instant::now() + Duration::from_secs(5);
-    while tokio::time::Instant::now() < until {
+    loop {
         bare_failed += usize::from(status("/bare/").await != 200);
         careful_failed += usize::from(status("/careful/").await != 200);
+        let now = tokio::time::Instant::now();
+        if settled_at.is_none() {
+            let mut old_left = Vec::new();
+            for name in &old_pods {
+                if pod_api.get_opt(name).await.unwrap().is_some() {
+                    old_left.push(name.clone());
+                }
+            }
+            let mut rolled_out = true;
+            for name in ["bare", "careful"] {
+                let d = deploys.get(name).await.unwrap();
+                rolled_out &= is_deployment_completed().matches_object(Some(&d))
+                    && d.metadata.generation
+                        == d.status.as_ref().and_then(|s| s.observed_generation)
+                    && d.status.as_ref().and_then(|s| s.replicas) == Some(1);
+            }
+            if rolled_out && old_left.is_empty() {
+                settled_at = Some(now);
+            } else {
+                assert!(
+                    now < deadline,
+                    "waited {limit:?} for both redeploys to end; rolled out: {rolled_out}, old \
+                     pods left: {old_left:?}"
+                );
+            }
+        }
+        if settled_at.is_some_and(|at| now >= at + propagation) {
+            break;
+        }
+        // Pacing of the load; the loop ends on the condition above or its deadline.
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(

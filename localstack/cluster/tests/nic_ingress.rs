@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{eventually, sim};
+use common::{eventually, next_second, sim};
 use k8s_openapi::api::core::v1::{Event, Namespace, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
@@ -178,7 +178,7 @@ async fn a_plain_ingress_for_a_taken_host_is_rejected_until_the_owner_goes() {
         )
     );
     // creationTimestamp has second precision; a later second makes the order certain.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    next_second().await;
     create::<Ingress>(
         &client,
         "alice",
@@ -289,7 +289,8 @@ async fn minions_from_several_namespaces_share_the_masters_host() {
         "Configuration for default/kdeploy-host was added or updated"
     );
 
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // The copycat must be younger than alice's minion: a later second of creationTimestamp.
+    next_second().await;
     create::<Ingress>(
         &client,
         "bob",
@@ -383,7 +384,16 @@ async fn ingresses_of_other_classes_are_ignored() {
         .unwrap()
         .remove("ingressClassName");
     create::<Ingress>(&client, "default", classless).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // A marker of NIC's class, created after them: NIC handles changes one at a time in the
+    // order they arrive (internal/k8s/task_queue.go), so once it has judged the marker it has
+    // seen the others.
+    let mut marker = ingress("marker", None, json!({}), &[("/", "web")]);
+    marker["spec"]["rules"][0]["host"] = json!("marker.localhost");
+    create::<Ingress>(&client, "default", marker).await;
+    assert_eq!(
+        verdict(&client, "default", "marker").await.0,
+        "AddedOrUpdated"
+    );
     for name in ["alb", "annotated", "classless"] {
         assert!(
             nic_events(&client, "default", name).await.is_empty(),

@@ -394,7 +394,17 @@ async fn only_instances_whose_kubelet_could_join_become_nodes_with_their_private
     // The role ARN with its path does not match the instance's identity (aws-iam-authenticator
     // compares the path-less role ARN); mapped as another user, the kubelet cannot register.
     map_role(&kube, &aws.role_arn, "system:node:{{EC2PrivateDNSName}}").await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The refusal looks as before, so a later instance marks the point: the pass that first
+    // judges it listed the instances after this mapping was written, and read aws-auth after
+    // that (the simulator's join poll, src/cloud/mod.rs `poll`); nodes that pass lets join
+    // exist before it reports.
+    let marker = aws.run_instance(&aws.user_data(|_| {}), false, 1).await;
+    eventually("the marker instance judged", WAIT, || async {
+        sim.instances_not_joining()
+            .contains_key(&marker)
+            .then_some(())
+    })
+    .await;
     assert!(nodes(&kube).await.is_empty());
     map_role(&kube, &canonical(&aws.role_arn), "admin").await;
     eventually("the mapping as another user is judged", WAIT, || async {
@@ -449,7 +459,11 @@ async fn only_instances_whose_kubelet_could_join_become_nodes_with_their_private
     assert!(ready);
     let still_out = sim.instances_not_joining();
     assert!(!still_out.contains_key(&good));
-    assert_eq!(still_out.len(), 5, "{still_out:?}");
+    assert_eq!(
+        still_out.len(),
+        6,
+        "the five refused and the marker: {still_out:?}"
+    );
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{deployment, eventually, sim};
+use common::{deployment, eventually, sim, until};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Endpoints, Event, Pod, Service};
 use k8s_openapi::api::networking::v1::Ingress;
@@ -330,10 +330,16 @@ async fn rolling_update_keeps_serving_through_the_ingress() {
             && d.status.as_ref().and_then(|s| s.replicas) == Some(2);
         // New pods reach the ingress a propagation delay after they are ready: keep going until
         // they answer, so the old pods' termination falls inside the measured window.
-        if (done && served_by.len() >= 3) || tokio::time::Instant::now() > deadline {
-            assert!(done, "rollout did not finish");
+        if done && served_by.len() >= 3 {
             break;
         }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "waited 20 s for the rollout to finish and old and new pods to answer; last seen: \
+             done {done}, status {:?}, served by {served_by:?}",
+            d.status
+        );
+        // Pacing of the load; the loop ends on the condition above or its deadline.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(
@@ -546,7 +552,30 @@ async fn local_processes_serve_ingress_traffic() {
         },
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // NGINX sees both a propagation delay later: wait until each process has answered through
+    // the ingress (a request before then may still find none or one).
+    let answered = std::cell::RefCell::new(std::collections::BTreeSet::new());
+    until(
+        "both processes answering through the ingress",
+        Duration::from_secs(10),
+        || async {
+            let (status, body) = get(&sim, "apps.example.com", "/some/path?q=1").await;
+            let pod = serde_json::from_str::<Value>(&body)
+                .ok()
+                .and_then(|v| v["env"]["POD_NAME"].as_str().map(str::to_string));
+            let mut answered = answered.borrow_mut();
+            match pod {
+                Some(pod) if status == 200 => answered.insert(pod),
+                _ => return Err(format!("{status} {body}")),
+            };
+            if answered.len() == 2 {
+                Ok(())
+            } else {
+                Err(format!("answered by {answered:?}"))
+            }
+        },
+    )
+    .await;
     for _ in 0..40 {
         let (status, body) = get(&sim, "apps.example.com", "/some/path?q=1").await;
         assert_eq!(status, 200, "{body}");

@@ -35,9 +35,51 @@ where
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
+            "timed out after {timeout:?} waiting for {what}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Polls `check` until it returns Ok; after `timeout` fails naming what was awaited and the
+/// last state seen (the Err of the last poll).
+pub async fn until<T, S, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    S: std::fmt::Debug,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, S>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let seen = match check().await {
+            Ok(v) => return v,
+            Err(seen) => seen,
+        };
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}; last seen: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `creationTimestamp` has whole seconds (metav1.Time is serialised as RFC 3339 without a
+/// fraction), and orders that NIC decides by it need two different seconds: what is created
+/// after this returns is stamped a later second than what was created before. The behaviour
+/// depends on real time, so real time passes, but only until the wall clock's second changes
+/// (the simulator stamps objects with the same clock).
+pub async fn next_second() {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let start = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    loop {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+        if now.as_secs() > start {
+            return;
+        }
+        tokio::time::sleep(Duration::from_secs(now.as_secs() + 1) - now).await;
     }
 }
 
