@@ -62,29 +62,35 @@ up: build-stack site-binary
     #!/usr/bin/env bash
     set -euo pipefail
     mkdir -p .local {{image_store}}
-    token=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
-    (umask 077 && printf '%s' "$token" > .local/kube-token)
+    until_true() { # a test command, then the pids that must stay alive meanwhile
+        local check=$1; shift
+        for _ in $(seq 1 120); do
+            if eval "$check" 2>/dev/null; then return 0; fi
+            kill -0 "$@" 2>/dev/null || { echo "the local stack did not start" >&2; exit 1; }
+            sleep 0.5
+        done
+        echo "the local stack did not start: $check" >&2; exit 1
+    }
     "{{bin}}/localstack" aws --port {{aws_port}} {{profile_flag}} &
     emulator=$!
-    # The simulator's nodes are the instances `provisioner up` launches for the stack's cluster
-    # (stack.toml's name and region, else the provisioner's defaults).
+    trap 'kill $emulator 2>/dev/null || true' EXIT INT TERM
+    until_true '(exec 3<>/dev/tcp/127.0.0.1/{{aws_port}})' $emulator
+    # The simulator is the stack's EKS cluster (stack.toml's name and region, else the
+    # provisioner's defaults): its nodes are the instances `provisioner up` launches, and it serves
+    # HTTPS at the endpoint and with the CA the emulator's DescribeCluster reports for the cluster,
+    # so the provisioner reaches it with EKS tokens as it reaches EKS.
+    rm -f .local/cluster-sim.kubeconfig
     stack=$(sed -n 's/^name *= *"\(.*\)".*/\1/p' stack.toml 2>/dev/null | head -n 1)
     region=$(sed -n 's/^region *= *"\(.*\)".*/\1/p' stack.toml 2>/dev/null | head -n 1)
-    "{{bin}}/cluster-sim" --port {{kube_port}} --ingress-port {{ingress_port}} --admin-token "$token" \
+    "{{bin}}/cluster-sim" --tls --port {{kube_port}} --ingress-port {{ingress_port}} \
         --kubeconfig .local/cluster-sim.kubeconfig --image-store {{image_store}} \
         --aws-endpoint http://127.0.0.1:{{aws_port}} --eks-cluster "${stack:-kdeploy}" \
         --aws-region "${region:-ap-northeast-2}" &
     simulator=$!
     trap 'kill $emulator $simulator 2>/dev/null || true' EXIT INT TERM
-    for port in {{aws_port}} {{kube_port}}; do
-        for _ in $(seq 1 120); do
-            if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then break; fi
-            kill -0 $emulator 2>/dev/null && kill -0 $simulator 2>/dev/null || { echo "the local stack did not start" >&2; exit 1; }
-            sleep 0.5
-        done
-    done
+    # Its kubeconfig is written once it serves and the emulator has its endpoint.
+    until_true '[ -s .local/cluster-sim.kubeconfig ]' $emulator $simulator
     "{{bin}}/provisioner" --endpoint http://127.0.0.1:{{aws_port}} \
-        --kube-endpoint http://127.0.0.1:{{kube_port}} --kube-token "$token" \
         --public-url "http://kdeploy.localhost:{{ingress_port}}" \
         --site-binary "{{site_binary}}" --image-layout {{image_store}} up
     echo
@@ -95,7 +101,6 @@ up: build-stack site-binary
 # `provisioner` against the running local stack (`./dev up`), e.g. `just local status` or `just local down`.
 local *args: build-stack
     "{{bin}}/provisioner" --endpoint http://127.0.0.1:{{aws_port}} \
-        --kube-endpoint http://127.0.0.1:{{kube_port}} --kube-token "$(cat .local/kube-token 2>/dev/null)" \
         --public-url "http://kdeploy.localhost:{{ingress_port}}" \
         --site-binary "{{site_binary}}" --image-layout {{image_store}} {{args}}
 

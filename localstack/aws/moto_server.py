@@ -537,6 +537,82 @@ def eks_cluster_creator() -> None:
     moto_api_urls.url_paths["{0}/moto-api/kdeploy/eks-cluster-creator$"] = creator
 
 
+def eks_cluster_endpoint() -> None:
+    """Where each EKS cluster's API server is, which the cluster simulator registers (it stands in
+    for the control plane) at `POST /moto-api/kdeploy/eks-cluster-endpoint` with
+    `{"name": <cluster>, "endpoint": "https://...", "certificateAuthority": {"data": ...}}`.
+    On EKS a client reaches the cluster's Kubernetes API at DescribeCluster's `cluster.endpoint`
+    ("The endpoint for your Kubernetes API server") and trusts `certificateAuthority.data`,
+    "the Base64-encoded certificate data required to communicate with your cluster" -- the
+    cluster CA's PEM (Amazon EKS API Reference, DescribeCluster and the Cluster and Certificate
+    data types; the kubeconfig's `certificate-authority-data`). moto makes up both: an
+    unreachable `https://<random>.<random>.<region>.eks.amazonaws.com/` and 1400 random
+    characters that are no certificate. A registration names a cluster, may come before the
+    cluster exists, and holds for every cluster of that name (also after `/moto-api/reset`);
+    DescribeCluster and CreateCluster's answer then carry the registered endpoint and CA. Only an
+    `https://` endpoint and a base64 PEM certificate are taken (400 otherwise), as EKS gives no
+    other."""
+    import base64
+    import binascii
+    import json
+
+    from cryptography import x509
+    from moto.eks.models import EKSBackend, eks_backends
+    from moto.moto_api._internal import urls as moto_api_urls
+
+    registered: dict[str, tuple[str, str]] = {}
+    lock = threading.Lock()
+
+    def apply(cluster) -> None:  # type: ignore[no-untyped-def]
+        with lock:
+            found = registered.get(cluster.name)
+        if found is not None:
+            cluster.endpoint, data = found
+            cluster.certificate_authority = {"data": data}
+
+    original_create_cluster = EKSBackend.create_cluster
+
+    def create_cluster(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        cluster = original_create_cluster(self, *args, **kwargs)
+        apply(cluster)
+        return cluster
+
+    EKSBackend.create_cluster = create_cluster
+
+    def refused(message: str):  # type: ignore[no-untyped-def]
+        return 400, {"Content-Type": "application/json"}, json.dumps({"message": message})
+
+    def register(request, full_url, headers):  # type: ignore[no-untyped-def]
+        if request.method != "POST":
+            return 405, {"Allow": "POST"}, ""
+        length = int(headers.get("Content-Length") or 0)
+        try:
+            body = json.loads(request.environ["wsgi.input"].read(length).decode("utf-8"))
+            name = body["name"]
+            endpoint = body["endpoint"]
+            data = body["certificateAuthority"]["data"]
+        except (KeyError, TypeError, ValueError) as e:
+            return refused(f"expected name, endpoint and certificateAuthority.data: {e}")
+        if not isinstance(name, str) or not name:
+            return refused("name must be a cluster name")
+        if not isinstance(endpoint, str) or not endpoint.startswith("https://"):
+            return refused(f"an EKS endpoint is an https:// URL, not {endpoint!r}")
+        try:
+            x509.load_pem_x509_certificate(base64.b64decode(data, validate=True))
+        except (binascii.Error, TypeError, ValueError) as e:
+            return refused(f"certificateAuthority.data is not a base64 PEM certificate: {e}")
+        with lock:
+            registered[name] = (endpoint, data)
+        for partitions in list(eks_backends.values()):
+            for backend in list(partitions.values()):
+                cluster = backend.clusters.get(name)
+                if cluster is not None:
+                    apply(cluster)
+        return 200, {"Content-Type": "application/json"}, json.dumps({"name": name})
+
+    moto_api_urls.url_paths["{0}/moto-api/kdeploy/eks-cluster-endpoint$"] = register
+
+
 def exit_with_parent(parent: int) -> None:
     while True:
         if os.getppid() != parent:
@@ -560,6 +636,7 @@ def main() -> None:
     eks_cluster_version_updates()
     sts_presigned_get_caller_identity()
     eks_cluster_creator()
+    eks_cluster_endpoint()
 
     from moto.server import ThreadedMotoServer
 

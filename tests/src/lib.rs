@@ -11,7 +11,7 @@ use std::process::Command;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use cluster::{AwsJoin, ClusterSim, LocalCommand, RunningSim, SimConfig};
+use cluster::{AwsJoin, ClusterSim, LocalCommand, RunningSim, SimConfig, TlsIdentity};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
@@ -183,21 +183,37 @@ impl SiteCluster {
     /// (the one `provisioner up --image-layout` writes): the pod gets its ServiceAccount's token
     /// from the kubelet's token volume, as on a cluster.
     pub async fn from_image_store(store: &std::path::Path) -> Self {
-        Self::from_image_store_with(store, None).await
+        Self::from_image_store_with(store, None, None).await
     }
 
-    /// As [`Self::from_image_store`], with nodes that join from the emulator's instances of
-    /// `join`'s cluster (the simulator's `--aws-endpoint`/`--eks-cluster`) instead of fixed ones.
+    /// As [`Self::from_image_store`], as the control plane of `join`'s EKS cluster in the
+    /// emulator (the simulator's `--tls --aws-endpoint --eks-cluster`): nodes join from the
+    /// emulator's instances of that cluster instead of being fixed, EKS tokens are authenticated
+    /// as EKS does, and the API is served over HTTPS at the endpoint and with the CA that the
+    /// emulator's DescribeCluster then reports for the cluster (registered now, before or after
+    /// the cluster is created), so clients reach it as they reach EKS.
     pub async fn from_image_store_joining(store: &std::path::Path, join: AwsJoin) -> Self {
-        Self::from_image_store_with(store, Some(join)).await
+        let (emulator, cluster) = (join.endpoint.clone(), join.cluster_name.clone());
+        let tls = TlsIdentity::generate().expect("the cluster's certificates");
+        let site = Self::from_image_store_with(store, Some(join), Some(tls)).await;
+        site.sim
+            .announce_to_emulator(&emulator, &cluster)
+            .await
+            .expect("the emulator takes the cluster's endpoint");
+        site
     }
 
-    async fn from_image_store_with(store: &std::path::Path, aws: Option<AwsJoin>) -> Self {
+    async fn from_image_store_with(
+        store: &std::path::Path,
+        aws: Option<AwsJoin>,
+        tls: Option<TlsIdentity>,
+    ) -> Self {
         let sim = ClusterSim::start(SimConfig {
             readiness_delay: Duration::from_millis(100),
             admin_token: Some(format!("test-{}", rand_suffix())),
             image_store: Some(store.to_path_buf()),
             aws,
+            tls,
             ..SimConfig::default()
         })
         .await

@@ -1,14 +1,19 @@
 //! The whole bring-up over the local stack: the AWS emulator for AWS, the cluster simulator for
-//! Kubernetes (the only local switch), the site's image built from its static binary and pushed to
-//! the emulated ECR, the site's pods started by the simulator from that image (its entrypoint,
-//! user and port, chrooted where the simulator runs as root) under the site's own ServiceAccount,
-//! then a request through the simulated NLB + ingress, and `down`.
+//! Kubernetes as the EKS cluster's control plane (the emulator's DescribeCluster reports its HTTPS
+//! endpoint and CA, and it authenticates EKS tokens as EKS does), so the provisioner reaches it
+//! exactly as it reaches EKS: no override. The site's image built from its static binary and
+//! pushed to the emulated ECR, the site's pods started by the simulator from that image (its
+//! entrypoint, user and port, chrooted where the simulator runs as root) under the site's own
+//! ServiceAccount, then a request through the simulated NLB + ingress, the operator's commands
+//! (`initial-admin`, `kubeconfig` with kubectl), and `down`.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // test set-up
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+
+use base64::Engine;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Pod, Secret};
@@ -40,15 +45,11 @@ fn config(name: &str) -> StackConfig {
     config
 }
 
-/// The full plan, its Kubernetes steps sent to the simulator (the only local switch); the site's
-/// image is built from `binary` and also written to the simulator's image store.
-fn full_plan(sim: &cluster::RunningSim, binary: &Path, store: &Path) -> Plan {
+/// The full plan, whose Kubernetes steps reach the cluster through DescribeCluster and an EKS
+/// token as on AWS; the site's image is built from `binary` and also written to the simulator's
+/// image store.
+fn full_plan(binary: &Path, store: &Path) -> Plan {
     steps::full(PlatformSettings {
-        kube_override: Some(platform::cluster::Access {
-            endpoint: sim.api_url(),
-            certificate_authority: None,
-            token: sim.admin_token().to_owned(),
-        }),
         site: SiteSource::Binary {
             path: binary.to_path_buf(),
             layout: Some(store.to_path_buf()),
@@ -95,7 +96,9 @@ async fn up_brings_the_platform_up_and_down_takes_it_away() {
     let site_binary = tests::site_binary();
     let store = TempDir::new();
     let emu = aws_emulator().await;
-    // The simulator's nodes are the instances `up` launches, once their kubelets could join.
+    // The simulator's nodes are the instances `up` launches, once their kubelets could join; it
+    // serves the API of the stack's cluster (name `full`) at the endpoint and with the CA the
+    // emulator reports for it.
     let site_cluster = SiteCluster::from_image_store_joining(
         &store.0,
         cluster::AwsJoin {
@@ -107,7 +110,8 @@ async fn up_brings_the_platform_up_and_down_takes_it_away() {
     )
     .await;
     let sim = &site_cluster.sim;
-    let full_plan = || full_plan(sim, &site_binary, &store.0);
+    assert!(sim.api_url().starts_with("https://"), "{}", sim.api_url());
+    let full_plan = || full_plan(&site_binary, &store.0);
 
     let (first, _) = context(&emu).await;
     full_plan()
@@ -289,21 +293,49 @@ async fn up_brings_the_platform_up_and_down_takes_it_away() {
         "two ready replicas run from the image, each on its own loopback pod IP: {running:?}"
     );
 
+    // The operator's kubeconfig (`provisioner kubeconfig`, whose credential plugin is
+    // `provisioner token`) lets the real kubectl in: the CA and endpoint from DescribeCluster, an
+    // EKS token of the emulator's credentials, which created the cluster.
+    let kubeconfig = store.0.join("operator.kubeconfig");
+    let written = provisioner(&provisioner_binary, emu.endpoint())
+        .arg("kubeconfig")
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .output()
+        .await
+        .expect("run provisioner kubeconfig");
+    assert!(
+        written.status.success(),
+        "{}",
+        String::from_utf8_lossy(&written.stderr)
+    );
+    let written = std::fs::read_to_string(&kubeconfig).expect("the kubeconfig");
+    assert!(written.contains(&sim.api_url()), "{written}");
+    let seen = kubectl(
+        &kubeconfig,
+        &[
+            "get",
+            "secret",
+            "--namespace",
+            "kdeploy-system",
+            "kdeploy-initial-admin",
+            "--output",
+            "jsonpath={.data.username}",
+        ],
+    )
+    .await;
+    assert_eq!(
+        seen,
+        base64::engine::general_purpose::STANDARD.encode(&user),
+        "kubectl through the operator's kubeconfig"
+    );
+
     // The operator's command shows the credentials again while the Secret exists, and says what
     // to do once it is gone.
     let initial_admin = || {
         // Async: the simulator serves from this test's own runtime.
-        tokio::process::Command::new(&provisioner_binary)
-            .args(["--endpoint", emu.endpoint(), "--kube-endpoint"])
-            .arg(sim.api_url())
-            .args([
-                "--kube-token",
-                sim.admin_token(),
-                "--name",
-                "full",
-                "initial-admin",
-            ])
-            .env("AWS_EC2_METADATA_DISABLED", "true")
+        provisioner(&provisioner_binary, emu.endpoint())
+            .arg("initial-admin")
             .output()
     };
     let shown = initial_admin()
@@ -363,6 +395,9 @@ async fn up_brings_the_platform_up_and_down_takes_it_away() {
         .await
         .expect("inspecting the stack");
     assert!(left.is_empty(), "{left:?}");
+
+    // (Reserved: the independent check that the account holds nothing of the stack after `down`.)
+
     // The image's repository went too, after the cluster (a plain ECR call).
     let repository = last
         .aws
@@ -386,6 +421,50 @@ async fn up_brings_the_platform_up_and_down_takes_it_away() {
         };
         assert!(gone, "{ns} is being removed");
     }
+}
+
+/// `provisioner` against the emulator for the stack `full` in the test's region, with the
+/// emulator's credentials and no Kubernetes override: it finds the cluster as on AWS.
+fn provisioner(binary: &Path, endpoint: &str) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(binary);
+    command
+        .args(["--endpoint", endpoint, "--name", "full", "--region"])
+        .arg(config("full").region)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("PROVISIONER_KUBE_ENDPOINT")
+        .env_remove("PROVISIONER_KUBE_TOKEN")
+        .kill_on_drop(true);
+    command
+}
+
+/// Runs the real kubectl with `kubeconfig` and returns its output; fails the test on an error.
+/// Its credential plugin (`provisioner token`) signs with the emulator's dummy credentials.
+async fn kubectl(kubeconfig: &Path, args: &[&str]) -> String {
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .args(args)
+            .env_remove("KUBECONFIG")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("kubectl answers within 60 s")
+    .unwrap_or_else(|e| {
+        panic!("this test runs the real kubectl, which could not be started ({e}): install it")
+    });
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The running instances' private IPs (plain EC2 DescribeInstances).

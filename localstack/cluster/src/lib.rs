@@ -21,6 +21,7 @@ pub mod registry;
 pub mod resources;
 pub mod selectors;
 pub mod store;
+pub mod tls;
 pub mod validation;
 
 use std::net::SocketAddr;
@@ -33,6 +34,7 @@ use tokio::task::JoinHandle;
 pub use auth::AwsIdentity;
 pub use cloud::AwsJoin;
 pub use error::ApiError;
+pub use tls::TlsIdentity;
 
 /// How the simulated cluster behaves.
 #[derive(Debug, Clone)]
@@ -62,8 +64,11 @@ pub struct SimConfig {
     /// tests set seconds to see clients renew their tokens.
     pub eks_token_lifetime: Duration,
     /// Treat requests without credentials as the admin. kubectl (client-go) does not send bearer
-    /// tokens to a plain-HTTP server, and the simulator serves no TLS, so kubectl needs this.
+    /// tokens to a plain-HTTP server, so kubectl needs this when [`Self::tls`] is None.
     pub anonymous_is_admin: bool,
+    /// Serve the API over HTTPS with this identity, as kube-apiserver does (see [`tls`]); plain
+    /// HTTP when None. The API URL, kubeconfigs and pods' service account volumes follow.
+    pub tls: Option<TlsIdentity>,
     /// Images that run as real local processes instead of simulated containers (see [`LocalCommand`]).
     pub local_commands: Vec<LocalCommand>,
     /// How long after an Endpoints change the ingress data path uses it: on a real cluster the
@@ -108,6 +113,7 @@ impl Default for SimConfig {
             aws_identities: Vec::new(),
             eks_token_lifetime: Duration::from_secs(15 * 60),
             anonymous_is_admin: false,
+            tls: None,
             local_commands: Vec::new(),
             endpoint_propagation_delay: Duration::from_secs(1),
             image_store: None,
@@ -131,6 +137,10 @@ pub enum SimError {
     Kubeconfig(#[from] kube::config::KubeconfigError),
     #[error("cannot render the kubeconfig: {0}")]
     Yaml(#[from] serde_yaml::Error),
+    #[error("cannot serve the API over TLS: {0}")]
+    Tls(#[from] tls::TlsError),
+    #[error("the AWS emulator at {endpoint} did not take the cluster's endpoint: {problem}")]
+    Announce { endpoint: String, problem: String },
 }
 
 pub struct ClusterSim;
@@ -193,11 +203,25 @@ impl ClusterSim {
         });
         let mut tasks = Vec::new();
         let app = api::router(state);
-        tasks.push(tokio::spawn(async move {
-            if let Err(e) = axum::serve(api_listener, app).await {
-                tracing::error!(error = %e, "API server stopped");
+        let certificate_authority = config
+            .tls
+            .as_ref()
+            .map(|identity| identity.certificate_authority_pem.clone());
+        match &config.tls {
+            Some(identity) => {
+                let listener = tls::TlsListener::new(api_listener, identity.server_config()?);
+                tasks.push(tokio::spawn(async move {
+                    if let Err(e) = axum::serve(listener, app).await {
+                        tracing::error!(error = %e, "API server stopped");
+                    }
+                }));
             }
-        }));
+            None => tasks.push(tokio::spawn(async move {
+                if let Err(e) = axum::serve(api_listener, app).await {
+                    tracing::error!(error = %e, "API server stopped");
+                }
+            })),
+        }
         let containers = Arc::new(containers::Containers::default());
         let machines = Arc::new(cloud::Machines::default());
         let join_report = Arc::new(cloud::JoinReport::default());
@@ -217,6 +241,7 @@ impl ClusterSim {
             controllers::ApiAccess {
                 authenticator: authenticator.clone(),
                 addr: api_addr,
+                certificate_authority: certificate_authority.clone(),
             },
         )));
         let nginx: ingress::Published = Arc::default();
@@ -239,6 +264,7 @@ impl ClusterSim {
         tracing::info!(api = %api_addr, ingress = %ingress_addr, "cluster simulator started");
         Ok(RunningSim {
             api_addr,
+            certificate_authority,
             ingress_addr,
             admin_token,
             registry,
@@ -253,6 +279,8 @@ impl ClusterSim {
 /// A started simulator; everything stops when it is dropped.
 pub struct RunningSim {
     api_addr: SocketAddr,
+    /// The CA's PEM when the API is served over TLS.
+    certificate_authority: Option<String>,
     ingress_addr: SocketAddr,
     admin_token: String,
     registry: Arc<registry::Registry>,
@@ -263,8 +291,76 @@ pub struct RunningSim {
 }
 
 impl RunningSim {
+    /// `https://127.0.0.1:PORT` with [`SimConfig::tls`], else `http://`.
     pub fn api_url(&self) -> String {
-        format!("http://{}", self.api_addr)
+        let scheme = match self.certificate_authority {
+            Some(_) => "https",
+            None => "http",
+        };
+        format!("{scheme}://{}", self.api_addr)
+    }
+
+    /// The PEM of the CA the API server's certificate chains to, with [`SimConfig::tls`].
+    pub fn certificate_authority_pem(&self) -> Option<&str> {
+        self.certificate_authority.as_deref()
+    }
+
+    /// The CA as EKS's DescribeCluster gives it (`certificateAuthority.data`: the PEM, base64)
+    /// and kubeconfigs carry it (`certificate-authority-data`).
+    pub fn certificate_authority_data(&self) -> Option<String> {
+        use base64::Engine;
+        self.certificate_authority
+            .as_ref()
+            .map(|pem| base64::engine::general_purpose::STANDARD.encode(pem))
+    }
+
+    /// Has the AWS emulator at `aws_endpoint` report this API server (its URL and CA) as the
+    /// endpoint of its EKS cluster `cluster_name` in DescribeCluster, as EKS reports its control
+    /// plane's (localstack/aws/moto_server.py, `eks_cluster_endpoint`); before or after the
+    /// cluster is created. Needs [`SimConfig::tls`]: an EKS endpoint is HTTPS.
+    pub async fn announce_to_emulator(
+        &self,
+        aws_endpoint: &str,
+        cluster_name: &str,
+    ) -> Result<(), SimError> {
+        use http_body_util::{BodyExt, Full};
+        let fail = |problem: String| SimError::Announce {
+            endpoint: aws_endpoint.to_owned(),
+            problem,
+        };
+        let data = self.certificate_authority_data().ok_or_else(|| {
+            fail("the API server serves no TLS, and EKS endpoints are HTTPS".into())
+        })?;
+        let body = serde_json::json!({
+            "name": cluster_name,
+            "endpoint": self.api_url(),
+            "certificateAuthority": {"data": data},
+        });
+        let request = http::Request::post(format!(
+            "{}/moto-api/kdeploy/eks-cluster-endpoint",
+            aws_endpoint.trim_end_matches('/')
+        ))
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(bytes::Bytes::from(body.to_string())))
+        .map_err(|e| fail(e.to_string()))?;
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http();
+        let response = client
+            .request(request)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let answer = response
+            .into_body()
+            .collect()
+            .await
+            .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
+            .unwrap_or_default();
+        Err(fail(format!("{status}: {answer}")))
     }
 
     /// Base URL of the ingress data path (what the NLB's DNS name points at).
@@ -308,10 +404,14 @@ impl RunningSim {
     }
 
     pub fn kubeconfig_for_token(&self, token: &str) -> Result<String, SimError> {
+        let mut cluster = serde_json::json!({"server": self.api_url()});
+        if let Some(data) = self.certificate_authority_data() {
+            cluster["certificate-authority-data"] = data.into();
+        }
         let config = serde_json::json!({
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": "sim", "cluster": {"server": self.api_url()}}],
+            "clusters": [{"name": "sim", "cluster": cluster}],
             "users": [{"name": "sim-admin", "user": {"token": token}}],
             "contexts": [{"name": "sim", "context": {"cluster": "sim", "user": "sim-admin", "namespace": "default"}}],
             "current-context": "sim",

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use cluster::{AwsJoin, ClusterSim, LocalCommand, SimConfig};
+use cluster::{AwsJoin, ClusterSim, LocalCommand, SimConfig, TlsIdentity};
 
 #[derive(Parser, Debug)]
 #[command(about = "Local Kubernetes cluster simulator (API server, controllers, ingress)")]
@@ -28,9 +28,16 @@ struct Args {
     /// (aws-iam-authenticator's presignedURLExpiration).
     #[arg(long, default_value_t = 900)]
     eks_token_lifetime_secs: u64,
-    /// Require a bearer token on every request (kubectl sends none over plain HTTP, so off by default).
+    /// Require a bearer token on every request (kubectl sends none over plain HTTP, so off by
+    /// default; always on with --tls).
     #[arg(long)]
     require_token: bool,
+    /// Serve the API over HTTPS, as kube-apiserver does, with a cluster CA made at start-up (in
+    /// the kubeconfig's certificate-authority-data). With --aws-endpoint, the emulator then
+    /// reports this API server and its CA as the EKS cluster's endpoint in DescribeCluster, so the
+    /// provisioner and `provisioner kubeconfig` reach it as they reach EKS.
+    #[arg(long)]
+    tls: bool,
     /// Milliseconds between an Endpoints change and the ingress using it (NIC's propagation
     /// delay on a real cluster); 0 turns the delay off.
     #[arg(long, default_value_t = 1000)]
@@ -95,13 +102,19 @@ fn write_private(path: &std::path::Path, contents: &[u8]) -> std::io::Result<()>
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    let announce = args
+        .aws_endpoint
+        .clone()
+        .zip(args.eks_cluster.clone())
+        .filter(|_| args.tls);
     let config = SimConfig {
         api_port: args.port,
         ingress_port: args.ingress_port,
         admin_token: args.admin_token,
         readiness_delay: Duration::from_millis(args.readiness_delay_ms),
         eks_token_lifetime: Duration::from_secs(args.eks_token_lifetime_secs),
-        anonymous_is_admin: !args.require_token,
+        anonymous_is_admin: !args.require_token && !args.tls,
+        tls: args.tls.then(TlsIdentity::generate).transpose()?,
         local_commands: args.local_commands,
         endpoint_propagation_delay: Duration::from_millis(args.endpoint_propagation_ms),
         image_store: args.image_store,
@@ -117,6 +130,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ..SimConfig::default()
     };
     let sim = ClusterSim::start(config).await?;
+    if let Some((endpoint, cluster)) = announce {
+        sim.announce_to_emulator(&endpoint, &cluster).await?;
+    }
     write_private(&args.kubeconfig, sim.kubeconfig_yaml()?.as_bytes())?;
     tracing::info!(api = %sim.api_url(), ingress = %sim.ingress_url(), kubeconfig = %args.kubeconfig.display(), "ready; Ctrl-C stops");
     // SIGTERM too (what `kill` and the justfile's trap send): dropping the simulator stops the

@@ -83,6 +83,8 @@ pub(super) const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/ser
 pub struct ApiAccess {
     pub authenticator: Arc<Authenticator>,
     pub addr: SocketAddr,
+    /// The CA's PEM when the API server serves TLS (the volume's `ca.crt`).
+    pub certificate_authority: Option<String>,
 }
 
 /// A service account token bound to a pod: issued when its container first starts, and no
@@ -519,37 +521,49 @@ fn make_dirs_in(rootfs: &Path, dir: &Path) -> std::io::Result<()> {
 /// The kubelet's default service account volume, at [`SERVICE_ACCOUNT_DIR`] in the pod's root
 /// (https://kubernetes.io/docs/reference/access-authn-authz/service-accounts-admin/#bound-service-account-token-volume):
 /// `token` (the pod's bound token) and `namespace`, files of mode 0644 (the projected volume's
-/// default mode) owned by the simulator. The real volume's `ca.crt` is missing: the simulator's
-/// API server speaks plain HTTP. For the same reason in-cluster configuration cannot be used
-/// (kube-rs `Config::incluster` and client-go `rest.InClusterConfig` build an `https://` URL from
-/// KUBERNETES_SERVICE_HOST/PORT), so — a deviation — the volume also holds a `kubeconfig` for
-/// `http://127.0.0.1:<API port>` with the token and the pod's namespace, which KUBECONFIG
-/// points at. Returns the host path of the directory.
+/// default mode) owned by the simulator, and `ca.crt` when the API server serves TLS (without
+/// it the simulator's API server speaks plain HTTP and there is no CA). In-cluster configuration
+/// cannot be used (kube-rs `Config::incluster` and client-go `rest.InClusterConfig` build an
+/// `https://` URL from KUBERNETES_SERVICE_HOST/PORT and read `ca.crt` at the absolute path, which
+/// is outside an unchrooted pod's root), so — a deviation — the volume also holds a `kubeconfig`
+/// for `http(s)://127.0.0.1:<API port>` with the CA, the token and the pod's namespace, which
+/// KUBECONFIG points at. Returns the host path of the directory.
 fn write_service_account_volume(
     rootfs: &Path,
     namespace: &str,
     token: &str,
-    api: SocketAddr,
+    api: &ApiAccess,
 ) -> std::io::Result<PathBuf> {
     use std::io::Write;
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let dir = in_root(rootfs, Path::new(SERVICE_ACCOUNT_DIR));
     make_dirs_in(rootfs, &dir)?;
+    use base64::Engine;
+    let mut cluster =
+        serde_json::json!({"server": format!("http://127.0.0.1:{}", api.addr.port())});
+    if let Some(ca) = &api.certificate_authority {
+        cluster["server"] = format!("https://127.0.0.1:{}", api.addr.port()).into();
+        cluster["certificate-authority-data"] =
+            base64::engine::general_purpose::STANDARD.encode(ca).into();
+    }
     let kubeconfig = serde_json::json!({
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "in-cluster", "cluster": {"server": format!("http://127.0.0.1:{}", api.port())}}],
+        "clusters": [{"name": "in-cluster", "cluster": cluster}],
         "users": [{"name": "service-account", "user": {"token": token}}],
         "contexts": [{"name": "in-cluster", "context": {"cluster": "in-cluster", "user": "service-account", "namespace": namespace}}],
         "current-context": "in-cluster",
         "preferences": {},
     });
     let kubeconfig = serde_yaml::to_string(&kubeconfig).map_err(std::io::Error::other)?;
+    let ca = api.certificate_authority.as_deref();
     for (name, content) in [
-        ("token", token),
-        ("namespace", namespace),
-        ("kubeconfig", kubeconfig.as_str()),
+        ("token", Some(token)),
+        ("namespace", Some(namespace)),
+        ("ca.crt", ca),
+        ("kubeconfig", Some(kubeconfig.as_str())),
     ] {
+        let Some(content) = content else { continue };
         let path = dir.join(name);
         // A link planted in the image is replaced, never followed.
         if std::fs::symlink_metadata(&path).is_ok() {
@@ -605,7 +619,7 @@ pub(super) fn launch(
     pod: &Value,
     ip: Ipv4Addr,
     as_root: bool,
-    service_account: Option<(&str, SocketAddr)>,
+    service_account: Option<(&str, &ApiAccess)>,
 ) -> Result<Launch, StartFailure> {
     let container = pod.pointer("/spec/containers/0").unwrap_or(&Value::Null);
     let config = &unpacked.image.config.config;
@@ -658,7 +672,7 @@ pub(super) fn launch(
             ),
             (
                 "KUBERNETES_SERVICE_PORT".to_string(),
-                api.port().to_string(),
+                api.addr.port().to_string(),
             ),
             ("KUBECONFIG".to_string(), kubeconfig.display().to_string()),
         ];

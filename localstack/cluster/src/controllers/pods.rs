@@ -383,7 +383,7 @@ impl Kubelet {
                 .token()
                 .to_string()
         });
-        let volume = token.as_deref().map(|token| (token, self.api.addr));
+        let volume = token.as_deref().map(|token| (token, &self.api));
         let launch = match images::launch(unpacked, registry, pod, ip, self.as_root, volume) {
             Ok(mut launch) => {
                 if let Some(endpoint) = &imds {
