@@ -75,7 +75,7 @@ impl Config {
             session_key: None,
             session_ttl: Duration::from_secs(12 * 3600),
             console: ConsoleLimits::new(names.console_upstream),
-            write_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(20),
         }
     }
 }

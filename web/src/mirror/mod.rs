@@ -35,6 +35,9 @@ pub const STALE_AFTER: Duration = Duration::from_secs(3);
 /// How often the API server is asked whether it answers, and how long an answer may take.
 const PROBE_EVERY: Duration = Duration::from_millis(500);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long the probe must have failed without a break before the API server counts as not
+/// answering: one slow answer on a busy API server (or a busy node) must not refuse writes.
+const NOT_ANSWERING_AFTER: Duration = Duration::from_secs(3);
 /// A watch counts as running again once its last error is this old (the watcher retries by
 /// itself; a retry that fails again renews the error).
 const WATCH_ERROR_GRACE: Duration = Duration::from_secs(2);
@@ -354,12 +357,19 @@ async fn probe(client: kube::Client, inner: Arc<Inner>) {
     let mut tick = tokio::time::interval(PROBE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut answering = true;
+    let mut failing_since: Option<Instant> = None;
     loop {
         tick.tick().await;
-        let answered = matches!(
+        let ok = matches!(
             tokio::time::timeout(PROBE_TIMEOUT, client.apiserver_version()).await,
             Ok(Ok(_))
         );
+        if ok {
+            failing_since = None;
+        } else {
+            failing_since.get_or_insert_with(Instant::now);
+        }
+        let answered = failing_since.is_none_or(|since| since.elapsed() < NOT_ANSWERING_AFTER);
         inner.answering.store(answered, Ordering::Relaxed);
         if answered != answering {
             if answered {
@@ -371,7 +381,7 @@ async fn probe(client: kube::Client, inner: Arc<Inner>) {
             }
             answering = answered;
         }
-        if answered && inner.watches_running() {
+        if ok && inner.watches_running() {
             *inner
                 .current_at
                 .lock()
