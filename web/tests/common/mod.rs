@@ -192,6 +192,11 @@ pub async fn site_identity(
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
         .await
         .unwrap();
+    watched_client(config, refusals)
+}
+
+/// A client for `config` that notes in `refusals` each call the API server refuses (403).
+pub fn watched_client(config: kube::Config, refusals: Refusals) -> kube::Client {
     let layer = tower::layer::layer_fn(move |inner| Watched {
         inner,
         refusals: refusals.clone(),

@@ -5,14 +5,10 @@
 #![allow(dead_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::http::StatusCode;
 use cluster::{ClusterSim, SimConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -118,66 +114,10 @@ impl Proxy {
     }
 }
 
-/// Calls of the site's identity that the API server refused (403).
-#[derive(Clone, Default)]
-pub struct Forbidden(Arc<Mutex<Vec<String>>>);
-
-impl Forbidden {
-    pub fn assert_none(&self) {
-        let refused = self.0.lock().unwrap().clone();
-        assert!(
-            refused.is_empty(),
-            "the site made calls its role in manifests/deploy-site.yaml does not allow: {refused:#?}"
-        );
-    }
-}
-
-#[derive(Clone)]
-struct Noting<S> {
-    inner: S,
-    forbidden: Forbidden,
-}
-
-impl<S, B, R> tower::Service<http::Request<R>> for Noting<S>
-where
-    S: tower::Service<http::Request<R>, Response = http::Response<B>>,
-    S::Future: Send + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<R>) -> Self::Future {
-        let call = format!("{} {}", request.method(), request.uri());
-        let forbidden = self.forbidden.clone();
-        let response = self.inner.call(request);
-        Box::pin(async move {
-            let response = response.await?;
-            if response.status() == StatusCode::FORBIDDEN {
-                forbidden.0.lock().unwrap().push(call);
-            }
-            Ok(response)
-        })
-    }
-}
-
 /// A site whose calls to the API server go through a proxy the test controls.
 pub struct ProxiedSite {
     pub site: Site,
     pub proxy: Proxy,
-    pub forbidden: Forbidden,
-}
-
-impl Drop for ProxiedSite {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            self.forbidden.assert_none();
-        }
-    }
 }
 
 /// The simulator with the platform's fixtures, and the site under its installed identity
@@ -213,18 +153,9 @@ pub async fn proxied_site(mut config: Config, before: impl FnOnce(&Proxy)) -> Pr
     let client_config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
         .await
         .unwrap();
-    let forbidden = Forbidden::default();
-    let layer = {
-        let forbidden = forbidden.clone();
-        tower::layer::layer_fn(move |inner| Noting {
-            inner,
-            forbidden: forbidden.clone(),
-        })
-    };
-    let client = kube::client::ClientBuilder::try_from(client_config)
-        .unwrap()
-        .with_layer(&layer)
-        .build();
+    // Any 403 fails the test when the site is dropped (`Site`'s `Drop`).
+    let refusals = common::Refusals::default();
+    let client = common::watched_client(client_config, refusals.clone());
     before(&proxy);
     let state = AppState::connect(client.clone(), config).await.unwrap();
     ProxiedSite {
@@ -233,9 +164,8 @@ pub async fn proxied_site(mut config: Config, before: impl FnOnce(&Proxy)) -> Pr
             state,
             admin,
             client,
-            refusals: common::Refusals::default(),
+            refusals,
         },
         proxy,
-        forbidden,
     }
 }
