@@ -33,16 +33,10 @@ const STACK: &str = "teardown";
 const NAMESPACE: &str = "default";
 const SERVICE: &str = "shop";
 
-/// The full plan, its Kubernetes steps sent to the simulator; `down` needs no site image.
-fn full_plan(sim: &::cluster::RunningSim) -> Plan {
-    steps::full(PlatformSettings {
-        kube_override: Some(platform::cluster::Access {
-            endpoint: sim.api_url(),
-            certificate_authority: None,
-            token: sim.admin_token().to_owned(),
-        }),
-        ..PlatformSettings::default()
-    })
+/// The full plan; its Kubernetes steps reach the simulator as they reach EKS (DescribeCluster's
+/// endpoint and CA, an EKS token), with no override. `down` needs no site image.
+fn full_plan() -> Plan {
+    steps::full(PlatformSettings::default())
 }
 
 fn ec2_tags(resource: ResourceType, pairs: &[(String, String)]) -> TagSpecification {
@@ -377,12 +371,25 @@ fn position(events: &[Event], wanted: &Event) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn down_deletes_the_services_then_what_kubernetes_made_then_the_network() {
     let emu = common::emulator().await;
+    // The simulator as the stack's EKS control plane: HTTPS with its own CA, announced to the
+    // emulator so DescribeCluster reports it, EKS tokens authenticated through the emulator's STS
+    // and the cluster's access entries (the platform teardown branch runs on the real token path).
     let sim = ::cluster::ClusterSim::start(::cluster::SimConfig {
         admin_token: Some("teardown-admin".into()),
+        tls: Some(::cluster::TlsIdentity::generate().expect("the cluster's certificates")),
+        aws: Some(::cluster::cloud::AwsJoin {
+            endpoint: emu.endpoint().to_owned(),
+            region: common::config(STACK).region,
+            cluster_name: STACK.to_owned(),
+            poll_interval: Duration::from_millis(200),
+        }),
         ..::cluster::SimConfig::default()
     })
     .await
     .expect("the cluster simulator");
+    sim.announce_to_emulator(emu.endpoint(), STACK)
+        .await
+        .expect("the emulator takes the cluster's endpoint");
     let kube = sim.client().await.expect("a client of the simulator");
 
     let up = common::up(&emu, STACK).await;
@@ -442,7 +449,7 @@ async fn down_deletes_the_services_then_what_kubernetes_made_then_the_network() 
     };
     let connection = Aws::connect(&target, &config.region, CallLog::default()).await;
     let cx = Context::new(config, connection, progress.clone());
-    full_plan(&sim)
+    full_plan()
         .down(&cx)
         .await
         .unwrap_or_else(|e| panic!("down failed: {e}"));
@@ -563,7 +570,7 @@ async fn down_deletes_the_services_then_what_kubernetes_made_then_the_network() 
         .unwrap();
     assert!(vpcs.vpcs().is_empty(), "{vpcs:?}");
     // And the product agrees.
-    let left = remaining(&full_plan(&sim), &cx).await.unwrap();
+    let left = remaining(&full_plan(), &cx).await.unwrap();
     assert!(left.is_empty(), "{left:?}");
     // And the whole account, listed by the independent observer, holds nothing of the stack.
     common::assert_nothing_left(&emu, STACK, "down of the full plan").await;

@@ -9,6 +9,9 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // test set-up
 
+#[path = "../../provisioner/tests/common/account.rs"]
+mod account;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -311,6 +314,10 @@ async fn up_brings_the_platform_up_and_down_takes_it_away() {
     );
     let written = std::fs::read_to_string(&kubeconfig).expect("the kubeconfig");
     assert!(written.contains(&sim.api_url()), "{written}");
+    assert!(
+        written.contains(emu.endpoint()),
+        "the plugin targets the emulator: {written}"
+    );
     let seen = kubectl(
         &kubeconfig,
         &[
@@ -396,7 +403,14 @@ async fn up_brings_the_platform_up_and_down_takes_it_away() {
         .expect("inspecting the stack");
     assert!(left.is_empty(), "{left:?}");
 
-    // (Reserved: the independent check that the account holds nothing of the stack after `down`.)
+    // The independent observer: the whole emulated account, listed with plain SDK calls (not the
+    // provisioner's inventory), holds nothing of the stack.
+    let observed = account::leftovers(&account_config(emu.endpoint()).await, "full").await;
+    assert!(
+        observed.is_empty(),
+        "after down the account still holds, of stack full:\n  {}",
+        observed.join("\n  ")
+    );
 
     // The image's repository went too, after the cluster (a plain ECR call).
     let repository = last
@@ -425,6 +439,20 @@ async fn up_brings_the_platform_up_and_down_takes_it_away() {
 
 /// `provisioner` against the emulator for the stack `full` in the test's region, with the
 /// emulator's credentials and no Kubernetes override: it finds the cluster as on AWS.
+/// An SDK configuration for the emulated account made with plain `aws-config`, not the
+/// provisioner's connection, for the independent observer.
+async fn account_config(endpoint: &str) -> aws_types::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_types::region::Region::new(config("observer").region))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_credential_types::Credentials::new(
+            "test", "test", None, None, "observer",
+        ))
+        .http_client(aws_smithy_http_client::Builder::new().build_http())
+        .load()
+        .await
+}
+
 fn provisioner(binary: &Path, endpoint: &str) -> tokio::process::Command {
     let mut command = tokio::process::Command::new(binary);
     command
@@ -438,7 +466,9 @@ fn provisioner(binary: &Path, endpoint: &str) -> tokio::process::Command {
 }
 
 /// Runs the real kubectl with `kubeconfig` and returns its output; fails the test on an error.
-/// Its credential plugin (`provisioner token`) signs with the emulator's dummy credentials.
+/// Its credential plugin (`provisioner token --endpoint`, as `provisioner kubeconfig` wrote it for
+/// a local stack) signs with the emulator's credentials: kubectl runs with no AWS settings of its
+/// own, as in an operator's fresh shell.
 async fn kubectl(kubeconfig: &Path, args: &[&str]) -> String {
     let out = tokio::time::timeout(
         Duration::from_secs(60),
@@ -447,8 +477,10 @@ async fn kubectl(kubeconfig: &Path, args: &[&str]) -> String {
             .arg(kubeconfig)
             .args(args)
             .env_remove("KUBECONFIG")
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env_remove("AWS_PROFILE")
+            .env_remove("PROVISIONER_ENDPOINT")
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .kill_on_drop(true)
             .output(),

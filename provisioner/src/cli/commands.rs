@@ -205,6 +205,11 @@ pub async fn kubeconfig(w: &Wiring, path: Option<PathBuf>) -> anyhow::Result<Exi
     if let Some(profile) = &w.profile {
         args.extend(["--profile".to_owned(), profile.clone()]);
     }
+    // A stack in the local emulator: the plugin signs with the emulator's credentials, not with
+    // whatever the shell kubectl runs in happens to have.
+    if let Some(endpoint) = &w.local_endpoint {
+        args.extend(["--endpoint".to_owned(), endpoint.clone()]);
+    }
     let entry = platform::kubeconfig::Entry {
         name: format!("kdeploy-{}", stack.name),
         server,

@@ -180,6 +180,9 @@ pub(crate) struct Wiring {
     /// "AWS ap-northeast-2" or "local emulator at URL", for the reports.
     pub target: String,
     pub profile: Option<String>,
+    /// The local emulator's URL when the run targets it (`--local` / `--endpoint`), so commands that
+    /// hand work to another process (the kubeconfig's credential plugin) target it too.
+    pub local_endpoint: Option<String>,
     /// The API server to use instead of the EKS endpoint (the local simulator), as the steps have it.
     pub kube_override: Option<platform::cluster::Access>,
 }
@@ -255,6 +258,10 @@ async fn wire(cli: &Cli) -> Result<Wiring, InvalidConfig> {
     };
     let calls = CallLog::default();
     let aws = Aws::connect(&target, &config.region, calls.clone()).await;
+    let local_endpoint = match &target {
+        Target::Local { endpoint } => Some(endpoint.clone()),
+        Target::Aws { .. } => None,
+    };
     let target = match &target {
         Target::Local { endpoint } => format!("local emulator at {endpoint}"),
         Target::Aws { .. } => format!("AWS {}", config.region),
@@ -270,6 +277,7 @@ async fn wire(cli: &Cli) -> Result<Wiring, InvalidConfig> {
         calls,
         target,
         profile: cli.profile.clone(),
+        local_endpoint,
         kube_override,
     })
 }
