@@ -150,6 +150,10 @@ pub fn routes() -> Vec<Route> {
         Route::new(Patch, "/api/v1/repos/{name}", repo_api::change),
         Route::new(Delete, "/api/v1/repos/{name}", repo_api::delete),
         Route::new(Post, "/api/v1/repos/{name}/redeploy", repo_api::redeploy),
+        // Server-sent events for the list and detail pages (under their own prefix: a
+        // repository may be called `live`).
+        Route::new(Get, "/api/v1/live/repos", repositories::live::list),
+        Route::new(Get, "/api/v1/live/repos/{name}", repositories::live::detail),
         Route::new(Get, "/api/v1/repos/{name}/endpoints", console_api::list),
         Route::new(Post, "/api/v1/repos/{name}/endpoints", console_api::create),
         Route::new(Get, "/api/v1/repos/{name}/endpoints/{id}", console_api::get),
@@ -244,6 +248,23 @@ pub fn app(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), csrf))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
+}
+
+/// Serves the site on `listener` until `stop` resolves; then the live-update streams end (they
+/// never finish by themselves, and graceful shutdown waits for every open answer) and the
+/// requests under way finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let streams = state.streams.clone();
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(async move {
+            stop.await;
+            streams.stop();
+        })
+        .await
 }
 
 /// The API's OpenAPI document, its example endpoints under this site's public URL.

@@ -56,6 +56,9 @@ pub struct Config {
     /// Longest a write (create, change, delete) waits for the cluster before it is reported as
     /// not answering; pages never wait for the cluster (they read the mirror).
     pub write_timeout: Duration,
+    /// Live-update streams one user may hold open at once (each open list or detail page holds
+    /// one), counted by each site replica.
+    pub live_streams_per_user: usize,
 }
 
 impl Config {
@@ -76,6 +79,7 @@ impl Config {
             session_ttl: Duration::from_secs(12 * 3600),
             console: ConsoleLimits::new(names.console_upstream),
             write_timeout: Duration::from_secs(20),
+            live_streams_per_user: 20,
         }
     }
 }

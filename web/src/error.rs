@@ -75,6 +75,10 @@ pub enum AppError {
         "the cluster stopped answering (no reply within {secs} s) before the repository was complete; what was created is being removed: try again in a minute"
     )]
     ClusterStoppedMidway { secs: u64 },
+    #[error(
+        "you have {max} live pages open, the most one user may: close some of them (this page still refreshes every few seconds)"
+    )]
+    TooManyStreams { max: usize },
     #[error("the site is starting and still reading the cluster's state: try again in a moment")]
     Starting,
     #[error("the cluster is not answering, so this cannot be shown now; it comes back by itself")]
@@ -151,9 +155,9 @@ impl AppError {
             Self::Unauthenticated | Self::BadCredentials => StatusCode::UNAUTHORIZED,
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Conflict(_) => StatusCode::CONFLICT,
-            Self::TooManyAttempts { .. } | Self::ConsoleRateLimited { .. } => {
-                StatusCode::TOO_MANY_REQUESTS
-            }
+            Self::TooManyAttempts { .. }
+            | Self::ConsoleRateLimited { .. }
+            | Self::TooManyStreams { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::ConsoleTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::ConsoleUnreachable => StatusCode::BAD_GATEWAY,
             Self::Import(_) => StatusCode::UNPROCESSABLE_ENTITY,

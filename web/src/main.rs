@@ -252,9 +252,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot listen on {listen}"))?;
             tracing::info!(%listen, "serving");
             let stop = shutdown_signal()?;
-            axum::serve(listener, web::app(state))
-                .with_graceful_shutdown(stop)
-                .await?;
+            web::app::serve(listener, state, stop).await?;
             tracing::info!("stopped");
             Ok(())
         }
@@ -262,8 +260,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// Resolves on SIGTERM (the kubelet's stop, after the pod's preStop sleep; the site is PID 1 in its
-/// container, so nothing else forwards it) or Ctrl-C; in-flight requests then finish and the
-/// server exits well within the pod's termination grace period.
+/// container, so nothing else forwards it) or Ctrl-C; live-update streams then end (browsers
+/// reconnect to another replica), in-flight requests finish, and the server exits well within
+/// the pod's termination grace period.
 fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     let stop = stop_signal()?;
     Ok(async move {

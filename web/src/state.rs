@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::console::send::Sender;
 use crate::error::AppError;
 use crate::mirror::{Mirror, Scope};
+use crate::repositories::live::Streams;
 use crate::repositories::store::RepositoryStore;
 
 #[derive(Clone)]
@@ -22,6 +23,8 @@ pub struct AppState {
     pub sender: Sender,
     /// What pages read: the cluster's state kept from watches.
     pub mirror: Mirror,
+    /// The open live-update streams, counted per user and ended at shutdown.
+    pub streams: Streams,
 }
 
 impl AppState {
@@ -45,6 +48,7 @@ impl AppState {
             config,
             key,
             mirror,
+            streams: Streams::default(),
         })
     }
 }

@@ -118,10 +118,38 @@ document.addEventListener("DOMContentLoaded", () => {
   });
 
   const table = document.querySelector("table[data-poll]");
-  if (table) setInterval(() => refresh(table), 3000);
+  if (table) follow(table.dataset.live, "repos", (j) => applyList(table, j), () => refresh(table), 3000);
   const detail = document.querySelector("div.heading[data-poll]");
-  if (detail) setInterval(() => refreshDetail(detail.dataset.poll), 2000);
+  if (detail) follow(detail.dataset.live, "repo", applyDetail, () => refreshDetail(detail.dataset.poll), 2000);
 });
+
+// Live updates: the server sends the page's data as server-sent events whenever it changes, so
+// an open page asks nothing of anyone while nothing changes. Polling runs only while there is no
+// stream: without EventSource, while the browser re-establishes a dropped stream (it does so by
+// itself after the reconnection time the server sets), and for good after a refused stream
+// (401, 404, 429: the browser does not retry those) or three failures in a row.
+function follow(liveUrl, eventName, apply, poll, every) {
+  let timer = null;
+  const startPolling = () => { if (!timer) { poll(); timer = setInterval(poll, every); } };
+  const stopPolling = () => { if (timer) { clearInterval(timer); timer = null; } };
+  if (!liveUrl || !window.EventSource) { startPolling(); return; }
+  const source = new EventSource(liveUrl);
+  let failures = 0;
+  source.addEventListener("open", () => { failures = 0; stopPolling(); });
+  source.addEventListener(eventName, (event) => {
+    let data;
+    try { data = JSON.parse(event.data); } catch { return; }
+    apply(data);
+  });
+  // The repository was deleted, or the session ended: the page as it is now says so.
+  source.addEventListener("gone", () => { source.close(); location.reload(); });
+  source.addEventListener("signed-out", () => { source.close(); location.reload(); });
+  source.addEventListener("error", () => {
+    failures += 1;
+    if (source.readyState === EventSource.CLOSED || failures >= 3) source.close();
+    startPolling();
+  });
+}
 
 const pill = { Ready: "ready", Deploying: "deploying", Updating: "updating", Failing: "failing" };
 
@@ -133,15 +161,20 @@ function cell(text, tag) {
 
 // States refresh without a reload: the list polls the same data the API serves.
 async function refresh(table) {
-  let rows;
+  let overview;
   try {
     const response = await fetch(table.dataset.poll, { headers: { Accept: "application/json" } });
     if (!response.ok) return;
-    rows = (await response.json()).repositories;
+    overview = await response.json();
   } catch {
     return;
   }
-  for (const repo of rows || []) {
+  applyList(table, overview);
+}
+
+// The list's rows from the list's data (`/api/v1/repos`).
+function applyList(table, overview) {
+  for (const repo of overview.repositories || []) {
     const tr = table.querySelector('tr[data-repo="' + CSS.escape(repo.name) + '"]');
     if (!tr) continue;
     tr.querySelector('[data-field="replicas"]').textContent = repo.replicas.ready + " / " + repo.replicas.desired;
@@ -194,6 +227,11 @@ async function refreshDetail(url) {
   } catch {
     return;
   }
+  applyDetail(repo);
+}
+
+// The overview, pods and route from one repository's data (`/api/v1/repos/{name}`).
+function applyDetail(repo) {
   const field = (name) => document.querySelector('[data-field="' + name + '"]');
   const r = repo.replicas;
   renderState(field("state"), repo);

@@ -1,5 +1,6 @@
 //! The site in headless Chromium over WebDriver: sign in, create (after a refused name),
-//! see it Ready, open its endpoint link, register an endpoint, send a request, redeploy, delete.
+//! see it Ready, open its endpoint link, see a scale made with kubectl appear on the open page,
+//! register an endpoint, send a request, redeploy, delete.
 //! The site's public URL is the simulated load balancer, `http://kdeploy.localhost:<port>` as
 //! `./dev up` has it (Chromium resolves `*.localhost` to the loopback address), so the link the
 //! detail page shows is followed for real. Screenshots at 1280 px
@@ -433,6 +434,44 @@ async fn a_developer_deploys_tries_redeploys_and_deletes_in_a_real_browser() {
     c.goto(&format!("{base}/repos/hello")).await.unwrap();
     d.wait_for("a.button.primary[href='/repos/hello/endpoints/new']")
         .await;
+
+    // The open page follows a scale made with kubectl, without a reload, through its live
+    // stream: while the stream is open the page polls nothing.
+    c.execute("window.kdeployMarker = 'same page'", vec![])
+        .await
+        .unwrap();
+    site.objects::<k8s_openapi::api::apps::v1::Deployment>("alice")
+        .patch(
+            "hello",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(serde_json::json!({"spec": {"replicas": 2}})),
+        )
+        .await
+        .unwrap();
+    c.wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::XPath(
+            "//dd[@data-field='replicas'][text()='2 ready of 2']",
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("the page did not show 2 ready of 2: {e}"));
+    assert_eq!(
+        c.execute("return window.kdeployMarker", vec![])
+            .await
+            .unwrap(),
+        "same page",
+        "the page was not reloaded"
+    );
+    let polled = c
+        .execute(
+            "return performance.getEntriesByType('resource')\
+               .filter((e) => new URL(e.name).pathname === '/api/v1/repos/hello').length",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(polled, 0, "the page polled while its stream was open");
+    d.shoot("03c-detail-live-scale", "2 ready of 2").await;
 
     // Register an endpoint.
     d.submit("a.button.primary[href='/repos/hello/endpoints/new']")

@@ -15,7 +15,7 @@
 pub mod compact;
 mod watches;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
@@ -159,6 +159,10 @@ struct Inner {
     contents: RwLock<Contents>,
     /// Bumped after every change, so writers waiting for their write wake up.
     changes: watch::Sender<u64>,
+    /// One signal per namespace someone follows ([`Mirror::follow`]), bumped after each change
+    /// of that namespace's records; a namespace nobody follows has no entry, so a change there
+    /// costs one map lookup.
+    followers: Mutex<HashMap<String, watch::Sender<u64>>>,
     /// True once every watch has synced once.
     synced: watch::Sender<bool>,
     health: Mutex<Vec<WatchHealth>>,
@@ -208,6 +212,7 @@ impl Mirror {
         let inner = Arc::new(Inner {
             contents: RwLock::new(Contents::default()),
             changes: watch::Sender::new(0),
+            followers: Mutex::new(HashMap::new()),
             synced: watch::Sender::new(false),
             health: Mutex::new(
                 names
@@ -267,6 +272,20 @@ impl Mirror {
         tokio::time::timeout(bound, check).await.unwrap_or(false)
     }
 
+    /// A signal that changes after every change of a namespace's records (its Deployments,
+    /// ReplicaSets, Pods, Services, Ingresses, Events, quota, limits or the namespace itself; for
+    /// the site's own namespace, its Secrets), and after every relist. It asks the API server
+    /// nothing: it rides on the watches that fill the mirror.
+    pub fn follow(&self, namespace: &str) -> watch::Receiver<u64> {
+        self.inner
+            .followers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(namespace.to_string())
+            .or_insert_with(|| watch::Sender::new(0))
+            .subscribe()
+    }
+
     /// `None` while the mirror is current; once it has not been for [`STALE_AFTER`], the last
     /// moment it was, which pages show as "as of".
     pub fn as_of(&self) -> Option<Timestamp> {
@@ -315,8 +334,17 @@ impl Mirror {
     }
 }
 
+/// Which namespaces a change touched.
+#[derive(Debug, Clone, Copy)]
+enum Touched<'a> {
+    /// One object's namespace.
+    Namespace(&'a str),
+    /// A relist replaced a whole kind: any namespace may have changed.
+    Every,
+}
+
 impl Inner {
-    fn change(&self, f: impl FnOnce(&mut Contents)) {
+    fn change(&self, touched: Touched<'_>, f: impl FnOnce(&mut Contents)) {
         {
             let mut contents = self
                 .contents
@@ -325,6 +353,30 @@ impl Inner {
             f(&mut contents);
         }
         self.changes.send_modify(|n| *n = n.wrapping_add(1));
+        self.wake(touched);
+    }
+
+    /// Wakes the followers of the touched namespaces, and forgets signals nobody follows now.
+    fn wake(&self, touched: Touched<'_>) {
+        let mut followers = self
+            .followers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let bump = |signal: &watch::Sender<u64>| {
+            if signal.receiver_count() == 0 {
+                return false;
+            }
+            signal.send_modify(|n| *n = n.wrapping_add(1));
+            true
+        };
+        match touched {
+            Touched::Namespace(namespace) => {
+                if followers.get(namespace).is_some_and(|s| !bump(s)) {
+                    followers.remove(namespace);
+                }
+            }
+            Touched::Every => followers.retain(|_, s| bump(s)),
+        }
     }
 
     fn health(&self, index: usize, f: impl FnOnce(&mut WatchHealth)) {
@@ -392,7 +444,68 @@ async fn probe(client: kube::Client, inner: Arc<Inner>) {
 
 #[cfg(test)]
 mod tests {
-    use super::has_seen;
+    use super::*;
+
+    fn inner() -> Inner {
+        Inner {
+            contents: RwLock::new(Contents::default()),
+            changes: watch::Sender::new(0),
+            followers: Mutex::new(HashMap::new()),
+            synced: watch::Sender::new(false),
+            health: Mutex::new(Vec::new()),
+            current_at: Mutex::new((Instant::now(), Timestamp::now())),
+            answering: AtomicBool::new(true),
+        }
+    }
+
+    fn follow(inner: &Inner, namespace: &str) -> watch::Receiver<u64> {
+        inner
+            .followers
+            .lock()
+            .unwrap()
+            .entry(namespace.to_string())
+            .or_insert_with(|| watch::Sender::new(0))
+            .subscribe()
+    }
+
+    fn followed(inner: &Inner) -> Vec<String> {
+        let mut names: Vec<String> = inner.followers.lock().unwrap().keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_change_wakes_the_followers_of_its_namespace_only() {
+        let inner = inner();
+        let mut alice = follow(&inner, "alice");
+        let bob = follow(&inner, "bob");
+        inner.change(Touched::Namespace("alice"), |_| {});
+        assert!(alice.has_changed().unwrap());
+        assert!(!bob.has_changed().unwrap());
+        alice.borrow_and_update();
+        // A relist may have changed any namespace: everyone followed is woken.
+        inner.change(Touched::Every, |_| {});
+        assert!(alice.has_changed().unwrap() && bob.has_changed().unwrap());
+    }
+
+    #[test]
+    fn a_namespace_nobody_follows_any_more_is_forgotten_at_its_next_change() {
+        let inner = inner();
+        let alice = follow(&inner, "alice");
+        let bob = follow(&inner, "bob");
+        inner.change(Touched::Namespace("carol"), |_| {});
+        assert_eq!(
+            followed(&inner),
+            ["alice", "bob"],
+            "no signal made for carol"
+        );
+        drop(alice);
+        inner.change(Touched::Namespace("alice"), |_| {});
+        assert_eq!(followed(&inner), ["bob"]);
+        drop(bob);
+        inner.change(Touched::Every, |_| {});
+        assert!(followed(&inner).is_empty());
+    }
 
     #[test]
     fn a_later_or_equal_version_counts_as_seen() {

@@ -20,7 +20,7 @@ use super::compact::{
     DeploymentView, EventView, IngressView, PodView, PresenceView, ReplicaSetView, SecretView,
     ServiceView,
 };
-use super::{Contents, Inner, Scope};
+use super::{Contents, Inner, Scope, Touched};
 use crate::accounts::store::account_of;
 use crate::repositories::objects::managed_selector;
 
@@ -47,6 +47,8 @@ const LAST_RETRY: Duration = Duration::from_secs(4);
 
 /// How one kind is filed into the mirror.
 struct Filing<K> {
+    /// The namespace whose view an object's change touches.
+    namespace: fn(&K) -> Option<&str>,
     apply: fn(&mut Contents, &K),
     delete: fn(&mut Contents, &K),
     /// Replaces the kind's records with those of a fresh list.
@@ -56,6 +58,7 @@ struct Filing<K> {
 macro_rules! in_namespaces {
     ($ty:ty, $field:ident, $of:expr) => {
         Filing::<$ty> {
+            namespace: own_namespace::<$ty>,
             apply: |c, o| {
                 let Some(ns) = o.metadata.namespace.as_deref() else {
                     return;
@@ -90,6 +93,7 @@ macro_rules! in_namespaces {
 macro_rules! one_per_namespace {
     ($ty:ty, $field:ident, $of:expr, $namespace:expr) => {
         Filing::<$ty> {
+            namespace: $namespace,
             apply: |c, o| {
                 let Some(ns) = $namespace(o) else { return };
                 c.namespace_mut(ns).$field = Some($of(o));
@@ -249,6 +253,8 @@ pub(super) fn spawn(client: &kube::Client, scope: &Scope, inner: &Arc<Inner>) ->
         everything(),
         |_: &Secret| true,
         Filing::<Secret> {
+            // The site's own namespace: followers of it learn of accounts changing.
+            namespace: own_namespace::<Secret>,
             apply: |c, s| {
                 let record = SecretView::of(s, account_of);
                 c.secrets.insert(record.id.name.clone(), record);
@@ -303,7 +309,7 @@ async fn run<K>(
             }
             watcher::Event::InitDone => {
                 let fresh = listing.take().unwrap_or_default();
-                inner.change(|c| (filing.replace)(c, fresh));
+                inner.change(Touched::Every, |c| (filing.replace)(c, fresh));
                 inner.health(index, |h| {
                     h.synced = true;
                     h.events += 1;
@@ -311,16 +317,21 @@ async fn run<K>(
             }
             watcher::Event::Apply(o) => {
                 if keep(&o) {
-                    inner.change(|c| (filing.apply)(c, &o));
+                    inner.change(touched(&filing, &o), |c| (filing.apply)(c, &o));
                 }
                 inner.health(index, |h| h.events += 1);
             }
             watcher::Event::Delete(o) => {
                 if keep(&o) {
-                    inner.change(|c| (filing.delete)(c, &o));
+                    inner.change(touched(&filing, &o), |c| (filing.delete)(c, &o));
                 }
                 inner.health(index, |h| h.events += 1);
             }
         }
     }
+}
+
+/// The namespace an object's change touches (every one, for an object without a namespace).
+fn touched<'a, K>(filing: &Filing<K>, object: &'a K) -> Touched<'a> {
+    (filing.namespace)(object).map_or(Touched::Every, Touched::Namespace)
 }

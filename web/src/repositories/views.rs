@@ -51,7 +51,7 @@ pub fn repositories(frame: &Frame, overview: &RepositoryOverview) -> Markup {
                 p.empty { "Nothing deployed yet. Choose " strong { "New repository" } " to deploy a public image; you get an address to call it." }
             } @else {
                 div.scroll {
-                    table.repos data-poll="/api/v1/repos" {
+                    table.repos data-poll="/api/v1/repos" data-live="/api/v1/live/repos" {
                         thead { tr { th { "Name" } th { "Image" } th { "Replicas" } th { "State" } th { "Age" } th { "Endpoint" } } }
                         tbody {
                             @for r in rows {
@@ -170,7 +170,7 @@ pub fn repository(frame: &Frame, view: DetailView) -> Markup {
         html! {
             p { a href="/repos" { "← All repositories" } }
             (stale(d.as_of.as_deref()))
-            div.heading data-poll={ "/api/v1/repos/" (s.name) } {
+            div.heading data-poll={ "/api/v1/repos/" (s.name) } data-live={ "/api/v1/live/repos/" (s.name) } {
                 h1 { (s.name) " " span data-field="state" { span class=(pill_class(&s.state)) { (s.state.label()) } } }
             }
             @if let Some(n) = notice { div.banner.ok role="status" { (n) } }

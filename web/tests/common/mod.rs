@@ -195,7 +195,8 @@ pub async fn site_identity(
     watched_client(config, refusals)
 }
 
-/// A client for `config` that notes in `refusals` each call the API server refuses (403).
+/// A client for `config` that notes in `refusals` each call it makes and each the API server
+/// refuses (403).
 pub fn watched_client(config: kube::Config, refusals: Refusals) -> kube::Client {
     let layer = tower::layer::layer_fn(move |inner| Watched {
         inner,
@@ -207,20 +208,34 @@ pub fn watched_client(config: kube::Config, refusals: Refusals) -> kube::Client 
         .build()
 }
 
-/// The calls of the site the API server refused as forbidden (`METHOD path?query`), however the
+/// Every call of the site to the API server, and those it refused as forbidden (`METHOD path?query`), however the
 /// site handled the refusal: a refusal the site turns into a warning or a fallback still fails
 /// the test (see `Site`'s `Drop`).
 #[derive(Clone, Default)]
-pub struct Refusals(Arc<Mutex<Vec<String>>>);
+pub struct Refusals {
+    refused: Arc<Mutex<Vec<String>>>,
+    /// Every call the site made, refused or not, in order (`METHOD path?query`).
+    calls: Arc<Mutex<Vec<String>>>,
+}
 
 impl Refusals {
     /// The refusals so far, forgotten (a test that provokes one on purpose takes it).
     pub fn take(&self) -> Vec<String> {
-        std::mem::take(&mut *self.0.lock().unwrap())
+        std::mem::take(&mut *self.refused.lock().unwrap())
+    }
+
+    /// How many calls the site has made so far.
+    pub fn calls_made(&self) -> usize {
+        self.calls.lock().unwrap().len()
+    }
+
+    /// The calls the site made after the first `from`.
+    pub fn calls_since(&self, from: usize) -> Vec<String> {
+        self.calls.lock().unwrap()[from..].to_vec()
     }
 }
 
-/// The site's client service, noting each 403 it gets.
+/// The site's client service, noting each call it makes and each 403 it gets.
 #[derive(Clone)]
 struct Watched<S> {
     inner: S,
@@ -243,11 +258,12 @@ where
     fn call(&mut self, request: http::Request<R>) -> Self::Future {
         let call = format!("{} {}", request.method(), request.uri());
         let refusals = self.refusals.clone();
+        refusals.calls.lock().unwrap().push(call.clone());
         let response = self.inner.call(request);
         Box::pin(async move {
             let response = response.await?;
             if response.status() == StatusCode::FORBIDDEN {
-                refusals.0.lock().unwrap().push(call);
+                refusals.refused.lock().unwrap().push(call);
             }
             Ok(response)
         })
