@@ -105,7 +105,11 @@ local *args: build-stack
         --site-binary "{{site_binary}}" --image-layout {{image_store}} {{args}}
 
 # Benchmarks (figures, not pass/fail): provisioner `up` against the realistic front; the site
-# image's build, size, push to ECR through the front and no-op re-run.
+# image's build, size, push to ECR through the front and no-op re-run; the deploy site (release
+# `web serve`) against the cluster simulator (release `cluster-sim`), each its own process: list
+# latency, deploy vs kubectl apply, memory with 1,000 users x 10 repositories, kubectl change to page.
 bench:
     cargo run --quiet -p provisioner --example bench_up
     cargo run --quiet -p provisioner --example bench_image
+    cargo build --release -p web -p cluster
+    cargo run --quiet -p web --example site_bench

@@ -1,6 +1,10 @@
 //! The compact records the mirror keeps: for each object, only the fields a page or a write
 //! decision reads, decoded once when its watch event arrives.
 
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
+
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{
     Event, LimitRange, Namespace, Pod, ResourceQuota, Secret, Service,
@@ -20,7 +24,7 @@ const REVISION: &str = "deployment.kubernetes.io/revision";
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Identity {
     pub name: String,
-    pub uid: String,
+    pub uid: Uid,
     pub resource_version: String,
     pub created: Option<Timestamp>,
 }
@@ -29,7 +33,7 @@ impl Identity {
     fn of(meta: &ObjectMeta) -> Self {
         Self {
             name: meta.name.clone().unwrap_or_default(),
-            uid: meta.uid.clone().unwrap_or_default(),
+            uid: Uid::new(meta.uid.as_deref().unwrap_or_default()),
             resource_version: meta.resource_version.clone().unwrap_or_default(),
             created: meta.creation_timestamp.as_ref().map(|t| t.0),
         }
@@ -54,8 +58,8 @@ fn revision(meta: &ObjectMeta) -> i64 {
 /// A condition that explains a failure: its reason and message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
-    pub reason: String,
-    pub message: String,
+    pub reason: Shared,
+    pub message: Shared,
 }
 
 /// A repository's Deployment: its spec in the site's terms and its rollout status.
@@ -66,7 +70,7 @@ pub struct DeploymentView {
     pub generation: i64,
     pub observed_generation: i64,
     pub revision: i64,
-    pub image: String,
+    pub image: Shared,
     pub port: i32,
     pub replicas: Replicas,
     pub restarted_at: Option<String>,
@@ -89,7 +93,11 @@ impl DeploymentView {
             generation: d.metadata.generation.unwrap_or(0),
             observed_generation: status.observed_generation.unwrap_or(0),
             revision: revision(&d.metadata),
-            image: container.and_then(|c| c.image.clone()).unwrap_or_default(),
+            image: Shared::new(
+                container
+                    .and_then(|c| c.image.as_deref())
+                    .unwrap_or_default(),
+            ),
             port: container
                 .and_then(|c| c.ports.as_ref()?.first())
                 .map_or(80, |p| p.container_port),
@@ -113,8 +121,8 @@ impl DeploymentView {
                 .iter()
                 .find(|c| c.type_ == "ReplicaFailure" && c.status == "True")
                 .map(|c| Failure {
-                    reason: c.reason.clone().unwrap_or_else(|| "FailedCreate".into()),
-                    message: c.message.clone().unwrap_or_default(),
+                    reason: Shared::new(c.reason.as_deref().unwrap_or("FailedCreate")),
+                    message: Shared::new(c.message.as_deref().unwrap_or_default()),
                 }),
         }
     }
@@ -123,8 +131,8 @@ impl DeploymentView {
 /// A container that waits, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Waiting {
-    pub reason: String,
-    pub message: String,
+    pub reason: Shared,
+    pub message: Shared,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -133,7 +141,7 @@ pub struct PodView {
     pub managed: bool,
     /// The `app` label: the repository the pod belongs to.
     pub app: String,
-    pub phase: String,
+    pub phase: Shared,
     pub ready: bool,
     pub restarts: i32,
     pub waiting: Vec<Waiting>,
@@ -152,7 +160,7 @@ impl PodView {
                 .as_ref()
                 .and_then(|l| l.get("app").cloned())
                 .unwrap_or_default(),
-            phase: status.phase.unwrap_or_else(|| "Pending".into()),
+            phase: Shared::new(status.phase.as_deref().unwrap_or("Pending")),
             ready: !containers.is_empty() && containers.iter().all(|c| c.ready),
             restarts: containers.iter().map(|c| c.restart_count).sum(),
             waiting: containers
@@ -160,8 +168,8 @@ impl PodView {
                 .filter_map(|c| c.state.as_ref()?.waiting.as_ref())
                 .filter_map(|w| {
                     Some(Waiting {
-                        reason: w.reason.clone()?,
-                        message: w.message.clone().unwrap_or_default(),
+                        reason: Shared::new(w.reason.as_deref()?),
+                        message: Shared::new(w.message.as_deref().unwrap_or_default()),
                     })
                 })
                 .collect(),
@@ -176,7 +184,7 @@ pub struct ReplicaSetView {
     /// The Deployment that owns it, by name.
     pub owner: Option<String>,
     pub revision: i64,
-    pub image: String,
+    pub image: Shared,
     pub replicas: i32,
     pub ready: i32,
     pub replica_failure: Option<Failure>,
@@ -201,20 +209,21 @@ impl ReplicaSetView {
                 .find(|o| o.kind == "Deployment")
                 .map(|o| o.name.clone()),
             revision: revision(&rs.metadata),
-            image: rs
-                .spec
-                .as_ref()
-                .and_then(|s| {
-                    s.template
-                        .as_ref()?
-                        .spec
-                        .as_ref()?
-                        .containers
-                        .first()?
-                        .image
-                        .clone()
-                })
-                .unwrap_or_default(),
+            image: Shared::new(
+                rs.spec
+                    .as_ref()
+                    .and_then(|s| {
+                        s.template
+                            .as_ref()?
+                            .spec
+                            .as_ref()?
+                            .containers
+                            .first()?
+                            .image
+                            .as_deref()
+                    })
+                    .unwrap_or_default(),
+            ),
             replicas: status.replicas,
             ready: status.ready_replicas.unwrap_or(0),
             replica_failure: status
@@ -223,8 +232,8 @@ impl ReplicaSetView {
                 .flatten()
                 .find(|c| c.type_ == "ReplicaFailure" && c.status == "True")
                 .map(|c| Failure {
-                    reason: c.reason.clone().unwrap_or_else(|| "FailedCreate".into()),
-                    message: c.message.clone().unwrap_or_default(),
+                    reason: Shared::new(c.reason.as_deref().unwrap_or("FailedCreate")),
+                    message: Shared::new(c.message.as_deref().unwrap_or_default()),
                 }),
         }
     }
@@ -250,8 +259,8 @@ pub struct IngressView {
     pub id: Identity,
     pub managed: bool,
     /// `nginx.org/mergeable-ingress-type`, if any.
-    pub mergeable: Option<String>,
-    pub host: String,
+    pub mergeable: Option<Shared>,
+    pub host: Shared,
     pub path: String,
 }
 
@@ -265,8 +274,9 @@ impl IngressView {
                 .metadata
                 .annotations
                 .as_ref()
-                .and_then(|a| a.get(crate::repositories::objects::MERGEABLE_TYPE).cloned()),
-            host: rule.and_then(|r| r.host.clone()).unwrap_or_default(),
+                .and_then(|a| a.get(crate::repositories::objects::MERGEABLE_TYPE))
+                .map(|t| Shared::new(t)),
+            host: Shared::new(rule.and_then(|r| r.host.as_deref()).unwrap_or_default()),
             path: rule
                 .and_then(|r| r.http.as_ref()?.paths.first()?.path.clone())
                 .unwrap_or_default(),
@@ -277,12 +287,12 @@ impl IngressView {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EventView {
     pub id: Identity,
-    pub kind: String,
-    pub object_kind: String,
+    pub kind: Shared,
+    pub object_kind: Shared,
     pub object_name: String,
-    pub object_uid: String,
-    pub reason: String,
-    pub message: String,
+    pub object_uid: Uid,
+    pub reason: Shared,
+    pub message: Shared,
     pub count: i32,
     /// Written by the ingress controller (NIC).
     pub from_controller: bool,
@@ -294,12 +304,12 @@ impl EventView {
     pub fn of(e: &Event) -> Self {
         Self {
             id: Identity::of(&e.metadata),
-            kind: e.type_.clone().unwrap_or_default(),
-            object_kind: e.involved_object.kind.clone().unwrap_or_default(),
+            kind: Shared::new(e.type_.as_deref().unwrap_or_default()),
+            object_kind: Shared::new(e.involved_object.kind.as_deref().unwrap_or_default()),
             object_name: e.involved_object.name.clone().unwrap_or_default(),
-            object_uid: e.involved_object.uid.clone().unwrap_or_default(),
-            reason: e.reason.clone().unwrap_or_default(),
-            message: e.message.clone().unwrap_or_default(),
+            object_uid: Uid::new(e.involved_object.uid.as_deref().unwrap_or_default()),
+            reason: Shared::new(e.reason.as_deref().unwrap_or_default()),
+            message: Shared::new(e.message.as_deref().unwrap_or_default()),
             count: e.count.unwrap_or(1),
             from_controller: e
                 .source
@@ -368,5 +378,315 @@ impl SecretView {
             id: Identity::of(&s.metadata),
             account: account(s),
         }
+    }
+}
+
+/// A string that many records repeat (an image, a reason, an Event's kind or message, an Ingress
+/// host): every record holding the same text points at one allocation. Unique texts (names,
+/// uids) are not interned: an interned text costs its table entry besides.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Shared(Arc<str>);
+
+impl Shared {
+    /// The one copy of `text`, made on first use.
+    pub fn new(text: &str) -> Self {
+        INTERNED.intern(text)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Self::new("")
+    }
+}
+
+impl std::ops::Deref for Shared {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for Shared {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl PartialEq<str> for Shared {
+    fn eq(&self, other: &str) -> bool {
+        &*self.0 == other
+    }
+}
+
+impl PartialEq<&str> for Shared {
+    fn eq(&self, other: &&str) -> bool {
+        &*self.0 == *other
+    }
+}
+
+impl PartialEq<String> for Shared {
+    fn eq(&self, other: &String) -> bool {
+        *self.0 == **other
+    }
+}
+
+impl From<Shared> for String {
+    fn from(s: Shared) -> Self {
+        s.0.to_string()
+    }
+}
+
+impl serde::Serialize for Shared {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl maud::Render for Shared {
+    fn render_to(&self, buffer: &mut String) {
+        self.as_str().render_to(buffer);
+    }
+}
+
+/// The table of interned texts. Entries no record holds any more are dropped whenever the table
+/// has doubled since the last sweep, so texts of deleted objects do not pile up.
+struct Interner {
+    table: Mutex<(HashSet<Arc<str>>, usize)>,
+}
+
+static INTERNED: LazyLock<Interner> = LazyLock::new(Interner::new);
+
+/// Below this many entries the table is never swept.
+const SWEEP_FROM: usize = 1024;
+
+impl Interner {
+    fn new() -> Self {
+        Self {
+            table: Mutex::new((HashSet::new(), 0)),
+        }
+    }
+
+    fn intern(&self, text: &str) -> Shared {
+        let mut guard = self.table.lock().unwrap_or_else(PoisonError::into_inner);
+        let (table, swept_at) = &mut *guard;
+        if let Some(found) = table.get(text) {
+            return Shared(found.clone());
+        }
+        if table.len() >= (*swept_at * 2).max(SWEEP_FROM) {
+            table.retain(|t| Arc::strong_count(t) > 1);
+            *swept_at = table.len();
+        }
+        let shared: Arc<str> = Arc::from(text);
+        table.insert(shared.clone());
+        Shared(shared)
+    }
+}
+
+/// An object's uid: a UUID (what the API server hands out) in 16 bytes instead of a 36-character
+/// string on the heap; any other text is kept as it is.
+#[derive(Clone, PartialEq, Eq, Hash, Default)]
+pub enum Uid {
+    #[default]
+    None,
+    Uuid([u8; 16]),
+    Other(Box<str>),
+}
+
+impl Uid {
+    pub fn new(text: &str) -> Self {
+        if text.is_empty() {
+            return Self::None;
+        }
+        parse_uuid(text).map_or_else(|| Self::Other(text.into()), |v| Self::Uuid(v.to_be_bytes()))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        matches!(self, Self::None)
+    }
+}
+
+/// The 128 bits of a lowercase `8-4-4-4-12` UUID, or `None` for any other text (so the text
+/// written back is always the one read).
+fn parse_uuid(text: &str) -> Option<u128> {
+    let bytes = text.as_bytes();
+    if bytes.len() != 36 {
+        return None;
+    }
+    let mut value: u128 = 0;
+    for (i, b) in bytes.iter().enumerate() {
+        if matches!(i, 8 | 13 | 18 | 23) {
+            if *b != b'-' {
+                return None;
+            }
+            continue;
+        }
+        let digit = match b {
+            b'0'..=b'9' => b - b'0',
+            b'a'..=b'f' => b - b'a' + 10,
+            _ => return None,
+        };
+        value = (value << 4) | u128::from(digit);
+    }
+    Some(value)
+}
+
+impl fmt::Display for Uid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::None => Ok(()),
+            Self::Other(text) => f.write_str(text),
+            Self::Uuid(bytes) => {
+                let hex = format!("{:032x}", u128::from_be_bytes(*bytes));
+                write!(
+                    f,
+                    "{}-{}-{}-{}-{}",
+                    &hex[..8],
+                    &hex[8..12],
+                    &hex[12..16],
+                    &hex[16..20],
+                    &hex[20..]
+                )
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Uid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.to_string())
+    }
+}
+
+impl PartialEq<str> for Uid {
+    fn eq(&self, other: &str) -> bool {
+        *self == Uid::new(other)
+    }
+}
+
+impl PartialEq<&str> for Uid {
+    fn eq(&self, other: &&str) -> bool {
+        *self == Uid::new(other)
+    }
+}
+
+impl PartialEq<String> for Uid {
+    fn eq(&self, other: &String) -> bool {
+        *self == Uid::new(other)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::ObjectReference;
+
+    fn event(name: &str, uid: &str, reason: &str, message: &str) -> Event {
+        Event {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("alice".into()),
+                uid: Some(uid.into()),
+                resource_version: Some("7".into()),
+                ..ObjectMeta::default()
+            },
+            involved_object: ObjectReference {
+                kind: Some("Pod".into()),
+                name: Some(format!("{name}-pod")),
+                uid: Some("0c0ffee0-1234-4abc-8def-0123456789ab".into()),
+                ..ObjectReference::default()
+            },
+            type_: Some("Warning".into()),
+            reason: Some(reason.into()),
+            message: Some(message.into()),
+            ..Event::default()
+        }
+    }
+
+    #[test]
+    fn texts_that_records_repeat_are_held_once() {
+        let message = "0/3 nodes are available: 3 Too many pods.";
+        let a = EventView::of(&event(
+            "a",
+            "5b1e4a52-7d53-4f7e-9a51-29b1f2c1d9e0",
+            "FailedScheduling",
+            message,
+        ));
+        let b = EventView::of(&event(
+            "b",
+            "6b1e4a52-7d53-4f7e-9a51-29b1f2c1d9e0",
+            "FailedScheduling",
+            message,
+        ));
+        assert!(
+            Arc::ptr_eq(&a.message.0, &b.message.0),
+            "one allocation for the message"
+        );
+        assert!(Arc::ptr_eq(&a.reason.0, &b.reason.0));
+        assert!(Arc::ptr_eq(&a.object_kind.0, &b.object_kind.0));
+        assert_eq!(a.message, message);
+        assert_eq!(a.message.to_string(), message);
+        assert_eq!(
+            serde_json::to_string(&a.reason).unwrap(),
+            "\"FailedScheduling\""
+        );
+    }
+
+    #[test]
+    fn uuids_take_sixteen_bytes_and_read_back_as_written() {
+        let text = "5b1e4a52-7d53-4f7e-9a51-29b1f2c1d9e0";
+        let uid = Uid::new(text);
+        assert!(matches!(uid, Uid::Uuid(_)), "{uid:?}");
+        assert_eq!(uid.to_string(), text);
+        assert_eq!(uid, text);
+        assert_eq!(uid, text.to_string());
+        assert_ne!(uid, "6b1e4a52-7d53-4f7e-9a51-29b1f2c1d9e0");
+        // Anything that is not a lowercase UUID is kept as written, never normalised.
+        for other in [
+            "u2",
+            "5B1E4A52-7D53-4F7E-9A51-29B1F2C1D9E0",
+            "5b1e4a52x7d53-4f7e-9a51-29b1f2c1d9e0",
+        ] {
+            let uid = Uid::new(other);
+            assert!(matches!(uid, Uid::Other(_)), "{other}");
+            assert_eq!(uid.to_string(), other);
+            assert_eq!(uid, other);
+            assert_ne!(uid, text);
+        }
+        assert!(Uid::new("").is_empty());
+        assert_eq!(Uid::new(""), "");
+        // No larger than the String it replaces, and with no allocation of its own.
+        assert!(std::mem::size_of::<Uid>() <= std::mem::size_of::<String>());
+    }
+
+    #[test]
+    fn the_interner_forgets_texts_no_record_holds() {
+        let interner = Interner::new();
+        let held = interner.intern("held by a record");
+        for i in 1..SWEEP_FROM {
+            drop(interner.intern(&format!("message {i}")));
+        }
+        let table_len = |i: &Interner| i.table.lock().unwrap().0.len();
+        assert_eq!(table_len(&interner), SWEEP_FROM);
+        let next = interner.intern("the next one sweeps");
+        assert_eq!(table_len(&interner), 2, "only the held texts remain");
+        assert!(Arc::ptr_eq(&interner.intern("held by a record").0, &held.0));
+        drop(next);
     }
 }

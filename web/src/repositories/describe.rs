@@ -95,10 +95,10 @@ pub struct RepositoryDetail {
 fn pod_info(pod: &PodView) -> PodInfo {
     PodInfo {
         name: pod.id.name.clone(),
-        phase: pod.phase.clone(),
+        phase: pod.phase.to_string(),
         ready: pod.ready,
         restarts: pod.restarts,
-        reason: pod.waiting.first().map(|w| w.reason.clone()),
+        reason: pod.waiting.first().map(|w| w.reason.to_string()),
         age: status::age(pod.id.created),
     }
 }
@@ -152,7 +152,7 @@ impl RepositoryStore {
             _ => state.advice(),
         };
         RepositorySummary {
-            image: deployment.image.clone(),
+            image: deployment.image.to_string(),
             port: deployment.port,
             advice,
             state,
@@ -244,8 +244,8 @@ impl RepositoryStore {
                 .and_then(|rs| rs.replica_failure.clone())
         {
             summary.state = RepositoryState::Failing {
-                reason: f.reason,
-                message: f.message,
+                reason: f.reason.into(),
+                message: f.message.into(),
             };
             summary.advice = summary.state.advice();
         }
@@ -255,7 +255,7 @@ impl RepositoryStore {
             .map(|rs| RevisionInfo {
                 revision: rs.revision,
                 replica_set: rs.id.name.clone(),
-                image: rs.image.clone(),
+                image: rs.image.to_string(),
                 replicas: rs.replicas,
                 ready: rs.ready,
                 current: Some(rs.revision) == current_revision,
@@ -276,9 +276,9 @@ impl RepositoryStore {
         let events = recent
             .iter()
             .map(|e| EventInfo {
-                kind: e.kind.clone(),
-                reason: e.reason.clone(),
-                message: e.message.clone(),
+                kind: e.kind.to_string(),
+                reason: e.reason.to_string(),
+                message: e.message.to_string(),
                 object: format!("{}/{}", e.object_kind, e.object_name),
                 count: e.count,
                 age: status::age(e.when()),

@@ -91,8 +91,8 @@ impl RouteVerdict {
 
     /// Maps one NIC verdict Event to the route's state.
     pub fn from_event(event: &EventView, host: &str) -> Self {
-        let reason = event.reason.clone();
-        let message = event.message.clone();
+        let reason = event.reason.to_string();
+        let message = event.message.to_string();
         if reason == ADDED_OR_UPDATED {
             return Self::Accepted { message };
         }
@@ -111,13 +111,13 @@ pub fn latest_verdict<'a>(
     ingress: &IngressView,
     events: impl IntoIterator<Item = &'a EventView>,
 ) -> Option<&'a EventView> {
-    let uid = ingress.id.uid.as_str();
+    let uid = &ingress.id.uid;
     if uid.is_empty() {
         return None;
     }
     events
         .into_iter()
-        .filter(|e| e.object_uid == uid && e.from_controller)
+        .filter(|e| e.object_uid == *uid && e.from_controller)
         .filter(|e| VERDICT_REASONS.contains(&e.reason.as_str()))
         .max_by_key(|e| {
             (

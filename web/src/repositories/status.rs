@@ -78,7 +78,7 @@ pub fn pod_failure<'a>(pods: impl IntoIterator<Item = &'a PodView>) -> Option<(S
     pods.into_iter()
         .flat_map(|p| p.waiting.iter())
         .find(|w| FAILING_REASONS.contains(&w.reason.as_str()))
-        .map(|w| (w.reason.clone(), w.message.clone()))
+        .map(|w| (w.reason.to_string(), w.message.to_string()))
 }
 
 /// Derives the state from the Deployment, its pods (of any revision) and the ingress controller's
@@ -100,8 +100,8 @@ pub fn derive_state<'a>(
     }
     if let Some(f) = &deployment.replica_failure {
         return RepositoryState::Failing {
-            reason: f.reason.clone(),
-            message: f.message.clone(),
+            reason: f.reason.to_string(),
+            message: f.message.to_string(),
         };
     }
     if let RouteVerdict::Failed {

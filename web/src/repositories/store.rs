@@ -637,7 +637,7 @@ impl RepositoryStore {
             .namespace(namespace)
             .and_then(|ns| ns.deployments.get(name))
             .filter(|d| d.managed)
-            .map(|d| d.id.uid.clone())
+            .map(|d| d.id.uid.to_string())
             .ok_or_else(|| StoreError::NotFound(name.to_string()))
     }
     /// Applies a change to the Deployment (a rolling update) and keeps the Service and Ingress in
