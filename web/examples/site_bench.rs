@@ -118,6 +118,7 @@ fn spec(name: &str) -> RepositorySpec {
         image: "nginx:latest".into(),
         port: 80,
         replicas: 1,
+        env: Default::default(),
     }
 }
 
