@@ -231,6 +231,7 @@ fn spec(name: &str) -> RepositorySpec {
         image: IMAGE.into(),
         port: 80,
         replicas: 1,
+        env: Default::default(),
     }
 }
 

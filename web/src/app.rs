@@ -115,6 +115,12 @@ pub fn routes() -> Vec<Route> {
         Route::new(Post, "/repos/{name}/redeploy", repo_pages::redeploy),
         Route::new(Post, "/repos/{name}/change", repo_pages::change),
         Route::new(Post, "/repos/{name}/delete", repo_pages::delete),
+        Route::new(Get, "/repos/{name}/env", repositories::env_pages::page_get),
+        Route::new(
+            Post,
+            "/repos/{name}/env",
+            repositories::env_pages::page_post,
+        ),
         Route::new(Post, "/repos/{name}/endpoints", console_pages::create),
         Route::new(Get, "/repos/{name}/endpoints/new", console_pages::new_form),
         Route::new(Get, "/repos/{name}/endpoints/{id}", console_pages::console),
@@ -154,6 +160,16 @@ pub fn routes() -> Vec<Route> {
         // repository may be called `live`).
         Route::new(Get, "/api/v1/live/repos", repositories::live::list),
         Route::new(Get, "/api/v1/live/repos/{name}", repositories::live::detail),
+        Route::new(
+            Get,
+            "/api/v1/repos/{name}/env",
+            repositories::env_pages::api_get,
+        ),
+        Route::new(
+            Put,
+            "/api/v1/repos/{name}/env",
+            repositories::env_pages::api_put,
+        ),
         Route::new(Get, "/api/v1/repos/{name}/endpoints", console_api::list),
         Route::new(Post, "/api/v1/repos/{name}/endpoints", console_api::create),
         Route::new(Get, "/api/v1/repos/{name}/endpoints/{id}", console_api::get),

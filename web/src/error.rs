@@ -105,6 +105,7 @@ impl From<StoreError> for AppError {
                     CreateStep::Deployment => "Creating the Deployment",
                     CreateStep::Service => "Creating the Service",
                     CreateStep::Ingress => "Creating the Ingress",
+                    CreateStep::Secret => "Creating the Secret of the secret variables",
                 },
                 source,
             },
@@ -116,6 +117,7 @@ impl From<StoreError> for AppError {
             StoreError::NotAnswering { secs } => Self::ClusterNotAnswering { secs },
             StoreError::StoppedMidway { secs } => Self::ClusterStoppedMidway { secs },
             StoreError::Starting => Self::Starting,
+            StoreError::Invalid(errors) => Self::Invalid(errors),
         }
     }
 }

@@ -14,6 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::config::MANAGED_BY;
+use crate::repositories::env::Environment;
 use crate::repositories::objects::{LABEL_MANAGED_BY, RESTARTED_AT};
 use crate::repositories::route::CONTROLLER_COMPONENT;
 use crate::repositories::status::Replicas;
@@ -78,6 +79,9 @@ pub struct DeploymentView {
     pub stuck: Option<String>,
     /// `ReplicaFailure=True`.
     pub replica_failure: Option<Failure>,
+    /// The repository's variables: plain values and secret names (the Deployment holds no
+    /// secret value).
+    pub env: Environment,
 }
 
 impl DeploymentView {
@@ -87,7 +91,9 @@ impl DeploymentView {
         let container = template.and_then(|t| t.containers.first());
         let status = d.status.clone().unwrap_or_default();
         let conditions = status.conditions.unwrap_or_default();
+        let env = Environment::of_deployment(d);
         Self {
+            env,
             id: Identity::of(&d.metadata),
             managed: managed(&d.metadata),
             generation: d.metadata.generation.unwrap_or(0),

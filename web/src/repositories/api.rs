@@ -4,8 +4,9 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json};
 
+use super::env_pages::SecretsBody;
 use super::validation::{
-    Change, ChangeInput, RepositoryInput, validate_change, validate_repository,
+    Change, ChangeInput, RepositoryInput, validate_change, validate_new_repository,
 };
 use crate::accounts::CurrentUser;
 use crate::error::AppError;
@@ -23,12 +24,13 @@ pub async fn list(
 pub async fn create(
     State(state): State<AppState>,
     user: CurrentUser,
-    JsonBody(input): JsonBody<RepositoryInput>,
+    SecretsBody(input): SecretsBody<RepositoryInput, { crate::json::BODY_LIMIT }>,
 ) -> Result<impl IntoResponse, AppError> {
-    let spec = validate_repository(&input, state.config.max_replicas).map_err(AppError::Invalid)?;
+    let (spec, secrets) =
+        validate_new_repository(&input, state.config.max_replicas).map_err(AppError::Invalid)?;
     state
         .repositories
-        .create_repository(user.namespace(), &spec)
+        .create_repository_with(user.namespace(), &spec, &secrets)
         .await?;
     let detail = state
         .repositories

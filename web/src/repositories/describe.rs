@@ -26,6 +26,8 @@ pub struct RepositorySummary {
     pub endpoint: Option<String>,
     /// The ingress controller's verdict on the repository's Ingress.
     pub route: RouteVerdict,
+    /// Plain variables with their values, secret variables by name only.
+    pub environment: super::env::EnvironmentView,
 }
 
 /// The list page: the user's repositories, and refused Ingresses of theirs that are no
@@ -160,6 +162,7 @@ impl RepositoryStore {
             age: status::age(deployment.id.created),
             endpoint,
             route,
+            environment: deployment.env.view(),
             name,
         }
     }

@@ -6,6 +6,8 @@
 pub mod api;
 pub mod describe;
 pub mod detail;
+pub mod env;
+pub mod env_pages;
 pub mod image;
 pub mod live;
 pub mod objects;

@@ -18,6 +18,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use super::env;
 use super::validation::{RepositorySpec, check_dns1035_label};
 use crate::config::{MANAGED_BY, QuotaPolicy};
 
@@ -147,6 +148,25 @@ pub fn limit_range(namespace: &str) -> LimitRange {
     }
 }
 
+/// The restart mark and the digest of the Secret: a change to either replaces the pods.
+fn template_annotations(
+    spec: &RepositorySpec,
+    restarted_at: Option<&str>,
+) -> Option<BTreeMap<String, String>> {
+    let annotations: BTreeMap<String, String> = restarted_at
+        .map(|at| (RESTARTED_AT.to_string(), at.to_string()))
+        .into_iter()
+        .chain(
+            spec.env
+                .secret_digest
+                .as_ref()
+                .filter(|_| spec.env.has_secrets())
+                .map(|d| (env::SECRET_DIGEST.to_string(), d.clone())),
+        )
+        .collect();
+    (!annotations.is_empty()).then_some(annotations)
+}
+
 /// The Deployment of a repository; `restarted_at` is kept across edits so they do not restart pods.
 pub fn deployment(
     namespace: &str,
@@ -173,13 +193,14 @@ pub fn deployment(
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(labels),
-                    annotations: restarted_at.map(|at| map(&[(RESTARTED_AT, at)])),
+                    annotations: template_annotations(spec, restarted_at),
                     ..ObjectMeta::default()
                 }),
                 spec: Some(PodSpec {
                     containers: vec![Container {
                         name: spec.name.clone(),
                         image: Some(spec.image.clone()),
+                        env: env::container_env(&spec.name, &spec.env),
                         image_pull_policy: Some(
                             if spec.pulls_always() {
                                 "Always"
@@ -373,6 +394,7 @@ pub mod fixtures {
             image: "nginx:latest".into(),
             port: 80,
             replicas: 1,
+            env: Default::default(),
         }
     }
 

@@ -7,15 +7,17 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota, Service};
+use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota, Secret, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Api;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 
+use super::env::{self, EnvChange, EnvSource, Environment, SecretValues};
 use super::objects::{self, RESTARTED_AT};
 use super::validation::{Change, RepositorySpec};
 use crate::config::{Config, FIELD_MANAGER, MANAGED_BY};
+use crate::field_error::FieldError;
 use crate::kube_status::{is_already_exists, is_conflict, is_not_found};
 use crate::mirror::{self, Contents, Mirror, has_seen};
 
@@ -43,6 +45,10 @@ pub enum StoreError {
     StoppedMidway { secs: u64 },
     #[error("the mirror of the cluster has not synced yet")]
     Starting,
+    /// Input that is valid on its own but not with what is stored (a kept secret value that is
+    /// gone, a total that the kept values make too large).
+    #[error("{}", .0.first().map_or("invalid input", |e| e.message.as_str()))]
+    Invalid(Vec<FieldError>),
 }
 
 /// Whether a client error means the API server could not be reached (refused or cut connection).
@@ -56,6 +62,7 @@ pub enum CreateStep {
     Deployment,
     Service,
     Ingress,
+    Secret,
 }
 
 /// The annotation that marks the create request a Deployment came from.
@@ -100,7 +107,9 @@ pub fn spec_of(deployment: &Deployment) -> Option<RepositorySpec> {
     let name = deployment.metadata.name.clone()?;
     let spec = deployment.spec.as_ref()?;
     let container = spec.template.spec.as_ref()?.containers.first()?;
+    let annotations = spec.template.metadata.as_ref()?.annotations.as_ref();
     Some(RepositorySpec {
+        env: env::environment_of(&name, Some(container), annotations),
         name,
         image: container.image.clone().unwrap_or_default(),
         port: container
@@ -123,6 +132,43 @@ fn restarted_at(deployment: &Deployment) -> Option<String> {
         .as_ref()?
         .get(RESTARTED_AT)
         .cloned()
+}
+
+/// The Deployment's variables as a JSON merge patch (RFC 7386) on the version read: it replaces
+/// the whole container list, so a removed variable goes. Server-side apply cannot remove one
+/// that the create (a POST, an `Update` in managedFields) wrote: an applier only removes fields
+/// it alone owns (kubernetes.io/docs/reference/using-api/server-side-apply/, "Merge strategy").
+/// The resourceVersion makes it a precondition: a Deployment changed meanwhile answers 409.
+fn env_patch(current: &Deployment, spec: &RepositorySpec) -> Result<serde_json::Value, StoreError> {
+    let not_found = || StoreError::NotFound(spec.name.clone());
+    let template = &current.spec.as_ref().ok_or_else(not_found)?.template;
+    let mut containers = template
+        .spec
+        .as_ref()
+        .ok_or_else(not_found)?
+        .containers
+        .clone();
+    let first = containers.first_mut().ok_or_else(not_found)?;
+    first.env = env::container_env(&spec.name, &spec.env);
+    let digest = spec
+        .env
+        .secret_digest
+        .as_ref()
+        .filter(|_| spec.env.has_secrets());
+    Ok(serde_json::json!({
+        "metadata": { "resourceVersion": current.metadata.resource_version },
+        "spec": { "template": {
+            "metadata": { "annotations": { env::SECRET_DIGEST: digest } },
+            "spec": { "containers": containers },
+        } },
+    }))
+}
+
+fn env_patch_params() -> PatchParams {
+    PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..PatchParams::default()
+    }
 }
 
 impl RepositoryStore {
@@ -232,6 +278,16 @@ impl RepositoryStore {
         let name = ingress.metadata.name.as_deref().unwrap_or_default();
         self.api::<Ingress>(namespace)
             .patch(name, &apply_params(), &Patch::Apply(ingress))
+            .await
+    }
+
+    /// Applies a repository's Secret (under the site's field manager, so keys it no longer lists
+    /// are removed). Its values are in the request only; neither the call nor its error is logged
+    /// with the object.
+    async fn apply_secret(&self, namespace: &str, secret: &Secret) -> Result<Secret, kube::Error> {
+        let name = secret.metadata.name.as_deref().unwrap_or_default();
+        self.api::<Secret>(namespace)
+            .patch(name, &apply_params(), &Patch::Apply(secret))
             .await
     }
 
@@ -372,7 +428,23 @@ impl RepositoryStore {
         namespace: &str,
         spec: &RepositorySpec,
     ) -> Result<(), StoreError> {
+        self.create_repository_with(namespace, spec, &SecretValues::new())
+            .await
+    }
+
+    /// [`Self::create_repository`] with the values of the spec's secret variables, which go into
+    /// the repository's Secret, made together with its Service and Ingress.
+    pub async fn create_repository_with(
+        &self,
+        namespace: &str,
+        spec: &RepositorySpec,
+        secrets: &SecretValues,
+    ) -> Result<(), StoreError> {
         self.answering()?;
+        let salt = crate::accounts::session::random_token();
+        let mut spec = spec.clone();
+        spec.env.secret_digest = spec.env.has_secrets().then(|| env::digest(&salt, secrets));
+        let spec = &spec;
         let deadline = self.deadline();
         self.ensure_namespace_by(namespace, deadline).await?;
         let deployments = self.api::<Deployment>(namespace);
@@ -414,21 +486,38 @@ impl RepositoryStore {
         let uid = created.metadata.uid.clone().unwrap_or_default();
         let owner = objects::owned_by(&spec.name, &uid);
         let service = objects::service(namespace, spec, Some(owner.clone()));
-        let ingress = match self.desired_ingress(namespace, spec, owner) {
+        let ingress = match self.desired_ingress(namespace, spec, owner.clone()) {
             Ok(i) => i,
             Err(e) => {
                 self.roll_back(namespace, &spec.name, &["Deployment"]).await;
                 return Err(e);
             }
         };
+        let secret = spec.env.has_secrets().then(|| {
+            env::secret(
+                namespace,
+                &spec.name,
+                &salt,
+                secrets,
+                owner.clone(),
+                objects::repository_labels(&spec.name),
+            )
+        });
         let services = self.api::<Service>(namespace);
         let (params, patch) = (apply_params(), Patch::Apply(&service));
-        let (service_result, ingress_result) = tokio::join!(
+        let secret_apply = async {
+            match &secret {
+                Some(s) => self.within(deadline, self.apply_secret(namespace, s)).await,
+                None => Ok(Ok(Secret::default())),
+            }
+        };
+        let (service_result, ingress_result, secret_result) = tokio::join!(
             self.within(deadline, services.patch(&spec.name, &params, &patch)),
             self.within(deadline, self.apply_ingress(namespace, &ingress)),
+            secret_apply,
         );
-        let failure = match (service_result, ingress_result) {
-            (Ok(Ok(service)), Ok(Ok(ingress))) => {
+        let failure = match (service_result, ingress_result, secret_result) {
+            (Ok(Ok(service)), Ok(Ok(ingress)), Ok(Ok(_))) => {
                 let written = [
                     created.metadata.resource_version.unwrap_or_default(),
                     service.metadata.resource_version.unwrap_or_default(),
@@ -450,15 +539,17 @@ impl RepositoryStore {
                             .is_some_and(|i| has_seen(&i.id.resource_version, &written[2]))
                 })
                 .await;
-                tracing::info!(namespace, repository = %spec.name, image = %spec.image, "repository created");
+                tracing::info!(namespace, repository = %spec.name, image = %spec.image, variables = spec.env.vars.len(), "repository created");
                 return Ok(());
             }
-            (Err(_), _) | (_, Err(_)) => None,
-            (Ok(Err(source)), _) => Some((CreateStep::Service, source)),
-            (_, Ok(Err(source))) => Some((CreateStep::Ingress, source)),
+            (Err(_), _, _) | (_, Err(_), _) | (_, _, Err(_)) => None,
+            (Ok(Err(source)), _, _) => Some((CreateStep::Service, source)),
+            (_, Ok(Err(source)), _) => Some((CreateStep::Ingress, source)),
+            (_, _, Ok(Err(source))) => Some((CreateStep::Secret, source)),
         };
         match failure {
             Some((step, source)) => {
+                // The Secret, if made, is owned by the Deployment and goes with it.
                 self.roll_back(namespace, &spec.name, &["Ingress", "Service", "Deployment"])
                     .await;
                 Err(StoreError::Create { step, source })
@@ -715,6 +806,239 @@ impl RepositoryStore {
         .await;
         tracing::info!(namespace, repository = name, image = %spec.image, replicas = spec.replicas, restart = change.restart, "repository changed");
         Ok(spec)
+    }
+
+    /// Replaces the repository's variables with a rolling update: the Secret is written first
+    /// with every key the old and new pods need, then the Deployment (its template's digest of
+    /// the Secret changes whenever a value does, so pods are replaced even when only a secret
+    /// value changed), then keys no variable uses any more are removed from the Secret (or the
+    /// Secret is deleted). A secret variable sent without a value keeps the stored one.
+    pub async fn change_environment(
+        &self,
+        namespace: &str,
+        name: &str,
+        change: &EnvChange,
+    ) -> Result<Environment, StoreError> {
+        self.answering()?;
+        let deadline = self.deadline();
+        let secrets = self.api::<Secret>(namespace);
+        let secret_name = env::secret_name(name);
+        let mut attempts = 0;
+        let (spec, written, final_data, stored, owner) = loop {
+            attempts += 1;
+            let current = self
+                .managed_deployment_by(namespace, name, deadline)
+                .await?;
+            let Some(mut spec) = spec_of(&current) else {
+                return Err(StoreError::NotFound(name.to_string()));
+            };
+            let stored = self
+                .within(deadline, secrets.get_opt(&secret_name))
+                .await??;
+            let stored_values = stored.as_ref().map(env::values_of).unwrap_or_default();
+            let mut final_data = SecretValues::new();
+            let mut errors = Vec::new();
+            for var in change.vars.iter().filter(|v| v.source == EnvSource::Secret) {
+                let value = change.values.get(&var.name).or_else(|| {
+                    // Kept only if the Deployment refers to it now: a stale key left in the
+                    // Secret is not a stored value.
+                    spec.env
+                        .secret_names()
+                        .any(|n| n == var.name)
+                        .then(|| stored_values.get(&var.name))
+                        .flatten()
+                });
+                match value {
+                    Some(v) => {
+                        final_data.insert(var.name.clone(), v.clone());
+                    }
+                    None => errors.push(FieldError::new(
+                        &format!("secrets[{}].value", change.secret_index(&var.name)),
+                        format!("Enter a value: no value of {} is stored to keep.", var.name),
+                    )),
+                }
+            }
+            let total: usize = change
+                .vars
+                .iter()
+                .map(|v| {
+                    v.name.len()
+                        + match &v.source {
+                            EnvSource::Plain(value) => value.len(),
+                            EnvSource::Secret => {
+                                final_data.get(&v.name).map_or(0, |s| s.expose().len())
+                            }
+                        }
+                })
+                .sum();
+            if total > env::MAX_TOTAL_BYTES {
+                errors.push(FieldError::new(
+                    "env",
+                    format!(
+                        "Use at most {} KiB for all names and values together, kept secret values included (this has {} KiB).",
+                        env::MAX_TOTAL_BYTES / 1024,
+                        total.div_ceil(1024)
+                    ),
+                ));
+            }
+            if !errors.is_empty() {
+                return Err(StoreError::Invalid(errors));
+            }
+            let owner =
+                objects::owned_by(name, current.metadata.uid.as_deref().unwrap_or_default());
+            let salt = stored
+                .as_ref()
+                .and_then(env::salt_of)
+                .unwrap_or_else(crate::accounts::session::random_token);
+            if !final_data.is_empty() {
+                // Old pods (and their restarts) still read the keys of the old template until
+                // the rollout is over: they stay until the Deployment no longer names them.
+                let mut union: SecretValues = stored_values
+                    .iter()
+                    .filter(|(k, _)| spec.env.secret_names().any(|n| n == k.as_str()))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                union.extend(final_data.iter().map(|(k, v)| (k.clone(), v.clone())));
+                let mut desired = env::secret(
+                    namespace,
+                    name,
+                    &salt,
+                    &union,
+                    owner.clone(),
+                    objects::repository_labels(name),
+                );
+                desired.metadata.resource_version = stored
+                    .as_ref()
+                    .and_then(|s| s.metadata.resource_version.clone());
+                match self
+                    .within(deadline, self.apply_secret(namespace, &desired))
+                    .await?
+                {
+                    Ok(_) => {}
+                    Err(e) if is_conflict(&e) && attempts < CHANGE_ATTEMPTS => continue,
+                    Err(e) if is_conflict(&e) => {
+                        return Err(StoreError::Busy {
+                            name: name.to_string(),
+                            attempts,
+                        });
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            spec.env = Environment {
+                vars: change.vars.clone(),
+                secret_digest: (!final_data.is_empty()).then(|| env::digest(&salt, &final_data)),
+            };
+            let patch = env_patch(&current, &spec)?;
+            let deployments = self.api::<Deployment>(namespace);
+            match self
+                .within(
+                    deadline,
+                    deployments.patch(name, &env_patch_params(), &Patch::Merge(patch)),
+                )
+                .await?
+            {
+                Ok(applied) => {
+                    break (
+                        spec,
+                        applied.metadata.resource_version,
+                        final_data,
+                        stored.is_some(),
+                        owner,
+                    );
+                }
+                Err(e) if is_conflict(&e) && attempts < CHANGE_ATTEMPTS => continue,
+                Err(e) if is_conflict(&e) => {
+                    return Err(StoreError::Busy {
+                        name: name.to_string(),
+                        attempts,
+                    });
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        self.prune_secret(namespace, name, &final_data, stored, owner, deadline)
+            .await?;
+        let written = written.unwrap_or_default();
+        self.seen("changed variables", |c| {
+            c.namespace(namespace)
+                .and_then(|ns| ns.deployments.get(name))
+                .is_some_and(|d| has_seen(&d.id.resource_version, &written))
+        })
+        .await;
+        tracing::info!(
+            namespace,
+            repository = name,
+            variables = spec.env.vars.len(),
+            secret = final_data.len(),
+            "variables changed"
+        );
+        Ok(spec.env)
+    }
+
+    /// After the Deployment stopped naming them, removes the keys no variable uses from the
+    /// repository's Secret, or the Secret itself once there are no secret variables.
+    async fn prune_secret(
+        &self,
+        namespace: &str,
+        name: &str,
+        final_data: &SecretValues,
+        existed: bool,
+        owner: OwnerReference,
+        deadline: Instant,
+    ) -> Result<(), StoreError> {
+        let secrets = self.api::<Secret>(namespace);
+        let secret_name = env::secret_name(name);
+        if final_data.is_empty() {
+            if existed {
+                match self
+                    .within(
+                        deadline,
+                        secrets.delete(&secret_name, &DeleteParams::default()),
+                    )
+                    .await?
+                {
+                    Ok(_) => {}
+                    Err(e) if is_not_found(&e) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            return Ok(());
+        }
+        let Some(stored) = self
+            .within(deadline, secrets.get_opt(&secret_name))
+            .await??
+        else {
+            return Ok(());
+        };
+        let keys: Vec<String> = stored
+            .data
+            .iter()
+            .flatten()
+            .map(|(k, _)| k.clone())
+            .collect();
+        if keys.iter().all(|k| final_data.contains_key(k)) {
+            return Ok(());
+        }
+        let salt = env::salt_of(&stored).unwrap_or_default();
+        let mut desired = env::secret(
+            namespace,
+            name,
+            &salt,
+            final_data,
+            owner,
+            objects::repository_labels(name),
+        );
+        desired.metadata.resource_version = stored.metadata.resource_version.clone();
+        // A conflict means someone else wrote it meanwhile; the next change prunes again.
+        match self
+            .within(deadline, self.apply_secret(namespace, &desired))
+            .await?
+        {
+            Ok(_) => Ok(()),
+            Err(e) if is_conflict(&e) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Deletes the repository's own three objects (its pods and ReplicaSets follow the Deployment).

@@ -2,6 +2,7 @@
 
 use serde::Deserialize;
 
+use super::env::{self, EnvInput, Environment, SecretInput, SecretValues, VarInput};
 use super::image::{self, normalise_image};
 use crate::field_error::FieldError;
 use crate::json_fields::{optional_text, text};
@@ -18,6 +19,12 @@ pub struct RepositoryInput {
     pub port: String,
     #[serde(default, deserialize_with = "text")]
     pub replicas: String,
+    /// Plain variables (API only; the page sets them on the repository's Environment page).
+    #[serde(default)]
+    pub env: Vec<VarInput>,
+    /// Secret variables, each with its value.
+    #[serde(default)]
+    pub secrets: Vec<SecretInput>,
 }
 
 /// A validated repository: what the Kubernetes objects are built from.
@@ -28,6 +35,8 @@ pub struct RepositorySpec {
     pub image: String,
     pub port: i32,
     pub replicas: i32,
+    /// Variables as the Deployment holds them (secret values are never here).
+    pub env: Environment,
 }
 
 impl RepositorySpec {
@@ -82,9 +91,37 @@ pub fn validate_repository(
             image,
             port,
             replicas,
+            env: Environment::default(),
         })
     } else {
         Err(errors)
+    }
+}
+
+/// A new repository with its variables: the spec and the secret values to store, or every
+/// fault of both at once.
+pub fn validate_new_repository(
+    input: &RepositoryInput,
+    max_replicas: i32,
+) -> Result<(RepositorySpec, SecretValues), Vec<FieldError>> {
+    let env_input = EnvInput {
+        env: input.env.clone(),
+        secrets: input.secrets.clone(),
+    };
+    match (
+        validate_repository(input, max_replicas),
+        env::validate_environment(&env_input, &[]),
+    ) {
+        (Ok(mut spec), Ok(change)) => {
+            spec.env.vars = change.vars;
+            Ok((spec, change.values))
+        }
+        (spec, change) => Err(spec
+            .err()
+            .into_iter()
+            .flatten()
+            .chain(change.err().into_iter().flatten())
+            .collect()),
     }
 }
 
@@ -237,6 +274,7 @@ mod tests {
             image: image.into(),
             port: port.into(),
             replicas: replicas.into(),
+            ..RepositoryInput::default()
         }
     }
 

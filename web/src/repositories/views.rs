@@ -218,6 +218,7 @@ pub fn repository(frame: &Frame, view: DetailView) -> Markup {
                         span.rule { " Replaces every pod, pulling the image again, without downtime." }
                     }
                 }
+                p { a href={ "/repos/" (s.name) "/env" } data-link="environment" { "Environment variables and secrets" } " (" (s.environment.env.len()) " variables, " (s.environment.secrets.len()) " secret)" }
                 form.stack method="post" action={ "/repos/" (s.name) "/change" } data-busy data-validate novalidate {
                     (csrf_field(frame.csrf))
                     label for="image" { "Image" }
