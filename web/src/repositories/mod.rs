@@ -7,6 +7,7 @@ pub mod api;
 pub mod describe;
 pub mod detail;
 pub mod image;
+pub mod logs;
 pub mod objects;
 pub mod pages;
 pub mod route;
