@@ -12,6 +12,9 @@ pub use crate::field_error::FieldError;
 pub enum AppError {
     #[error("{0} was not found")]
     NotFound(String),
+    /// Something named by a field of the request does not exist (for this user).
+    #[error("{}", .0.message)]
+    NotFoundField(FieldError),
     #[error("{0}")]
     Forbidden(&'static str),
     #[error("sign in to continue")]
@@ -152,7 +155,7 @@ pub struct ErrorBody {
 impl AppError {
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::NotFound(_) | Self::NotFoundField(_) => StatusCode::NOT_FOUND,
             Self::Forbidden(_) | Self::Csrf => StatusCode::FORBIDDEN,
             Self::Unauthenticated | Self::BadCredentials => StatusCode::UNAUTHORIZED,
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -204,7 +207,7 @@ impl AppError {
     pub fn field_errors(&self) -> Vec<FieldError> {
         match self {
             Self::Invalid(errors) => errors.clone(),
-            Self::Conflict(e) => vec![e.clone()],
+            Self::Conflict(e) | Self::NotFoundField(e) => vec![e.clone()],
             Self::BodyTooLarge { .. } => vec![FieldError::new("body", self.to_string())],
             _ => Vec::new(),
         }

@@ -261,3 +261,28 @@ function applyDetail(repo) {
     field("endpoint").dataset.url = repo.endpoint || "";
   }
 }
+
+// Logs page, follow mode: the server streams new lines (chunked text); they are appended as
+// text, never as markup.
+(function followLogs() {
+  const pre = document.querySelector("pre[data-log-follow]");
+  if (!pre || !window.fetch || !window.TextDecoder) return;
+  const url = pre.dataset.logFollow;
+  pre.textContent = "";
+  fetch(url, { credentials: "same-origin" }).then(async (response) => {
+    if (!response.ok || !response.body) {
+      pre.textContent = "Following stopped: the server answered " + response.status + ".";
+      return;
+    }
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      const atEnd = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
+      pre.append(decoder.decode(value, { stream: true }));
+      if (atEnd) pre.scrollTop = pre.scrollHeight;
+    }
+    pre.append("\n(the container stopped; reload to follow again)\n");
+  }).catch(() => pre.append("\n(following stopped: connection lost)\n"));
+})();

@@ -47,6 +47,14 @@ impl Cause {
         }
     }
 
+    pub fn forbidden(field: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            reason: "FieldValueForbidden",
+            message: format!("Forbidden: {}", detail.into()),
+        }
+    }
+
     pub fn immutable(field: impl Into<String>) -> Self {
         Self {
             field: field.into(),
@@ -171,6 +179,12 @@ impl ApiError {
     }
 
     pub fn invalid(rt: &ResourceType, name: &str, causes: Vec<Cause>) -> Self {
+        Self::invalid_kind(rt.kind, rt.group, name, causes)
+    }
+
+    /// `Invalid` for a kind that is not a stored resource (the options of a request, such as
+    /// `PodLogOptions`).
+    pub fn invalid_kind(kind: &str, group: &str, name: &str, causes: Vec<Cause>) -> Self {
         let summary: Vec<String> = causes.iter().map(Cause::describe).collect();
         let message = if summary.len() == 1 {
             summary.join("")
@@ -181,19 +195,17 @@ impl ApiError {
             .iter()
             .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
             .collect();
-        let kind = if rt.group.is_empty() {
-            rt.kind.to_string()
+        let qualified = if group.is_empty() {
+            kind.to_string()
         } else {
-            format!("{}.{}", rt.kind, rt.group)
+            format!("{kind}.{group}")
         };
         Self {
-            details: Some(
-                json!({"name": name, "group": rt.group, "kind": rt.kind, "causes": causes}),
-            ),
+            details: Some(json!({"name": name, "group": group, "kind": kind, "causes": causes})),
             ..Self::new(
                 422,
                 "Invalid",
-                format!("{kind} {name:?} is invalid: {message}"),
+                format!("{qualified} {name:?} is invalid: {message}"),
             )
         }
     }

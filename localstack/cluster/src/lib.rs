@@ -13,6 +13,7 @@ pub mod error;
 pub mod expansion;
 pub mod images;
 pub mod ingress;
+pub mod logs;
 pub mod meta;
 pub mod quantity;
 pub mod quota;
@@ -195,8 +196,10 @@ impl ClusterSim {
         let authenticator = Arc::new(authenticator);
         controllers::bootstrap(&registry, config.aws.is_none());
 
+        let logs = Arc::new(logs::ContainerLogs::default());
         let state = Arc::new(api::ApiState {
             registry: registry.clone(),
+            logs: logs.clone(),
             authenticator: authenticator.clone(),
             server_address: api_addr.to_string(),
             bookmark_interval: config.bookmark_interval,
@@ -243,6 +246,7 @@ impl ClusterSim {
                 addr: api_addr,
                 certificate_authority: certificate_authority.clone(),
             },
+            logs,
         )));
         let nginx: ingress::Published = Arc::default();
         tasks.push(tokio::spawn(ingress::controller::run(

@@ -10,6 +10,7 @@ pub mod env;
 pub mod env_pages;
 pub mod image;
 pub mod live;
+pub mod logs;
 pub mod objects;
 pub mod pages;
 pub mod route;

@@ -238,6 +238,7 @@ pub fn repository(frame: &Frame, view: DetailView) -> Markup {
             }
             section {
                 h2 { "Pods" }
+                p { a href={ "/repos/" (s.name) "/logs" } { "Logs" } " — recent output of the pods, or follow it live." }
                 div.scroll { table {
                     thead { tr { th { "Pod" } th { "State" } th { "Ready" } th { "Restarts" } th { "Age" } } }
                     tbody data-field="pods" { @for p in &d.pods { tr {

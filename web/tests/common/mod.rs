@@ -97,19 +97,33 @@ pub async fn site_on_the_load_balancer() -> Site {
 
 /// The simulator with the platform's fixtures (made as the administrator), and the site under
 /// its own identity: every call it makes is one its installed role must allow.
-async fn start(mut config: Config, on_the_load_balancer: bool) -> Site {
+async fn start(config: Config, on_the_load_balancer: bool) -> Site {
+    start_on(
+        config,
+        on_the_load_balancer,
+        SimConfig {
+            readiness_delay: Duration::from_millis(200),
+            ..SimConfig::default()
+        },
+    )
+    .await
+}
+
+/// The site over a simulator configured as `sim_config` says (local commands for images, say).
+pub async fn site_on_sim(sim_config: SimConfig) -> Site {
+    start_on(config(), false, sim_config).await
+}
+
+async fn start_on(mut config: Config, on_the_load_balancer: bool, sim_config: SimConfig) -> Site {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .with_test_writer()
         .try_init();
-    let sim = ClusterSim::start(SimConfig {
-        readiness_delay: Duration::from_millis(200),
-        ..SimConfig::default()
-    })
-    .await
-    .expect("simulator starts");
+    let sim = ClusterSim::start(sim_config)
+        .await
+        .expect("simulator starts");
     // The console goes through the simulated ingress, as it would through the real one.
     config.console.upstream = sim.ingress_url();
     if on_the_load_balancer {

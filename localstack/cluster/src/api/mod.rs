@@ -1,6 +1,7 @@
 //! The Kubernetes REST API over HTTP: routing, authentication, authorization and the verbs.
 
 mod discovery;
+mod log;
 mod openapi;
 mod protobuf;
 mod request;
@@ -31,6 +32,8 @@ use route::{Route, parse_route};
 /// Everything a request handler needs.
 pub struct ApiState {
     pub registry: Arc<Registry>,
+    /// The containers' output, for the pod `log` subresource.
+    pub logs: Arc<crate::logs::ContainerLogs>,
     pub authenticator: Arc<Authenticator>,
     pub server_address: String,
     pub bookmark_interval: std::time::Duration,
@@ -223,11 +226,15 @@ async fn handle(
     let registry = &state.registry;
     let sub = target.subresource.as_deref();
     match verb {
+        "get" if sub == Some("log") => {
+            // log.go: the options are validated before the pod is read.
+            let opts = log::options(&params, &name)?;
+            log::pod_log(&state.logs, &registry.get(rt, ns, &name)?, opts)
+        }
         "get" => {
             let obj = registry.get(rt, ns, &name)?;
             let obj = match sub {
                 Some("scale") => scale_of(rt, &obj),
-                Some("log") => return Ok(pod_log(&obj)),
                 _ => obj,
             };
             Ok(if wants_table && sub.is_none() {
@@ -451,24 +458,6 @@ fn scale_of(rt: &ResourceType, obj: &Value) -> Value {
         "spec": {"replicas": obj.pointer("/spec/replicas").cloned().unwrap_or(json!(0))},
         "status": {"replicas": obj.pointer("/status/replicas").cloned().unwrap_or(json!(0)), "selector": selector}
     })
-}
-
-/// Simulated containers write one line when they start; that is their whole log.
-fn pod_log(pod: &Value) -> Response {
-    let image = pod
-        .pointer("/spec/containers/0/image")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let text = format!(
-        "simulated container started from image {image} on pod {}\n",
-        meta::name(pod)
-    );
-    (
-        StatusCode::OK,
-        [(http::header::CONTENT_TYPE, "text/plain")],
-        text,
-    )
-        .into_response()
 }
 
 fn self_subject_access_review(registry: &Registry, user: &User, mut review: Value) -> Value {

@@ -108,9 +108,10 @@ pub async fn run(
     containers: Arc<Containers>,
     machines: Arc<crate::cloud::Machines>,
     api: ApiAccess,
+    logs: Arc<crate::logs::ContainerLogs>,
 ) {
     let mut pod_gc = podgc::PodGc::new(config.orphaned_pod_quarantine);
-    let mut kubelet = pods::Kubelet::new(config.clone(), containers, machines, api);
+    let mut kubelet = pods::Kubelet::new(config.clone(), containers, machines, api, logs);
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

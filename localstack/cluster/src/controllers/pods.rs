@@ -14,6 +14,7 @@ use super::scheduling;
 use super::termination::{self, Action, Stage, Termination};
 use crate::SimConfig;
 use crate::containers::Containers;
+use crate::logs::{ContainerLog, ContainerLogs};
 use crate::meta;
 use crate::registry::{DeleteOptions, PatchKind, Registry, WriteOptions};
 use crate::resources::known;
@@ -65,6 +66,8 @@ pub(super) struct Kubelet {
     running: HashMap<String, Running>,
     /// Local processes by pod uid; dropping one kills it.
     processes: HashMap<String, LocalProcess>,
+    /// The output of the local processes, which the API server serves as the pods' logs.
+    logs: Arc<ContainerLogs>,
     /// Simulated containers that answer requests, shared with the ingress data path.
     containers: Arc<Containers>,
     /// Pods being deleted, by uid.
@@ -108,6 +111,7 @@ impl Kubelet {
         containers: Arc<Containers>,
         machines: Arc<crate::cloud::Machines>,
         api: images::ApiAccess,
+        logs: Arc<ContainerLogs>,
     ) -> Self {
         let runtime = config
             .image_store
@@ -123,6 +127,7 @@ impl Kubelet {
             config,
             running: HashMap::new(),
             processes: HashMap::new(),
+            logs,
             containers,
             terminations: HashMap::new(),
             runtime,
@@ -185,6 +190,7 @@ impl Kubelet {
         self.running.retain(|uid, _| live.contains(uid));
         // Processes first, then their directories.
         self.processes.retain(|uid, _| live.contains(uid));
+        self.logs.retain(|uid| live.contains(uid));
         self.image_pods.retain(|uid, _| live.contains(uid));
         self.pod_ips.retain(|uid| live.contains(uid));
         self.terminations.retain(|uid, _| live.contains(uid));
@@ -361,10 +367,11 @@ impl Kubelet {
     ) -> Option<Result<LocalProcess, Waiting>> {
         let uid = meta::uid(pod);
         let imds = self.imds_endpoint(pod);
+        let output = Arc::new(ContainerLog::new(2));
         let Some(image_pod) = self.image_pods.get_mut(uid) else {
             let command = processes::command_for(&self.config.local_commands, pod)?;
             return Some(
-                LocalProcess::spawn(command, registry, pod, imds.as_deref())
+                LocalProcess::spawn(command, registry, pod, imds.as_deref(), output)
                     .map_err(|e| ("RunContainerError", e.to_string())),
             );
         };
@@ -409,7 +416,10 @@ impl Kubelet {
             Err(StartFailure::Run(message)) => return Some(Err(("RunContainerError", message))),
         };
         image_pod.config_error = None;
-        Some(LocalProcess::start(launch, pod).map_err(|e| ("RunContainerError", e.to_string())))
+        Some(
+            LocalProcess::start(launch, pod, output)
+                .map_err(|e| ("RunContainerError", e.to_string())),
+        )
     }
 
     /// The node's metadata service for a pod that could reach it on EC2 (see
@@ -449,6 +459,13 @@ impl Kubelet {
         }
         match self.start_container(registry, pod) {
             Some(Ok(process)) => {
+                let instance = self.running.get(&uid).map_or(0, |r| r.restarts);
+                self.logs.keep(
+                    &uid,
+                    first_container(pod),
+                    &container_id(&uid, instance),
+                    process.output(),
+                );
                 self.processes.insert(uid, process);
                 (false, None)
             }
@@ -594,8 +611,9 @@ impl Kubelet {
         let (phase, ready, state_of): (&str, bool, ContainerStateFn) = match (behaviour, local) {
             (ImageBehaviour::Local | ImageBehaviour::Image, Some((ready, failure))) => {
                 let started_at = start_time.clone();
+                let last_id = container_id(&uid, entry.restarts - 1);
                 let last = entry.last_exit.clone().map(|(code, finished)| {
-                    json!({"terminated": {"exitCode": code, "reason": if code == 0 { "Completed" } else { "Error" }, "startedAt": started_at.clone(), "finishedAt": finished}})
+                    json!({"terminated": {"exitCode": code, "reason": if code == 0 { "Completed" } else { "Error" }, "startedAt": started_at.clone(), "finishedAt": finished, "containerID": last_id}})
                 });
                 let crashed = entry.restarts > 0 && !self.processes.contains_key(&uid);
                 // A container the kubelet never created leaves the pod Pending.
@@ -681,6 +699,12 @@ impl Kubelet {
             }
         };
         let restarts = entry.restarts;
+        // The latest instance the runtime created: the running one, or the one that exited.
+        let latest_id = if self.processes.contains_key(&uid) {
+            container_id(&uid, restarts)
+        } else {
+            container_id(&uid, (restarts - 1).max(0))
+        };
         let statuses: Vec<Value> = containers
             .iter()
             .map(|c| {
@@ -696,14 +720,17 @@ impl Kubelet {
                     "state": state,
                     "lastState": last.unwrap_or(json!({})),
                 });
-                if matches!(
-                    behaviour,
-                    ImageBehaviour::Runs | ImageBehaviour::Local | ImageBehaviour::Image
-                ) {
-                    s["containerID"] = json!(format!(
-                        "containerd://{}",
-                        meta::fnv32(meta::uid(pod).as_bytes())
-                    ));
+                match behaviour {
+                    ImageBehaviour::Runs => {
+                        s["containerID"] = json!(format!(
+                            "containerd://{}",
+                            meta::fnv32(meta::uid(pod).as_bytes())
+                        ));
+                    }
+                    ImageBehaviour::Local | ImageBehaviour::Image => {
+                        s["containerID"] = json!(latest_id);
+                    }
+                    _ => {}
                 }
                 s
             })
@@ -839,6 +866,22 @@ impl Kubelet {
         }
         let _ = became_ready;
     }
+}
+
+/// The containerID of the pod's container's `instance`-th start: the runtime gives every
+/// container it creates an id of its own, and the kubelet finds a container's log by it.
+fn container_id(uid: &str, instance: i64) -> String {
+    format!(
+        "containerd://{:08x}",
+        meta::fnv32(format!("{uid}/{instance}").as_bytes())
+    )
+}
+
+/// The name of the pod's first container, the one that runs as a local process.
+fn first_container(pod: &Value) -> &str {
+    pod.pointer("/spec/containers/0/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
 }
 
 /// Whether the pod uses the node's network namespace.

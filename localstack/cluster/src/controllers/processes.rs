@@ -23,6 +23,7 @@ use tokio::task::JoinHandle;
 use super::probes::Probe;
 use crate::LocalCommand;
 use crate::expansion;
+use crate::logs::{ContainerLog, MAX_LINE};
 use crate::meta;
 use crate::registry::Registry;
 use crate::resources::known;
@@ -36,11 +37,6 @@ pub enum ProcessError {
     #[error("cannot start {program:?}: {source}")]
     Spawn {
         program: String,
-        source: std::io::Error,
-    },
-    #[error("cannot open the container log {path}: {source}")]
-    Log {
-        path: PathBuf,
         source: std::io::Error,
     },
 }
@@ -72,7 +68,7 @@ pub(super) struct Launch {
     pub chroot: Option<PathBuf>,
     /// uid and gid to run as (only applied when the simulator runs as root).
     pub user: Option<(u32, u32)>,
-    /// Where stdout and stderr go (discarded when None).
+    /// A file that also gets stdout and stderr (they always go to the container's log).
     pub log: Option<PathBuf>,
     pub readiness: Readiness,
     /// The 127.0.0.1 port a local command serves on (Endpoints and ingress use it).
@@ -82,6 +78,7 @@ pub(super) struct Launch {
 /// A running local process standing in for a pod's container.
 pub(super) struct LocalProcess {
     child: Child,
+    output: Arc<ContainerLog>,
     local_port: Option<u16>,
     ready: Arc<AtomicBool>,
     probe: JoinHandle<()>,
@@ -101,6 +98,11 @@ impl LocalProcess {
     /// The 127.0.0.1 port of a local command (None for a pod run from an image).
     pub(super) fn local_port(&self) -> Option<u16> {
         self.local_port
+    }
+
+    /// Where its stdout and stderr go.
+    pub(super) fn output(&self) -> Arc<ContainerLog> {
+        self.output.clone()
     }
 
     /// Ready as its [`Readiness`] says.
@@ -152,6 +154,7 @@ impl LocalProcess {
         registry: &Registry,
         pod: &Value,
         imds: Option<&str>,
+        output: Arc<ContainerLog>,
     ) -> Result<Self, ProcessError> {
         let port = free_port().map_err(ProcessError::Port)?;
         let args: Vec<String> = command
@@ -178,11 +181,16 @@ impl LocalProcess {
         if let Some(endpoint) = imds {
             reach_metadata_service(&mut launch, endpoint);
         }
-        Self::start(launch, pod)
+        Self::start(launch, pod, output)
     }
 
     /// Starts a process as `launch` describes, for `pod`.
-    pub(super) fn start(launch: Launch, pod: &Value) -> Result<Self, ProcessError> {
+    /// Its stdout and stderr go, line by line, to `output`.
+    pub(super) fn start(
+        launch: Launch,
+        pod: &Value,
+        output: Arc<ContainerLog>,
+    ) -> Result<Self, ProcessError> {
         let mut cmd = Command::new(&launch.program);
         if !launch.inherit_env {
             cmd.env_clear();
@@ -204,33 +212,35 @@ impl LocalProcess {
                 }
             }
         }
-        let (stdout, stderr) = match &launch.log {
-            Some(path) => {
-                let open = || {
-                    std::fs::OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .open(path)
-                        .map_err(|source| ProcessError::Log {
-                            path: path.clone(),
-                            source,
-                        })
-                };
-                (Stdio::from(open()?), Stdio::from(open()?))
-            }
-            None => (Stdio::null(), Stdio::null()),
-        };
         cmd.args(&launch.args)
             .envs(launch.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .kill_on_drop(true);
         let program = launch.program.display().to_string();
-        let child = cmd.spawn().map_err(|source| ProcessError::Spawn {
+        let mut child = cmd.spawn().map_err(|source| ProcessError::Spawn {
             program: program.clone(),
             source,
         })?;
+        // The runtime reads both streams into the container's log; the image's log file gets
+        // the same bytes.
+        match child.stdout.take() {
+            Some(stdout) => drop(tokio::spawn(keep_output(
+                stdout,
+                output.clone(),
+                launch.log.clone(),
+            ))),
+            None => output.writer_done(),
+        }
+        match child.stderr.take() {
+            Some(stderr) => drop(tokio::spawn(keep_output(
+                stderr,
+                output.clone(),
+                launch.log.clone(),
+            ))),
+            None => output.writer_done(),
+        }
         tracing::info!(pod = meta::name(pod), port = ?launch.local_port, %program, "started local process");
         let ready = Arc::new(AtomicBool::new(false));
         let flag = ready.clone();
@@ -250,11 +260,68 @@ impl LocalProcess {
         };
         Ok(Self {
             child,
+            output,
             local_port: launch.local_port,
             ready,
             probe,
         })
     }
+}
+
+/// Copies one of the process's streams into its log, one entry per line (a line longer than
+/// [`MAX_LINE`] in several), and into `file` when there is one; the stream's end is the
+/// writer's end.
+async fn keep_output(
+    stream: impl tokio::io::AsyncRead + Unpin,
+    output: Arc<ContainerLog>,
+    file: Option<PathBuf>,
+) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let mut file = match file {
+        Some(path) => match tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .await
+        {
+            Ok(f) => Some(f),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot open the container log file");
+                None
+            }
+        },
+        None => None,
+    };
+    let mut reader = tokio::io::BufReader::new(stream);
+    let mut line = Vec::new();
+    loop {
+        let buf = match reader.fill_buf().await {
+            Ok([]) | Err(_) => break,
+            Ok(buf) => buf,
+        };
+        let room = MAX_LINE - line.len();
+        let (take, complete) = match buf.iter().take(room).position(|b| *b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (buf.len().min(room), false),
+        };
+        line.extend_from_slice(&buf[..take]);
+        reader.consume(take);
+        if complete || line.len() >= MAX_LINE {
+            if let Some(f) = file.as_mut()
+                && let Err(e) = f.write_all(&line).await
+            {
+                tracing::debug!(error = %e, "container log file write failed");
+            }
+            output.append(std::mem::take(&mut line));
+        }
+    }
+    if !line.is_empty() {
+        if let Some(f) = file.as_mut() {
+            let _ = f.write_all(&line).await;
+        }
+        output.append(line);
+    }
+    output.writer_done();
 }
 
 /// Confines the child to `root` as runc does before it executes a container's process
