@@ -185,3 +185,75 @@ async fn with_the_api_server_frozen_writes_fail_within_the_bound_saying_nothing_
     create(&mut alice, "world").await;
     assert!(site.exists::<Deployment>("alice", "world").await);
 }
+
+#[tokio::test]
+async fn with_the_api_server_frozen_the_account_pages_answer_and_account_writes_fail_within_the_bound()
+ {
+    let mut config = common::config();
+    let bound = Duration::from_secs(3);
+    config.write_timeout = bound;
+    let proxied = proxied_site(config, |_| {}).await;
+    let site = &proxied.site;
+    site.account("olivia", true).await;
+    let mut admin = site.browser();
+    let r = admin.sign_in("olivia", common::PASSWORD).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let before = admin.get("/admin").await;
+    assert_eq!(before.status, StatusCode::OK, "{}", before.body);
+    proxied.proxy.freeze();
+
+    // Before the site notices, an account write is given the bound, no more.
+    let started = Instant::now();
+    let r = admin
+        .post(
+            "/admin/users",
+            &[("username", "dave"), ("password", "a-long-enough-password")],
+        )
+        .await;
+    let took = started.elapsed();
+    assert!(took < bound + Duration::from_secs(1), "took {took:?}");
+    assert_eq!(r.status, StatusCode::GATEWAY_TIMEOUT, "{}", r.body);
+    assert!(r.body.contains("nothing was changed"), "{}", r.body);
+
+    common::eventually("the site to notice the API server is away", || {
+        let mut b = admin.clone();
+        async move { (b.get_json("/readyz").await["answering"] == false).then_some(()) }
+    })
+    .await;
+    // Then writes are refused at once, and the session is still recognised from the mirror.
+    let started = Instant::now();
+    let r = admin
+        .post(
+            "/admin/users",
+            &[("username", "erin"), ("password", "a-long-enough-password")],
+        )
+        .await;
+    assert!(started.elapsed() < READ_BOUND, "{:?}", started.elapsed());
+    assert_eq!(r.status, StatusCode::GATEWAY_TIMEOUT, "{}", r.body);
+    assert!(r.body.contains("not answering"), "{}", r.body);
+    let r = quick(&mut admin, "/admin").await;
+    assert_eq!(r.status, StatusCode::GATEWAY_TIMEOUT, "{}", r.body);
+    assert!(r.body.contains("not answering"), "{}", r.body);
+
+    // Nothing was made, seen by the administrator's own client; after the thaw both names are free.
+    proxied.proxy.thaw();
+    common::eventually("the site to notice the API server is back", || {
+        let mut b = admin.clone();
+        async move { (b.get_json("/readyz").await["answering"] == true).then_some(()) }
+    })
+    .await;
+    for name in ["dave", "erin"] {
+        assert!(
+            !site
+                .exists::<k8s_openapi::api::core::v1::Secret>(
+                    "kdeploy-system",
+                    &format!("kdeploy-user-{name}")
+                )
+                .await,
+            "{name} was created late"
+        );
+    }
+    let page = admin.get("/admin").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("olivia"), "{}", page.body);
+}

@@ -194,6 +194,33 @@ impl Accounts {
             .then_some(mirror)
     }
 
+    /// One API call of the accounts, bounded as the repositories' writes are: refused at once
+    /// while the API server does not answer the mirror's probe (nothing is sent, so nothing can be
+    /// applied late), and given the write timeout otherwise; either way the user reads that the
+    /// cluster is not answering and nothing was changed.
+    async fn bounded<T>(
+        &self,
+        call: impl Future<Output = Result<T, kube::Error>>,
+    ) -> Result<T, AppError> {
+        self.within(call).await?.map_err(AppError::from)
+    }
+
+    /// As [`Self::bounded`], keeping the API server's own answer apart from the bound's.
+    async fn within<T>(
+        &self,
+        call: impl Future<Output = Result<T, kube::Error>>,
+    ) -> Result<Result<T, kube::Error>, AppError> {
+        let away = || AppError::ClusterNotAnswering {
+            secs: self.config.write_timeout.as_secs(),
+        };
+        if self.mirror.as_ref().is_some_and(|m| !m.api_answering()) {
+            return Err(away());
+        }
+        tokio::time::timeout(self.config.write_timeout, call)
+            .await
+            .map_err(|_| away())
+    }
+
     /// A user's sign-in fields: from the mirror when it has them, else from the API server (a
     /// user just made by another replica may not have reached this one's mirror yet).
     async fn account(&self, username: &str) -> Result<Option<AccountView>, AppError> {
@@ -246,7 +273,9 @@ impl Accounts {
         if check_username(username, &self.config.platform_namespaces).is_err() {
             return Ok(None);
         }
-        let secret = self.secrets().get_opt(&secret_name(username)).await?;
+        let secret = self
+            .bounded(self.secrets().get_opt(&secret_name(username)))
+            .await?;
         Ok(secret
             .filter(|s| {
                 s.metadata
@@ -289,9 +318,12 @@ impl Accounts {
             let mut secret = user.secret.clone();
             change(&user, &mut secret);
             match self
-                .secrets()
-                .replace(&secret_name(username), &PostParams::default(), &secret)
-                .await
+                .within(self.secrets().replace(
+                    &secret_name(username),
+                    &PostParams::default(),
+                    &secret,
+                ))
+                .await?
             {
                 Ok(written) => {
                     self.seen(username, written.metadata.resource_version).await;
@@ -396,7 +428,7 @@ impl Accounts {
             field_manager: Some(FIELD_MANAGER.into()),
             ..PostParams::default()
         };
-        match self.secrets().create(&params, &secret).await {
+        match self.within(self.secrets().create(&params, &secret)).await? {
             Ok(written) => {
                 self.seen(username, written.metadata.resource_version).await;
                 tracing::info!(username, admin, "user created");
@@ -410,11 +442,25 @@ impl Accounts {
         }
     }
 
+    /// The users, from the mirror once it has synced (no API call), else from the API server.
     pub async fn list_users(&self) -> Result<Vec<UserRow>, AppError> {
+        if let Some(mirror) = self.synced_mirror().await {
+            let mut rows: Vec<UserRow> = mirror
+                .read()
+                .secrets
+                .values()
+                .filter_map(|s| s.account.as_ref())
+                .map(|a| UserRow {
+                    name: a.username.clone(),
+                    admin: a.admin,
+                })
+                .collect();
+            rows.sort_by(|a, b| a.name.cmp(&b.name));
+            return Ok(rows);
+        }
         let params = ListParams::default().labels(&format!("{LABEL_COMPONENT}=user"));
         let mut rows: Vec<UserRow> = self
-            .secrets()
-            .list(&params)
+            .bounded(self.secrets().list(&params))
             .await?
             .items
             .into_iter()
@@ -519,7 +565,7 @@ impl Accounts {
     }
 
     pub async fn self_registration(&self) -> Result<bool, AppError> {
-        let settings = self.settings().get_opt(SETTINGS).await?;
+        let settings = self.bounded(self.settings().get_opt(SETTINGS)).await?;
         Ok(settings
             .and_then(|c| c.data?.get("self-registration").cloned())
             .is_some_and(|v| v == "true"))
@@ -542,15 +588,16 @@ impl Accounts {
             )])),
             ..ConfigMap::default()
         };
-        self.settings()
-            .patch(
+        self.bounded(
+            self.settings().patch(
                 SETTINGS,
                 &PatchParams::apply(FIELD_MANAGER)
                     .force()
                     .validation_strict(),
                 &Patch::Apply(settings),
-            )
-            .await?;
+            ),
+        )
+        .await?;
         tracing::info!(enabled, "self-registration changed");
         Ok(())
     }
