@@ -11,6 +11,7 @@ use super::validation::{
 use crate::accounts::CurrentUser;
 use crate::error::AppError;
 use crate::json::JsonBody;
+use crate::repositories::store::StoreError;
 use crate::state::AppState;
 
 /// The list page's data: the repositories and the notices about refused Ingresses.
@@ -32,10 +33,30 @@ pub async fn create(
         .repositories
         .create_repository_with(user.namespace(), &spec, &secrets)
         .await?;
-    let detail = state
+    let detail = match state
         .repositories
         .repository(user.namespace(), &spec.name)
-        .await?;
+        .await
+    {
+        // Created, but the mirror has not shown it within read-your-writes' short bound (a busy
+        // API server's watch lags): it exists, so wait for it as long as a write may take rather
+        // than answer 404 for what was just made.
+        Err(StoreError::NotFound(_)) => {
+            let (namespace, name) = (user.namespace().to_owned(), spec.name.clone());
+            state
+                .mirror
+                .wait_for(state.config.write_timeout, move |c| {
+                    c.namespace(&namespace)
+                        .is_some_and(|n| n.deployments.contains_key(&name))
+                })
+                .await;
+            state
+                .repositories
+                .repository(user.namespace(), &spec.name)
+                .await?
+        }
+        other => other?,
+    };
     Ok((StatusCode::CREATED, Json(detail.summary)))
 }
 
