@@ -113,6 +113,7 @@ pub fn routes() -> Vec<Route> {
         Route::new(Get, "/repos/new", repo_pages::new_form),
         Route::new(Get, "/repos/{name}", repo_pages::detail),
         Route::new(Post, "/repos/{name}/redeploy", repo_pages::redeploy),
+        Route::new(Post, "/repos/{name}/rollback", repo_pages::rollback),
         Route::new(Post, "/repos/{name}/change", repo_pages::change),
         Route::new(Post, "/repos/{name}/delete", repo_pages::delete),
         Route::new(Get, "/repos/{name}/env", repositories::env_pages::page_get),
@@ -158,6 +159,8 @@ pub fn routes() -> Vec<Route> {
         Route::new(Patch, "/api/v1/repos/{name}", repo_api::change),
         Route::new(Delete, "/api/v1/repos/{name}", repo_api::delete),
         Route::new(Post, "/api/v1/repos/{name}/redeploy", repo_api::redeploy),
+        Route::new(Get, "/api/v1/repos/{name}/revisions", repo_api::revisions),
+        Route::new(Post, "/api/v1/repos/{name}/rollback", repo_api::rollback),
         // Server-sent events for the list and detail pages (under their own prefix: a
         // repository may be called `live`).
         Route::new(Get, "/api/v1/live/repos", repositories::live::list),

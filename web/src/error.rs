@@ -121,6 +121,38 @@ impl From<StoreError> for AppError {
             StoreError::StoppedMidway { secs } => Self::ClusterStoppedMidway { secs },
             StoreError::Starting => Self::Starting,
             StoreError::Invalid(errors) => Self::Invalid(errors),
+            StoreError::NoSuchRevision { revision, existing } => {
+                Self::NotFoundField(FieldError::new(
+                    "revision",
+                    if existing.is_empty() {
+                        format!(
+                            "Revision {revision} does not exist: this repository has no revisions to roll back to."
+                        )
+                    } else {
+                        format!(
+                            "Revision {revision} does not exist (a repository keeps its last ten old revisions): choose one of {}.",
+                            existing
+                                .iter()
+                                .map(i64::to_string)
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )
+                    },
+                ))
+            }
+            StoreError::AlreadyRunning(revision) => Self::Conflict(FieldError::new(
+                "revision",
+                format!(
+                    "Revision {revision} is already running: choose an older revision to roll back to."
+                ),
+            )),
+            StoreError::SecretsGone { revision, missing } => Self::Conflict(FieldError::new(
+                "revision",
+                format!(
+                    "Revision {revision} needs the secret variables {} whose values are no longer stored: roll back to another revision, or set them on the variables page.",
+                    missing.join(", ")
+                ),
+            )),
         }
     }
 }

@@ -207,7 +207,7 @@ async fn create_repository_makes_deployment_service_and_ingress() {
         "Overview",
         "Pods",
         "Recent events",
-        "Rollout history",
+        "Revisions",
         "Kubernetes objects",
         "nginx:latest",
     ] {

@@ -696,3 +696,86 @@ async fn local_process_arguments_and_restarts() {
     assert_eq!(last.exit_code, 3);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// k8s.io/kubernetes pkg/controller/deployment/sync.go `cleanupDeployment`: once a rollout is
+/// complete, old ReplicaSets beyond `spec.revisionHistoryLimit` are deleted, oldest revision
+/// first; the newest old ones stay for rollbacks.
+#[tokio::test]
+async fn revision_history_limit_keeps_the_newest_old_replica_sets_as_sync_go_cleanup_deployment() {
+    let sim = sim().await;
+    let client = sim.client().await.unwrap();
+    let deploys: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    common::create_deployment(&deploys, "hist", "nginx:1.0", 1).await;
+    let limit = json!({"spec": {"revisionHistoryLimit": 2}});
+    deploys
+        .patch("hist", &PatchParams::default(), &Patch::Merge(&limit))
+        .await
+        .unwrap();
+    common::rolled_out(&deploys, "hist", Duration::from_secs(15)).await;
+    for minor in 1..=4 {
+        let image = json!({"spec": {"template": {"spec": {"containers": [
+            {"name": "app", "image": format!("nginx:1.{minor}"), "ports": [{"containerPort": 8080}]}
+        ]}}}});
+        let generation = deploys
+            .patch("hist", &PatchParams::default(), &Patch::Merge(&image))
+            .await
+            .unwrap()
+            .metadata
+            .generation;
+        // Each template's rollout completes before the next change, so each makes a revision.
+        until(
+            "the rollout to complete",
+            Duration::from_secs(15),
+            || async {
+                let d = deploys.get("hist").await.unwrap();
+                let s = d.status.clone().unwrap_or_default();
+                let done = s.observed_generation >= generation
+                    && s.updated_replicas == Some(1)
+                    && s.available_replicas == Some(1)
+                    && s.replicas == Some(1);
+                if done { Ok(()) } else { Err(s) }
+            },
+        )
+        .await;
+    }
+    let rss: Api<ReplicaSet> = Api::namespaced(client.clone(), "default");
+    let revisions = until(
+        "two old ReplicaSets and the current one",
+        Duration::from_secs(15),
+        || async {
+            let mut revisions: Vec<(String, String)> = rss
+                .list(&ListParams::default().labels("app=hist"))
+                .await
+                .unwrap()
+                .items
+                .iter()
+                .map(|rs| {
+                    (
+                        rs.metadata.annotations.as_ref().unwrap()
+                            ["deployment.kubernetes.io/revision"]
+                            .clone(),
+                        rs.spec.clone().unwrap().template.unwrap().spec.unwrap().containers[0]
+                            .image
+                            .clone()
+                            .unwrap(),
+                    )
+                })
+                .collect();
+            revisions.sort();
+            if revisions.len() == 3 {
+                Ok(revisions)
+            } else {
+                Err(revisions)
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        revisions,
+        vec![
+            ("3".to_string(), "nginx:1.2".to_string()),
+            ("4".to_string(), "nginx:1.3".to_string()),
+            ("5".to_string(), "nginx:1.4".to_string()),
+        ]
+    );
+}

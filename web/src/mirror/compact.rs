@@ -15,11 +15,13 @@ use k8s_openapi::jiff::Timestamp;
 
 use crate::config::MANAGED_BY;
 use crate::repositories::env::Environment;
-use crate::repositories::objects::{LABEL_MANAGED_BY, RESTARTED_AT};
+use crate::repositories::objects::{LABEL_MANAGED_BY, Provenance, RESTARTED_AT};
 use crate::repositories::route::CONTROLLER_COMPONENT;
 use crate::repositories::status::Replicas;
 
 const REVISION: &str = "deployment.kubernetes.io/revision";
+/// The label the Deployment controller gives a ReplicaSet and its pods.
+const POD_TEMPLATE_HASH: &str = "pod-template-hash";
 
 /// What every record carries: which object it is and which version of it was seen.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -151,6 +153,10 @@ pub struct PodView {
     pub ready: bool,
     pub restarts: i32,
     pub waiting: Vec<Waiting>,
+    /// The `pod-template-hash` label: the ReplicaSet (revision) the pod belongs to.
+    pub template_hash: Option<String>,
+    /// The first container's `imageID` as the kubelet reports it (it carries the digest).
+    pub image_id: Option<Shared>,
 }
 
 impl PodView {
@@ -169,6 +175,16 @@ impl PodView {
             phase: Shared::new(status.phase.as_deref().unwrap_or("Pending")),
             ready: !containers.is_empty() && containers.iter().all(|c| c.ready),
             restarts: containers.iter().map(|c| c.restart_count).sum(),
+            template_hash: p
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(POD_TEMPLATE_HASH).cloned()),
+            image_id: containers
+                .first()
+                .map(|c| c.image_id.as_str())
+                .filter(|id| !id.is_empty())
+                .map(Shared::new),
             waiting: containers
                 .iter()
                 .filter_map(|c| c.state.as_ref()?.waiting.as_ref())
@@ -194,6 +210,10 @@ pub struct ReplicaSetView {
     pub replicas: i32,
     pub ready: i32,
     pub replica_failure: Option<Failure>,
+    /// The `pod-template-hash` label its pods carry.
+    pub template_hash: Option<String>,
+    /// Who made this revision and what it changed (the site's pod-template annotations).
+    pub provenance: Option<Provenance>,
 }
 
 impl ReplicaSetView {
@@ -215,6 +235,12 @@ impl ReplicaSetView {
                 .find(|o| o.kind == "Deployment")
                 .map(|o| o.name.clone()),
             revision: revision(&rs.metadata),
+            template_hash: rs
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(POD_TEMPLATE_HASH).cloned()),
+            provenance: Provenance::of_template(rs.spec.as_ref().and_then(|s| s.template.as_ref())),
             image: Shared::new(
                 rs.spec
                     .as_ref()

@@ -123,3 +123,57 @@ pub async fn delete(
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// The repository's revisions, newest first.
+pub async fn revisions(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(name): Path<String>,
+) -> Result<impl IntoResponse, AppError> {
+    let detail = state
+        .repositories
+        .repository(user.namespace(), &name)
+        .await?;
+    Ok(Json(detail.history))
+}
+
+/// What a rollback names: the revision to go back to.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackInput {
+    pub revision: serde_json::Value,
+}
+
+/// A revision number: a positive integer (a JSON number, or its digits in a form field).
+pub fn parse_revision(value: &serde_json::Value) -> Result<i64, AppError> {
+    let parsed = match value {
+        serde_json::Value::Number(n) => n.as_i64(),
+        serde_json::Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    };
+    parsed.filter(|r| *r > 0).ok_or_else(|| {
+        AppError::Invalid(vec![crate::error::FieldError::new(
+            "revision",
+            "Enter a revision number: a whole number of 1 or more, as listed under revisions.",
+        )])
+    })
+}
+
+/// Rolls back to an earlier revision and answers with the repository as it now is.
+pub async fn rollback(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(name): Path<String>,
+    JsonBody(input): JsonBody<RollbackInput>,
+) -> Result<impl IntoResponse, AppError> {
+    let revision = parse_revision(&input.revision)?;
+    state
+        .repositories
+        .rollback_repository(user.namespace(), &name, revision)
+        .await?;
+    let detail = state
+        .repositories
+        .repository(user.namespace(), &name)
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(detail.summary)))
+}

@@ -67,10 +67,27 @@ pub struct RevisionInfo {
     pub revision: i64,
     pub replica_set: String,
     pub image: String,
+    /// The image's digest as the running pods report it (`sha256:...`); known for the current
+    /// revision once a pod of it has started, else `None`.
+    pub digest: Option<String>,
     pub replicas: i32,
     pub ready: i32,
     pub current: bool,
+    /// When the revision was made, RFC 3339.
+    pub created: Option<String>,
     pub age: String,
+    /// The user who made the revision; `None` for revisions made before the site recorded it.
+    pub deployed_by: Option<String>,
+    /// What the revision changed ("image nginx:1.25 → nginx:1.27", "redeploy", "variables",
+    /// "rollback to revision 3").
+    pub change: Option<String>,
+}
+
+/// The digest in a container's `imageID` (`docker-pullable://nginx@sha256:…`, `sha256:…`).
+fn digest_of(image_id: &str) -> Option<String> {
+    image_id
+        .find("sha256:")
+        .map(|at| image_id[at..].to_string())
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -252,17 +269,41 @@ impl RepositoryStore {
             };
             summary.advice = summary.state.advice();
         }
-        let current_revision = replica_sets.first().map(|rs| rs.revision);
+        // The Deployment names its current revision; until the controller has written it, the
+        // newest ReplicaSet is the current one.
+        let current_revision = Some(deployment.revision)
+            .filter(|r| *r > 0 && replica_sets.iter().any(|rs| rs.revision == *r))
+            .or_else(|| replica_sets.first().map(|rs| rs.revision));
         let history = replica_sets
             .iter()
-            .map(|rs| RevisionInfo {
-                revision: rs.revision,
-                replica_set: rs.id.name.clone(),
-                image: rs.image.to_string(),
-                replicas: rs.replicas,
-                ready: rs.ready,
-                current: Some(rs.revision) == current_revision,
-                age: status::age(rs.id.created),
+            .map(|rs| {
+                let current = Some(rs.revision) == current_revision;
+                let digest = current
+                    .then(|| {
+                        pods.iter()
+                            .filter(|p| {
+                                p.template_hash.is_some() && p.template_hash == rs.template_hash
+                            })
+                            .find_map(|p| p.image_id.as_deref().and_then(digest_of))
+                    })
+                    .flatten();
+                RevisionInfo {
+                    revision: rs.revision,
+                    replica_set: rs.id.name.clone(),
+                    image: rs.image.to_string(),
+                    digest,
+                    replicas: rs.replicas,
+                    ready: rs.ready,
+                    current,
+                    created: rs.id.created.map(|t| t.to_string()),
+                    age: status::age(rs.id.created),
+                    deployed_by: rs.provenance.as_ref().map(|p| p.deployed_by.clone()),
+                    change: rs
+                        .provenance
+                        .as_ref()
+                        .map(|p| p.change.clone())
+                        .filter(|c| !c.is_empty()),
+                }
             })
             .collect();
 

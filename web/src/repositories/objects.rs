@@ -27,6 +27,45 @@ pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const LABEL_NAME: &str = "app.kubernetes.io/name";
 pub const LABEL_PART_OF: &str = "app.kubernetes.io/part-of";
 
+/// Pod-template annotation: who made the revision (the ReplicaSet of a template keeps it).
+pub const DEPLOYED_BY: &str = "kdeploy.dev/deployed-by";
+/// Pod-template annotation: what the revision changed, in a short sentence.
+pub const CHANGE: &str = "kdeploy.dev/change";
+
+/// Who made a revision of the pod template and what it changed; written into the template only
+/// together with a change that replaces the pods anyway, so it never causes a rollout of its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Provenance {
+    pub deployed_by: String,
+    pub change: String,
+}
+
+impl Provenance {
+    /// The provenance recorded in a pod template's annotations, if any.
+    pub fn of_template(template: Option<&PodTemplateSpec>) -> Option<Self> {
+        let annotations = template?.metadata.as_ref()?.annotations.as_ref()?;
+        Some(Self {
+            deployed_by: annotations.get(DEPLOYED_BY)?.clone(),
+            change: annotations.get(CHANGE).cloned().unwrap_or_default(),
+        })
+    }
+
+    /// Writes it into the Deployment's pod template.
+    pub fn stamp(&self, deployment: &mut Deployment) {
+        let Some(spec) = deployment.spec.as_mut() else {
+            return;
+        };
+        let annotations = spec
+            .template
+            .metadata
+            .get_or_insert_with(ObjectMeta::default)
+            .annotations
+            .get_or_insert_with(BTreeMap::new);
+        annotations.insert(DEPLOYED_BY.to_string(), self.deployed_by.clone());
+        annotations.insert(CHANGE.to_string(), self.change.clone());
+    }
+}
+
 /// NIC's annotation that makes an Ingress part of a mergeable set: one `master` per host
 /// (installed by the platform) and any number of `minion`s, each adding its paths.
 pub const MERGEABLE_TYPE: &str = "nginx.org/mergeable-ingress-type";

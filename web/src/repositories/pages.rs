@@ -88,6 +88,10 @@ fn notice_text(done: &str) -> Option<String> {
     match done {
         "redeploy" => Some("Redeploy started: new pods replace the old ones one at a time.".into()),
         "change" => Some("Changes applied: the rollout is under way.".into()),
+        "rollback" => Some(
+            "Rollback started: pods of the earlier revision replace the current ones one at a time."
+                .into(),
+        ),
         other => {
             let mut n = other.strip_prefix("imported-")?.split('-');
             let (added, there, skipped) = (n.next()?, n.next()?, n.next()?);
@@ -182,4 +186,44 @@ pub async fn delete(
         .delete_repository(user.namespace(), &name)
         .await?;
     Ok(Redirect::to("/repos"))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RollbackForm {
+    #[serde(default)]
+    pub revision: String,
+}
+
+/// The detail page's "Roll back" button; a refused rollback shows the page again with the reason
+/// above the revisions.
+pub async fn rollback(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    CsrfToken(csrf): CsrfToken,
+    Path(name): Path<String>,
+    Form(form): Form<RollbackForm>,
+) -> Result<Response, AppError> {
+    let result = match super::api::parse_revision(&serde_json::Value::String(form.revision)) {
+        Ok(revision) => state
+            .repositories
+            .rollback_repository(user.namespace(), &name, revision)
+            .await
+            .map_err(AppError::from),
+        Err(e) => Err(e),
+    };
+    let errors = match result {
+        Ok(_) => return Ok(Redirect::to(&format!("/repos/{name}?done=rollback")).into_response()),
+        Err(e) => {
+            let errors = e.field_errors();
+            if errors.is_empty() {
+                return Err(e);
+            }
+            errors
+        }
+    };
+    let submitted = Submitted {
+        errors: &errors,
+        ..Submitted::default()
+    };
+    detail::refused(&state, &user, &csrf, &name, submitted).await
 }

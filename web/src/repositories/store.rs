@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota, Secret, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
@@ -14,7 +14,7 @@ use kube::Api;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 
 use super::env::{self, EnvChange, EnvSource, Environment, SecretValues};
-use super::objects::{self, RESTARTED_AT};
+use super::objects::{self, Provenance, RESTARTED_AT};
 use super::validation::{Change, RepositorySpec};
 use crate::config::{Config, FIELD_MANAGER, MANAGED_BY};
 use crate::field_error::FieldError;
@@ -49,6 +49,34 @@ pub enum StoreError {
     /// gone, a total that the kept values make too large).
     #[error("{}", .0.first().map_or("invalid input", |e| e.message.as_str()))]
     Invalid(Vec<FieldError>),
+    /// A rollback to a revision the repository does not have (never had, or garbage-collected
+    /// beyond `revisionHistoryLimit`); `existing` lists those it has, newest first.
+    #[error("revision {revision} does not exist")]
+    NoSuchRevision { revision: i64, existing: Vec<i64> },
+    /// A rollback to the revision that is running now.
+    #[error("revision {0} is already running")]
+    AlreadyRunning(i64),
+    /// A rollback to a revision whose secret variables' values are no longer stored.
+    #[error("revision {revision} needs secret values that are no longer stored")]
+    SecretsGone { revision: i64, missing: Vec<String> },
+}
+
+/// The ReplicaSet annotation the Deployment controller numbers revisions with
+/// (k8s.io/kubernetes pkg/controller/deployment/util/deployment_util.go `RevisionAnnotation`).
+pub const REVISION: &str = "deployment.kubernetes.io/revision";
+
+fn revision_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> i64 {
+    meta.annotations
+        .as_ref()
+        .and_then(|a| a.get(REVISION))
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Who writes to a namespace: a namespace is one user's (`CurrentUser::namespace` is the
+/// user's name) and only that user's requests write to it.
+fn writer(namespace: &str) -> String {
+    namespace.to_string()
 }
 
 /// Whether a client error means the API server could not be reached (refused or cut connection).
@@ -139,7 +167,11 @@ fn restarted_at(deployment: &Deployment) -> Option<String> {
 /// that the create (a POST, an `Update` in managedFields) wrote: an applier only removes fields
 /// it alone owns (kubernetes.io/docs/reference/using-api/server-side-apply/, "Merge strategy").
 /// The resourceVersion makes it a precondition: a Deployment changed meanwhile answers 409.
-fn env_patch(current: &Deployment, spec: &RepositorySpec) -> Result<serde_json::Value, StoreError> {
+fn env_patch(
+    current: &Deployment,
+    spec: &RepositorySpec,
+    by: &str,
+) -> Result<serde_json::Value, StoreError> {
     let not_found = || StoreError::NotFound(spec.name.clone());
     let template = &current.spec.as_ref().ok_or_else(not_found)?.template;
     let mut containers = template
@@ -149,19 +181,52 @@ fn env_patch(current: &Deployment, spec: &RepositorySpec) -> Result<serde_json::
         .containers
         .clone();
     let first = containers.first_mut().ok_or_else(not_found)?;
-    first.env = env::container_env(&spec.name, &spec.env);
+    let env = env::container_env(&spec.name, &spec.env);
     let digest = spec
         .env
         .secret_digest
         .as_ref()
         .filter(|_| spec.env.has_secrets());
+    let current_digest = template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.annotations.as_ref())
+        .and_then(|a| a.get(env::SECRET_DIGEST));
+    // The provenance is written only when the pods change anyway, so sending the same
+    // variables again makes no revision.
+    let replaces_pods = first.env != env || current_digest != digest;
+    first.env = env;
+    let mut annotations = serde_json::json!({ env::SECRET_DIGEST: digest });
+    if replaces_pods {
+        annotations[objects::DEPLOYED_BY] = by.into();
+        annotations[objects::CHANGE] = "variables".into();
+    }
     Ok(serde_json::json!({
         "metadata": { "resourceVersion": current.metadata.resource_version },
         "spec": { "template": {
-            "metadata": { "annotations": { env::SECRET_DIGEST: digest } },
+            "metadata": { "annotations": annotations },
             "spec": { "containers": containers },
         } },
     }))
+}
+
+/// What a change does to the pods, in a short sentence; `None` when it leaves them alone.
+fn describe_change(
+    before: &RepositorySpec,
+    after: &RepositorySpec,
+    restart: bool,
+) -> Option<String> {
+    let mut parts = Vec::new();
+    if before.image != after.image {
+        parts.push(format!("image {} → {}", before.image, after.image));
+    }
+    if before.port != after.port {
+        parts.push(format!("port {} → {}", before.port, after.port));
+    }
+    if restart {
+        parts.push("redeploy".to_string());
+    }
+    (!parts.is_empty()).then(|| parts.join(", "))
 }
 
 fn env_patch_params() -> PatchParams {
@@ -449,6 +514,11 @@ impl RepositoryStore {
         self.ensure_namespace_by(namespace, deadline).await?;
         let deployments = self.api::<Deployment>(namespace);
         let mut desired = objects::deployment(namespace, spec, None);
+        Provenance {
+            deployed_by: writer(namespace),
+            change: format!("created with image {}", spec.image),
+        }
+        .stamp(&mut desired);
         // Marks this very create, so a create the cluster applies after it stopped answering
         // can be told from a later one of the same name and undone.
         let request = crate::accounts::session::random_token();
@@ -755,6 +825,7 @@ impl RepositoryStore {
             let Some(mut spec) = spec_of(&current) else {
                 return Err(StoreError::NotFound(name.to_string()));
             };
+            let before = spec.clone();
             if let Some(image) = &change.image {
                 spec.image.clone_from(image);
             }
@@ -766,6 +837,18 @@ impl RepositoryStore {
             }
             let restarted = restart_at.clone().or_else(|| restarted_at(&current));
             let mut desired = objects::deployment(namespace, &spec, restarted.as_deref());
+            // A change that replaces the pods records who made it and what it changed; one that
+            // does not (a scale) keeps the template's provenance, so it makes no revision.
+            let provenance = match describe_change(&before, &spec, change.restart) {
+                Some(change) => Some(Provenance {
+                    deployed_by: writer(namespace),
+                    change,
+                }),
+                None => Provenance::of_template(current.spec.as_ref().map(|s| &s.template)),
+            };
+            if let Some(p) = provenance {
+                p.stamp(&mut desired);
+            }
             desired.metadata.resource_version = current.metadata.resource_version.clone();
             let deployments = self.api::<Deployment>(namespace);
             match self
@@ -805,6 +888,174 @@ impl RepositoryStore {
         })
         .await;
         tracing::info!(namespace, repository = name, image = %spec.image, replicas = spec.replicas, restart = change.restart, "repository changed");
+        Ok(spec)
+    }
+
+    /// Rolls the repository back to an earlier revision, as `kubectl rollout undo --to-revision`
+    /// does (k8s.io/kubectl pkg/polymorphichelpers/rollback.go: the ReplicaSet's pod template is
+    /// copied into the Deployment): the revision's containers (image, variables, ports) and
+    /// template annotations replace the Deployment's, through the same rolling update as any
+    /// change, with `rollback to revision N` as its provenance. The provenance differs from the
+    /// old template's, so the Deployment controller makes a new revision for it.
+    pub async fn rollback_repository(
+        &self,
+        namespace: &str,
+        name: &str,
+        revision: i64,
+    ) -> Result<RepositorySpec, StoreError> {
+        self.answering()?;
+        let deadline = self.deadline();
+        let mut attempts = 0;
+        let (current, spec, written) = loop {
+            attempts += 1;
+            let current = self
+                .managed_deployment_by(namespace, name, deadline)
+                .await?;
+            let uid = current.metadata.uid.clone().unwrap_or_default();
+            let listed = self
+                .within(
+                    deadline,
+                    self.api::<ReplicaSet>(namespace)
+                        .list(&ListParams::default().labels(&format!("app={name}"))),
+                )
+                .await??;
+            let owned: Vec<&ReplicaSet> = listed
+                .items
+                .iter()
+                .filter(|rs| {
+                    rs.metadata
+                        .owner_references
+                        .iter()
+                        .flatten()
+                        .any(|o| o.uid == uid && o.controller == Some(true))
+                })
+                .collect();
+            let mut existing: Vec<i64> = owned
+                .iter()
+                .map(|rs| revision_of(&rs.metadata))
+                .filter(|r| *r > 0)
+                .collect();
+            existing.sort_unstable_by_key(|r| std::cmp::Reverse(*r));
+            let running = Some(revision_of(&current.metadata))
+                .filter(|r| *r > 0)
+                .or_else(|| existing.first().copied());
+            let Some(target) = owned
+                .iter()
+                .find(|rs| revision_of(&rs.metadata) == revision)
+            else {
+                return Err(StoreError::NoSuchRevision { revision, existing });
+            };
+            if running == Some(revision) {
+                return Err(StoreError::AlreadyRunning(revision));
+            }
+            let Some(template) = target.spec.as_ref().and_then(|s| s.template.as_ref()) else {
+                return Err(StoreError::NoSuchRevision { revision, existing });
+            };
+            let containers = template
+                .spec
+                .as_ref()
+                .map(|s| s.containers.clone())
+                .unwrap_or_default();
+            let old_annotations = template
+                .metadata
+                .as_ref()
+                .and_then(|m| m.annotations.clone())
+                .unwrap_or_default();
+            // Secret variables of the revision must still have their values in the Secret.
+            let old_env = env::environment_of(name, containers.first(), Some(&old_annotations));
+            if old_env.has_secrets() {
+                let stored = self
+                    .within(
+                        deadline,
+                        self.api::<Secret>(namespace)
+                            .get_opt(&env::secret_name(name)),
+                    )
+                    .await??;
+                let values = stored.as_ref().map(env::values_of).unwrap_or_default();
+                let missing: Vec<String> = old_env
+                    .secret_names()
+                    .filter(|n| !values.contains_key(*n))
+                    .map(str::to_string)
+                    .collect();
+                if !missing.is_empty() {
+                    return Err(StoreError::SecretsGone { revision, missing });
+                }
+            }
+            let mut annotations = serde_json::Map::new();
+            let current_annotations = current
+                .spec
+                .as_ref()
+                .and_then(|s| s.template.metadata.as_ref())
+                .and_then(|m| m.annotations.clone())
+                .unwrap_or_default();
+            for key in current_annotations.keys() {
+                if !old_annotations.contains_key(key) {
+                    annotations.insert(key.clone(), serde_json::Value::Null);
+                }
+            }
+            for (key, value) in &old_annotations {
+                annotations.insert(key.clone(), value.clone().into());
+            }
+            annotations.insert(objects::DEPLOYED_BY.into(), writer(namespace).into());
+            annotations.insert(
+                objects::CHANGE.into(),
+                format!("rollback to revision {revision}").into(),
+            );
+            // A JSON merge patch (RFC 7386) on the version read, as for variables: it replaces the
+            // container list whole, so variables the revision did not have go.
+            let patch = serde_json::json!({
+                "metadata": { "resourceVersion": current.metadata.resource_version },
+                "spec": { "template": {
+                    "metadata": { "annotations": annotations },
+                    "spec": { "containers": containers },
+                } },
+            });
+            match self
+                .within(
+                    deadline,
+                    self.api::<Deployment>(namespace).patch(
+                        name,
+                        &env_patch_params(),
+                        &Patch::Merge(patch),
+                    ),
+                )
+                .await?
+            {
+                Ok(applied) => {
+                    let spec =
+                        spec_of(&applied).ok_or_else(|| StoreError::NotFound(name.to_string()))?;
+                    break (current, spec, applied.metadata.resource_version);
+                }
+                Err(e) if is_conflict(&e) && attempts < CHANGE_ATTEMPTS => continue,
+                Err(e) if is_conflict(&e) => {
+                    return Err(StoreError::Busy {
+                        name: name.to_string(),
+                        attempts,
+                    });
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        // The revision's port may differ: the Service and Ingress follow it.
+        let owner = objects::owned_by(name, current.metadata.uid.as_deref().unwrap_or_default());
+        let service = objects::service(namespace, &spec, Some(owner.clone()));
+        let ingress = self.desired_ingress(namespace, &spec, owner)?;
+        let services = self.api::<Service>(namespace);
+        let (params, patch) = (apply_params(), Patch::Apply(&service));
+        let (service, ingress) = tokio::join!(
+            self.within(deadline, services.patch(name, &params, &patch)),
+            self.within(deadline, self.apply_ingress(namespace, &ingress)),
+        );
+        service??;
+        ingress??;
+        let written = written.unwrap_or_default();
+        self.seen("rolled back repository", |c| {
+            c.namespace(namespace)
+                .and_then(|ns| ns.deployments.get(name))
+                .is_some_and(|d| has_seen(&d.id.resource_version, &written))
+        })
+        .await;
+        tracing::info!(namespace, repository = name, revision, image = %spec.image, "repository rolled back");
         Ok(spec)
     }
 
@@ -929,7 +1180,7 @@ impl RepositoryStore {
                 vars: change.vars.clone(),
                 secret_digest: (!final_data.is_empty()).then(|| env::digest(&salt, &final_data)),
             };
-            let patch = env_patch(&current, &spec)?;
+            let patch = env_patch(&current, &spec, &writer(namespace))?;
             let deployments = self.api::<Deployment>(namespace);
             match self
                 .within(

@@ -262,14 +262,28 @@ pub fn repository(frame: &Frame, view: DetailView) -> Markup {
                 }
             }
             section {
-                h2 { "Rollout history" }
+                h2 id="revisions" { "Revisions" }
+                p.muted { "Each change of the image, port or variables, each redeploy and each rollback makes a revision; rolling back replaces the pods one at a time, as a change does." }
+                (field_error(errors, "revision"))
                 div.scroll { table {
-                    thead { tr { th { "Revision" } th { "Image" } th { "Pods" } th { "Age" } } }
-                    tbody { @for h in &d.history { tr {
+                    thead { tr { th { "Revision" } th { "Image" } th { "Change" } th { "Deployed by" } th { "Pods" } th { "Age" } th { "Action" } } }
+                    tbody { @for h in &d.history { tr data-revision=(h.revision) {
                         td { (h.revision) @if h.current { " (current)" } }
-                        td { code { (h.image) } }
+                        td {
+                            code { (h.image) }
+                            @if h.current { br; span.small.muted { "digest " @if let Some(digest) = &h.digest { code { (digest) } } @else { "not known" } } }
+                        }
+                        td { (h.change.as_deref().unwrap_or("not recorded")) }
+                        td { (h.deployed_by.as_deref().unwrap_or("not recorded")) }
                         td { (h.ready) " ready of " (h.replicas) }
-                        td { (h.age) }
+                        td { @if let Some(created) = &h.created { time datetime=(created) { (h.age) } } @else { (h.age) } }
+                        td { @if !h.current {
+                            form method="post" action={ "/repos/" (s.name) "/rollback" } data-confirm={ "Roll back " (s.name) " to revision " (h.revision) " (" (h.image) ")?" } {
+                                (csrf_field(frame.csrf))
+                                input type="hidden" name="revision" value=(h.revision);
+                                button type="submit" { "Roll back" }
+                            }
+                        } }
                     } } }
                 } }
             }

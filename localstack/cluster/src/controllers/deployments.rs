@@ -211,7 +211,65 @@ fn reconcile_one(registry: &Registry, deployment: &Value) {
             );
         }
     }
+    // rolling.go `rolloutRolling` (and `rolloutRecreate`) clean up once the rollout is complete
+    // (`DeploymentComplete`); sync.go `sync` does so for a paused Deployment.
+    let updated = pods_of(&new_rs).len() as i64;
+    let total: i64 = all_rs.iter().map(|rs| pods_of(rs).len() as i64).sum();
+    let complete = updated == desired && total == desired && available_of(&new_rs) == desired;
+    if paused || complete {
+        cleanup_old_replica_sets(registry, deployment, &old_rs);
+    }
     update_status(registry, deployment, &new_rs, &all_rs, &pods_of, desired);
+}
+
+/// Keeps at most `spec.revisionHistoryLimit` old ReplicaSets, deleting the oldest revisions
+/// first, and only those scaled to zero with no replicas left (k8s.io/kubernetes
+/// pkg/controller/deployment/sync.go `cleanupDeployment`). Without a limit nothing is removed
+/// (`HasRevisionHistoryLimit`); the API server defaults it to 10 for apps/v1.
+fn cleanup_old_replica_sets(registry: &Registry, deployment: &Value, old_rs: &[&Value]) {
+    let Some(limit) = deployment
+        .pointer("/spec/revisionHistoryLimit")
+        .and_then(Value::as_i64)
+    else {
+        return;
+    };
+    // aliveFilter: a ReplicaSet being deleted is not counted.
+    let mut cleanable: Vec<&Value> = old_rs
+        .iter()
+        .copied()
+        .filter(|rs| !meta::is_deleting(rs))
+        .collect();
+    let diff = cleanable.len() as i64 - limit;
+    if diff <= 0 {
+        return;
+    }
+    // ReplicaSetsByRevision: oldest revision first.
+    cleanable.sort_by_key(|rs| revision_of(rs));
+    for rs in cleanable.into_iter().take(diff as usize) {
+        let generation = rs.pointer("/metadata/generation").and_then(Value::as_i64);
+        let observed = rs
+            .pointer("/status/observedGeneration")
+            .and_then(Value::as_i64);
+        if replicas(rs, "/status/replicas") != 0
+            || replicas(rs, "/spec/replicas") != 0
+            || generation > observed
+        {
+            continue;
+        }
+        let opts = crate::registry::DeleteOptions {
+            precondition_uid: Some(meta::uid(rs).to_string()),
+            ..crate::registry::DeleteOptions::default()
+        };
+        log_write(
+            "clean up old replicaset",
+            registry.delete(
+                known::replicasets(),
+                meta::namespace(rs),
+                meta::name(rs),
+                &opts,
+            ),
+        );
+    }
 }
 
 /// Deployment annotations the controller does not copy to its ReplicaSets (`skipCopyAnnotation`).
