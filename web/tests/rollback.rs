@@ -294,3 +294,90 @@ async fn another_users_repository_is_404_and_bad_bodies_are_422() {
     assert_eq!(deployment_image(&site, "alice", "web").await, "nginx:1.27");
     assert_eq!(replica_sets(&site, "alice", "web").await.len(), 2);
 }
+
+fn env_of(d: &Deployment) -> Vec<(String, Option<String>)> {
+    d.spec.clone().unwrap().template.spec.unwrap().containers[0]
+        .env
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| (e.name, e.value))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_rollback_restores_the_revisions_variables_and_refuses_one_whose_secrets_are_gone() {
+    let site = site().await;
+    let mut alice = site.user("alice").await;
+    let r = alice
+        .post_json(
+            "/api/v1/repos",
+            json!({"name": "web", "image": "nginx:1.25", "port": 80,
+                   "env": [{"name": "MODE", "value": "prod"}],
+                   "secrets": [{"name": "TOKEN", "value": "t0ken"}]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    rolled_out(&alice, "web").await;
+
+    // Variables changed, the secret one kept: a revision whose change says so.
+    let r = alice
+        .call(
+            Method::PUT,
+            "/api/v1/repos/web/env",
+            json!({"env": [{"name": "MODE", "value": "test"}], "secrets": [{"name": "TOKEN"}]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let listed = revisions(&alice, "web", 2).await;
+    assert_eq!(listed[0]["change"], "variables", "{listed:?}");
+    assert_eq!(listed[0]["deployed_by"], "alice");
+    rolled_out(&alice, "web").await;
+
+    let r = alice
+        .post_json("/api/v1/repos/web/rollback", json!({"revision": 1}))
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    let d: Deployment = site
+        .objects::<Deployment>("alice")
+        .get("web")
+        .await
+        .unwrap();
+    assert_eq!(
+        env_of(&d),
+        vec![
+            ("MODE".to_string(), Some("prod".to_string())),
+            ("TOKEN".to_string(), None)
+        ]
+    );
+    revisions(&alice, "web", 3).await;
+    rolled_out(&alice, "web").await;
+
+    // The secret variable removed (its value with it): revision 1 can no longer run.
+    let r = alice
+        .call(
+            Method::PUT,
+            "/api/v1/repos/web/env",
+            json!({"env": [{"name": "MODE", "value": "prod"}]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    revisions(&alice, "web", 4).await;
+    let before: Deployment = site
+        .objects::<Deployment>("alice")
+        .get("web")
+        .await
+        .unwrap();
+    let r = alice
+        .post_json("/api/v1/repos/web/rollback", json!({"revision": 2}))
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+    assert_eq!(r.json()["field"], "revision", "{}", r.body);
+    assert!(r.message().contains("TOKEN"), "{}", r.body);
+    let after: Deployment = site
+        .objects::<Deployment>("alice")
+        .get("web")
+        .await
+        .unwrap();
+    assert_eq!(after.metadata.generation, before.metadata.generation);
+}
