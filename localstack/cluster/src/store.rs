@@ -120,13 +120,28 @@ impl Store {
     /// Objects of one resource type, optionally within one namespace, in key order.
     pub fn list(&self, resource: &'static str, namespace: Option<&str>) -> (Vec<Value>, u64) {
         let state = self.lock();
+        // Keys sort by resource, then namespace, then name, so one type (and one namespace of it)
+        // is a contiguous range: a list costs what it returns, not what the cluster holds.
+        let start = ObjectKey::new(resource, namespace.unwrap_or(""), "");
         let items = state
             .objects
-            .iter()
-            .filter(|(k, _)| k.resource == resource && namespace.is_none_or(|ns| k.namespace == ns))
+            .range(start..)
+            .take_while(|(k, _)| {
+                k.resource == resource && namespace.is_none_or(|ns| k.namespace == ns)
+            })
             .map(|(_, v)| v.clone())
             .collect();
         (items, state.revision)
+    }
+
+    /// Reads every object under the lock without copying them, for passes that need a few fields
+    /// of everything (the garbage collector); `visit` must not call back into the store.
+    pub fn scan<R>(
+        &self,
+        visit: impl FnOnce(&mut dyn Iterator<Item = (&ObjectKey, &Value)>) -> R,
+    ) -> R {
+        let state = self.lock();
+        visit(&mut state.objects.iter())
     }
 
     /// Namespaced objects of every type in one namespace (for namespace deletion).
@@ -294,6 +309,43 @@ mod tests {
 
     fn key(name: &str) -> ObjectKey {
         ObjectKey::new("configmaps", "default", name)
+    }
+
+    /// A list is one type in one namespace (or all), whatever sorts next to it: namespaces and
+    /// types whose names extend the asked one, and cluster-scoped objects, stay out.
+    #[test]
+    fn a_list_holds_exactly_its_type_and_namespace() {
+        let store = Store::new(100);
+        for (resource, ns, name) in [
+            ("pods", "a", "x"),
+            ("pods", "a", "y"),
+            ("pods", "ab", "x"),
+            ("pods", "", "odd"),
+            ("podtemplates", "a", "x"),
+            ("persistentvolumes", "", "x"),
+            ("services", "a", "x"),
+        ] {
+            store
+                .create(
+                    ObjectKey::new(resource, ns, name),
+                    json!({"metadata": {"name": name, "namespace": ns}}),
+                )
+                .unwrap();
+        }
+        let names = |resource, ns| -> Vec<String> {
+            store
+                .list(resource, ns)
+                .0
+                .iter()
+                .map(|o| format!("{}/{}", crate::meta::namespace(o), crate::meta::name(o)))
+                .collect()
+        };
+        assert_eq!(names("pods", Some("a")), ["a/x", "a/y"]);
+        assert_eq!(names("pods", Some("ab")), ["ab/x"]);
+        assert_eq!(names("pods", Some("b")), Vec::<String>::new());
+        assert_eq!(names("pods", None), ["/odd", "a/x", "a/y", "ab/x"]);
+        assert_eq!(names("podtemplates", None), ["a/x"]);
+        assert_eq!(names("persistentvolumes", None), ["/x"]);
     }
 
     #[test]
