@@ -1,14 +1,14 @@
 //! Reading repositories back: what the list and the detail page show, in the developer's words,
 //! built from the mirror (no call to the API server).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use serde::Serialize;
 
 use super::route::{RouteNotice, RouteVerdict};
 use super::status::{self, Replicas, RepositoryState};
 use super::store::{RepositoryStore, StoreError};
-use crate::mirror::compact::{DeploymentView, EventView, IngressView, PodView};
+use crate::mirror::compact::{DeploymentView, EventView, IngressView, PodView, Uid};
 use crate::mirror::{Contents, NamespaceView};
 
 #[derive(Debug, Clone, Serialize)]
@@ -146,13 +146,13 @@ impl RepositoryStore {
     fn summary(
         &self,
         namespace: &str,
-        ns: &NamespaceView,
         deployment: &DeploymentView,
+        own_pods: &[&PodView],
         route: Option<&IngressView>,
         events: &[&EventView],
     ) -> RepositorySummary {
         let name = deployment.id.name.clone();
-        let own_pods = ns.pods.values().filter(|p| p.managed && p.app == name);
+        let own_pods = own_pods.iter().copied();
         let public_url = &self.config.public_url;
         let route = RouteVerdict::of(route, events.iter().copied(), public_url.host());
         let state = status::derive_state(deployment, own_pods, &route);
@@ -200,20 +200,41 @@ impl RepositoryStore {
     fn overview_of(&self, contents: &Contents, namespace: &str) -> RepositoryOverview {
         let empty = NamespaceView::default();
         let ns = contents.namespace(namespace).unwrap_or(&empty);
-        let events = ingress_events(ns);
+        // Pods grouped by repository and verdicts by Ingress in one pass each, so a page costs
+        // repositories + pods + events rather than repositories x (pods + events).
+        let mut pods_of: HashMap<&str, Vec<&PodView>> = HashMap::new();
+        for pod in ns.pods.values().filter(|p| p.managed) {
+            pods_of.entry(pod.app.as_str()).or_default().push(pod);
+        }
+        let mut verdicts_of: HashMap<&Uid, Vec<&EventView>> = HashMap::new();
+        for event in ingress_events(ns) {
+            verdicts_of
+                .entry(&event.object_uid)
+                .or_default()
+                .push(event);
+        }
+        let verdicts = |ingress: Option<&IngressView>| -> &[&EventView] {
+            ingress
+                .and_then(|i| verdicts_of.get(&i.id.uid))
+                .map_or(&[], Vec::as_slice)
+        };
         let mut rows: Vec<RepositorySummary> = repositories(ns)
             .map(|d| {
                 let route = ns.ingresses.get(&d.id.name).filter(|i| i.managed);
-                self.summary(namespace, ns, d, route, &events)
+                let pods = pods_of
+                    .get(d.id.name.as_str())
+                    .map_or(&[][..], Vec::as_slice);
+                self.summary(namespace, d, pods, route, verdicts(route))
             })
             .collect();
         rows.sort_by(|a, b| a.name.cmp(&b.name));
         let host = self.config.public_url.host();
+        let routed: HashSet<&str> = rows.iter().map(|r| r.name.as_str()).collect();
         let notices: Vec<RouteNotice> = ns
             .ingresses
             .values()
-            .filter(|i| !rows.iter().any(|r| is_route_of(i, &r.name)))
-            .filter_map(|i| RouteNotice::of(i, events.iter().copied(), namespace, host))
+            .filter(|i| !(i.managed && routed.contains(i.id.name.as_str())))
+            .filter_map(|i| RouteNotice::of(i, verdicts(Some(i)).iter().copied(), namespace, host))
             .collect();
         RepositoryOverview {
             repositories: rows,
@@ -255,7 +276,7 @@ impl RepositoryStore {
         let service = ns.services.get(name);
         let ingress = ns.ingresses.get(name).filter(|i| is_route_of(i, name));
         let events = ingress_events(ns);
-        let mut summary = self.summary(namespace, ns, deployment, ingress, &events);
+        let mut summary = self.summary(namespace, deployment, &pods, ingress, &events);
         // Kubernetes copies a ReplicaSet's ReplicaFailure to its Deployment, but not every
         // cluster (or simulator) does: the newest ReplicaSet says it first-hand.
         if !matches!(summary.state, RepositoryState::Failing { .. })
