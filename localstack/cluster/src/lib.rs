@@ -50,6 +50,8 @@ pub struct SimConfig {
     pub readiness_delay: Duration,
     /// Images containing one of these substrings fail to pull (ErrImagePull / ImagePullBackOff).
     pub missing_image_patterns: Vec<String>,
+    /// Registries that refuse pulls without their login (see `controllers::pull_secrets`).
+    pub private_registries: Vec<RegistryLogin>,
     /// Images containing one of these substrings crash on start (CrashLoopBackOff).
     pub crashing_image_patterns: Vec<String>,
     /// Number of changes kept for resuming watches; older resourceVersions get 410 Expired.
@@ -100,6 +102,36 @@ pub struct LocalCommand {
     pub args: Vec<String>,
 }
 
+/// A private registry's host (with its port, if any) and the one login it accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryLogin {
+    pub host: String,
+    pub username: String,
+    pub password: String,
+}
+
+impl std::str::FromStr for RegistryLogin {
+    type Err = String;
+
+    /// `host=username:password`, the form of `cluster-sim --private-registry`.
+    fn from_str(text: &str) -> Result<Self, String> {
+        let (host, login) = text
+            .split_once('=')
+            .ok_or("--private-registry: expected host=username:password")?;
+        let (username, password) = login
+            .split_once(':')
+            .ok_or("--private-registry: expected host=username:password")?;
+        if host.is_empty() || username.is_empty() || password.is_empty() {
+            return Err("--private-registry: host, username and password must not be empty".into());
+        }
+        Ok(Self {
+            host: host.to_string(),
+            username: username.to_string(),
+            password: password.to_string(),
+        })
+    }
+}
+
 impl Default for SimConfig {
     fn default() -> Self {
         Self {
@@ -109,6 +141,7 @@ impl Default for SimConfig {
             readiness_delay: Duration::from_millis(500),
             missing_image_patterns: vec!["does-not-exist".into(), "missing".into()],
             crashing_image_patterns: vec!["crash".into()],
+            private_registries: Vec::new(),
             watch_history: 10_000,
             bookmark_interval: Duration::from_secs(10),
             aws_identities: Vec::new(),

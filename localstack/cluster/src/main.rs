@@ -46,6 +46,10 @@ struct Args {
     /// whitespace; `{port}` in an argument becomes the pod's port, also passed as `PORT`). Repeatable.
     #[arg(long = "local-command", value_parser = parse_local_command)]
     local_commands: Vec<LocalCommand>,
+    /// A private registry, `host=username:password`: pulls from it need that login in the pod's
+    /// imagePullSecrets (repeatable).
+    #[arg(long = "private-registry")]
+    private_registries: Vec<cluster::RegistryLogin>,
     /// An OCI image layout directory: pods of images found there run the image's program
     /// (entrypoint, command, env, user) on a loopback pod IP of their own.
     #[arg(long, env = "CLUSTER_SIM_IMAGE_STORE")]
@@ -116,6 +120,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         anonymous_is_admin: !args.require_token && !args.tls,
         tls: args.tls.then(TlsIdentity::generate).transpose()?,
         local_commands: args.local_commands,
+        private_registries: args.private_registries,
         endpoint_propagation_delay: Duration::from_millis(args.endpoint_propagation_ms),
         image_store: args.image_store,
         aws: args

@@ -779,3 +779,136 @@ async fn revision_history_limit_keeps_the_newest_old_replica_sets_as_sync_go_cle
         ]
     );
 }
+
+/// A private registry refuses a pull without its login, as containerd reports it
+/// (core/remotes/docker/resolver.go: "unexpected status from HEAD request to ...: 401
+/// Unauthorized"); the kubelet's keyring (pkg/credentialprovider/keyring.go,
+/// secrets/secrets.go) takes the login from the pod's `kubernetes.io/dockerconfigjson`
+/// imagePullSecrets and ignores Secrets of other types; a pulled pod keeps running when its
+/// Secret goes.
+#[tokio::test]
+async fn private_registry_pulls_need_the_login_in_the_pods_image_pull_secrets() {
+    use base64::Engine as _;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let sim = common::sim_with(cluster::SimConfig {
+        readiness_delay: Duration::from_millis(200),
+        private_registries: vec!["registry.example.com:5000=robot:s3cret".parse().unwrap()],
+        ..cluster::SimConfig::default()
+    })
+    .await;
+    let client = sim.client().await.unwrap();
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(client.clone(), "default");
+    let docker_config = |user: &str, password: &str| {
+        json!({"auths": {"https://registry.example.com:5000": {"auth": b64(&format!("{user}:{password}"))}}})
+            .to_string()
+    };
+    for (name, kind, key, config) in [
+        (
+            "right",
+            "kubernetes.io/dockerconfigjson",
+            ".dockerconfigjson",
+            docker_config("robot", "s3cret"),
+        ),
+        (
+            "wrong",
+            "kubernetes.io/dockerconfigjson",
+            ".dockerconfigjson",
+            docker_config("robot", "guess"),
+        ),
+        // The right login in an Opaque Secret: the kubelet does not read it.
+        (
+            "opaque",
+            "Opaque",
+            ".dockerconfigjson",
+            docker_config("robot", "s3cret"),
+        ),
+    ] {
+        let secret = json!({"metadata": {"name": name}, "type": kind, "data": {key: b64(&config)}});
+        secrets
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(secret).unwrap(),
+            )
+            .await
+            .unwrap();
+    }
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let image = "registry.example.com:5000/team/app:1";
+    for (name, pull_secrets) in [
+        ("none", json!([])),
+        ("wrong", json!([{"name": "wrong"}, {"name": "absent"}])),
+        ("opaque", json!([{"name": "opaque"}])),
+        (
+            "right",
+            json!([{"name": "absent"}, {"name": "wrong"}, {"name": "right"}]),
+        ),
+    ] {
+        let pod = json!({"metadata": {"name": name}, "spec": {"imagePullSecrets": pull_secrets,
+            "containers": [{"name": "app", "image": image}]}});
+        pods.create(
+            &PostParams::default(),
+            &serde_json::from_value(pod).unwrap(),
+        )
+        .await
+        .unwrap();
+    }
+    let waiting = |name: &'static str| {
+        let pods = pods.clone();
+        async move {
+            let pod = pods.get(name).await.ok()?;
+            let state = pod.status?.container_statuses?.first()?.state.clone()?;
+            let w = state.waiting?;
+            Some((w.reason?, w.message.unwrap_or_default()))
+        }
+    };
+    for name in ["none", "wrong", "opaque"] {
+        let (reason, message) = eventually("a refused pull", Duration::from_secs(10), || async {
+            waiting(name).await.filter(|(r, _)| r == "ErrImagePull")
+        })
+        .await;
+        assert_eq!(reason, "ErrImagePull", "{name}");
+        assert_eq!(
+            message,
+            "failed to pull and unpack image \"registry.example.com:5000/team/app:1\": failed to resolve reference \"registry.example.com:5000/team/app:1\": unexpected status from HEAD request to https://registry.example.com:5000/v2/team/app/manifests/1: 401 Unauthorized",
+            "{name}"
+        );
+    }
+    let running = |name: &'static str| {
+        let pods = pods.clone();
+        async move {
+            let pod = pods.get(name).await.ok()?;
+            (pod.status?.phase.as_deref() == Some("Running")).then_some(())
+        }
+    };
+    eventually(
+        "the pod with the login to run",
+        Duration::from_secs(10),
+        || running("right"),
+    )
+    .await;
+    // Pulled once: the Secret's removal does not stop the running pod. A pod created after the
+    // removal and sorted after "right" (the kubelet visits pods in key order) shows a pass of
+    // the kubelet that saw "right" without its Secret.
+    secrets.delete("right", &Default::default()).await.unwrap();
+    let pod = json!({"metadata": {"name": "zz-later"}, "spec": {"imagePullSecrets": [{"name": "right"}],
+        "containers": [{"name": "app", "image": image}]}});
+    pods.create(
+        &PostParams::default(),
+        &serde_json::from_value(pod).unwrap(),
+    )
+    .await
+    .unwrap();
+    eventually(
+        "the later pod's refused pull",
+        Duration::from_secs(10),
+        || async {
+            waiting("zz-later")
+                .await
+                .filter(|(r, _)| r == "ErrImagePull")
+        },
+    )
+    .await;
+    assert!(running("right").await.is_some());
+    assert!(waiting("right").await.is_none());
+}

@@ -13,6 +13,7 @@ mod podgc;
 mod pods;
 mod probes;
 mod processes;
+pub(crate) mod pull_secrets;
 mod quotas;
 mod replicasets;
 mod scheduling;

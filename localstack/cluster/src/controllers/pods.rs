@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use super::images::{self, ImagePod, PodIps, Runtime, Stage as ImageStage, StartFailure};
 use super::log_write;
 use super::processes::{self, LocalProcess};
+use super::pull_secrets;
 use super::scheduling;
 use super::termination::{self, Action, Stage, Termination};
 use crate::SimConfig;
@@ -64,6 +65,9 @@ struct Running {
 pub(super) struct Kubelet {
     config: Arc<SimConfig>,
     running: HashMap<String, Running>,
+    /// Pods whose images on private registries were pulled: the kubelet pulls once, so a running
+    /// pod keeps running when its pull Secret goes (kuberuntime_image.go pulls at container start).
+    pulled_private: std::collections::HashSet<String>,
     /// Local processes by pod uid; dropping one kills it.
     processes: HashMap<String, LocalProcess>,
     /// The output of the local processes, which the API server serves as the pods' logs.
@@ -126,6 +130,7 @@ impl Kubelet {
         Self {
             config,
             running: HashMap::new(),
+            pulled_private: std::collections::HashSet::new(),
             processes: HashMap::new(),
             logs,
             containers,
@@ -188,6 +193,7 @@ impl Kubelet {
             self.containers.listens_at(uid, None);
         }
         self.running.retain(|uid, _| live.contains(uid));
+        self.pulled_private.retain(|uid| live.contains(uid));
         // Processes first, then their directories.
         self.processes.retain(|uid, _| live.contains(uid));
         self.logs.retain(|uid| live.contains(uid));
@@ -522,12 +528,30 @@ impl Kubelet {
         let uid = meta::uid(pod).to_string();
         let now = Instant::now();
         let first_seen = !self.running.contains_key(&uid);
-        let behaviour = self.behaviour(pod);
+        let mut behaviour = self.behaviour(pod);
+        // A pod run from an image: still pulling (None) or failed to pull (Some(message)).
+        let mut not_pulled: Option<Option<String>> = None;
+        // An image that must be pulled (not in the node's store, not a local command) from a
+        // private registry needs the registry's login among the pod's pull Secrets.
+        if matches!(
+            behaviour,
+            ImageBehaviour::Runs | ImageBehaviour::Crashes | ImageBehaviour::Missing
+        ) && !self.pulled_private.contains(&uid)
+        {
+            match pull_secrets::pull_refused(&self.config.private_registries, registry, pod) {
+                Some(message) => {
+                    behaviour = ImageBehaviour::Missing;
+                    not_pulled = Some(Some(message));
+                }
+                None if !self.config.private_registries.is_empty() => {
+                    self.pulled_private.insert(uid.clone());
+                }
+                None => {}
+            }
+        }
         if matches!(behaviour, ImageBehaviour::Runs) {
             self.containers.started(&uid);
         }
-        // A pod run from an image: still pulling (None) or failed to pull (Some(message)).
-        let mut not_pulled: Option<Option<String>> = None;
         if matches!(behaviour, ImageBehaviour::Image) {
             self.advance_image(registry, pod);
             self.pod_ips.allocate(&uid);
