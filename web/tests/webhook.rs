@@ -619,3 +619,62 @@ async fn more_than_five_deliveries_a_minute_are_429_with_retry_after() {
     let r = deliver(&site, &other, &hub("library/nginx", "latest", 2000)).await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
 }
+
+/// Everything the site logs, kept for a look.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Self;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+/// The token is a credential in a URL: no log line, at any level, holds it or the query string,
+/// whatever the delivery's outcome.
+#[tokio::test]
+async fn no_log_line_holds_the_token() {
+    let logs = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(logs.clone())
+        .finish();
+    // This thread's (the test's current-thread runtime runs the site's tasks on it too).
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let site = site().await;
+    let mut alice = site.user("alice").await;
+    alice.create_ok("hello", "nginx", "80", "1").await;
+    let hook = make_webhook(&mut alice, "hello").await;
+    let token = token_of(&hook).to_string();
+    let wrong = format!("{}A", &token[..42]);
+    let wrong_hook = format!("/hooks/v1/alice/hello?token={wrong}");
+    for (path, body) in [
+        (&hook, hub("library/nginx", "latest", 1)),
+        (&hook, hub("library/nginx", "latest", 1)),
+        (&hook, hub("library/nginx", "1.0", 2)),
+        (&wrong_hook, hub("library/nginx", "latest", 3)),
+    ] {
+        deliver(&site, path, &body).await;
+    }
+    deliver_raw(&site, &hook, "application/json", "{".into()).await;
+    let logged = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logged.contains("/hooks/v1/alice/hello") && logged.contains("webhook redeploy"),
+        "the capture sees the site's log: {logged}"
+    );
+    for secret in [token.as_str(), wrong.as_str(), "token="] {
+        assert!(!logged.contains(secret), "{secret} logged: {logged}");
+    }
+}
