@@ -492,3 +492,25 @@ fn without_field(body: &[u8], name: &str) -> Vec<u8> {
         .collect::<Vec<_>>()
         .join(&b'&')
 }
+
+#[cfg(test)]
+mod tests {
+    use super::path_matches;
+
+    #[test]
+    fn a_route_parameter_stands_for_one_non_empty_segment() {
+        let route = "/hooks/v1/{namespace}/{repo}";
+        assert!(path_matches(route, "/hooks/v1/alice/hello"));
+        for path in [
+            "/hooks/v1/alice",
+            "/hooks/v1/alice/hello/more",
+            "/hooks/v1//hello",
+            "/hooks/v2/alice/hello",
+            "/api/v1/alice/hello",
+        ] {
+            assert!(!path_matches(route, path), "{path}");
+        }
+        assert!(path_matches("/api/v1/session", "/api/v1/session"));
+        assert!(!path_matches("/api/v1/session", "/api/v1/session/"));
+    }
+}

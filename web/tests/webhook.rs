@@ -528,6 +528,22 @@ async fn a_push_of_another_image_is_422_naming_the_field_and_changes_nothing() {
         );
     }
     assert_eq!(spec_state(&site, "alice", "hello").await, before);
+    // A digest the image's reference cannot take within the image field's 255 characters.
+    let path = "a".repeat(200);
+    alice
+        .create_ok("long", &format!("r.example/{path}:1.0"), "80", "1")
+        .await;
+    let long_hook = make_webhook(&mut alice, "long").await;
+    let long_before = spec_state(&site, "alice", "long").await;
+    let r = deliver(
+        &site,
+        &long_hook,
+        &distribution("z", "r.example", &path, "1.0", DIGEST),
+    )
+    .await;
+    r.assert_refused("events[1].target.digest");
+    assert!(r.message().contains("255"), "{}", r.body);
+    assert_eq!(spec_state(&site, "alice", "long").await, long_before);
     // The same push for the right image is taken: `registry-1.docker.io` is Docker Hub.
     let r = deliver(
         &site,

@@ -156,6 +156,7 @@ pub struct Push {
     pub tag: String,
     pub tag_field: String,
     pub digest: Option<String>,
+    pub digest_field: String,
     /// What identifies this delivery: a replay carries the same.
     pub delivery: String,
 }
@@ -281,6 +282,7 @@ fn docker_hub(value: &Value) -> Result<Notification, FieldError> {
             tag,
             tag_field: "push_data.tag".into(),
             digest: None,
+            digest_field: String::new(),
         }],
     })
 }
@@ -347,6 +349,7 @@ fn distribution(value: &Value) -> Result<Notification, FieldError> {
             tag,
             tag_field: at("target.tag"),
             digest,
+            digest_field: at("target.digest"),
             delivery: format!("distribution {id}"),
         });
     }
@@ -571,6 +574,14 @@ impl RepositoryStore {
                 Some(digest) => format!("{}@{digest}", image.unpinned),
                 None => image.unpinned.clone(),
             };
+            // The pinned reference must pass the rules of the image field, or the next change
+            // through the site would refuse the repository's own image.
+            if let Err(rule) = super::image::normalise_image(&new_image) {
+                return Err(StoreError::Invalid(vec![FieldError::new(
+                    &push.digest_field,
+                    format!("Pinned to this digest the image would break a rule: {rule}"),
+                )]));
+            }
             deliveries.push(Delivery {
                 id: delivery_id(&push.delivery),
                 at: now,
