@@ -91,7 +91,7 @@ pub fn routes() -> Vec<Route> {
     use Verb::{Delete, Get, Patch, Post, Put};
     use accounts::{api as account_api, pages as account_pages};
     use console::{api as console_api, pages as console_pages};
-    use repositories::{api as repo_api, pages as repo_pages};
+    use repositories::{api as repo_api, pages as repo_pages, webhook};
     vec![
         Route::new(Get, "/", account_pages::home),
         Route::new(Get, "/login", account_pages::login_form),
@@ -116,6 +116,8 @@ pub fn routes() -> Vec<Route> {
         Route::new(Post, "/repos/{name}/rollback", repo_pages::rollback),
         Route::new(Post, "/repos/{name}/change", repo_pages::change),
         Route::new(Post, "/repos/{name}/delete", repo_pages::delete),
+        Route::new(Post, "/repos/{name}/webhook", webhook::page_create),
+        Route::new(Post, "/repos/{name}/webhook/delete", webhook::page_delete),
         Route::new(Get, "/repos/{name}/env", repositories::env_pages::page_get),
         Route::new(
             Post,
@@ -161,6 +163,10 @@ pub fn routes() -> Vec<Route> {
         Route::new(Post, "/api/v1/repos/{name}/redeploy", repo_api::redeploy),
         Route::new(Get, "/api/v1/repos/{name}/revisions", repo_api::revisions),
         Route::new(Post, "/api/v1/repos/{name}/rollback", repo_api::rollback),
+        Route::new(Post, "/api/v1/repos/{name}/webhook", webhook::api_create),
+        Route::new(Delete, "/api/v1/repos/{name}/webhook", webhook::api_delete),
+        // A registry's push notification: no session, its own token (see `CSRF_EXEMPT`).
+        Route::new(Post, webhook::HOOK_ROUTE, webhook::deliver),
         // Server-sent events for the list and detail pages (under their own prefix: a
         // repository may be called `live`).
         Route::new(Get, "/api/v1/live/repos", repositories::live::list),
@@ -234,20 +240,53 @@ pub fn routes() -> Vec<Route> {
 /// Signing in and out through the API.
 pub const SESSION_API: &str = "/api/v1/session";
 
-/// The mutating routes that need no CSRF token, each only for a JSON body: signing in through
-/// the API, which has no session to ride on yet. A page of another site can send a cookie-less
-/// or cookie-carrying POST here only as a form (urlencoded, multipart or text/plain bodies);
-/// `Content-Type: application/json` from another origin needs a CORS preflight, which this site
-/// never grants. So without the token a form cannot sign a visitor in as someone else (login
-/// CSRF): a text/plain body shaped as JSON still needs the token.
-pub const CSRF_EXEMPT: [(Verb, &str); 1] = [(Verb::Post, SESSION_API)];
+/// Why a mutating route may go without the CSRF token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exemption {
+    /// Signing in through the API, which has no session to ride on yet, and only with a JSON
+    /// body. A page of another site can send a cookie-less or cookie-carrying POST here only as
+    /// a form (urlencoded, multipart or text/plain bodies); `Content-Type: application/json`
+    /// from another origin needs a CORS preflight, which this site never grants. So without the
+    /// token a form cannot sign a visitor in as someone else (login CSRF): a text/plain body
+    /// shaped as JSON still needs the token.
+    JsonBody,
+    /// A registry's webhook: it reads no cookie and acts for no session; its credential is the
+    /// secret token in its URL, which a page of another site does not know. Registries cannot
+    /// send the site's CSRF token (Docker Hub cannot even send a header).
+    OwnCredential,
+}
 
-/// Whether a request may skip the CSRF check (see [`CSRF_EXEMPT`]).
-fn csrf_exempt(method: &Method, path: &str, headers: &HeaderMap) -> bool {
+/// The mutating routes that need no CSRF token, and why (see [`Exemption`]).
+pub const CSRF_EXEMPT: [(Verb, &str, Exemption); 2] = [
+    (Verb::Post, SESSION_API, Exemption::JsonBody),
+    (
+        Verb::Post,
+        repositories::webhook::HOOK_ROUTE,
+        Exemption::OwnCredential,
+    ),
+];
+
+/// Whether a path matches a route's path, each `{parameter}` standing for one segment.
+pub fn path_matches(route: &str, path: &str) -> bool {
+    let (route, path): (Vec<&str>, Vec<&str>) =
+        (route.split('/').collect(), path.split('/').collect());
+    route.len() == path.len()
+        && route.iter().zip(&path).all(|(r, p)| {
+            if r.starts_with('{') && r.ends_with('}') {
+                !p.is_empty()
+            } else {
+                r == p
+            }
+        })
+}
+
+/// The exemption of a request from the CSRF check, if it has one (see [`CSRF_EXEMPT`]).
+fn csrf_exemption(method: &Method, path: &str, headers: &HeaderMap) -> Option<Exemption> {
     CSRF_EXEMPT
         .iter()
-        .any(|(verb, exempt)| verb.method() == *method && *exempt == path)
-        && is_json(headers)
+        .find(|(verb, exempt, _)| verb.method() == *method && path_matches(exempt, path))
+        .map(|(_, _, why)| *why)
+        .filter(|why| *why != Exemption::JsonBody || is_json(headers))
 }
 
 /// Whether the body is declared `application/json` (parameters such as `charset` aside).
@@ -317,8 +356,9 @@ async fn signed_in(state: &AppState, headers: &axum::http::HeaderMap) -> Option<
     session::resolve(&state.accounts, &claims).await.ok()
 }
 
+/// Paths whose errors are JSON: the API, and the webhooks registries call.
 fn is_api(path: &str) -> bool {
-    path.starts_with("/api/")
+    path.starts_with("/api/") || path.starts_with("/hooks/")
 }
 
 /// Logs every request and renders `AppError`s as a page or JSON, depending on where they happened.
@@ -390,8 +430,13 @@ async fn csrf(State(state): State<AppState>, request: Request, next: Next) -> Re
         Method::GET | Method::HEAD | Method::OPTIONS
     );
     let path = request.uri().path().to_string();
+    let exemption = csrf_exemption(request.method(), &path, request.headers());
+    if unsafe_method && exemption == Some(Exemption::OwnCredential) {
+        // No session, so no CSRF cookie to hand out either.
+        return next.run(request).await;
+    }
     let mut request = request;
-    if unsafe_method && !csrf_exempt(request.method(), &path, request.headers()) {
+    if unsafe_method && exemption.is_none() {
         let (supplied, rebuilt) = if is_api(&path) {
             let header = request
                 .headers()
@@ -446,4 +491,26 @@ fn without_field(body: &[u8], name: &str) -> Vec<u8> {
         })
         .collect::<Vec<_>>()
         .join(&b'&')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::path_matches;
+
+    #[test]
+    fn a_route_parameter_stands_for_one_non_empty_segment() {
+        let route = "/hooks/v1/{namespace}/{repo}";
+        assert!(path_matches(route, "/hooks/v1/alice/hello"));
+        for path in [
+            "/hooks/v1/alice",
+            "/hooks/v1/alice/hello/more",
+            "/hooks/v1//hello",
+            "/hooks/v2/alice/hello",
+            "/api/v1/alice/hello",
+        ] {
+            assert!(!path_matches(route, path), "{path}");
+        }
+        assert!(path_matches("/api/v1/session", "/api/v1/session"));
+        assert!(!path_matches("/api/v1/session", "/api/v1/session/"));
+    }
 }

@@ -86,6 +86,18 @@ pub enum AppError {
     Starting,
     #[error("the cluster is not answering, so this cannot be shown now; it comes back by itself")]
     ClusterAway,
+    /// Deliberately the same for an unknown repository, a webhook that is off and a wrong token.
+    #[error(
+        "this webhook URL is not valid (or no longer): copy the current one from the repository's page, or make a new one there"
+    )]
+    WebhookRefused,
+    /// A request body that cannot be read as what the route takes.
+    #[error("{}", .0.message)]
+    Malformed(FieldError),
+    #[error(
+        "a repository is redeployed by its webhook at most {max} times a minute: wait {retry_after_secs} s and send it again"
+    )]
+    WebhookRateLimited { max: usize, retry_after_secs: u64 },
 }
 
 impl From<StoreError> for AppError {
@@ -140,6 +152,12 @@ impl From<StoreError> for AppError {
                     },
                 ))
             }
+            StoreError::WebhookRefused => Self::WebhookRefused,
+            StoreError::WebhookMalformed(e) => Self::Malformed(e),
+            StoreError::WebhookRateLimited { retry_after_secs } => Self::WebhookRateLimited {
+                max: crate::repositories::webhook::RATE_MAX,
+                retry_after_secs,
+            },
             StoreError::AlreadyRunning(revision) => Self::Conflict(FieldError::new(
                 "revision",
                 format!(
@@ -189,11 +207,15 @@ impl AppError {
         match self {
             Self::NotFound(_) | Self::NotFoundField(_) => StatusCode::NOT_FOUND,
             Self::Forbidden(_) | Self::Csrf => StatusCode::FORBIDDEN,
-            Self::Unauthenticated | Self::BadCredentials => StatusCode::UNAUTHORIZED,
+            Self::Unauthenticated | Self::BadCredentials | Self::WebhookRefused => {
+                StatusCode::UNAUTHORIZED
+            }
+            Self::Malformed(_) => StatusCode::BAD_REQUEST,
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::TooManyAttempts { .. }
             | Self::ConsoleRateLimited { .. }
+            | Self::WebhookRateLimited { .. }
             | Self::TooManyStreams { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::ConsoleTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::ConsoleUnreachable => StatusCode::BAD_GATEWAY,
@@ -239,7 +261,7 @@ impl AppError {
     pub fn field_errors(&self) -> Vec<FieldError> {
         match self {
             Self::Invalid(errors) => errors.clone(),
-            Self::Conflict(e) | Self::NotFoundField(e) => vec![e.clone()],
+            Self::Conflict(e) | Self::NotFoundField(e) | Self::Malformed(e) => vec![e.clone()],
             Self::BodyTooLarge { .. } => vec![FieldError::new("body", self.to_string())],
             _ => Vec::new(),
         }
@@ -253,6 +275,9 @@ impl IntoResponse for AppError {
         response.extensions_mut().insert(body);
         if let Self::TooManyAttempts { retry_after_secs }
         | Self::ConsoleRateLimited {
+            retry_after_secs, ..
+        }
+        | Self::WebhookRateLimited {
             retry_after_secs, ..
         } = self
             && let Ok(v) = http::HeaderValue::from_str(&retry_after_secs.to_string())

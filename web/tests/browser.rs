@@ -1,6 +1,7 @@
 //! The site in headless Chromium over WebDriver: sign in, create (after a refused name),
 //! see it Ready, open its endpoint link, see a scale made with kubectl appear on the open page,
-//! register an endpoint, send a request, redeploy, delete.
+//! register an endpoint, send a request, redeploy, make a webhook URL and redeploy through it,
+//! delete.
 //! The site's public URL is the simulated load balancer, `http://kdeploy.localhost:<port>` as
 //! `./dev up` has it (Chromium resolves `*.localhost` to the loopback address), so the link the
 //! detail page shows is followed for real. Screenshots at 1280 px
@@ -514,6 +515,57 @@ async fn a_developer_deploys_tries_redeploys_and_deletes_in_a_real_browser() {
     let notice = d.wait_for(".banner.ok").await.text().await.unwrap();
     assert!(notice.contains("Redeploy started"), "{notice}");
     d.shoot("05-detail-after-redeploy", "Redeploy started")
+        .await;
+
+    // Redeploy on image push: the page shows the webhook URL once; a Docker Hub push sent to it
+    // redeploys, and the revisions name the webhook as who deployed.
+    d.submit("form[action='/repos/hello/webhook#webhook'] button[type=submit]")
+        .await;
+    let url = d
+        .wait_for("#webhook-url")
+        .await
+        .prop("value")
+        .await
+        .unwrap()
+        .unwrap();
+    let public = site.state.config.public_url.base();
+    let path = url
+        .strip_prefix(&public)
+        .unwrap_or_else(|| panic!("{url}"))
+        .to_string();
+    let token = path.split_once("?token=").unwrap().1.to_string();
+    assert!(path.starts_with("/hooks/v1/alice/hello?token="), "{url}");
+    d.shoot("05b-webhook-url", "shown only once").await;
+    let push = serde_json::json!({
+        "push_data": {"pushed_at": 1_764_774_000, "tag": "latest"},
+        "repository": {"repo_name": "library/nginx"},
+    });
+    let r = site
+        .browser()
+        .send(
+            axum::http::Request::post(path.as_str())
+                .header(axum::http::header::CONTENT_TYPE, "application/json")
+                .body(axum::body::Body::from(push.to_string()))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, axum::http::StatusCode::ACCEPTED, "{}", r.body);
+    let mut api = site.browser();
+    api.sign_in("alice", common::PASSWORD).await;
+    api.poll_json(
+        "the webhook's revision",
+        "/api/v1/repos/hello/revisions",
+        |j| j[0]["deployed_by"] == "webhook",
+    )
+    .await;
+    c.goto(&format!("{base}/repos/hello")).await.unwrap();
+    d.wait_for("[data-revision] td").await;
+    assert!(
+        !c.source().await.unwrap().contains(&token),
+        "shown once only"
+    );
+    assert!(d.text("[data-field=webhook]").await.starts_with("On"));
+    d.shoot("05c-detail-after-webhook", "push of nginx:latest")
         .await;
 
     // Delete, confirming the dialog.

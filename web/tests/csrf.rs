@@ -1,6 +1,7 @@
 //! The CSRF check, driven by the site's one routes table: every mutating route refuses a request
 //! without the token or with another visitor's, so a route added to the table is checked too; the
-//! one exemption (signing in through the API with a JSON body) is checked for what makes it safe.
+//! exemptions (signing in through the API with a JSON body; a registry's webhook, whose
+//! credential is the token in its URL) are checked for what makes them safe.
 // Test helpers: a failed step should panic with its message, like the tests themselves.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -11,7 +12,8 @@ use axum::http::{Request, StatusCode, header};
 use common::{Browser, PASSWORD, Reply, site};
 use k8s_openapi::api::apps::v1::Deployment;
 use serde_json::json;
-use web::app::{CSRF_EXEMPT, SESSION_API, Verb, routes};
+use web::app::{CSRF_EXEMPT, Exemption, SESSION_API, Verb, routes};
+use web::repositories::webhook::HOOK_ROUTE;
 
 /// What the site answers a request whose token is missing or wrong.
 const REFUSAL: &str = "did not come from this site";
@@ -81,15 +83,16 @@ async fn every_mutating_route_refuses_a_missing_or_a_wrong_token() {
         .filter(|r| r.verb.is_mutating())
         .map(|r| (r.verb, r.path))
         .collect();
-    for exempt in CSRF_EXEMPT {
+    let exempt: Vec<(Verb, &str)> = CSRF_EXEMPT.iter().map(|(v, p, _)| (*v, *p)).collect();
+    for row in &exempt {
         assert!(
-            mutating.contains(&exempt),
-            "{exempt:?} is exempt but no mutating route"
+            mutating.contains(row),
+            "{row:?} is exempt but no mutating route"
         );
     }
     let checked: Vec<(Verb, &str)> = mutating
         .into_iter()
-        .filter(|row| !CSRF_EXEMPT.contains(row))
+        .filter(|row| !exempt.contains(row))
         .collect();
     // Forms and API calls of accounts, repositories and the console, at the time of writing.
     assert!(checked.len() >= 30, "{checked:?}");
@@ -140,7 +143,10 @@ async fn every_mutating_route_refuses_a_missing_or_a_wrong_token() {
 async fn signing_in_through_the_api_is_exempt_only_for_json() {
     assert_eq!(
         CSRF_EXEMPT,
-        [(Verb::Post, SESSION_API)],
+        [
+            (Verb::Post, SESSION_API, Exemption::JsonBody),
+            (Verb::Post, HOOK_ROUTE, Exemption::OwnCredential),
+        ],
         "exemptions are explained in web::app"
     );
     let site = site().await;
@@ -189,4 +195,61 @@ async fn signing_in_through_the_api_is_exempt_only_for_json() {
         .send(Request::delete(SESSION_API).body(Body::empty()).unwrap())
         .await;
     assert!(refused_for_csrf(&r), "{} {}", r.status, r.body);
+}
+
+/// A registry's webhook needs no CSRF token: it reads no cookie and acts for no session, its
+/// credential is the secret token in its URL. So a page of another site that makes a signed-in
+/// visitor's browser POST to it (with the visitor's cookies, as a form) gets the same 401 as
+/// anyone without the token, and changes nothing; the answer hands out no CSRF cookie either.
+#[tokio::test]
+async fn the_webhook_is_exempt_because_its_token_is_its_credential() {
+    let reasons: Vec<Exemption> = CSRF_EXEMPT
+        .iter()
+        .filter(|(verb, path, _)| *verb == Verb::Post && *path == HOOK_ROUTE)
+        .map(|(_, _, why)| *why)
+        .collect();
+    assert_eq!(reasons, [Exemption::OwnCredential]);
+    let site = site().await;
+    let mut alice = site.user("alice").await;
+    alice.create_ok("hello", "nginx", "80", "1").await;
+    let r = alice
+        .api(
+            axum::http::Method::POST,
+            "/api/v1/repos/hello/webhook",
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let deployments = site.objects::<Deployment>("alice");
+    let generation = deployments.get("hello").await.unwrap().metadata.generation;
+    let form = "push_data%5Btag%5D=latest";
+    for content_type in [
+        "application/x-www-form-urlencoded",
+        "text/plain",
+        "application/json",
+    ] {
+        let r = alice
+            .send(
+                Request::post("/hooks/v1/alice/hello")
+                    .header(header::CONTENT_TYPE, content_type)
+                    .body(Body::from(form))
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::UNAUTHORIZED,
+            "{content_type}: {}",
+            r.body
+        );
+        assert!(!refused_for_csrf(&r));
+        assert!(
+            r.headers.get(header::SET_COOKIE).is_none(),
+            "{content_type}"
+        );
+    }
+    assert_eq!(
+        deployments.get("hello").await.unwrap().metadata.generation,
+        generation
+    );
 }

@@ -12,7 +12,7 @@ use crate::error::AppError;
 /// First path segments the site serves; a namespace with one of these names would shadow a page.
 pub const SITE_PATHS: &[&str] = &[
     "api", "static", "login", "logout", "register", "healthz", "readyz", "repos", "admin",
-    "openapi", "account",
+    "openapi", "account", "hooks",
 ];
 
 /// Namespaces Kubernetes itself uses.

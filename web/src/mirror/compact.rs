@@ -84,6 +84,8 @@ pub struct DeploymentView {
     /// The repository's variables: plain values and secret names (the Deployment holds no
     /// secret value).
     pub env: Environment,
+    /// Whether its webhook is on (a token's hash is stored; the hash itself is not kept here).
+    pub webhook: bool,
 }
 
 impl DeploymentView {
@@ -96,6 +98,11 @@ impl DeploymentView {
         let env = Environment::of_deployment(d);
         Self {
             env,
+            webhook: d
+                .metadata
+                .annotations
+                .as_ref()
+                .is_some_and(|a| a.contains_key(crate::repositories::webhook::TOKEN_SHA256)),
             id: Identity::of(&d.metadata),
             managed: managed(&d.metadata),
             generation: d.metadata.generation.unwrap_or(0),

@@ -28,6 +28,8 @@ pub struct RepositorySummary {
     pub route: RouteVerdict,
     /// Plain variables with their values, secret variables by name only.
     pub environment: super::env::EnvironmentView,
+    /// Whether the repository's webhook is on; its URL is shown only when it is made.
+    pub webhook: bool,
 }
 
 /// The list page: the user's repositories, and refused Ingresses of theirs that are no
@@ -180,6 +182,7 @@ impl RepositoryStore {
             endpoint,
             route,
             environment: deployment.env.view(),
+            webhook: deployment.webhook,
             name,
         }
     }

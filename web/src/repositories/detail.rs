@@ -25,6 +25,8 @@ pub struct Submitted<'a> {
     pub errors: &'a [FieldError],
     pub notice: Option<&'a str>,
     pub import: ImportValues<'a>,
+    /// A webhook URL just made: the one time it is shown.
+    pub webhook_url: Option<&'a str>,
 }
 
 /// The detail page again after a refused form, with what was typed and why.
@@ -84,6 +86,7 @@ pub async fn page(
             values,
             errors: submitted.errors,
             notice: submitted.notice,
+            webhook_url: submitted.webhook_url,
             max_replicas: state.config.max_replicas,
             api_section,
         },

@@ -7,7 +7,7 @@ pub fn uses_latest(image: &str) -> bool {
 }
 
 /// Splits `repo[:tag]`, minding that a registry host may carry a port (`host:5000/app`).
-fn split_tag(reference: &str) -> (&str, Option<&str>) {
+pub(crate) fn split_tag(reference: &str) -> (&str, Option<&str>) {
     let last_slash = reference.rfind('/').map_or(0, |i| i + 1);
     match reference[last_slash..].rfind(':') {
         Some(i) => (
@@ -48,6 +48,20 @@ pub fn normalise_image(image: &str) -> Result<String, String> {
     }
 }
 
+/// A `sha256:` digest of 64 lowercase hex digits, the only form a registry's push names
+/// (opencontainers/image-spec descriptor.md, "Digests": sha256 is the registered algorithm
+/// every implementation must support, its encoded part `[a-f0-9]{64}`).
+pub(crate) fn check_sha256_digest(digest: &str) -> Result<(), String> {
+    match digest.strip_prefix("sha256:") {
+        Some(hex) if hex.len() == 64 && hex.chars().all(|c| matches!(c, '0'..='9' | 'a'..='f')) => {
+            Ok(())
+        }
+        _ => Err(format!(
+            "'{digest}' is not a sha256 digest: use sha256: followed by 64 lowercase hex digits."
+        )),
+    }
+}
+
 fn check_digest(digest: &str) -> Result<(), String> {
     let Some((algorithm, hex)) = digest.split_once(':') else {
         return Err("A digest looks like sha256: followed by 64 hex digits.".into());
@@ -69,7 +83,7 @@ fn check_digest(digest: &str) -> Result<(), String> {
     }
 }
 
-fn check_tag(tag: &str) -> Result<(), String> {
+pub(crate) fn check_tag(tag: &str) -> Result<(), String> {
     let valid = !tag.is_empty()
         && tag.len() <= 128
         && tag
@@ -88,7 +102,7 @@ fn check_tag(tag: &str) -> Result<(), String> {
     }
 }
 
-fn check_repository_path(name: &str) -> Result<(), String> {
+pub(crate) fn check_repository_path(name: &str) -> Result<(), String> {
     let mut components: Vec<&str> = name.split('/').collect();
     let first = components.first().copied().unwrap_or_default();
     let has_registry = components.len() > 1

@@ -18,3 +18,4 @@ pub mod status;
 pub mod store;
 pub mod validation;
 pub mod views;
+pub mod webhook;

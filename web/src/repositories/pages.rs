@@ -88,6 +88,7 @@ fn notice_text(done: &str) -> Option<String> {
     match done {
         "redeploy" => Some("Redeploy started: new pods replace the old ones one at a time.".into()),
         "change" => Some("Changes applied: the rollout is under way.".into()),
+        "webhook-off" => Some("The webhook is off: its URL no longer redeploys anything.".into()),
         "rollback" => Some(
             "Rollback started: pods of the earlier revision replace the current ones one at a time."
                 .into(),

@@ -59,6 +59,16 @@ pub enum StoreError {
     /// A rollback to a revision whose secret variables' values are no longer stored.
     #[error("revision {revision} needs secret values that are no longer stored")]
     SecretsGone { revision: i64, missing: Vec<String> },
+    /// A webhook request for no repository with a webhook, or with the wrong token (which of
+    /// them is not said).
+    #[error("the webhook URL is not valid")]
+    WebhookRefused,
+    /// A webhook's notification that could not be read.
+    #[error("{}", .0.message)]
+    WebhookMalformed(FieldError),
+    /// More webhook deliveries than `webhook::RATE_MAX` within its window.
+    #[error("too many webhook deliveries")]
+    WebhookRateLimited { retry_after_secs: u64 },
 }
 
 /// The ReplicaSet annotation the Deployment controller numbers revisions with
@@ -97,7 +107,7 @@ pub enum CreateStep {
 const CREATE_REQUEST: &str = "kdeploy.dev/create-request";
 
 /// How many times a change is read and applied again while controllers keep updating the Deployment.
-const CHANGE_ATTEMPTS: u32 = 10;
+pub(super) const CHANGE_ATTEMPTS: u32 = 10;
 
 #[derive(Clone)]
 pub struct RepositoryStore {
@@ -149,7 +159,7 @@ pub fn spec_of(deployment: &Deployment) -> Option<RepositorySpec> {
     })
 }
 
-fn restarted_at(deployment: &Deployment) -> Option<String> {
+pub(super) fn restarted_at(deployment: &Deployment) -> Option<String> {
     deployment
         .spec
         .as_ref()?
@@ -229,7 +239,7 @@ fn describe_change(
     (!parts.is_empty()).then(|| parts.join(", "))
 }
 
-fn env_patch_params() -> PatchParams {
+pub(super) fn env_patch_params() -> PatchParams {
     PatchParams {
         field_manager: Some(FIELD_MANAGER.into()),
         ..PatchParams::default()
@@ -255,13 +265,13 @@ impl RepositoryStore {
     }
 
     /// The moment a write that starts now must have finished by.
-    fn deadline(&self) -> Instant {
+    pub(super) fn deadline(&self) -> Instant {
         Instant::now() + self.config.write_timeout
     }
 
     /// Refuses a write at once while the API server does not answer the mirror's probe: then
     /// nothing is sent, so nothing can be applied late.
-    fn answering(&self) -> Result<(), StoreError> {
+    pub(super) fn answering(&self) -> Result<(), StoreError> {
         if self.mirror.api_answering() {
             Ok(())
         } else {
@@ -277,7 +287,7 @@ impl RepositoryStore {
 
     /// One API call of a write, given until `deadline`: the outer error says the cluster did not
     /// answer (or could not be reached), the inner one is the API server's own answer.
-    async fn within<T>(
+    pub(super) async fn within<T>(
         &self,
         deadline: Instant,
         call: impl Future<Output = Result<T, kube::Error>>,
@@ -295,7 +305,7 @@ impl RepositoryStore {
     /// Waits until the mirror shows a write (read-your-writes), at most
     /// [`mirror::READ_YOUR_WRITES`]; if it does not, the answer is built without it and a
     /// warning says so.
-    async fn seen(&self, what: &str, seen: impl Fn(&Contents) -> bool) {
+    pub(super) async fn seen(&self, what: &str, seen: impl Fn(&Contents) -> bool) {
         if !self.mirror.wait_for(mirror::READ_YOUR_WRITES, seen).await {
             tracing::warn!(what, "the mirror did not show the site's own write in time");
         }
@@ -776,7 +786,7 @@ impl RepositoryStore {
             .await
     }
 
-    async fn managed_deployment_by(
+    pub(super) async fn managed_deployment_by(
         &self,
         namespace: &str,
         name: &str,

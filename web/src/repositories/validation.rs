@@ -339,7 +339,14 @@ mod tests {
     #[test]
     fn image_table() {
         let digest = format!("nginx@sha256:{}", "a".repeat(64));
+        // A tag and a digest together: what a webhook's pin makes of `ghcr.io/org/app:1.0`.
+        let tag_and_digest = format!("ghcr.io/org/app:1.0@sha256:{}", "0b".repeat(32));
+        let upper_digest = format!("nginx:1.27@sha256:{}", "A".repeat(64));
+        let short_digest = format!("nginx:1.27@sha256:{}", "a".repeat(63));
         let cases: Vec<(&str, Option<&str>)> = vec![
+            (&tag_and_digest, Some(&tag_and_digest)),
+            (&upper_digest, None),
+            (&short_digest, None),
             ("nginx", Some("nginx:latest")),
             ("nginx:1.27", Some("nginx:1.27")),
             ("library/nginx", Some("library/nginx:latest")),
@@ -373,6 +380,7 @@ mod tests {
                 .pulls_always()
         };
         assert!(!pinned(&digest));
+        assert!(!pinned(&format!("nginx:latest@sha256:{}", "a".repeat(64))));
         assert!(!pinned("nginx:1.27"));
         assert!(pinned("nginx:latest"));
     }

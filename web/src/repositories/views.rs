@@ -149,6 +149,8 @@ pub struct DetailView<'a> {
     pub values: ChangeValues<'a>,
     pub errors: &'a [FieldError],
     pub notice: Option<&'a str>,
+    /// A webhook URL just made, shown this once.
+    pub webhook_url: Option<&'a str>,
     pub max_replicas: i32,
     pub api_section: Markup,
 }
@@ -159,6 +161,7 @@ pub fn repository(frame: &Frame, view: DetailView) -> Markup {
         values,
         errors,
         notice,
+        webhook_url,
         max_replicas,
         api_section,
     } = view;
@@ -234,6 +237,33 @@ pub fn repository(frame: &Frame, view: DetailView) -> Markup {
                     input #replicas name="replicas" type="number" min="1" max=(max_replicas) required value=(values.replicas) data-rule="replicas";
                     (field_error(errors, "replicas"))
                     button type="submit" { "Apply changes" }
+                }
+            }
+            section {
+                h2 id="webhook" { "Redeploy on image push" }
+                @if let Some(url) = webhook_url {
+                    div.banner.ok role="status" {
+                        label for="webhook-url" { "Webhook URL: copy it now, it is shown only once." }
+                        input #webhook-url .secret readonly value=(url) data-field="webhook-url";
+                    }
+                }
+                p data-field="webhook" {
+                    @if s.webhook { "On: " } @else { "Off: " }
+                    "a registry that POSTs a push of " code { (s.image) } " (Docker Hub's webhook, or a registry's notifications) to the webhook URL redeploys the repository, pinned to the pushed digest when the registry names one."
+                }
+                div.actions {
+                    // The fragment scrolls the answer to the URL it shows.
+                    form method="post" action={ "/repos/" (s.name) "/webhook#webhook" } data-busy {
+                        (csrf_field(frame.csrf))
+                        button type="submit" { @if s.webhook { "Make a new webhook URL" } @else { "Make a webhook URL" } }
+                        @if s.webhook { span.rule { " The current URL stops working." } }
+                    }
+                    @if s.webhook {
+                        form method="post" action={ "/repos/" (s.name) "/webhook/delete" } data-busy {
+                            (csrf_field(frame.csrf))
+                            button type="submit" { "Turn the webhook off" }
+                        }
+                    }
                 }
             }
             section {
