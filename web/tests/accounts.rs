@@ -38,9 +38,21 @@ async fn replicas_starting_together_make_one_administrator_with_one_password() {
     for replica in replicas {
         replica.await.unwrap().unwrap();
     }
-    let users = site.state.accounts.list_users().await.unwrap();
+    // The cluster holds exactly one account (observed with a plain list, not through the site).
+    let stored = secrets(&site)
+        .list(&kube::api::ListParams::default().labels("app.kubernetes.io/component=user"))
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    // The site's view learns of other replicas' writes from its watch, a moment later.
+    let users = common::eventually("the site's view to show the administrator", || async {
+        let users = site.state.accounts.list_users().await.unwrap();
+        (!users.is_empty()).then_some(users)
+    })
+    .await;
     let admins: Vec<_> = users.iter().filter(|u| u.admin).collect();
-    assert_eq!(admins.len(), 1, "{users:?}");
+    assert_eq!((users.len(), admins.len()), (1, 1), "{users:?}");
     assert_eq!(admins[0].name, "operator");
     let secret = secrets(&site).get(SECRET).await.unwrap();
     assert_eq!(secret.type_.as_deref(), Some("Opaque"));

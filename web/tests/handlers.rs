@@ -867,39 +867,7 @@ async fn requests_through_the_ingress_all_succeed_during_a_redeploy() {
     site.reachable("/alice/hello/").await;
     let before: std::collections::BTreeSet<String> = pods_answering(&site).await;
 
-    // The load runs from before the redeploy until after it, whatever the machine's speed: the
-    // redeploy starts once a request has been answered, and the load stops only once the rollout
-    // is over and a new pod has answered it. So the traffic spans the change from old pods to new.
-    let (rolled, rolled_out) = tokio::sync::watch::channel(false);
-    let (answering, mut first_answer) = tokio::sync::watch::channel(false);
-    let load = {
-        let sim = &site.sim;
-        let before = &before;
-        async move {
-            let (mut ok, mut failed) = (0usize, Vec::new());
-            let mut answered = std::collections::BTreeSet::new();
-            // Bounded: at most 20,000 requests (over three minutes of pacing).
-            for _ in 0..20_000 {
-                if *rolled_out.borrow() && !answered.is_subset(before) {
-                    break;
-                }
-                let (status, body) = through_ingress(sim, "/alice/hello/ping").await;
-                if status == 200 {
-                    ok += 1;
-                    let echo: serde_json::Value = serde_json::from_str(&body).unwrap();
-                    answered.insert(echo["pod"].as_str().unwrap().to_owned());
-                    answering.send_replace(true);
-                } else {
-                    failed.push(format!("{status} {body}"));
-                }
-                // Pacing of the load, not a wait: the loop ends when the rollout is over.
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-            }
-            (ok, failed, answered)
-        }
-    };
     let rollout = async {
-        first_answer.wait_for(|a| *a).await.unwrap();
         alice.submit("/repos/hello/redeploy", &[]).await;
         eventually("the redeploy to complete", || async {
             let d = deployments.get("hello").await.ok()?;
@@ -911,19 +879,10 @@ async fn requests_through_the_ingress_all_succeed_during_a_redeploy() {
             done.then_some(())
         })
         .await;
-        rolled.send_replace(true);
     };
-    let ((ok, failed, answered), ()) = tokio::join!(load, rollout);
-    assert!(
-        failed.is_empty(),
-        "{} of {} requests failed: {failed:?}",
-        failed.len(),
-        ok + failed.len()
-    );
-    assert!(
-        !answered.is_disjoint(&before) && !answered.is_subset(&before),
-        "the load was answered by old pods {before:?} and then new ones: {answered:?}"
-    );
+    common::load_across(&site.sim, "/alice/hello/ping", &before, rollout)
+        .await
+        .assert_served_throughout(&before);
     // Endpoints follow the new pods within a moment of the rollout's end.
     eventually("only new pods to answer", || async {
         let after = pods_answering(&site).await;

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
-use common::{Browser, Reply, Site, eventually, site, through_ingress};
+use common::{Browser, Reply, Site, eventually, load_across, site, through_ingress};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use kube::api::ListParams;
 use serde_json::{Value, json};
@@ -114,6 +114,20 @@ fn image(d: &Deployment) -> String {
         .unwrap()
         .containers[0]
         .image
+        .clone()
+        .unwrap()
+}
+
+fn pull_policy(d: &Deployment) -> String {
+    d.spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0]
+        .image_pull_policy
         .clone()
         .unwrap()
 }
@@ -333,28 +347,6 @@ async fn a_docker_hub_push_redeploys_without_downtime() {
         .metadata
         .generation;
 
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let load = {
-        let sim = &site.sim;
-        async move {
-            let (mut ok, mut failed) = (0usize, Vec::new());
-            // Bounded: at most 2,000 requests, and it stops once the rollout is over.
-            for _ in 0..2000 {
-                if *stopped.borrow() {
-                    break;
-                }
-                let (status, body) = through_ingress(sim, "/alice/hello/ping").await;
-                if status == 200 {
-                    ok += 1;
-                } else {
-                    failed.push(format!("{status} {body}"));
-                }
-                // Pacing of the load, not a wait: the loop ends when the rollout is over.
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-            }
-            (ok, failed)
-        }
-    };
     let rollout = async {
         // Official images are `library/<name>` in Docker Hub's payload.
         let r = deliver(&site, &hook, &hub("library/nginx", "latest", 1_764_774_000)).await;
@@ -366,16 +358,10 @@ async fn a_docker_hub_push_redeploys_without_downtime() {
         let d = deployment(&site, "alice", "hello").await;
         assert_ne!(d.metadata.generation, generation, "the template changed");
         rolled_out(&site, "alice", "hello", 2).await;
-        stop.send_replace(true);
     };
-    let ((ok, failed), ()) = tokio::join!(load, rollout);
-    assert!(
-        failed.is_empty(),
-        "{} of {} requests failed: {failed:?}",
-        failed.len(),
-        ok + failed.len()
-    );
-    assert!(ok > 10, "requests kept flowing during the rollout ({ok})");
+    load_across(&site.sim, "/alice/hello/ping", &before, rollout)
+        .await
+        .assert_served_throughout(&before);
     assert_eq!(
         replica_sets(&site, "alice", "hello").await.len(),
         sets_before + 1,
@@ -388,6 +374,8 @@ async fn a_docker_hub_push_redeploys_without_downtime() {
     .await;
     let d = deployment(&site, "alice", "hello").await;
     assert_eq!(image(&d), "nginx:latest");
+    // The push says the tag names new content: nodes that have it cached pull it again.
+    assert_eq!(pull_policy(&d), "Always");
     let revisions = alice.get_json("/api/v1/repos/hello/revisions").await;
     assert_eq!(revisions[0]["deployed_by"], "webhook", "{revisions}");
     assert_eq!(
@@ -417,6 +405,8 @@ async fn a_distribution_push_with_a_digest_pins_the_image_and_a_replay_changes_n
     assert_eq!(r.json()["image"], pinned.as_str());
     let d = deployment(&site, "alice", "hello").await;
     assert_eq!(image(&d), pinned);
+    // A digest never names other content: no pull when the node has it.
+    assert_eq!(pull_policy(&d), "IfNotPresent");
     let template = d.spec.as_ref().unwrap().template.metadata.clone().unwrap();
     assert_eq!(
         template.annotations.unwrap()["kdeploy.dev/deployed-by"],

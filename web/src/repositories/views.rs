@@ -218,7 +218,7 @@ pub fn repository(frame: &Frame, view: DetailView) -> Markup {
                     form method="post" action={ "/repos/" (s.name) "/redeploy" } data-busy {
                         (csrf_field(frame.csrf))
                         button.primary type="submit" { "Redeploy" }
-                        span.rule { " Replaces every pod, pulling the image again, without downtime." }
+                        span.rule { " Replaces every pod without downtime (an image tagged latest is pulled again)." }
                     }
                 }
                 p { a href={ "/repos/" (s.name) "/env" } data-link="environment" { "Environment variables and secrets" } " (" (s.environment.env.len()) " variables, " (s.environment.secrets.len()) " secret)" }

@@ -596,11 +596,13 @@ impl RepositoryStore {
                 .unwrap_or_default();
             if let Some(first) = containers.first_mut() {
                 first.image = Some(new_image.clone());
+                // A push without a digest says the tag now names other content: a node that
+                // has the tag cached must pull it again, whatever the tag. A digest never moves.
                 first.image_pull_policy = Some(
-                    if super::image::uses_latest(&new_image) {
-                        "Always"
-                    } else {
+                    if push.digest.is_some() {
                         "IfNotPresent"
+                    } else {
+                        "Always"
                     }
                     .into(),
                 );

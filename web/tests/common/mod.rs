@@ -630,6 +630,78 @@ pub async fn through_ingress(sim: &RunningSim, path: &str) -> (u16, String) {
     through_ingress_as(sim, HOST, path).await
 }
 
+/// What requests through the ingress saw across a rollout.
+pub struct LoadAcross {
+    pub ok: usize,
+    pub failed: Vec<String>,
+    /// The pods (the simulator's echo names its pod) that answered.
+    pub answered: std::collections::BTreeSet<String>,
+}
+
+/// Sends requests to `path` through the ingress across `rollout`, whatever the machine's speed:
+/// `rollout` starts once a request has been answered, and the load stops only once `rollout` is
+/// over and a pod not in `before` has answered. So the traffic spans the change from the old pods
+/// to the new ones; the caller asserts on failures and on who answered.
+pub async fn load_across(
+    sim: &RunningSim,
+    path: &str,
+    before: &std::collections::BTreeSet<String>,
+    rollout: impl std::future::Future<Output = ()>,
+) -> LoadAcross {
+    let (rolled, rolled_out) = tokio::sync::watch::channel(false);
+    let (answering, mut first_answer) = tokio::sync::watch::channel(false);
+    let load = async move {
+        let mut seen = LoadAcross {
+            ok: 0,
+            failed: Vec::new(),
+            answered: std::collections::BTreeSet::new(),
+        };
+        // Bounded: at most 20,000 requests (over three minutes of pacing).
+        for _ in 0..20_000 {
+            if *rolled_out.borrow() && !seen.answered.is_subset(before) {
+                break;
+            }
+            let (status, body) = through_ingress(sim, path).await;
+            if status == 200 {
+                seen.ok += 1;
+                let echo: serde_json::Value = serde_json::from_str(&body).unwrap();
+                seen.answered
+                    .insert(echo["pod"].as_str().unwrap().to_owned());
+                answering.send_replace(true);
+            } else {
+                seen.failed.push(format!("{status} {body}"));
+            }
+            // Pacing of the load, not a wait: the loop ends when the rollout is over.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        seen
+    };
+    let change = async {
+        first_answer.wait_for(|a| *a).await.unwrap();
+        rollout.await;
+        rolled.send_replace(true);
+    };
+    tokio::join!(load, change).0
+}
+
+impl LoadAcross {
+    /// No request failed, and old pods and then new ones answered.
+    pub fn assert_served_throughout(&self, before: &std::collections::BTreeSet<String>) {
+        assert!(
+            self.failed.is_empty(),
+            "{} of {} requests failed: {:?}",
+            self.failed.len(),
+            self.ok + self.failed.len(),
+            self.failed
+        );
+        assert!(
+            !self.answered.is_disjoint(before) && !self.answered.is_subset(before),
+            "the load was answered by old pods {before:?} and then new ones: {:?}",
+            self.answered
+        );
+    }
+}
+
 /// One plain HTTP/1.1 request to the simulated load balancer with that Host header.
 pub async fn through_ingress_as(sim: &RunningSim, host: &str, path: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
