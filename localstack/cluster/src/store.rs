@@ -119,6 +119,17 @@ impl Store {
 
     /// Objects of one resource type, optionally within one namespace, in key order.
     pub fn list(&self, resource: &'static str, namespace: Option<&str>) -> (Vec<Value>, u64) {
+        self.list_where(resource, namespace, |_| true)
+    }
+
+    /// [`Self::list`] of the objects `keep` accepts, judged before they are copied: a controller
+    /// looking for one owner's few dependents in a namespace of thousands copies only those.
+    pub fn list_where(
+        &self,
+        resource: &'static str,
+        namespace: Option<&str>,
+        keep: impl Fn(&Value) -> bool,
+    ) -> (Vec<Value>, u64) {
         let state = self.lock();
         // Keys sort by resource, then namespace, then name, so one type (and one namespace of it)
         // is a contiguous range: a list costs what it returns, not what the cluster holds.
@@ -129,6 +140,7 @@ impl Store {
             .take_while(|(k, _)| {
                 k.resource == resource && namespace.is_none_or(|ns| k.namespace == ns)
             })
+            .filter(|(_, v)| keep(v))
             .map(|(_, v)| v.clone())
             .collect();
         (items, state.revision)

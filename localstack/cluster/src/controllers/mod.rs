@@ -143,11 +143,9 @@ fn controller_ref(owner: &Value) -> Value {
 /// Objects in `ns` whose controller is `owner`.
 fn owned_by(registry: &Registry, rt: &ResourceType, owner: &Value) -> Vec<Value> {
     let uid = meta::uid(owner);
-    registry
-        .select(rt, Some(meta::namespace(owner)), None)
-        .into_iter()
-        .filter(|o| meta::controller_uid(o) == Some(uid))
-        .collect()
+    registry.select_where(rt, meta::namespace(owner), |o| {
+        meta::controller_uid(o) == Some(uid)
+    })
 }
 
 fn pod_ready(pod: &Value) -> bool {

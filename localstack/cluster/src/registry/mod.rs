@@ -61,11 +61,19 @@ impl Registry {
     ) -> Vec<Value> {
         let ns = if rt.namespaced { ns } else { None };
         self.store
-            .list(rt.key(), ns)
+            .list_where(rt.key(), ns, |o| labels.is_none_or(|s| s.matches_object(o)))
             .0
-            .into_iter()
-            .filter(|o| labels.is_none_or(|s| s.matches_object(o)))
-            .collect()
+    }
+
+    /// Items of a type in one namespace that `keep` accepts, judged before they are copied.
+    pub fn select_where(
+        &self,
+        rt: &ResourceType,
+        ns: &str,
+        keep: impl Fn(&Value) -> bool,
+    ) -> Vec<Value> {
+        let ns = rt.namespaced.then_some(ns);
+        self.store.list_where(rt.key(), ns, keep).0
     }
 
     fn allocate_cluster_ip(&self) -> String {
