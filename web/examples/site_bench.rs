@@ -232,6 +232,7 @@ fn spec(name: &str) -> RepositorySpec {
         port: 80,
         replicas: 1,
         env: Default::default(),
+        pull: None,
     }
 }
 

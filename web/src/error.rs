@@ -171,6 +171,31 @@ impl From<StoreError> for AppError {
                     missing.join(", ")
                 ),
             )),
+            StoreError::NoSuchRegistry(server) => Self::NotFoundField(FieldError::new(
+                "server",
+                format!("No login for the registry {server} is saved in your namespace."),
+            )),
+            StoreError::RegistryInUse {
+                server,
+                repositories,
+            } => Self::Conflict(FieldError::new(
+                "server",
+                format!(
+                    "The repositories {} pull from {server} with this login, so it was kept: change their image or delete them first.",
+                    repositories.join(", ")
+                ),
+            )),
+            StoreError::RegistryNotApplied {
+                server,
+                pending,
+                cause,
+            } => Self::Conflict(FieldError::new(
+                "server",
+                format!(
+                    "The login for {server} was saved, but the repositories {} could not yet be changed to pull with it ({cause}): save it again to retry.",
+                    pending.join(", ")
+                ),
+            )),
         }
     }
 }

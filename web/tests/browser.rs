@@ -568,6 +568,29 @@ async fn a_developer_deploys_tries_redeploys_and_deletes_in_a_real_browser() {
     d.shoot("05c-detail-after-webhook", "push of nginx:latest")
         .await;
 
+    // A private registry's login, saved on the Registries page: listed by server and username,
+    // the password never shown again.
+    c.goto(&format!("{base}/registries")).await.unwrap();
+    d.fill("#server", "https://ghcr.io/").await;
+    d.fill("#username", "alice-bot").await;
+    d.fill("#password", "ghp-browser-token").await;
+    d.submit("form[action='/registries'] button[type=submit]")
+        .await;
+    let notice = d.wait_for(".banner.ok").await.text().await.unwrap();
+    assert!(
+        notice.contains("The login for ghcr.io was saved"),
+        "{notice}"
+    );
+    assert!(
+        d.text("tr[data-registry='ghcr.io']")
+            .await
+            .contains("alice-bot")
+    );
+    assert!(!c.source().await.unwrap().contains("ghp-browser-token"));
+    d.shoot("05d-registries", "alice-bot").await;
+    c.goto(&format!("{base}/repos/hello")).await.unwrap();
+    d.wait_for("form[action='/repos/hello/delete']").await;
+
     // Delete, confirming the dialog.
     d.click("form[action='/repos/hello/delete'] button[type=submit]")
         .await;

@@ -25,7 +25,8 @@ fn concrete(path: &str, id: &str) -> String {
         .replace("{name}", "hello")
         .replace("{id}", id)
         .replace("{action}", "delete")
-        .replace("{index}", "0");
+        .replace("{index}", "0")
+        .replace("{server}", "ghcr.io");
     assert!(
         !filled.contains('{'),
         "{path}: a new path parameter; give it a value here"

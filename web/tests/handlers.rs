@@ -518,6 +518,15 @@ async fn redeploy_change_scale_and_delete() {
     let site = site().await;
     let mut alice = site.user("alice").await;
     alice.create_ok("hello", "nginx", "80", "1").await;
+    // The Deployment controller works from the latest template, as Kubernetes' does
+    // (pkg/controller/deployment/sync.go `getAllReplicaSetsAndSyncRevision`): templates replaced
+    // before it syncs make no ReplicaSet of their own. So the first revision must exist before
+    // the changes below, for the history to show two.
+    alice
+        .poll_json("the first revision", "/api/v1/repos/hello", |d| {
+            d["history"].as_array().map_or(0, Vec::len) >= 1
+        })
+        .await;
     let template_annotation = |d: &Deployment| {
         d.spec
             .as_ref()

@@ -86,6 +86,8 @@ pub struct DeploymentView {
     pub env: Environment,
     /// Whether its webhook is on (a token's hash is stored; the hash itself is not kept here).
     pub webhook: bool,
+    /// Whether its pods pull with the namespace's registry login.
+    pub registry_login: bool,
 }
 
 impl DeploymentView {
@@ -96,8 +98,14 @@ impl DeploymentView {
         let status = d.status.clone().unwrap_or_default();
         let conditions = status.conditions.unwrap_or_default();
         let env = Environment::of_deployment(d);
+        let template_meta = spec.and_then(|s| s.template.metadata.as_ref());
         Self {
             env,
+            registry_login: crate::repositories::registries::PullRef::of_template(
+                template.and_then(|t| t.image_pull_secrets.as_deref()),
+                template_meta.and_then(|m| m.annotations.as_ref()),
+            )
+            .is_some(),
             webhook: d
                 .metadata
                 .annotations

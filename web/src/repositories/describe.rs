@@ -5,6 +5,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use serde::Serialize;
 
+use super::registries;
 use super::route::{RouteNotice, RouteVerdict};
 use super::status::{self, Replicas, RepositoryState};
 use super::store::{RepositoryStore, StoreError};
@@ -170,6 +171,15 @@ impl RepositoryStore {
                     ..
                 },
             ) if reason == refused => Some(advice.clone()),
+            (RepositoryState::Failing { reason, message }, _)
+                if matches!(reason.as_str(), "ErrImagePull" | "ImagePullBackOff")
+                    && registries::says_unauthorised(message) =>
+            {
+                Some(registries::pull_advice(
+                    &deployment.image,
+                    deployment.registry_login,
+                ))
+            }
             _ => state.advice(),
         };
         RepositorySummary {

@@ -18,8 +18,8 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::env;
 use super::validation::{RepositorySpec, check_dns1035_label};
+use super::{env, registries};
 use crate::config::{MANAGED_BY, QuotaPolicy};
 
 pub const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
@@ -202,6 +202,11 @@ fn template_annotations(
                 .filter(|_| spec.env.has_secrets())
                 .map(|d| (env::SECRET_DIGEST.to_string(), d.clone())),
         )
+        .chain(
+            spec.pull
+                .as_ref()
+                .map(|p| (registries::DIGEST.to_string(), p.digest.clone())),
+        )
         .collect();
     (!annotations.is_empty()).then_some(annotations)
 }
@@ -287,6 +292,7 @@ pub fn deployment(
                         ..Container::default()
                     }],
                     termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
+                    image_pull_secrets: spec.pull.as_ref().map(|_| registries::pull_secrets()),
                     ..PodSpec::default()
                 }),
             },
@@ -434,6 +440,7 @@ pub mod fixtures {
             port: 80,
             replicas: 1,
             env: Default::default(),
+            pull: None,
         }
     }
 

@@ -15,6 +15,7 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 
 use super::env::{self, EnvChange, EnvSource, Environment, SecretValues};
 use super::objects::{self, Provenance, RESTARTED_AT};
+use super::registries;
 use super::validation::{Change, RepositorySpec};
 use crate::config::{Config, FIELD_MANAGER, MANAGED_BY};
 use crate::field_error::FieldError;
@@ -69,6 +70,22 @@ pub enum StoreError {
     /// More webhook deliveries than `webhook::RATE_MAX` within its window.
     #[error("too many webhook deliveries")]
     WebhookRateLimited { retry_after_secs: u64 },
+    /// No login for this registry is saved in the namespace.
+    #[error("no login for registry {0} is saved")]
+    NoSuchRegistry(String),
+    /// A login that repositories pull with cannot be removed.
+    #[error("repositories {repositories:?} pull from {server}")]
+    RegistryInUse {
+        server: String,
+        repositories: Vec<String>,
+    },
+    /// A login was saved, but some repositories could not yet be changed to pull with it.
+    #[error("the login for {server} was saved, but {pending:?} could not be updated: {cause}")]
+    RegistryNotApplied {
+        server: String,
+        pending: Vec<String>,
+        cause: String,
+    },
 }
 
 /// The ReplicaSet annotation the Deployment controller numbers revisions with
@@ -119,13 +136,13 @@ pub struct RepositoryStore {
 
 /// Strict: a field the API server does not know fails the write instead of being dropped with a
 /// warning (`?fieldValidation=Strict`), so a typo in what the site builds cannot go unnoticed.
-fn apply_params() -> PatchParams {
+pub(super) fn apply_params() -> PatchParams {
     PatchParams::apply(FIELD_MANAGER)
         .force()
         .validation_strict()
 }
 
-fn post_params() -> PostParams {
+pub(super) fn post_params() -> PostParams {
     PostParams {
         field_manager: Some(FIELD_MANAGER.into()),
         ..PostParams::default()
@@ -146,7 +163,9 @@ pub fn spec_of(deployment: &Deployment) -> Option<RepositorySpec> {
     let spec = deployment.spec.as_ref()?;
     let container = spec.template.spec.as_ref()?.containers.first()?;
     let annotations = spec.template.metadata.as_ref()?.annotations.as_ref();
+    let pull_secrets = spec.template.spec.as_ref()?.image_pull_secrets.as_deref();
     Some(RepositorySpec {
+        pull: registries::PullRef::of_template(pull_secrets, annotations),
         env: env::environment_of(&name, Some(container), annotations),
         name,
         image: container.image.clone().unwrap_or_default(),
@@ -232,6 +251,12 @@ fn describe_change(
     }
     if before.port != after.port {
         parts.push(format!("port {} → {}", before.port, after.port));
+    }
+    if before.pull != after.pull && after.pull.is_some() {
+        parts.push(format!(
+            "registry login for {}",
+            registries::host_of_image(&after.image)
+        ));
     }
     if restart {
         parts.push("redeploy".to_string());
@@ -428,7 +453,7 @@ impl RepositoryStore {
         self.ensure_namespace_by(namespace, deadline).await
     }
 
-    async fn ensure_namespace_by(
+    pub(super) async fn ensure_namespace_by(
         &self,
         namespace: &str,
         deadline: Instant,
@@ -519,9 +544,15 @@ impl RepositoryStore {
         let salt = crate::accounts::session::random_token();
         let mut spec = spec.clone();
         spec.env.secret_digest = spec.env.has_secrets().then(|| env::digest(&salt, secrets));
-        let spec = &spec;
         let deadline = self.deadline();
-        self.ensure_namespace_by(namespace, deadline).await?;
+        // The namespace's registry login for the image, if it has one, is read meanwhile.
+        let (made, pull) = tokio::join!(
+            self.ensure_namespace_by(namespace, deadline),
+            self.pull_for(namespace, &spec.image, deadline),
+        );
+        made?;
+        spec.pull = pull?;
+        let spec = &spec;
         let deployments = self.api::<Deployment>(namespace);
         let mut desired = objects::deployment(namespace, spec, None);
         Provenance {
@@ -845,6 +876,7 @@ impl RepositoryStore {
             if let Some(replicas) = change.replicas {
                 spec.replicas = replicas;
             }
+            spec.pull = self.pull_for(namespace, &spec.image, deadline).await?;
             let restarted = restart_at.clone().or_else(|| restarted_at(&current));
             let mut desired = objects::deployment(namespace, &spec, restarted.as_deref());
             // A change that replaces the pods records who made it and what it changed; one that
@@ -879,6 +911,23 @@ impl RepositoryStore {
                 Err(e) => return Err(e.into()),
             }
         };
+        // Server-side apply cannot drop `imagePullSecrets` that the create (an `Update`) wrote
+        // (see `env_patch`): an image moved off the registry of the namespace's login loses the
+        // reference through a merge patch.
+        let mut written = written;
+        let before = spec_of(&current);
+        if spec.pull.is_none()
+            && let Some(before) = before.filter(|b| b.pull.is_some())
+        {
+            let server = registries::host_of_image(&before.image);
+            self.set_pull(namespace, name, None, &server, deadline)
+                .await?;
+            written = self
+                .managed_deployment_by(namespace, name, deadline)
+                .await?
+                .metadata
+                .resource_version;
+        }
         let owner = objects::owned_by(name, current.metadata.uid.as_deref().unwrap_or_default());
         let service = objects::service(namespace, &spec, Some(owner.clone()));
         let ingress = self.desired_ingress(namespace, &spec, owner)?;
@@ -1011,13 +1060,27 @@ impl RepositoryStore {
                 objects::CHANGE.into(),
                 format!("rollback to revision {revision}").into(),
             );
+            // The revision's image pulls with the namespace's login for its registry as it is
+            // now (the revision's own may have been replaced since).
+            let image = containers
+                .first()
+                .and_then(|c| c.image.clone())
+                .unwrap_or_default();
+            let pull = self.pull_for(namespace, &image, deadline).await?;
+            annotations.insert(
+                registries::DIGEST.into(),
+                pull.as_ref().map(|p| p.digest.clone()).into(),
+            );
             // A JSON merge patch (RFC 7386) on the version read, as for variables: it replaces the
             // container list whole, so variables the revision did not have go.
             let patch = serde_json::json!({
                 "metadata": { "resourceVersion": current.metadata.resource_version },
                 "spec": { "template": {
                     "metadata": { "annotations": annotations },
-                    "spec": { "containers": containers },
+                    "spec": {
+                        "containers": containers,
+                        "imagePullSecrets": pull.map(|_| registries::pull_secrets()),
+                    },
                 } },
             });
             match self

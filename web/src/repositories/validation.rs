@@ -37,6 +37,9 @@ pub struct RepositorySpec {
     pub replicas: i32,
     /// Variables as the Deployment holds them (secret values are never here).
     pub env: Environment,
+    /// The namespace's registry login the pods pull with, when it has one for the image's
+    /// registry (decided by the store, never by the input).
+    pub pull: Option<super::registries::PullRef>,
 }
 
 impl RepositorySpec {
@@ -92,6 +95,7 @@ pub fn validate_repository(
             port,
             replicas,
             env: Environment::default(),
+            pull: None,
         })
     } else {
         Err(errors)
