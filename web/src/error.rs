@@ -111,6 +111,12 @@ impl From<StoreError> for AppError {
                     "You already have a repository named {name}: choose another name, or open it from the list to change it."
                 ),
             )),
+            StoreError::Busy { name, .. } if name == crate::repositories::registries::SECRET => {
+                Self::Conflict(FieldError::new(
+                    "server",
+                    "Your registry logins kept changing while this was saved (another request is saving them too): try again in a moment.",
+                ))
+            }
             StoreError::Busy { .. } => Self::Conflict(FieldError::new(
                 "repository",
                 "The repository is changing too often to apply this: try again in a moment.",
@@ -283,6 +289,17 @@ impl AppError {
     }
 
     /// The fields this error belongs next to, so a form can show it inline.
+    /// The field errors a form shows next to its fields, or the error itself when it has none
+    /// (a page-wide failure the error page renders).
+    pub fn into_field_errors(self) -> Result<Vec<FieldError>, Self> {
+        let errors = self.field_errors();
+        if errors.is_empty() {
+            Err(self)
+        } else {
+            Ok(errors)
+        }
+    }
+
     pub fn field_errors(&self) -> Vec<FieldError> {
         match self {
             Self::Invalid(errors) => errors.clone(),

@@ -71,6 +71,26 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
     })
 }
 
+/// An error of [`decode`] for a body that carries secrets: a message that quotes what was sent
+/// (serde's "invalid type: string \"…\"") is replaced by `instead`, so no value comes back.
+pub fn redact_quoted(error: AppError, instead: &str) -> AppError {
+    match error {
+        AppError::Invalid(errors) => AppError::Invalid(
+            errors
+                .into_iter()
+                .map(|e| {
+                    if e.message.contains('"') {
+                        FieldError::new(&e.field, instead)
+                    } else {
+                        e
+                    }
+                })
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
 /// The top-level key of a serde path such as `headers[0].name`.
 fn key_of(path: &str) -> String {
     let key = path.split(['.', '[']).next().unwrap_or_default();

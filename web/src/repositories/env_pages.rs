@@ -44,24 +44,10 @@ impl<S: Send + Sync, T: DeserializeOwned, const LIMIT: usize> FromRequest<S>
 }
 
 fn redact(error: AppError) -> AppError {
-    match error {
-        AppError::Invalid(errors) => AppError::Invalid(
-            errors
-                .into_iter()
-                .map(|e| {
-                    if e.message.contains('"') {
-                        FieldError::new(
-                            &e.field,
-                            "Wrong type: env is a list of {\"name\", \"value\"} objects, secrets a list of {\"name\", \"value\"} objects whose value may be left out to keep the stored one.",
-                        )
-                    } else {
-                        e
-                    }
-                })
-                .collect(),
-        ),
-        other => other,
-    }
+    crate::json::redact_quoted(
+        error,
+        "Wrong type: env is a list of {\"name\", \"value\"} objects, secrets a list of {\"name\", \"value\"} objects whose value may be left out to keep the stored one.",
+    )
 }
 
 /// The names of the repository's secret variables now (from the mirror).
@@ -141,14 +127,7 @@ pub async fn page_post(
             Ok(_) => {
                 return Ok(Redirect::to(&format!("/repos/{name}?done=change")).into_response());
             }
-            Err(e) => {
-                let e = AppError::from(e);
-                let errors = e.field_errors();
-                if errors.is_empty() {
-                    return Err(e);
-                }
-                errors
-            }
+            Err(e) => AppError::from(e).into_field_errors()?,
         },
         Err(errors) => errors,
     };

@@ -147,14 +147,7 @@ pub async fn change(
             Ok(_) => {
                 return Ok(Redirect::to(&format!("/repos/{name}?done=change")).into_response());
             }
-            Err(e) => {
-                let e = AppError::from(e);
-                let errors = e.field_errors();
-                if errors.is_empty() {
-                    return Err(e);
-                }
-                errors
-            }
+            Err(e) => AppError::from(e).into_field_errors()?,
         },
         Err(errors) => errors,
     };
@@ -214,13 +207,7 @@ pub async fn rollback(
     };
     let errors = match result {
         Ok(_) => return Ok(Redirect::to(&format!("/repos/{name}?done=rollback")).into_response()),
-        Err(e) => {
-            let errors = e.field_errors();
-            if errors.is_empty() {
-                return Err(e);
-            }
-            errors
-        }
+        Err(e) => e.into_field_errors()?,
     };
     let submitted = Submitted {
         errors: &errors,

@@ -25,23 +25,11 @@ fn decode_login(body: &[u8]) -> Result<LoginInput, AppError> {
             limit_kib: crate::json::BODY_LIMIT / 1024,
         });
     }
-    crate::json::decode(body).map_err(|error| match error {
-        AppError::Invalid(errors) => AppError::Invalid(
-            errors
-                .into_iter()
-                .map(|e| {
-                    if e.message.contains('"') {
-                        FieldError::new(
-                            &e.field,
-                            "Wrong type: server, username and password are strings.",
-                        )
-                    } else {
-                        e
-                    }
-                })
-                .collect(),
-        ),
-        other => other,
+    crate::json::decode(body).map_err(|error| {
+        crate::json::redact_quoted(
+            error,
+            "Wrong type: server, username and password are strings.",
+        )
     })
 }
 
@@ -174,14 +162,7 @@ pub async fn page_save(
                 );
                 return Ok(Redirect::to(&format!("/registries?{query}")).into_response());
             }
-            Err(e) => {
-                let e = AppError::from(e);
-                let errors = e.field_errors();
-                if errors.is_empty() {
-                    return Err(e);
-                }
-                errors
-            }
+            Err(e) => AppError::from(e).into_field_errors()?,
         },
         Err(errors) => errors,
     };

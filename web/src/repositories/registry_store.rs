@@ -8,18 +8,17 @@
 use std::collections::BTreeMap;
 use tokio::time::Instant;
 
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{DeleteParams, Patch, Preconditions};
 
 use super::objects;
 use super::registries::{self, Login, Logins, PullRef, RegistryView};
 use super::store::{
-    CHANGE_ATTEMPTS, RepositoryStore, StoreError, apply_params, env_patch_params, is_managed,
+    CHANGE_ATTEMPTS, RepositoryStore, StoreError, apply_params, give_up, is_managed,
 };
 use crate::config::MANAGED_BY;
 use crate::field_error::FieldError;
-use crate::kube_status::{is_already_exists, is_conflict, is_not_found};
+use crate::kube_status::{is_already_exists, is_not_found};
 use crate::mirror::Contents;
 
 /// A saved login and the repositories that were rolled to pull with it.
@@ -169,14 +168,10 @@ impl RepositoryStore {
             match written {
                 Ok(written) => break Logins::of_secret(&written),
                 Err(e) if is_already_exists(&e) && attempts < CHANGE_ATTEMPTS => continue,
-                Err(e) if is_conflict(&e) && attempts < CHANGE_ATTEMPTS => continue,
-                Err(e) if is_conflict(&e) => {
-                    return Err(StoreError::Busy {
-                        name: registries::SECRET.to_string(),
-                        attempts,
-                    });
-                }
-                Err(e) => return Err(e.into()),
+                Err(e) => match give_up(e, registries::SECRET, attempts) {
+                    Some(error) => return Err(error),
+                    None => continue,
+                },
             }
         };
         tracing::info!(namespace, server = %server, username = %login.username, "registry login saved");
@@ -276,14 +271,10 @@ impl RepositoryStore {
                 Err(e) if is_not_found(&e) => {
                     return Err(StoreError::NoSuchRegistry(server.to_string()));
                 }
-                Err(e) if is_conflict(&e) && attempts < CHANGE_ATTEMPTS => continue,
-                Err(e) if is_conflict(&e) => {
-                    return Err(StoreError::Busy {
-                        name: registries::SECRET.to_string(),
-                        attempts,
-                    });
-                }
-                Err(e) => return Err(e.into()),
+                Err(e) => match give_up(e, registries::SECRET, attempts) {
+                    Some(error) => return Err(error),
+                    None => continue,
+                },
             }
         }
     }
@@ -336,14 +327,7 @@ impl RepositoryStore {
                 } },
             });
             match self
-                .within(
-                    deadline,
-                    self.api::<Deployment>(namespace).patch(
-                        name,
-                        &env_patch_params(),
-                        &Patch::Merge(patch),
-                    ),
-                )
+                .merge_deployment(namespace, name, patch, deadline)
                 .await?
             {
                 Ok(_) => {
@@ -356,14 +340,10 @@ impl RepositoryStore {
                     );
                     return Ok(true);
                 }
-                Err(e) if is_conflict(&e) && attempts < CHANGE_ATTEMPTS => continue,
-                Err(e) if is_conflict(&e) => {
-                    return Err(StoreError::Busy {
-                        name: name.to_string(),
-                        attempts,
-                    });
-                }
-                Err(e) => return Err(e.into()),
+                Err(e) => match give_up(e, name, attempts) {
+                    Some(error) => return Err(error),
+                    None => continue,
+                },
             }
         }
     }

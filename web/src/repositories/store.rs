@@ -126,6 +126,19 @@ const CREATE_REQUEST: &str = "kdeploy.dev/create-request";
 /// How many times a change is read and applied again while controllers keep updating the Deployment.
 pub(super) const CHANGE_ATTEMPTS: u32 = 10;
 
+/// The end of one try of a read-change-write loop that the API server refused: a conflict (the
+/// object changed since it was read) is read again, as client-go's `RetryOnConflict` does, until
+/// [`CHANGE_ATTEMPTS`] tries were made; `None` says "read again".
+pub(super) fn give_up(error: kube::Error, name: &str, attempts: u32) -> Option<StoreError> {
+    if !is_conflict(&error) {
+        return Some(error.into());
+    }
+    (attempts >= CHANGE_ATTEMPTS).then(|| StoreError::Busy {
+        name: name.to_string(),
+        attempts,
+    })
+}
+
 #[derive(Clone)]
 pub struct RepositoryStore {
     pub client: kube::Client,
@@ -334,6 +347,26 @@ impl RepositoryStore {
         if !self.mirror.wait_for(mirror::READ_YOUR_WRITES, seen).await {
             tracing::warn!(what, "the mirror did not show the site's own write in time");
         }
+    }
+
+    /// A JSON merge patch (RFC 7386) of a repository's Deployment under the site's field
+    /// manager, given until `deadline` (see [`Self::within`]).
+    pub(super) async fn merge_deployment(
+        &self,
+        namespace: &str,
+        name: &str,
+        patch: serde_json::Value,
+        deadline: Instant,
+    ) -> Result<Result<Deployment, kube::Error>, StoreError> {
+        self.within(
+            deadline,
+            self.api::<Deployment>(namespace).patch(
+                name,
+                &env_patch_params(),
+                &Patch::Merge(patch),
+            ),
+        )
+        .await
     }
 
     pub(super) fn api<K>(&self, namespace: &str) -> Api<K>
@@ -901,14 +934,10 @@ impl RepositoryStore {
                 .await?
             {
                 Ok(applied) => break (current, spec, applied.metadata.resource_version),
-                Err(e) if is_conflict(&e) && attempts < CHANGE_ATTEMPTS => continue,
-                Err(e) if is_conflict(&e) => {
-                    return Err(StoreError::Busy {
-                        name: name.to_string(),
-                        attempts,
-                    });
-                }
-                Err(e) => return Err(e.into()),
+                Err(e) => match give_up(e, name, attempts) {
+                    Some(error) => return Err(error),
+                    None => continue,
+                },
             }
         };
         // Server-side apply cannot drop `imagePullSecrets` that the create (an `Update`) wrote
@@ -1084,14 +1113,7 @@ impl RepositoryStore {
                 } },
             });
             match self
-                .within(
-                    deadline,
-                    self.api::<Deployment>(namespace).patch(
-                        name,
-                        &env_patch_params(),
-                        &Patch::Merge(patch),
-                    ),
-                )
+                .merge_deployment(namespace, name, patch, deadline)
                 .await?
             {
                 Ok(applied) => {
@@ -1099,14 +1121,10 @@ impl RepositoryStore {
                         spec_of(&applied).ok_or_else(|| StoreError::NotFound(name.to_string()))?;
                     break (current, spec, applied.metadata.resource_version);
                 }
-                Err(e) if is_conflict(&e) && attempts < CHANGE_ATTEMPTS => continue,
-                Err(e) if is_conflict(&e) => {
-                    return Err(StoreError::Busy {
-                        name: name.to_string(),
-                        attempts,
-                    });
-                }
-                Err(e) => return Err(e.into()),
+                Err(e) => match give_up(e, name, attempts) {
+                    Some(error) => return Err(error),
+                    None => continue,
+                },
             }
         };
         // The revision's port may differ: the Service and Ingress follow it.
@@ -1239,14 +1257,10 @@ impl RepositoryStore {
                     .await?
                 {
                     Ok(_) => {}
-                    Err(e) if is_conflict(&e) && attempts < CHANGE_ATTEMPTS => continue,
-                    Err(e) if is_conflict(&e) => {
-                        return Err(StoreError::Busy {
-                            name: name.to_string(),
-                            attempts,
-                        });
-                    }
-                    Err(e) => return Err(e.into()),
+                    Err(e) => match give_up(e, name, attempts) {
+                        Some(error) => return Err(error),
+                        None => continue,
+                    },
                 }
             }
             spec.env = Environment {
@@ -1271,14 +1285,10 @@ impl RepositoryStore {
                         owner,
                     );
                 }
-                Err(e) if is_conflict(&e) && attempts < CHANGE_ATTEMPTS => continue,
-                Err(e) if is_conflict(&e) => {
-                    return Err(StoreError::Busy {
-                        name: name.to_string(),
-                        attempts,
-                    });
-                }
-                Err(e) => return Err(e.into()),
+                Err(e) => match give_up(e, name, attempts) {
+                    Some(error) => return Err(error),
+                    None => continue,
+                },
             }
         };
         self.prune_secret(namespace, name, &final_data, stored, owner, deadline)
