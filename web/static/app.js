@@ -174,6 +174,15 @@ async function refresh(table) {
 
 // The list's rows from the list's data (`/api/v1/repos`).
 function applyList(table, overview) {
+  // A repository made or deleted elsewhere (another tab, kubectl, a page rendered just before
+  // the site's view caught up with a delete) changes the rows themselves: the page is rendered
+  // again, which also shows the empty-list text once the last one is gone.
+  const names = new Set((overview.repositories || []).map((r) => r.name));
+  const shown = [...table.querySelectorAll("tr[data-repo]")].map((tr) => tr.dataset.repo);
+  if (names.size !== shown.length || shown.some((n) => !names.has(n))) {
+    location.reload();
+    return;
+  }
   for (const repo of overview.repositories || []) {
     const tr = table.querySelector('tr[data-repo="' + CSS.escape(repo.name) + '"]');
     if (!tr) continue;
