@@ -13,9 +13,7 @@ use kube::api::{DeleteParams, Patch, Preconditions};
 
 use super::objects;
 use super::registries::{self, Login, Logins, PullRef, RegistryView};
-use super::store::{
-    CHANGE_ATTEMPTS, RepositoryStore, StoreError, apply_params, give_up, is_managed,
-};
+use super::store::{CHANGE_ATTEMPTS, RepositoryStore, StoreError, apply_params, give_up};
 use crate::config::MANAGED_BY;
 use crate::field_error::FieldError;
 use crate::kube_status::{is_already_exists, is_not_found};
@@ -176,28 +174,24 @@ impl RepositoryStore {
         };
         tracing::info!(namespace, server = %server, username = %login.username, "registry login saved");
         let using = repositories_on(&self.mirror.read(), namespace, server);
+        // Every repository on this server pulls with its login: one digest for all of them.
+        let pull = logins.digest_for(server).map(|digest| PullRef { digest });
         let mut rolled = Vec::new();
         let mut pending = Vec::new();
         for name in &using {
-            let Ok(deployment) = self.managed_deployment_by(namespace, name, deadline).await else {
-                continue;
-            };
-            let image = super::store::spec_of(&deployment).map(|s| s.image);
-            let pull = image.and_then(|i| logins.pull_for(&i));
             match self
                 .set_pull(namespace, name, pull.as_ref(), server, deadline)
                 .await
             {
                 Ok(true) => rolled.push(name.clone()),
-                Ok(false) => {}
+                Ok(false) | Err(StoreError::NotFound(_)) => {}
                 Err(e) => pending.push((name.clone(), e.to_string())),
             }
         }
         if let Some((_, cause)) = pending.first() {
-            let names: Vec<&str> = pending.iter().map(|(n, _)| n.as_str()).collect();
             return Err(StoreError::RegistryNotApplied {
                 server: server.clone(),
-                pending: names.iter().map(|n| n.to_string()).collect(),
+                pending: pending.iter().map(|(n, _)| n.clone()).collect(),
                 cause: cause.clone(),
             });
         }
@@ -296,9 +290,6 @@ impl RepositoryStore {
             let current = self
                 .managed_deployment_by(namespace, name, deadline)
                 .await?;
-            if !is_managed(&current.metadata) {
-                return Err(StoreError::NotFound(name.to_string()));
-            }
             let template = current.spec.as_ref().map(|s| &s.template);
             let now = PullRef::of_template(
                 template
