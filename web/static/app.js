@@ -73,6 +73,17 @@ function check(input) {
   return !message;
 }
 
+// Set once a form's submission is under way: the page is being left, so what the live stream
+// says of the page now ("gone" after this very delete, a list that changed because of this very
+// form) must not reload it: a reload started while the form's request is in flight cancels that
+// navigation, and a user who deleted a repository from its page was shown "not found" instead of
+// the list the delete redirects to.
+let leaving = false;
+
+function reload() {
+  if (!leaving) location.reload();
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   for (const form of document.querySelectorAll("form[data-validate]")) {
     for (const input of form.querySelectorAll("[data-rule]")) {
@@ -96,12 +107,14 @@ document.addEventListener("DOMContentLoaded", () => {
           return;
         }
       }
-      // The request is in flight: no double submit.
+      // The request is in flight: no double submit, and no reload that would cancel it.
       for (const b of form.querySelectorAll("button[type=submit]")) b.disabled = true;
+      leaving = true;
     });
   }
   // A page restored from the back/forward cache must not keep disabled buttons.
   window.addEventListener("pageshow", () => {
+    leaving = false;
     for (const b of document.querySelectorAll("button[type=submit]")) b.disabled = false;
   });
 
@@ -142,8 +155,8 @@ function follow(liveUrl, eventName, apply, poll, every) {
     apply(data);
   });
   // The repository was deleted, or the session ended: the page as it is now says so.
-  source.addEventListener("gone", () => { source.close(); location.reload(); });
-  source.addEventListener("signed-out", () => { source.close(); location.reload(); });
+  source.addEventListener("gone", () => { source.close(); reload(); });
+  source.addEventListener("signed-out", () => { source.close(); reload(); });
   source.addEventListener("error", () => {
     failures += 1;
     if (source.readyState === EventSource.CLOSED || failures >= 3) source.close();
@@ -180,7 +193,7 @@ function applyList(table, overview) {
   const names = new Set((overview.repositories || []).map((r) => r.name));
   const shown = [...table.querySelectorAll("tr[data-repo]")].map((tr) => tr.dataset.repo);
   if (names.size !== shown.length || shown.some((n) => !names.has(n))) {
-    location.reload();
+    reload();
     return;
   }
   for (const repo of overview.repositories || []) {

@@ -302,12 +302,25 @@ impl Driver {
     }
 
     async fn wait_for(&self, css: &str) -> fantoccini::elements::Element {
-        self.client
+        match self
+            .client
             .wait()
             .at_most(Duration::from_secs(20))
             .for_element(Locator::Css(css))
             .await
-            .unwrap_or_else(|e| panic!("{css} did not appear: {e}"))
+        {
+            Ok(element) => element,
+            Err(e) => {
+                // Where the browser is and what it shows, so a failure says why.
+                let url = self.client.current_url().await.map(|u| u.to_string());
+                let body = match self.client.find(Locator::Css("body")).await {
+                    Ok(body) => body.text().await.unwrap_or_default(),
+                    Err(e) => format!("(no body: {e})"),
+                };
+                let body: String = body.chars().take(1500).collect();
+                panic!("{css} did not appear: {e}; the page at {url:?} shows:\n{body}")
+            }
+        }
     }
 
     async fn stop(mut self) {
@@ -596,6 +609,8 @@ async fn a_developer_deploys_tries_redeploys_and_deletes_in_a_real_browser() {
         .await;
     c.accept_alert().await.unwrap();
     d.wait_for("p.empty").await;
+    // The delete's own redirect, not a reload of the deleted repository's page by its stream.
+    assert_eq!(c.current_url().await.unwrap().path(), "/repos");
     assert!(!c.source().await.unwrap().contains("data-repo=\"hello\""));
     d.shoot("06-list-after-delete", "Nothing deployed yet")
         .await;
