@@ -297,6 +297,25 @@ impl Store {
         })
     }
 
+    /// The changes committed after `since`, oldest first, and the revision they run to; None when
+    /// part of them fell out of the history (the reader must then look at everything, as an
+    /// informer relists after a 410).
+    pub fn changes_since(&self, since: u64) -> Option<(Vec<Arc<Change>>, u64)> {
+        let state = self.lock();
+        if since < state.compacted {
+            return None;
+        }
+        let mut changes: Vec<Arc<Change>> = state
+            .history
+            .iter()
+            .rev()
+            .take_while(|c| c.revision > since)
+            .cloned()
+            .collect();
+        changes.reverse();
+        Some((changes, state.revision))
+    }
+
     /// A live feed of every change, for the controllers.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Change>> {
         self.feed.subscribe()

@@ -40,8 +40,8 @@ fn revision_of(rs: &Value) -> i64 {
         .unwrap_or(0)
 }
 
-pub(super) fn reconcile(registry: &Registry) {
-    for deployment in registry.select(known::deployments(), None, None) {
+pub(super) fn reconcile(registry: &Registry, scope: &super::Scope) {
+    for deployment in scope.select(registry, known::deployments()) {
         if meta::is_deleting(&deployment) {
             continue;
         }

@@ -31,8 +31,12 @@ fn resolve_target_port(pod: &Value, target: &Value) -> Option<i64> {
 }
 
 /// `local_ports`: pod uid → the 127.0.0.1 port of the local process running it.
-pub(super) fn reconcile(registry: &Registry, local_ports: &std::collections::HashMap<String, u16>) {
-    for svc in registry.select(known::services(), None, None) {
+pub(super) fn reconcile(
+    registry: &Registry,
+    scope: &super::Scope,
+    local_ports: &std::collections::HashMap<String, u16>,
+) {
+    for svc in scope.select(registry, known::services()) {
         let Some(selector) = svc
             .pointer("/spec/selector")
             .filter(|s| s.as_object().is_some_and(|m| !m.is_empty()))

@@ -102,7 +102,69 @@ fn log_write<T>(what: &str, result: Result<T, crate::error::ApiError>) -> Option
     }
 }
 
-/// Reconciles the whole cluster every tick until the simulator stops.
+/// How often every controller looks at every object, whatever changed: what time alone changes
+/// (a Deployment's progress deadline, a pod that became schedulable elsewhere) waits at most this
+/// long. The kube-controller-manager's informers deliver changes and requeue what waits on time
+/// (`pkg/controller/deployment/progress.go` requeueStuckDeployment); kube-scheduler moves
+/// unschedulable pods back on cluster events or after `podMaxInUnschedulablePodsDuration`
+/// (`pkg/scheduler/backend/queue/scheduling_queue.go`), so this is quicker than they are.
+const RESYNC: Duration = Duration::from_secs(1);
+
+/// What one pass of the loop looks at: everything (a resync, a Node changed, the history of
+/// changes was compacted) or the namespaces something was written in since the last pass. A
+/// controller's own writes put their namespace in the next pass, which settles it.
+pub(super) enum Scope {
+    All,
+    Namespaces(std::collections::BTreeSet<String>),
+}
+
+impl Scope {
+    /// The namespaces written in by `changes`, or everything when a cluster-scoped object other
+    /// than a Namespace changed (Nodes decide where pods run).
+    fn of(changes: &[Arc<crate::store::Change>]) -> Scope {
+        let mut namespaces = std::collections::BTreeSet::new();
+        for change in changes {
+            let key = &change.key;
+            if !key.namespace.is_empty() {
+                namespaces.insert(key.namespace.clone());
+            } else if key.resource == known::namespaces().key() {
+                namespaces.insert(key.name.clone());
+            } else {
+                return Scope::All;
+            }
+        }
+        Scope::Namespaces(namespaces)
+    }
+
+    pub(super) fn covers(&self, namespace: &str) -> bool {
+        match self {
+            Scope::All => true,
+            Scope::Namespaces(set) => set.contains(namespace),
+        }
+    }
+
+    /// The objects of a namespaced type in scope, in key order.
+    pub(super) fn select(&self, registry: &Registry, rt: &ResourceType) -> Vec<Value> {
+        match self {
+            Scope::All => registry.select(rt, None, None),
+            Scope::Namespaces(set) => set
+                .iter()
+                .flat_map(|ns| registry.select(rt, Some(ns), None))
+                .collect(),
+        }
+    }
+}
+
+/// Whether the garbage collector has work: an object went or is going (its dependents are
+/// orphaned or wait for a foreground deletion). A dependent created with an owner that never
+/// existed waits for the next resync.
+fn deletes(changes: &[Arc<crate::store::Change>]) -> bool {
+    changes
+        .iter()
+        .any(|c| c.kind == crate::store::ChangeKind::Deleted || meta::is_deleting(&c.object))
+}
+
+/// Reconciles what changed every tick, and everything every [`RESYNC`], until the simulator stops.
 pub async fn run(
     registry: Arc<Registry>,
     config: Arc<SimConfig>,
@@ -115,16 +177,42 @@ pub async fn run(
     let mut kubelet = pods::Kubelet::new(config.clone(), containers, machines, api, logs);
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first pass looks at everything.
+    let mut seen = 0;
+    let mut resynced: Option<std::time::Instant> = None;
+    let mut ports = std::collections::HashMap::new();
     loop {
         ticker.tick().await;
+        let due = resynced.is_none_or(|at| at.elapsed() >= RESYNC);
+        let (scope, collect) = match registry.store.changes_since(seen) {
+            Some((changes, revision)) => {
+                seen = revision;
+                let scope = if due { Scope::All } else { Scope::of(&changes) };
+                (scope, due || deletes(&changes))
+            }
+            None => {
+                seen = registry.store.revision();
+                (Scope::All, true)
+            }
+        };
+        if matches!(scope, Scope::All) {
+            resynced = Some(std::time::Instant::now());
+        }
         lifecycle::namespaces(&registry);
-        lifecycle::garbage_collect(&registry);
-        deployments::reconcile(&registry);
-        replicasets::reconcile(&registry);
+        if collect {
+            lifecycle::garbage_collect(&registry);
+        }
+        deployments::reconcile(&registry, &scope);
+        replicasets::reconcile(&registry, &scope);
         pod_gc.reconcile(&registry);
-        kubelet.reconcile(&registry);
-        endpoints::reconcile(&registry, &kubelet.local_ports());
-        quotas::reconcile(&registry);
+        kubelet.reconcile(&registry, &scope);
+        // A local process's port is the kubelet's, not the API's: when one changes, every
+        // Service is looked at again.
+        let local = kubelet.local_ports();
+        let endpoints_scope = if local == ports { &scope } else { &Scope::All };
+        endpoints::reconcile(&registry, endpoints_scope, &local);
+        ports = local;
+        quotas::reconcile(&registry, &scope);
     }
 }
 

@@ -36,7 +36,15 @@ impl PodGc {
             .map(|n| meta::name(n).to_string())
             .collect();
         let now = Instant::now();
-        let pods = registry.select(known::pods(), None, None);
+        // Only pods bound to a Node that is gone are copied.
+        let pods = registry
+            .store
+            .list_where(known::pods().key(), None, |p| {
+                p.pointer("/spec/nodeName")
+                    .and_then(Value::as_str)
+                    .is_some_and(|n| !n.is_empty() && !nodes.contains(n))
+            })
+            .0;
         let mut missing = HashMap::new();
         for pod in &pods {
             let Some(node) = pod

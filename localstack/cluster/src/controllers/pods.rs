@@ -183,8 +183,19 @@ impl Kubelet {
         }
     }
 
-    pub(super) fn reconcile(&mut self, registry: &Registry) {
-        let pods = registry.select(known::pods(), None, None);
+    /// Every pod bound to a node (its containers run, are probed, stop) or being deleted, every
+    /// tick; an unbound pod (to schedule) when its namespace is in `scope`.
+    pub(super) fn reconcile(&mut self, registry: &Registry, scope: &super::Scope) {
+        let pods = registry
+            .store
+            .list_where(known::pods().key(), None, |p| {
+                p.pointer("/spec/nodeName")
+                    .and_then(Value::as_str)
+                    .is_some_and(|n| !n.is_empty())
+                    || meta::is_deleting(p)
+                    || scope.covers(meta::namespace(p))
+            })
+            .0;
         let live: std::collections::HashSet<String> =
             pods.iter().map(|p| meta::uid(p).to_string()).collect();
         // Pods removed without the kubelet (force deletion, namespace cleanup): the sandbox goes.
@@ -200,11 +211,13 @@ impl Kubelet {
         self.image_pods.retain(|uid, _| live.contains(uid));
         self.pod_ips.retain(|uid| live.contains(uid));
         self.terminations.retain(|uid, _| live.contains(uid));
-        let nodes: std::collections::HashSet<String> = registry
-            .select(known::nodes(), None, None)
+        let node_objects = registry.select(known::nodes(), None, None);
+        let nodes: std::collections::HashSet<String> = node_objects
             .iter()
             .map(|n| meta::name(n).to_string())
             .collect();
+        // `pods` holds every bound pod: what each node's pods request, for the scheduler.
+        let mut usage = scheduling::usage(&pods);
         for pod in pods {
             let node = pod
                 .pointer("/spec/nodeName")
@@ -221,7 +234,7 @@ impl Kubelet {
                 continue;
             }
             if node.is_empty() {
-                self.schedule(registry, &pod);
+                self.schedule(registry, &pod, &node_objects, &mut usage);
                 continue;
             }
             self.report_status(registry, &pod);
@@ -484,8 +497,15 @@ impl Kubelet {
     /// with an empty cluster would spread them; with none, the pod stays Pending with the
     /// scheduler's reason (schedule_one.go handleSchedulingFailure: a FailedScheduling Event
     /// and the PodScheduled condition False, reason Unschedulable).
-    fn schedule(&mut self, registry: &Registry, pod: &Value) {
-        let nodes = match scheduling::feasible_nodes(registry, pod) {
+    /// Binds the pod to a node it fits on (counting it in `usage`), or says why none fits.
+    fn schedule(
+        &mut self,
+        registry: &Registry,
+        pod: &Value,
+        node_objects: &[Value],
+        usage: &mut scheduling::Usage,
+    ) {
+        let nodes = match scheduling::feasible_nodes(node_objects, usage, pod) {
             Ok(nodes) => nodes,
             Err(message) => {
                 unschedulable(registry, pod, &message);
@@ -509,6 +529,7 @@ impl Kubelet {
         )
         .is_some()
         {
+            usage.entry(node.to_string()).or_default().add(pod);
             event(
                 registry,
                 pod,

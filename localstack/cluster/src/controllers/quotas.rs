@@ -8,8 +8,8 @@ use crate::quota::quota_status;
 use crate::registry::{Registry, WriteOptions};
 use crate::resources::known;
 
-pub(super) fn reconcile(registry: &Registry) {
-    for quota in registry.select(known::resourcequotas(), None, None) {
+pub(super) fn reconcile(registry: &Registry, scope: &super::Scope) {
+    for quota in scope.select(registry, known::resourcequotas()) {
         if meta::is_deleting(&quota) {
             continue;
         }

@@ -9,8 +9,8 @@ use crate::resources::known;
 
 const MANAGER: &str = "kube-controller-manager";
 
-pub(super) fn reconcile(registry: &Registry) {
-    for rs in registry.select(known::replicasets(), None, None) {
+pub(super) fn reconcile(registry: &Registry, scope: &super::Scope) {
+    for rs in scope.select(registry, known::replicasets()) {
         if meta::is_deleting(&rs) {
             continue;
         }

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 use super::configuration::{Configuration, Problem, ResourceChange};
 use super::events::{self, EventSpec};
@@ -29,6 +29,8 @@ struct Controller {
     published: Published,
     /// The informers' caches: the last version seen of each Ingress and Service.
     seen: HashMap<(&'static str, String, String), Value>,
+    /// An Ingress was synced since the configuration was last published (NGINX's last reload).
+    unpublished: bool,
 }
 
 /// handlers.go hasChanges: anything but the status addresses and the resourceVersion.
@@ -109,14 +111,25 @@ impl Controller {
         }
     }
 
-    /// syncIngress: the current version of the Ingress, or its deletion.
+    /// syncIngress: the current version of the Ingress, or its deletion. The configuration is
+    /// published (NGINX reloaded) by [`Self::reload`] once the queued changes are synced.
     fn sync_ingress(&mut self, ns: &str, name: &str) {
         let (changes, problems) = match self.registry.try_get(known::ingresses(), ns, name) {
             Some(ing) => self.configuration.add_or_update(&ing),
             None => self.configuration.delete(&format!("{ns}/{name}")),
         };
         self.report(changes, problems);
-        self.publish();
+        self.unpublished = true;
+    }
+
+    /// NIC's batch sync (5.5.4 `internal/k8s/controller.go` `sync`): while more than one task is
+    /// queued, reloads are disabled, and when the queue is empty again one reload applies them all
+    /// (`EnableReloads`, `ReloadForBatchUpdates`); a lone change reloads at once. So a burst of
+    /// Ingress changes costs one configuration build, not one per change.
+    fn reload(&mut self) {
+        if std::mem::take(&mut self.unpublished) {
+            self.publish();
+        }
     }
 
     /// syncService: the resources routing to the Service are regenerated and reported again.
@@ -187,6 +200,7 @@ impl Controller {
         for (ns, name) in keys {
             self.sync_ingress(&ns, &name);
         }
+        self.reload();
     }
 }
 
@@ -199,6 +213,7 @@ pub async fn run(registry: Arc<Registry>, published: Published) {
         recorder: EventRecorder::new(COMPONENT),
         published,
         seen: HashMap::new(),
+        unpublished: false,
     };
     controller.resync();
     loop {
@@ -207,5 +222,19 @@ pub async fn run(registry: Arc<Registry>, published: Published) {
             Err(RecvError::Lagged(_)) => controller.resync(),
             Err(RecvError::Closed) => return,
         }
+        // The rest of the queue as it is now, then one reload (see `Controller::reload`); what
+        // arrives meanwhile is the next batch, so a busy cluster cannot hold a reload back.
+        for _ in 0..feed.len() {
+            match feed.try_recv() {
+                Ok(change) => controller.handle(&change),
+                Err(TryRecvError::Lagged(_)) => controller.resync(),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Closed) => {
+                    controller.reload();
+                    return;
+                }
+            }
+        }
+        controller.reload();
     }
 }
