@@ -233,6 +233,8 @@ fn spec(name: &str) -> RepositorySpec {
         replicas: 1,
         env: Default::default(),
         pull: None,
+        public: true,
+        group: None,
     }
 }
 

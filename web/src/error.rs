@@ -98,6 +98,34 @@ pub enum AppError {
         "a repository is redeployed by its webhook at most {max} times a minute: wait {retry_after_secs} s and send it again"
     )]
     WebhookRateLimited { max: usize, retry_after_secs: u64 },
+    /// One service of a compose file could not be created; the repositories the file had made
+    /// before it were deleted again.
+    #[error("the compose file was not deployed: creating {service} failed ({cause}); {}", removed_text(.removed))]
+    GroupFailed {
+        service: String,
+        removed: Vec<String>,
+        cause: Box<AppError>,
+    },
+    /// A compose service waits for its dependency to be healthy, which did not happen in time.
+    #[error(
+        "{dependent} waits until {dependency} is healthy (depends_on condition service_healthy), but {dependency} was not Ready within {secs} s: check that its image starts and listens on its port (deploy it alone to read its logs)"
+    )]
+    DependencyNotReady {
+        dependency: String,
+        dependent: String,
+        secs: u64,
+    },
+}
+
+/// What a failed compose deploy removed again, in a sentence.
+fn removed_text(removed: &[String]) -> String {
+    match removed {
+        [] => "nothing had been created".to_string(),
+        names => format!(
+            "the repositories it had made ({}) were removed again, so nothing was left",
+            names.join(", ")
+        ),
+    }
 }
 
 impl From<StoreError> for AppError {
@@ -177,6 +205,35 @@ impl From<StoreError> for AppError {
                     missing.join(", ")
                 ),
             )),
+            StoreError::GroupNamesTaken(names) => Self::Conflict(FieldError::new(
+                "services",
+                format!(
+                    "You already have repositories named {}: rename those services in the file (and where others use them) or delete the repositories first. Nothing was created.",
+                    names.join(", ")
+                ),
+            )),
+            StoreError::GroupOverQuota(reason) => {
+                Self::Invalid(vec![FieldError::new("services", reason)])
+            }
+            StoreError::GroupFailed {
+                service,
+                removed,
+                source,
+            } => Self::GroupFailed {
+                service,
+                removed,
+                cause: Box::new(Self::from(*source)),
+            },
+            StoreError::DependencyNotReady {
+                dependency,
+                dependent,
+                secs,
+            } => Self::DependencyNotReady {
+                dependency,
+                dependent,
+                secs,
+            },
+            StoreError::Task(e) => Self::Task(e),
             StoreError::NoSuchRegistry(server) => Self::NotFoundField(FieldError::new(
                 "server",
                 format!("No login for the registry {server} is saved in your namespace."),
@@ -265,6 +322,8 @@ impl AppError {
                 StatusCode::GATEWAY_TIMEOUT
             }
             Self::Starting | Self::ClusterAway => StatusCode::SERVICE_UNAVAILABLE,
+            Self::GroupFailed { cause, .. } => cause.status(),
+            Self::DependencyNotReady { .. } => StatusCode::GATEWAY_TIMEOUT,
         }
     }
 
@@ -272,7 +331,13 @@ impl AppError {
         let errors = self.field_errors();
         // The developer's own service failing is their outcome to see, not the site's fault.
         let internal = self.status().is_server_error()
-            && !matches!(self, Self::ConsoleTimeout { .. } | Self::ConsoleUnreachable);
+            && !matches!(
+                self,
+                Self::ConsoleTimeout { .. }
+                    | Self::ConsoleUnreachable
+                    | Self::DependencyNotReady { .. }
+            )
+            && !matches!(self, Self::GroupFailed { cause, .. } if !cause.body().internal);
         let message = if matches!(self, Self::PasswordHash(_) | Self::Task(_)) {
             "Something went wrong on our side; try again, and tell the operator if it keeps happening."
                 .to_string()
@@ -305,6 +370,10 @@ impl AppError {
             Self::Invalid(errors) => errors.clone(),
             Self::Conflict(e) | Self::NotFoundField(e) | Self::Malformed(e) => vec![e.clone()],
             Self::BodyTooLarge { .. } => vec![FieldError::new("body", self.to_string())],
+            Self::GroupFailed { service, .. } => vec![FieldError::new(
+                &format!("services.{service}"),
+                self.to_string(),
+            )],
             _ => Vec::new(),
         }
     }

@@ -55,6 +55,7 @@ pub fn page(frame: &Frame, title: &str, body: Markup) -> Markup {
                     @if let Some(user) = frame.user {
                         nav {
                             a href="/repos" { "Repositories" }
+                            a href="/compose" { "Compose" }
                             a href="/registries" { "Registries" }
                             a href="/account" { "Account" }
                             @if user.admin { a href="/admin" { "Admin" } }

@@ -112,6 +112,16 @@ document.addEventListener("DOMContentLoaded", () => {
       leaving = true;
     });
   }
+  // A chosen file is read into its textarea (the Compose page), which is what the form sends;
+  // without this script the textarea is pasted into by hand.
+  for (const input of document.querySelectorAll("input[type=file][data-load-into]")) {
+    input.addEventListener("change", async () => {
+      const file = input.files && input.files[0];
+      const target = document.getElementById(input.dataset.loadInto);
+      if (!file || !target) return;
+      target.value = await file.text();
+    });
+  }
   // A page restored from the back/forward cache must not keep disabled buttons.
   window.addEventListener("pageshow", () => {
     leaving = false;

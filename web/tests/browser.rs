@@ -615,6 +615,58 @@ async fn a_developer_deploys_tries_redeploys_and_deletes_in_a_real_browser() {
     d.shoot("06-list-after-delete", "Nothing deployed yet")
         .await;
 
+    // A compose file, uploaded (the page's script reads it into the text box the form sends),
+    // previewed as the repositories it becomes, then deployed as one group.
+    let compose = "name: demo\nservices:\n  front:\n    image: nginx:1.27\n    ports: [\"8080:80\"]\n    depends_on: [cache]\n  cache:\n    image: nginx:1.27\n    expose: [\"6379\"]\n    restart: always\n";
+    let file = std::env::temp_dir().join(format!("kdeploy-compose-{}.yaml", std::process::id()));
+    std::fs::write(&file, compose).unwrap();
+    d.submit("a[href='/compose']").await;
+    c.find(Locator::Css("#compose-file"))
+        .await
+        .unwrap()
+        .send_keys(file.to_str().unwrap())
+        .await
+        .unwrap();
+    let loaded = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let value = c
+                .execute("return document.getElementById('compose').value;", vec![])
+                .await
+                .unwrap();
+            if value.as_str() == Some(compose) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(loaded.is_ok(), "the chosen file never reached the text box");
+    let _ = std::fs::remove_file(&file);
+    d.submit("button[data-action=preview]").await;
+    d.wait_for("#preview tr[data-service=front]").await;
+    let preview = d.text("#preview").await;
+    assert!(
+        preview.contains("Ready to deploy: 2 repositories"),
+        "{preview}"
+    );
+    assert!(preview.contains("internal only"), "{preview}");
+    assert!(preview.contains("/alice/front/"), "{preview}");
+    assert!(
+        d.text("tr[data-finding='services.cache.restart']")
+            .await
+            .contains("ignored")
+    );
+    // Cache first: front depends on it.
+    let first = d.text("#preview tbody tr:first-child").await;
+    assert!(first.contains("cache"), "{first}");
+    d.shoot("07-compose-preview", "Ready to deploy").await;
+    d.submit("button[data-action=deploy]").await;
+    d.wait_for("tr[data-repo=front]").await;
+    d.wait_for("tr[data-repo=cache]").await;
+    assert_eq!(c.current_url().await.unwrap().path(), "/repos");
+    assert!(d.text("tr[data-repo=cache]").await.contains("compose demo"));
+    d.shoot("08-list-after-compose", "compose demo").await;
+
     d.stop().await;
     server.abort();
 }

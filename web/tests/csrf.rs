@@ -97,6 +97,18 @@ async fn every_mutating_route_refuses_a_missing_or_a_wrong_token() {
         .collect();
     // Forms and API calls of accounts, repositories and the console, at the time of writing.
     assert!(checked.len() >= 30, "{checked:?}");
+    // The compose file's preview and deploy, as a form and through the API (issue 16 item 2).
+    for path in [
+        "/compose",
+        "/compose/preview",
+        "/api/v1/compose",
+        "/api/v1/compose/preview",
+    ] {
+        assert!(
+            checked.contains(&(Verb::Post, path)),
+            "{path} is not checked"
+        );
+    }
     for &(verb, path) in &checked {
         let uri = concrete(path, &id);
         for (what, token) in [("no", None), ("another visitor's", Some(foreign.as_str()))] {

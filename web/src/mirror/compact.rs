@@ -88,6 +88,10 @@ pub struct DeploymentView {
     pub webhook: bool,
     /// Whether its pods pull with the namespace's registry login.
     pub registry_login: bool,
+    /// Whether it has no public route (reached by its Service name only).
+    pub internal: bool,
+    /// The compose project it was deployed with, if any.
+    pub group: Option<Shared>,
 }
 
 impl DeploymentView {
@@ -99,7 +103,12 @@ impl DeploymentView {
         let conditions = status.conditions.unwrap_or_default();
         let env = Environment::of_deployment(d);
         let template_meta = spec.and_then(|s| s.template.metadata.as_ref());
+        let label = |key: &str| d.metadata.labels.as_ref().and_then(|l| l.get(key));
         Self {
+            internal: label(crate::repositories::objects::LABEL_ROUTE)
+                .is_some_and(|r| r == crate::repositories::objects::ROUTE_INTERNAL),
+            group: label(crate::repositories::objects::LABEL_COMPOSE_PROJECT)
+                .map(|g| Shared::new(g)),
             env,
             registry_login: crate::repositories::registries::PullRef::of_template(
                 template.and_then(|t| t.image_pull_secrets.as_deref()),

@@ -31,6 +31,8 @@ pub struct RepositorySummary {
     pub environment: super::env::EnvironmentView,
     /// Whether the repository's webhook is on; its URL is shown only when it is made.
     pub webhook: bool,
+    /// The compose project it was deployed with, if any.
+    pub compose_project: Option<String>,
 }
 
 /// The list page: the user's repositories, and refused Ingresses of theirs that are no
@@ -157,7 +159,11 @@ impl RepositoryStore {
         let name = deployment.id.name.clone();
         let own_pods = own_pods.iter().copied();
         let public_url = &self.config.public_url;
-        let route = RouteVerdict::of(route, events.iter().copied(), public_url.host());
+        let route = if deployment.internal {
+            RouteVerdict::Internal
+        } else {
+            RouteVerdict::of(route, events.iter().copied(), public_url.host())
+        };
         let state = status::derive_state(deployment, own_pods, &route);
         let replicas = deployment.replicas;
         let endpoint = (replicas.ready > 0 && route.is_accepted())
@@ -193,6 +199,7 @@ impl RepositoryStore {
             route,
             environment: deployment.env.view(),
             webhook: deployment.webhook,
+            compose_project: deployment.group.as_ref().map(|g| g.as_str().to_string()),
             name,
         }
     }
@@ -383,7 +390,9 @@ impl RepositoryStore {
                 None => "missing: redeploy to recreate it".into(),
             },
         });
-        objects.push(ObjectInfo {
+        // An internal repository has no Ingress by design.
+        let internal = matches!(summary.route, RouteVerdict::Internal);
+        objects.extend((!internal).then(|| ObjectInfo {
             kind: "Ingress",
             name: name.to_string(),
             status: match ingress {
@@ -395,7 +404,7 @@ impl RepositoryStore {
                 ),
                 None => "missing: redeploy to recreate it".into(),
             },
-        });
+        }));
 
         Some(RepositoryDetail {
             summary,

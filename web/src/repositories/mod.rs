@@ -4,6 +4,9 @@
 //! is part of its state (`route`).
 
 pub mod api;
+pub mod compose;
+pub mod compose_pages;
+pub mod compose_store;
 pub mod describe;
 pub mod detail;
 pub mod env;

@@ -27,6 +27,14 @@ pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const LABEL_NAME: &str = "app.kubernetes.io/name";
 pub const LABEL_PART_OF: &str = "app.kubernetes.io/part-of";
 
+/// Label on a repository's Deployment, Service and Ingress: the compose project it was deployed
+/// with (`kubectl get all -l kdeploy.dev/compose-project=<name>` lists a group).
+pub const LABEL_COMPOSE_PROJECT: &str = "kdeploy.dev/compose-project";
+/// Label on the Deployment of a repository without a public route (`internal`): other
+/// repositories of the namespace reach it by its Service name, nothing outside does.
+pub const LABEL_ROUTE: &str = "kdeploy.dev/route";
+pub const ROUTE_INTERNAL: &str = "internal";
+
 /// Pod-template annotation: who made the revision (the ReplicaSet of a template keeps it).
 pub const DEPLOYED_BY: &str = "kdeploy.dev/deployed-by";
 /// Pod-template annotation: what the revision changed, in a short sentence.
@@ -116,11 +124,24 @@ pub fn managed_selector() -> String {
     format!("{LABEL_MANAGED_BY}={MANAGED_BY}")
 }
 
-fn repository_meta(namespace: &str, repo: &str) -> ObjectMeta {
+/// The labels of a repository's own objects: [`repository_labels`], its compose project and,
+/// on an internal one, that it has no public route.
+fn spec_labels(spec: &RepositorySpec) -> BTreeMap<String, String> {
+    let mut labels = repository_labels(&spec.name);
+    if let Some(group) = &spec.group {
+        labels.insert(LABEL_COMPOSE_PROJECT.to_string(), group.clone());
+    }
+    if !spec.public {
+        labels.insert(LABEL_ROUTE.to_string(), ROUTE_INTERNAL.to_string());
+    }
+    labels
+}
+
+fn repository_meta(namespace: &str, spec: &RepositorySpec) -> ObjectMeta {
     ObjectMeta {
-        name: Some(repo.to_string()),
+        name: Some(spec.name.clone()),
         namespace: Some(namespace.to_string()),
-        labels: Some(repository_labels(repo)),
+        labels: Some(spec_labels(spec)),
         ..ObjectMeta::default()
     }
 }
@@ -219,7 +240,7 @@ pub fn deployment(
 ) -> Deployment {
     let labels = repository_labels(&spec.name);
     Deployment {
-        metadata: repository_meta(namespace, &spec.name),
+        metadata: repository_meta(namespace, spec),
         spec: Some(DeploymentSpec {
             replicas: Some(spec.replicas),
             revision_history_limit: Some(10),
@@ -315,7 +336,7 @@ pub fn owned_by(deployment_name: &str, uid: &str) -> OwnerReference {
 }
 
 pub fn service(namespace: &str, spec: &RepositorySpec, owner: Option<OwnerReference>) -> Service {
-    let mut metadata = repository_meta(namespace, &spec.name);
+    let mut metadata = repository_meta(namespace, spec);
     metadata.owner_references = owner.map(|o| vec![o]);
     Service {
         metadata,
@@ -395,7 +416,7 @@ pub fn ingress(
         name: spec.name.clone(),
         reason,
     })?;
-    let mut metadata = repository_meta(namespace, &spec.name);
+    let mut metadata = repository_meta(namespace, spec);
     metadata.owner_references = owner.map(|o| vec![o]);
     let rewrites = format!("serviceName={} rewrite=/", spec.name);
     metadata.annotations = Some(map(&[(MERGEABLE_TYPE, "minion"), (REWRITES, &rewrites)]));
@@ -441,6 +462,8 @@ pub mod fixtures {
             replicas: 1,
             env: Default::default(),
             pull: None,
+            public: true,
+            group: None,
         }
     }
 

@@ -46,6 +46,9 @@ pub enum RouteVerdict {
     Accepted { message: String },
     /// The controller has not judged the current Ingress yet.
     Pending,
+    /// The repository has no public route by design (a compose service that publishes no
+    /// port): the namespace's other repositories reach it by its Service name.
+    Internal,
     /// Not in service as written: NIC's reason and message, and what to do about it.
     Failed {
         reason: String,
@@ -59,11 +62,20 @@ impl RouteVerdict {
         matches!(self, Self::Accepted { .. })
     }
 
+    /// Whether the route is as it should be for the repository to be Ready: accepted, or none by
+    /// design.
+    pub fn is_settled(&self) -> bool {
+        matches!(self, Self::Accepted { .. } | Self::Internal)
+    }
+
     /// One line for the detail page and the objects table.
     pub fn summary(&self) -> String {
         match self {
             Self::Accepted { .. } => "in service: accepted by the ingress controller".into(),
             Self::Pending => "waiting for the ingress controller to accept it".into(),
+            Self::Internal => {
+                "none (internal): your other repositories reach it by its name".into()
+            }
             Self::Failed {
                 reason, message, ..
             } => format!("not in service: {reason}: {message}"),

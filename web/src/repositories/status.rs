@@ -118,7 +118,7 @@ pub fn derive_state<'a>(
         && r.updated >= r.desired
         && r.ready >= r.desired
         && r.total <= r.desired;
-    if settled && route.is_accepted() {
+    if settled && route.is_settled() {
         RepositoryState::Ready
     } else if deployment.revision <= 1 && (r.ready == 0 || settled) {
         RepositoryState::Deploying

@@ -79,6 +79,31 @@ pub enum StoreError {
         server: String,
         repositories: Vec<String>,
     },
+    /// Repositories of these names exist already: a compose file's group is refused whole.
+    #[error("repositories {0:?} exist already")]
+    GroupNamesTaken(Vec<String>),
+    /// A compose file's group needs more pods than the namespace's quota leaves room for (the
+    /// sentence names the quota).
+    #[error("{0}")]
+    GroupOverQuota(String),
+    /// Creating one repository of a compose file's group failed; those made before it
+    /// (`removed`) were deleted again.
+    #[error("creating {service} failed: {source}")]
+    GroupFailed {
+        service: String,
+        removed: Vec<String>,
+        source: Box<StoreError>,
+    },
+    /// A service waits (`service_healthy`) for a dependency whose pods did not become Ready.
+    #[error("{dependency} was not ready within {secs} s")]
+    DependencyNotReady {
+        dependency: String,
+        dependent: String,
+        secs: u64,
+    },
+    /// A task of the store's ended without an answer (it panicked).
+    #[error(transparent)]
+    Task(#[from] tokio::task::JoinError),
     /// A login was saved, but some repositories could not yet be changed to pull with it.
     #[error("the login for {server} was saved, but {pending:?} could not be updated: {cause}")]
     RegistryNotApplied {
@@ -177,7 +202,11 @@ pub fn spec_of(deployment: &Deployment) -> Option<RepositorySpec> {
     let container = spec.template.spec.as_ref()?.containers.first()?;
     let annotations = spec.template.metadata.as_ref()?.annotations.as_ref();
     let pull_secrets = spec.template.spec.as_ref()?.image_pull_secrets.as_deref();
+    let labels = deployment.metadata.labels.as_ref();
+    let label = |key: &str| labels.and_then(|l| l.get(key));
     Some(RepositorySpec {
+        public: label(objects::LABEL_ROUTE).is_none_or(|r| r != objects::ROUTE_INTERNAL),
+        group: label(objects::LABEL_COMPOSE_PROJECT).cloned(),
         pull: registries::PullRef::of_template(pull_secrets, annotations),
         env: env::environment_of(&name, Some(container), annotations),
         name,
@@ -397,6 +426,39 @@ impl RepositoryStore {
             self.route(),
             Some(owner),
         )?)
+    }
+
+    /// Applies a repository's Service and, when it is public, its Ingress, as the spec says now.
+    async fn apply_routes(
+        &self,
+        namespace: &str,
+        spec: &RepositorySpec,
+        owner: OwnerReference,
+        deadline: Instant,
+    ) -> Result<(), StoreError> {
+        let service = objects::service(namespace, spec, Some(owner.clone()));
+        let ingress = spec
+            .public
+            .then(|| self.desired_ingress(namespace, spec, owner))
+            .transpose()?;
+        let services = self.api::<Service>(namespace);
+        let (params, patch) = (apply_params(), Patch::Apply(&service));
+        let ingress_apply = async {
+            match &ingress {
+                Some(i) => self
+                    .within(deadline, self.apply_ingress(namespace, i))
+                    .await
+                    .map(|r| r.map(|_| ())),
+                None => Ok(Ok(())),
+            }
+        };
+        let (service, ingress) = tokio::join!(
+            self.within(deadline, services.patch(&spec.name, &params, &patch)),
+            ingress_apply,
+        );
+        service??;
+        ingress??;
+        Ok(())
     }
 
     /// Applies a repository's Ingress; server-side apply under the site's field manager replaces
@@ -630,7 +692,12 @@ impl RepositoryStore {
         let uid = created.metadata.uid.clone().unwrap_or_default();
         let owner = objects::owned_by(&spec.name, &uid);
         let service = objects::service(namespace, spec, Some(owner.clone()));
-        let ingress = match self.desired_ingress(namespace, spec, owner.clone()) {
+        // An internal repository has no route: only its Service name reaches it.
+        let ingress = match spec
+            .public
+            .then(|| self.desired_ingress(namespace, spec, owner.clone()))
+            .transpose()
+        {
             Ok(i) => i,
             Err(e) => {
                 self.roll_back(namespace, &spec.name, &["Deployment"]).await;
@@ -655,9 +722,18 @@ impl RepositoryStore {
                 None => Ok(Ok(Secret::default())),
             }
         };
+        let ingress_apply = async {
+            match &ingress {
+                Some(i) => {
+                    self.within(deadline, self.apply_ingress(namespace, i))
+                        .await
+                }
+                None => Ok(Ok(Ingress::default())),
+            }
+        };
         let (service_result, ingress_result, secret_result) = tokio::join!(
             self.within(deadline, services.patch(&spec.name, &params, &patch)),
-            self.within(deadline, self.apply_ingress(namespace, &ingress)),
+            ingress_apply,
             secret_apply,
         );
         let failure = match (service_result, ingress_result, secret_result) {
@@ -677,10 +753,11 @@ impl RepositoryStore {
                         .services
                         .get(&spec.name)
                         .is_some_and(|s| has_seen(&s.id.resource_version, &written[1]))
-                        && ns
-                            .ingresses
-                            .get(&spec.name)
-                            .is_some_and(|i| has_seen(&i.id.resource_version, &written[2]))
+                        && (!spec.public
+                            || ns
+                                .ingresses
+                                .get(&spec.name)
+                                .is_some_and(|i| has_seen(&i.id.resource_version, &written[2])))
                 })
                 .await;
                 tracing::info!(namespace, repository = %spec.name, image = %spec.image, variables = spec.env.vars.len(), "repository created");
@@ -752,7 +829,7 @@ impl RepositoryStore {
 
     /// Deletes a half-created repository's Deployment (that very one, by uid) once the cluster
     /// answers again, trying for up to ten minutes.
-    async fn remove_when_back(&self, namespace: &str, name: &str, uid: &str) {
+    pub(super) async fn remove_when_back(&self, namespace: &str, name: &str, uid: &str) {
         let params = DeleteParams {
             preconditions: Some(kube::api::Preconditions {
                 uid: Some(uid.to_string()),
@@ -837,7 +914,7 @@ impl RepositoryStore {
 
     /// Deletes what a failed create made; failures are logged by `delete_objects`, and the
     /// original error is what the user needs to see.
-    async fn roll_back(&self, namespace: &str, name: &str, kinds: &[&str]) {
+    pub(super) async fn roll_back(&self, namespace: &str, name: &str, kinds: &[&str]) {
         let _ = self.delete_objects(namespace, name, kinds).await;
     }
 
@@ -958,16 +1035,7 @@ impl RepositoryStore {
                 .resource_version;
         }
         let owner = objects::owned_by(name, current.metadata.uid.as_deref().unwrap_or_default());
-        let service = objects::service(namespace, &spec, Some(owner.clone()));
-        let ingress = self.desired_ingress(namespace, &spec, owner)?;
-        let services = self.api::<Service>(namespace);
-        let (params, patch) = (apply_params(), Patch::Apply(&service));
-        let (service, ingress) = tokio::join!(
-            self.within(deadline, services.patch(name, &params, &patch)),
-            self.within(deadline, self.apply_ingress(namespace, &ingress)),
-        );
-        service??;
-        ingress??;
+        self.apply_routes(namespace, &spec, owner, deadline).await?;
         let written = written.unwrap_or_default();
         self.seen("changed repository", |c| {
             c.namespace(namespace)
@@ -1129,16 +1197,7 @@ impl RepositoryStore {
         };
         // The revision's port may differ: the Service and Ingress follow it.
         let owner = objects::owned_by(name, current.metadata.uid.as_deref().unwrap_or_default());
-        let service = objects::service(namespace, &spec, Some(owner.clone()));
-        let ingress = self.desired_ingress(namespace, &spec, owner)?;
-        let services = self.api::<Service>(namespace);
-        let (params, patch) = (apply_params(), Patch::Apply(&service));
-        let (service, ingress) = tokio::join!(
-            self.within(deadline, services.patch(name, &params, &patch)),
-            self.within(deadline, self.apply_ingress(namespace, &ingress)),
-        );
-        service??;
-        ingress??;
+        self.apply_routes(namespace, &spec, owner, deadline).await?;
         let written = written.unwrap_or_default();
         self.seen("rolled back repository", |c| {
             c.namespace(namespace)

@@ -40,6 +40,12 @@ pub struct RepositorySpec {
     /// The namespace's registry login the pods pull with, when it has one for the image's
     /// registry (decided by the store, never by the input).
     pub pull: Option<super::registries::PullRef>,
+    /// Whether it has a public route (an Ingress on the public host). A compose service that
+    /// publishes no port has none: the namespace's other repositories reach it by its Service
+    /// name only.
+    pub public: bool,
+    /// The compose project it was deployed with, if any.
+    pub group: Option<String>,
 }
 
 impl RepositorySpec {
@@ -96,6 +102,8 @@ pub fn validate_repository(
             replicas,
             env: Environment::default(),
             pull: None,
+            public: true,
+            group: None,
         })
     } else {
         Err(errors)

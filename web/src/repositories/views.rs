@@ -37,7 +37,11 @@ pub fn repositories(frame: &Frame, overview: &RepositoryOverview) -> Markup {
         html! {
             div.heading {
                 h1 { "Your repositories" }
-                a.button.primary href="/repos/new" { "New repository" }
+                div.actions {
+                    a.button href="/compose" { "Deploy a compose file" }
+                    " "
+                    a.button.primary href="/repos/new" { "New repository" }
+                }
             }
             (stale(overview.as_of.as_deref()))
             @for n in &overview.notices {
@@ -56,7 +60,10 @@ pub fn repositories(frame: &Frame, overview: &RepositoryOverview) -> Markup {
                         tbody {
                             @for r in rows {
                                 tr data-repo=(r.name) {
-                                    td { a href={ "/repos/" (r.name) } { (r.name) } }
+                                    td {
+                                        a href={ "/repos/" (r.name) } { (r.name) }
+                                        @if let Some(g) = &r.compose_project { " " small.muted data-field="compose-project" { "compose " (g) } }
+                                    }
                                     td { code { (r.image) } }
                                     td data-field="replicas" { (r.replicas.ready) " / " (r.replicas.desired) }
                                     td data-field="state" {
@@ -79,6 +86,7 @@ fn verdict_name(route: &RouteVerdict) -> &'static str {
     match route {
         RouteVerdict::Accepted { .. } => "accepted",
         RouteVerdict::Pending => "pending",
+        RouteVerdict::Internal => "internal",
         RouteVerdict::Failed { .. } => "failed",
     }
 }
@@ -189,6 +197,9 @@ pub fn repository(frame: &Frame, view: DetailView) -> Markup {
                 dl.facts {
                     dt { "Endpoint" } dd data-field="endpoint" { (endpoint(s.endpoint.as_deref())) }
                     dt { "Route" } dd data-field="route" data-verdict=(verdict_name(&s.route)) { (s.route.summary()) }
+                    @if let Some(g) = &s.compose_project {
+                        dt { "Compose project" } dd data-field="compose-project" { code { (g) } " (deployed from a compose file; delete each repository of it on its own page)" }
+                    }
                     dt { "Image" } dd { code data-field="image" { (s.image) } }
                     dt { "Port" } dd { (s.port) }
                     dt { "Replicas" } dd data-field="replicas" { (r.ready) " ready of " (r.desired) }
