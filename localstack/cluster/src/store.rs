@@ -156,6 +156,23 @@ impl Store {
         visit(&mut state.objects.iter())
     }
 
+    /// Reads the objects of one resource type under the lock without copying them;
+    /// `visit` must not call back into the store.
+    pub fn scan_type<R>(
+        &self,
+        resource: &'static str,
+        visit: impl FnOnce(&mut dyn Iterator<Item = &Value>) -> R,
+    ) -> R {
+        let state = self.lock();
+        let start = ObjectKey::new(resource, "", "");
+        let mut objects = state
+            .objects
+            .range(start..)
+            .take_while(|(k, _)| k.resource == resource)
+            .map(|(_, v)| v);
+        visit(&mut objects)
+    }
+
     /// Namespaced objects of every type in one namespace (for namespace deletion).
     pub fn keys_in_namespace(&self, namespace: &str) -> Vec<ObjectKey> {
         self.lock()

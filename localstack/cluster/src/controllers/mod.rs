@@ -103,12 +103,12 @@ fn log_write<T>(what: &str, result: Result<T, crate::error::ApiError>) -> Option
 }
 
 /// How often every controller looks at every object, whatever changed: what time alone changes
-/// (a Deployment's progress deadline, a pod that became schedulable elsewhere) waits at most this
-/// long. The kube-controller-manager's informers deliver changes and requeue what waits on time
-/// (`pkg/controller/deployment/progress.go` requeueStuckDeployment); kube-scheduler moves
-/// unschedulable pods back on cluster events or after `podMaxInUnschedulablePodsDuration`
-/// (`pkg/scheduler/backend/queue/scheduling_queue.go`), so this is quicker than they are.
-const RESYNC: Duration = Duration::from_secs(1);
+/// (a Deployment's progress deadline) waits at most this long. The kube-controller-manager's
+/// informers deliver changes and requeue what waits on time (`pkg/controller/deployment/progress.go`
+/// requeueStuckDeployment); kube-scheduler moves unschedulable pods back on cluster events (see
+/// [`Scope::of`]) or after `podMaxInUnschedulablePodsDuration`, 5 minutes
+/// (`pkg/scheduler/backend/queue/scheduling_queue.go`).
+const RESYNC: Duration = Duration::from_secs(10);
 
 /// What one pass of the loop looks at: everything (a resync, a Node changed, the history of
 /// changes was compacted) or the namespaces something was written in since the last pass. A
@@ -120,11 +120,17 @@ pub(super) enum Scope {
 
 impl Scope {
     /// The namespaces written in by `changes`, or everything when a cluster-scoped object other
-    /// than a Namespace changed (Nodes decide where pods run).
+    /// than a Namespace changed (Nodes decide where pods run) or a node's pod stopped holding
+    /// its place (deleted, or finished): kube-scheduler's queue moves every unschedulable pod
+    /// back on such events (`AssignedPodDelete`, `NodeAdd`, `NodeUpdate` in
+    /// pkg/scheduler/framework/types.go cluster events).
     fn of(changes: &[Arc<crate::store::Change>]) -> Scope {
         let mut namespaces = std::collections::BTreeSet::new();
         for change in changes {
             let key = &change.key;
+            if key.resource == known::pods().key() && frees_a_place(change) {
+                return Scope::All;
+            }
             if !key.namespace.is_empty() {
                 namespaces.insert(key.namespace.clone());
             } else if key.resource == known::namespaces().key() {
@@ -153,6 +159,26 @@ impl Scope {
                 .collect(),
         }
     }
+}
+
+/// A pod bound to a node that was deleted or reached a terminal phase.
+fn frees_a_place(change: &crate::store::Change) -> bool {
+    let bound = |pod: &Value| {
+        pod.pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .is_some_and(|n| !n.is_empty())
+    };
+    let terminal = |pod: &Value| {
+        matches!(
+            pod.pointer("/status/phase").and_then(Value::as_str),
+            Some("Succeeded" | "Failed")
+        )
+    };
+    bound(&change.object)
+        && match change.kind {
+            crate::store::ChangeKind::Deleted => true,
+            _ => terminal(&change.object) && !change.previous.as_ref().is_some_and(terminal),
+        }
 }
 
 /// Whether the garbage collector has work: an object went or is going (its dependents are

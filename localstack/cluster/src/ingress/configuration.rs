@@ -5,6 +5,7 @@
 //! rebuild yields the changes to apply (and report) and the new or changed problems.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -18,7 +19,8 @@ pub const REASON_NO_MASTER: &str = "NoIngressMasterFound";
 /// `IngressConfiguration`: a regular or master Ingress with what it won.
 #[derive(Debug, Clone)]
 pub struct IngressConfiguration {
-    pub ingress: Value,
+    /// Shared, not copied: every rebuild makes these for every Ingress of the cluster.
+    pub ingress: Arc<Value>,
     pub is_master: bool,
     pub minions: Vec<MinionConfiguration>,
     /// Host → whether this Ingress owns it.
@@ -31,7 +33,7 @@ pub struct IngressConfiguration {
 /// `MinionConfiguration`: a minion and which of its paths it won.
 #[derive(Debug, Clone)]
 pub struct MinionConfiguration {
-    pub ingress: Value,
+    pub ingress: Arc<Value>,
     pub valid_paths: BTreeMap<String, bool>,
 }
 
@@ -145,7 +147,7 @@ impl IngressConfiguration {
 #[derive(Default)]
 pub struct Configuration {
     /// Valid Ingresses of our class, by `namespace/name`.
-    ingresses: BTreeMap<String, Value>,
+    ingresses: BTreeMap<String, Arc<Value>>,
     /// Host → the resource that owns it, as of the last rebuild.
     hosts: BTreeMap<String, IngressConfiguration>,
     host_problems: BTreeMap<String, Problem>,
@@ -161,7 +163,7 @@ impl Configuration {
         } else {
             match validate_ingress(ing) {
                 Ok(()) => {
-                    self.ingresses.insert(k.clone(), ing.clone());
+                    self.ingresses.insert(k.clone(), Arc::new(ing.clone()));
                 }
                 Err(e) => {
                     self.ingresses.remove(&k);
@@ -389,7 +391,7 @@ impl Configuration {
                 problems.insert(
                     kind_key.clone(),
                     Problem {
-                        object: resource.ingress.clone(),
+                        object: (*resource.ingress).clone(),
                         is_error: false,
                         reason: REASON_REJECTED,
                         message: "All hosts are taken by other resources".into(),
@@ -406,7 +408,7 @@ impl Configuration {
                     problems.insert(
                         format!("Ingress/{k}"),
                         Problem {
-                            object: ing.clone(),
+                            object: (**ing).clone(),
                             is_error: false,
                             reason: REASON_NO_MASTER,
                             message: "Ingress master is invalid or doesn't exist".into(),

@@ -58,7 +58,7 @@ fn regular(resource: &IngressConfiguration) -> EventSpec {
         suffix = format!("{suffix}; with warning(s): {}", join(&generated));
     }
     EventSpec {
-        object: resource.ingress.clone(),
+        object: (*resource.ingress).clone(),
         kind,
         reason,
         message: format!(
@@ -153,7 +153,7 @@ pub fn for_change(change: &ResourceChange, still_exists: bool) -> Vec<EventSpec>
                 None => return Vec::new(),
             };
             vec![EventSpec {
-                object: resource.ingress.clone(),
+                object: (*resource.ingress).clone(),
                 kind: WARNING,
                 reason: "Rejected",
                 message: format!("{} was rejected: {detail}", key(&resource.ingress)),

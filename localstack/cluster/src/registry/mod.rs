@@ -81,15 +81,16 @@ impl Registry {
             .next_cluster_ip
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        let used: HashSet<String> = self
-            .select(known::services(), None, None)
-            .iter()
-            .filter_map(|s| {
-                s.pointer("/spec/clusterIP")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-            })
-            .collect();
+        // Read in place: copying every Service for each new one made creates cost the cluster's size.
+        let used: HashSet<String> = self.store.scan_type(known::services().key(), |services| {
+            services
+                .filter_map(|s| {
+                    s.pointer("/spec/clusterIP")
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                })
+                .collect()
+        });
         loop {
             // 10.100.0.1 .. 10.100.255.254; 10.100.0.10 is kept for cluster DNS like on EKS.
             let n = *next;
