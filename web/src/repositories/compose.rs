@@ -1376,11 +1376,14 @@ services:
                 condition: Condition::ServiceHealthy
             }]
         );
-        let env: Vec<(&str, &str)> = api
+        // A mapping's order is serde_json's: sorted, or the file's when another crate of the
+        // build turns on its `preserve_order`; the variables are compared as a set.
+        let mut env: Vec<(&str, &str)> = api
             .environment
             .iter()
             .map(|v| (v.name.as_str(), v.value.as_str()))
             .collect();
+        env.sort_unstable();
         assert_eq!(
             env,
             [
