@@ -216,6 +216,14 @@ pub fn is_deleting(obj: &Value) -> bool {
         .is_some_and(|v| !v.is_null())
 }
 
+/// A pod that has finished for good (phase `Succeeded` or `Failed`).
+pub fn is_terminal_pod(pod: &Value) -> bool {
+    matches!(
+        pod.pointer("/status/phase").and_then(Value::as_str),
+        Some("Succeeded" | "Failed")
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -73,11 +73,7 @@ fn counts(name: &str, rt: &ResourceType) -> bool {
 }
 
 fn charged_pod(pod: &Value) -> bool {
-    !meta::is_deleting(pod)
-        && !matches!(
-            pod.pointer("/status/phase").and_then(Value::as_str),
-            Some("Succeeded" | "Failed")
-        )
+    !meta::is_deleting(pod) && !meta::is_terminal_pod(pod)
 }
 
 /// Current usage of one quota resource in a namespace; None for resources the simulator does not track.

@@ -168,16 +168,13 @@ fn frees_a_place(change: &crate::store::Change) -> bool {
             .and_then(Value::as_str)
             .is_some_and(|n| !n.is_empty())
     };
-    let terminal = |pod: &Value| {
-        matches!(
-            pod.pointer("/status/phase").and_then(Value::as_str),
-            Some("Succeeded" | "Failed")
-        )
-    };
     bound(&change.object)
         && match change.kind {
             crate::store::ChangeKind::Deleted => true,
-            _ => terminal(&change.object) && !change.previous.as_ref().is_some_and(terminal),
+            _ => {
+                meta::is_terminal_pod(&change.object)
+                    && !change.previous.as_ref().is_some_and(meta::is_terminal_pod)
+            }
         }
 }
 

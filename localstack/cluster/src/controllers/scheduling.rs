@@ -43,11 +43,7 @@ pub(super) fn usage(pods: &[Value]) -> Usage {
             .pointer("/spec/nodeName")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        let terminal = matches!(
-            pod.pointer("/status/phase").and_then(Value::as_str),
-            Some("Succeeded" | "Failed")
-        );
-        if !node.is_empty() && !terminal {
+        if !node.is_empty() && !meta::is_terminal_pod(pod) {
             usage.entry(node.to_string()).or_default().add(pod);
         }
     }
