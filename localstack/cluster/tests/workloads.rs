@@ -912,3 +912,63 @@ async fn private_registry_pulls_need_the_login_in_the_pods_image_pull_secrets() 
     assert!(running("right").await.is_some());
     assert!(waiting("right").await.is_none());
 }
+
+/// pkg/controller/deployment/progress.go syncRolloutStatus with deployment_util.go
+/// DeploymentProgressing and DeploymentTimedOut: a rollout whose pod can never be scheduled makes
+/// no progress, so its status is not rewritten pass after pass, and once
+/// `progressDeadlineSeconds` have passed since the last progress it reports
+/// `ProgressDeadlineExceeded` (what `kubectl rollout status` fails on).
+#[tokio::test]
+async fn a_rollout_without_progress_keeps_its_status_and_exceeds_its_progress_deadline() {
+    let sim = sim().await;
+    let client = sim.client().await.unwrap();
+    let deploys: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    let mut d = deployment("stuck", "nginx:1.27", 1);
+    d["spec"]["progressDeadlineSeconds"] = json!(3);
+    d["spec"]["template"]["spec"]["containers"][0]["resources"] =
+        json!({"requests": {"cpu": "64"}});
+    deploys
+        .create(&PostParams::default(), &serde_json::from_value(d).unwrap())
+        .await
+        .unwrap();
+    let progressing = |d: &Deployment| {
+        d.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|cs| cs.iter().find(|c| c.type_ == "Progressing"))
+            .map(|c| (c.status.clone(), c.reason.clone().unwrap_or_default()))
+    };
+    let first = until(
+        "a Progressing condition",
+        Duration::from_secs(5),
+        || async {
+            let d = deploys.get("stuck").await.unwrap();
+            match progressing(&d) {
+                Some(p) if p.0 == "True" => Ok(d),
+                other => Err(other),
+            }
+        },
+    )
+    .await;
+    // Several controller passes (50 ms each) without progress leave the object as it was.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let later = deploys.get("stuck").await.unwrap();
+    assert_eq!(
+        later.metadata.resource_version, first.metadata.resource_version,
+        "the status was rewritten without progress: {:?}",
+        later.status
+    );
+    until(
+        "ProgressDeadlineExceeded",
+        Duration::from_secs(15),
+        || async {
+            let p = progressing(&deploys.get("stuck").await.unwrap());
+            if p == Some(("False".into(), "ProgressDeadlineExceeded".into())) {
+                Ok(())
+            } else {
+                Err(p)
+            }
+        },
+    )
+    .await;
+}

@@ -507,17 +507,23 @@ fn update_status(
         } else {
             "ReplicaSetUpdated"
         };
-        let progressed = prev_progressing.as_ref().is_none_or(|p| {
+        // deployment/util/deployment_util.go DeploymentProgressing: more updated, ready or
+        // available replicas, or fewer old ones, than the status says (a zero count is omitted
+        // from the status, so absent reads 0). Only progress moves lastUpdateTime, which the
+        // progress deadline counts from.
+        let old = |k: &str| {
             deployment
-                .pointer("/status/updatedReplicas")
+                .pointer(&format!("/status/{k}"))
                 .and_then(Value::as_i64)
-                != Some(updated)
-                || deployment
-                    .pointer("/status/availableReplicas")
-                    .and_then(Value::as_i64)
-                    != Some(available)
-                || p["reason"] == "NewReplicaSetAvailable"
-        });
+                .unwrap_or(0)
+        };
+        let progressing = updated > old("updatedReplicas")
+            || total - updated < old("replicas") - old("updatedReplicas")
+            || ready > old("readyReplicas")
+            || available > old("availableReplicas");
+        let progressed = prev_progressing
+            .as_ref()
+            .is_none_or(|p| progressing || p["reason"] == "NewReplicaSetAvailable");
         let mut c = condition(
             "Progressing",
             true,

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::annotations::{self as ann, has_correct_class, is_master, is_minion};
+use super::annotations::{has_correct_class, is_master, is_minion};
 use super::validation::validate_ingress;
 use crate::meta;
 
@@ -47,7 +47,7 @@ pub enum Op {
 #[derive(Debug, Clone)]
 pub struct ResourceChange {
     pub op: Op,
-    pub resource: IngressConfiguration,
+    pub resource: Arc<IngressConfiguration>,
     /// The validation error that made an Ingress lose its hosts.
     pub error: Option<String>,
 }
@@ -55,7 +55,7 @@ pub struct ResourceChange {
 /// `ConfigurationProblem`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Problem {
-    pub object: Value,
+    pub object: Arc<Value>,
     pub is_error: bool,
     pub reason: &'static str,
     pub message: String,
@@ -74,22 +74,19 @@ pub fn key(obj: &Value) -> String {
     format!("{}/{}", meta::namespace(obj), meta::name(obj))
 }
 
-fn rules(ing: &Value) -> Vec<Value> {
+/// An Ingress's rules, read in place: a rebuild reads every Ingress of the cluster.
+fn rules(ing: &Value) -> &[Value] {
     ing.pointer("/spec/rules")
         .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default()
+        .map_or(&[], Vec::as_slice)
 }
 
-pub fn rule_host(rule: &Value) -> String {
-    rule.get("host")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string()
+pub fn rule_host(rule: &Value) -> &str {
+    rule.get("host").and_then(Value::as_str).unwrap_or("")
 }
 
 /// The host of a master or minion: its first (only) rule's.
-pub fn first_host(ing: &Value) -> Option<String> {
+pub fn first_host(ing: &Value) -> Option<&str> {
     rules(ing).first().map(rule_host)
 }
 
@@ -115,12 +112,17 @@ fn generation(o: &Value) -> i64 {
         .unwrap_or(0)
 }
 
-/// configuration.go compareObjectMetasWithAnnotations.
+/// configuration.go compareObjectMetasWithAnnotations (no annotations equal an empty map).
 fn same_meta(a: &Value, b: &Value) -> bool {
+    fn annotations(o: &Value) -> Option<&serde_json::Map<String, Value>> {
+        o.pointer("/metadata/annotations")
+            .and_then(Value::as_object)
+            .filter(|m| !m.is_empty())
+    }
     meta::namespace(a) == meta::namespace(b)
         && meta::name(a) == meta::name(b)
         && generation(a) == generation(b)
-        && ann::annotations(a) == ann::annotations(b)
+        && annotations(a) == annotations(b)
 }
 
 impl IngressConfiguration {
@@ -148,8 +150,9 @@ impl IngressConfiguration {
 pub struct Configuration {
     /// Valid Ingresses of our class, by `namespace/name`.
     ingresses: BTreeMap<String, Arc<Value>>,
-    /// Host → the resource that owns it, as of the last rebuild.
-    hosts: BTreeMap<String, IngressConfiguration>,
+    /// Host → the resource that owns it, as of the last rebuild (shared with the changes reported
+    /// and kept from one rebuild to the next: a master holds every minion of its host).
+    hosts: BTreeMap<String, Arc<IngressConfiguration>>,
     host_problems: BTreeMap<String, Problem>,
 }
 
@@ -180,7 +183,7 @@ impl Configuration {
             {
                 Some(change) => change.error = Some(error),
                 None => problems.push(Problem {
-                    object: ing.clone(),
+                    object: Arc::new(ing.clone()),
                     is_error: true,
                     reason: REASON_REJECTED,
                     message: error,
@@ -199,20 +202,20 @@ impl Configuration {
     }
 
     /// Host → owning resource, for the data path.
-    pub fn hosts(&self) -> &BTreeMap<String, IngressConfiguration> {
+    pub fn hosts(&self) -> &BTreeMap<String, Arc<IngressConfiguration>> {
         &self.hosts
     }
 
     /// FindResourcesForService: the resources whose Ingress (or one of whose minions) routes to
     /// the Service, for NIC's syncService.
-    pub fn resources_for_service(&self, ns: &str, name: &str) -> Vec<IngressConfiguration> {
+    pub fn resources_for_service(&self, ns: &str, name: &str) -> Vec<Arc<IngressConfiguration>> {
         let references = |ing: &Value| {
             meta::namespace(ing) == ns
                 && super::validation::spec_services(ing)
                     .iter()
                     .any(|s| s == name)
         };
-        let mut found: BTreeMap<String, IngressConfiguration> = BTreeMap::new();
+        let mut found: BTreeMap<String, Arc<IngressConfiguration>> = BTreeMap::new();
         for resource in self.hosts.values() {
             let hit = if resource.is_master {
                 resource.minions.iter().any(|m| references(&m.ingress))
@@ -225,95 +228,95 @@ impl Configuration {
         }
         found.into_values().collect()
     }
+}
 
-    /// Minions by host (`minionsByHost`): valid minions of our class.
-    fn minions_by_host(&self) -> BTreeMap<String, Vec<String>> {
-        let mut by_host: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for (k, ing) in &self.ingresses {
-            if is_minion(ing)
-                && let Some(host) = first_host(ing)
-            {
-                by_host.entry(host).or_default().push(k.clone());
-            }
+/// The minions of one host, by `namespace/name`.
+type Minions<'a> = Vec<(&'a String, &'a Arc<Value>)>;
+
+/// Minions by host (`minionsByHost`): valid minions of our class.
+fn minions_by_host(ingresses: &BTreeMap<String, Arc<Value>>) -> BTreeMap<&str, Minions<'_>> {
+    let mut by_host: BTreeMap<&str, Minions<'_>> = BTreeMap::new();
+    for (k, ing) in ingresses {
+        if is_minion(ing)
+            && let Some(host) = first_host(ing)
+        {
+            by_host.entry(host).or_default().push((k, ing));
         }
-        by_host
     }
+    by_host
+}
 
-    /// buildMinionConfigs: the minions of a master's host, paths to the oldest claimant.
-    fn build_minion_configs(
-        &self,
-        host: &str,
-    ) -> (Vec<MinionConfiguration>, BTreeMap<String, Vec<String>>) {
-        let mut configs: Vec<MinionConfiguration> = Vec::new();
-        let mut child_warnings: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        let mut holders: BTreeMap<String, usize> = BTreeMap::new();
-        let keys = self.minions_by_host().remove(host).unwrap_or_default();
-        for k in keys {
-            let Some(ing) = self.ingresses.get(&k) else {
+/// buildMinionConfigs: the minions of a master's host, paths to the oldest claimant.
+fn build_minion_configs(
+    minions: &[(&String, &Arc<Value>)],
+) -> (Vec<MinionConfiguration>, BTreeMap<String, Vec<String>>) {
+    let mut configs: Vec<MinionConfiguration> = Vec::with_capacity(minions.len());
+    let mut child_warnings: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut holders: BTreeMap<String, usize> = BTreeMap::new();
+    for &(k, ing) in minions {
+        let index = configs.len();
+        let mut current = MinionConfiguration {
+            ingress: ing.clone(),
+            valid_paths: BTreeMap::new(),
+        };
+        let paths = rules(ing)
+            .first()
+            .and_then(|r| r.pointer("/http/paths").and_then(Value::as_array))
+            .map_or(&[][..], Vec::as_slice)
+            .iter()
+            .map(|p| {
+                p.get("path")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string()
+            });
+        for path in paths {
+            let Some(&holder) = holders.get(&path) else {
+                holders.insert(path.clone(), index);
+                current.valid_paths.insert(path, true);
                 continue;
             };
-            let index = configs.len();
-            let mut current = MinionConfiguration {
-                ingress: ing.clone(),
-                valid_paths: BTreeMap::new(),
+            let warning = format!("path {path} is taken by another resource");
+            let holder_ingress = if holder == index {
+                current.ingress.clone()
+            } else {
+                configs[holder].ingress.clone()
             };
-            let paths: Vec<String> = rules(ing)
-                .first()
-                .and_then(|r| r.pointer("/http/paths").and_then(Value::as_array).cloned())
-                .unwrap_or_default()
-                .iter()
-                .map(|p| {
-                    p.get("path")
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .to_string()
-                })
-                .collect();
-            for path in paths {
-                let Some(&holder) = holders.get(&path) else {
-                    holders.insert(path.clone(), index);
-                    current.valid_paths.insert(path, true);
-                    continue;
-                };
-                let warning = format!("path {path} is taken by another resource");
-                let holder_ingress = if holder == index {
-                    current.ingress.clone()
+            if !wins(&holder_ingress, ing) {
+                holders.insert(path.clone(), index);
+                current.valid_paths.insert(path.clone(), true);
+                if holder == index {
+                    current.valid_paths.insert(path.clone(), false);
                 } else {
-                    configs[holder].ingress.clone()
-                };
-                if !wins(&holder_ingress, ing) {
-                    holders.insert(path.clone(), index);
-                    current.valid_paths.insert(path.clone(), true);
-                    if holder == index {
-                        current.valid_paths.insert(path.clone(), false);
-                    } else {
-                        configs[holder].valid_paths.insert(path.clone(), false);
-                    }
-                    child_warnings
-                        .entry(key(&holder_ingress))
-                        .or_default()
-                        .push(warning);
-                } else {
-                    child_warnings.entry(k.clone()).or_default().push(warning);
+                    configs[holder].valid_paths.insert(path.clone(), false);
                 }
+                child_warnings
+                    .entry(key(&holder_ingress))
+                    .or_default()
+                    .push(warning);
+            } else {
+                child_warnings.entry(k.clone()).or_default().push(warning);
             }
-            configs.push(current);
         }
-        (configs, child_warnings)
+        configs.push(current);
     }
+    (configs, child_warnings)
+}
 
+impl Configuration {
     /// rebuildHosts.
     fn rebuild(&mut self) -> (Vec<ResourceChange>, Vec<Problem>) {
+        let minions = minions_by_host(&self.ingresses);
         // buildHostsAndResources
         let mut resources: BTreeMap<String, IngressConfiguration> = BTreeMap::new();
-        let mut owners: BTreeMap<String, String> = BTreeMap::new();
+        let mut owners: BTreeMap<&str, String> = BTreeMap::new();
         for ing in self.ingresses.values() {
             if is_minion(ing) {
                 continue;
             }
             let master = is_master(ing);
             let (minions, child_warnings) = match first_host(ing).filter(|_| master) {
-                Some(host) => self.build_minion_configs(&host),
+                Some(host) => build_minion_configs(minions.get(host).map_or(&[], Vec::as_slice)),
                 None => (Vec::new(), BTreeMap::new()),
             };
             let mut resource = IngressConfiguration {
@@ -326,8 +329,8 @@ impl Configuration {
             };
             let kind_key = resource.key_with_kind();
             for rule in rules(ing) {
-                let host = rule_host(&rule);
-                let Some(holder_key) = owners.get(&host).cloned() else {
+                let host = rule_host(rule);
+                let Some(holder_key) = owners.get(host).cloned() else {
                     owners.insert(host, kind_key.clone());
                     continue;
                 };
@@ -347,14 +350,18 @@ impl Configuration {
         // updateActiveHostsForIngresses
         for (kind_key, resource) in resources.iter_mut() {
             for rule in rules(&resource.ingress) {
-                let host = rule_host(&rule);
-                let owned = owners.get(&host) == Some(kind_key);
-                resource.valid_hosts.insert(host, owned);
+                let host = rule_host(rule);
+                let owned = owners.get(host) == Some(kind_key);
+                resource.valid_hosts.insert(host.to_string(), owned);
             }
         }
-        let new_hosts: BTreeMap<String, IngressConfiguration> = owners
+        let resources: BTreeMap<String, Arc<IngressConfiguration>> = resources
+            .into_iter()
+            .map(|(k, r)| (k, Arc::new(r)))
+            .collect();
+        let new_hosts: BTreeMap<String, Arc<IngressConfiguration>> = owners
             .iter()
-            .filter_map(|(host, k)| resources.get(k).map(|r| (host.clone(), r.clone())))
+            .filter_map(|(host, k)| resources.get(k).map(|r| (host.to_string(), r.clone())))
             .collect();
         // detectChangesInHosts + createResourceChangesForHosts
         let mut deletes = Vec::new();
@@ -376,14 +383,14 @@ impl Configuration {
                 Some(_) => {}
             }
         }
-        let ordered: Vec<(Op, IngressConfiguration)> = deletes.into_iter().chain(updates).collect();
+        let ordered: Vec<(Op, Arc<IngressConfiguration>)> =
+            deletes.into_iter().chain(updates).collect();
         let mut changes = squash(ordered);
         for change in &mut changes {
             if let Some(latest) = resources.get(&change.resource.key_with_kind()) {
                 change.resource = latest.clone();
             }
         }
-        self.hosts = new_hosts;
         // addProblemsForResourcesWithoutActiveHost + addProblemsForOrphanMinions
         let mut problems: BTreeMap<String, Problem> = BTreeMap::new();
         for (kind_key, resource) in &resources {
@@ -391,7 +398,7 @@ impl Configuration {
                 problems.insert(
                     kind_key.clone(),
                     Problem {
-                        object: (*resource.ingress).clone(),
+                        object: resource.ingress.clone(),
                         is_error: false,
                         reason: REASON_REJECTED,
                         message: "All hosts are taken by other resources".into(),
@@ -399,24 +406,24 @@ impl Configuration {
                 );
             }
         }
-        for (host, minion_keys) in self.minions_by_host() {
-            if self.hosts.get(&host).is_some_and(|r| r.is_master) {
+        for (host, minions) in &minions {
+            if new_hosts.get(*host).is_some_and(|r| r.is_master) {
                 continue;
             }
-            for k in minion_keys {
-                if let Some(ing) = self.ingresses.get(&k) {
-                    problems.insert(
-                        format!("Ingress/{k}"),
-                        Problem {
-                            object: (**ing).clone(),
-                            is_error: false,
-                            reason: REASON_NO_MASTER,
-                            message: "Ingress master is invalid or doesn't exist".into(),
-                        },
-                    );
-                }
+            for (k, ing) in minions {
+                problems.insert(
+                    format!("Ingress/{k}"),
+                    Problem {
+                        object: Arc::clone(ing),
+                        is_error: false,
+                        reason: REASON_NO_MASTER,
+                        message: "Ingress master is invalid or doesn't exist".into(),
+                    },
+                );
             }
         }
+        drop(minions);
+        self.hosts = new_hosts;
         // detectChangesInProblems: only new or changed problems are reported.
         let reported: Vec<Problem> = problems
             .iter()
@@ -429,8 +436,8 @@ impl Configuration {
 }
 
 /// squashResourceChanges: one change per resource (its last), deletes first.
-fn squash(changes: Vec<(Op, IngressConfiguration)>) -> Vec<ResourceChange> {
-    let mut last: BTreeMap<String, (Op, IngressConfiguration)> = BTreeMap::new();
+fn squash(changes: Vec<(Op, Arc<IngressConfiguration>)>) -> Vec<ResourceChange> {
+    let mut last: BTreeMap<String, (Op, Arc<IngressConfiguration>)> = BTreeMap::new();
     let mut order: Vec<String> = Vec::new();
     for (op, resource) in changes {
         let k = resource.key_with_kind();

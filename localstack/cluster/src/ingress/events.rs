@@ -4,6 +4,8 @@
 //! reasons from `internal/logger/events.go`), plus the configuration warnings of
 //! `internal/configs/ingress.go` generateNginxCfg that the simulator models.
 
+use std::sync::Arc;
+
 use serde_json::Value;
 
 use super::annotations::{self as ann, SSL_REDIRECT_DEPRECATED};
@@ -17,7 +19,8 @@ pub const ADDED_OR_UPDATED_WITH_WARNING: &str = "AddedOrUpdatedWithWarning";
 /// One `recorder.Event(object, type, reason, message)` call.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EventSpec {
-    pub object: Value,
+    /// Shared with the configuration: a master's change makes one event per minion.
+    pub object: Arc<Value>,
     pub kind: &'static str,
     pub reason: &'static str,
     pub message: String,
@@ -58,7 +61,7 @@ fn regular(resource: &IngressConfiguration) -> EventSpec {
         suffix = format!("{suffix}; with warning(s): {}", join(&generated));
     }
     EventSpec {
-        object: (*resource.ingress).clone(),
+        object: resource.ingress.clone(),
         kind,
         reason,
         message: format!(
@@ -69,7 +72,7 @@ fn regular(resource: &IngressConfiguration) -> EventSpec {
 }
 
 /// The master's or one minion's event in updateMergeableIngressStatusAndEvents.
-fn mergeable_one(object: &Value, own: &[String], generated: &[String]) -> EventSpec {
+fn mergeable_one(object: &Arc<Value>, own: &[String], generated: &[String]) -> EventSpec {
     let mut kind = NORMAL;
     let mut reason = ADDED_OR_UPDATED;
     let mut message = String::new();
@@ -153,7 +156,7 @@ pub fn for_change(change: &ResourceChange, still_exists: bool) -> Vec<EventSpec>
                 None => return Vec::new(),
             };
             vec![EventSpec {
-                object: (*resource.ingress).clone(),
+                object: resource.ingress.clone(),
                 kind: WARNING,
                 reason: "Rejected",
                 message: format!("{} was rejected: {detail}", key(&resource.ingress)),

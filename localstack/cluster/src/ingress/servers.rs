@@ -5,6 +5,7 @@
 //! `nginx.ingress.tmpl`: `rewrite <pattern> <target> break;` and `proxy_pass http://<upstream><rewrite>;`).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
@@ -265,7 +266,7 @@ fn master_server(resource: &IngressConfiguration, host: &str) -> Server {
 }
 
 /// The configuration NGINX runs for the hosts the controller assigned.
-pub fn build(hosts: &BTreeMap<String, IngressConfiguration>) -> NginxConfig {
+pub fn build(hosts: &BTreeMap<String, Arc<IngressConfiguration>>) -> NginxConfig {
     let servers = hosts
         .iter()
         .map(|(host, resource)| {

@@ -7,6 +7,9 @@
 //! (sizes, LB methods, header lists, policies, app-root, proxy-redirect) are checked for presence
 //! where NIC requires a value, not for syntax.
 
+use std::sync::LazyLock;
+
+use regex_lite::Regex;
 use serde_json::{Map, Value};
 
 use super::annotations::{self as ann, parse_rewrite_list};
@@ -226,13 +229,19 @@ fn parse_bool(v: &str) -> Option<bool> {
     }
 }
 
+/// The fixed expressions, compiled once: every Ingress change is validated.
+static TIME: LazyLock<Option<Regex>> = LazyLock::new(|| {
+    Regex::new(
+        r"^(\d+y)??\s*(\d+M)??\s*(\d+w)??\s*(\d+d)??\s*(\d+h)??\s*(\d+m)??\s*(\d+s?)??\s*(\d+ms)??$",
+    )
+    .ok()
+});
+static OFFSET: LazyLock<Option<Regex>> = LazyLock::new(|| Regex::new(r"^\d+[kKmMgG]?$").ok());
+static QUANTIFIER: LazyLock<Option<Regex>> = LazyLock::new(|| Regex::new(r"^\{\d+(,\d*)?\}").ok());
+
 /// parsing_helpers.go ParseTime's timeRegexp.
 fn is_time(v: &str) -> bool {
-    !v.trim().is_empty()
-        && regex_lite::Regex::new(
-            r"^(\d+y)??\s*(\d+M)??\s*(\d+w)??\s*(\d+d)??\s*(\d+h)??\s*(\d+m)??\s*(\d+s?)??\s*(\d+ms)??$",
-        )
-        .is_ok_and(|re| re.is_match(v))
+    !v.trim().is_empty() && TIME.as_ref().is_some_and(|re| re.is_match(v))
 }
 
 /// Go's strconv.ParseInt / ParseUint (base 10, optional sign for signed).
@@ -264,10 +273,7 @@ fn run_check(check: Check, c: &Context) -> Vec<FieldError> {
         Uint64 if !is_integer(value, false) => {
             one(invalid(path, value, "must be a non-negative integer"))
         }
-        Offset
-            if !regex_lite::Regex::new(r"^\d+[kKmMgG]?$")
-                .is_ok_and(|re| re.is_match(value.trim())) =>
-        {
+        Offset if !OFFSET.as_ref().is_some_and(|re| re.is_match(value.trim())) => {
             one(invalid(path, value, "must be an offset"))
         }
         PlusOnly => one(forbidden(path, "annotation requires NGINX Plus")),
@@ -483,7 +489,7 @@ fn uses_unsupported_regex_syntax(path: &str) -> bool {
 /// regexp2 (.NET syntax) reads a `{` that starts no `{n}`, `{n,}` or `{n,m}` quantifier as a
 /// literal; regex-lite refuses it, so such braces are escaped before compiling.
 pub(super) fn as_dotnet_braces(path: &str) -> String {
-    let quantifier = regex_lite::Regex::new(r"^\{\d+(,\d*)?\}").ok();
+    let quantifier = QUANTIFIER.as_ref();
     let mut out = String::with_capacity(path.len());
     for (i, c) in path.char_indices() {
         let is_quantifier = quantifier.as_ref().is_some_and(|q| q.is_match(&path[i..]));
