@@ -342,6 +342,34 @@ fn bin_dir() -> anyhow::Result<PathBuf> {
     Ok(target.join("release"))
 }
 
+/// The public host's Ingresses as `up` installs them (`manifests/deploy-site.yaml`: the mergeable
+/// master and the site's own minion), so every repository's minion joins a master and the ingress
+/// controller does for each what it does on EKS.
+async fn install_public_host(client: &kube::Client) -> anyhow::Result<()> {
+    use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};
+    let values = platform::manifests::SiteValues {
+        public_url: platform::PublicUrl::parse(&format!("http://{HOST}"))?,
+        image: platform::manifests::default_site_image(),
+    };
+    let gvk = GroupVersionKind::gvk("networking.k8s.io", "v1", "Ingress");
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        SYSTEM_NAMESPACE,
+        &ApiResource::from_gvk(&gvk),
+    );
+    let mut made = 0;
+    for object in platform::manifests::deploy_site(&values)? {
+        if object.types.as_ref().is_some_and(|t| t.kind == "Ingress") {
+            api.create(&PostParams::default(), &object).await?;
+            made += 1;
+        }
+    }
+    if made == 0 {
+        bail!("the site's manifest has no Ingress");
+    }
+    Ok(())
+}
+
 /// Users created with a cheap password hash (the hash carries its cost, so sign-in stays cheap
 /// too): the bench measures the site's pages and memory, not argon2.
 async fn create_users(client: &kube::Client, names: &[String]) -> anyhow::Result<()> {
@@ -520,6 +548,7 @@ async fn main() -> anyhow::Result<()> {
         .await?,
     )?;
     kubectl(&kubeconfig, &["create", "namespace", SYSTEM_NAMESPACE]).await?;
+    install_public_host(&admin).await?;
 
     // The site, as its manifest runs it (without quotas: the simulator's three nodes hold 51
     // pods, and Pending pods are what this bench wants to keep cheap, not quota refusals).

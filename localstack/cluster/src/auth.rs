@@ -1,5 +1,6 @@
 //! Authentication (bearer tokens) and RBAC authorization over the stored Roles and bindings.
 
+use crate::meta::Lookup;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -467,11 +468,11 @@ pub fn authorize(registry: &Registry, user: &User, attrs: &Attributes) -> bool {
     };
     let grants = |binding: &Value, ns: &str| {
         let kind = binding
-            .pointer("/roleRef/kind")
+            .at("/roleRef/kind")
             .and_then(Value::as_str)
             .unwrap_or_default();
         let name = binding
-            .pointer("/roleRef/name")
+            .at("/roleRef/name")
             .and_then(Value::as_str)
             .unwrap_or_default();
         role_rules(kind, name, ns)

@@ -5,6 +5,40 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rand::Rng;
 use serde_json::{Map, Value};
 
+/// `Value::pointer` without its allocations: serde_json unescapes every segment of the path into
+/// a new `String` (two per segment), and the simulator reads paths like `/metadata/name` of every
+/// object on every pass. Same result as `pointer` (RFC 6901; a path with `~` escapes goes to it).
+pub trait Lookup {
+    fn at(&self, pointer: &str) -> Option<&Value>;
+}
+
+impl Lookup for Value {
+    fn at(&self, pointer: &str) -> Option<&Value> {
+        if pointer.contains('~') {
+            return self.pointer(pointer);
+        }
+        if pointer.is_empty() {
+            return Some(self);
+        }
+        pointer
+            .strip_prefix('/')?
+            .split('/')
+            .try_fold(self, |target, token| match target {
+                Value::Object(map) => map.get(token),
+                Value::Array(list) => array_index(token).and_then(|i| list.get(i)),
+                _ => None,
+            })
+    }
+}
+
+/// serde_json's `parse_index`: no sign, no leading zero.
+fn array_index(token: &str) -> Option<usize> {
+    if token.starts_with('+') || (token.starts_with('0') && token.len() != 1) {
+        return None;
+    }
+    token.parse().ok()
+}
+
 /// RFC 3339 UTC timestamp with second precision, the format of `metav1.Time`.
 pub fn now_rfc3339() -> String {
     let secs = SystemTime::now()
@@ -119,38 +153,38 @@ pub fn fnv32(data: &[u8]) -> u32 {
 }
 
 pub fn name(obj: &Value) -> &str {
-    obj.pointer("/metadata/name")
+    obj.at("/metadata/name")
         .and_then(Value::as_str)
         .unwrap_or("")
 }
 
 pub fn namespace(obj: &Value) -> &str {
-    obj.pointer("/metadata/namespace")
+    obj.at("/metadata/namespace")
         .and_then(Value::as_str)
         .unwrap_or("")
 }
 
 pub fn uid(obj: &Value) -> &str {
-    obj.pointer("/metadata/uid")
+    obj.at("/metadata/uid")
         .and_then(Value::as_str)
         .unwrap_or("")
 }
 
 pub fn resource_version(obj: &Value) -> Option<u64> {
-    obj.pointer("/metadata/resourceVersion")
+    obj.at("/metadata/resourceVersion")
         .and_then(Value::as_str)
         .and_then(|s| s.parse().ok())
 }
 
 pub fn labels(obj: &Value) -> Map<String, Value> {
-    obj.pointer("/metadata/labels")
+    obj.at("/metadata/labels")
         .and_then(Value::as_object)
         .cloned()
         .unwrap_or_default()
 }
 
 pub fn annotation<'a>(obj: &'a Value, key: &str) -> Option<&'a str> {
-    obj.pointer("/metadata/annotations")
+    obj.at("/metadata/annotations")
         .and_then(|a| a.get(key))
         .and_then(Value::as_str)
 }
@@ -191,7 +225,7 @@ pub fn object_entry<'a>(obj: &'a mut Map<String, Value>, key: &str) -> &'a mut M
 }
 
 pub fn owner_uids(obj: &Value) -> Vec<String> {
-    obj.pointer("/metadata/ownerReferences")
+    obj.at("/metadata/ownerReferences")
         .and_then(Value::as_array)
         .map(|refs| {
             refs.iter()
@@ -203,7 +237,7 @@ pub fn owner_uids(obj: &Value) -> Vec<String> {
 }
 
 pub fn controller_uid(obj: &Value) -> Option<&str> {
-    obj.pointer("/metadata/ownerReferences")?
+    obj.at("/metadata/ownerReferences")?
         .as_array()?
         .iter()
         .find(|r| r.get("controller").and_then(Value::as_bool) == Some(true))
@@ -212,14 +246,14 @@ pub fn controller_uid(obj: &Value) -> Option<&str> {
 }
 
 pub fn is_deleting(obj: &Value) -> bool {
-    obj.pointer("/metadata/deletionTimestamp")
+    obj.at("/metadata/deletionTimestamp")
         .is_some_and(|v| !v.is_null())
 }
 
 /// A pod that has finished for good (phase `Succeeded` or `Failed`).
 pub fn is_terminal_pod(pod: &Value) -> bool {
     matches!(
-        pod.pointer("/status/phase").and_then(Value::as_str),
+        pod.at("/status/phase").and_then(Value::as_str),
         Some("Succeeded" | "Failed")
     )
 }
@@ -227,6 +261,34 @@ pub fn is_terminal_pod(pod: &Value) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lookup_answers_what_serde_json_pointer_answers() {
+        let v = serde_json::json!({
+            "metadata": {"name": "a", "annotations": {"x/y": "1", "m~n": "2"}, "": {"e": 3}},
+            "spec": {"ports": [{"port": 80}, {"port": 81}]},
+        });
+        for path in [
+            "",
+            "/",
+            "/metadata",
+            "/metadata/name",
+            "/metadata/missing",
+            "/metadata/name/deeper",
+            "/metadata/annotations/x~1y",
+            "/metadata/annotations/m~0n",
+            "/metadata//e",
+            "/spec/ports/1/port",
+            "/spec/ports/01/port",
+            "/spec/ports/+1",
+            "/spec/ports/2",
+            "/spec/ports/-",
+            "metadata",
+            "/spec/ports/0",
+        ] {
+            assert_eq!(v.at(path), v.pointer(path), "{path:?}");
+        }
+    }
 
     #[test]
     fn timestamps_round_trip() {

@@ -8,6 +8,7 @@
 //! extended resources and storage are not modelled. The check and the write are not one
 //! transaction, so racing API clients can overshoot a quota by the objects created in between.
 
+use crate::meta::Lookup;
 use serde_json::{Map, Value, json};
 
 use crate::error::{ApiError, ApiResult};
@@ -22,7 +23,7 @@ pub trait NamespaceObjects {
 }
 
 fn containers(pod: &Value) -> impl Iterator<Item = &Value> {
-    pod.pointer("/spec/containers")
+    pod.at("/spec/containers")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
@@ -35,7 +36,7 @@ fn pod_amount(pod: &Value, part: &str, resource: &str) -> (i128, Vec<String>) {
     let mut missing = Vec::new();
     for c in containers(pod) {
         match c
-            .pointer(&format!("/resources/{part}/{resource}"))
+            .at(&format!("/resources/{part}/{resource}"))
             .and_then(parse_value)
         {
             Some(q) => total += q,
@@ -103,7 +104,7 @@ pub fn usage(cluster: &dyn NamespaceObjects, ns: &str, name: &str) -> Option<i12
 /// `status` of a ResourceQuota: its hard limits and what the namespace uses of each.
 pub fn quota_status(cluster: &dyn NamespaceObjects, quota: &Value) -> Value {
     let hard = quota
-        .pointer("/spec/hard")
+        .at("/spec/hard")
         .and_then(Value::as_object)
         .cloned()
         .unwrap_or_default();
@@ -123,7 +124,7 @@ fn limit_ranges(cluster: &dyn NamespaceObjects, ns: &str, pod: &mut Value) -> Re
     let items: Vec<Value> = ranges
         .iter()
         .flat_map(|r| {
-            r.pointer("/spec/limits")
+            r.at("/spec/limits")
                 .and_then(Value::as_array)
                 .cloned()
                 .unwrap_or_default()
@@ -166,7 +167,7 @@ fn limit_ranges(cluster: &dyn NamespaceObjects, ns: &str, pod: &mut Value) -> Re
                     .and_then(parse_value)
             };
             let amount = |part: &str, res: &str| {
-                c.pointer(&format!("/resources/{part}/{res}"))
+                c.at(&format!("/resources/{part}/{res}"))
                     .and_then(parse_value)
             };
             for res in ["cpu", "memory"] {
@@ -240,7 +241,7 @@ pub fn admit_create(
     let is_pod = rt.is("", "pods");
     for quota in cluster.objects(known::resourcequotas(), ns) {
         let hard = quota
-            .pointer("/spec/hard")
+            .at("/spec/hard")
             .and_then(Value::as_object)
             .cloned()
             .unwrap_or_default();

@@ -3,6 +3,7 @@
 //! `generateEvent`, `recordToSink`) and `tools/record/events_cache.go` (`EventCorrelator`:
 //! aggregation of similar events, de-duplication into `count`, and the per-object spam filter).
 
+use crate::meta::Lookup;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -141,7 +142,7 @@ pub fn object_reference(obj: &Value) -> Value {
         "name": meta::name(obj),
         "uid": meta::uid(obj),
         "apiVersion": obj.get("apiVersion").cloned().unwrap_or(Value::Null),
-        "resourceVersion": obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(json!("")),
+        "resourceVersion": obj.at("/metadata/resourceVersion").cloned().unwrap_or(json!("")),
     })
 }
 

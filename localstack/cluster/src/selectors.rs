@@ -1,5 +1,6 @@
 //! Label and field selectors, in both the query-string form and the `LabelSelector` object form.
 
+use crate::meta::Lookup;
 use serde_json::{Map, Value};
 
 use crate::error::ApiError;
@@ -214,7 +215,7 @@ impl FieldSelector {
 /// ToSelectableFields): `source` is `source.component`, else `reportingController`, and
 /// `reportingComponent` is `reportingController` (JSON `reportingComponent`).
 fn selectable_field<'a>(obj: &'a Value, field: &str) -> &'a str {
-    let at = |pointer: &str| obj.pointer(pointer).and_then(Value::as_str).unwrap_or("");
+    let at = |pointer: &str| obj.at(pointer).and_then(Value::as_str).unwrap_or("");
     match field {
         "source" if obj.get("involvedObject").is_some() => match at("/source/component") {
             "" => at("/reportingComponent"),

@@ -7,6 +7,7 @@
 //! and follow as the kubelet reads a container's log (pkg/kubelet/kuberuntime/logs/logs.go
 //! `ReadLogs`).
 
+use crate::meta::Lookup;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -117,7 +118,7 @@ pub(super) fn options(params: &Params, pod: &str) -> ApiResult<LogOptions> {
 
 /// Every container name of the pod: init, regular and ephemeral containers.
 fn container_names<'a>(pod: &'a Value, list: &str) -> Vec<&'a str> {
-    pod.pointer(&format!("/spec/{list}"))
+    pod.at(&format!("/spec/{list}"))
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
@@ -177,10 +178,7 @@ fn container_id(pod: &Value, container: &str, previous: bool) -> ApiResult<Strin
         "ephemeralContainerStatuses",
     ]
     .iter()
-    .filter_map(|list| {
-        pod.pointer(&format!("/status/{list}"))
-            .and_then(Value::as_array)
-    })
+    .filter_map(|list| pod.at(&format!("/status/{list}")).and_then(Value::as_array))
     .flatten()
     .find(|s| s.get("name").and_then(Value::as_str) == Some(container))
     .ok_or_else(|| {
@@ -195,7 +193,7 @@ fn container_id(pod: &Value, container: &str, previous: bool) -> ApiResult<Strin
             .unwrap_or_default()
             .to_string()
     };
-    let last = status.pointer("/lastState/terminated");
+    let last = status.at("/lastState/terminated");
     let state = status.get("state").cloned().unwrap_or(json!({}));
     let terminated_error = || {
         ApiError::bad_request(format!(
@@ -254,7 +252,7 @@ fn container_id(pod: &Value, container: &str, previous: bool) -> ApiResult<Strin
 pub(super) fn pod_log(logs: &ContainerLogs, pod: &Value, opts: LogOptions) -> ApiResult<Response> {
     let container = choose_container(pod, opts.container.as_deref())?;
     let scheduled = pod
-        .pointer("/spec/nodeName")
+        .at("/spec/nodeName")
         .and_then(Value::as_str)
         .is_some_and(|n| !n.is_empty());
     // A pod not bound to a node has no log location: an empty answer (LogLocation returns

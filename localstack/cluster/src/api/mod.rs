@@ -9,6 +9,7 @@ mod route;
 mod table;
 mod watch;
 
+use crate::meta::Lookup;
 use std::sync::Arc;
 
 use axum::Router;
@@ -282,7 +283,7 @@ async fn handle(
         "update" => {
             let mut obj = decode_object(headers, &body, rt)?;
             if sub == Some("scale") {
-                let replicas = obj.pointer("/spec/replicas").cloned().unwrap_or(json!(0));
+                let replicas = obj.at("/spec/replicas").cloned().unwrap_or(json!(0));
                 let patch = json!({"spec": {"replicas": replicas}}).to_string();
                 let updated = registry.patch(
                     rt,
@@ -330,10 +331,7 @@ async fn handle(
                 let patch: Value = serde_json::from_slice(&body)
                     .map_err(|e| ApiError::bad_request(e.to_string()))?;
                 json_patch::merge(&mut scaled, &patch);
-                let replicas = scaled
-                    .pointer("/spec/replicas")
-                    .cloned()
-                    .unwrap_or(json!(0));
+                let replicas = scaled.at("/spec/replicas").cloned().unwrap_or(json!(0));
                 let p = json!({"spec": {"replicas": replicas}}).to_string();
                 let updated =
                     registry.patch(rt, ns, &name, PatchKind::Merge, p.as_bytes(), None, &opts)?;
@@ -435,7 +433,7 @@ fn success_status(rt: &ResourceType, obj: &Value) -> Value {
 
 fn scale_of(rt: &ResourceType, obj: &Value) -> Value {
     let selector = obj
-        .pointer("/spec/selector/matchLabels")
+        .at("/spec/selector/matchLabels")
         .and_then(Value::as_object)
         .map(|m| {
             m.iter()
@@ -452,17 +450,17 @@ fn scale_of(rt: &ResourceType, obj: &Value) -> Value {
             "name": meta::name(obj),
             "namespace": meta::namespace(obj),
             "uid": meta::uid(obj),
-            "resourceVersion": obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null),
-            "creationTimestamp": obj.pointer("/metadata/creationTimestamp").cloned().unwrap_or(Value::Null),
+            "resourceVersion": obj.at("/metadata/resourceVersion").cloned().unwrap_or(Value::Null),
+            "creationTimestamp": obj.at("/metadata/creationTimestamp").cloned().unwrap_or(Value::Null),
         },
-        "spec": {"replicas": obj.pointer("/spec/replicas").cloned().unwrap_or(json!(0))},
-        "status": {"replicas": obj.pointer("/status/replicas").cloned().unwrap_or(json!(0)), "selector": selector}
+        "spec": {"replicas": obj.at("/spec/replicas").cloned().unwrap_or(json!(0))},
+        "status": {"replicas": obj.at("/status/replicas").cloned().unwrap_or(json!(0)), "selector": selector}
     })
 }
 
 fn self_subject_access_review(registry: &Registry, user: &User, mut review: Value) -> Value {
     let ra = review
-        .pointer("/spec/resourceAttributes")
+        .at("/spec/resourceAttributes")
         .cloned()
         .unwrap_or_default();
     let s = |k: &str| {
@@ -487,8 +485,8 @@ fn self_subject_access_review(registry: &Registry, user: &User, mut review: Valu
         namespace: &namespace,
         name: &name,
     };
-    let allowed = review.pointer("/spec/resourceAttributes").is_some()
-        && auth::authorize(registry, user, &attrs);
+    let allowed =
+        review.at("/spec/resourceAttributes").is_some() && auth::authorize(registry, user, &attrs);
     review["apiVersion"] = json!("authorization.k8s.io/v1");
     review["kind"] = json!("SelfSubjectAccessReview");
     meta::metadata_mut(&mut review).insert("creationTimestamp".into(), Value::Null);

@@ -1,6 +1,7 @@
 //! What a request says besides its path: query parameters, content type, field manager, the body,
 //! and the list and delete options they carry.
 
+use crate::meta::Lookup;
 use std::collections::HashMap;
 
 use axum::extract::Query;
@@ -125,11 +126,11 @@ pub(super) fn delete_options(
         propagation,
         dry_run,
         precondition_uid: body
-            .pointer("/preconditions/uid")
+            .at("/preconditions/uid")
             .and_then(Value::as_str)
             .map(str::to_string),
         precondition_rv: body
-            .pointer("/preconditions/resourceVersion")
+            .at("/preconditions/resourceVersion")
             .and_then(Value::as_str)
             .and_then(|s| s.parse().ok()),
         grace_period_seconds: params

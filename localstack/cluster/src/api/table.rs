@@ -1,5 +1,6 @@
 //! `meta.k8s.io/v1 Table` responses, which `kubectl get` asks for to print its columns.
 
+use crate::meta::Lookup;
 use serde_json::{Value, json};
 
 use crate::meta;
@@ -7,7 +8,7 @@ use crate::resources::ResourceType;
 
 fn age(obj: &Value) -> String {
     let Some(created) = obj
-        .pointer("/metadata/creationTimestamp")
+        .at("/metadata/creationTimestamp")
         .and_then(Value::as_str)
         .and_then(meta::parse_rfc3339)
     else {
@@ -23,11 +24,11 @@ fn age(obj: &Value) -> String {
 }
 
 fn int(obj: &Value, pointer: &str) -> i64 {
-    obj.pointer(pointer).and_then(Value::as_i64).unwrap_or(0)
+    obj.at(pointer).and_then(Value::as_i64).unwrap_or(0)
 }
 
 fn string(obj: &Value, pointer: &str) -> String {
-    obj.pointer(pointer)
+    obj.at(pointer)
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_string()
@@ -67,12 +68,12 @@ fn cells(rt: &ResourceType, obj: &Value) -> Vec<Value> {
         }
         "Pod" => {
             let statuses = obj
-                .pointer("/status/containerStatuses")
+                .at("/status/containerStatuses")
                 .and_then(Value::as_array)
                 .cloned()
                 .unwrap_or_default();
             let total = obj
-                .pointer("/spec/containers")
+                .at("/spec/containers")
                 .and_then(Value::as_array)
                 .map_or(0, Vec::len);
             let ready = statuses
@@ -81,7 +82,7 @@ fn cells(rt: &ResourceType, obj: &Value) -> Vec<Value> {
                 .count();
             let waiting = statuses
                 .iter()
-                .find_map(|s| s.pointer("/state/waiting/reason").and_then(Value::as_str))
+                .find_map(|s| s.at("/state/waiting/reason").and_then(Value::as_str))
                 .map(str::to_string);
             let restarts: i64 = statuses
                 .iter()
@@ -95,7 +96,7 @@ fn cells(rt: &ResourceType, obj: &Value) -> Vec<Value> {
         }
         "Service" => {
             let ports: Vec<String> = obj
-                .pointer("/spec/ports")
+                .at("/spec/ports")
                 .and_then(Value::as_array)
                 .into_iter()
                 .flatten()
@@ -118,7 +119,7 @@ fn cells(rt: &ResourceType, obj: &Value) -> Vec<Value> {
         "Namespace" => cells.push(json!(string(obj, "/status/phase"))),
         "Node" => {
             let ready = obj
-                .pointer("/status/conditions")
+                .at("/status/conditions")
                 .and_then(Value::as_array)
                 .into_iter()
                 .flatten()
@@ -139,7 +140,7 @@ fn cells(rt: &ResourceType, obj: &Value) -> Vec<Value> {
         }
         "Ingress" => {
             let hosts: Vec<String> = obj
-                .pointer("/spec/rules")
+                .at("/spec/rules")
                 .and_then(Value::as_array)
                 .into_iter()
                 .flatten()
@@ -175,7 +176,7 @@ fn wide_columns(rt: &ResourceType) -> Vec<&'static str> {
 }
 
 fn joined(obj: &Value, list: &str, field: &str) -> String {
-    obj.pointer(list)
+    obj.at(list)
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
@@ -216,12 +217,12 @@ fn wide_cells(rt: &ResourceType, obj: &Value) -> Vec<Value> {
         "Deployment" | "ReplicaSet" => vec![
             json!(joined(obj, "/spec/template/spec/containers", "name")),
             json!(joined(obj, "/spec/template/spec/containers", "image")),
-            json!(selector(obj.pointer("/spec/selector/matchLabels"))),
+            json!(selector(obj.at("/spec/selector/matchLabels"))),
         ],
-        "Service" => vec![json!(selector(obj.pointer("/spec/selector")))],
+        "Service" => vec![json!(selector(obj.at("/spec/selector")))],
         "Node" => {
             let ip = obj
-                .pointer("/status/addresses")
+                .at("/status/addresses")
                 .and_then(Value::as_array)
                 .into_iter()
                 .flatten()
@@ -258,6 +259,6 @@ pub fn table(rt: &ResourceType, items: &[Value], list_metadata: Option<&Value>) 
             json!({"cells": row, "object": partial})
         })
         .collect();
-    let metadata = list_metadata.cloned().unwrap_or_else(|| json!({"resourceVersion": items.first().and_then(|o| o.pointer("/metadata/resourceVersion")).cloned().unwrap_or(Value::Null)}));
+    let metadata = list_metadata.cloned().unwrap_or_else(|| json!({"resourceVersion": items.first().and_then(|o| o.at("/metadata/resourceVersion")).cloned().unwrap_or(Value::Null)}));
     json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": metadata, "columnDefinitions": defs, "rows": rows})
 }

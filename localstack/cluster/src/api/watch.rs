@@ -1,5 +1,6 @@
 //! `?watch=1`: newline-delimited JSON watch events, resumable from a resourceVersion.
 
+use crate::meta::Lookup;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -122,7 +123,7 @@ pub(super) fn watch(
                 (false, true) => Some(("ADDED", change.object.clone())),
                 (true, false) => {
                     let mut gone = previous.clone();
-                    if let Some(rv) = change.object.pointer("/metadata/resourceVersion")
+                    if let Some(rv) = change.object.at("/metadata/resourceVersion")
                         && let Some(meta) = gone.get_mut("metadata").and_then(Value::as_object_mut)
                     {
                         meta.insert("resourceVersion".into(), rv.clone());

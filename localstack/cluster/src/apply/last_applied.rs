@@ -3,6 +3,7 @@
 //! `lastappliedupdater.go`), which is what lets `kubectl apply --server-side` take over an object
 //! that `kubectl apply` managed.
 
+use crate::meta::Lookup;
 use serde_json::Value;
 
 use super::fields::{FieldSet, fields_of, is_item, value_at};
@@ -14,7 +15,7 @@ pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration
 pub const KUBECTL: &str = "kubectl";
 
 fn annotation(obj: &Value) -> Option<&str> {
-    obj.pointer("/metadata/annotations")
+    obj.at("/metadata/annotations")
         .and_then(|a| a.get(LAST_APPLIED))
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())

@@ -3,6 +3,7 @@
 //! must pass, the order entries are stored in, and which entries a write starts from — the live
 //! object's, or the ones the request itself sets.
 
+use crate::meta::Lookup;
 use serde_json::{Map, Value, json};
 
 use super::fields::{FieldSet, decode_fields_v1, to_fields_v1};
@@ -35,7 +36,7 @@ impl ManagedEntry {
 /// The entries of a stored object; undecodable ones count as none (fieldmanager.go
 /// `emptyManagedFieldsOnErr`).
 pub fn read_managed(obj: &Value) -> Vec<ManagedEntry> {
-    match obj.pointer("/metadata/managedFields") {
+    match obj.at("/metadata/managedFields") {
         Some(Value::Array(list)) => decode(list).unwrap_or_default(),
         _ => Vec::new(),
     }
@@ -93,7 +94,7 @@ pub fn decode_live_or_new(
     if to_subresource {
         return live_entries();
     }
-    match new.pointer("/metadata/managedFields") {
+    match new.at("/metadata/managedFields") {
         Some(Value::Array(list)) if is_reset(list) => Vec::new(),
         Some(Value::Array(list)) => match decode(list) {
             Ok(entries) if !entries.is_empty() => entries,
@@ -175,7 +176,7 @@ fn decode(list: &[Value]) -> Result<Vec<ManagedEntry>, String> {
 /// (the strings are strings, `time` is RFC 3339); the API server refuses a body that does not.
 pub fn check_shape(obj: &Value) -> Result<(), String> {
     let field = "metadata.managedFields";
-    let list = match obj.pointer("/metadata/managedFields") {
+    let list = match obj.at("/metadata/managedFields") {
         None | Some(Value::Null) => return Ok(()),
         Some(Value::Array(list)) => list,
         Some(other) => {

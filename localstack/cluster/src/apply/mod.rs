@@ -6,6 +6,7 @@ mod fields;
 mod last_applied;
 mod managed;
 
+use crate::meta::Lookup;
 use serde_json::{Map, Value, json};
 
 use crate::meta;
@@ -203,7 +204,7 @@ pub fn apply(
             result[top] = v.clone();
         }
     }
-    if let Some(name) = config.pointer("/metadata/name") {
+    if let Some(name) = config.at("/metadata/name") {
         meta::metadata_mut(&mut result).insert("name".into(), name.clone());
     }
 
@@ -366,7 +367,7 @@ mod tests {
     use super::*;
 
     fn env_names(obj: &Value) -> Vec<&str> {
-        obj.pointer("/spec/containers/0/env")
+        obj.at("/spec/containers/0/env")
             .and_then(Value::as_array)
             .into_iter()
             .flatten()

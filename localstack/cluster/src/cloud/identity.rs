@@ -3,6 +3,7 @@
 //! canonicalised, then mapped by the cluster's access entries, the cluster creator's mapping and
 //! the `kube-system/aws-auth` ConfigMap, per the cluster's authentication mode.
 
+use crate::meta::Lookup;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -86,7 +87,7 @@ impl Principal {
 /// is honoured, else the query protocol's XML.
 pub fn parse_caller_identity(body: &str) -> Option<CallerIdentity> {
     if let Ok(json) = serde_json::from_str::<Value>(body) {
-        let result = json.pointer("/GetCallerIdentityResponse/GetCallerIdentityResult")?;
+        let result = json.at("/GetCallerIdentityResponse/GetCallerIdentityResult")?;
         let field = |name: &str| result.get(name).and_then(Value::as_str).map(str::to_string);
         return Some(CallerIdentity {
             arn: field("Arn")?,
@@ -306,7 +307,7 @@ impl EksAuth {
         let data = |key: &str| {
             aws_auth
                 .as_ref()
-                .and_then(|cm| cm.pointer(&format!("/data/{key}")))
+                .and_then(|cm| cm.at(&format!("/data/{key}")))
                 .and_then(Value::as_str)
                 .map(str::to_string)
         };

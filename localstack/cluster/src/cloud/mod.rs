@@ -22,6 +22,7 @@ pub mod join;
 mod node;
 pub mod userdata;
 
+use crate::meta::Lookup;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -316,7 +317,7 @@ async fn describe_cluster(
 
 /// The instance id of a Node's `aws:///<zone>/<id>` provider ID.
 fn provider_instance(node: &Value) -> Option<&str> {
-    node.pointer("/spec/providerID")
+    node.at("/spec/providerID")
         .and_then(Value::as_str)?
         .strip_prefix("aws:///")?
         .rsplit('/')
@@ -373,7 +374,7 @@ async fn poll(
     let map_roles = registry
         .try_get(known::configmaps(), "kube-system", "aws-auth")
         .and_then(|cm| {
-            cm.pointer("/data/mapRoles")
+            cm.at("/data/mapRoles")
                 .and_then(Value::as_str)
                 .map(str::to_string)
         });
@@ -692,7 +693,7 @@ async fn instance_type(
 /// kubelet posts Ready and the taint goes.
 fn set_shutdown(registry: &Registry, node: &Value, shut_down: bool) {
     let taints: Vec<Value> = node
-        .pointer("/spec/taints")
+        .at("/spec/taints")
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();

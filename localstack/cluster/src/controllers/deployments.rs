@@ -1,6 +1,7 @@
 //! The Deployment controller: one ReplicaSet per pod template, rolling updates bounded by
 //! maxSurge/maxUnavailable, and the status `kubectl rollout status` reads.
 
+use crate::meta::Lookup;
 use serde_json::{Value, json};
 
 use super::{controller_ref, log_write, owned_by, pod_ready};
@@ -31,7 +32,7 @@ fn scaled_value(v: Option<&Value>, total: i64, round_up: bool) -> i64 {
 }
 
 fn replicas(obj: &Value, pointer: &str) -> i64 {
-    obj.pointer(pointer).and_then(Value::as_i64).unwrap_or(0)
+    obj.at(pointer).and_then(Value::as_i64).unwrap_or(0)
 }
 
 fn revision_of(rs: &Value) -> i64 {
@@ -71,7 +72,7 @@ fn set_rs_replicas(registry: &Registry, rs: &Value, n: i64) {
 fn reconcile_one(registry: &Registry, deployment: &Value) {
     let ns = meta::namespace(deployment);
     let name = meta::name(deployment);
-    let Some(template) = deployment.pointer("/spec/template").cloned() else {
+    let Some(template) = deployment.at("/spec/template").cloned() else {
         return;
     };
     let hash = template_hash(&template);
@@ -113,20 +114,18 @@ fn reconcile_one(registry: &Registry, deployment: &Value) {
             );
             pod_template["metadata"]["labels"]["pod-template-hash"] = json!(hash);
             let mut selector = deployment
-                .pointer("/spec/selector")
+                .at("/spec/selector")
                 .cloned()
                 .unwrap_or(json!({}));
             selector["matchLabels"]["pod-template-hash"] = json!(hash);
             let mut labels = template
-                .pointer("/metadata/labels")
+                .at("/metadata/labels")
                 .cloned()
                 .unwrap_or(json!({}));
             labels["pod-template-hash"] = json!(hash);
             let is_first = all_rs.is_empty();
-            let recreate = deployment
-                .pointer("/spec/strategy/type")
-                .and_then(Value::as_str)
-                == Some("Recreate");
+            let recreate =
+                deployment.at("/spec/strategy/type").and_then(Value::as_str) == Some("Recreate");
             let initial = if is_first && !recreate { desired } else { 0 };
             let rs = json!({
                 "metadata": {
@@ -135,11 +134,11 @@ fn reconcile_one(registry: &Registry, deployment: &Value) {
                     "annotations": {
                         REVISION: (max_revision + 1).to_string(),
                         "deployment.kubernetes.io/desired-replicas": desired.to_string(),
-                        "deployment.kubernetes.io/max-replicas": (desired + scaled_value(deployment.pointer("/spec/strategy/rollingUpdate/maxSurge"), desired, true)).to_string(),
+                        "deployment.kubernetes.io/max-replicas": (desired + scaled_value(deployment.at("/spec/strategy/rollingUpdate/maxSurge"), desired, true)).to_string(),
                     },
                     "ownerReferences": [controller_ref(deployment)],
                 },
-                "spec": {"replicas": initial, "selector": selector, "template": pod_template, "minReadySeconds": deployment.pointer("/spec/minReadySeconds").cloned().unwrap_or(json!(0))},
+                "spec": {"replicas": initial, "selector": selector, "template": pod_template, "minReadySeconds": deployment.at("/spec/minReadySeconds").cloned().unwrap_or(json!(0))},
             });
             let created = log_write(
                 "create replicaset",
@@ -169,7 +168,7 @@ fn reconcile_one(registry: &Registry, deployment: &Value) {
         .collect();
 
     let selector = deployment
-        .pointer("/spec/selector")
+        .at("/spec/selector")
         .and_then(|s| LabelSelector::from_object(s).ok())
         .unwrap_or_default();
     let pods: Vec<Value> = registry
@@ -186,13 +185,9 @@ fn reconcile_one(registry: &Registry, deployment: &Value) {
     };
     let available_of = |rs: &Value| pods_of(rs).into_iter().filter(pod_ready).count() as i64;
 
-    let paused = deployment.pointer("/spec/paused").and_then(Value::as_bool) == Some(true);
+    let paused = deployment.at("/spec/paused").and_then(Value::as_bool) == Some(true);
     if !paused {
-        if deployment
-            .pointer("/spec/strategy/type")
-            .and_then(Value::as_str)
-            == Some("Recreate")
-        {
+        if deployment.at("/spec/strategy/type").and_then(Value::as_str) == Some("Recreate") {
             let old_pods: usize = old_rs.iter().map(|rs| pods_of(rs).len()).sum();
             for rs in &old_rs {
                 set_rs_replicas(registry, rs, 0);
@@ -228,7 +223,7 @@ fn reconcile_one(registry: &Registry, deployment: &Value) {
 /// (`HasRevisionHistoryLimit`); the API server defaults it to 10 for apps/v1.
 fn cleanup_old_replica_sets(registry: &Registry, deployment: &Value, old_rs: &[&Value]) {
     let Some(limit) = deployment
-        .pointer("/spec/revisionHistoryLimit")
+        .at("/spec/revisionHistoryLimit")
         .and_then(Value::as_i64)
     else {
         return;
@@ -246,10 +241,8 @@ fn cleanup_old_replica_sets(registry: &Registry, deployment: &Value, old_rs: &[&
     // ReplicaSetsByRevision: oldest revision first.
     cleanable.sort_by_key(|rs| revision_of(rs));
     for rs in cleanable.into_iter().take(diff as usize) {
-        let generation = rs.pointer("/metadata/generation").and_then(Value::as_i64);
-        let observed = rs
-            .pointer("/status/observedGeneration")
-            .and_then(Value::as_i64);
+        let generation = rs.at("/metadata/generation").and_then(Value::as_i64);
+        let observed = rs.at("/status/observedGeneration").and_then(Value::as_i64);
         if replicas(rs, "/status/replicas") != 0
             || replicas(rs, "/spec/replicas") != 0
             || generation > observed
@@ -290,7 +283,7 @@ fn copied_annotation(key: &str) -> bool {
 fn sync_revision_annotations(registry: &Registry, deployment: &Value, new_rs: &Value) {
     let opts = WriteOptions::controller(MANAGER);
     let missing: serde_json::Map<String, Value> = deployment
-        .pointer("/metadata/annotations")
+        .at("/metadata/annotations")
         .and_then(Value::as_object)
         .into_iter()
         .flatten()
@@ -339,12 +332,12 @@ fn rolling_update(
     available_of: &dyn Fn(&Value) -> i64,
 ) {
     let max_surge = scaled_value(
-        deployment.pointer("/spec/strategy/rollingUpdate/maxSurge"),
+        deployment.at("/spec/strategy/rollingUpdate/maxSurge"),
         desired,
         true,
     );
     let mut max_unavailable = scaled_value(
-        deployment.pointer("/spec/strategy/rollingUpdate/maxUnavailable"),
+        deployment.at("/spec/strategy/rollingUpdate/maxUnavailable"),
         desired,
         false,
     );
@@ -440,13 +433,13 @@ fn update_status(
     let ready = all_pods.iter().filter(|p| pod_ready(p)).count() as i64;
     let available = ready;
     let max_unavailable = scaled_value(
-        deployment.pointer("/spec/strategy/rollingUpdate/maxUnavailable"),
+        deployment.at("/spec/strategy/rollingUpdate/maxUnavailable"),
         desired,
         false,
     );
     let previous = |kind: &str| {
         deployment
-            .pointer("/status/conditions")
+            .at("/status/conditions")
             .and_then(Value::as_array)
             .and_then(|cs| cs.iter().find(|c| c["type"] == kind))
             .cloned()
@@ -473,7 +466,7 @@ fn update_status(
     };
     let complete = updated == desired && total == desired && available == desired;
     let deadline = deployment
-        .pointer("/spec/progressDeadlineSeconds")
+        .at("/spec/progressDeadlineSeconds")
         .and_then(Value::as_u64)
         .unwrap_or(600);
     let last_progress = prev_progressing
@@ -513,7 +506,7 @@ fn update_status(
         // progress deadline counts from.
         let old = |k: &str| {
             deployment
-                .pointer(&format!("/status/{k}"))
+                .at(&format!("/status/{k}"))
                 .and_then(Value::as_i64)
                 .unwrap_or(0)
         };
@@ -544,7 +537,7 @@ fn update_status(
         c
     };
     let mut status = json!({
-        "observedGeneration": deployment.pointer("/metadata/generation").cloned().unwrap_or(json!(1)),
+        "observedGeneration": deployment.at("/metadata/generation").cloned().unwrap_or(json!(1)),
         "replicas": total,
         "updatedReplicas": updated,
         "readyReplicas": ready,

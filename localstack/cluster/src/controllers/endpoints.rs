@@ -1,5 +1,6 @@
 //! The Endpoints controller: one Endpoints object per Service listing the pods behind it.
 
+use crate::meta::Lookup;
 use serde_json::{Value, json};
 
 use super::{log_write, pod_ready};
@@ -15,7 +16,7 @@ fn resolve_target_port(pod: &Value, target: &Value) -> Option<i64> {
     match target {
         Value::Number(n) => n.as_i64(),
         Value::String(name) => pod
-            .pointer("/spec/containers")?
+            .at("/spec/containers")?
             .as_array()?
             .iter()
             .flat_map(|c| {
@@ -38,7 +39,7 @@ pub(super) fn reconcile(
 ) {
     for svc in scope.select(registry, known::services()) {
         let Some(selector) = svc
-            .pointer("/spec/selector")
+            .at("/spec/selector")
             .filter(|s| s.as_object().is_some_and(|m| !m.is_empty()))
         else {
             continue;
@@ -50,18 +51,18 @@ pub(super) fn reconcile(
             .select(known::pods(), Some(ns), Some(&selector))
             .into_iter()
             // endpoints controller ShouldPodBeInEndpoints: a terminating pod leaves at once.
-            .filter(|p| !meta::is_deleting(p) && p.pointer("/status/podIP").is_some())
+            .filter(|p| !meta::is_deleting(p) && p.at("/status/podIP").is_some())
             .collect();
         let address = |p: &Value| {
             json!({
-                "ip": p.pointer("/status/podIP").cloned().unwrap_or(Value::Null),
-                "nodeName": p.pointer("/spec/nodeName").cloned().unwrap_or(Value::Null),
+                "ip": p.at("/status/podIP").cloned().unwrap_or(Value::Null),
+                "nodeName": p.at("/spec/nodeName").cloned().unwrap_or(Value::Null),
                 "targetRef": {"kind": "Pod", "namespace": ns, "name": meta::name(p), "uid": meta::uid(p)},
             })
         };
         let service_ports = |pods: &[&Value]| -> Vec<Value> {
             svc
-            .pointer("/spec/ports")
+            .at("/spec/ports")
             .and_then(Value::as_array)
             .into_iter()
             .flatten()

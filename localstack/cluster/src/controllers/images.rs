@@ -14,6 +14,7 @@
 //! The kubelet's service account token volume is written into the root (see
 //! [`write_service_account_volume`]).
 
+use crate::meta::Lookup;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -351,8 +352,8 @@ fn format_pod(pod: &Value) -> String {
 /// (pkg/securitycontext/util.go DetermineEffectiveSecurityContext).
 fn security<'a>(pod: &'a Value, container: &'a Value, field: &str) -> Option<&'a Value> {
     container
-        .pointer(&format!("/securityContext/{field}"))
-        .or_else(|| pod.pointer(&format!("/spec/securityContext/{field}")))
+        .at(&format!("/securityContext/{field}"))
+        .or_else(|| pod.at(&format!("/spec/securityContext/{field}")))
         .filter(|v| !v.is_null())
 }
 
@@ -621,7 +622,7 @@ pub(super) fn launch(
     as_root: bool,
     service_account: Option<(&str, &ApiAccess)>,
 ) -> Result<Launch, StartFailure> {
-    let container = pod.pointer("/spec/containers/0").unwrap_or(&Value::Null);
+    let container = pod.at("/spec/containers/0").unwrap_or(&Value::Null);
     let config = &unpacked.image.config.config;
     let user = user(pod, container, &unpacked.image).map_err(StartFailure::Config)?;
     let container_env = processes::container_env(registry, pod, &ip.to_string());
@@ -737,7 +738,7 @@ pub(super) fn launch(
     let readiness = match container.get("readinessProbe").filter(|p| p.is_object()) {
         Some(spec) => Readiness::Probe(Probe::from_spec(spec, container, pod_ip)),
         None => match container
-            .pointer("/ports/0/containerPort")
+            .at("/ports/0/containerPort")
             .and_then(Value::as_u64)
             .and_then(|p| u16::try_from(p).ok())
         {

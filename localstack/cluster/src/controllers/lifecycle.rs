@@ -1,5 +1,6 @@
 //! Namespace termination and ownerReference garbage collection.
 
+use crate::meta::Lookup;
 use std::collections::HashSet;
 
 use serde_json::Value;
@@ -127,7 +128,7 @@ pub(super) fn garbage_collect(registry: &Registry) {
 }
 
 fn has_finalizer(obj: &Value, name: &str) -> bool {
-    obj.pointer("/metadata/finalizers")
+    obj.at("/metadata/finalizers")
         .and_then(Value::as_array)
         .is_some_and(|f| f.iter().any(|x| x == name))
 }

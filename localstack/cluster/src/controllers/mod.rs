@@ -19,6 +19,7 @@ mod replicasets;
 mod scheduling;
 mod termination;
 
+use crate::meta::Lookup;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -171,7 +172,7 @@ impl Scope {
 /// A pod bound to a node that was deleted or reached a terminal phase.
 fn frees_a_place(change: &crate::store::Change) -> bool {
     let bound = |pod: &Value| {
-        pod.pointer("/spec/nodeName")
+        pod.at("/spec/nodeName")
             .and_then(Value::as_str)
             .is_some_and(|n| !n.is_empty())
     };
@@ -267,7 +268,7 @@ fn owned_by(registry: &Registry, rt: &ResourceType, owner: &Value) -> Vec<Value>
 }
 
 fn pod_ready(pod: &Value) -> bool {
-    pod.pointer("/status/conditions")
+    pod.at("/status/conditions")
         .and_then(Value::as_array)
         .is_some_and(|cs| {
             cs.iter()

@@ -3,6 +3,7 @@
 //! is marked Failed with a `DisruptionTarget` condition and force-deleted (grace period 0), so
 //! that its ReplicaSet makes a replacement.
 
+use crate::meta::Lookup;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -40,7 +41,7 @@ impl PodGc {
         let pods = registry
             .store
             .list_where(known::pods().key(), None, |p| {
-                p.pointer("/spec/nodeName")
+                p.at("/spec/nodeName")
                     .and_then(Value::as_str)
                     .is_some_and(|n| !n.is_empty() && !nodes.contains(n))
             })
@@ -48,7 +49,7 @@ impl PodGc {
         let mut missing = HashMap::new();
         for pod in &pods {
             let Some(node) = pod
-                .pointer("/spec/nodeName")
+                .at("/spec/nodeName")
                 .and_then(Value::as_str)
                 .filter(|n| !n.is_empty() && !nodes.contains(*n))
             else {
@@ -68,20 +69,20 @@ impl PodGc {
 fn delete_orphan(registry: &Registry, pod: &Value) {
     let (ns, name) = (meta::namespace(pod), meta::name(pod));
     let node = pod
-        .pointer("/spec/nodeName")
+        .at("/spec/nodeName")
         .and_then(Value::as_str)
         .unwrap_or_default();
     tracing::info!(pod = %format!("{ns}/{name}"), node, "found orphaned Pod assigned to the Node, deleting");
     let mut next = pod.clone();
     let terminal = matches!(
-        pod.pointer("/status/phase").and_then(Value::as_str),
+        pod.at("/status/phase").and_then(Value::as_str),
         Some("Succeeded" | "Failed")
     );
     if !terminal {
         next["status"]["phase"] = json!("Failed");
     }
     let mut conditions: Vec<Value> = pod
-        .pointer("/status/conditions")
+        .at("/status/conditions")
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();

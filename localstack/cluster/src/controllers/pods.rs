@@ -1,6 +1,7 @@
 //! The scheduler and the kubelets of the simulated nodes: bind pods, "run" their containers and
 //! report status, steered by the image name (missing images fail to pull, crashing ones restart).
 
+use crate::meta::Lookup;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -148,9 +149,7 @@ impl Kubelet {
 
     /// The image of the pod's first container in the local store, if it is there.
     fn stored_image(&self, pod: &Value) -> Option<crate::images::Resolved> {
-        let image = pod
-            .pointer("/spec/containers/0/image")
-            .and_then(Value::as_str)?;
+        let image = pod.at("/spec/containers/0/image").and_then(Value::as_str)?;
         self.runtime.as_ref()?.store.resolve(image)
     }
 
@@ -159,7 +158,7 @@ impl Kubelet {
             return ImageBehaviour::Image;
         }
         let images: Vec<&str> = pod
-            .pointer("/spec/containers")
+            .at("/spec/containers")
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
@@ -189,7 +188,7 @@ impl Kubelet {
         let pods = registry
             .store
             .list_where(known::pods().key(), None, |p| {
-                p.pointer("/spec/nodeName")
+                p.at("/spec/nodeName")
                     .and_then(Value::as_str)
                     .is_some_and(|n| !n.is_empty())
                     || meta::is_deleting(p)
@@ -220,7 +219,7 @@ impl Kubelet {
         let mut usage = scheduling::usage(&pods);
         for pod in pods {
             let node = pod
-                .pointer("/spec/nodeName")
+                .at("/spec/nodeName")
                 .and_then(Value::as_str)
                 .unwrap_or_default();
             if !node.is_empty() && !nodes.contains(node) {
@@ -355,7 +354,7 @@ impl Kubelet {
         }
         let outcome = futures::FutureExt::now_or_never(task);
         let image = pod
-            .pointer("/spec/containers/0/image")
+            .at("/spec/containers/0/image")
             .and_then(Value::as_str)
             .unwrap_or_default();
         image_pod.stage = match outcome {
@@ -444,7 +443,7 @@ impl Kubelet {
     /// The node's metadata service for a pod that could reach it on EC2 (see
     /// [`crate::cloud::Machines::imds_endpoint`]).
     fn imds_endpoint(&self, pod: &Value) -> Option<String> {
-        let node = pod.pointer("/spec/nodeName").and_then(Value::as_str)?;
+        let node = pod.at("/spec/nodeName").and_then(Value::as_str)?;
         self.machines.imds_endpoint(node, host_network(pod))
     }
 
@@ -601,7 +600,7 @@ impl Kubelet {
             last_exit: None,
         });
         let node = pod
-            .pointer("/spec/nodeName")
+            .at("/spec/nodeName")
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
@@ -625,7 +624,7 @@ impl Kubelet {
             .get(&uid)
             .map(|p| p.resolved.image_id.clone())
             .unwrap_or_default();
-        let pod_ip = match pod.pointer("/status/podIP").and_then(Value::as_str) {
+        let pod_ip = match pod.at("/status/podIP").and_then(Value::as_str) {
             // A pod on the host's network has the node's address (its process still listens on
             // a loopback address here: see Containers::listens_at).
             _ if on_host_network && !host_ip.is_empty() => host_ip.clone(),
@@ -647,7 +646,7 @@ impl Kubelet {
             .cloned()
             .unwrap_or(json!(meta::now_rfc3339()));
         let containers: Vec<Value> = pod
-            .pointer("/spec/containers")
+            .at("/spec/containers")
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default();
@@ -924,19 +923,19 @@ fn container_id(uid: &str, instance: i64) -> String {
 
 /// The name of the pod's first container, the one that runs as a local process.
 fn first_container(pod: &Value) -> &str {
-    pod.pointer("/spec/containers/0/name")
+    pod.at("/spec/containers/0/name")
         .and_then(Value::as_str)
         .unwrap_or_default()
 }
 
 /// Whether the pod uses the node's network namespace.
 fn host_network(pod: &Value) -> bool {
-    pod.pointer("/spec/hostNetwork").and_then(Value::as_bool) == Some(true)
+    pod.at("/spec/hostNetwork").and_then(Value::as_bool) == Some(true)
 }
 
 /// A Node's InternalIP address.
 fn internal_ip(node: &Value) -> Option<String> {
-    node.pointer("/status/addresses")
+    node.at("/status/addresses")
         .and_then(Value::as_array)?
         .iter()
         .find(|a| a["type"] == "InternalIP")
@@ -948,7 +947,7 @@ fn internal_ip(node: &Value) -> Option<String> {
 /// message, and a FailedScheduling Event, written when the message changes.
 fn unschedulable(registry: &Registry, pod: &Value, message: &str) {
     let condition = pod
-        .pointer("/status/conditions")
+        .at("/status/conditions")
         .and_then(Value::as_array)
         .and_then(|cs| cs.iter().find(|c| c["type"] == "PodScheduled"));
     if condition.is_some_and(|c| c["status"] == "False" && c["message"] == message) {
@@ -965,7 +964,7 @@ fn unschedulable(registry: &Registry, pod: &Value, message: &str) {
             "lastProbeTime": null,
             "lastTransitionTime": meta::now_rfc3339(),
         }],
-        "qosClass": pod.pointer("/status/qosClass").cloned().unwrap_or(json!("BestEffort")),
+        "qosClass": pod.at("/status/qosClass").cloned().unwrap_or(json!("BestEffort")),
     });
     if log_write(
         "pod scheduling condition",

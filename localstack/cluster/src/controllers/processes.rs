@@ -6,6 +6,7 @@
 //! A local command runs on 127.0.0.1 with `PORT` set to a free port; an image's program runs on
 //! its pod's own loopback IP and container port (see [`super::images`]).
 
+use crate::meta::Lookup;
 use std::collections::HashMap;
 use std::ffi::CString;
 use std::net::SocketAddr;
@@ -406,9 +407,7 @@ pub(super) fn command_for<'a>(
     commands: &'a [LocalCommand],
     pod: &Value,
 ) -> Option<&'a LocalCommand> {
-    let image = pod
-        .pointer("/spec/containers/0/image")
-        .and_then(Value::as_str)?;
+    let image = pod.at("/spec/containers/0/image").and_then(Value::as_str)?;
     commands
         .iter()
         .filter(|c| image.starts_with(&c.image_prefix))
@@ -434,7 +433,7 @@ pub(super) fn container_env(
     let mut env: Vec<(String, String)> = Vec::new();
     let ns = meta::namespace(pod);
     for var in pod
-        .pointer("/spec/containers/0/env")
+        .at("/spec/containers/0/env")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
@@ -449,7 +448,7 @@ pub(super) fn container_env(
                 defined.get(n).map(|v| (*v).to_string())
             }))
         } else if let Some(path) = var
-            .pointer("/valueFrom/fieldRef/fieldPath")
+            .at("/valueFrom/fieldRef/fieldPath")
             .and_then(Value::as_str)
         {
             match path {
@@ -457,11 +456,11 @@ pub(super) fn container_env(
                 "metadata.namespace" => Some(ns.to_string()),
                 "metadata.uid" => Some(meta::uid(pod).to_string()),
                 "spec.nodeName" => pod
-                    .pointer("/spec/nodeName")
+                    .at("/spec/nodeName")
                     .and_then(Value::as_str)
                     .map(str::to_string),
                 "spec.serviceAccountName" => pod
-                    .pointer("/spec/serviceAccountName")
+                    .at("/spec/serviceAccountName")
                     .and_then(Value::as_str)
                     .map(str::to_string),
                 "status.podIP" | "status.podIPs" => Some(pod_ip.to_string()),
@@ -471,9 +470,9 @@ pub(super) fn container_env(
                     None
                 }
             }
-        } else if let Some(r) = var.pointer("/valueFrom/configMapKeyRef") {
+        } else if let Some(r) = var.at("/valueFrom/configMapKeyRef") {
             key_ref(registry, known::configmaps(), ns, r, false)
-        } else if let Some(r) = var.pointer("/valueFrom/secretKeyRef") {
+        } else if let Some(r) = var.at("/valueFrom/secretKeyRef") {
             key_ref(registry, known::secrets(), ns, r, true)
         } else {
             None

@@ -18,6 +18,7 @@
 //! `user:password`) wins over `username`/`password` (`config.go` `DockerConfigEntry`
 //! `UnmarshalJSON` → `decodeDockerConfigFieldAuth`). Every matching entry is tried in turn.
 
+use crate::meta::Lookup;
 use base64::Engine as _;
 use serde_json::Value;
 
@@ -110,7 +111,7 @@ fn offered_logins(
     let ns = meta::namespace(pod);
     let mut logins = Vec::new();
     let names = pod
-        .pointer("/spec/imagePullSecrets")
+        .at("/spec/imagePullSecrets")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
@@ -125,7 +126,7 @@ fn offered_logins(
             _ => continue,
         };
         let Some(config) = secret
-            .pointer(&format!("/data/{}", key.replace('/', "~1")))
+            .at(&format!("/data/{}", key.replace('/', "~1")))
             .and_then(Value::as_str)
             .and_then(|d| base64::engine::general_purpose::STANDARD.decode(d).ok())
             .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
@@ -159,7 +160,7 @@ pub(crate) fn pull_refused(
         return None;
     }
     let images = pod
-        .pointer("/spec/containers")
+        .at("/spec/containers")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()

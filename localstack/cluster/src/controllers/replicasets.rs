@@ -1,5 +1,6 @@
 //! The ReplicaSet controller: keeps the number of owned pods at `spec.replicas`.
 
+use crate::meta::Lookup;
 use serde_json::{Value, json};
 
 use super::{controller_ref, log_write, owned_by, pod_ready};
@@ -14,10 +15,7 @@ pub(super) fn reconcile(registry: &Registry, scope: &super::Scope) {
         if meta::is_deleting(&rs) {
             continue;
         }
-        let desired = rs
-            .pointer("/spec/replicas")
-            .and_then(Value::as_i64)
-            .unwrap_or(1);
+        let desired = rs.at("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
         let mut pods: Vec<Value> = owned_by(registry, known::pods(), &rs)
             .into_iter()
             // controller_utils.go FilterActivePods: terminating pods are replaced, not counted.
@@ -38,7 +36,7 @@ pub(super) fn reconcile(registry: &Registry, scope: &super::Scope) {
                 (
                     pod_ready(p),
                     std::cmp::Reverse(
-                        p.pointer("/metadata/creationTimestamp")
+                        p.at("/metadata/creationTimestamp")
                             .and_then(Value::as_str)
                             .unwrap_or("")
                             .to_string(),
@@ -64,11 +62,11 @@ pub(super) fn reconcile(registry: &Registry, scope: &super::Scope) {
             "fullyLabeledReplicas": pods.len(),
             "readyReplicas": ready,
             "availableReplicas": ready,
-            "observedGeneration": rs.pointer("/metadata/generation").cloned().unwrap_or(json!(1)),
+            "observedGeneration": rs.at("/metadata/generation").cloned().unwrap_or(json!(1)),
         });
         if let Some(message) = &failure {
             let previous = rs
-                .pointer("/status/conditions/0/lastTransitionTime")
+                .at("/status/conditions/0/lastTransitionTime")
                 .cloned()
                 .unwrap_or_else(|| json!(meta::now_rfc3339()));
             status["conditions"] = json!([{"type": "ReplicaFailure", "status": "True", "lastTransitionTime": previous, "reason": "FailedCreate", "message": message}]);
@@ -101,7 +99,7 @@ pub(super) fn reconcile(registry: &Registry, scope: &super::Scope) {
 /// Creates one pod from the template; a rejected create (quota, LimitRange) becomes a
 /// `FailedCreate` event and the error message, as the real controller reports it.
 fn create_pod(registry: &Registry, rs: &Value) -> Result<(), String> {
-    let template = rs.pointer("/spec/template").cloned().unwrap_or(json!({}));
+    let template = rs.at("/spec/template").cloned().unwrap_or(json!({}));
     let mut metadata = template.get("metadata").cloned().unwrap_or(json!({}));
     metadata["generateName"] = json!(format!("{}-", meta::name(rs)));
     metadata["ownerReferences"] = json!([controller_ref(rs)]);

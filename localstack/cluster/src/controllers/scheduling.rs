@@ -4,6 +4,7 @@
 //! (pkg/scheduler/schedule_one.go, framework/types.go FitError, and DefaultPreemption's
 //! PostFilter message, pkg/scheduler/framework/preemption/preemption.go).
 
+use crate::meta::Lookup;
 use std::collections::{BTreeMap, HashMap};
 
 use serde_json::Value;
@@ -40,7 +41,7 @@ pub(super) fn usage(pods: &[Value]) -> Usage {
     let mut usage = Usage::new();
     for pod in pods {
         let node = pod
-            .pointer("/spec/nodeName")
+            .at("/spec/nodeName")
             .and_then(Value::as_str)
             .unwrap_or_default();
         if !node.is_empty() && !meta::is_terminal_pod(pod) {
@@ -55,12 +56,12 @@ pub(super) fn usage(pods: &[Value]) -> Usage {
 /// largest of its init containers, plus `spec.overhead`.
 fn pod_requests(pod: &Value) -> (i128, i128) {
     let request = |c: &Value, resource: &str| {
-        c.pointer(&format!("/resources/requests/{resource}"))
+        c.at(&format!("/resources/requests/{resource}"))
             .and_then(parse_value)
             .unwrap_or(0)
     };
     let list = |field: &str| -> Vec<Value> {
-        pod.pointer(&format!("/spec/{field}"))
+        pod.at(&format!("/spec/{field}"))
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default()
@@ -70,7 +71,7 @@ fn pod_requests(pod: &Value) -> (i128, i128) {
         let sum: i128 = containers.iter().map(|c| request(c, resource)).sum();
         let init = init.iter().map(|c| request(c, resource)).max().unwrap_or(0);
         let overhead = pod
-            .pointer(&format!("/spec/overhead/{resource}"))
+            .at(&format!("/spec/overhead/{resource}"))
             .and_then(parse_value)
             .unwrap_or(0);
         sum.max(init) + overhead
@@ -168,7 +169,7 @@ pub(super) fn feasible_nodes(
 /// the pod count.
 fn fit(pod: &Value, node: &Value, used: &Requested) -> Option<Vec<String>> {
     let allocatable = |resource: &str| {
-        node.pointer(&format!("/status/allocatable/{resource}"))
+        node.at(&format!("/status/allocatable/{resource}"))
             .and_then(parse_value)
     };
     let mut reasons = Vec::new();
@@ -196,13 +197,13 @@ fn fit(pod: &Value, node: &Value, used: &Requested) -> Option<Vec<String>> {
 /// The first filter `node` fails for `pod`, as its reason.
 fn filter(pod: &Value, node: &Value) -> Option<String> {
     let tolerations: Vec<&Value> = pod
-        .pointer("/spec/tolerations")
+        .at("/spec/tolerations")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
         .collect();
     // plugins/nodeunschedulable: a cordoned node, unless the pod tolerates its taint.
-    if node.pointer("/spec/unschedulable").and_then(Value::as_bool) == Some(true) {
+    if node.at("/spec/unschedulable").and_then(Value::as_bool) == Some(true) {
         let taint =
             serde_json::json!({"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"});
         if !tolerations.iter().any(|t| tolerates(t, &taint)) {
@@ -213,7 +214,7 @@ fn filter(pod: &Value, node: &Value) -> Option<String> {
     // taint the node lifecycle controller puts on it (not-ready or unreachable,
     // pkg/controller/nodelifecycle), which the simulator does not write.
     let mut taints: Vec<Value> = node
-        .pointer("/spec/taints")
+        .at("/spec/taints")
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
@@ -239,7 +240,7 @@ fn filter(pod: &Value, node: &Value) -> Option<String> {
         }
     }
     // plugins/nodeaffinity: `nodeSelector` (required node affinity is not modelled).
-    if let Some(selector) = pod.pointer("/spec/nodeSelector").and_then(Value::as_object) {
+    if let Some(selector) = pod.at("/spec/nodeSelector").and_then(Value::as_object) {
         let labels = meta::labels(node);
         if selector
             .iter()
@@ -252,7 +253,7 @@ fn filter(pod: &Value, node: &Value) -> Option<String> {
 }
 
 fn ready_status(node: &Value) -> Option<&str> {
-    node.pointer("/status/conditions")
+    node.at("/status/conditions")
         .and_then(Value::as_array)?
         .iter()
         .find(|c| c["type"] == "Ready")

@@ -10,6 +10,7 @@
 //! Only the `sleep` preStop action is modelled (GA in 1.34; `exec` and `httpGet` hooks finish at
 //! once), and only for the first container, the one whose port the simulator serves.
 
+use crate::meta::Lookup;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -47,15 +48,15 @@ pub(super) enum Action {
 
 /// `deletionGracePeriodSeconds`, else the spec's, else the minimum (killContainer's switch).
 fn grace_period(pod: &Value) -> u64 {
-    pod.pointer("/metadata/deletionGracePeriodSeconds")
-        .or_else(|| pod.pointer("/spec/terminationGracePeriodSeconds"))
+    pod.at("/metadata/deletionGracePeriodSeconds")
+        .or_else(|| pod.at("/spec/terminationGracePeriodSeconds"))
         .and_then(Value::as_u64)
         .unwrap_or(MINIMUM_GRACE)
 }
 
 /// The first container's `lifecycle.preStop.sleep.seconds`.
 fn pre_stop_sleep(pod: &Value) -> Option<u64> {
-    pod.pointer("/spec/containers/0/lifecycle/preStop/sleep/seconds")
+    pod.at("/spec/containers/0/lifecycle/preStop/sleep/seconds")
         .and_then(Value::as_u64)
 }
 
@@ -113,7 +114,7 @@ impl Termination {
 
 /// The `Killing` event message per container (kuberuntime_container.go killContainer).
 pub(super) fn killing_messages(pod: &Value) -> Vec<String> {
-    pod.pointer("/spec/containers")
+    pod.at("/spec/containers")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()

@@ -4,6 +4,7 @@
 //! (masterDenylist, minionDenylist, getRewrites, getRewriteTarget) and
 //! `internal/configs/parsing_helpers.go` (ParseRewriteList).
 
+use crate::meta::Lookup;
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
@@ -59,7 +60,7 @@ const MINION_DENYLIST: &[&str] = &[
 ];
 
 pub fn annotations(ing: &Value) -> Map<String, Value> {
-    ing.pointer("/metadata/annotations")
+    ing.at("/metadata/annotations")
         .and_then(Value::as_object)
         .cloned()
         .unwrap_or_default()
@@ -80,9 +81,7 @@ pub fn is_minion(ing: &Value) -> bool {
 pub fn has_correct_class(ing: &Value) -> bool {
     let class = match meta::annotation(ing, CLASS_ANNOTATION) {
         Some(c) if !c.is_empty() => Some(c),
-        _ => ing
-            .pointer("/spec/ingressClassName")
-            .and_then(Value::as_str),
+        _ => ing.at("/spec/ingressClassName").and_then(Value::as_str),
     };
     class == Some(CLASS)
 }

@@ -4,7 +4,8 @@
 //! for all the minions of that host, whose paths go to the oldest minion claiming them. Each
 //! rebuild yields the changes to apply (and report) and the new or changed problems.
 
-use std::collections::BTreeMap;
+use crate::meta::Lookup;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -21,6 +22,10 @@ pub const REASON_NO_MASTER: &str = "NoIngressMasterFound";
 pub struct IngressConfiguration {
     /// Shared, not copied: every rebuild makes these for every Ingress of the cluster.
     pub ingress: Arc<Value>,
+    /// `Ingress/namespace/name`.
+    kind_key: String,
+    /// The Services its backends name.
+    services: Arc<Vec<String>>,
     pub is_master: bool,
     pub minions: Vec<MinionConfiguration>,
     /// Host → whether this Ingress owns it.
@@ -34,6 +39,8 @@ pub struct IngressConfiguration {
 #[derive(Debug, Clone)]
 pub struct MinionConfiguration {
     pub ingress: Arc<Value>,
+    /// The Services its backends name.
+    services: Arc<Vec<String>>,
     pub valid_paths: BTreeMap<String, bool>,
 }
 
@@ -76,7 +83,7 @@ pub fn key(obj: &Value) -> String {
 
 /// An Ingress's rules, read in place: a rebuild reads every Ingress of the cluster.
 fn rules(ing: &Value) -> &[Value] {
-    ing.pointer("/spec/rules")
+    ing.at("/spec/rules")
         .and_then(Value::as_array)
         .map_or(&[], Vec::as_slice)
 }
@@ -85,29 +92,16 @@ pub fn rule_host(rule: &Value) -> &str {
     rule.get("host").and_then(Value::as_str).unwrap_or("")
 }
 
-/// The host of a master or minion: its first (only) rule's.
-pub fn first_host(ing: &Value) -> Option<&str> {
-    rules(ing).first().map(rule_host)
-}
-
-/// configuration.go chooseObjectMetaWinner: the older wins; on equal timestamps the larger UID.
-pub fn wins(a: &Value, b: &Value) -> bool {
-    let created = |o: &Value| {
-        o.pointer("/metadata/creationTimestamp")
-            .and_then(Value::as_str)
-            .and_then(meta::parse_rfc3339)
-            .unwrap_or(0)
-    };
-    let (ta, tb) = (created(a), created(b));
-    if ta == tb {
-        meta::uid(a) > meta::uid(b)
-    } else {
-        ta < tb
-    }
+/// When an object was created, in seconds (0 when unreadable).
+fn created(o: &Value) -> i64 {
+    o.at("/metadata/creationTimestamp")
+        .and_then(Value::as_str)
+        .and_then(meta::parse_rfc3339)
+        .map_or(0, |t| t as i64)
 }
 
 fn generation(o: &Value) -> i64 {
-    o.pointer("/metadata/generation")
+    o.at("/metadata/generation")
         .and_then(Value::as_i64)
         .unwrap_or(0)
 }
@@ -115,7 +109,7 @@ fn generation(o: &Value) -> i64 {
 /// configuration.go compareObjectMetasWithAnnotations (no annotations equal an empty map).
 fn same_meta(a: &Value, b: &Value) -> bool {
     fn annotations(o: &Value) -> Option<&serde_json::Map<String, Value>> {
-        o.pointer("/metadata/annotations")
+        o.at("/metadata/annotations")
             .and_then(Value::as_object)
             .filter(|m| !m.is_empty())
     }
@@ -127,8 +121,8 @@ fn same_meta(a: &Value, b: &Value) -> bool {
 
 impl IngressConfiguration {
     /// `GetKeyWithKind`.
-    pub fn key_with_kind(&self) -> String {
-        format!("Ingress/{}", key(&self.ingress))
+    pub fn key_with_kind(&self) -> &str {
+        &self.kind_key
     }
 
     /// IngressConfiguration.IsEqual: what makes NIC regenerate (and report) a resource.
@@ -137,11 +131,76 @@ impl IngressConfiguration {
             && self.valid_hosts == other.valid_hosts
             && self.is_master == other.is_master
             && self.minions.len() == other.minions.len()
-            && self
-                .minions
-                .iter()
-                .zip(&other.minions)
-                .all(|(a, b)| same_meta(&a.ingress, &b.ingress))
+            && self.minions.iter().zip(&other.minions).all(|(a, b)| {
+                Arc::ptr_eq(&a.ingress, &b.ingress) || same_meta(&a.ingress, &b.ingress)
+            })
+    }
+}
+
+/// A valid Ingress of our class as a rebuild reads it, read once when it is added or updated:
+/// NIC's informer hands it typed objects, and every rebuild looks at every Ingress.
+struct Entry {
+    ingress: Arc<Value>,
+    /// `Ingress/namespace/name`.
+    kind_key: String,
+    master: bool,
+    minion: bool,
+    /// Its rules' hosts, in order.
+    hosts: Vec<String>,
+    /// Its first rule's paths (what a minion claims).
+    paths: Vec<String>,
+    /// The Services its backends name.
+    services: Arc<Vec<String>>,
+    created: i64,
+}
+
+impl Entry {
+    fn new(key: &str, ing: Value) -> Self {
+        let hosts = rules(&ing)
+            .iter()
+            .map(|r| rule_host(r).to_string())
+            .collect();
+        let paths = rules(&ing)
+            .first()
+            .and_then(|r| r.at("/http/paths"))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|p| {
+                p.get("path")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string()
+            })
+            .collect();
+        Self {
+            kind_key: format!("Ingress/{key}"),
+            master: is_master(&ing),
+            minion: is_minion(&ing),
+            hosts,
+            paths,
+            services: Arc::new(super::validation::spec_services(&ing)),
+            created: created(&ing),
+            ingress: Arc::new(ing),
+        }
+    }
+
+    /// configuration.go chooseObjectMetaWinner: the older wins; on equal timestamps the larger
+    /// UID.
+    fn wins(&self, other: &Entry) -> bool {
+        if self.created == other.created {
+            meta::uid(&self.ingress) > meta::uid(&other.ingress)
+        } else {
+            self.created < other.created
+        }
+    }
+
+    /// The host a minion joins (its first rule's).
+    fn minion_host(&self) -> Option<&str> {
+        self.hosts
+            .first()
+            .map(String::as_str)
+            .filter(|_| self.minion)
     }
 }
 
@@ -149,7 +208,9 @@ impl IngressConfiguration {
 #[derive(Default)]
 pub struct Configuration {
     /// Valid Ingresses of our class, by `namespace/name`.
-    ingresses: BTreeMap<String, Arc<Value>>,
+    ingresses: BTreeMap<String, Entry>,
+    /// `minionsByHost` (5.5.4 updateMinionIndex): host → its minions' keys, kept as they change.
+    minion_index: BTreeMap<String, BTreeSet<String>>,
     /// Host → the resource that owns it, as of the last rebuild (shared with the changes reported
     /// and kept from one rebuild to the next: a master holds every minion of its host).
     hosts: BTreeMap<String, Arc<IngressConfiguration>>,
@@ -157,19 +218,45 @@ pub struct Configuration {
 }
 
 impl Configuration {
+    /// Removes an Ingress and its place in the minion index.
+    fn remove(&mut self, k: &str) -> bool {
+        let Some(old) = self.ingresses.remove(k) else {
+            return false;
+        };
+        if let Some(host) = old.minion_host()
+            && let Some(keys) = self.minion_index.get_mut(host)
+        {
+            keys.remove(k);
+            if keys.is_empty() {
+                self.minion_index.remove(host);
+            }
+        }
+        true
+    }
+
+    fn insert(&mut self, k: String, ing: &Value) {
+        self.remove(&k);
+        let entry = Entry::new(&k, ing.clone());
+        if let Some(host) = entry.minion_host() {
+            self.minion_index
+                .entry(host.to_string())
+                .or_default()
+                .insert(k.clone());
+        }
+        self.ingresses.insert(k, entry);
+    }
+
     /// AddOrUpdateIngress.
     pub fn add_or_update(&mut self, ing: &Value) -> (Vec<ResourceChange>, Vec<Problem>) {
         let k = key(ing);
         let mut validation_error = None;
         if !has_correct_class(ing) {
-            self.ingresses.remove(&k);
+            self.remove(&k);
         } else {
             match validate_ingress(ing) {
-                Ok(()) => {
-                    self.ingresses.insert(k.clone(), Arc::new(ing.clone()));
-                }
+                Ok(()) => self.insert(k.clone(), ing),
                 Err(e) => {
-                    self.ingresses.remove(&k);
+                    self.remove(&k);
                     validation_error = Some(e);
                 }
             }
@@ -195,7 +282,7 @@ impl Configuration {
 
     /// DeleteIngress.
     pub fn delete(&mut self, k: &str) -> (Vec<ResourceChange>, Vec<Problem>) {
-        if self.ingresses.remove(k).is_none() {
+        if !self.remove(k) {
             return (Vec::new(), Vec::new());
         }
         self.rebuild()
@@ -209,18 +296,18 @@ impl Configuration {
     /// FindResourcesForService: the resources whose Ingress (or one of whose minions) routes to
     /// the Service, for NIC's syncService.
     pub fn resources_for_service(&self, ns: &str, name: &str) -> Vec<Arc<IngressConfiguration>> {
-        let references = |ing: &Value| {
-            meta::namespace(ing) == ns
-                && super::validation::spec_services(ing)
-                    .iter()
-                    .any(|s| s == name)
+        let references = |ing: &Value, services: &[String]| {
+            meta::namespace(ing) == ns && services.iter().any(|s| s == name)
         };
-        let mut found: BTreeMap<String, Arc<IngressConfiguration>> = BTreeMap::new();
+        let mut found: BTreeMap<&str, Arc<IngressConfiguration>> = BTreeMap::new();
         for resource in self.hosts.values() {
             let hit = if resource.is_master {
-                resource.minions.iter().any(|m| references(&m.ingress))
+                resource
+                    .minions
+                    .iter()
+                    .any(|m| references(&m.ingress, &m.services))
             } else {
-                references(&resource.ingress)
+                references(&resource.ingress, &resource.services)
             };
             if hit {
                 found.insert(resource.key_with_kind(), resource.clone());
@@ -228,136 +315,114 @@ impl Configuration {
         }
         found.into_values().collect()
     }
-}
 
-/// The minions of one host, by `namespace/name`.
-type Minions<'a> = Vec<(&'a String, &'a Arc<Value>)>;
-
-/// Minions by host (`minionsByHost`): valid minions of our class.
-fn minions_by_host(ingresses: &BTreeMap<String, Arc<Value>>) -> BTreeMap<&str, Minions<'_>> {
-    let mut by_host: BTreeMap<&str, Minions<'_>> = BTreeMap::new();
-    for (k, ing) in ingresses {
-        if is_minion(ing)
-            && let Some(host) = first_host(ing)
-        {
-            by_host.entry(host).or_default().push((k, ing));
-        }
-    }
-    by_host
-}
-
-/// buildMinionConfigs: the minions of a master's host, paths to the oldest claimant.
-fn build_minion_configs(
-    minions: &[(&String, &Arc<Value>)],
-) -> (Vec<MinionConfiguration>, BTreeMap<String, Vec<String>>) {
-    let mut configs: Vec<MinionConfiguration> = Vec::with_capacity(minions.len());
-    let mut child_warnings: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut holders: BTreeMap<String, usize> = BTreeMap::new();
-    for &(k, ing) in minions {
-        let index = configs.len();
-        let mut current = MinionConfiguration {
-            ingress: ing.clone(),
-            valid_paths: BTreeMap::new(),
-        };
-        let paths = rules(ing)
-            .first()
-            .and_then(|r| r.pointer("/http/paths").and_then(Value::as_array))
-            .map_or(&[][..], Vec::as_slice)
-            .iter()
-            .map(|p| {
-                p.get("path")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string()
-            });
-        for path in paths {
-            let Some(&holder) = holders.get(&path) else {
-                holders.insert(path.clone(), index);
-                current.valid_paths.insert(path, true);
+    /// buildMinionConfigs: the minions of a master's host, in key order, each path to the
+    /// oldest claimant.
+    fn build_minion_configs(
+        &self,
+        host: &str,
+    ) -> (Vec<MinionConfiguration>, BTreeMap<String, Vec<String>>) {
+        let keys = self.minion_index.get(host);
+        let mut configs: Vec<MinionConfiguration> =
+            Vec::with_capacity(keys.map_or(0, BTreeSet::len));
+        let mut entries: Vec<&Entry> = Vec::with_capacity(configs.capacity());
+        let mut child_warnings: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut holders: BTreeMap<&str, usize> = BTreeMap::new();
+        for k in keys.into_iter().flatten() {
+            let Some(entry) = self.ingresses.get(k) else {
                 continue;
             };
-            let warning = format!("path {path} is taken by another resource");
-            let holder_ingress = if holder == index {
-                current.ingress.clone()
-            } else {
-                configs[holder].ingress.clone()
+            let index = configs.len();
+            let mut current = MinionConfiguration {
+                ingress: entry.ingress.clone(),
+                services: entry.services.clone(),
+                valid_paths: BTreeMap::new(),
             };
-            if !wins(&holder_ingress, ing) {
-                holders.insert(path.clone(), index);
-                current.valid_paths.insert(path.clone(), true);
-                if holder == index {
-                    current.valid_paths.insert(path.clone(), false);
+            for path in &entry.paths {
+                let Some(&holder) = holders.get(path.as_str()) else {
+                    holders.insert(path, index);
+                    current.valid_paths.insert(path.clone(), true);
+                    continue;
+                };
+                let warning = format!("path {path} is taken by another resource");
+                let holder_entry = if holder == index {
+                    entry
                 } else {
-                    configs[holder].valid_paths.insert(path.clone(), false);
+                    entries[holder]
+                };
+                if !holder_entry.wins(entry) {
+                    holders.insert(path, index);
+                    current.valid_paths.insert(path.clone(), true);
+                    if holder == index {
+                        current.valid_paths.insert(path.clone(), false);
+                    } else {
+                        configs[holder].valid_paths.insert(path.clone(), false);
+                    }
+                    child_warnings
+                        .entry(key(&holder_entry.ingress))
+                        .or_default()
+                        .push(warning);
+                } else {
+                    child_warnings.entry(k.clone()).or_default().push(warning);
                 }
-                child_warnings
-                    .entry(key(&holder_ingress))
-                    .or_default()
-                    .push(warning);
-            } else {
-                child_warnings.entry(k.clone()).or_default().push(warning);
             }
+            configs.push(current);
+            entries.push(entry);
         }
-        configs.push(current);
+        (configs, child_warnings)
     }
-    (configs, child_warnings)
-}
 
-impl Configuration {
     /// rebuildHosts.
     fn rebuild(&mut self) -> (Vec<ResourceChange>, Vec<Problem>) {
-        let minions = minions_by_host(&self.ingresses);
         // buildHostsAndResources
-        let mut resources: BTreeMap<String, IngressConfiguration> = BTreeMap::new();
-        let mut owners: BTreeMap<&str, String> = BTreeMap::new();
-        for ing in self.ingresses.values() {
-            if is_minion(ing) {
+        let mut resources: BTreeMap<&str, (IngressConfiguration, &Entry)> = BTreeMap::new();
+        let mut owners: BTreeMap<&str, &str> = BTreeMap::new();
+        for entry in self.ingresses.values() {
+            if entry.minion {
                 continue;
             }
-            let master = is_master(ing);
-            let (minions, child_warnings) = match first_host(ing).filter(|_| master) {
-                Some(host) => build_minion_configs(minions.get(host).map_or(&[], Vec::as_slice)),
+            let (minions, child_warnings) = match entry.hosts.first().filter(|_| entry.master) {
+                Some(host) => self.build_minion_configs(host),
                 None => (Vec::new(), BTreeMap::new()),
             };
             let mut resource = IngressConfiguration {
-                ingress: ing.clone(),
-                is_master: master,
+                ingress: entry.ingress.clone(),
+                kind_key: entry.kind_key.clone(),
+                services: entry.services.clone(),
+                is_master: entry.master,
                 minions,
                 valid_hosts: BTreeMap::new(),
                 warnings: Vec::new(),
                 child_warnings,
             };
-            let kind_key = resource.key_with_kind();
-            for rule in rules(ing) {
-                let host = rule_host(rule);
-                let Some(holder_key) = owners.get(host).cloned() else {
-                    owners.insert(host, kind_key.clone());
+            for host in &entry.hosts {
+                let Some(holder_key) = owners.get(host.as_str()).copied() else {
+                    owners.insert(host, &entry.kind_key);
                     continue;
                 };
                 let warning = format!("host {host} is taken by another resource");
-                let Some(holder) = resources.get_mut(&holder_key) else {
+                let Some((holder, holder_entry)) = resources.get_mut(holder_key) else {
                     continue;
                 };
-                if !wins(&holder.ingress, ing) {
+                if !holder_entry.wins(entry) {
                     holder.warnings.push(warning);
-                    owners.insert(host, kind_key.clone());
+                    owners.insert(host, &entry.kind_key);
                 } else {
                     resource.warnings.push(warning);
                 }
             }
-            resources.insert(kind_key, resource);
+            resources.insert(&entry.kind_key, (resource, entry));
         }
         // updateActiveHostsForIngresses
-        for (kind_key, resource) in resources.iter_mut() {
-            for rule in rules(&resource.ingress) {
-                let host = rule_host(rule);
-                let owned = owners.get(host) == Some(kind_key);
-                resource.valid_hosts.insert(host.to_string(), owned);
-            }
-        }
-        let resources: BTreeMap<String, Arc<IngressConfiguration>> = resources
+        let resources: BTreeMap<&str, Arc<IngressConfiguration>> = resources
             .into_iter()
-            .map(|(k, r)| (k, Arc::new(r)))
+            .map(|(kind_key, (mut resource, entry))| {
+                for host in &entry.hosts {
+                    let owned = owners.get(host.as_str()) == Some(&kind_key);
+                    resource.valid_hosts.insert(host.clone(), owned);
+                }
+                (kind_key, Arc::new(resource))
+            })
             .collect();
         let new_hosts: BTreeMap<String, Arc<IngressConfiguration>> = owners
             .iter()
@@ -387,7 +452,7 @@ impl Configuration {
             deletes.into_iter().chain(updates).collect();
         let mut changes = squash(ordered);
         for change in &mut changes {
-            if let Some(latest) = resources.get(&change.resource.key_with_kind()) {
+            if let Some(latest) = resources.get(change.resource.key_with_kind()) {
                 change.resource = latest.clone();
             }
         }
@@ -396,7 +461,7 @@ impl Configuration {
         for (kind_key, resource) in &resources {
             if !resource.valid_hosts.values().any(|v| *v) {
                 problems.insert(
-                    kind_key.clone(),
+                    kind_key.to_string(),
                     Problem {
                         object: resource.ingress.clone(),
                         is_error: false,
@@ -406,15 +471,15 @@ impl Configuration {
                 );
             }
         }
-        for (host, minions) in &minions {
-            if new_hosts.get(*host).is_some_and(|r| r.is_master) {
+        for (host, keys) in &self.minion_index {
+            if new_hosts.get(host).is_some_and(|r| r.is_master) {
                 continue;
             }
-            for (k, ing) in minions {
+            for entry in keys.iter().filter_map(|k| self.ingresses.get(k)) {
                 problems.insert(
-                    format!("Ingress/{k}"),
+                    entry.kind_key.clone(),
                     Problem {
-                        object: Arc::clone(ing),
+                        object: entry.ingress.clone(),
                         is_error: false,
                         reason: REASON_NO_MASTER,
                         message: "Ingress master is invalid or doesn't exist".into(),
@@ -422,7 +487,7 @@ impl Configuration {
                 );
             }
         }
-        drop(minions);
+        drop(resources);
         self.hosts = new_hosts;
         // detectChangesInProblems: only new or changed problems are reported.
         let reported: Vec<Problem> = problems
@@ -440,7 +505,7 @@ fn squash(changes: Vec<(Op, Arc<IngressConfiguration>)>) -> Vec<ResourceChange> 
     let mut last: BTreeMap<String, (Op, Arc<IngressConfiguration>)> = BTreeMap::new();
     let mut order: Vec<String> = Vec::new();
     for (op, resource) in changes {
-        let k = resource.key_with_kind();
+        let k = resource.key_with_kind().to_string();
         if !order.contains(&k) {
             order.push(k.clone());
         }

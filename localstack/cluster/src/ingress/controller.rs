@@ -4,6 +4,7 @@
 //! change with [`Configuration`], records the Events NIC records (through client-go's recorder,
 //! source `nginx-ingress-controller`) and publishes the NGINX configuration the data path uses.
 
+use crate::meta::Lookup;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -50,7 +51,7 @@ fn ingress_changed(old: &Value, new: &Value) -> bool {
 fn service_changed(old: &Value, new: &Value) -> bool {
     let ports = |s: &Value| {
         let mut ports: Vec<(Value, Value)> = s
-            .pointer("/spec/ports")
+            .at("/spec/ports")
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
@@ -64,10 +65,10 @@ fn service_changed(old: &Value, new: &Value) -> bool {
         ports.sort_by_key(|(port, name)| (port.to_string(), name.to_string()));
         ports
     };
-    let headless = |s: &Value| s.pointer("/spec/clusterIP").and_then(Value::as_str) == Some("None");
+    let headless = |s: &Value| s.at("/spec/clusterIP").and_then(Value::as_str) == Some("None");
     let external_name = |s: &Value| {
-        (s.pointer("/spec/type").and_then(Value::as_str) == Some("ExternalName"))
-            .then(|| s.pointer("/spec/externalName").cloned())
+        (s.at("/spec/type").and_then(Value::as_str) == Some("ExternalName"))
+            .then(|| s.at("/spec/externalName").cloned())
     };
     ports(old) != ports(new)
         || (external_name(new).is_some() && external_name(old) != external_name(new))
@@ -168,37 +169,54 @@ impl Controller {
         }
     }
 
-    /// Relists after the watch fell behind, as an informer does, and syncs every Ingress.
+    /// Relists after the watch fell behind, as an informer does: the relist's Replace hands every
+    /// object to the update handler beside the cached version (client-go `tools/cache`
+    /// DeltaFIFO Replace, shared_informer.go HandleDeltas), which queues only what changed
+    /// (handlers.go hasChanges for Ingresses, hasServicedChanged for Services), plus what was
+    /// added or went meanwhile; one reload follows.
     fn resync(&mut self) {
-        let ingresses = self.registry.select(known::ingresses(), None, None);
-        let mut keys: Vec<(String, String)> = self
-            .seen
-            .keys()
-            .filter(|(r, _, _)| *r == known::ingresses().key())
-            .map(|(_, ns, n)| (ns.clone(), n.clone()))
-            .collect();
-        self.seen.clear();
+        let mut current = HashMap::new();
         for rt in [known::ingresses(), known::services()] {
             for o in self.registry.select(rt, None, None) {
-                self.seen.insert(
-                    (
-                        rt.key(),
-                        meta::namespace(&o).to_string(),
-                        meta::name(&o).to_string(),
-                    ),
-                    o,
+                let key = (
+                    rt.key(),
+                    meta::namespace(&o).to_string(),
+                    meta::name(&o).to_string(),
                 );
+                current.insert(key, o);
             }
         }
-        keys.extend(
-            ingresses
-                .iter()
-                .map(|i| (meta::namespace(i).to_string(), meta::name(i).to_string())),
+        let previous = std::mem::replace(&mut self.seen, current);
+        let ingress = known::ingresses().key();
+        let mut ingresses = Vec::new();
+        let mut services = Vec::new();
+        for (key, object) in &self.seen {
+            let changed = match previous.get(key) {
+                None => true,
+                Some(old) if key.0 == ingress => ingress_changed(old, object),
+                Some(old) => service_changed(old, object),
+            };
+            if changed {
+                if key.0 == ingress {
+                    ingresses.push((key.1.clone(), key.2.clone()));
+                } else {
+                    services.push((key.1.clone(), key.2.clone()));
+                }
+            }
+        }
+        // Deleted while the watch was behind: DeltaFIFO's DeletedFinalStateUnknown.
+        ingresses.extend(
+            previous
+                .keys()
+                .filter(|k| k.0 == ingress && !self.seen.contains_key(*k))
+                .map(|k| (k.1.clone(), k.2.clone())),
         );
-        keys.sort();
-        keys.dedup();
-        for (ns, name) in keys {
+        ingresses.sort();
+        for (ns, name) in ingresses {
             self.sync_ingress(&ns, &name);
+        }
+        for (ns, name) in services {
+            self.sync_service(&ns, &name);
         }
         self.reload();
     }
@@ -225,6 +243,8 @@ pub async fn run(registry: Arc<Registry>, published: Published) {
         // The rest of the queue as it is now, then one reload (see `Controller::reload`); what
         // arrives meanwhile is the next batch, so a busy cluster cannot hold a reload back.
         for _ in 0..feed.len() {
+            // NIC is its own process: however long a batch, the API server's requests go on.
+            tokio::task::yield_now().await;
             match feed.try_recv() {
                 Ok(change) => controller.handle(&change),
                 Err(TryRecvError::Lagged(_)) => controller.resync(),

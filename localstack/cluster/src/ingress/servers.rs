@@ -4,6 +4,7 @@
 //! `internal/configs/version1/template_helper.go` makeLocationPath / makeRewritePattern;
 //! `nginx.ingress.tmpl`: `rewrite <pattern> <target> break;` and `proxy_pass http://<upstream><rewrite>;`).
 
+use crate::meta::Lookup;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -140,11 +141,11 @@ struct Source<'a> {
 
 fn location(source: &Source, host: &str, path: &Value, backend_value: &Value) -> Option<Location> {
     let service = backend_value
-        .pointer("/service/name")
+        .at("/service/name")
         .and_then(Value::as_str)?
         .to_string();
     let port = backend_value
-        .pointer("/service/port")
+        .at("/service/port")
         .cloned()
         .unwrap_or(Value::Null);
     let port_text = port
@@ -182,7 +183,7 @@ fn location(source: &Source, host: &str, path: &Value, backend_value: &Value) ->
 }
 
 fn paths_of(rule: &Value) -> Vec<Value> {
-    rule.pointer("/http/paths")
+    rule.at("/http/paths")
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default()
@@ -202,7 +203,7 @@ fn regular_server(resource: &IngressConfiguration, host: &str) -> Server {
     let mut locations = Vec::new();
     let rules = resource
         .ingress
-        .pointer("/spec/rules")
+        .at("/spec/rules")
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
@@ -218,7 +219,7 @@ fn regular_server(resource: &IngressConfiguration, host: &str) -> Server {
     }
     if let Some(default) = resource
         .ingress
-        .pointer("/spec/defaultBackend")
+        .at("/spec/defaultBackend")
         .filter(|_| !root)
     {
         let root_path = serde_json::json!({"path": "/", "pathType": "Prefix"});
@@ -247,7 +248,7 @@ fn master_server(resource: &IngressConfiguration, host: &str) -> Server {
         };
         let rules = minion
             .ingress
-            .pointer("/spec/rules")
+            .at("/spec/rules")
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default();

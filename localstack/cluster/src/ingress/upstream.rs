@@ -11,6 +11,7 @@
 //!   (`internal/configs/config_params.go` defaults) with nginx's rule that a lone server is never
 //!   marked unavailable (https://nginx.org/en/docs/http/ngx_http_upstream_module.html#server).
 
+use crate::meta::Lookup;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -117,7 +118,7 @@ pub struct Peer {
 /// (controller.go getEndpointsForIngressBackend).
 fn service_port<'a>(service: &'a Value, backend: &Backend) -> Option<&'a Value> {
     service
-        .pointer("/spec/ports")
+        .at("/spec/ports")
         .and_then(Value::as_array)?
         .iter()
         .find(
@@ -168,7 +169,7 @@ pub fn peers(registry: &Registry, view: &EndpointsView, backend: &Backend) -> Ve
             let ip = address.get("ip").and_then(Value::as_str).unwrap_or("");
             let field = |k: &str| {
                 address
-                    .pointer(&format!("/targetRef/{k}"))
+                    .at(&format!("/targetRef/{k}"))
                     .and_then(Value::as_str)
                     .unwrap_or("")
                     .to_string()

@@ -7,6 +7,7 @@
 //! (sizes, LB methods, header lists, policies, app-root, proxy-redirect) are checked for presence
 //! where NIC requires a value, not for syntax.
 
+use crate::meta::Lookup;
 use std::sync::LazyLock;
 
 use regex_lite::Regex;
@@ -588,7 +589,7 @@ fn backend_errors(backend: &Value, field: &str) -> Vec<FieldError> {
 }
 
 fn rules(ing: &Value) -> Vec<Value> {
-    ing.pointer("/spec/rules")
+    ing.at("/spec/rules")
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default()
@@ -597,7 +598,7 @@ fn rules(ing: &Value) -> Vec<Value> {
 /// validation.go validateIngressSpec.
 fn spec_errors(ing: &Value) -> Vec<FieldError> {
     let mut errors = Vec::new();
-    if let Some(backend) = ing.pointer("/spec/defaultBackend").filter(|b| !b.is_null()) {
+    if let Some(backend) = ing.at("/spec/defaultBackend").filter(|b| !b.is_null()) {
         errors.extend(backend_errors(backend, "spec.defaultBackend"));
     }
     let rules = rules(ing);
@@ -617,7 +618,7 @@ fn spec_errors(ing: &Value) -> Vec<FieldError> {
             hosts.push(host);
         }
         for (j, p) in rule
-            .pointer("/http/paths")
+            .at("/http/paths")
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
@@ -639,7 +640,7 @@ fn spec_errors(ing: &Value) -> Vec<FieldError> {
 }
 
 fn path_count(rule: &Value) -> usize {
-    rule.pointer("/http/paths")
+    rule.at("/http/paths")
         .and_then(Value::as_array)
         .map_or(0, Vec::len)
 }
@@ -660,7 +661,7 @@ fn master_errors(ing: &Value) -> Vec<FieldError> {
 fn minion_errors(ing: &Value) -> Vec<FieldError> {
     let mut errors = Vec::new();
     let tls = ing
-        .pointer("/spec/tls")
+        .at("/spec/tls")
         .and_then(Value::as_array)
         .map_or(0, Vec::len);
     if tls > 0 {
@@ -685,17 +686,17 @@ pub fn spec_services(ing: &Value) -> Vec<String> {
     let mut services: Vec<String> = Vec::new();
     let mut add = |b: Option<&Value>| {
         if let Some(name) = b
-            .and_then(|b| b.pointer("/service/name"))
+            .and_then(|b| b.at("/service/name"))
             .and_then(Value::as_str)
             && !services.iter().any(|s| s == name)
         {
             services.push(name.to_string());
         }
     };
-    add(ing.pointer("/spec/defaultBackend"));
+    add(ing.at("/spec/defaultBackend"));
     for rule in rules(ing) {
         for p in rule
-            .pointer("/http/paths")
+            .at("/http/paths")
             .and_then(Value::as_array)
             .into_iter()
             .flatten()

@@ -1,5 +1,6 @@
 //! Delete: preconditions, finalizers, and propagation to dependents.
 
+use crate::meta::Lookup;
 use serde_json::{Value, json};
 
 use super::{DeleteOptions, Deletion, Propagation, Registry, key_of};
@@ -27,7 +28,7 @@ impl Registry {
             return Err(ApiError::stale(rt, name));
         }
         let finalizers: Vec<Value> = current
-            .pointer("/metadata/finalizers")
+            .at("/metadata/finalizers")
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default();
@@ -51,10 +52,7 @@ impl Registry {
         if pending {
             // rest/delete.go BeforeDelete: a deletion in progress only changes for a shorter
             // grace period.
-            let shorter = match (
-                grace,
-                current.pointer("/metadata/deletionGracePeriodSeconds"),
-            ) {
+            let shorter = match (grace, current.at("/metadata/deletionGracePeriodSeconds")) {
                 (Some(g), Some(old)) => old.as_i64().is_some_and(|old| g < old),
                 _ => false,
             };
@@ -115,19 +113,19 @@ impl Registry {
 /// negative request becomes 1.
 fn pod_grace_period(pod: &Value, opts: &DeleteOptions) -> i64 {
     let mut period = opts.grace_period_seconds.unwrap_or_else(|| {
-        pod.pointer("/spec/terminationGracePeriodSeconds")
+        pod.at("/spec/terminationGracePeriodSeconds")
             .and_then(Value::as_i64)
             .unwrap_or(0)
     });
     if pod
-        .pointer("/spec/nodeName")
+        .at("/spec/nodeName")
         .and_then(Value::as_str)
         .is_none_or(str::is_empty)
     {
         period = 0;
     }
     if matches!(
-        pod.pointer("/status/phase").and_then(Value::as_str),
+        pod.at("/status/phase").and_then(Value::as_str),
         Some("Succeeded" | "Failed")
     ) {
         period = 0;

@@ -10,6 +10,7 @@ mod options;
 mod patch;
 mod update;
 
+use crate::meta::Lookup;
 use std::collections::HashSet;
 use std::sync::Mutex;
 
@@ -85,7 +86,7 @@ impl Registry {
         let used: HashSet<String> = self.store.scan_type(known::services().key(), |services| {
             services
                 .filter_map(|s| {
-                    s.pointer("/spec/clusterIP")
+                    s.at("/spec/clusterIP")
                         .and_then(Value::as_str)
                         .map(str::to_string)
                 })
@@ -120,18 +121,18 @@ impl Registry {
         apply_defaults(rt, obj);
         if rt.is("", "services") {
             let spec_type = obj
-                .pointer("/spec/type")
+                .at("/spec/type")
                 .and_then(Value::as_str)
                 .unwrap_or("ClusterIP")
                 .to_string();
             let ip = obj
-                .pointer("/spec/clusterIP")
+                .at("/spec/clusterIP")
                 .and_then(Value::as_str)
                 .unwrap_or("")
                 .to_string();
             if ip.is_empty() && spec_type != "ExternalName" {
                 let ip = old
-                    .and_then(|o| o.pointer("/spec/clusterIP"))
+                    .and_then(|o| o.at("/spec/clusterIP"))
                     .and_then(Value::as_str)
                     .map(str::to_string)
                     .unwrap_or_else(|| self.allocate_cluster_ip());

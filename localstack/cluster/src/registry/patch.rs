@@ -1,5 +1,6 @@
 //! Patch: JSON merge, JSON patch, strategic merge, and server-side apply.
 
+use crate::meta::Lookup;
 use serde_json::Value;
 
 use super::update::{bump_generation, keep_status};
@@ -108,7 +109,7 @@ impl Registry {
         }
         // structuredmerge.go: an apply configuration cannot set field ownership.
         if config
-            .pointer("/metadata/managedFields")
+            .at("/metadata/managedFields")
             .is_some_and(|m| !m.is_null())
         {
             return Err(ApiError::bad_request("metadata.managedFields must be nil"));
@@ -131,7 +132,7 @@ impl Registry {
         match live {
             None => {
                 let mut fresh = applied;
-                let managed = fresh.pointer("/metadata/managedFields").cloned();
+                let managed = fresh.at("/metadata/managedFields").cloned();
                 let created = self.create(
                     rt,
                     ns,
@@ -161,7 +162,7 @@ impl Registry {
                 {
                     return Err(ApiError::stale(rt, name));
                 }
-                let managed = new.pointer("/metadata/managedFields").cloned();
+                let managed = new.at("/metadata/managedFields").cloned();
                 if subresource != Some("status") {
                     keep_status(rt, &old, &mut new);
                 }

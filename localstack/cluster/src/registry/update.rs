@@ -1,5 +1,6 @@
 //! Update (PUT, also of the `status` subresource) and the write every update ends in.
 
+use crate::meta::Lookup;
 use serde_json::{Value, json};
 
 use super::{Registry, WriteOptions, key_of};
@@ -22,9 +23,9 @@ fn spec_part(obj: &Value) -> Value {
 /// Bumps `metadata.generation` of `new` when its spec part differs from `old`'s; objects without a
 /// generation (namespaces, nodes, kinds without status) keep none.
 pub(super) fn bump_generation(old: &Value, new: &mut Value) {
-    if old.pointer("/metadata/generation").is_some() && spec_part(old) != spec_part(new) {
+    if old.at("/metadata/generation").is_some() && spec_part(old) != spec_part(new) {
         let generation = old
-            .pointer("/metadata/generation")
+            .at("/metadata/generation")
             .and_then(Value::as_i64)
             .unwrap_or(0)
             + 1;
@@ -130,7 +131,7 @@ impl Registry {
         }
         let key = key_of(rt, meta::namespace(old), &name);
         let finalizers_empty = new
-            .pointer("/metadata/finalizers")
+            .at("/metadata/finalizers")
             .and_then(Value::as_array)
             .is_none_or(Vec::is_empty);
         if meta::is_deleting(&new) && finalizers_empty && !rt.is("", "namespaces") {

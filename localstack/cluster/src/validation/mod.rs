@@ -5,6 +5,7 @@ mod network;
 mod quotas;
 mod workloads;
 
+use crate::meta::Lookup;
 use serde_json::Value;
 
 use crate::error::Cause;
@@ -40,7 +41,7 @@ fn validate_metadata(rt: &ResourceType, obj: &Value, causes: &mut Vec<Cause>) {
             msg,
         ));
     }
-    validate_labels(obj.pointer("/metadata/labels"), "metadata.labels", causes);
+    validate_labels(obj.at("/metadata/labels"), "metadata.labels", causes);
 }
 
 /// All problems with `obj` (and, on update, with the change from `old`); empty when valid.

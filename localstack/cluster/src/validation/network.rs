@@ -1,19 +1,20 @@
 //! Rules for Services and Ingresses.
 
+use crate::meta::Lookup;
 use serde_json::Value;
 
 use super::formats::{SUBDOMAIN_MSG, is_dns1123_subdomain, port_in_range};
 use crate::error::Cause;
 
 pub(super) fn validate_service(obj: &Value, old: Option<&Value>, causes: &mut Vec<Cause>) {
-    let ports = obj.pointer("/spec/ports").and_then(Value::as_array);
+    let ports = obj.at("/spec/ports").and_then(Value::as_array);
     let service_type = obj
-        .pointer("/spec/type")
+        .at("/spec/type")
         .and_then(Value::as_str)
         .unwrap_or("ClusterIP");
     if ports.is_none_or(Vec::is_empty)
         && service_type != "ExternalName"
-        && obj.pointer("/spec/clusterIP").and_then(Value::as_str) != Some("None")
+        && obj.at("/spec/clusterIP").and_then(Value::as_str) != Some("None")
     {
         causes.push(Cause::required("spec.ports"));
     }
@@ -64,8 +65,8 @@ pub(super) fn validate_service(obj: &Value, old: Option<&Value>, causes: &mut Ve
             &allowed_types,
         ));
     }
-    if let Some(old_ip) = old.and_then(|o| o.pointer("/spec/clusterIP"))
-        && let Some(new_ip) = obj.pointer("/spec/clusterIP")
+    if let Some(old_ip) = old.and_then(|o| o.at("/spec/clusterIP"))
+        && let Some(new_ip) = obj.at("/spec/clusterIP")
         && old_ip != new_ip
         && !new_ip.as_str().is_some_and(str::is_empty)
     {
@@ -78,7 +79,7 @@ pub(super) fn validate_service(obj: &Value, old: Option<&Value>, causes: &mut Ve
 }
 
 pub(super) fn validate_ingress(obj: &Value, causes: &mut Vec<Cause>) {
-    let rules = obj.pointer("/spec/rules").and_then(Value::as_array);
+    let rules = obj.at("/spec/rules").and_then(Value::as_array);
     for (i, rule) in rules.into_iter().flatten().enumerate() {
         if let Some(host) = rule.get("host").and_then(Value::as_str) {
             let bare = host.strip_prefix("*.").unwrap_or(host);
@@ -98,7 +99,7 @@ pub(super) fn validate_ingress(obj: &Value, causes: &mut Vec<Cause>) {
                 ));
             }
         }
-        let paths = rule.pointer("/http/paths").and_then(Value::as_array);
+        let paths = rule.at("/http/paths").and_then(Value::as_array);
         for (j, path) in paths.into_iter().flatten().enumerate() {
             let at = format!("spec.rules[{i}].http.paths[{j}]");
             let p = path.get("path").and_then(Value::as_str).unwrap_or("");
@@ -149,7 +150,7 @@ pub(super) fn validate_ingress(obj: &Value, causes: &mut Vec<Cause>) {
                 {
                     causes.push(Cause::required(format!("{at}.backend.service.name")));
                 }
-                if let Some(n) = svc.pointer("/port/number")
+                if let Some(n) = svc.at("/port/number")
                     && !port_in_range(n)
                 {
                     causes.push(Cause::invalid(

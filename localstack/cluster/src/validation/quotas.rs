@@ -1,5 +1,6 @@
 //! Rules for ResourceQuota and LimitRange objects: well-formed quantities and consistent bounds.
 
+use crate::meta::Lookup;
 use serde_json::{Value, json};
 
 use crate::error::Cause;
@@ -24,11 +25,11 @@ fn quantity_causes(list: Option<&Value>, field: &str, causes: &mut Vec<Cause>) {
 }
 
 pub(super) fn validate_resource_quota(obj: &Value, causes: &mut Vec<Cause>) {
-    quantity_causes(obj.pointer("/spec/hard"), "spec.hard", causes);
+    quantity_causes(obj.at("/spec/hard"), "spec.hard", causes);
 }
 
 pub(super) fn validate_limit_range(obj: &Value, causes: &mut Vec<Cause>) {
-    let items = obj.pointer("/spec/limits").and_then(Value::as_array);
+    let items = obj.at("/spec/limits").and_then(Value::as_array);
     if items.is_none() {
         causes.push(Cause::required("spec.limits"));
     }

@@ -1,5 +1,6 @@
 //! Rules for pods and for the workloads that stamp pods out of a template.
 
+use crate::meta::Lookup;
 use serde_json::Value;
 
 use super::formats::{LABEL_MSG, is_dns1123_label, port_in_range, validate_labels};
@@ -54,7 +55,7 @@ pub(super) fn validate_pod_spec(spec: Option<&Value>, field: &str, causes: &mut 
         .and_then(Value::as_i64);
     for (i, c) in containers.iter().enumerate() {
         for hook in ["postStart", "preStop"] {
-            if let Some(handler) = c.pointer(&format!("/lifecycle/{hook}")) {
+            if let Some(handler) = c.at(&format!("/lifecycle/{hook}")) {
                 let at = format!("{field}.containers[{i}].lifecycle.{hook}");
                 validate_handler(handler, grace, &at, causes);
             }
@@ -115,7 +116,7 @@ fn validate_handler(handler: &Value, grace: Option<i64>, at: &str, causes: &mut 
 }
 
 pub(super) fn validate_workload(obj: &Value, old: Option<&Value>, causes: &mut Vec<Cause>) {
-    let selector = obj.pointer("/spec/selector");
+    let selector = obj.at("/spec/selector");
     match selector {
         None | Some(Value::Null) => causes.push(Cause::required("spec.selector")),
         Some(sel) => match LabelSelector::from_object(sel) {
@@ -127,7 +128,7 @@ pub(super) fn validate_workload(obj: &Value, old: Option<&Value>, causes: &mut V
             )),
             Ok(s) => {
                 let template_labels = obj
-                    .pointer("/spec/template/metadata/labels")
+                    .at("/spec/template/metadata/labels")
                     .and_then(Value::as_object)
                     .cloned()
                     .unwrap_or_default();
@@ -141,8 +142,7 @@ pub(super) fn validate_workload(obj: &Value, old: Option<&Value>, causes: &mut V
             }
         },
     }
-    if let (Some(old_sel), Some(new_sel)) =
-        (old.and_then(|o| o.pointer("/spec/selector")), selector)
+    if let (Some(old_sel), Some(new_sel)) = (old.and_then(|o| o.at("/spec/selector")), selector)
         && old_sel != new_sel
     {
         causes.push(Cause::invalid(
@@ -151,7 +151,7 @@ pub(super) fn validate_workload(obj: &Value, old: Option<&Value>, causes: &mut V
             "field is immutable",
         ));
     }
-    if let Some(r) = obj.pointer("/spec/replicas")
+    if let Some(r) = obj.at("/spec/replicas")
         && r.as_i64().is_none_or(|r| r < 0)
     {
         causes.push(Cause::invalid(
@@ -161,16 +161,12 @@ pub(super) fn validate_workload(obj: &Value, old: Option<&Value>, causes: &mut V
         ));
     }
     validate_labels(
-        obj.pointer("/spec/template/metadata/labels"),
+        obj.at("/spec/template/metadata/labels"),
         "spec.template.metadata.labels",
         causes,
     );
-    validate_pod_spec(
-        obj.pointer("/spec/template/spec"),
-        "spec.template.spec",
-        causes,
-    );
-    if let Some(t) = obj.pointer("/spec/strategy/type") {
+    validate_pod_spec(obj.at("/spec/template/spec"), "spec.template.spec", causes);
+    if let Some(t) = obj.at("/spec/strategy/type") {
         let allowed = ["Recreate", "RollingUpdate"];
         if !t.as_str().is_some_and(|s| allowed.contains(&s)) {
             causes.push(Cause::unsupported("spec.strategy.type", t, &allowed));
