@@ -359,7 +359,9 @@ pub async fn serve(
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let streams = state.streams.clone();
-    axum::serve(listener, app(state))
+    // `into_make_service` shares the router with each connection; serving the `Router` itself
+    // rebuilds its route table for every connection accepted (axum 0.8 `Router::with_state`).
+    axum::serve(listener, app(state).into_make_service())
         .with_graceful_shutdown(async move {
             stop.await;
             streams.stop();
