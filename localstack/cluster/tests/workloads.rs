@@ -917,7 +917,7 @@ async fn private_registry_pulls_need_the_login_in_the_pods_image_pull_secrets() 
 /// DeploymentProgressing and DeploymentTimedOut: a rollout whose pod can never be scheduled makes
 /// no progress, so its status is not rewritten pass after pass, and once
 /// `progressDeadlineSeconds` have passed since the last progress it reports
-/// `ProgressDeadlineExceeded` (what `kubectl rollout status` fails on).
+/// `ProgressDeadlineExceeded` (what `kubectl rollout status` fails on), and stays so.
 #[tokio::test]
 async fn a_rollout_without_progress_keeps_its_status_and_exceeds_its_progress_deadline() {
     let sim = sim().await;
@@ -971,4 +971,22 @@ async fn a_rollout_without_progress_keeps_its_status_and_exceeds_its_progress_de
         },
     )
     .await;
+    // DeploymentTimedOut: a timed-out rollout stays timed out; the condition does not flip
+    // back to True while nothing progresses.
+    let timed_out = deploys.get("stuck").await.unwrap();
+    for _ in 0..30 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now = deploys.get("stuck").await.unwrap();
+        assert_eq!(
+            progressing(&now),
+            Some(("False".into(), "ProgressDeadlineExceeded".into())),
+            "the timed-out rollout changed: {:?}",
+            now.status
+        );
+        assert_eq!(
+            now.metadata.resource_version, timed_out.metadata.resource_version,
+            "the status was rewritten without progress: {:?}",
+            now.status
+        );
+    }
 }

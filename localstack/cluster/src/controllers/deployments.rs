@@ -3,6 +3,7 @@
 
 use crate::meta::Lookup;
 use serde_json::{Value, json};
+use std::time::Duration;
 
 use super::{controller_ref, log_write, owned_by, pod_ready};
 use crate::meta;
@@ -41,13 +42,25 @@ fn revision_of(rs: &Value) -> i64 {
         .unwrap_or(0)
 }
 
-pub(super) fn reconcile(registry: &Registry, scope: &super::Scope) {
+/// Reconciles the Deployments in scope; returns the namespaces of those whose rollout waits on
+/// time, with when to look again (progress.go requeueStuckDeployment).
+pub(super) fn reconcile(
+    registry: &Registry,
+    scope: &super::Scope,
+) -> Vec<(String, std::time::Instant)> {
+    let mut requeue = Vec::new();
     for deployment in scope.select(registry, known::deployments()) {
         if meta::is_deleting(&deployment) {
             continue;
         }
-        reconcile_one(registry, &deployment);
+        if let Some(after) = reconcile_one(registry, &deployment) {
+            requeue.push((
+                meta::namespace(&deployment).to_string(),
+                std::time::Instant::now() + after,
+            ));
+        }
     }
+    requeue
 }
 
 fn set_rs_replicas(registry: &Registry, rs: &Value, n: i64) {
@@ -69,11 +82,11 @@ fn set_rs_replicas(registry: &Registry, rs: &Value, n: i64) {
     );
 }
 
-fn reconcile_one(registry: &Registry, deployment: &Value) {
+fn reconcile_one(registry: &Registry, deployment: &Value) -> Option<Duration> {
     let ns = meta::namespace(deployment);
     let name = meta::name(deployment);
     let Some(template) = deployment.at("/spec/template").cloned() else {
-        return;
+        return None;
     };
     let hash = template_hash(&template);
     let desired = replicas(deployment, "/spec/replicas");
@@ -81,6 +94,7 @@ fn reconcile_one(registry: &Registry, deployment: &Value) {
     let max_revision = all_rs.iter().map(revision_of).max().unwrap_or(0);
     let new_name = format!("{name}-{hash}");
 
+    let mut created_new_rs = false;
     let new_rs = match all_rs.iter().find(|rs| meta::name(rs) == new_name) {
         Some(rs) if revision_of(rs) < max_revision || revision_of(rs) == 0 => {
             // Rolling back to an older template makes its ReplicaSet the newest revision again.
@@ -150,6 +164,7 @@ fn reconcile_one(registry: &Registry, deployment: &Value) {
                 ),
             );
             if created.is_some() {
+                created_new_rs = true;
                 record_event(
                     registry,
                     deployment,
@@ -160,7 +175,7 @@ fn reconcile_one(registry: &Registry, deployment: &Value) {
             created
         }
     };
-    let Some(new_rs) = new_rs else { return };
+    let Some(new_rs) = new_rs else { return None };
     sync_revision_annotations(registry, deployment, &new_rs);
     let old_rs: Vec<&Value> = all_rs
         .iter()
@@ -214,7 +229,15 @@ fn reconcile_one(registry: &Registry, deployment: &Value) {
     if paused || complete {
         cleanup_old_replica_sets(registry, deployment, &old_rs);
     }
-    update_status(registry, deployment, &new_rs, &all_rs, &pods_of, desired);
+    update_status(
+        registry,
+        deployment,
+        &new_rs,
+        &all_rs,
+        &pods_of,
+        desired,
+        created_new_rs,
+    )
 }
 
 /// Keeps at most `spec.revisionHistoryLimit` old ReplicaSets, deleting the oldest revisions
@@ -402,6 +425,10 @@ fn condition(
     let now = meta::now_rfc3339();
     let status = if status { "True" } else { "False" };
     let same = previous.is_some_and(|p| p["status"] == status && p["reason"] == reason);
+    // deployment_util.go SetDeploymentCondition: the same status and reason change nothing.
+    if let (true, Some(p)) = (same, previous) {
+        return p.clone();
+    }
     let transition = if previous.is_some_and(|p| p["status"] == status) {
         previous
             .and_then(|p| p.get("lastTransitionTime").cloned())
@@ -409,14 +436,7 @@ fn condition(
     } else {
         json!(now)
     };
-    let update = if same {
-        previous
-            .and_then(|p| p.get("lastUpdateTime").cloned())
-            .unwrap_or(json!(now))
-    } else {
-        json!(now)
-    };
-    json!({"type": kind, "status": status, "lastUpdateTime": update, "lastTransitionTime": transition, "reason": reason, "message": message})
+    json!({"type": kind, "status": status, "lastUpdateTime": now, "lastTransitionTime": transition, "reason": reason, "message": message})
 }
 
 fn update_status(
@@ -426,7 +446,8 @@ fn update_status(
     all_rs: &[Value],
     pods_of: &dyn Fn(&Value) -> Vec<Value>,
     desired: i64,
-) {
+    created_new_rs: bool,
+) -> Option<Duration> {
     let all_pods: Vec<Value> = all_rs.iter().flat_map(pods_of).collect();
     let updated = pods_of(new_rs).len() as i64;
     let total = all_pods.len() as i64;
@@ -445,8 +466,27 @@ fn update_status(
             .cloned()
     };
     let prev_available = previous("Available");
-    let prev_progressing = previous("Progressing");
     let rs_name = meta::name(new_rs);
+    // sync.go getNewReplicaSet sets the Progressing condition before the rollout is looked at:
+    // NewReplicaSetCreated when it created the new ReplicaSet, FoundNewReplicaSet when there was
+    // none yet.
+    let prev_progressing = match previous("Progressing") {
+        p if created_new_rs => Some(condition(
+            "Progressing",
+            true,
+            "NewReplicaSetCreated",
+            &format!("Created new replica set {rs_name:?}"),
+            p.as_ref(),
+        )),
+        None => Some(condition(
+            "Progressing",
+            true,
+            "FoundNewReplicaSet",
+            &format!("Found new replica set {rs_name:?}"),
+            None,
+        )),
+        p => p,
+    };
     let available_cond = if available >= desired - max_unavailable {
         condition(
             "Available",
@@ -464,85 +504,98 @@ fn update_status(
             prev_available.as_ref(),
         )
     };
+    // pkg/controller/deployment/progress.go syncRolloutStatus: the Progressing condition is
+    // carried over from the current status unless one of its cases applies.
     let complete = updated == desired && total == desired && available == desired;
     let deadline = deployment
         .at("/spec/progressDeadlineSeconds")
         .and_then(Value::as_u64)
         .unwrap_or(600);
-    let last_progress = prev_progressing
-        .as_ref()
-        .and_then(|p| p["lastUpdateTime"].as_str())
-        .and_then(meta::parse_rfc3339);
-    let stalled = !complete
-        && prev_progressing
-            .as_ref()
-            .is_some_and(|p| p["reason"] != "NewReplicaSetAvailable")
-        && last_progress.is_some_and(|t| meta::unix_now().saturating_sub(t) > deadline);
-    let progressing_cond = if complete {
-        condition(
+    let reason_is = |r: &str| prev_progressing.as_ref().is_some_and(|p| p["reason"] == r);
+    // deployment/util/deployment_util.go DeploymentProgressing: more updated, ready or
+    // available replicas, or fewer old ones, than the status says (a zero count is omitted
+    // from the status, so absent reads 0). Only progress moves lastUpdateTime, which the
+    // progress deadline counts from.
+    let old = |k: &str| {
+        deployment
+            .at(&format!("/status/{k}"))
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+    };
+    let progressing = updated > old("updatedReplicas")
+        || total - updated < old("replicas") - old("updatedReplicas")
+        || ready > old("readyReplicas")
+        || available > old("availableReplicas");
+    // DeploymentTimedOut: once timed out a rollout stays timed out (until progress or a new
+    // rollout); a complete one never times out.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let left = |c: &Value| {
+        c["lastUpdateTime"]
+            .as_str()
+            .and_then(meta::parse_rfc3339)
+            .map(|t| Duration::from_secs(t + deadline).saturating_sub(now))
+    };
+    let timed_out = reason_is("ProgressDeadlineExceeded")
+        || (!reason_is("NewReplicaSetAvailable")
+            && prev_progressing
+                .as_ref()
+                .and_then(left)
+                .is_some_and(|l| l.is_zero()));
+    // isCompleteDeployment: a finished rollout is not looked at again.
+    let finished = total == updated && reason_is("NewReplicaSetAvailable");
+    let progressing_cond = match &prev_progressing {
+        _ if finished => prev_progressing.clone(),
+        _ if complete => Some(condition(
             "Progressing",
             true,
             "NewReplicaSetAvailable",
             &format!("ReplicaSet {rs_name:?} has successfully progressed."),
             prev_progressing.as_ref(),
-        )
-    } else if stalled {
-        condition(
+        )),
+        Some(p) if progressing => {
+            // A Progressing condition that is already True keeps its lastTransitionTime and
+            // gets a new lastUpdateTime even though the reason stays the same.
+            let mut c = condition(
+                "Progressing",
+                true,
+                "ReplicaSetUpdated",
+                &format!("ReplicaSet {rs_name:?} is progressing."),
+                None,
+            );
+            if p["status"] == "True" {
+                c["lastTransitionTime"] = p["lastTransitionTime"].clone();
+            }
+            Some(c)
+        }
+        Some(_) if timed_out => Some(condition(
             "Progressing",
             false,
             "ProgressDeadlineExceeded",
             &format!("ReplicaSet {rs_name:?} has timed out progressing."),
             prev_progressing.as_ref(),
-        )
-    } else {
-        let reason = if prev_progressing.is_none() {
-            "NewReplicaSetCreated"
-        } else {
-            "ReplicaSetUpdated"
-        };
-        // deployment/util/deployment_util.go DeploymentProgressing: more updated, ready or
-        // available replicas, or fewer old ones, than the status says (a zero count is omitted
-        // from the status, so absent reads 0). Only progress moves lastUpdateTime, which the
-        // progress deadline counts from.
-        let old = |k: &str| {
-            deployment
-                .at(&format!("/status/{k}"))
-                .and_then(Value::as_i64)
-                .unwrap_or(0)
-        };
-        let progressing = updated > old("updatedReplicas")
-            || total - updated < old("replicas") - old("updatedReplicas")
-            || ready > old("readyReplicas")
-            || available > old("availableReplicas");
-        let progressed = prev_progressing
-            .as_ref()
-            .is_none_or(|p| progressing || p["reason"] == "NewReplicaSetAvailable");
-        let mut c = condition(
-            "Progressing",
-            true,
-            reason,
-            &format!("ReplicaSet {rs_name:?} is progressing."),
-            if progressed {
-                None
-            } else {
-                prev_progressing.as_ref()
-            },
-        );
-        if let (false, Some(p)) = (progressed, prev_progressing.as_ref()) {
-            c["lastUpdateTime"] = p["lastUpdateTime"].clone();
-            c["reason"] = p["reason"].clone();
-        } else if let Some(p) = prev_progressing.as_ref().filter(|p| p["status"] == "True") {
-            c["lastTransitionTime"] = p["lastTransitionTime"].clone();
-        }
-        c
+        )),
+        _ => prev_progressing.clone(),
     };
+    // progress.go requeueStuckDeployment: a rollout neither complete nor timed out is looked at
+    // again a second after its deadline would pass.
+    let requeue = progressing_cond
+        .as_ref()
+        .filter(|c| !complete && c["reason"] != "ProgressDeadlineExceeded")
+        .and_then(left)
+        .map(|l| l + Duration::from_secs(1));
+    let conditions: Vec<Value> = [Some(available_cond), progressing_cond]
+        .into_iter()
+        .flatten()
+        .collect();
     let mut status = json!({
         "observedGeneration": deployment.at("/metadata/generation").cloned().unwrap_or(json!(1)),
         "replicas": total,
         "updatedReplicas": updated,
         "readyReplicas": ready,
         "availableReplicas": available,
-        "conditions": [available_cond, progressing_cond],
+        "conditions": conditions,
     });
     let unavailable = (desired - available).max(0);
     if unavailable > 0 {
@@ -562,7 +615,7 @@ fn update_status(
         }
     }
     if deployment.get("status") == Some(&status) {
-        return;
+        return requeue;
     }
     let mut next = deployment.clone();
     next["status"] = status;
@@ -577,6 +630,7 @@ fn update_status(
             &WriteOptions::controller(MANAGER),
         ),
     );
+    requeue
 }
 
 /// Records an Event about `obj`, folding repeats into one object with a count, like the event recorder.

@@ -103,10 +103,10 @@ fn log_write<T>(what: &str, result: Result<T, crate::error::ApiError>) -> Option
     }
 }
 
-/// How often every controller looks at every object, whatever changed: what time alone changes
-/// (a Deployment's progress deadline) waits at most this long. The kube-controller-manager's
-/// informers deliver changes and requeue what waits on time (`pkg/controller/deployment/progress.go`
-/// requeueStuckDeployment); kube-scheduler moves unschedulable pods back on cluster events (see
+/// How often every controller looks at every object, whatever changed. The
+/// kube-controller-manager's informers deliver changes and requeue what waits on time (a
+/// Deployment's progress deadline, `pkg/controller/deployment/progress.go`
+/// requeueStuckDeployment, modelled in [`run`]); kube-scheduler moves unschedulable pods back on cluster events (see
 /// [`Scope::of`]) or after `podMaxInUnschedulablePodsDuration`, 5 minutes
 /// (`pkg/scheduler/backend/queue/scheduling_queue.go`).
 const RESYNC: Duration = Duration::from_secs(10);
@@ -212,6 +212,10 @@ pub async fn run(
     let mut seen = 0;
     let mut resynced: Option<std::time::Instant> = None;
     let mut ports = std::collections::HashMap::new();
+    let mut waiting: std::collections::BTreeMap<
+        std::time::Instant,
+        std::collections::BTreeSet<String>,
+    > = Default::default();
     loop {
         ticker.tick().await;
         let due = resynced.is_none_or(|at| at.elapsed() >= RESYNC);
@@ -226,14 +230,29 @@ pub async fn run(
                 (Scope::All, true)
             }
         };
+        let mut scope = scope;
         if matches!(scope, Scope::All) {
             resynced = Some(std::time::Instant::now());
+            waiting.clear();
+        } else {
+            // What waits on time (progress.go requeueStuckDeployment) is looked at when due.
+            let later = waiting.split_off(&std::time::Instant::now());
+            for namespace in std::mem::replace(&mut waiting, later)
+                .into_values()
+                .flatten()
+            {
+                if let Scope::Namespaces(set) = &mut scope {
+                    set.insert(namespace);
+                }
+            }
         }
         lifecycle::namespaces(&registry);
         if collect {
             lifecycle::garbage_collect(&registry);
         }
-        deployments::reconcile(&registry, &scope);
+        for (namespace, at) in deployments::reconcile(&registry, &scope) {
+            waiting.entry(at).or_default().insert(namespace);
+        }
         replicasets::reconcile(&registry, &scope);
         pod_gc.reconcile(&registry);
         kubelet.reconcile(&registry, &scope);
