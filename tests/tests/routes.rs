@@ -158,12 +158,15 @@ async fn ready_endpoints(developer: &Browser, namespace: &str, repos: &[&str]) -
     .await
 }
 
-/// Waits until `url` answers (NGINX learns of new endpoints after a propagation delay, and
-/// answers 502 until then), then checks who answered.
+/// Waits until `url` answers, then checks who answered. The verdict comes before the route is
+/// live: NIC records `AddedOrUpdated` as it syncs each Ingress of a batch and reloads NGINX once
+/// the batch is done (5.5.4 internal/k8s/controller.go `sync`, `ReloadForBatchUpdates`), so until
+/// then the path falls through to the site's `/` (its 404); and NGINX learns of new endpoints
+/// after a propagation delay, answering 502 until then.
 async fn first_answer_from(platform: &Platform, url: &str, namespace: &str, service: &str) {
     let root = eventually(&format!("{url} to answer"), PATIENCE, || async {
         let reply = platform.open(url).await;
-        (reply.status != 502).then_some(reply)
+        (![404, 502].contains(&reply.status)).then_some(reply)
     })
     .await;
     echoed_by(url, &root, namespace, service);

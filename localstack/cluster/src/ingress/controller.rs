@@ -47,6 +47,15 @@ fn ingress_changed(old: &Value, new: &Value) -> bool {
     strip(old) != strip(new)
 }
 
+/// The update handlers' filter: an Ingress or Service update is queued only when it matters.
+fn update_matters(is_ingress: bool, old: &Value, new: &Value) -> bool {
+    if is_ingress {
+        ingress_changed(old, new)
+    } else {
+        service_changed(old, new)
+    }
+}
+
 /// service.go hasServicedChanged: ports (number and name), an ExternalName's name, headless.
 fn service_changed(old: &Value, new: &Value) -> bool {
     let ports = |s: &Value| {
@@ -155,8 +164,7 @@ impl Controller {
             _ => self.seen.insert(cache_key, change.object.clone()),
         };
         let relevant = match (change.kind, &previous) {
-            (ChangeKind::Modified, Some(old)) if is_ingress => ingress_changed(old, &change.object),
-            (ChangeKind::Modified, Some(old)) => service_changed(old, &change.object),
+            (ChangeKind::Modified, Some(old)) => update_matters(is_ingress, old, &change.object),
             _ => true,
         };
         if !relevant {
@@ -190,28 +198,29 @@ impl Controller {
         let ingress = known::ingresses().key();
         let mut ingresses = Vec::new();
         let mut services = Vec::new();
+        let mut queue = |key: &(&'static str, String, String)| {
+            let names = (key.1.clone(), key.2.clone());
+            if key.0 == ingress {
+                ingresses.push(names);
+            } else {
+                services.push(names);
+            }
+        };
         for (key, object) in &self.seen {
-            let changed = match previous.get(key) {
-                None => true,
-                Some(old) if key.0 == ingress => ingress_changed(old, object),
-                Some(old) => service_changed(old, object),
-            };
-            if changed {
-                if key.0 == ingress {
-                    ingresses.push((key.1.clone(), key.2.clone()));
-                } else {
-                    services.push((key.1.clone(), key.2.clone()));
-                }
+            if previous
+                .get(key)
+                .is_none_or(|old| update_matters(key.0 == ingress, old, object))
+            {
+                queue(key);
             }
         }
-        // Deleted while the watch was behind: DeltaFIFO's DeletedFinalStateUnknown.
-        ingresses.extend(
-            previous
-                .keys()
-                .filter(|k| k.0 == ingress && !self.seen.contains_key(*k))
-                .map(|k| (k.1.clone(), k.2.clone())),
-        );
+        // Deleted while the watch was behind: DeltaFIFO's DeletedFinalStateUnknown, which the
+        // delete handlers queue like any deletion.
+        for key in previous.keys().filter(|k| !self.seen.contains_key(*k)) {
+            queue(key);
+        }
         ingresses.sort();
+        services.sort();
         for (ns, name) in ingresses {
             self.sync_ingress(&ns, &name);
         }
