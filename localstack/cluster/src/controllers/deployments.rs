@@ -85,9 +85,7 @@ fn set_rs_replicas(registry: &Registry, rs: &Value, n: i64) {
 fn reconcile_one(registry: &Registry, deployment: &Value) -> Option<Duration> {
     let ns = meta::namespace(deployment);
     let name = meta::name(deployment);
-    let Some(template) = deployment.at("/spec/template").cloned() else {
-        return None;
-    };
+    let template = deployment.at("/spec/template").cloned()?;
     let hash = template_hash(&template);
     let desired = replicas(deployment, "/spec/replicas");
     let all_rs = owned_by(registry, known::replicasets(), deployment);
@@ -175,7 +173,7 @@ fn reconcile_one(registry: &Registry, deployment: &Value) -> Option<Duration> {
             created
         }
     };
-    let Some(new_rs) = new_rs else { return None };
+    let new_rs = new_rs?;
     sync_revision_annotations(registry, deployment, &new_rs);
     let old_rs: Vec<&Value> = all_rs
         .iter()
