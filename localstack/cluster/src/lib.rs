@@ -54,7 +54,9 @@ pub struct SimConfig {
     pub private_registries: Vec<RegistryLogin>,
     /// Images containing one of these substrings crash on start (CrashLoopBackOff).
     pub crashing_image_patterns: Vec<String>,
-    /// Number of changes kept for resuming watches; older resourceVersions get 410 Expired.
+    /// At most this many changes are kept for resuming watches (the watch cache's upper bound
+    /// capacity, 100 * 1024); changes older than 75 s go too (see `store`). Older
+    /// resourceVersions get 410 Expired.
     pub watch_history: usize,
     /// How often watches with `allowWatchBookmarks` receive a BOOKMARK.
     pub bookmark_interval: Duration,
@@ -142,7 +144,7 @@ impl Default for SimConfig {
             missing_image_patterns: vec!["does-not-exist".into(), "missing".into()],
             crashing_image_patterns: vec!["crash".into()],
             private_registries: Vec::new(),
-            watch_history: 10_000,
+            watch_history: 100 * 1024,
             bookmark_interval: Duration::from_secs(10),
             aws_identities: Vec::new(),
             eks_token_lifetime: Duration::from_secs(15 * 60),

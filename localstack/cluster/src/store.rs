@@ -52,6 +52,8 @@ pub struct Change {
     /// can tell an object entering or leaving its selection.
     pub previous: Option<Value>,
     pub revision: u64,
+    /// When it was committed (the watch cache's `RecordTime`), which decides how long it is kept.
+    pub recorded: std::time::Instant,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -65,6 +67,12 @@ pub enum StoreError {
     #[error("resourceVersion {requested} is older than the retained history (oldest {oldest})")]
     Expired { requested: u64, oldest: u64 },
 }
+
+/// How long the history keeps a change (watch_cache.go `eventFreshDuration`: the bookmark
+/// frequency, 60 s, plus 15 s).
+const EVENT_FRESH_DURATION: std::time::Duration = std::time::Duration::from_secs(75);
+/// The changes the history keeps whatever their age (watch_cache.go `defaultLowerBoundCapacity`).
+const LOWER_BOUND_CAPACITY: usize = 100;
 
 struct State {
     objects: BTreeMap<ObjectKey, Value>,
@@ -281,9 +289,19 @@ impl Store {
             object,
             previous,
             revision: rev,
+            recorded: std::time::Instant::now(),
         });
         state.history.push_back(change.clone());
-        while state.history.len() > self.history_limit {
+        // k8s.io/apiserver pkg/storage/cacher watch_cache.go: the history of changes a watch can
+        // resume from holds `eventFreshDuration` (75 s) of changes, at least
+        // `defaultLowerBoundCapacity` (100) and at most the upper bound capacity (100 * 1024 by
+        // default; here `history_limit`, one window for all kinds where the API server keeps
+        // one per resource).
+        let fresh = change.recorded.checked_sub(EVENT_FRESH_DURATION);
+        while state.history.len() > self.history_limit
+            || (state.history.len() > LOWER_BOUND_CAPACITY
+                && fresh.is_some_and(|f| state.history.front().is_some_and(|c| c.recorded < f)))
+        {
             if let Some(old) = state.history.pop_front() {
                 state.compacted = old.revision;
             }
@@ -357,6 +375,47 @@ mod tests {
 
     fn key(name: &str) -> ObjectKey {
         ObjectKey::new("configmaps", "default", name)
+    }
+
+    /// watch_cache.go: a watch resumes from any change of the last 75 s (eventFreshDuration),
+    /// however many changes that is, up to the upper bound capacity; beyond it, 410 Expired.
+    #[test]
+    fn a_watch_resumes_from_any_fresh_change_up_to_the_capacity() {
+        let store = Store::new(100 * 1024);
+        let first = store
+            .create(key("c0"), json!({"metadata": {"name": "c0"}}))
+            .unwrap();
+        let since = meta_revision(&first);
+        for i in 1..5000 {
+            let name = format!("c{i}");
+            store
+                .create(key(&name), json!({"metadata": {"name": name}}))
+                .unwrap();
+        }
+        let start = store.watch_from(since).map_err(|e| e.to_string()).unwrap();
+        assert_eq!(start.backlog.len(), 4999);
+
+        let small = Store::new(150);
+        let first = small
+            .create(key("c0"), json!({"metadata": {"name": "c0"}}))
+            .unwrap();
+        for i in 1..200 {
+            let name = format!("c{i}");
+            small
+                .create(key(&name), json!({"metadata": {"name": name}}))
+                .unwrap();
+        }
+        assert!(matches!(
+            small.watch_from(meta_revision(&first)),
+            Err(StoreError::Expired { .. })
+        ));
+    }
+
+    fn meta_revision(object: &Value) -> u64 {
+        object["metadata"]["resourceVersion"]
+            .as_str()
+            .and_then(|v| v.parse().ok())
+            .unwrap()
     }
 
     /// A list is one type in one namespace (or all), whatever sorts next to it: namespaces and

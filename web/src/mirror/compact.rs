@@ -28,8 +28,8 @@ const POD_TEMPLATE_HASH: &str = "pod-template-hash";
 pub struct Identity {
     pub name: String,
     pub uid: Uid,
-    pub resource_version: String,
-    pub created: Option<Timestamp>,
+    pub resource_version: Version,
+    pub created: Moment,
 }
 
 impl Identity {
@@ -37,9 +37,92 @@ impl Identity {
         Self {
             name: meta.name.clone().unwrap_or_default(),
             uid: Uid::new(meta.uid.as_deref().unwrap_or_default()),
-            resource_version: meta.resource_version.clone().unwrap_or_default(),
-            created: meta.creation_timestamp.as_ref().map(|t| t.0),
+            resource_version: Version::new(meta.resource_version.as_deref().unwrap_or_default()),
+            created: Moment::of(meta.creation_timestamp.as_ref().map(|t| t.0)),
         }
+    }
+}
+
+/// A `resourceVersion`: the number etcd (and the simulator) hands out, in 8 bytes without an
+/// allocation, or any other text as it is (the API documents versions as opaque).
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub enum Version {
+    Number(u64),
+    Text(Box<str>),
+}
+
+impl Version {
+    pub fn new(text: &str) -> Self {
+        // Only the canonical spelling becomes a number, so the text written back is the one read.
+        match text.parse::<u64>() {
+            Ok(n) if n.to_string() == text => Self::Number(n),
+            _ => Self::Text(text.into()),
+        }
+    }
+
+    /// The version as a number, when it is one.
+    pub fn number(&self) -> Option<u64> {
+        match self {
+            Self::Number(n) => Some(*n),
+            Self::Text(_) => None,
+        }
+    }
+}
+
+impl Default for Version {
+    fn default() -> Self {
+        Self::Text(Box::default())
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Number(n) => write!(f, "{n}"),
+            Self::Text(t) => f.write_str(t),
+        }
+    }
+}
+
+impl fmt::Debug for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.to_string(), f)
+    }
+}
+
+/// A moment in 8 bytes: microseconds since the epoch (metav1.Time has whole seconds and
+/// MicroTime microseconds, so nothing is lost), `i64::MIN` for none, which orders first as `None`
+/// does.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Moment(i64);
+
+impl Moment {
+    const NONE: i64 = i64::MIN;
+
+    fn of(t: Option<Timestamp>) -> Self {
+        Self(
+            t.map(Timestamp::as_microsecond)
+                .filter(|m| *m != Self::NONE)
+                .unwrap_or(Self::NONE),
+        )
+    }
+
+    pub fn get(self) -> Option<Timestamp> {
+        (self.0 != Self::NONE)
+            .then(|| Timestamp::from_microsecond(self.0).ok())
+            .flatten()
+    }
+}
+
+impl Default for Moment {
+    fn default() -> Self {
+        Self(Self::NONE)
+    }
+}
+
+impl fmt::Debug for Moment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.get(), f)
     }
 }
 
@@ -340,29 +423,37 @@ impl IngressView {
     }
 }
 
+/// An Event, filed under its name (the map's key; the Event's own uid is never read). Events are
+/// most of what the mirror holds (a kubelet, a controller and NIC each record some for every
+/// repository), so this record is kept small.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EventView {
-    pub id: Identity,
+    /// Orders the updates of one Event (a deduplicated Event is updated in place).
+    pub resource_version: Version,
+    pub created: Moment,
+    pub last_timestamp: Moment,
+    pub event_time: Moment,
     pub kind: Shared,
     pub object_kind: Shared,
-    pub object_name: String,
+    pub object_name: Box<str>,
     pub object_uid: Uid,
     pub reason: Shared,
     pub message: Shared,
     pub count: i32,
     /// Written by the ingress controller (NIC).
     pub from_controller: bool,
-    pub last_timestamp: Option<Timestamp>,
-    pub event_time: Option<Timestamp>,
 }
 
 impl EventView {
     pub fn of(e: &Event) -> Self {
         Self {
-            id: Identity::of(&e.metadata),
+            resource_version: Version::new(
+                e.metadata.resource_version.as_deref().unwrap_or_default(),
+            ),
+            created: Moment::of(e.metadata.creation_timestamp.as_ref().map(|t| t.0)),
             kind: Shared::new(e.type_.as_deref().unwrap_or_default()),
             object_kind: Shared::new(e.involved_object.kind.as_deref().unwrap_or_default()),
-            object_name: e.involved_object.name.clone().unwrap_or_default(),
+            object_name: e.involved_object.name.as_deref().unwrap_or_default().into(),
             object_uid: Uid::new(e.involved_object.uid.as_deref().unwrap_or_default()),
             reason: Shared::new(e.reason.as_deref().unwrap_or_default()),
             message: Shared::new(e.message.as_deref().unwrap_or_default()),
@@ -372,14 +463,14 @@ impl EventView {
                 .as_ref()
                 .and_then(|s| s.component.as_deref())
                 .is_some_and(|c| c == CONTROLLER_COMPONENT),
-            last_timestamp: e.last_timestamp.as_ref().map(|t| t.0),
-            event_time: e.event_time.as_ref().map(|t| t.0),
+            last_timestamp: Moment::of(e.last_timestamp.as_ref().map(|t| t.0)),
+            event_time: Moment::of(e.event_time.as_ref().map(|t| t.0)),
         }
     }
 
     /// When it last happened, for sorting and ages.
     pub fn when(&self) -> Option<Timestamp> {
-        self.last_timestamp.or(self.id.created)
+        self.last_timestamp.get().or(self.created.get())
     }
 }
 
@@ -701,6 +792,23 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&a.reason).unwrap(),
             "\"FailedScheduling\""
+        );
+    }
+
+    #[test]
+    fn moments_keep_microseconds_and_none_orders_first_as_with_option() {
+        let t: Timestamp = "2026-12-04T08:50:23.123456Z".parse().unwrap();
+        let m = Moment::of(Some(t));
+        assert_eq!(m.get(), Some(t));
+        assert_eq!(Moment::of(None).get(), None);
+        assert_eq!(Moment::default(), Moment::of(None));
+        let earlier: Timestamp = "1969-07-20T20:17:40Z".parse().unwrap();
+        let mut moments = [m, Moment::of(None), Moment::of(Some(earlier))];
+        moments.sort();
+        assert_eq!(
+            moments.map(Moment::get),
+            [None, Some(earlier), Some(t)],
+            "the order of Option<Timestamp>"
         );
     }
 

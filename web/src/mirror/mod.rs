@@ -57,7 +57,7 @@ pub struct NamespaceView {
     pub pods: BTreeMap<String, PodView>,
     pub services: BTreeMap<String, ServiceView>,
     pub ingresses: BTreeMap<String, IngressView>,
-    pub events: BTreeMap<String, EventView>,
+    pub events: BTreeMap<Box<str>, EventView>,
 }
 
 impl NamespaceView {
@@ -107,9 +107,12 @@ impl Contents {
 /// resourceVersions as opaque, but both etcd and the simulator hand out one increasing revision
 /// per write, which is what the API server's own consistent reads from its watch cache rely on
 /// (KEP-2340); an unparsable version counts only when equal.
-pub fn has_seen(seen: &str, written: &str) -> bool {
-    seen == written
-        || matches!((seen.parse::<u64>(), written.parse::<u64>()), (Ok(s), Ok(w)) if s >= w)
+pub fn has_seen(seen: &compact::Version, written: &str) -> bool {
+    match (seen, written.parse::<u64>()) {
+        (compact::Version::Number(s), Ok(w)) => *s >= w,
+        (compact::Version::Text(t), _) => &**t == written,
+        _ => false,
+    }
 }
 
 /// One watch's health, for `/readyz` and the stale marker.
@@ -509,10 +512,19 @@ mod tests {
 
     #[test]
     fn a_later_or_equal_version_counts_as_seen() {
-        assert!(has_seen("12", "12"));
-        assert!(has_seen("13", "12"));
-        assert!(!has_seen("11", "12"));
-        assert!(has_seen("opaque", "opaque"));
-        assert!(!has_seen("opaque", "12"));
+        let seen = |v: &str| compact::Version::new(v);
+        assert!(has_seen(&seen("12"), "12"));
+        assert!(has_seen(&seen("13"), "12"));
+        assert!(!has_seen(&seen("11"), "12"));
+        assert!(has_seen(&seen("opaque"), "opaque"));
+        assert!(!has_seen(&seen("opaque"), "12"));
+        assert!(!has_seen(&seen("12"), "opaque"));
+        // A version that is not spelled as a canonical number is kept as text, compared as such.
+        assert_eq!(seen("012").to_string(), "012");
+        assert!(!has_seen(&seen("012"), "12"));
+        assert_eq!(
+            seen("18446744073709551616").to_string(),
+            "18446744073709551616"
+        );
     }
 }

@@ -60,20 +60,20 @@ macro_rules! in_namespaces {
         Filing::<$ty> {
             namespace: own_namespace::<$ty>,
             apply: |c, o| {
-                let Some(ns) = o.metadata.namespace.as_deref() else {
+                let (Some(ns), Some(name)) = (&o.metadata.namespace, &o.metadata.name) else {
                     return;
                 };
                 let record = $of(o);
                 c.namespace_mut(ns)
                     .$field
-                    .insert(record.id.name.clone(), record);
+                    .insert(name.as_str().into(), record);
             },
             delete: |c, o| {
                 let (Some(ns), Some(name)) = (&o.metadata.namespace, &o.metadata.name) else {
                     return;
                 };
                 if let Some(n) = c.namespaces.get_mut(ns) {
-                    n.$field.remove(name);
+                    n.$field.remove(name.as_str());
                 }
                 c.tidy(ns);
             },

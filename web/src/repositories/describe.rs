@@ -123,7 +123,7 @@ fn pod_info(pod: &PodView) -> PodInfo {
         ready: pod.ready,
         restarts: pod.restarts,
         reason: pod.waiting.first().map(|w| w.reason.to_string()),
-        age: status::age(pod.id.created),
+        age: status::age(pod.id.created.get()),
     }
 }
 
@@ -194,7 +194,7 @@ impl RepositoryStore {
             advice,
             state,
             replicas,
-            age: status::age(deployment.id.created),
+            age: status::age(deployment.id.created.get()),
             endpoint,
             route,
             environment: deployment.env.view(),
@@ -336,8 +336,8 @@ impl RepositoryStore {
                     replicas: rs.replicas,
                     ready: rs.ready,
                     current,
-                    created: rs.id.created.map(|t| t.to_string()),
-                    age: status::age(rs.id.created),
+                    created: rs.id.created.get().map(|t| t.to_string()),
+                    age: status::age(rs.id.created.get()),
                     deployed_by: rs.provenance.as_ref().map(|p| p.deployed_by.clone()),
                     change: rs
                         .provenance
@@ -354,7 +354,7 @@ impl RepositoryStore {
         let mut recent: Vec<&EventView> = ns
             .events
             .values()
-            .filter(|e| related.contains(e.object_name.as_str()))
+            .filter(|e| related.contains(&*e.object_name))
             .collect();
         recent.sort_by_key(|e| std::cmp::Reverse(e.when().map_or(0, |t| t.as_second())));
         recent.truncate(20);

@@ -212,10 +212,8 @@ pub async fn run(
     let mut seen = 0;
     let mut resynced: Option<std::time::Instant> = None;
     let mut ports = std::collections::HashMap::new();
-    let mut waiting: std::collections::BTreeMap<
-        std::time::Instant,
-        std::collections::BTreeSet<String>,
-    > = Default::default();
+    // The earliest moment each namespace's Deployments must be looked at again.
+    let mut waiting: std::collections::HashMap<String, std::time::Instant> = Default::default();
     loop {
         ticker.tick().await;
         let due = resynced.is_none_or(|at| at.elapsed() >= RESYNC);
@@ -231,19 +229,20 @@ pub async fn run(
             }
         };
         let mut scope = scope;
-        if matches!(scope, Scope::All) {
-            resynced = Some(std::time::Instant::now());
-            waiting.clear();
-        } else {
+        match &mut scope {
+            Scope::All => {
+                resynced = Some(std::time::Instant::now());
+                waiting.clear();
+            }
             // What waits on time (progress.go requeueStuckDeployment) is looked at when due.
-            let later = waiting.split_off(&std::time::Instant::now());
-            for namespace in std::mem::replace(&mut waiting, later)
-                .into_values()
-                .flatten()
-            {
-                if let Scope::Namespaces(set) = &mut scope {
-                    set.insert(namespace);
-                }
+            Scope::Namespaces(set) => {
+                let now = std::time::Instant::now();
+                waiting.retain(|namespace, due| {
+                    if *due <= now {
+                        set.insert(namespace.clone());
+                    }
+                    *due > now
+                });
             }
         }
         lifecycle::namespaces(&registry);
@@ -251,7 +250,8 @@ pub async fn run(
             lifecycle::garbage_collect(&registry);
         }
         for (namespace, at) in deployments::reconcile(&registry, &scope) {
-            waiting.entry(at).or_default().insert(namespace);
+            let due = waiting.entry(namespace).or_insert(at);
+            *due = (*due).min(at);
         }
         replicasets::reconcile(&registry, &scope);
         pod_gc.reconcile(&registry);
