@@ -284,10 +284,10 @@ impl ClusterSim {
             logs,
         )));
         let nginx: ingress::Published = Arc::default();
-        tasks.push(tokio::spawn(ingress::controller::run(
-            registry.clone(),
-            nginx.clone(),
-        )));
+        tasks.push(on_own_thread("ingress-controller", {
+            let (registry, nginx) = (registry.clone(), nginx.clone());
+            move || ingress::controller::run(registry, nginx)
+        }));
         let endpoints = Arc::new(ingress::EndpointsView::default());
         tasks.push(tokio::spawn(ingress::follow_endpoints(
             registry.clone(),
@@ -313,6 +313,46 @@ impl ClusterSim {
             tasks,
         })
     }
+}
+
+/// Runs a component that is its own process in a real cluster (NIC runs in its own pod) on its
+/// own thread and runtime: however long it computes (NIC regenerates a mergeable host's whole
+/// configuration for each change of it, `internal/k8s/controller.go` syncIngress), the API
+/// server's requests go on. Aborting the returned task stops the thread at its next await.
+fn on_own_thread<F, Fut>(name: &str, make: F) -> JoinHandle<()>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + 'static,
+{
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let spawned = std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    tracing::error!(error = %e, "no runtime for a component");
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                tokio::select! {
+                    () = make() => {}
+                    _ = stopped => {}
+                }
+            });
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "no thread for a component");
+    }
+    // Holds the sender: when this task is aborted (the simulator is dropped), the thread stops.
+    tokio::spawn(async move {
+        let _stop = stop;
+        std::future::pending::<()>().await;
+    })
 }
 
 /// A started simulator; everything stops when it is dropped.
