@@ -474,6 +474,32 @@ impl EventView {
     }
 }
 
+/// How a record takes the next version of its object.
+pub trait Refresh: Sized {
+    fn refresh(&mut self, next: Self) {
+        *self = next;
+    }
+}
+
+impl Refresh for DeploymentView {}
+impl Refresh for ReplicaSetView {}
+impl Refresh for PodView {}
+impl Refresh for ServiceView {}
+impl Refresh for IngressView {}
+
+/// An Event is updated in place many times (each repeat raises its count; NIC repeats its verdict
+/// on every minion of a host at each change of the host): the next version keeps the previous
+/// one's allocation of the object's name, so the churn frees only short-lived memory.
+impl Refresh for EventView {
+    fn refresh(&mut self, next: Self) {
+        let name = std::mem::take(&mut self.object_name);
+        *self = next;
+        if self.object_name == name {
+            self.object_name = name;
+        }
+    }
+}
+
 /// The site's own objects of a namespace that decide what creating a repository must write.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PresenceView {
@@ -793,6 +819,35 @@ mod tests {
             serde_json::to_string(&a.reason).unwrap(),
             "\"FailedScheduling\""
         );
+    }
+
+    #[test]
+    fn an_updated_event_keeps_its_object_name_allocation_and_takes_everything_else() {
+        let mut record = EventView::of(&event(
+            "a",
+            "5b1e4a52-7d53-4f7e-9a51-29b1f2c1d9e0",
+            "BackOff",
+            "first",
+        ));
+        let kept = record.object_name.as_ptr();
+        let mut next = event(
+            "a",
+            "5b1e4a52-7d53-4f7e-9a51-29b1f2c1d9e0",
+            "BackOff",
+            "again",
+        );
+        next.count = Some(2);
+        next.metadata.resource_version = Some("8".into());
+        record.refresh(EventView::of(&next));
+        assert_eq!(record.object_name.as_ptr(), kept);
+        assert_eq!(&*record.object_name, "a-pod");
+        assert_eq!((record.count, record.message.as_str()), (2, "again"));
+        assert_eq!(record.resource_version.number(), Some(8));
+        // Another object's name is taken as it is.
+        let mut other = next.clone();
+        other.involved_object.name = Some("b-pod".into());
+        record.refresh(EventView::of(&other));
+        assert_eq!(&*record.object_name, "b-pod");
     }
 
     #[test]

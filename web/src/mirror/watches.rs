@@ -17,8 +17,8 @@ use serde::de::DeserializeOwned;
 use tokio::task::AbortHandle;
 
 use super::compact::{
-    DeploymentView, EventView, IngressView, PodView, PresenceView, ReplicaSetView, SecretView,
-    ServiceView,
+    DeploymentView, EventView, IngressView, PodView, PresenceView, Refresh, ReplicaSetView,
+    SecretView, ServiceView,
 };
 use super::{Contents, Inner, Scope, Touched};
 use crate::accounts::store::account_of;
@@ -64,9 +64,15 @@ macro_rules! in_namespaces {
                     return;
                 };
                 let record = $of(o);
-                c.namespace_mut(ns)
-                    .$field
-                    .insert(name.as_str().into(), record);
+                let records = &mut c.namespace_mut(ns).$field;
+                // An update keeps the record's key (and what `refresh` keeps): long-lived memory
+                // is not reallocated for every version of an object.
+                match records.get_mut(name.as_str()) {
+                    Some(old) => Refresh::refresh(old, record),
+                    None => {
+                        records.insert(name.as_str().into(), record);
+                    }
+                }
             },
             delete: |c, o| {
                 let (Some(ns), Some(name)) = (&o.metadata.namespace, &o.metadata.name) else {
