@@ -12,7 +12,9 @@ use web::{AppState, ClusterNames, Config};
 /// mimalloc: the image's static musl binary would otherwise allocate with musl's malloc, which
 /// serialises threads and made the site fall behind its watches under load; and than glibc's it
 /// keeps less memory once freed (the argon2 buffer of each sign-in, per-thread arenas). See the
-/// README's benchmark.
+/// README's benchmark. The `heap-profile` feature leaves the system's allocator in place, so a
+/// heap profiler that hooks malloc (heaptrack) sees every allocation.
+#[cfg(not(feature = "heap-profile"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

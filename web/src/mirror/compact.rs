@@ -26,7 +26,7 @@ const POD_TEMPLATE_HASH: &str = "pod-template-hash";
 /// What every record carries: which object it is and which version of it was seen.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Identity {
-    pub name: String,
+    pub name: Box<str>,
     pub uid: Uid,
     pub resource_version: Version,
     pub created: Moment,
@@ -35,7 +35,7 @@ pub struct Identity {
 impl Identity {
     fn of(meta: &ObjectMeta) -> Self {
         Self {
-            name: meta.name.clone().unwrap_or_default(),
+            name: meta.name.as_deref().unwrap_or_default().into(),
             uid: Uid::new(meta.uid.as_deref().unwrap_or_default()),
             resource_version: Version::new(meta.resource_version.as_deref().unwrap_or_default()),
             created: Moment::of(meta.creation_timestamp.as_ref().map(|t| t.0)),
@@ -159,14 +159,14 @@ pub struct DeploymentView {
     pub image: Shared,
     pub port: i32,
     pub replicas: Replicas,
-    pub restarted_at: Option<String>,
+    pub restarted_at: Option<Box<str>>,
     /// `Progressing` with `ProgressDeadlineExceeded`: its message.
-    pub stuck: Option<String>,
+    pub stuck: Option<Box<str>>,
     /// `ReplicaFailure=True`.
     pub replica_failure: Option<Failure>,
     /// The repository's variables: plain values and secret names (the Deployment holds no
-    /// secret value).
-    pub env: Environment,
+    /// secret value); `None` when it has none, as most have (8 bytes instead of 48).
+    env: Option<Box<Environment>>,
     /// Whether its webhook is on (a token's hash is stored; the hash itself is not kept here).
     pub webhook: bool,
     /// Whether its pods pull with the namespace's registry login.
@@ -184,7 +184,9 @@ impl DeploymentView {
         let container = template.and_then(|t| t.containers.first());
         let status = d.status.clone().unwrap_or_default();
         let conditions = status.conditions.unwrap_or_default();
-        let env = Environment::of_deployment(d);
+        let env = Some(Environment::of_deployment(d))
+            .filter(|e| *e != Environment::default())
+            .map(Box::new);
         let template_meta = spec.and_then(|s| s.template.metadata.as_ref());
         let label = |key: &str| d.metadata.labels.as_ref().and_then(|l| l.get(key));
         Self {
@@ -224,14 +226,15 @@ impl DeploymentView {
             },
             restarted_at: spec
                 .and_then(|s| s.template.metadata.as_ref()?.annotations.as_ref())
-                .and_then(|a| a.get(RESTARTED_AT).cloned()),
+                .and_then(|a| a.get(RESTARTED_AT))
+                .map(|t| t.as_str().into()),
             stuck: conditions
                 .iter()
                 .find(|c| {
                     c.type_ == "Progressing"
                         && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
                 })
-                .map(|c| c.message.clone().unwrap_or_default()),
+                .map(|c| c.message.as_deref().unwrap_or_default().into()),
             replica_failure: conditions
                 .iter()
                 .find(|c| c.type_ == "ReplicaFailure" && c.status == "True")
@@ -240,6 +243,17 @@ impl DeploymentView {
                     message: Shared::new(c.message.as_deref().unwrap_or_default()),
                 }),
         }
+    }
+}
+
+impl DeploymentView {
+    /// The repository's variables.
+    pub fn env(&self) -> &Environment {
+        static NONE: Environment = Environment {
+            vars: Vec::new(),
+            secret_digest: None,
+        };
+        self.env.as_deref().unwrap_or(&NONE)
     }
 }
 
@@ -255,13 +269,13 @@ pub struct PodView {
     pub id: Identity,
     pub managed: bool,
     /// The `app` label: the repository the pod belongs to.
-    pub app: String,
+    pub app: Box<str>,
     pub phase: Shared,
     pub ready: bool,
     pub restarts: i32,
-    pub waiting: Vec<Waiting>,
+    pub waiting: Box<[Waiting]>,
     /// The `pod-template-hash` label: the ReplicaSet (revision) the pod belongs to.
-    pub template_hash: Option<String>,
+    pub template_hash: Option<Box<str>>,
     /// The first container's `imageID` as the kubelet reports it (it carries the digest).
     pub image_id: Option<Shared>,
 }
@@ -277,8 +291,8 @@ impl PodView {
                 .metadata
                 .labels
                 .as_ref()
-                .and_then(|l| l.get("app").cloned())
-                .unwrap_or_default(),
+                .and_then(|l| l.get("app"))
+                .map_or_else(Box::default, |a| a.as_str().into()),
             phase: Shared::new(status.phase.as_deref().unwrap_or("Pending")),
             ready: !containers.is_empty() && containers.iter().all(|c| c.ready),
             restarts: containers.iter().map(|c| c.restart_count).sum(),
@@ -286,7 +300,8 @@ impl PodView {
                 .metadata
                 .labels
                 .as_ref()
-                .and_then(|l| l.get(POD_TEMPLATE_HASH).cloned()),
+                .and_then(|l| l.get(POD_TEMPLATE_HASH))
+                .map(|h| h.as_str().into()),
             image_id: containers
                 .first()
                 .map(|c| c.image_id.as_str())
@@ -309,18 +324,18 @@ impl PodView {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReplicaSetView {
     pub id: Identity,
-    pub app: String,
+    pub app: Box<str>,
     /// The Deployment that owns it, by name.
-    pub owner: Option<String>,
+    pub owner: Option<Box<str>>,
     pub revision: i64,
     pub image: Shared,
     pub replicas: i32,
     pub ready: i32,
     pub replica_failure: Option<Failure>,
     /// The `pod-template-hash` label its pods carry.
-    pub template_hash: Option<String>,
+    pub template_hash: Option<Box<str>>,
     /// Who made this revision and what it changed (the site's pod-template annotations).
-    pub provenance: Option<Provenance>,
+    pub provenance: Option<Box<Provenance>>,
 }
 
 impl ReplicaSetView {
@@ -332,22 +347,24 @@ impl ReplicaSetView {
                 .metadata
                 .labels
                 .as_ref()
-                .and_then(|l| l.get("app").cloned())
-                .unwrap_or_default(),
+                .and_then(|l| l.get("app"))
+                .map_or_else(Box::default, |a| a.as_str().into()),
             owner: rs
                 .metadata
                 .owner_references
                 .iter()
                 .flatten()
                 .find(|o| o.kind == "Deployment")
-                .map(|o| o.name.clone()),
+                .map(|o| o.name.as_str().into()),
             revision: revision(&rs.metadata),
             template_hash: rs
                 .metadata
                 .labels
                 .as_ref()
-                .and_then(|l| l.get(POD_TEMPLATE_HASH).cloned()),
-            provenance: Provenance::of_template(rs.spec.as_ref().and_then(|s| s.template.as_ref())),
+                .and_then(|l| l.get(POD_TEMPLATE_HASH))
+                .map(|h| h.as_str().into()),
+            provenance: Provenance::of_template(rs.spec.as_ref().and_then(|s| s.template.as_ref()))
+                .map(Box::new),
             image: Shared::new(
                 rs.spec
                     .as_ref()
@@ -381,14 +398,18 @@ impl ReplicaSetView {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ServiceView {
     pub id: Identity,
-    pub cluster_ip: Option<String>,
+    pub cluster_ip: Option<Box<str>>,
 }
 
 impl ServiceView {
     pub fn of(s: &Service) -> Self {
         Self {
             id: Identity::of(&s.metadata),
-            cluster_ip: s.spec.as_ref().and_then(|s| s.cluster_ip.clone()),
+            cluster_ip: s
+                .spec
+                .as_ref()
+                .and_then(|s| s.cluster_ip.as_deref())
+                .map(Into::into),
         }
     }
 }
@@ -400,7 +421,7 @@ pub struct IngressView {
     /// `nginx.org/mergeable-ingress-type`, if any.
     pub mergeable: Option<Shared>,
     pub host: Shared,
-    pub path: String,
+    pub path: Box<str>,
 }
 
 impl IngressView {
@@ -417,17 +438,21 @@ impl IngressView {
                 .map(|t| Shared::new(t)),
             host: Shared::new(rule.and_then(|r| r.host.as_deref()).unwrap_or_default()),
             path: rule
-                .and_then(|r| r.http.as_ref()?.paths.first()?.path.clone())
-                .unwrap_or_default(),
+                .and_then(|r| r.http.as_ref()?.paths.first()?.path.as_deref())
+                .unwrap_or_default()
+                .into(),
         }
     }
 }
 
-/// An Event, filed under its name (the map's key; the Event's own uid is never read). Events are
-/// most of what the mirror holds (a kubelet, a controller and NIC each record some for every
-/// repository), so this record is kept small.
+/// An Event. Events are most of what the mirror holds (a kubelet, a controller and NIC each record
+/// some for every repository), so this record is kept small: its own uid is never read, and the
+/// name of the object it is about is not held twice when the Event's name is the one client-go's
+/// recorder gives, `<object name>.<hex timestamp>` (client-go `tools/record/event.go`,
+/// `makeEvent`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EventView {
+    pub name: Box<str>,
     /// Orders the updates of one Event (a deduplicated Event is updated in place).
     pub resource_version: Version,
     pub created: Moment,
@@ -435,7 +460,8 @@ pub struct EventView {
     pub event_time: Moment,
     pub kind: Shared,
     pub object_kind: Shared,
-    pub object_name: Box<str>,
+    /// The involved object's name when `name` does not begin with it (`None`: it does).
+    object_name: Option<Box<str>>,
     pub object_uid: Uid,
     pub reason: Shared,
     pub message: Shared,
@@ -446,17 +472,23 @@ pub struct EventView {
 
 impl EventView {
     pub fn of(e: &Event) -> Self {
+        let name = e.metadata.name.as_deref().unwrap_or_default();
+        let object = e.involved_object.name.as_deref().unwrap_or_default();
         Self {
+            name: name.into(),
             resource_version: Version::new(
                 e.metadata.resource_version.as_deref().unwrap_or_default(),
             ),
             created: Moment::of(e.metadata.creation_timestamp.as_ref().map(|t| t.0)),
             kind: Shared::new(e.type_.as_deref().unwrap_or_default()),
             object_kind: Shared::new(e.involved_object.kind.as_deref().unwrap_or_default()),
-            object_name: e.involved_object.name.as_deref().unwrap_or_default().into(),
+            object_name: (name_prefix(name) != Some(object)).then(|| object.into()),
             object_uid: Uid::new(e.involved_object.uid.as_deref().unwrap_or_default()),
             reason: Shared::new(e.reason.as_deref().unwrap_or_default()),
-            message: Shared::new(e.message.as_deref().unwrap_or_default()),
+            message: Shared::message(
+                e.message.as_deref().unwrap_or_default(),
+                e.involved_object.name.as_deref().unwrap_or_default(),
+            ),
             count: e.count.unwrap_or(1),
             from_controller: e
                 .source
@@ -468,35 +500,154 @@ impl EventView {
         }
     }
 
+    /// The name of the object the Event is about.
+    pub fn object_name(&self) -> &str {
+        match &self.object_name {
+            Some(name) => name,
+            None => name_prefix(&self.name).unwrap_or_default(),
+        }
+    }
+
     /// When it last happened, for sorting and ages.
     pub fn when(&self) -> Option<Timestamp> {
         self.last_timestamp.get().or(self.created.get())
     }
 }
 
-/// How a record takes the next version of its object.
-pub trait Refresh: Sized {
-    fn refresh(&mut self, next: Self) {
-        *self = next;
+/// What comes before an Event name's last dot (the object's name, in names client-go gives).
+fn name_prefix(name: &str) -> Option<&str> {
+    name.rsplit_once('.').map(|(prefix, _)| prefix)
+}
+
+/// A record that is filed under its object's name.
+pub trait Named {
+    fn name(&self) -> &str;
+    /// Where the name is held, so an update keeps the allocation of the version before.
+    fn name_slot(&mut self) -> &mut Box<str>;
+}
+
+macro_rules! named_by_identity {
+    ($($ty:ty),*) => {$(
+        impl Named for $ty {
+            fn name(&self) -> &str {
+                &self.id.name
+            }
+            fn name_slot(&mut self) -> &mut Box<str> {
+                &mut self.id.name
+            }
+        }
+    )*};
+}
+
+named_by_identity!(
+    DeploymentView,
+    ReplicaSetView,
+    PodView,
+    ServiceView,
+    IngressView
+);
+
+impl Named for EventView {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn name_slot(&mut self) -> &mut Box<str> {
+        &mut self.name
     }
 }
 
-impl Refresh for DeploymentView {}
-impl Refresh for ReplicaSetView {}
-impl Refresh for PodView {}
-impl Refresh for ServiceView {}
-impl Refresh for IngressView {}
+/// The records of one kind in a namespace, in name order. Each is filed under the name it holds,
+/// so no second copy of the name is kept as a map key, in a sorted vector: most namespaces hold a
+/// few dozen records, where a B-tree's nodes (eleven slots, and a whole node for a root holding
+/// one or two) left Events' at under half full. The vector grows by a quarter at a time and
+/// gives back what deletions free, so it stays at least two-thirds full; a lookup is a binary
+/// search and an insert moves the records after it (a copy of a few kilobytes in a namespace of
+/// a thousand repositories).
+pub struct Records<V>(Vec<V>);
 
-/// An Event is updated in place many times (each repeat raises its count; NIC repeats its verdict
-/// on every minion of a host at each change of the host): the next version keeps the previous
-/// one's allocation of the object's name, so the churn frees only short-lived memory.
-impl Refresh for EventView {
-    fn refresh(&mut self, next: Self) {
-        let name = std::mem::take(&mut self.object_name);
-        *self = next;
-        if self.object_name == name {
-            self.object_name = name;
+impl<V> Default for Records<V> {
+    fn default() -> Self {
+        Self(Vec::new())
+    }
+}
+
+impl<V: fmt::Debug> fmt::Debug for Records<V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.0.iter()).finish()
+    }
+}
+
+impl<V: Named> Records<V> {
+    fn find(&self, name: &str) -> Result<usize, usize> {
+        self.0.binary_search_by(|r| r.name().cmp(name))
+    }
+
+    pub fn get(&self, name: &str) -> Option<&V> {
+        self.find(name).ok().map(|i| &self.0[i])
+    }
+
+    pub fn contains_key(&self, name: &str) -> bool {
+        self.find(name).is_ok()
+    }
+
+    /// The records in name order.
+    pub fn values(&self) -> impl DoubleEndedIterator<Item = &V> + ExactSizeIterator {
+        self.0.iter()
+    }
+
+    /// Each record with its name, in name order.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&str, &V)> + ExactSizeIterator {
+        self.0.iter().map(|r| (r.name(), r))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Files `record`, in place of the version before if any. The record keeps the earlier
+    /// version's allocation of the name, so an object updated many times (an Event's count, a
+    /// rollout's status) reallocates no long-lived memory for it.
+    pub fn insert(&mut self, mut record: V) {
+        match self.find(record.name()) {
+            Ok(i) => {
+                let before = &mut self.0[i];
+                std::mem::swap(record.name_slot(), before.name_slot());
+                *before = record;
+            }
+            Err(i) => {
+                if self.0.len() == self.0.capacity() {
+                    self.0.reserve_exact((self.0.len() / 4).max(2));
+                }
+                self.0.insert(i, record);
+            }
         }
+    }
+
+    pub fn remove(&mut self, name: &str) -> Option<V> {
+        let removed = self.0.remove(self.find(name).ok()?);
+        let len = self.0.len();
+        if self.0.capacity() > len + len / 2 + 2 {
+            self.0.shrink_to(len + len / 4);
+        }
+        Some(removed)
+    }
+
+    pub fn clear(&mut self) {
+        self.0 = Vec::new();
+    }
+}
+
+impl<V: Named> FromIterator<V> for Records<V> {
+    fn from_iter<I: IntoIterator<Item = V>>(records: I) -> Self {
+        let mut all = Self::default();
+        for r in records {
+            all.insert(r);
+        }
+        all
     }
 }
 
@@ -564,6 +715,19 @@ impl Shared {
     /// The one copy of `text`, made on first use.
     pub fn new(text: &str) -> Self {
         INTERNED.intern(text)
+    }
+
+    /// An Event's message: one that names the Event's object ("Created pod: web-7d9f8-x2k9z",
+    /// "Configuration for alice/web was added or updated") is that object's alone, so it is kept
+    /// apart rather than in the table, where it would cost an entry and never be shared; any
+    /// other ("0/3 nodes are available: ...", "Back-off restarting failed container") is
+    /// interned.
+    pub fn message(text: &str, object_name: &str) -> Self {
+        if !object_name.is_empty() && text.contains(object_name) {
+            Self(Arc::from(text))
+        } else {
+            Self::new(text)
+        }
     }
 
     pub fn as_str(&self) -> &str {
@@ -822,32 +986,125 @@ mod tests {
     }
 
     #[test]
-    fn an_updated_event_keeps_its_object_name_allocation_and_takes_everything_else() {
-        let mut record = EventView::of(&event(
-            "a",
+    fn a_message_naming_its_object_is_kept_apart_and_others_are_interned() {
+        let table_len = || INTERNED.table.lock().unwrap().0.len();
+        let own = "Created pod: web-7d9f8-x2k9z (a message no other test uses)";
+        let a = Shared::message(own, "web-7d9f8");
+        let b = Shared::message(own, "web-7d9f8");
+        assert_eq!((a.as_str(), &a), (own, &b), "equal by their text");
+        assert!(!Arc::ptr_eq(&a.0, &b.0), "not interned");
+        assert!(
+            !INTERNED.table.lock().unwrap().0.contains(own),
+            "no table entry ({} entries)",
+            table_len()
+        );
+        let common = "0/3 nodes are available: 3 Insufficient cpu. (no other test uses it)";
+        let c = Shared::message(common, "web-7d9f8-x2k9z");
+        let d = Shared::message(common, "web-7d9f8-abcde");
+        assert!(Arc::ptr_eq(&c.0, &d.0), "interned");
+        // An Event without an object name interns its message.
+        let e = Shared::message(own, "");
+        assert!(Arc::ptr_eq(&e.0, &Shared::new(own).0));
+    }
+
+    #[test]
+    fn an_updated_event_keeps_its_name_allocation_and_takes_everything_else() {
+        let mut records = Records::default();
+        records.insert(EventView::of(&event(
+            "a-pod.1880c5f3a2b4d6e8",
             "5b1e4a52-7d53-4f7e-9a51-29b1f2c1d9e0",
             "BackOff",
             "first",
-        ));
-        let kept = record.object_name.as_ptr();
+        )));
+        let kept = records.get("a-pod.1880c5f3a2b4d6e8").unwrap().name.as_ptr();
         let mut next = event(
-            "a",
+            "a-pod.1880c5f3a2b4d6e8",
             "5b1e4a52-7d53-4f7e-9a51-29b1f2c1d9e0",
             "BackOff",
             "again",
         );
+        next.involved_object.name = Some("a-pod".into());
         next.count = Some(2);
         next.metadata.resource_version = Some("8".into());
-        record.refresh(EventView::of(&next));
-        assert_eq!(record.object_name.as_ptr(), kept);
-        assert_eq!(&*record.object_name, "a-pod");
+        records.insert(EventView::of(&next));
+        assert_eq!(records.len(), 1);
+        let record = records.get("a-pod.1880c5f3a2b4d6e8").unwrap();
+        assert_eq!(record.name.as_ptr(), kept);
+        assert_eq!(record.object_name(), "a-pod");
         assert_eq!((record.count, record.message.as_str()), (2, "again"));
         assert_eq!(record.resource_version.number(), Some(8));
-        // Another object's name is taken as it is.
-        let mut other = next.clone();
-        other.involved_object.name = Some("b-pod".into());
-        record.refresh(EventView::of(&other));
-        assert_eq!(&*record.object_name, "b-pod");
+    }
+
+    #[test]
+    fn an_events_object_name_is_held_once_only_when_client_go_named_the_event_after_it() {
+        // client-go tools/record/event.go makeEvent: fmt.Sprintf("%v.%x", ref.Name, t.UnixNano()).
+        let mut e = event("web-7d9f8.1880c5f3a2b4d6e8", "", "Scheduled", "m");
+        e.involved_object.name = Some("web-7d9f8".into());
+        let record = EventView::of(&e);
+        assert_eq!(record.object_name, None, "derived from the name");
+        assert_eq!(record.object_name(), "web-7d9f8");
+        // Any other name (events.k8s.io recorders, hand-made Events) keeps the object's name.
+        for (name, object) in [
+            ("hand-made", "web-7d9f8"),
+            ("web-7d9f8.1880c5f3a2b4d6e8", "web"),
+            ("a.b.c", "a.b.c"),
+            ("web-7d9f8", ""),
+        ] {
+            let mut e = event(name, "", "Scheduled", "m");
+            e.involved_object.name = Some(object.into());
+            assert_eq!(EventView::of(&e).object_name(), object, "{name}");
+        }
+    }
+
+    #[test]
+    fn records_are_filed_under_their_own_names_in_name_order() {
+        let record = |name: &str, image: &str| DeploymentView {
+            id: Identity {
+                name: name.into(),
+                ..Identity::default()
+            },
+            image: Shared::new(image),
+            ..DeploymentView::default()
+        };
+        let mut records: Records<DeploymentView> =
+            [record("web", "nginx:1"), record("api", "api:1")]
+                .into_iter()
+                .collect();
+        records.insert(record("web", "nginx:2"));
+        assert_eq!(records.len(), 2);
+        assert_eq!(
+            records
+                .iter()
+                .map(|(n, d)| (n, d.image.as_str()))
+                .collect::<Vec<_>>(),
+            [("api", "api:1"), ("web", "nginx:2")]
+        );
+        assert!(records.contains_key("api") && !records.contains_key("ap"));
+        assert_eq!(records.remove("api").map(|d| d.id.name), Some("api".into()));
+        assert_eq!(records.values().count(), 1);
+        records.clear();
+        assert!(records.is_empty());
+
+        // Filed in any order, read in name order; the vector stays mostly full as it grows and
+        // as it shrinks.
+        let names: Vec<String> = (0..200)
+            .map(|i| format!("r{:03}", (i * 7919) % 200))
+            .collect();
+        for n in &names {
+            records.insert(record(n, "x"));
+            assert!(records.0.capacity() <= records.len() + records.len() / 4 + 2);
+        }
+        let read: Vec<&str> = records.iter().map(|(n, _)| n).collect();
+        let mut sorted = names.clone();
+        sorted.sort();
+        assert_eq!(read, sorted);
+        for n in &names[..180] {
+            assert!(records.remove(n).is_some());
+            assert!(records.0.capacity() <= records.len() + records.len() / 2 + 2);
+        }
+        assert_eq!(records.len(), 20);
+        assert!(records.remove("r999").is_none());
+        assert!(names[180..].iter().all(|n| records.get(n).is_some()));
     }
 
     #[test]

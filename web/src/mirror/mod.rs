@@ -26,8 +26,8 @@ use tokio::sync::watch;
 use tokio::task::AbortHandle;
 
 use compact::{
-    DeploymentView, EventView, IngressView, PodView, PresenceView, ReplicaSetView, SecretView,
-    ServiceView,
+    DeploymentView, EventView, IngressView, PodView, PresenceView, Records, ReplicaSetView,
+    SecretView, ServiceView,
 };
 
 /// How long the mirror may go without being known current before pages mark it stale.
@@ -46,18 +46,18 @@ pub const READ_YOUR_WRITES: Duration = Duration::from_secs(2);
 /// How long a page waits for the first sync before it says the site is starting.
 pub const FIRST_SYNC: Duration = Duration::from_secs(2);
 
-/// One user namespace as the mirror knows it; each map is keyed by object name.
+/// One user namespace as the mirror knows it; each kind's records are filed by object name.
 #[derive(Debug, Default)]
 pub struct NamespaceView {
     pub namespace: Option<PresenceView>,
     pub quota: Option<PresenceView>,
     pub limits: Option<PresenceView>,
-    pub deployments: BTreeMap<String, DeploymentView>,
-    pub replica_sets: BTreeMap<String, ReplicaSetView>,
-    pub pods: BTreeMap<String, PodView>,
-    pub services: BTreeMap<String, ServiceView>,
-    pub ingresses: BTreeMap<String, IngressView>,
-    pub events: BTreeMap<Box<str>, EventView>,
+    pub deployments: Records<DeploymentView>,
+    pub replica_sets: Records<ReplicaSetView>,
+    pub pods: Records<PodView>,
+    pub services: Records<ServiceView>,
+    pub ingresses: Records<IngressView>,
+    pub events: Records<EventView>,
 }
 
 impl NamespaceView {

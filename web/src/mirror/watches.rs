@@ -17,8 +17,8 @@ use serde::de::DeserializeOwned;
 use tokio::task::AbortHandle;
 
 use super::compact::{
-    DeploymentView, EventView, IngressView, PodView, PresenceView, Refresh, ReplicaSetView,
-    SecretView, ServiceView,
+    DeploymentView, EventView, IngressView, PodView, PresenceView, ReplicaSetView, SecretView,
+    ServiceView,
 };
 use super::{Contents, Inner, Scope, Touched};
 use crate::accounts::store::account_of;
@@ -60,19 +60,10 @@ macro_rules! in_namespaces {
         Filing::<$ty> {
             namespace: own_namespace::<$ty>,
             apply: |c, o| {
-                let (Some(ns), Some(name)) = (&o.metadata.namespace, &o.metadata.name) else {
+                let (Some(ns), Some(_)) = (&o.metadata.namespace, &o.metadata.name) else {
                     return;
                 };
-                let record = $of(o);
-                let records = &mut c.namespace_mut(ns).$field;
-                // An update keeps the record's key (and what `refresh` keeps): long-lived memory
-                // is not reallocated for every version of an object.
-                match records.get_mut(name.as_str()) {
-                    Some(old) => Refresh::refresh(old, record),
-                    None => {
-                        records.insert(name.as_str().into(), record);
-                    }
-                }
+                c.namespace_mut(ns).$field.insert($of(o));
             },
             delete: |c, o| {
                 let (Some(ns), Some(name)) = (&o.metadata.namespace, &o.metadata.name) else {
@@ -263,7 +254,7 @@ pub(super) fn spawn(client: &kube::Client, scope: &Scope, inner: &Arc<Inner>) ->
             namespace: own_namespace::<Secret>,
             apply: |c, s| {
                 let record = SecretView::of(s, account_of);
-                c.secrets.insert(record.id.name.clone(), record);
+                c.secrets.insert(record.id.name.to_string(), record);
             },
             delete: |c, s| {
                 if let Some(name) = &s.metadata.name {

@@ -118,7 +118,7 @@ pub struct RepositoryDetail {
 
 fn pod_info(pod: &PodView) -> PodInfo {
     PodInfo {
-        name: pod.id.name.clone(),
+        name: pod.id.name.to_string(),
         phase: pod.phase.to_string(),
         ready: pod.ready,
         restarts: pod.restarts,
@@ -129,7 +129,7 @@ fn pod_info(pod: &PodView) -> PodInfo {
 
 /// Whether an Ingress is the route of the repository `name` (the site made it, under that name).
 fn is_route_of(ingress: &IngressView, name: &str) -> bool {
-    ingress.id.name == name && ingress.managed
+    &*ingress.id.name == name && ingress.managed
 }
 
 /// The namespace's Events about Ingresses: where the controller's verdicts are.
@@ -156,7 +156,7 @@ impl RepositoryStore {
         route: Option<&IngressView>,
         events: &[&EventView],
     ) -> RepositorySummary {
-        let name = deployment.id.name.clone();
+        let name = deployment.id.name.to_string();
         let own_pods = own_pods.iter().copied();
         let public_url = &self.config.public_url;
         let route = if deployment.internal {
@@ -197,7 +197,7 @@ impl RepositoryStore {
             age: status::age(deployment.id.created.get()),
             endpoint,
             route,
-            environment: deployment.env.view(),
+            environment: deployment.env().view(),
             webhook: deployment.webhook,
             compose_project: deployment.group.as_ref().map(|g| g.as_str().to_string()),
             name,
@@ -224,7 +224,7 @@ impl RepositoryStore {
         // repositories + pods + events rather than repositories x (pods + events).
         let mut pods_of: HashMap<&str, Vec<&PodView>> = HashMap::new();
         for pod in ns.pods.values().filter(|p| p.managed) {
-            pods_of.entry(pod.app.as_str()).or_default().push(pod);
+            pods_of.entry(&*pod.app).or_default().push(pod);
         }
         let mut verdicts_of: HashMap<&Uid, Vec<&EventView>> = HashMap::new();
         for event in ingress_events(ns) {
@@ -241,9 +241,7 @@ impl RepositoryStore {
         let mut rows: Vec<RepositorySummary> = repositories(ns)
             .map(|d| {
                 let route = ns.ingresses.get(&d.id.name).filter(|i| i.managed);
-                let pods = pods_of
-                    .get(d.id.name.as_str())
-                    .map_or(&[][..], Vec::as_slice);
+                let pods = pods_of.get(&*d.id.name).map_or(&[][..], Vec::as_slice);
                 self.summary(namespace, d, pods, route, verdicts(route))
             })
             .collect();
@@ -253,7 +251,7 @@ impl RepositoryStore {
         let notices: Vec<RouteNotice> = ns
             .ingresses
             .values()
-            .filter(|i| !(i.managed && routed.contains(i.id.name.as_str())))
+            .filter(|i| !(i.managed && routed.contains(&*i.id.name)))
             .filter_map(|i| RouteNotice::of(i, verdicts(Some(i)).iter().copied(), namespace, host))
             .collect();
         RepositoryOverview {
@@ -285,12 +283,12 @@ impl RepositoryStore {
         let pods: Vec<&PodView> = ns
             .pods
             .values()
-            .filter(|p| p.managed && p.app == name)
+            .filter(|p| p.managed && &*p.app == name)
             .collect();
         let mut replica_sets: Vec<_> = ns
             .replica_sets
             .values()
-            .filter(|rs| rs.app == name && rs.owner.as_deref() == Some(name))
+            .filter(|rs| &*rs.app == name && rs.owner.as_deref() == Some(name))
             .collect();
         replica_sets.sort_by_key(|rs| std::cmp::Reverse(rs.revision));
         let service = ns.services.get(name);
@@ -330,7 +328,7 @@ impl RepositoryStore {
                     .flatten();
                 RevisionInfo {
                     revision: rs.revision,
-                    replica_set: rs.id.name.clone(),
+                    replica_set: rs.id.name.to_string(),
                     image: rs.image.to_string(),
                     digest,
                     replicas: rs.replicas,
@@ -349,12 +347,12 @@ impl RepositoryStore {
             .collect();
 
         let mut related: BTreeSet<&str> = BTreeSet::from([name]);
-        related.extend(replica_sets.iter().map(|rs| rs.id.name.as_str()));
-        related.extend(pods.iter().map(|p| p.id.name.as_str()));
+        related.extend(replica_sets.iter().map(|rs| &*rs.id.name));
+        related.extend(pods.iter().map(|p| &*p.id.name));
         let mut recent: Vec<&EventView> = ns
             .events
             .values()
-            .filter(|e| related.contains(&*e.object_name))
+            .filter(|e| related.contains(e.object_name()))
             .collect();
         recent.sort_by_key(|e| std::cmp::Reverse(e.when().map_or(0, |t| t.as_second())));
         recent.truncate(20);
@@ -364,7 +362,7 @@ impl RepositoryStore {
                 kind: e.kind.to_string(),
                 reason: e.reason.to_string(),
                 message: e.message.to_string(),
-                object: format!("{}/{}", e.object_kind, e.object_name),
+                object: format!("{}/{}", e.object_kind, e.object_name()),
                 count: e.count,
                 age: status::age(e.when()),
             })

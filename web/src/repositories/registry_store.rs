@@ -45,7 +45,7 @@ fn repositories_on(contents: &Contents, namespace: &str, server: &str) -> Vec<St
         .into_iter()
         .flat_map(|ns| ns.deployments.values())
         .filter(|d| d.managed && registries::host_of_image(&d.image) == server)
-        .map(|d| d.id.name.clone())
+        .map(|d| d.id.name.to_string())
         .collect()
 }
 

@@ -198,7 +198,7 @@ impl RouteNotice {
             advice
         };
         Some(Self {
-            ingress: name,
+            ingress: name.into(),
             reason,
             message,
             advice,

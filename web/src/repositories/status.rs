@@ -95,7 +95,7 @@ pub fn derive_state<'a>(
     if let Some(message) = &deployment.stuck {
         return RepositoryState::Failing {
             reason: "ProgressDeadlineExceeded".into(),
-            message: message.clone(),
+            message: message.to_string(),
         };
     }
     if let Some(f) = &deployment.replica_failure {
