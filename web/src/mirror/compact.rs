@@ -15,7 +15,7 @@ use k8s_openapi::jiff::Timestamp;
 
 use crate::config::MANAGED_BY;
 use crate::repositories::env::Environment;
-use crate::repositories::objects::{LABEL_MANAGED_BY, Provenance, RESTARTED_AT};
+use crate::repositories::objects::{LABEL_MANAGED_BY, Provenance};
 use crate::repositories::route::CONTROLLER_COMPONENT;
 use crate::repositories::status::Replicas;
 
@@ -159,22 +159,28 @@ pub struct DeploymentView {
     pub image: Shared,
     pub port: i32,
     pub replicas: Replicas,
-    pub restarted_at: Option<Box<str>>,
-    /// `Progressing` with `ProgressDeadlineExceeded`: its message.
-    pub stuck: Option<Box<str>>,
-    /// `ReplicaFailure=True`.
-    pub replica_failure: Option<Failure>,
-    /// The repository's variables: plain values and secret names (the Deployment holds no
-    /// secret value); `None` when it has none, as most have (8 bytes instead of 48).
-    env: Option<Box<Environment>>,
+    /// What few repositories have, behind one pointer (`None`: none of it).
+    uncommon: Option<Box<Uncommon>>,
     /// Whether its webhook is on (a token's hash is stored; the hash itself is not kept here).
     pub webhook: bool,
     /// Whether its pods pull with the namespace's registry login.
     pub registry_login: bool,
     /// Whether it has no public route (reached by its Service name only).
     pub internal: bool,
+}
+
+/// The parts of a repository's Deployment that most repositories lack.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Uncommon {
+    /// `Progressing` with `ProgressDeadlineExceeded`: its message.
+    stuck: Option<Box<str>>,
+    /// `ReplicaFailure=True`.
+    replica_failure: Option<Failure>,
+    /// The repository's variables: plain values and secret names (the Deployment holds no
+    /// secret value).
+    env: Environment,
     /// The compose project it was deployed with, if any.
-    pub group: Option<Shared>,
+    group: Option<Shared>,
 }
 
 impl DeploymentView {
@@ -184,17 +190,11 @@ impl DeploymentView {
         let container = template.and_then(|t| t.containers.first());
         let status = d.status.clone().unwrap_or_default();
         let conditions = status.conditions.unwrap_or_default();
-        let env = Some(Environment::of_deployment(d))
-            .filter(|e| *e != Environment::default())
-            .map(Box::new);
         let template_meta = spec.and_then(|s| s.template.metadata.as_ref());
         let label = |key: &str| d.metadata.labels.as_ref().and_then(|l| l.get(key));
         Self {
             internal: label(crate::repositories::objects::LABEL_ROUTE)
                 .is_some_and(|r| r == crate::repositories::objects::ROUTE_INTERNAL),
-            group: label(crate::repositories::objects::LABEL_COMPOSE_PROJECT)
-                .map(|g| Shared::new(g)),
-            env,
             registry_login: crate::repositories::registries::PullRef::of_template(
                 template.and_then(|t| t.image_pull_secrets.as_deref()),
                 template_meta.and_then(|m| m.annotations.as_ref()),
@@ -224,24 +224,27 @@ impl DeploymentView {
                 updated: status.updated_replicas.unwrap_or(0),
                 total: status.replicas.unwrap_or(0),
             },
-            restarted_at: spec
-                .and_then(|s| s.template.metadata.as_ref()?.annotations.as_ref())
-                .and_then(|a| a.get(RESTARTED_AT))
-                .map(|t| t.as_str().into()),
-            stuck: conditions
-                .iter()
-                .find(|c| {
-                    c.type_ == "Progressing"
-                        && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
-                })
-                .map(|c| c.message.as_deref().unwrap_or_default().into()),
-            replica_failure: conditions
-                .iter()
-                .find(|c| c.type_ == "ReplicaFailure" && c.status == "True")
-                .map(|c| Failure {
-                    reason: Shared::new(c.reason.as_deref().unwrap_or("FailedCreate")),
-                    message: Shared::new(c.message.as_deref().unwrap_or_default()),
-                }),
+            uncommon: Some(Uncommon {
+                stuck: conditions
+                    .iter()
+                    .find(|c| {
+                        c.type_ == "Progressing"
+                            && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
+                    })
+                    .map(|c| c.message.as_deref().unwrap_or_default().into()),
+                replica_failure: conditions
+                    .iter()
+                    .find(|c| c.type_ == "ReplicaFailure" && c.status == "True")
+                    .map(|c| Failure {
+                        reason: Shared::new(c.reason.as_deref().unwrap_or("FailedCreate")),
+                        message: Shared::new(c.message.as_deref().unwrap_or_default()),
+                    }),
+                env: Environment::of_deployment(d),
+                group: label(crate::repositories::objects::LABEL_COMPOSE_PROJECT)
+                    .map(|g| Shared::new(g)),
+            })
+            .filter(|u| *u != Uncommon::default())
+            .map(Box::new),
         }
     }
 }
@@ -253,7 +256,22 @@ impl DeploymentView {
             vars: Vec::new(),
             secret_digest: None,
         };
-        self.env.as_deref().unwrap_or(&NONE)
+        self.uncommon.as_ref().map_or(&NONE, |u| &u.env)
+    }
+
+    /// `Progressing` with `ProgressDeadlineExceeded`: its message.
+    pub fn stuck(&self) -> Option<&str> {
+        self.uncommon.as_ref()?.stuck.as_deref()
+    }
+
+    /// `ReplicaFailure=True`: its reason and message.
+    pub fn replica_failure(&self) -> Option<&Failure> {
+        self.uncommon.as_ref()?.replica_failure.as_ref()
+    }
+
+    /// The compose project it was deployed with, if any.
+    pub fn group(&self) -> Option<&Shared> {
+        self.uncommon.as_ref()?.group.as_ref()
     }
 }
 
@@ -1054,6 +1072,33 @@ mod tests {
             e.involved_object.name = Some(object.into());
             assert_eq!(EventView::of(&e).object_name(), object, "{name}");
         }
+    }
+
+    #[test]
+    fn a_deployment_keeps_its_uncommon_parts_only_when_it_has_some() {
+        use k8s_openapi::api::apps::v1::{DeploymentCondition, DeploymentStatus};
+        let plain = DeploymentView::of(&Deployment::default());
+        assert!(plain.uncommon.is_none());
+        assert!(plain.env().vars.is_empty() && plain.stuck().is_none());
+        assert!(plain.replica_failure().is_none() && plain.group().is_none());
+        let stuck = DeploymentView::of(&Deployment {
+            status: Some(DeploymentStatus {
+                conditions: Some(vec![DeploymentCondition {
+                    type_: "Progressing".into(),
+                    status: "False".into(),
+                    reason: Some("ProgressDeadlineExceeded".into()),
+                    message: Some("ReplicaSet \"web-7d9f8\" has timed out progressing.".into()),
+                    ..DeploymentCondition::default()
+                }]),
+                ..DeploymentStatus::default()
+            }),
+            ..Deployment::default()
+        });
+        assert_eq!(
+            stuck.stuck(),
+            Some("ReplicaSet \"web-7d9f8\" has timed out progressing.")
+        );
+        assert!(stuck.replica_failure().is_none() && stuck.env().vars.is_empty());
     }
 
     #[test]

@@ -199,7 +199,7 @@ impl RepositoryStore {
             route,
             environment: deployment.env().view(),
             webhook: deployment.webhook,
-            compose_project: deployment.group.as_ref().map(|g| g.as_str().to_string()),
+            compose_project: deployment.group().map(|g| g.as_str().to_string()),
             name,
         }
     }

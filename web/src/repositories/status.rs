@@ -92,13 +92,13 @@ pub fn derive_state<'a>(
     if let Some((reason, message)) = pod_failure(pods) {
         return RepositoryState::Failing { reason, message };
     }
-    if let Some(message) = &deployment.stuck {
+    if let Some(message) = deployment.stuck() {
         return RepositoryState::Failing {
             reason: "ProgressDeadlineExceeded".into(),
             message: message.to_string(),
         };
     }
-    if let Some(f) = &deployment.replica_failure {
+    if let Some(f) = deployment.replica_failure() {
         return RepositoryState::Failing {
             reason: f.reason.to_string(),
             message: f.message.to_string(),
