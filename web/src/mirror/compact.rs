@@ -475,11 +475,10 @@ pub struct EventView {
     pub resource_version: Version,
     pub created: Moment,
     pub last_timestamp: Moment,
-    pub event_time: Moment,
     pub kind: Shared,
     pub object_kind: Shared,
-    /// The involved object's name when `name` does not begin with it (`None`: it does).
-    object_name: Option<Box<str>>,
+    /// What client-go's recorder leaves unset, behind one pointer (`None`: all of it unset).
+    uncommon: Option<Box<EventUncommon>>,
     pub object_uid: Uid,
     pub reason: Shared,
     pub message: Shared,
@@ -500,7 +499,12 @@ impl EventView {
             created: Moment::of(e.metadata.creation_timestamp.as_ref().map(|t| t.0)),
             kind: Shared::new(e.type_.as_deref().unwrap_or_default()),
             object_kind: Shared::new(e.involved_object.kind.as_deref().unwrap_or_default()),
-            object_name: (name_prefix(name) != Some(object)).then(|| object.into()),
+            uncommon: Some(EventUncommon {
+                object_name: (name_prefix(name) != Some(object)).then(|| object.into()),
+                event_time: Moment::of(e.event_time.as_ref().map(|t| t.0)),
+            })
+            .filter(|u| *u != EventUncommon::default())
+            .map(Box::new),
             object_uid: Uid::new(e.involved_object.uid.as_deref().unwrap_or_default()),
             reason: Shared::new(e.reason.as_deref().unwrap_or_default()),
             message: Shared::message(
@@ -514,22 +518,41 @@ impl EventView {
                 .and_then(|s| s.component.as_deref())
                 .is_some_and(|c| c == CONTROLLER_COMPONENT),
             last_timestamp: Moment::of(e.last_timestamp.as_ref().map(|t| t.0)),
-            event_time: Moment::of(e.event_time.as_ref().map(|t| t.0)),
         }
     }
 
     /// The name of the object the Event is about.
     pub fn object_name(&self) -> &str {
-        match &self.object_name {
+        match self
+            .uncommon
+            .as_ref()
+            .and_then(|u| u.object_name.as_deref())
+        {
             Some(name) => name,
             None => name_prefix(&self.name).unwrap_or_default(),
         }
+    }
+
+    /// `eventTime`, which events.k8s.io recorders set and client-go's core one leaves unset.
+    pub fn event_time(&self) -> Moment {
+        self.uncommon
+            .as_ref()
+            .map_or_else(Moment::default, |u| u.event_time)
     }
 
     /// When it last happened, for sorting and ages.
     pub fn when(&self) -> Option<Timestamp> {
         self.last_timestamp.get().or(self.created.get())
     }
+}
+
+/// The parts of an Event that client-go's `tools/record` recorder (the kubelet's, the
+/// controllers', NIC's) leaves unset.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct EventUncommon {
+    /// The involved object's name when the Event's name does not begin with it.
+    object_name: Option<Box<str>>,
+    event_time: Moment,
 }
 
 /// What comes before an Event name's last dot (the object's name, in names client-go gives).
@@ -1059,7 +1082,7 @@ mod tests {
         let mut e = event("web-7d9f8.1880c5f3a2b4d6e8", "", "Scheduled", "m");
         e.involved_object.name = Some("web-7d9f8".into());
         let record = EventView::of(&e);
-        assert_eq!(record.object_name, None, "derived from the name");
+        assert_eq!(record.uncommon, None, "derived from the name, no eventTime");
         assert_eq!(record.object_name(), "web-7d9f8");
         // Any other name (events.k8s.io recorders, hand-made Events) keeps the object's name.
         for (name, object) in [
@@ -1072,6 +1095,13 @@ mod tests {
             e.involved_object.name = Some(object.into());
             assert_eq!(EventView::of(&e).object_name(), object, "{name}");
         }
+        // An events.k8s.io recorder's eventTime is kept.
+        let t: Timestamp = "2026-12-04T08:50:23.123456Z".parse().unwrap();
+        e.event_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(t));
+        let record = EventView::of(&e);
+        assert_eq!(record.event_time().get(), Some(t));
+        assert_eq!(record.object_name(), "web-7d9f8");
+        assert_eq!(EventView::of(&Event::default()).event_time().get(), None);
     }
 
     #[test]

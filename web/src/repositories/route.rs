@@ -131,7 +131,13 @@ pub fn latest_verdict<'a>(
         .into_iter()
         .filter(|e| e.object_uid == *uid && e.from_controller)
         .filter(|e| VERDICT_REASONS.contains(&e.reason.as_str()))
-        .max_by_key(|e| (e.last_timestamp, e.event_time, e.resource_version.number()))
+        .max_by_key(|e| {
+            (
+                e.last_timestamp,
+                e.event_time(),
+                e.resource_version.number(),
+            )
+        })
 }
 
 fn taken(message: &str, what: &str) -> bool {
