@@ -247,9 +247,7 @@ impl DeploymentView {
             .map(Box::new),
         }
     }
-}
 
-impl DeploymentView {
     /// The repository's variables.
     pub fn env(&self) -> &Environment {
         static NONE: Environment = Environment {
@@ -507,10 +505,7 @@ impl EventView {
             .map(Box::new),
             object_uid: Uid::new(e.involved_object.uid.as_deref().unwrap_or_default()),
             reason: Shared::new(e.reason.as_deref().unwrap_or_default()),
-            message: Shared::message(
-                e.message.as_deref().unwrap_or_default(),
-                e.involved_object.name.as_deref().unwrap_or_default(),
-            ),
+            message: Shared::message(e.message.as_deref().unwrap_or_default(), object),
             count: e.count.unwrap_or(1),
             from_controller: e
                 .source
