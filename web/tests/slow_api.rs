@@ -12,8 +12,10 @@ mod proxy;
 use std::time::{Duration, Instant};
 
 use axum::http::{Method, StatusCode};
+use cluster::SimConfig;
 use k8s_openapi::api::apps::v1::Deployment;
-use kube::api::{Patch, PatchParams};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 use common::Browser;
@@ -70,6 +72,93 @@ async fn a_cut_watch_recovers_and_shows_what_changed_during_the_cut() {
             |j| j["replicas"]["desired"] == 3,
         )
         .await;
+}
+
+/// The relists every watch of the site has completed, by name, from `/readyz`.
+async fn lists(b: &mut Browser) -> std::collections::BTreeMap<String, u64> {
+    let ready = b.get_json("/readyz").await;
+    ready["watches"]
+        .as_array()
+        .unwrap_or_else(|| panic!("/readyz has no watches: {ready}"))
+        .iter()
+        .map(|w| {
+            (
+                w["name"].as_str().unwrap().to_string(),
+                w["lists"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// k8s.io/apiserver pkg/storage/cacher watch_cache.go: a watch resumed from a resourceVersion
+/// older than the watch cache's history gets `410 Gone` ("too old resource version"), and
+/// client-go's reflector (kube-runtime's watcher here) lists again. The simulator keeps only 10
+/// changes here, and more than that happen while the site's connections are cut.
+#[tokio::test]
+async fn a_watch_resumed_after_its_version_left_the_history_relists_and_shows_the_cluster() {
+    let proxied = proxy::proxied_site_on(
+        SimConfig {
+            watch_history: 10,
+            ..SimConfig::default()
+        },
+        common::config(),
+        |_| {},
+    )
+    .await;
+    let site = &proxied.site;
+    let mut alice = site.user("alice").await;
+    create(&mut alice, "hello").await;
+    create(&mut alice, "gone").await;
+    let before = lists(&mut alice).await;
+    assert!(before.values().all(|n| *n >= 1), "{before:?}");
+
+    proxied.proxy.freeze();
+    proxied.proxy.cut();
+    let deployments = site.objects::<Deployment>("alice");
+    deployments
+        .patch(
+            "hello",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 3}})),
+        )
+        .await
+        .unwrap();
+    deployments
+        .delete("gone", &DeleteParams::default())
+        .await
+        .unwrap();
+    // Enough changes that whatever the site last saw has left the 10-change history.
+    let maps = site.objects::<ConfigMap>("alice");
+    let churn: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "churn"}})).unwrap();
+    maps.create(&PostParams::default(), &churn).await.unwrap();
+    for i in 0..30 {
+        maps.patch(
+            "churn",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"i": i.to_string()}})),
+        )
+        .await
+        .unwrap();
+    }
+    proxied.proxy.thaw();
+
+    alice
+        .poll_json(
+            "the scale and the delete made while the watches were away",
+            "/api/v1/repos",
+            |j| {
+                let repos = j["repositories"].as_array().unwrap();
+                repos.len() == 1
+                    && repos[0]["name"] == "hello"
+                    && repos[0]["replicas"]["desired"] == 3
+            },
+        )
+        .await;
+    let after = lists(&mut alice).await;
+    assert!(
+        after["deployments"] > before["deployments"],
+        "the Deployments watch did not list again: before {before:?}, after {after:?}"
+    );
 }
 
 #[tokio::test]

@@ -122,6 +122,8 @@ struct WatchHealth {
     synced: bool,
     last_error: Option<(Instant, String)>,
     events: u64,
+    /// Lists completed: the first sync, then one for every relist (after a 410, for example).
+    lists: u64,
 }
 
 impl WatchHealth {
@@ -141,6 +143,9 @@ pub struct WatchReport {
     pub synced: bool,
     pub running: bool,
     pub events: u64,
+    /// Lists completed: 1 after the first sync, one more for every relist (after `410 Gone`, when
+    /// the resourceVersion it would resume from left the API server's watch history).
+    pub lists: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
 }
@@ -225,6 +230,7 @@ impl Mirror {
                         synced: false,
                         last_error: None,
                         events: 0,
+                        lists: 0,
                     })
                     .collect(),
             ),
@@ -323,6 +329,7 @@ impl Mirror {
                 synced: h.synced,
                 running: h.running(now),
                 events: h.events,
+                lists: h.lists,
                 last_error: h.last_error.as_ref().map(|(_, e)| e.clone()),
             })
             .collect();

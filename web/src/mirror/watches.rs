@@ -310,6 +310,7 @@ async fn run<K>(
                 inner.health(index, |h| {
                     h.synced = true;
                     h.events += 1;
+                    h.lists += 1;
                 });
             }
             watcher::Event::Apply(o) => {

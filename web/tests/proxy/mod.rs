@@ -123,10 +123,19 @@ pub struct ProxiedSite {
 /// The simulator with the platform's fixtures, and the site under its installed identity
 /// talking to the API server through a [`Proxy`]; `before` runs on the proxy before the site
 /// starts (to start it frozen, for example).
-pub async fn proxied_site(mut config: Config, before: impl FnOnce(&Proxy)) -> ProxiedSite {
+pub async fn proxied_site(config: Config, before: impl FnOnce(&Proxy)) -> ProxiedSite {
+    proxied_site_on(SimConfig::default(), config, before).await
+}
+
+/// [`proxied_site`] on a simulator configured by `sim` (its readiness delay is set to 200 ms).
+pub async fn proxied_site_on(
+    sim: SimConfig,
+    mut config: Config,
+    before: impl FnOnce(&Proxy),
+) -> ProxiedSite {
     let sim = ClusterSim::start(SimConfig {
         readiness_delay: Duration::from_millis(200),
-        ..SimConfig::default()
+        ..sim
     })
     .await
     .expect("simulator starts");
