@@ -273,6 +273,7 @@ pub fn routes() -> Vec<Route> {
         }),
         Route::new(Get, "/healthz", || async { "ok" }),
         Route::new(Get, "/readyz", readyz),
+        Route::new(Get, "/metrics", metrics),
     ]
 }
 
@@ -388,6 +389,19 @@ async fn readyz(State(state): State<AppState>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, Json(readiness)).into_response()
+}
+
+/// `/readyz`'s facts for a Prometheus scrape: the mirror's lag, whether it has synced and the API
+/// server answers, and each watch's state, events and lists (relists after `410 Gone` show here).
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.mirror.readiness().to_prometheus(),
+    )
+        .into_response()
 }
 
 /// The signed-in user of a request, if any; used only to decorate error pages.
@@ -536,7 +550,23 @@ fn without_field(body: &[u8], name: &str) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
-    use super::path_matches;
+    use super::{path_matches, routes};
+    use crate::accounts::password::SITE_PATHS;
+
+    /// Users' endpoints are `http://<host>/<namespace>/<repo>/` on the site's own host, and a
+    /// namespace is named after its user: a route whose first segment no username may take
+    /// would otherwise be shadowed by, or shadow, someone's repositories.
+    #[test]
+    fn every_routes_first_segment_is_a_name_nobody_can_register() {
+        for route in routes() {
+            let first = route.path.split('/').nth(1).unwrap_or_default();
+            assert!(
+                first.is_empty() || SITE_PATHS.contains(&first),
+                "{} begins with {first:?}, which is not in SITE_PATHS",
+                route.path
+            );
+        }
+    }
 
     #[test]
     fn a_route_parameter_stands_for_one_non_empty_segment() {

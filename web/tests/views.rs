@@ -143,6 +143,12 @@ async fn readyz_is_not_ready_until_every_watch_has_synced() {
             .all(|w| w["synced"] == false),
         "{j}"
     );
+    let metrics = prometheus(&mut b).await;
+    assert_eq!(metrics["kdeploy_mirror_synced"], 0.0, "{metrics:?}");
+    assert_eq!(
+        metrics[r#"kdeploy_mirror_watch_lists_total{watch="deployments"}"#], 0.0,
+        "{metrics:?}"
+    );
     proxied.proxy.thaw();
     let j = common::eventually("the site to be ready", || {
         let mut b = b.clone();
@@ -161,4 +167,26 @@ async fn readyz_is_not_ready_until_every_watch_has_synced() {
             .all(|w| w["synced"] == true),
         "{j}"
     );
+    let metrics = prometheus(&mut b).await;
+    assert_eq!(metrics["kdeploy_mirror_synced"], 1.0, "{metrics:?}");
+    assert_eq!(metrics["kdeploy_api_server_answering"], 1.0, "{metrics:?}");
+    for watch in j["watches"].as_array().unwrap() {
+        let name = watch["name"].as_str().unwrap();
+        let lists = format!(r#"kdeploy_mirror_watch_lists_total{{watch="{name}"}}"#);
+        assert_eq!(metrics[&lists], 1.0, "{metrics:?}");
+    }
+}
+
+/// `/metrics`, a Prometheus text exposition, as series -> value (comments skipped).
+async fn prometheus(b: &mut common::Browser) -> std::collections::HashMap<String, f64> {
+    let r = b.get("/metrics").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    r.body
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| {
+            let (series, value) = l.rsplit_once(' ').unwrap();
+            (series.to_string(), value.parse().unwrap())
+        })
+        .collect()
 }

@@ -11,8 +11,22 @@ use crate::error::AppError;
 
 /// First path segments the site serves; a namespace with one of these names would shadow a page.
 pub const SITE_PATHS: &[&str] = &[
-    "api", "static", "login", "logout", "register", "healthz", "readyz", "repos", "admin",
-    "openapi", "account", "hooks",
+    "api",
+    "static",
+    "login",
+    "logout",
+    "register",
+    "healthz",
+    "readyz",
+    "repos",
+    "admin",
+    "openapi",
+    "account",
+    "hooks",
+    "metrics",
+    "registries",
+    "compose",
+    "console",
 ];
 
 /// Namespaces Kubernetes itself uses.
@@ -179,6 +193,10 @@ mod tests {
             ("logout", false),
             ("healthz", false),
             ("readyz", false),
+            ("metrics", false),
+            ("registries", false),
+            ("compose", false),
+            ("console", false),
             ("repos", false),
             ("admin", false),
             ("account", false),

@@ -344,6 +344,84 @@ impl Mirror {
     }
 }
 
+impl Readiness {
+    /// The same facts in the Prometheus text exposition format 0.0.4
+    /// (prometheus.io/docs/instrumenting/exposition_formats/): a `# HELP` and a `# TYPE` line
+    /// before each family's samples, counters named `_total`, label values quoted (watch names
+    /// are fixed identifiers, nothing to escape).
+    pub fn to_prometheus(&self) -> String {
+        use std::fmt::Write as _;
+        fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        }
+        let mut out = String::with_capacity(1024 + 192 * self.watches.len());
+        family(
+            &mut out,
+            "kdeploy_mirror_lag_seconds",
+            "gauge",
+            "How long ago the site's mirror of the cluster was last known current.",
+        );
+        let _ = writeln!(
+            out,
+            "kdeploy_mirror_lag_seconds {}.{:03}",
+            self.lag_ms / 1000,
+            self.lag_ms % 1000
+        );
+        family(
+            &mut out,
+            "kdeploy_mirror_synced",
+            "gauge",
+            "1 once every watch of the mirror has listed once.",
+        );
+        let _ = writeln!(out, "kdeploy_mirror_synced {}", u8::from(self.ready));
+        family(
+            &mut out,
+            "kdeploy_api_server_answering",
+            "gauge",
+            "1 while the API server answers the site's probe.",
+        );
+        let _ = writeln!(
+            out,
+            "kdeploy_api_server_answering {}",
+            u8::from(self.answering)
+        );
+        /// A per-watch family: name, type, help, and the value of one watch.
+        type PerWatch = (
+            &'static str,
+            &'static str,
+            &'static str,
+            fn(&WatchReport) -> u64,
+        );
+        let per_watch: [PerWatch; 3] = [
+            (
+                "kdeploy_mirror_watch_running",
+                "gauge",
+                "1 while a watch has synced and has not failed lately.",
+                |w| u64::from(w.running),
+            ),
+            (
+                "kdeploy_mirror_watch_events_total",
+                "counter",
+                "Watch events a watch has filed (a completed list counts as one).",
+                |w| w.events,
+            ),
+            (
+                "kdeploy_mirror_watch_lists_total",
+                "counter",
+                "Lists a watch has completed: the first sync, then one for each relist (after 410 Gone).",
+                |w| w.lists,
+            ),
+        ];
+        for (name, kind, help, value) in per_watch {
+            family(&mut out, name, kind, help);
+            for w in &self.watches {
+                let _ = writeln!(out, "{name}{{watch=\"{}\"}} {}", w.name, value(w));
+            }
+        }
+        out
+    }
+}
+
 /// Which namespaces a change touched.
 #[derive(Debug, Clone, Copy)]
 enum Touched<'a> {
@@ -482,6 +560,75 @@ mod tests {
         let mut names: Vec<String> = inner.followers.lock().unwrap().keys().cloned().collect();
         names.sort();
         names
+    }
+
+    /// prometheus.io/docs/instrumenting/exposition_formats/ (text format 0.0.4): every sample
+    /// follows its family's `# HELP` and `# TYPE` lines, counters end in `_total`, each line is
+    /// `name{labels} value` with a float value.
+    #[test]
+    fn the_metrics_are_prometheus_text_with_every_family_declared_before_its_samples() {
+        let watch = |name, lists| WatchReport {
+            name,
+            synced: true,
+            running: name != "pods",
+            events: 40,
+            lists,
+            last_error: None,
+        };
+        let readiness = Readiness {
+            ready: true,
+            answering: false,
+            lag_ms: 3_042,
+            stale_since: Some("2026-12-04T15:00:00Z".into()),
+            watches: vec![watch("deployments", 2), watch("pods", 1)],
+        };
+        let text = readiness.to_prometheus();
+        assert!(text.ends_with('\n'));
+        let mut declared: HashMap<String, String> = HashMap::new();
+        let mut samples: HashMap<String, f64> = HashMap::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# HELP ") {
+                let (name, help) = rest.split_once(' ').unwrap();
+                assert!(!help.is_empty(), "{line}");
+                declared.insert(name.to_string(), String::new());
+            } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = rest.split_once(' ').unwrap();
+                assert!(["gauge", "counter"].contains(&kind), "{line}");
+                assert_eq!(kind == "counter", name.ends_with("_total"), "{line}");
+                *declared.get_mut(name).expect("HELP before TYPE") = kind.to_string();
+            } else {
+                let (series, value) = line.rsplit_once(' ').unwrap();
+                let family = series.split('{').next().unwrap();
+                assert!(
+                    declared.get(family).is_some_and(|k| !k.is_empty()),
+                    "{family} sampled before its HELP and TYPE"
+                );
+                assert!(
+                    family
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_'),
+                    "{line}"
+                );
+                samples.insert(series.to_string(), value.parse().expect("a float value"));
+            }
+        }
+        assert_eq!(samples["kdeploy_mirror_lag_seconds"], 3.042);
+        assert_eq!(samples["kdeploy_mirror_synced"], 1.0);
+        assert_eq!(samples["kdeploy_api_server_answering"], 0.0);
+        assert_eq!(samples["kdeploy_mirror_watch_running{watch=\"pods\"}"], 0.0);
+        assert_eq!(
+            samples["kdeploy_mirror_watch_running{watch=\"deployments\"}"],
+            1.0
+        );
+        assert_eq!(
+            samples["kdeploy_mirror_watch_lists_total{watch=\"deployments\"}"],
+            2.0
+        );
+        assert_eq!(
+            samples["kdeploy_mirror_watch_events_total{watch=\"pods\"}"],
+            40.0
+        );
+        assert_eq!(samples.len(), 3 + 3 * 2);
     }
 
     #[test]
