@@ -11,12 +11,11 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
 use k8s_openapi::api::apps::v1::Deployment;
-use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower::ServiceExt;
 
-use common::{Browser, Site, site, site_with};
+use common::{Browser, site, site_with};
 
 /// How long a stream may take to show what a test waits for.
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -150,18 +149,6 @@ async fn create(b: &mut Browser, name: &str, replicas: u32) {
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
 }
 
-/// As `kubectl scale deployment <name> --replicas <n>` would, straight to the API server.
-async fn scale_with_kubectl(site: &Site, namespace: &str, name: &str, replicas: u32) {
-    site.objects::<Deployment>(namespace)
-        .patch(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"replicas": replicas}})),
-        )
-        .await
-        .unwrap();
-}
-
 fn row<'a>(overview: &'a Value, name: &str) -> Option<&'a Value> {
     overview["repositories"]
         .as_array()?
@@ -204,7 +191,7 @@ async fn open_streams_show_a_scale_made_with_kubectl_without_being_asked() {
     assert_eq!(first.event, "repo");
     assert_eq!(first.json()["name"], "hello");
 
-    scale_with_kubectl(&site, "alice", "hello", 3).await;
+    site.scale_with_kubectl("alice", "hello", 3).await;
     list.until("3 of 3 replicas ready on the list", |e| {
         list_shows(e, "hello", 3, 3)
     })
@@ -258,7 +245,7 @@ async fn a_hundred_open_streams_ask_the_api_server_nothing() {
     }
     assert_eq!(site.state.streams.open_for("alice"), 100);
 
-    scale_with_kubectl(&site, "alice", "hello", 2).await;
+    site.scale_with_kubectl("alice", "hello", 2).await;
     for (i, s) in streams.iter_mut().enumerate() {
         if i % 2 == 0 {
             s.until("2 of 2 ready on the list", |e| list_shows(e, "hello", 2, 2))
@@ -306,8 +293,8 @@ async fn a_stream_needs_a_session_and_shows_only_the_users_own_namespace() {
         row(&first, "other").is_some() && row(&first, "hello").is_none(),
         "{first}"
     );
-    scale_with_kubectl(&site, "alice", "hello", 2).await;
-    scale_with_kubectl(&site, "bob", "other", 2).await;
+    site.scale_with_kubectl("alice", "hello", 2).await;
+    site.scale_with_kubectl("bob", "other", 2).await;
     let e = list
         .until("Bob's own change", |e| {
             e.event == "repos" && row(&e.json(), "other").unwrap()["replicas"]["desired"] == 2

@@ -54,14 +54,7 @@ async fn a_cut_watch_recovers_and_shows_what_changed_during_the_cut() {
     proxied.proxy.freeze();
     proxied.proxy.cut();
     // Meanwhile someone scales the repository with kubectl.
-    site.objects::<Deployment>("alice")
-        .patch(
-            "hello",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"replicas": 3}})),
-        )
-        .await
-        .unwrap();
+    site.scale_with_kubectl("alice", "hello", 3).await;
     let during = alice.get_json("/api/v1/repos/hello").await;
     assert_eq!(during["replicas"]["desired"], 1, "{during}");
     proxied.proxy.thaw();
@@ -114,16 +107,8 @@ async fn a_watch_resumed_after_its_version_left_the_history_relists_and_shows_th
 
     proxied.proxy.freeze();
     proxied.proxy.cut();
-    let deployments = site.objects::<Deployment>("alice");
-    deployments
-        .patch(
-            "hello",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"replicas": 3}})),
-        )
-        .await
-        .unwrap();
-    deployments
+    site.scale_with_kubectl("alice", "hello", 3).await;
+    site.objects::<Deployment>("alice")
         .delete("gone", &DeleteParams::default())
         .await
         .unwrap();

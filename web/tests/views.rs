@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
 use k8s_openapi::api::apps::v1::Deployment;
-use kube::api::{Patch, PatchParams};
 use serde_json::json;
 use web::AppState;
 
@@ -71,14 +70,7 @@ async fn a_change_made_with_kubectl_appears_on_the_page() {
     let mut alice = site.user("alice").await;
     create(&mut alice, "hello").await;
     // As `kubectl scale deployment hello --replicas 3` would, straight to the API server.
-    site.objects::<Deployment>("alice")
-        .patch(
-            "hello",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"replicas": 3}})),
-        )
-        .await
-        .unwrap();
+    site.scale_with_kubectl("alice", "hello", 3).await;
     let j = alice
         .poll_json("the scale to show", "/api/v1/repos/hello", |j| {
             j["replicas"]["desired"] == 3

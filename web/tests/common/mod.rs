@@ -384,6 +384,19 @@ impl Site {
         Api::namespaced(self.admin.clone(), namespace)
     }
 
+    /// Scales a Deployment as `kubectl scale deployment <name> --replicas <n>` would: the
+    /// administrator's merge patch, straight to the API server, not through the site.
+    pub async fn scale_with_kubectl(&self, namespace: &str, name: &str, replicas: u32) {
+        self.objects::<k8s_openapi::api::apps::v1::Deployment>(namespace)
+            .patch(
+                name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(serde_json::json!({"spec": {"replicas": replicas}})),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("scaling {namespace}/{name} to {replicas}: {e}"));
+    }
+
     /// Whether an object of that kind and name exists in the namespace.
     pub async fn exists<K>(&self, namespace: &str, name: &str) -> bool
     where
